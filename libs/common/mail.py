@@ -1,0 +1,72 @@
+"""Sending email over SMTP, configured by one URL.
+
+``SMTP_URL`` forms: ``smtp://host:port`` (plain, as the dev sink), ``smtp://user:pass@host:587``
+(STARTTLS when the server offers it), ``smtps://user:pass@host:465`` (implicit TLS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    use_tls: bool
+
+    @classmethod
+    def from_url(cls, url: str) -> SmtpTarget:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError(f"SMTP_URL must start with smtp:// or smtps://, not {parts.scheme!r}")
+        if not parts.hostname:
+            raise ValueError("SMTP_URL has no host")
+        implicit_tls = parts.scheme == "smtps"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if implicit_tls else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            use_tls=implicit_tls,
+        )
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, *, permanent: bool, code: int | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.code = code
+
+
+async def send_email(target: SmtpTarget, message: EmailMessage, *, timeout_seconds: float = 30.0) -> None:
+    """Send one message. Raises :class:`DeliveryError`; ``permanent`` is true for a 5xx answer."""
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname=target.host,
+            port=target.port,
+            username=target.username,
+            password=target.password,
+            use_tls=target.use_tls,
+            start_tls=None if not target.use_tls else False,
+            timeout=timeout_seconds,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as error:
+        codes = [r.code for r in error.recipients]
+        permanent = all(500 <= c < 600 for c in codes)
+        raise DeliveryError(
+            f"recipient refused: {codes}", permanent=permanent, code=codes[0] if codes else None
+        ) from None
+    except aiosmtplib.SMTPResponseException as error:
+        raise DeliveryError(
+            f"SMTP {error.code}: {error.message[:200]}", permanent=500 <= error.code < 600, code=error.code
+        ) from None
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+        raise DeliveryError(f"SMTP unavailable: {type(error).__name__}", permanent=False) from None

@@ -1,0 +1,80 @@
+"""Alembic glue: each service has its own migration history, in its own schema.
+
+A service's ``migrations/env.py`` is two lines that call :func:`run_env` with the service's
+metadata. :func:`upgrade` runs a history to head; services do it on start unless told not to,
+and concurrent starts are serialised by an advisory lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import Connection, MetaData, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from libs.common.db import add_common_tables
+
+
+def alembic_config(script_location: Path, url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    # ConfigParser interpolation would choke on a '%' in a password.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(script_location: Path, url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(script_location, url), revision)
+
+
+def run_env(metadata: MetaData) -> None:
+    schema = metadata.schema
+    if schema is None:
+        raise RuntimeError("a service's metadata must name its schema")
+    url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("sqlalchemy.url is not set")
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=metadata, literal_binds=True, version_table_schema=schema)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    asyncio.run(_run_online(url, metadata, schema))
+
+
+async def _run_online(url: str, metadata: MetaData, schema: str) -> None:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_migrate, metadata, schema)
+    finally:
+        await engine.dispose()
+
+
+def _migrate(connection: Connection, metadata: MetaData, schema: str) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        version_table_schema=schema,
+        include_schemas=False,
+        transaction_per_migration=False,
+    )
+    with context.begin_transaction():
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": f"nps-migrate-{schema}"}
+        )
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        context.run_migrations()
+
+
+def create_common_tables(schema: str) -> None:
+    """For a service's first revision: outbox, processed_events, relay_state, tenants, api_keys."""
+    from alembic import op
+
+    metadata = MetaData(schema=schema)
+    add_common_tables(metadata)
+    metadata.create_all(op.get_bind())

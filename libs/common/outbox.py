@@ -1,0 +1,161 @@
+"""The outbox relay: publishes events that handlers wrote in the same transaction as their state.
+
+It locks a batch of unpublished rows (``FOR UPDATE SKIP LOCKED``, so several replicas can share the
+work), sends them all, waits for the broker's acknowledgements, then marks them published in the
+same transaction. A crash between send and mark re-sends the batch: consumers are idempotent by
+event id, so that is harmless, whereas the opposite order could lose events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from libs.common.db import Database
+from libs.common.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        database: Database,
+        producer: AIOKafkaProducer,
+        metrics: ServiceMetrics,
+        *,
+        batch_size: int = 500,
+        poll_seconds: float = 0.5,
+        retention: timedelta = timedelta(days=7),
+        broker_epoch: str | None = None,
+    ) -> None:
+        self._database = database
+        self._table = database.tables.outbox
+        self._producer = producer
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._retention = retention
+        self._broker_epoch = broker_epoch
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._last_cleanup = datetime.min.replace(tzinfo=UTC)
+
+    def notify(self) -> None:
+        """Called after a commit that wrote events, so they go out without waiting for the poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        await self._replay_into_new_broker()
+        delay = 0.2
+        while not self._stopping.is_set():
+            try:
+                published = await self.publish_batch()
+                await self._cleanup_if_due()
+                delay = 0.2
+            except Exception as error:
+                # The broker or database being away is the normal reason; keep trying, loudly.
+                log.warning("outbox.publish_failed", extra={"error": repr(error)[:300]})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if published < self._batch_size:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+        # Drain what is ready so a clean shutdown leaves nothing behind that it could have sent.
+        try:
+            while await self.publish_batch() > 0:
+                pass
+        except Exception as error:
+            log.warning("outbox.drain_failed", extra={"error": repr(error)[:300]})
+
+    async def publish_batch(self) -> int:
+        table = self._table
+        async with self._database.sessions() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(table.c.id, table.c.topic, table.c.key, table.c.payload)
+                    .where(table.c.published_at.is_(None))
+                    .order_by(table.c.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                self._metrics.outbox_pending.set(0)
+                return 0
+            deliveries = [
+                await self._producer.send(
+                    row.topic, row.payload, key=row.key.encode() if row.key else None, headers=[CONTENT_TYPE]
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*deliveries)
+            await session.execute(
+                update(table).where(table.c.id.in_([row.id for row in rows])).values(published_at=func.now())
+            )
+        for row in rows:
+            self._metrics.outbox_published.labels(row.topic).inc()
+        return len(rows)
+
+    async def pending(self) -> int:
+        async with self._database.sessions() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(self._table).where(self._table.c.published_at.is_(None))
+            )
+        return int(count or 0)
+
+    async def _cleanup_if_due(self) -> None:
+        now = datetime.now(UTC)
+        if now - self._last_cleanup < timedelta(minutes=10):
+            return
+        self._last_cleanup = now
+        processed = self._database.tables.processed_events
+        async with self._database.sessions() as session, session.begin():
+            await session.execute(
+                delete(self._table).where(self._table.c.published_at < now - self._retention)
+            )
+            # Redeliveries come within minutes; a month of memory is ample and keeps the table small.
+            await session.execute(
+                delete(processed).where(processed.c.processed_at < now - timedelta(days=30))
+            )
+            pending = await session.scalar(
+                select(func.count()).select_from(self._table).where(self._table.c.published_at.is_(None))
+            )
+        self._metrics.outbox_pending.set(int(pending or 0))
+
+    async def _replay_into_new_broker(self) -> None:
+        """The embedded broker keeps messages in memory only. When ``make run`` starts a fresh one,
+        re-publish the retained outbox so that nothing in flight at the last stop is lost; the
+        consumers' event-id idempotency turns the repeats into no-ops."""
+        if not self._broker_epoch:
+            return
+        state = self._database.tables.relay_state
+        async with self._database.sessions() as session, session.begin():
+            seen = await session.scalar(
+                select(state.c.value).where(state.c.name == "broker_epoch").with_for_update()
+            )
+            if seen == self._broker_epoch:
+                return
+            result = await session.execute(
+                update(self._table).where(self._table.c.published_at.is_not(None)).values(published_at=None)
+            )
+            await session.execute(
+                pg_insert(state)
+                .values(name="broker_epoch", value=self._broker_epoch)
+                .on_conflict_do_update(index_elements=[state.c.name], set_={"value": self._broker_epoch})
+            )
+        log.info("outbox.replayed_into_new_broker", extra={"events": getattr(result, "rowcount", None)})

@@ -1,0 +1,235 @@
+"""The composition root every service shares: settings -> database, producer, relay, consumers,
+background loops and the FastAPI app. ``python -m services.<name>`` ends up in :func:`main`;
+tests build the same :class:`Runtime` in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, FastAPI
+from sqlalchemy import MetaData
+
+from libs.common import http
+from libs.common.config import ServiceSettings
+from libs.common.db import CommonTables, Database
+from libs.common.kafka import ConsumerRunner, ConsumerSpec, make_producer
+from libs.common.logs import configure_logging
+from libs.common.metrics import ServiceMetrics, metrics_for
+from libs.common.migrations import upgrade
+from libs.common.outbox import OutboxRelay
+from libs.common.tenancy import ApiKeyVerifier
+
+log = logging.getLogger(__name__)
+
+Loop = Callable[["Runtime"], Awaitable[None]]
+S = TypeVar("S", bound=ServiceSettings)
+
+
+@dataclass
+class ServiceDefinition:
+    """What makes one service itself; everything else is shared."""
+
+    name: str
+    title: str
+    description: str
+    metadata: MetaData
+    tables: CommonTables
+    migrations: Path
+    routers: Sequence[APIRouter] = ()
+    consumers: Sequence[ConsumerSpec] = ()
+    loops: Sequence[tuple[str, Loop]] = ()
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Runtime:
+    def __init__(self, definition: ServiceDefinition, settings: ServiceSettings) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.metrics: ServiceMetrics = metrics_for(definition.name)
+        self.database = Database(
+            settings.database_url,
+            definition.tables,
+            pool_size=settings.database_pool_size,
+            application_name=f"nps-{definition.name}",
+        )
+        self.verifier = ApiKeyVerifier(self.database)
+        # aiokafka objects must be made inside the running loop; start() builds them.
+        self._producer: AIOKafkaProducer | None = None
+        self._relay: OutboxRelay | None = None
+        self.runners: list[ConsumerRunner] = []
+        self.extras = definition.extras
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("the runtime is not started")
+        return self._producer
+
+    @property
+    def relay(self) -> OutboxRelay:
+        if self._relay is None:
+            raise RuntimeError("the runtime is not started")
+        return self._relay
+
+    async def start(self) -> None:
+        self._producer = await self._start_producer()
+        settings = self.settings
+        self._relay = OutboxRelay(
+            self.database,
+            self._producer,
+            self.metrics,
+            batch_size=settings.outbox_batch_size,
+            poll_seconds=settings.outbox_poll_seconds,
+            broker_epoch=settings.broker_epoch,
+        )
+        self.database.on_commit = self._relay.notify
+        self.runners = [
+            ConsumerRunner(
+                spec,
+                service=self.definition.name,
+                settings=settings,
+                database=self.database,
+                producer=self._producer,
+                metrics=self.metrics,
+            )
+            for spec in self.definition.consumers
+        ]
+        self._spawn("outbox-relay", self._relay.run)
+        for runner in self.runners:
+            self._spawn(f"consumer-{runner.spec.name}", runner.run)
+        for name, loop in self.definition.loops:
+            self._spawn(name, partial(loop, self))
+        log.info("service.started", extra={"service": self.definition.name})
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        delay = 0.5
+        deadline = asyncio.get_running_loop().time() + 120
+        while True:
+            producer = make_producer(self.settings, self.definition.name)
+            try:
+                await producer.start()
+                return producer
+            except KafkaError as error:
+                await producer.stop()
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                log.warning("kafka.unavailable", extra={"error": repr(error)[:200]})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5)
+
+    def _spawn(self, name: str, target: Callable[[], Awaitable[None]]) -> None:
+        async def supervised() -> None:
+            delay = 0.5
+            while not self._stopping.is_set():
+                try:
+                    await target()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # A background task that dies quietly stops the service doing its job; say so
+                    # and start it again.
+                    log.exception("task.crashed", extra={"task": name})
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10)
+
+        self._tasks.append(asyncio.create_task(supervised(), name=name))
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for runner in self.runners:
+            runner.stop()
+        if self._relay is not None:
+            self._relay.stop()
+        loops = {name for name, _ in self.definition.loops}
+        for task in self._tasks:
+            if task.get_name() in loops:
+                task.cancel()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=10)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._producer is not None:
+            await self._producer.stop()
+        await self.database.dispose()
+        log.info("service.stopped", extra={"service": self.definition.name})
+
+    async def check_dependencies(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(self.database.ping(), 3)
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = f"unavailable: {type(error).__name__}"
+        try:
+            if self._producer is None:
+                raise RuntimeError("not started")
+            ok = await asyncio.wait_for(self._producer.client.force_metadata_update(), 3)
+            checks["kafka"] = "ok" if ok else "unavailable"
+        except Exception as error:
+            checks["kafka"] = f"unavailable: {type(error).__name__}"
+        return checks
+
+    def migrate(self) -> None:
+        upgrade(self.definition.migrations, self.settings.database_url)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    definition = runtime.definition
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title=definition.title, description=definition.description, version="1.0", lifespan=lifespan
+    )
+    http.install(app, runtime)
+    for router in definition.routers:
+        app.include_router(router)
+    return app
+
+
+def main(build: Callable[[S], ServiceDefinition], settings_class: type[S]) -> None:
+    """Entry point of ``python -m services.<name> [serve|migrate]``."""
+    import uvicorn
+
+    settings = settings_class()
+    definition = build(settings)
+    configure_logging(definition.name, settings.log_level)
+    command = sys.argv[1] if len(sys.argv) > 1 else "serve"
+    runtime = Runtime(definition, settings)
+    if command == "migrate" or settings.migrate_on_start:
+        runtime.migrate()
+        log.info("migrations.done", extra={"service": definition.name})
+    if command == "migrate":
+        return
+    if command != "serve":
+        raise SystemExit(f"unknown command {command!r}; use 'serve' or 'migrate'")
+    app = create_app(runtime)
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

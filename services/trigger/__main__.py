@@ -1,0 +1,5 @@
+from libs.common.service import main
+from services.trigger.config import TriggerSettings
+from services.trigger.main import build
+
+main(build, TriggerSettings)

@@ -1,0 +1,254 @@
+"""HTTP routes of the trigger: event intake, decisions, policy, and the tenant admin API."""
+
+from __future__ import annotations
+
+import hmac
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.common.events import INTAKE_TYPES, Contract, Email, Event, InvalidEvent, validate
+from libs.common.http import Tenant, UoW, runtime_of
+from services.trigger import handlers, repository
+from services.trigger.config import TriggerSettings
+
+router = APIRouter()
+admin_router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+def _settings(request: Request) -> TriggerSettings:
+    settings = runtime_of(request).settings
+    assert isinstance(settings, TriggerSettings)
+    return settings
+
+
+Settings = Annotated[TriggerSettings, Depends(_settings)]
+
+EVENTS_EXAMPLE = {
+    "specversion": "1.0",
+    "id": "order-10001-paid",
+    "source": "/shop/acme",
+    "type": "purchase.completed.v1",
+    "subject": "customer-42",
+    "data": {
+        "order_id": "10001",
+        "customer_id": "customer-42",
+        "email": "jane@example.com",
+        "locale": "da-DK",
+    },
+}
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    tags=["intake"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
+                    "examples": {"one": {"value": EVENTS_EXAMPLE}, "batch": {"value": [EVENTS_EXAMPLE]}},
+                }
+            },
+        }
+    },
+)
+async def post_events(tenant: Tenant, uow: UoW, settings: Settings, request: Request) -> JSONResponse:
+    """Take one CloudEvent, or a JSON array of up to 1,000, of type `purchase.completed.v1` or
+    `ticket.closed.v1`.
+
+    `tenantid` may be left out: the API key says which tenant the events belong to. Each event gets
+    a result in the order sent: `accepted` with the decision (`invited`, or `skipped` and a reason),
+    `duplicate` when its id was seen before, or `rejected` with the problem. Answers 202 when at
+    least one event was accepted or was a duplicate, 422 when every event was rejected.
+    """
+    try:
+        body = json.loads(await request.body())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise HTTPException(400, f"body is not valid JSON: {error}") from None
+    single = isinstance(body, dict)
+    if not single and not isinstance(body, list):
+        raise HTTPException(422, "body must be a CloudEvent object or a JSON array of them")
+    raw_events: list[Any] = [body] if single else body
+    if not raw_events:
+        raise HTTPException(422, "the batch is empty: send at least one event")
+    if len(raw_events) > settings.max_batch_events:
+        raise HTTPException(
+            413, f"the batch has {len(raw_events)} events; at most {settings.max_batch_events} are accepted"
+        )
+    results: list[dict[str, Any] | None] = [None] * len(raw_events)
+    valid: list[tuple[int, Event[Contract]]] = []
+    for index, raw in enumerate(raw_events):
+        if not isinstance(raw, dict):
+            results[index] = {
+                "id": None,
+                "status": "rejected",
+                "error": f"[{index}]: event must be a JSON object",
+            }
+            continue
+        claimed = raw.get("tenantid")
+        if claimed is not None and claimed != tenant.id:
+            results[index] = _rejected(raw, "tenantid: does not match the tenant of the API key")
+            continue
+        try:
+            valid.append((index, validate({**raw, "tenantid": tenant.id}, allowed_types=INTAKE_TYPES)))
+        except InvalidEvent as error:
+            results[index] = _rejected(raw, error.reason)
+    if valid:
+        outcomes = await handlers.handle_intake(
+            [event for _, event in valid],
+            uow,
+            now=datetime.now(UTC),
+            default_rest_period_days=settings.default_rest_period_days,
+        )
+        await uow.commit()
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            results[index] = outcome.as_result()
+    final = [result for result in results if result is not None]
+    counts = {
+        status: sum(1 for r in final if r["status"] == status)
+        for status in ("accepted", "duplicate", "rejected")
+    }
+    if not valid:
+        detail = final[0]["error"] if single else final
+        return JSONResponse(status_code=422, content={"error": "invalid_event", "detail": detail})
+    return JSONResponse(status_code=202, content={**counts, "results": final})
+
+
+def _rejected(raw: dict[str, Any], reason: str) -> dict[str, Any]:
+    event_id = raw.get("id")
+    return {"id": event_id if isinstance(event_id, str) else None, "status": "rejected", "error": reason}
+
+
+class DecisionView(BaseModel):
+    event_id: str
+    event_type: str
+    touchpoint: str
+    outcome: str
+    reason: str | None
+    invitation_id: str | None
+    rest_until: datetime | None
+    rest_period_days: int
+    decided_at: datetime
+
+
+@router.get("/v1/decisions", tags=["intake"])
+async def get_decisions(
+    tenant: Tenant,
+    uow: UoW,
+    customer: Annotated[str, Query(min_length=1, max_length=200, description="the customer id")],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """A customer's decisions, newest first, with the reason for every event that did not invite."""
+    rows = await repository.decisions_for_customer(uow.session, tenant.tenant_id, customer, limit)
+    return {
+        "customer": customer,
+        "decisions": [
+            DecisionView(
+                event_id=row.event_id,
+                event_type=row.event_type,
+                touchpoint=row.touchpoint,
+                outcome=row.outcome,
+                reason=row.reason,
+                invitation_id=str(row.invitation_id) if row.invitation_id else None,
+                rest_until=row.rest_until,
+                rest_period_days=row.rest_period_days,
+                decided_at=row.decided_at,
+            ).model_dump(mode="json")
+            for row in rows
+        ],
+    }
+
+
+class PolicyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rest_period_days: int = Field(ge=0, le=3650, description="days before a customer may be asked again")
+
+
+@router.get("/v1/policy", tags=["intake"])
+async def get_policy(tenant: Tenant, uow: UoW, settings: Settings) -> dict[str, int]:
+    """The tenant's rules: currently the rest period."""
+    periods = await repository.rest_periods(uow.session, [tenant.tenant_id])
+    return {"rest_period_days": periods.get(tenant.tenant_id, settings.default_rest_period_days)}
+
+
+@router.put("/v1/policy", tags=["intake"])
+async def put_policy(tenant: Tenant, uow: UoW, body: PolicyBody) -> dict[str, int]:
+    """Change the rest period. It applies to decisions made from now on."""
+    await repository.set_rest_period(uow.session, tenant.tenant_id, body.rest_period_days)
+    await uow.commit()
+    return {"rest_period_days": body.rest_period_days}
+
+
+# --- Admin --------------------------------------------------------------------------------------
+
+
+async def require_admin(request: Request) -> None:
+    presented = request.headers.get("x-admin-token", "")
+    expected = runtime_of(request).settings.admin_token.get_secret_value()
+    if not presented or not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise HTTPException(401, "missing or wrong admin token: send 'X-Admin-Token'")
+
+
+Admin = Annotated[None, Depends(require_admin)]
+
+
+class NewTenant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+    owner_email: Email | None = Field(default=None, description="who gets follow-up cases by default")
+
+
+@admin_router.post("/tenants", status_code=201)
+async def admin_create_tenant(_: Admin, uow: UoW, body: NewTenant) -> dict[str, str | None]:
+    """Create a tenant. Every service learns of it through `tenant.created.v1`."""
+    try:
+        tenant_id = await handlers.create_tenant(
+            uow, name=body.name, owner_email=body.owner_email, now=datetime.now(UTC)
+        )
+    except handlers.TenantExists:
+        raise HTTPException(409, f"a tenant named {body.name!r} exists already") from None
+    await uow.commit()
+    return {"tenant_id": str(tenant_id), "name": body.name, "owner_email": body.owner_email}
+
+
+@admin_router.get("/tenants")
+async def admin_list_tenants(_: Admin, uow: UoW) -> list[dict[str, Any]]:
+    """Every tenant."""
+    rows = await repository.list_tenants(uow.session)
+    return [
+        {
+            "tenant_id": str(r.id),
+            "name": r.name,
+            "owner_email": r.owner_email,
+            "created_at": r.created_at.isoformat(),
+        }
+        for r in rows
+    ]
+
+
+@admin_router.post("/tenants/{tenant}/api-keys", status_code=201)
+async def admin_create_api_key(_: Admin, uow: UoW, tenant: str) -> dict[str, str]:
+    """Create an API key for a tenant (by name or id). The key is in this answer only; it is
+    stored as a hash."""
+    try:
+        tenant_id, key = await handlers.create_api_key(uow, tenant=tenant, now=datetime.now(UTC))
+    except handlers.UnknownTenant:
+        raise HTTPException(404, f"no tenant {tenant!r}") from None
+    await uow.commit()
+    return {"tenant_id": str(tenant_id), "key_id": key.key_id, "api_key": key.secret}
+
+
+@admin_router.delete("/api-keys/{key_id}", status_code=204)
+async def admin_revoke_api_key(_: Admin, uow: UoW, key_id: str) -> Response:
+    """Revoke a key. Services stop accepting it within 30 seconds."""
+    if not await handlers.revoke_api_key(uow, key_id=key_id, now=datetime.now(UTC)):
+        raise HTTPException(404, f"no active API key {key_id!r}")
+    await uow.commit()
+    return Response(status_code=204)

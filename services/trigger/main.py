@@ -1,0 +1,40 @@
+"""Composition root of the trigger service."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from libs.common import topics
+from libs.common.db import UnitOfWork
+from libs.common.events import INTAKE_TYPES, Contract, Event
+from libs.common.kafka import ConsumerSpec
+from libs.common.service import ServiceDefinition
+from services.trigger import api, handlers
+from services.trigger.config import TriggerSettings
+from services.trigger.models import COMMON, Base
+
+
+def build(settings: TriggerSettings) -> ServiceDefinition:
+    async def intake(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+        await handlers.handle_intake_from_kafka(
+            events, uow, now=datetime.now(UTC), default_rest_period_days=settings.default_rest_period_days
+        )
+
+    return ServiceDefinition(
+        name="trigger",
+        title="NPS trigger",
+        description="Decides who is asked for feedback, when, and records why not.",
+        metadata=Base.metadata,
+        tables=COMMON,
+        migrations=Path(__file__).parent / "migrations",
+        routers=[api.router, api.admin_router],
+        consumers=[
+            ConsumerSpec(
+                name="intake",
+                topics=[topics.PURCHASES, topics.TICKETS],
+                handle=intake,
+                allowed_types=INTAKE_TYPES,
+            )
+        ],
+    )
