@@ -26,7 +26,9 @@ def normalise_database_url(url: str) -> str:
 class ServiceSettings(BaseSettings):
     """The settings every service has. Each service subclasses it and adds its own."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", case_sensitive=False, populate_by_name=True
+    )
 
     nps_env: Literal["development", "test", "production"] = "development"
     database_url: str = DEFAULT_DATABASE_URL
@@ -34,6 +36,8 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_enable_idempotence: bool = False
     kafka_client_id: str | None = None
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
     smtp_url: str = "smtp://127.0.0.1:1025"
     admin_token: SecretStr = Field(default=SecretStr("dev-admin-token"), validation_alias="NPS_ADMIN_TOKEN")
     http_host: str = "127.0.0.1"

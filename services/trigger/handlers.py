@@ -70,17 +70,28 @@ async def handle_intake(
     now: datetime,
     default_rest_period_days: int,
 ) -> list[IntakeOutcome]:
-    """Decide a batch of purchase/ticket events: one decision each, once per event id."""
+    """For the HTTP edge: claim the batch's event ids, decide the new ones, report every event."""
     fresh = await uow.claim(INTAKE_CONSUMER, events)
-    fresh_ids = {(event.tenant_id, event.id) for event in fresh}
+    decided = await decide_intake(fresh, uow, now=now, default_rest_period_days=default_rest_period_days)
+    return [IntakeOutcome(event, decided.get((event.tenant_id, event.id))) for event in events]
+
+
+async def decide_intake(
+    events: list[Event[Contract]],
+    uow: UnitOfWork,
+    *,
+    now: datetime,
+    default_rest_period_days: int,
+) -> dict[tuple[str, str], Decision]:
+    """Decide events already claimed as new: one decision each, recorded, invitations emitted."""
     session = uow.session
-    tenant_ids = [uuid.UUID(event.tenant_id) for event in fresh]
+    tenant_ids = [uuid.UUID(event.tenant_id) for event in events]
     policies = await repository.rest_periods(session, tenant_ids)
 
     by_tenant: dict[uuid.UUID, list[Event[Contract]]] = {}
-    for event in fresh:
+    for event in events:
         by_tenant.setdefault(uuid.UUID(event.tenant_id), []).append(event)
-    keys = [(uuid.UUID(event.tenant_id), _candidate(event).customer_id) for event in fresh]
+    keys = [(uuid.UUID(event.tenant_id), _candidate(event).customer_id) for event in events]
     last_invited = await repository.last_invitations(session, keys)
 
     decided: dict[tuple[str, str], Decision] = {}
@@ -125,13 +136,7 @@ async def handle_intake(
             )
     await repository.touch_customers(session, list(customer_rows.values()))
     await repository.record_decisions(session, decision_rows)
-    return [
-        IntakeOutcome(
-            event,
-            decided.get((event.tenant_id, event.id)) if (event.tenant_id, event.id) in fresh_ids else None,
-        )
-        for event in events
-    ]
+    return decided
 
 
 def _survey_requested(
@@ -168,7 +173,8 @@ async def handle_intake_from_kafka(
     unknown = sorted({event.tenant_id for event in events} - known)
     if unknown:
         raise RejectEvent(f"tenantid: unknown tenant {unknown[0]!r}")
-    await handle_intake(events, uow, now=now, default_rest_period_days=default_rest_period_days)
+    # The consumer runner has claimed these event ids already, under the same consumer name.
+    await decide_intake(events, uow, now=now, default_rest_period_days=default_rest_period_days)
 
 
 # --- Tenant registry ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def build(settings: TriggerSettings) -> ServiceDefinition:
         routers=[api.router, api.admin_router],
         consumers=[
             ConsumerSpec(
-                name="intake",
+                name=handlers.INTAKE_CONSUMER,
                 topics=[topics.PURCHASES, topics.TICKETS],
                 handle=intake,
                 allowed_types=INTAKE_TYPES,

@@ -1,0 +1,266 @@
+"""Shared fixtures: the real embedded servers (Postgres, Tansu, SMTP sink) for the whole session,
+and in-process service runtimes built by the same composition root as production.
+
+Tiers are marked by folder: tests/unit -> ``unit``, tests/integration -> ``integration``,
+tests/e2e -> ``e2e``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from libs.common.config import ServiceSettings
+from libs.common.events import APIKEY_CREATED, TENANT_CREATED, ApiKeyCreated, TenantCreated, new_event
+from libs.common.kafka import ensure_topics
+from libs.common.service import Runtime, ServiceDefinition, create_app
+from libs.common.tenancy import TENANCY_HANDLERS, generate_api_key
+from libs.common.topics import ALL_TOPICS
+from libs.devstack.kafka import EmbeddedKafka
+from libs.devstack.pg import EmbeddedPostgres
+from libs.devstack.ports import free_port
+from libs.devstack.smtp_sink import SmtpSink
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for tier in ("unit", "integration", "e2e"):
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    broker = EmbeddedKafka(free_port(), tmp_path_factory.mktemp("kafka"))
+    await broker.start()
+    try:
+        await ensure_topics(broker.bootstrap, ALL_TOPICS)
+        yield broker.bootstrap
+    finally:
+        await broker.stop()
+
+
+@dataclass
+class Mailbox:
+    directory: Path
+    url: str
+
+
+@pytest.fixture(scope="session")
+def smtp_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mailbox]:
+    directory = tmp_path_factory.mktemp("mail")
+    sink = SmtpSink(directory)
+    sink.start()
+    try:
+        yield Mailbox(directory, sink.url)
+    finally:
+        sink.stop()
+
+
+@dataclass
+class ServiceUnderTest:
+    runtime: Runtime
+    client: httpx.AsyncClient
+
+
+@dataclass
+class TestTenant:
+    __test__ = False  # a fixture value, not a test class
+
+    tenant_id: str
+    name: str
+    api_key: str
+    owner_email: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+StartService = Callable[..., Awaitable[ServiceUnderTest]]
+
+
+@pytest.fixture(scope="session")
+async def _service_pool(
+    pg_url: str, kafka_bootstrap: str, smtp_sink: Mailbox
+) -> AsyncIterator[tuple[dict[str, ServiceUnderTest], list[ServiceUnderTest]]]:
+    # Joining a consumer group costs the embedded broker ~5 s, so a service started with the same
+    # settings is shared by the tests of a session; tests keep apart by using unique tenants.
+    shared: dict[str, ServiceUnderTest] = {}
+    everything: list[ServiceUnderTest] = []
+    yield shared, everything
+    for under_test in reversed(everything):
+        await under_test.client.aclose()
+        await under_test.runtime.stop()
+
+
+@pytest.fixture
+async def start_service(
+    pg_url: str,
+    kafka_bootstrap: str,
+    smtp_sink: Mailbox,
+    _service_pool: tuple[dict[str, ServiceUnderTest], list[ServiceUnderTest]],
+) -> AsyncIterator[StartService]:
+    """Start a service in-process against the real servers: ``await start_service(build, Settings)``.
+
+    Settings can be overridden by keyword. The runtime is migrated and started exactly as
+    ``python -m services.<name>`` does. The same build and overrides give the same running service
+    for the whole session; pass ``fresh=True`` for a private one, stopped after the test.
+    """
+    shared, everything = _service_pool
+    private: list[ServiceUnderTest] = []
+
+    async def start(
+        build: Callable[[S], ServiceDefinition],
+        settings_class: type[S],
+        *,
+        fresh: bool = False,
+        **overrides: Any,
+    ) -> ServiceUnderTest:
+        pool_key = f"{build.__module__}.{build.__qualname__}:{settings_class.__qualname__}"
+        pool_key += repr(sorted(overrides.items()))
+        if not fresh and pool_key in shared:
+            return shared[pool_key]
+        values: dict[str, Any] = {
+            "database_url": pg_url,
+            "kafka_bootstrap_servers": kafka_bootstrap,
+            "smtp_url": smtp_sink.url,
+            "nps_env": "test",
+            "admin_token": "test-admin-token-" + uuid.uuid4().hex,
+            "outbox_poll_seconds": 0.1,
+            **overrides,
+        }
+        settings = settings_class.model_validate(values)
+        definition = build(settings)
+        runtime = Runtime(definition, settings)
+        await asyncio.to_thread(runtime.migrate)
+        await runtime.start()
+        app = create_app(runtime)
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+        under_test = ServiceUnderTest(runtime, client)
+        if fresh:
+            private.append(under_test)
+        else:
+            shared[pool_key] = under_test
+            everything.append(under_test)
+        return under_test
+
+    yield start
+    for under_test in reversed(private):
+        await under_test.client.aclose()
+        await under_test.runtime.stop()
+
+
+async def provision_tenant(runtime: Runtime, name: str | None = None) -> TestTenant:
+    """Give a service its copy of a new tenant and key, as the tenancy events would."""
+    name = name or f"tenant-{uuid.uuid4().hex[:8]}"
+    tenant_id = uuid.uuid4()
+    owner = f"owner-{uuid.uuid4().hex[:6]}@{name}.example"
+    key = generate_api_key()
+    now = datetime.now(UTC)
+    events = [
+        new_event(
+            TENANT_CREATED,
+            tenant_id=str(tenant_id),
+            source="/tests",
+            subject=str(tenant_id),
+            data=TenantCreated(tenant_id=tenant_id, name=name, owner_email=owner, created_at=now),
+        ),
+        new_event(
+            APIKEY_CREATED,
+            tenant_id=str(tenant_id),
+            source="/tests",
+            subject=str(tenant_id),
+            data=ApiKeyCreated(key_id=key.key_id, tenant_id=tenant_id, key_hash=key.key_hash, created_at=now),
+        ),
+    ]
+    async with runtime.database.uow() as uow:
+        for event in events:
+            await TENANCY_HANDLERS[event.type](event, uow)
+        await uow.commit()
+    return TestTenant(str(tenant_id), name, key.secret, owner)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], *, within: float = 20.0, interval: float = 0.1
+) -> Any:
+    """Poll ``check`` until it returns something truthy (no sleeping for a fixed time)."""
+    deadline = asyncio.get_running_loop().time() + within
+    last: Any = None
+    while True:
+        last = await check()
+        if last:
+            return last
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within}s; last value: {last!r}")
+        await asyncio.sleep(interval)
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    value: bytes,
+    *,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    """Write one raw message, as an outside producer would."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key, headers=headers or [])
+    finally:
+        await producer.stop()
+
+
+async def read_topic(
+    bootstrap: str, topic: str, predicate: Callable[[Any], bool], *, count: int = 1, within: float = 30.0
+) -> list[Any]:
+    """Read ``topic`` from the beginning until ``count`` records match ``predicate``; return them."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"test-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    matched: list[Any] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + within
+        while len(matched) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(
+                    f"{len(matched)} of {count} matching records on {topic} within {within}s"
+                )
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                matched.extend(record for record in records if predicate(record))
+    finally:
+        await consumer.stop()
+    return matched

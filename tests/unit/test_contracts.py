@@ -1,0 +1,144 @@
+"""Every event contract round-trips through both CloudEvents content modes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from libs.common import events
+from libs.common.events import CONTRACTS, Contract, InvalidEvent, decode_kafka, new_event
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
+
+SAMPLES: dict[str, Contract] = {
+    events.PURCHASE_COMPLETED: events.PurchaseCompleted(
+        order_id="9007199254740993",
+        customer_id="c1",
+        email="jane@example.com",
+        amount=Decimal("12.50"),
+        currency="DKK",
+        locale="da-DK",
+        occurred_at=NOW,
+    ),
+    events.TICKET_CLOSED: events.TicketClosed(ticket_id="T-1", customer_id="c1", email="jane@example.com"),
+    events.SURVEY_REQUESTED: events.SurveyRequested(
+        invitation_id=ID,
+        customer_id="c1",
+        email="jane@example.com",
+        touchpoint="webshop-purchase",
+        trigger_event_id="e1",
+        trigger_event_type=events.PURCHASE_COMPLETED,
+        send_at=NOW,
+    ),
+    events.SURVEY_SENT: events.SurveySent(
+        invitation_id=ID, customer_id="c1", touchpoint="support-ticket", sent_at=NOW
+    ),
+    events.SURVEY_RESPONDED: events.SurveyResponded(
+        response_id=ID,
+        invitation_id=ID,
+        customer_id="c1",
+        email="jane@example.com",
+        touchpoint="webshop-purchase",
+        score=3,
+        comment="slow delivery",
+        responded_at=NOW,
+    ),
+    events.NPS_UPDATED: events.NpsUpdated(
+        touchpoint="webshop-purchase", promoters=1, passives=0, detractors=1, responses=2, nps=0.0, as_of=NOW
+    ),
+    events.FOLLOWUP_OPENED: events.FollowupOpened(
+        case_id=ID,
+        response_id=ID,
+        invitation_id=ID,
+        customer_id="c1",
+        touchpoint="webshop-purchase",
+        score=3,
+        owner_email="cx@acme.example",
+        opened_at=NOW,
+        due_at=NOW,
+    ),
+    events.FOLLOWUP_UPDATED: events.FollowupUpdated(
+        case_id=ID, status="contacted", breached=False, updated_at=NOW
+    ),
+    events.TENANT_CREATED: events.TenantCreated(tenant_id=ID, name="acme", created_at=NOW),
+    events.APIKEY_CREATED: events.ApiKeyCreated(
+        key_id="0123456789abcdef", tenant_id=ID, key_hash="a" * 64, created_at=NOW
+    ),
+    events.APIKEY_REVOKED: events.ApiKeyRevoked(key_id="0123456789abcdef", tenant_id=ID, revoked_at=NOW),
+}
+
+
+def test_every_contract_has_a_sample() -> None:
+    assert set(SAMPLES) == set(CONTRACTS)
+
+
+@pytest.mark.parametrize("event_type", sorted(CONTRACTS))
+def test_structured_mode_round_trip(event_type: str) -> None:
+    event = new_event(event_type, tenant_id=str(ID), data=SAMPLES[event_type], subject="c1", source="/tests")
+    decoded = decode_kafka([], event.envelope.to_json())
+    assert decoded.type == event_type
+    assert decoded.data == SAMPLES[event_type]
+    assert decoded.envelope == event.envelope
+
+
+@pytest.mark.parametrize("event_type", sorted(CONTRACTS))
+def test_binary_mode_round_trip(event_type: str) -> None:
+    event = new_event(event_type, tenant_id=str(ID), data=SAMPLES[event_type], subject="c1", source="/tests")
+    envelope = json.loads(event.envelope.to_json())
+    data = envelope.pop("data")
+    headers = [(f"ce_{name}", str(value).encode()) for name, value in envelope.items()]
+    decoded = decode_kafka(headers, json.dumps(data).encode())
+    assert decoded.data == SAMPLES[event_type]
+
+
+def test_64_bit_order_ids_are_kept_exactly() -> None:
+    payload = (
+        b'{"specversion":"1.0","id":"x","source":"/s","type":"purchase.completed.v1","tenantid":"t",'
+        b'"data":{"order_id":"9007199254740993","customer_id":"c"}}'
+    )
+    decoded = decode_kafka([], payload)
+    assert isinstance(decoded.data, events.PurchaseCompleted)
+    assert decoded.data.order_id == "9007199254740993"
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[]", "must be a JSON object"),
+        (
+            b'{"specversion":"1.0","id":"x","source":"/s","type":"nope.v1","tenantid":"t","data":{}}',
+            "unknown event",
+        ),
+        (
+            b'{"specversion":"1.0","id":"x","source":"/s","type":"purchase.completed.v1","tenantid":"t",'
+            b'"data":{"order_id":"1"}}',
+            "data.customer_id",
+        ),
+        (
+            b'{"specversion":"1.0","id":"x","source":"/s","type":"purchase.completed.v1","tenantid":"t",'
+            b'"data":{"order_id":"1","customer_id":"c","email":"nope"}}',
+            "data.email",
+        ),
+        (
+            b'{"specversion":"1.0","id":"x","source":"/s","type":"purchase.completed.v1","tenantid":"t",'
+            b'"data":{"order_id":"1","customer_id":"c","discount":"all"}}',
+            "data.discount",
+        ),
+        (b'{"id":"x","source":"/s","type":"purchase.completed.v1","tenantid":"t","data":{}}', "specversion"),
+    ],
+)
+def test_bad_events_are_refused_with_the_field_named(payload: bytes, problem: str) -> None:
+    with pytest.raises(InvalidEvent) as error:
+        decode_kafka([], payload)
+    assert problem in error.value.reason
+
+
+def test_a_tombstone_is_refused() -> None:
+    with pytest.raises(InvalidEvent, match="no value"):
+        decode_kafka([], None)
