@@ -7,7 +7,7 @@ Each service owns one Postgres schema. Besides its own tables it has the same fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -24,10 +24,8 @@ from sqlalchemy import (
     Text,
     Uuid,
     func,
-    insert,
     text,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from libs.common.events import Contract, Event, topic_of
@@ -104,6 +102,23 @@ def add_common_tables(metadata: MetaData) -> CommonTables:
     return CommonTables(outbox, processed_events, relay_state, tenants, api_keys)
 
 
+async def copy_rows(
+    session: AsyncSession, table: Table, columns: Sequence[str], records: Iterable[Sequence[Any]]
+) -> None:
+    """Append rows with COPY inside the session's transaction: the fastest way in, for rows that
+    cannot conflict (callers guarantee that; there is no ON CONFLICT for COPY)."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    await driver.copy_records_to_table(
+        table.name, schema_name=table.schema, columns=list(columns), records=records
+    )
+
+
+OUTBOX_COLUMNS = ("event_id", "event_type", "topic", "key", "payload")
+
+
 def outbox_row(event: Event[Contract], *, key: str | None = None, topic: str | None = None) -> dict[str, Any]:
     return {
         "event_id": event.envelope.id,
@@ -176,18 +191,28 @@ class UnitOfWork:
         for event in events:
             unique.setdefault((event.tenant_id, event.id), event)
         table = self.tables.processed_events
-        statement = (
-            pg_insert(table)
-            .values([{"consumer": consumer, "tenant_id": t, "event_id": e} for t, e in unique])
-            .on_conflict_do_nothing()
-            .returning(table.c.tenant_id, table.c.event_id)
+        # unnest() of two arrays: one cached statement whatever the batch size.
+        statement = text(
+            f'INSERT INTO "{table.schema}".processed_events (consumer, tenant_id, event_id) '
+            "SELECT :consumer, tenant_id, event_id "
+            "FROM unnest(CAST(:tenants AS text[]), CAST(:ids AS text[])) AS batch(tenant_id, event_id) "
+            "ON CONFLICT DO NOTHING RETURNING tenant_id, event_id"
         )
-        fresh = {(row.tenant_id, row.event_id) for row in await self.session.execute(statement)}
+        result = await self.session.execute(
+            statement,
+            {"consumer": consumer, "tenants": [t for t, _ in unique], "ids": [e for _, e in unique]},
+        )
+        fresh = {(row.tenant_id, row.event_id) for row in result}
         return [event for key, event in unique.items() if key in fresh]
 
     async def commit(self) -> None:
         if self._pending:
-            await self.session.execute(insert(self.tables.outbox), self._pending)
+            await copy_rows(
+                self.session,
+                self.tables.outbox,
+                OUTBOX_COLUMNS,
+                [tuple(row[c] for c in OUTBOX_COLUMNS) for row in self._pending],
+            )
         await self.session.commit()
         had_events = bool(self._pending)
         self._pending.clear()

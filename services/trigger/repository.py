@@ -6,12 +6,14 @@ import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import Table, Text, Uuid, any_, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from libs.common.db import copy_rows
 from services.trigger.models import COMMON, Customer, Decision, Policy
 
 
@@ -20,13 +22,21 @@ async def last_invitations(
 ) -> dict[tuple[uuid.UUID, str], datetime]:
     if not keys:
         return {}
+    wanted = set(keys)
+    # Two array parameters keep this one cached statement on the primary key, whatever the batch.
     rows = await session.execute(
         select(Customer.tenant_id, Customer.customer_id, Customer.last_invited_at).where(
-            tuple_(Customer.tenant_id, Customer.customer_id).in_(list(set(keys))),
+            Customer.tenant_id == any_(bindparam("tenants", list({t for t, _ in wanted}), type_=ARRAY(Uuid))),
+            Customer.customer_id
+            == any_(bindparam("customers", list({c for _, c in wanted}), type_=ARRAY(Text))),
             Customer.last_invited_at.is_not(None),
         )
     )
-    return {(row.tenant_id, row.customer_id): row.last_invited_at for row in rows}
+    return {
+        (row.tenant_id, row.customer_id): row.last_invited_at
+        for row in rows
+        if (row.tenant_id, row.customer_id) in wanted
+    }
 
 
 async def rest_periods(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
@@ -43,26 +53,58 @@ async def set_rest_period(session: AsyncSession, tenant_id: uuid.UUID, days: int
     )
 
 
+_TOUCH_CUSTOMERS = text(
+    "INSERT INTO trigger.customers (tenant_id, customer_id, last_invited_at, last_event_at) "
+    "SELECT * FROM unnest(CAST(:tenants AS uuid[]), CAST(:customers AS text[]), "
+    "CAST(:invited AS timestamptz[]), CAST(:seen AS timestamptz[])) "
+    "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET last_event_at = excluded.last_event_at, "
+    "last_invited_at = coalesce(excluded.last_invited_at, customers.last_invited_at)"
+)
+
+
 async def touch_customers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Upsert customers; ``last_invited_at`` only moves when the row says it was invited."""
+    """Upsert customers; ``last_invited_at`` only moves when the row says it was invited.
+
+    Arrays through unnest(): one statement and four parameters, whatever the batch size.
+    """
     if not rows:
         return
-    statement = pg_insert(Customer).values(list(rows))
-    excluded = statement.excluded
     await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[Customer.tenant_id, Customer.customer_id],
-            set_={
-                "last_event_at": excluded.last_event_at,
-                "last_invited_at": func.coalesce(excluded.last_invited_at, Customer.last_invited_at),
-            },
-        )
+        _TOUCH_CUSTOMERS,
+        {
+            "tenants": [row["tenant_id"] for row in rows],
+            "customers": [row["customer_id"] for row in rows],
+            "invited": [row["last_invited_at"] for row in rows],
+            "seen": [row["last_event_at"] for row in rows],
+        },
     )
 
 
+DECISION_COLUMNS = (
+    "tenant_id",
+    "event_id",
+    "event_type",
+    "customer_id",
+    "touchpoint",
+    "outcome",
+    "reason",
+    "invitation_id",
+    "rest_until",
+    "rest_period_days",
+    "decided_at",
+)
+
+
 async def record_decisions(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Append decisions with COPY. Each event id was claimed once in this transaction, so a
+    decision can never conflict with an earlier one."""
     if rows:
-        await session.execute(pg_insert(Decision).values(list(rows)).on_conflict_do_nothing())
+        await copy_rows(
+            session,
+            cast(Table, Decision.__table__),
+            DECISION_COLUMNS,
+            [tuple(row[c] for c in DECISION_COLUMNS) for row in rows],
+        )
 
 
 async def decisions_for_customer(
