@@ -1,0 +1,5 @@
+from libs.common.service import main
+from services.alerting.config import AlertingSettings
+from services.alerting.main import build
+
+main(build, AlertingSettings)

@@ -1,0 +1,62 @@
+"""Follow-up cases: which answers open one, the SLA clock, and how a case may move on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+#: NPS buckets: 0-6 detractors, 7-8 passives, 9-10 promoters.
+DETRACTOR_MAX_SCORE = 6
+
+
+class CaseStatus(StrEnum):
+    OPEN = "open"
+    CONTACTED = "contacted"
+    RESOLVED = "resolved"
+
+
+#: Where a case may go from each status. A resolved case is final; nothing moves backwards.
+TRANSITIONS: Mapping[CaseStatus, frozenset[CaseStatus]] = {
+    CaseStatus.OPEN: frozenset({CaseStatus.CONTACTED, CaseStatus.RESOLVED}),
+    CaseStatus.CONTACTED: frozenset({CaseStatus.RESOLVED}),
+    CaseStatus.RESOLVED: frozenset(),
+}
+
+#: Only a case nobody has reached out about can breach the SLA: contacting the customer stops the clock.
+BREACHABLE_STATUSES: frozenset[CaseStatus] = frozenset({CaseStatus.OPEN})
+
+
+def is_detractor(score: int) -> bool:
+    if not 0 <= score <= 10:
+        raise ValueError(f"an NPS score is 0-10, not {score}")
+    return score <= DETRACTOR_MAX_SCORE
+
+
+def due_at(responded_at: datetime, sla: timedelta) -> datetime:
+    """The SLA runs from the moment the customer answered, not from when we heard of it."""
+    return responded_at + sla
+
+
+def is_breached(status: CaseStatus, due: datetime, now: datetime) -> bool:
+    """A case is breached when it is still untouched after its due time (the due instant itself is
+    still in time). The SLA check's UPDATE statement is this rule in SQL."""
+    return status in BREACHABLE_STATUSES and due < now
+
+
+class InvalidTransition(Exception):
+    def __init__(self, current: CaseStatus, target: CaseStatus) -> None:
+        allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing (it is final)"
+        super().__init__(
+            f"a case cannot go from {current.value} to {target.value}; from {current.value} it may go to "
+            f"{allowed}"
+        )
+        self.current = current
+        self.target = target
+
+
+def transition(current: CaseStatus, target: CaseStatus) -> CaseStatus:
+    """The status after a requested change, or :class:`InvalidTransition` naming the problem."""
+    if target not in TRANSITIONS[current]:
+        raise InvalidTransition(current, target)
+    return target

@@ -1,0 +1,114 @@
+"""What the alert emails say, and how long to wait before trying a failed one again."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+
+class NoticeKind(StrEnum):
+    CASE_OPENED = "case_opened"
+    CASE_BREACHED = "case_breached"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseFacts:
+    """What a person needs to know about a case to act on it."""
+
+    case_id: uuid.UUID
+    customer_id: str
+    customer_name: str | None
+    customer_email: str
+    touchpoint: str
+    score: int
+    comment: str | None
+    opened_at: datetime
+    due_at: datetime
+    owner_email: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    kind: NoticeKind
+    recipient: str
+    subject: str
+    body: str
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _customer_lines(case: CaseFacts) -> list[str]:
+    who = f"{case.customer_name} ({case.customer_id})" if case.customer_name else case.customer_id
+    comment = case.comment.strip() if case.comment and case.comment.strip() else "(no comment)"
+    return [
+        f"Customer: {who}",
+        f"Contact: {case.customer_email}",
+        f"Answered: {utc_text(case.opened_at)}",
+        "",
+        "Their comment:",
+        comment,
+    ]
+
+
+def _how_to_update(case: CaseFacts) -> list[str]:
+    return [
+        "When you have reached out, mark the case through the alerting API:",
+        f'  PATCH /v1/cases/{case.case_id}  {{"status": "contacted"}}',
+        f'and once it is settled:  PATCH /v1/cases/{case.case_id}  {{"status": "resolved"}}',
+    ]
+
+
+def case_opened(case: CaseFacts, recipient: str) -> Notice:
+    subject = f"Detractor at {case.touchpoint}: score {case.score}, follow up by {utc_text(case.due_at)}"
+    lines = [
+        f"A detractor (score {case.score}) answered the survey at touchpoint {case.touchpoint}.",
+        "",
+        *_customer_lines(case),
+        "",
+        f"Please contact them: due by {utc_text(case.due_at)}.",
+        "",
+        *_how_to_update(case),
+        "",
+        f"Case: {case.case_id}",
+    ]
+    return Notice(NoticeKind.CASE_OPENED, recipient, subject, "\n".join(lines) + "\n")
+
+
+def case_breached(case: CaseFacts, recipient: str, breached_at: datetime) -> Notice:
+    subject = f"Follow-up overdue at {case.touchpoint}: score {case.score}, was due {utc_text(case.due_at)}"
+    owner = case.owner_email or "nobody (the tenant has no owner email)"
+    lines = [
+        f"A detractor case has not been contacted in time: it was due by {utc_text(case.due_at)}",
+        f"and is still open at {utc_text(breached_at)}.",
+        "",
+        f"Score {case.score} at touchpoint {case.touchpoint}. Assigned to: {owner}.",
+        "",
+        *_customer_lines(case),
+        "",
+        *_how_to_update(case),
+        "",
+        f"Case: {case.case_id}",
+    ]
+    return Notice(NoticeKind.CASE_BREACHED, recipient, subject, "\n".join(lines) + "\n")
+
+
+# --- Delivery retries ----------------------------------------------------------------------------
+
+#: Temporary failures are retried with doubling waits for about a working day, then given up.
+MAX_ATTEMPTS = 10
+FIRST_RETRY = timedelta(seconds=30)
+LONGEST_RETRY = timedelta(hours=1)
+
+
+def retry_delay(attempts: int) -> timedelta | None:
+    """The wait after ``attempts`` tries that all failed temporarily; ``None`` once it is time to give up."""
+    if attempts < 1:
+        raise ValueError("retry_delay is asked after at least one attempt")
+    if attempts >= MAX_ATTEMPTS:
+        return None
+    # Cap the exponent before multiplying so a huge count cannot overflow timedelta.
+    return min(FIRST_RETRY * (1 << min(attempts - 1, 20)), LONGEST_RETRY)

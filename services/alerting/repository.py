@@ -1,0 +1,138 @@
+"""Every query the alerting service makes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.alerting.models import COMMON, FollowupCase, Notification
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    known: bool
+    owner_email: str | None
+
+
+async def tenant_info(session: AsyncSession, tenant_id: uuid.UUID) -> TenantInfo:
+    table = COMMON.tenants
+    row = (await session.execute(select(table.c.owner_email).where(table.c.id == tenant_id))).first()
+    return TenantInfo(known=row is not None, owner_email=row.owner_email if row is not None else None)
+
+
+async def insert_case(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert a case unless its answer has one already; true when this call created it."""
+    created = await session.scalar(
+        pg_insert(FollowupCase)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[FollowupCase.response_id])
+        .returning(FollowupCase.id)
+    )
+    return created is not None
+
+
+async def queue_notifications(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(
+            pg_insert(Notification)
+            .values(list(rows))
+            .on_conflict_do_nothing(index_elements=[Notification.case_id, Notification.kind])
+        )
+
+
+async def mark_breached(
+    session: AsyncSession, now: datetime, *, statuses: Iterable[str], limit: int
+) -> Sequence[FollowupCase]:
+    """Stamp up to ``limit`` overdue cases as breached, in one statement, and return them.
+
+    SKIP LOCKED lets replicas share the work and leaves a case being changed by a request for the
+    next round, when its new status decides whether it breached at all.
+    """
+    overdue = (
+        select(FollowupCase.id)
+        .where(
+            FollowupCase.status.in_(list(statuses)),
+            FollowupCase.due_at < now,
+            FollowupCase.breached_at.is_(None),
+        )
+        .order_by(FollowupCase.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.scalars(
+        update(FollowupCase)
+        .where(FollowupCase.id.in_(overdue))
+        .values(breached_at=now, updated_at=now)
+        .returning(FollowupCase)
+        .execution_options(synchronize_session=False)
+    )
+    return result.all()
+
+
+async def list_cases(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    *,
+    status: str | None,
+    breached: bool | None,
+    limit: int,
+) -> Sequence[FollowupCase]:
+    query = select(FollowupCase).where(FollowupCase.tenant_id == tenant_id)
+    if status is not None:
+        query = query.where(FollowupCase.status == status)
+    if breached is not None:
+        query = query.where(
+            FollowupCase.breached_at.is_not(None) if breached else FollowupCase.breached_at.is_(None)
+        )
+    result = await session.scalars(
+        query.order_by(FollowupCase.opened_at.desc(), FollowupCase.id.desc()).limit(limit)
+    )
+    return result.all()
+
+
+async def get_case(
+    session: AsyncSession, tenant_id: uuid.UUID, case_id: uuid.UUID, *, for_update: bool = False
+) -> FollowupCase | None:
+    query = select(FollowupCase).where(FollowupCase.id == case_id, FollowupCase.tenant_id == tenant_id)
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def count_open_cases(session: AsyncSession) -> int:
+    count = await session.scalar(
+        select(func.count()).select_from(FollowupCase).where(FollowupCase.status == "open")
+    )
+    return int(count or 0)
+
+
+async def claim_notifications(session: AsyncSession, limit: int) -> Sequence[Notification]:
+    """Lock a batch of notifications that are due; other notifiers skip them until this one commits.
+
+    Due by the database's clock, the one that stamped them when they were queued."""
+    result = await session.scalars(
+        select(Notification)
+        .where(
+            Notification.sent_at.is_(None),
+            Notification.failed_at.is_(None),
+            Notification.next_attempt_at <= func.now(),
+        )
+        .order_by(Notification.next_attempt_at, Notification.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return result.all()
+
+
+async def record_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Each row: ``id`` plus the new ``attempts``, ``sent_at``, ``failed_at``, ``last_error`` and
+    ``next_attempt_at``; one executemany for the batch."""
+    if rows:
+        await session.execute(update(Notification), list(rows))

@@ -1,0 +1,364 @@
+"""The closed loop: a detractor's answer on Kafka opens a case, its owner is emailed, the case is
+worked through the API, and a case nobody contacted in time is escalated."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from libs.common import topics
+from libs.common.events import SURVEY_RESPONDED, Event, SurveyResponded, new_event
+from libs.devstack.smtp_sink import read_messages
+from services.alerting import handlers
+from services.alerting.config import AlertingSettings
+from services.alerting.main import build
+from tests.conftest import (
+    Mailbox,
+    ServiceUnderTest,
+    StartService,
+    TestTenant,
+    eventually,
+    produce,
+    provision_tenant,
+    read_topic,
+)
+
+pytestmark = pytest.mark.integration
+
+SLA = timedelta(hours=24)
+
+
+async def _alerting(start_service: StartService, **overrides: Any) -> ServiceUnderTest:
+    # The SLA loop checks once at start and then not again during a test: the tests drive it.
+    values: dict[str, Any] = {"sla_check_seconds": 3600, "notify_poll_seconds": 0.1, **overrides}
+    return await start_service(build, AlertingSettings, **values)
+
+
+def _answer(
+    tenant: TestTenant,
+    *,
+    score: int,
+    responded_at: datetime | None = None,
+    customer_id: str | None = None,
+    comment: str | None = "The delivery was two weeks late.",
+    response_id: uuid.UUID | None = None,
+) -> Event[Any]:
+    customer = customer_id or f"customer-{uuid.uuid4().hex[:8]}"
+    data = SurveyResponded(
+        response_id=response_id or uuid.uuid4(),
+        invitation_id=uuid.uuid4(),
+        customer_id=customer,
+        email=f"{customer}@shoppers.example",
+        name="Jane Doe",
+        touchpoint="webshop-purchase",
+        score=score,
+        comment=comment,
+        responded_at=responded_at or datetime.now(UTC) - timedelta(minutes=1),
+    )
+    return new_event(
+        SURVEY_RESPONDED, tenant_id=tenant.tenant_id, data=data, subject=customer, source="/tests"
+    )
+
+
+async def _publish(bootstrap: str, event: Event[Any]) -> None:
+    subject = event.envelope.subject or ""
+    await produce(bootstrap, topics.SURVEY_EVENTS, event.envelope.to_json(), key=subject.encode())
+
+
+async def _cases(sut: ServiceUnderTest, tenant: TestTenant, **params: str) -> list[dict[str, Any]]:
+    response = await sut.client.get("/v1/cases", params=params, headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    cases: list[dict[str, Any]] = response.json()["cases"]
+    return cases
+
+
+def _mail_to(mailbox: Mailbox, address: str) -> list[EmailMessage]:
+    return [message for message in read_messages(mailbox.directory) if address in str(message["To"])]
+
+
+def _body(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    content: str = part.get_content()
+    return content
+
+
+def _followup(type_: str, case_id: str, **data: Any) -> Any:
+    def matches(record: Any) -> bool:
+        event = json.loads(record.value)
+        return (
+            event["type"] == type_
+            and event["data"]["case_id"] == case_id
+            and all(event["data"].get(name) == value for name, value in data.items())
+        )
+
+    return matches
+
+
+def _at(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+async def test_a_detractor_opens_a_case_and_its_owner_is_emailed(
+    start_service: StartService, kafka_bootstrap: str, smtp_sink: Mailbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sut = await _alerting(start_service)
+    tenant = await provision_tenant(sut.runtime)
+    answer = _answer(tenant, score=3)
+
+    await _publish(kafka_bootstrap, answer)
+
+    (case,) = await eventually(lambda: _cases(sut, tenant), within=30)
+    responded_at = answer.data.responded_at
+    assert case["status"] == "open"
+    assert case["score"] == 3
+    assert case["touchpoint"] == "webshop-purchase"
+    assert case["customer_id"] == answer.data.customer_id
+    assert case["comment"] == "The delivery was two weeks late."
+    assert case["owner_email"] == tenant.owner_email
+    assert _at(case["opened_at"]) == responded_at
+    assert _at(case["due_at"]) == responded_at + SLA
+    assert case["breached"] is False and case["breached_at"] is None
+    assert "email" not in case
+
+    single = await sut.client.get(f"/v1/cases/{case['id']}", headers=tenant.headers)
+    assert single.status_code == 200
+    assert single.json() == case
+
+    async def owner_mail() -> list[EmailMessage]:
+        return _mail_to(smtp_sink, tenant.owner_email)
+
+    (mail,) = await eventually(owner_mail, within=20)
+    body = _body(mail)
+    assert mail["From"] == "NPS Alerts <alerts@nps.localhost>"
+    assert "score 3" in mail["Subject"]
+    assert "A detractor (score 3) answered the survey at touchpoint webshop-purchase" in body
+    assert "The delivery was two weeks late." in body
+    assert f"due by {(responded_at + SLA).strftime('%Y-%m-%d %H:%M')} UTC" in body
+    assert f"PATCH /v1/cases/{case['id']}" in body
+
+    (opened,) = await read_topic(
+        kafka_bootstrap, topics.FOLLOWUPS, _followup("followup.opened.v1", case["id"], score=3)
+    )
+    event = json.loads(opened.value)
+    assert event["tenantid"] == tenant.tenant_id
+    assert _at(event["data"]["due_at"]) == responded_at + SLA
+    assert event["data"]["owner_email"] == tenant.owner_email
+
+    # The platform's own log lines; the test's Kafka client and mail sink log raw payloads at debug.
+    logged = [
+        " ".join(map(str, record.__dict__.values()))
+        for record in caplog.records
+        if record.name.startswith(("services.", "libs.common."))
+    ]
+    assert any("followup.opened" in line for line in logged)
+    assert any("notification.sent" in line for line in logged)
+    assert not [line for line in logged if answer.data.email in line or tenant.owner_email in line]
+
+
+async def test_promoters_and_passives_open_no_case(start_service: StartService, kafka_bootstrap: str) -> None:
+    sut = await _alerting(start_service)
+    tenant = await provision_tenant(sut.runtime)
+    customer = f"customer-{uuid.uuid4().hex[:8]}"
+
+    await _publish(kafka_bootstrap, _answer(tenant, score=9, customer_id=customer))
+    await _publish(kafka_bootstrap, _answer(tenant, score=7, customer_id=customer))
+    # Same customer, so the same partition: once this one has a case the others were handled too.
+    await _publish(kafka_bootstrap, _answer(tenant, score=6, customer_id=customer))
+
+    cases = await eventually(lambda: _cases(sut, tenant), within=30)
+    assert [case["score"] for case in cases] == [6]
+
+
+async def test_the_same_answer_twice_opens_one_case_and_sends_one_email(
+    start_service: StartService, kafka_bootstrap: str, smtp_sink: Mailbox
+) -> None:
+    sut = await _alerting(start_service)
+    tenant = await provision_tenant(sut.runtime)
+    customer = f"customer-{uuid.uuid4().hex[:8]}"
+    answer = _answer(tenant, score=2, customer_id=customer)
+    # The same answer again under another event id, as a re-publishing producer would send it.
+    again = new_event(
+        SURVEY_RESPONDED,
+        tenant_id=tenant.tenant_id,
+        data=answer.data,
+        subject=customer,
+        source="/tests",
+    )
+    later = _answer(tenant, score=4, customer_id=customer)
+
+    for event in (answer, answer, again, later):
+        await _publish(kafka_bootstrap, event)
+
+    async def both_cases_and_mails() -> bool:
+        cases = await _cases(sut, tenant)
+        return len(cases) >= 2 and len(_mail_to(smtp_sink, tenant.owner_email)) >= 2
+
+    await eventually(both_cases_and_mails, within=30)
+    cases = await _cases(sut, tenant)
+    assert sorted(case["score"] for case in cases) == [2, 4]
+    mails = _mail_to(smtp_sink, tenant.owner_email)
+    assert sorted("score 2" in m["Subject"] for m in mails) == [False, True]
+
+
+async def test_a_case_is_contacted_then_resolved_and_never_reopened(
+    start_service: StartService, kafka_bootstrap: str
+) -> None:
+    sut = await _alerting(start_service)
+    tenant = await provision_tenant(sut.runtime)
+    await _publish(kafka_bootstrap, _answer(tenant, score=1))
+    (case,) = await eventually(lambda: _cases(sut, tenant), within=30)
+    path = f"/v1/cases/{case['id']}"
+
+    contacted = await sut.client.patch(
+        path, json={"status": "contacted", "note": "Called, she wants a refund"}, headers=tenant.headers
+    )
+    assert contacted.status_code == 200, contacted.text
+    assert contacted.json()["status"] == "contacted"
+    assert contacted.json()["contacted_at"] is not None
+    assert contacted.json()["note"] == "Called, she wants a refund"
+
+    resolved = await sut.client.patch(path, json={"status": "resolved"}, headers=tenant.headers)
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["status"] == "resolved"
+    assert resolved.json()["resolved_at"] is not None
+    assert resolved.json()["contacted_at"] == contacted.json()["contacted_at"]
+
+    backwards = await sut.client.patch(path, json={"status": "contacted"}, headers=tenant.headers)
+    assert backwards.status_code == 409
+    assert backwards.json()["error"] == "conflict"
+    assert "from resolved to contacted" in backwards.json()["detail"]
+
+    assert [c["id"] for c in await _cases(sut, tenant, status="resolved")] == [case["id"]]
+    assert await _cases(sut, tenant, status="open") == []
+
+    await read_topic(
+        kafka_bootstrap,
+        topics.FOLLOWUPS,
+        lambda record: (
+            _followup("followup.updated.v1", case["id"], status="contacted", breached=False)(record)
+            or _followup("followup.updated.v1", case["id"], status="resolved", breached=False)(record)
+        ),
+        count=2,
+    )
+
+
+async def test_cases_are_private_to_their_tenant_and_updates_are_validated(
+    start_service: StartService, kafka_bootstrap: str
+) -> None:
+    sut = await _alerting(start_service)
+    tenant = await provision_tenant(sut.runtime)
+    stranger = await provision_tenant(sut.runtime)
+    await _publish(kafka_bootstrap, _answer(tenant, score=0))
+    (case,) = await eventually(lambda: _cases(sut, tenant), within=30)
+    path = f"/v1/cases/{case['id']}"
+
+    assert (await sut.client.get(path, headers=stranger.headers)).status_code == 404
+    foreign = await sut.client.patch(path, json={"status": "resolved"}, headers=stranger.headers)
+    assert foreign.status_code == 404
+    assert await _cases(sut, stranger) == []
+    unknown = await sut.client.patch(
+        f"/v1/cases/{uuid.uuid4()}", json={"status": "resolved"}, headers=tenant.headers
+    )
+    assert unknown.status_code == 404
+    assert (await sut.client.get(path)).status_code == 401
+
+    extra = await sut.client.patch(path, json={"status": "resolved", "owner": "x"}, headers=tenant.headers)
+    assert extra.status_code == 422
+    reopen = await sut.client.patch(path, json={"status": "open"}, headers=tenant.headers)
+    assert reopen.status_code == 422
+    long_note = await sut.client.patch(
+        path, json={"status": "resolved", "note": "x" * 2001}, headers=tenant.headers
+    )
+    assert long_note.status_code == 422
+    still = await sut.client.get(path, headers=tenant.headers)
+    assert still.json()["status"] == "open"
+
+
+async def test_a_case_nobody_contacted_in_time_breaches_and_is_escalated(
+    start_service: StartService, kafka_bootstrap: str, smtp_sink: Mailbox
+) -> None:
+    escalations = f"escalations-{uuid.uuid4().hex[:8]}@acme.example"
+    sut = await _alerting(start_service, escalation_email=escalations)
+    tenant = await provision_tenant(sut.runtime)
+    now = datetime.now(UTC)
+    forgotten = _answer(tenant, score=2, responded_at=now - timedelta(hours=25))
+    # Due a minute from now and contacted straight away: in time, however late the check runs.
+    handled = _answer(tenant, score=5, responded_at=now - SLA + timedelta(minutes=1))
+    await _publish(kafka_bootstrap, forgotten)
+    await _publish(kafka_bootstrap, handled)
+    cases = await eventually(lambda: _by_customer(sut, tenant, 2), within=30)
+    forgotten_case = cases[forgotten.data.customer_id]
+    handled_case = cases[handled.data.customer_id]
+    contacted = await sut.client.patch(
+        f"/v1/cases/{handled_case['id']}", json={"status": "contacted"}, headers=tenant.headers
+    )
+    assert contacted.status_code == 200
+
+    check_at = datetime.now(UTC) + timedelta(minutes=2)
+    settings = sut.runtime.settings
+    assert isinstance(settings, AlertingSettings)
+    async with sut.runtime.database.uow() as uow:
+        breached = await handlers.mark_breached(uow, check_at, escalation_email=settings.escalation_email)
+        await uow.commit()
+    assert breached >= 1
+
+    after = await _by_customer(sut, tenant, 2)
+    assert after[forgotten.data.customer_id]["breached"] is True
+    assert after[forgotten.data.customer_id]["status"] == "open"
+    assert _at(after[forgotten.data.customer_id]["breached_at"]) == check_at
+    assert after[handled.data.customer_id]["breached"] is False
+    assert [c["id"] for c in await _cases(sut, tenant, breached="true")] == [forgotten_case["id"]]
+
+    async def escalation_mail() -> list[EmailMessage]:
+        return _mail_to(smtp_sink, escalations)
+
+    (escalation,) = await eventually(escalation_mail, within=20)
+    assert forgotten_case["id"] in _body(escalation)
+    assert "overdue" in escalation["Subject"]
+    await read_topic(
+        kafka_bootstrap,
+        topics.FOLLOWUPS,
+        _followup("followup.updated.v1", forgotten_case["id"], status="open", breached=True),
+    )
+
+    # A second check finds nothing new to escalate about this case.
+    async with sut.runtime.database.uow() as uow:
+        await handlers.mark_breached(uow, check_at + timedelta(minutes=1), escalation_email=escalations)
+        await uow.commit()
+    assert (await _by_customer(sut, tenant, 2))[forgotten.data.customer_id]["breached_at"] == after[
+        forgotten.data.customer_id
+    ]["breached_at"]
+
+
+async def test_without_an_escalation_address_the_owner_hears_of_the_breach(
+    start_service: StartService, kafka_bootstrap: str, smtp_sink: Mailbox
+) -> None:
+    sut = await _alerting(start_service)
+    tenant = await provision_tenant(sut.runtime)
+    await _publish(
+        kafka_bootstrap, _answer(tenant, score=4, responded_at=datetime.now(UTC) - timedelta(hours=30))
+    )
+    (case,) = await eventually(lambda: _cases(sut, tenant), within=30)
+
+    async with sut.runtime.database.uow() as uow:
+        await handlers.mark_breached(uow, datetime.now(UTC))
+        await uow.commit()
+
+    async def overdue_mail() -> list[EmailMessage]:
+        return [m for m in _mail_to(smtp_sink, tenant.owner_email) if "overdue" in m["Subject"]]
+
+    (mail,) = await eventually(overdue_mail, within=20)
+    assert case["id"] in _body(mail)
+
+
+async def _by_customer(sut: ServiceUnderTest, tenant: TestTenant, count: int) -> dict[str, dict[str, Any]]:
+    cases = await _cases(sut, tenant)
+    return {case["customer_id"]: case for case in cases} if len(cases) >= count else {}
