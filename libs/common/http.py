@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.db import UnitOfWork
@@ -41,7 +42,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
+    # Starlette's class: routing raises it for 404/405; FastAPI's HTTPException is a subclass.
+    assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail
     if isinstance(detail, dict) and "error" in detail:
         return JSONResponse(status_code=exc.status_code, content=detail, headers=exc.headers)
@@ -148,9 +150,6 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     """Error handlers, size limit, request metrics, /healthz, /readyz and /metrics."""
     app.state.runtime = runtime
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
     app.add_exception_handler(StarletteHTTPException, _http_error)
     metrics = runtime.metrics
 

@@ -295,3 +295,11 @@ async def test_the_admin_api_creates_tenants_and_keys_and_refuses_without_the_to
     # A fresh verifier has no cache: the revoked key no longer opens anything.
     service.runtime.verifier._cache.clear()
     assert (await service.client.get("/v1/policy", headers=headers)).status_code == 401
+
+
+async def test_unknown_routes_and_methods_get_json_4xx(start_service: StartService) -> None:
+    service = await start_service(build, TriggerSettings)
+    missing = await service.client.get("/v1/nope")
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
+    wrong_method = await service.client.delete("/v1/events")
+    assert (wrong_method.status_code, wrong_method.json()["error"]) == (405, "method_not_allowed")
