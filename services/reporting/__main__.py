@@ -1,0 +1,5 @@
+from libs.common.service import main
+from services.reporting.config import ReportingSettings
+from services.reporting.main import build
+
+main(build, ReportingSettings)

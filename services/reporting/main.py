@@ -1,0 +1,42 @@
+"""Composition root of the reporting service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from libs.common import topics
+from libs.common.db import UnitOfWork
+from libs.common.events import Contract, Event
+from libs.common.kafka import ConsumerSpec, dispatch_by_type
+from libs.common.service import ServiceDefinition
+from libs.common.tenancy import TENANCY_HANDLERS
+from services.reporting import api, handlers
+from services.reporting.config import ReportingSettings
+from services.reporting.models import COMMON, Base
+
+
+def build(settings: ReportingSettings) -> ServiceDefinition:
+    tenancy = dispatch_by_type(TENANCY_HANDLERS)
+
+    async def consume(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+        # Tenancy and the read model touch different tables, so their relative order does not
+        # matter; the read model takes the batch whole to write each table once.
+        await tenancy(events, uow)
+        await handlers.project(events, uow)
+
+    return ServiceDefinition(
+        name="reporting",
+        title="NPS reporting",
+        description="A tenant's survey results at a glance: score, response rate and follow-up cases.",
+        metadata=Base.metadata,
+        tables=COMMON,
+        migrations=Path(__file__).parent / "migrations",
+        routers=[api.router],
+        consumers=[
+            ConsumerSpec(
+                name="read-model",
+                topics=[topics.SURVEY_EVENTS, topics.FOLLOWUPS, topics.TENANTS],
+                handle=consume,
+            )
+        ],
+    )

@@ -1,0 +1,5 @@
+from libs.common.service import main
+from services.scoring.config import ScoringSettings
+from services.scoring.main import build
+
+main(build, ScoringSettings)
