@@ -1,0 +1,43 @@
+"""Composition root of the survey service."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from libs.common import topics
+from libs.common.db import UnitOfWork
+from libs.common.events import Contract, Event
+from libs.common.kafka import ConsumerSpec
+from libs.common.service import ServiceDefinition
+from services.survey import api, handlers
+from services.survey.config import SurveySettings
+from services.survey.models import COMMON, Base
+from services.survey.sender import sender_loop
+
+
+def build(settings: SurveySettings) -> ServiceDefinition:
+    token_ttl = timedelta(days=settings.token_ttl_days)
+
+    async def consume(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+        await handlers.handle_consumed(
+            events,
+            uow,
+            token_secret=settings.survey_token_secret.get_secret_value(),
+            token_ttl=token_ttl,
+            now=datetime.now(UTC),
+        )
+
+    return ServiceDefinition(
+        name="survey",
+        title="NPS survey",
+        description="Emails the survey invitations and records each person's one answer.",
+        metadata=Base.metadata,
+        tables=COMMON,
+        migrations=Path(__file__).parent / "migrations",
+        routers=[api.public_router, api.router],
+        consumers=[
+            ConsumerSpec(name="requests", topics=[topics.SURVEY_REQUESTS, topics.TENANTS], handle=consume)
+        ],
+        loops=[("survey-sender", sender_loop(settings))],
+    )
