@@ -1,0 +1,88 @@
+"""Small helpers the dev servers share: free ports, waiting for a listener, child-process hygiene."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+_PR_SET_PDEATHSIG = 1
+# Loaded up front: the forked child should only make the one system call, not run the dynamic loader.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the kernel's pick for port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # Without SO_REUSEADDR a port in TIME_WAIT would look busy although a server could bind it.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def accepts_connections(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def wait_for_port(
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    within: float,
+    alive: Callable[[], bool] = lambda: True,
+) -> None:
+    """Poll until something accepts TCP connections on host:port.
+
+    `alive` lets the caller give up early when the process that should open the port has died,
+    instead of waiting out the whole deadline.
+    """
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=1.0)
+        except (OSError, TimeoutError):
+            pass
+        else:
+            writer.close()
+            await writer.wait_closed()
+            return
+        if not alive():
+            raise RuntimeError(f"the process meant to listen on {host}:{port} exited")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing accepted connections on {host}:{port} within {within:.0f}s")
+        await asyncio.sleep(0.05)
+
+
+def die_with_parent() -> None:
+    """`preexec_fn` for children that must not outlive the process that spawned them.
+
+    If the supervisor is killed with SIGKILL it cannot clean up, so the kernel sends the child SIGTERM
+    instead (Linux only; elsewhere this is a no-op). The signal follows the *thread* that forked, so spawn
+    from the main thread, never from a worker thread that may go away.
+    """
+    if _LIBC is None:
+        return
+    parent = os.getppid()
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    # The parent may have died between fork and prctl; then nobody would ever send the signal.
+    if os.getppid() != parent:
+        os._exit(1)

@@ -1,0 +1,67 @@
+"""Switching to an external PostgreSQL is configuration only: here a second server, over TCP,
+with a password, started by the test from the same binaries (no Debian package needed)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from libs.devstack.pg import PasswordPostgres
+from libs.devstack.ports import free_port
+from services.trigger import handlers
+from services.trigger.config import TriggerSettings
+from services.trigger.main import build
+from tests.conftest import StartService
+
+
+@pytest.fixture(scope="module")
+def password_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PasswordPostgres]:
+    server = PasswordPostgres(Path(tmp_path_factory.mktemp("pg-tcp")), port=free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_the_trigger_runs_on_an_external_postgres_over_tcp_with_a_password(
+    start_service: StartService, password_postgres: PasswordPostgres
+) -> None:
+    url = password_postgres.url
+    assert "@127.0.0.1:" in url and password_postgres.password in url
+    service = await start_service(
+        build, TriggerSettings, database_url=url.replace("postgresql+asyncpg", "postgres"), fresh=True
+    )
+    assert (await service.client.get("/readyz")).json()["checks"] == {"database": "ok", "kafka": "ok"}
+    async with service.runtime.database.uow() as uow:
+        await handlers.create_tenant(uow, name="external", owner_email=None, now=datetime.now(UTC))
+        _, key = await handlers.create_api_key(uow, tenant="external", now=datetime.now(UTC))
+        await uow.commit()
+    event = {
+        "specversion": "1.0",
+        "id": uuid.uuid4().hex,
+        "source": "/shop",
+        "type": "purchase.completed.v1",
+        "data": {"order_id": "1", "customer_id": "c1", "email": "jane@example.com"},
+    }
+    response = await service.client.post(
+        "/v1/events", json=event, headers={"Authorization": f"Bearer {key.secret}"}
+    )
+    assert response.json()["results"][0]["decision"] == "invited"
+
+    # The data really is in that server, and the password is really required.
+    connection = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        assert await connection.fetchval("SELECT count(*) FROM trigger.decisions") == 1
+    finally:
+        await connection.close()
+    wrong = url.replace(password_postgres.password, "wrong-password").replace(
+        "postgresql+asyncpg", "postgresql"
+    )
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect(wrong)
