@@ -240,16 +240,15 @@ async def read_topic(
     bootstrap: str, topic: str, predicate: Callable[[Any], bool], *, count: int = 1, within: float = 30.0
 ) -> list[Any]:
     """Read ``topic`` from the beginning until ``count`` records match ``predicate``; return them."""
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"test-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    # Assigned partitions, no consumer group: nothing to join, so reading starts at once.
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
+    await consumer.topics()  # fetches the cluster metadata that partitions_for_topic reads
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
     matched: list[Any] = []
     try:
         deadline = asyncio.get_running_loop().time() + within

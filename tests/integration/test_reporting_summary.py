@@ -110,19 +110,21 @@ async def test_the_summary_adds_up_invitations_answers_and_cases_of_the_tenant_o
     await customer.case_opened(case_id, opened_at)
     await customer.sent(answered)
     response_id = uuid.uuid4()
-    await customer.responded(answered, response_id, score=3)
+    # A promoter: a detractor's answer would also make the running alerting service open a real
+    # case for this tenant, which reporting would rightly count as well.
+    await customer.responded(answered, response_id, score=10)
     # A copy of the answer under a new event id is still the same answer. The second invitation
     # comes after it on the same partition: once that is counted, so is the copy.
-    await customer.responded(answered, response_id, score=3)
+    await customer.responded(answered, response_id, score=10)
     await customer.sent(unanswered)
     await customer.case_updated(case_id, "open", True, opened_at + timedelta(hours=48))
 
     expected_counts = {
-        "nps": -100.0,
+        "nps": 100.0,
         "responses": 1,
-        "promoters": 0,
+        "promoters": 1,
         "passives": 0,
-        "detractors": 1,
+        "detractors": 0,
         "invitations_sent": 2,
         "response_rate": 0.5,
         "cases": {"open": 1, "breached": 1, "resolved": 0},
