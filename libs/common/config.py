@@ -36,6 +36,9 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_enable_idempotence: bool = False
     kafka_client_id: str | None = None
+    # Consumer groups are <prefix>.<service>.<consumer>; a separate environment on a shared cluster
+    # needs its own prefix, or it would steal the other's partitions.
+    kafka_group_prefix: str = Field(default="nps", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
     smtp_url: str = "smtp://127.0.0.1:1025"

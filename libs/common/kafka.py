@@ -134,7 +134,7 @@ class ConsumerRunner:
         metrics: ServiceMetrics,
     ) -> None:
         self.spec = spec
-        self.group_id = f"nps.{service}.{spec.name}"
+        self.group_id = f"{settings.kafka_group_prefix}.{service}.{spec.name}"
         self._settings = settings
         self._database = database
         self._producer = producer

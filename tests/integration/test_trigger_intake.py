@@ -183,7 +183,11 @@ async def test_poison_messages_go_to_the_dlq_with_a_reason_and_intake_carries_on
     good = purchase(customer, tenant=tenant.tenant_id)
     await produce(bootstrap, topics.PURCHASES, json.dumps(good).encode(), key=marker)
 
-    [dead] = await read_topic(bootstrap, topics.dlq(topics.PURCHASES), lambda r: r.key == marker)
+    [dead] = await read_topic(
+        bootstrap,
+        topics.dlq(topics.PURCHASES),
+        lambda r: r.key == marker and dict(r.headers)["nps-dlq-consumer"] == b"nps.trigger.intake",
+    )
     headers = dict(dead.headers)
     assert reason in headers["nps-dlq-reason"].decode(), label
     assert headers["nps-dlq-topic"] == topics.PURCHASES.encode()
