@@ -15,7 +15,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from libs.common import topics
 
@@ -55,6 +63,12 @@ class Contract(BaseModel):
 # --- Producer events (webshops and support systems) -------------------------------------------
 
 
+TimeZone = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+){0,2}$|^UTC$", max_length=64)
+]
+Status = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50)]
+
+
 class PurchaseCompleted(Contract):
     order_id: Identifier
     customer_id: Identifier
@@ -64,6 +78,12 @@ class PurchaseCompleted(Contract):
     amount: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=4)
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
     occurred_at: Timestamp | None = None
+    #: The shop's own order status (e.g. paid, fulfilled); touchpoint filters match on it.
+    status: Status | None = None
+    #: A test order from the shop's admin: never surveyed unless a touchpoint asks for it.
+    test: bool = False
+    account_id: Identifier | None = None
+    time_zone: TimeZone | None = None
 
 
 class TicketClosed(Contract):
@@ -74,6 +94,51 @@ class TicketClosed(Contract):
     locale: Locale | None = None
     agent_email: Email | None = None
     closed_at: Timestamp | None = None
+    status: Status | None = None
+    account_id: Identifier | None = None
+    time_zone: TimeZone | None = None
+
+
+class OrderCancelled(Contract):
+    """An order was cancelled, refunded or voided: a pending survey about it must not go out."""
+
+    order_id: Identifier
+    customer_id: Identifier
+    reason: Literal["cancelled", "refunded", "voided"]
+    occurred_at: Timestamp | None = None
+
+
+class CustomerUpserted(Contract):
+    """A customer (a contact) as the source system knows it; B2B contacts name their account."""
+
+    customer_id: Identifier
+    email: Email | None = None
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    locale: Locale | None = None
+    time_zone: TimeZone | None = None
+    account_id: Identifier | None = None
+    account_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class CustomerUnsubscribed(Contract):
+    """The customer may not be surveyed again until they re-subscribe: an unsubscribe, a hard bounce
+    or a complaint. Either the customer id or the email address identifies them."""
+
+    customer_id: Identifier | None = None
+    email: Email | None = None
+    reason: Literal["unsubscribed", "hard_bounce", "complaint"] = "unsubscribed"
+    occurred_at: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _identified(self) -> CustomerUnsubscribed:
+        if self.customer_id is None and self.email is None:
+            raise ValueError("customer_id or email is required")
+        return self
+
+
+class CustomerResubscribed(Contract):
+    customer_id: Identifier
+    occurred_at: Timestamp | None = None
 
 
 # --- Platform events ------------------------------------------------------------------------
@@ -89,6 +154,14 @@ class SurveyRequested(Contract):
     trigger_event_id: Identifier
     trigger_event_type: str
     send_at: Timestamp
+
+
+class SurveyCancelled(Contract):
+    """The trigger withdraws an invitation that has not been sent yet."""
+
+    invitation_id: uuid.UUID
+    customer_id: Identifier
+    reason: Literal["cancelled", "unsubscribed"]
 
 
 class SurveySent(Contract):
@@ -164,6 +237,11 @@ class ApiKeyRevoked(Contract):
 
 PURCHASE_COMPLETED = "purchase.completed.v1"
 TICKET_CLOSED = "ticket.closed.v1"
+ORDER_CANCELLED = "order.cancelled.v1"
+CUSTOMER_UPSERTED = "customer.upserted.v1"
+CUSTOMER_UNSUBSCRIBED = "customer.unsubscribed.v1"
+CUSTOMER_RESUBSCRIBED = "customer.resubscribed.v1"
+SURVEY_CANCELLED = "survey.cancelled.v1"
 SURVEY_REQUESTED = "survey.requested.v1"
 SURVEY_SENT = "survey.sent.v1"
 SURVEY_RESPONDED = "survey.responded.v1"
@@ -178,6 +256,11 @@ APIKEY_REVOKED = "apikey.revoked.v1"
 CONTRACTS: dict[str, tuple[type[Contract], str]] = {
     PURCHASE_COMPLETED: (PurchaseCompleted, topics.PURCHASES),
     TICKET_CLOSED: (TicketClosed, topics.TICKETS),
+    ORDER_CANCELLED: (OrderCancelled, topics.PURCHASES),
+    CUSTOMER_UPSERTED: (CustomerUpserted, topics.CUSTOMERS),
+    CUSTOMER_UNSUBSCRIBED: (CustomerUnsubscribed, topics.CUSTOMERS),
+    CUSTOMER_RESUBSCRIBED: (CustomerResubscribed, topics.CUSTOMERS),
+    SURVEY_CANCELLED: (SurveyCancelled, topics.SURVEY_REQUESTS),
     SURVEY_REQUESTED: (SurveyRequested, topics.SURVEY_REQUESTS),
     SURVEY_SENT: (SurveySent, topics.SURVEY_EVENTS),
     SURVEY_RESPONDED: (SurveyResponded, topics.SURVEY_EVENTS),
@@ -190,7 +273,16 @@ CONTRACTS: dict[str, tuple[type[Contract], str]] = {
 }
 
 #: What producers may send in: to ``POST /v1/events`` or straight onto the intake topics.
-INTAKE_TYPES = frozenset({PURCHASE_COMPLETED, TICKET_CLOSED})
+INTAKE_TYPES = frozenset(
+    {
+        PURCHASE_COMPLETED,
+        TICKET_CLOSED,
+        ORDER_CANCELLED,
+        CUSTOMER_UPSERTED,
+        CUSTOMER_UNSUBSCRIBED,
+        CUSTOMER_RESUBSCRIBED,
+    }
+)
 
 
 class Envelope(BaseModel):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 PURCHASES = "nps.purchases"
 TICKETS = "nps.tickets"
+CUSTOMERS = "nps.customers"
 SURVEY_REQUESTS = "nps.survey-requests"
 SURVEY_EVENTS = "nps.survey-events"
 SCORES = "nps.scores"
@@ -23,6 +24,7 @@ def dlq(topic: str) -> str:
 MAIN_TOPICS: dict[str, int] = {
     PURCHASES: 6,
     TICKETS: 6,
+    CUSTOMERS: 6,
     SURVEY_REQUESTS: 6,
     SURVEY_EVENTS: 6,
     SCORES: 3,

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common.events import INTAKE_TYPES, Contract, Email, Event, InvalidEvent, validate
+from libs.common.events import Contract, Email, Event, InvalidEvent, validate
 from libs.common.http import Tenant, UoW, runtime_of
 from services.trigger import handlers, repository
 from services.trigger.config import TriggerSettings
@@ -97,7 +97,9 @@ async def post_events(tenant: Tenant, uow: UoW, settings: Settings, request: Req
             results[index] = _rejected(raw, "tenantid: does not match the tenant of the API key")
             continue
         try:
-            valid.append((index, validate({**raw, "tenantid": tenant.id}, allowed_types=INTAKE_TYPES)))
+            valid.append(
+                (index, validate({**raw, "tenantid": tenant.id}, allowed_types=handlers.ACCEPTED_TYPES))
+            )
         except InvalidEvent as error:
             results[index] = _rejected(raw, error.reason)
     if valid:
@@ -105,7 +107,7 @@ async def post_events(tenant: Tenant, uow: UoW, settings: Settings, request: Req
             [event for _, event in valid],
             uow,
             now=datetime.now(UTC),
-            default_rest_period_days=settings.default_rest_period_days,
+            settings=settings,
         )
         await uow.commit()
         for (index, _), outcome in zip(valid, outcomes, strict=True):

@@ -12,8 +12,10 @@ from libs.common.db import UnitOfWork
 from libs.common.events import (
     APIKEY_CREATED,
     APIKEY_REVOKED,
+    PURCHASE_COMPLETED,
     SURVEY_REQUESTED,
     TENANT_CREATED,
+    TICKET_CLOSED,
     ApiKeyCreated,
     ApiKeyRevoked,
     Contract,
@@ -27,11 +29,14 @@ from libs.common.events import (
 from libs.common.kafka import RejectEvent
 from libs.common.tenancy import NewApiKey, generate_api_key
 from services.trigger import repository
+from services.trigger.config import TriggerSettings
 from services.trigger.domain.rules import Candidate, Decision, decide
 
 SOURCE = "/nps/trigger"
 _INVITATION_NAMESPACE = uuid.UUID("7f1c5a52-3d8e-4c59-9a52-6b3f0b1e2d10")
 INTAKE_CONSUMER = "intake"
+#: The event types the rules decide on today.
+ACCEPTED_TYPES = frozenset({PURCHASE_COMPLETED, TICKET_CLOSED})
 
 
 def invitation_id_for(tenant_id: str, event_id: str) -> uuid.UUID:
@@ -68,11 +73,14 @@ async def handle_intake(
     uow: UnitOfWork,
     *,
     now: datetime,
-    default_rest_period_days: int,
+    settings: TriggerSettings,
 ) -> list[IntakeOutcome]:
-    """For the HTTP edge: claim the batch's event ids, decide the new ones, report every event."""
+    """For the HTTP edges (events API, webhooks): claim the batch's event ids, decide the new ones,
+    report every event in order."""
     fresh = await uow.claim(INTAKE_CONSUMER, events)
-    decided = await decide_intake(fresh, uow, now=now, default_rest_period_days=default_rest_period_days)
+    decided = await decide_intake(
+        fresh, uow, now=now, default_rest_period_days=settings.default_rest_period_days
+    )
     return [IntakeOutcome(event, decided.get((event.tenant_id, event.id))) for event in events]
 
 

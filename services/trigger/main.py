@@ -7,7 +7,7 @@ from pathlib import Path
 
 from libs.common import topics
 from libs.common.db import UnitOfWork
-from libs.common.events import INTAKE_TYPES, Contract, Event
+from libs.common.events import Contract, Event
 from libs.common.kafka import ConsumerSpec
 from libs.common.service import ServiceDefinition
 from services.trigger import api, handlers
@@ -34,7 +34,7 @@ def build(settings: TriggerSettings) -> ServiceDefinition:
                 name=handlers.INTAKE_CONSUMER,
                 topics=[topics.PURCHASES, topics.TICKETS],
                 handle=intake,
-                allowed_types=INTAKE_TYPES,
+                allowed_types=handlers.ACCEPTED_TYPES,
             )
         ],
     )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, String, Uuid
+from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, MetaData, String, Uuid
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.common.db import add_common_tables
@@ -28,6 +30,63 @@ class Customer(Base):
     customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     last_invited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_event_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    email: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(200))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    account_id: Mapped[str | None] = mapped_column(String(200))
+    last_responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    suppressed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    suppression_reason: Mapped[str | None] = mapped_column(String(20))
+
+    __table_args__ = (
+        Index("ix_customers_email", "tenant_id", "email"),
+        Index("ix_customers_account", "tenant_id", "account_id"),
+    )
+
+
+class CustomerTouchpoint(Base):
+    """The per-touchpoint rest-period clock."""
+
+    __tablename__ = "customer_touchpoints"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    last_invited_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SourceRecord(Base):
+    """One order or ticket (``order:<id>``), decided once; remembers its invitation so that a
+    cancellation or refund can withdraw it."""
+
+    __tablename__ = "source_records"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    source_ref: Mapped[str] = mapped_column(String(220), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200))
+    invitation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    send_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Touchpoint(Base):
+    """One version of a tenant's touchpoint. A change adds a version; decisions name the version."""
+
+    __tablename__ = "touchpoints"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class QuotaUsage(Base):
+    __tablename__ = "quota_usage"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    invited: Mapped[int] = mapped_column(Integer)
 
 
 class Decision(Base):
@@ -39,12 +98,15 @@ class Decision(Base):
     event_id: Mapped[str] = mapped_column(String(200))
     event_type: Mapped[str] = mapped_column(String(200))
     customer_id: Mapped[str] = mapped_column(String(200))
-    touchpoint: Mapped[str] = mapped_column(String(63))
+    touchpoint: Mapped[str | None] = mapped_column(String(63))
+    touchpoint_version: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(String(40))
     invitation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     rest_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     rest_period_days: Mapped[int] = mapped_column(Integer)
+    send_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    detail: Mapped[str | None] = mapped_column(String(300))
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
@@ -59,3 +121,4 @@ class Policy(Base):
     __tablename__ = "policies"
     tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     rest_period_days: Mapped[int] = mapped_column(Integer)
+    rest_clock: Mapped[str] = mapped_column(String(20), server_default="invitation")

@@ -26,6 +26,13 @@ SAMPLES: dict[str, Contract] = {
         occurred_at=NOW,
     ),
     events.TICKET_CLOSED: events.TicketClosed(ticket_id="T-1", customer_id="c1", email="jane@example.com"),
+    events.ORDER_CANCELLED: events.OrderCancelled(order_id="1", customer_id="c1", reason="refunded"),
+    events.CUSTOMER_UPSERTED: events.CustomerUpserted(
+        customer_id="c1", email="jane@example.com", account_id="acct-9", time_zone="Europe/Copenhagen"
+    ),
+    events.CUSTOMER_UNSUBSCRIBED: events.CustomerUnsubscribed(email="jane@example.com", reason="hard_bounce"),
+    events.CUSTOMER_RESUBSCRIBED: events.CustomerResubscribed(customer_id="c1"),
+    events.SURVEY_CANCELLED: events.SurveyCancelled(invitation_id=ID, customer_id="c1", reason="cancelled"),
     events.SURVEY_REQUESTED: events.SurveyRequested(
         invitation_id=ID,
         customer_id="c1",
@@ -142,3 +149,8 @@ def test_bad_events_are_refused_with_the_field_named(payload: bytes, problem: st
 def test_a_tombstone_is_refused() -> None:
     with pytest.raises(InvalidEvent, match="no value"):
         decode_kafka([], None)
+
+
+def test_an_unsubscribe_names_the_customer_or_the_address() -> None:
+    with pytest.raises(ValueError, match="customer_id or email"):
+        events.CustomerUnsubscribed(reason="complaint")
