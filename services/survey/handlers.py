@@ -16,6 +16,7 @@ from libs.common.events import (
     SURVEY_SENT,
     Contract,
     Event,
+    SurveyCancelled,
     SurveyRequested,
     SurveyResponded,
     SurveySent,
@@ -51,13 +52,18 @@ async def handle_consumed(
 ) -> None:
     """The consumer's batch: tenancy events one by one, survey requests in one insert."""
     requests: list[Event[SurveyRequested]] = []
+    cancellations: list[tuple[uuid.UUID, uuid.UUID]] = []
     for event in events:
         if event.type == SURVEY_REQUESTED:
             assert isinstance(event.data, SurveyRequested)
             requests.append(Event(event.envelope, event.data))
+        elif isinstance(event.data, SurveyCancelled):
+            cancellations.append((uuid.UUID(event.tenant_id), event.data.invitation_id))
         elif (tenancy := TENANCY_HANDLERS.get(event.type)) is not None:
             await tenancy(event, uow)
     await schedule_invitations(requests, uow, token_secret=token_secret, token_ttl=token_ttl, now=now)
+    # After scheduling: a request and its cancellation share a partition, the cancellation second.
+    await repository.cancel_scheduled(uow.session, cancellations)
 
 
 async def schedule_invitations(

@@ -64,7 +64,8 @@ class Invitation(Base):
         Index("ix_invitations_due", "send_at", postgresql_where=text("status = 'scheduled'")),
         Index("ix_invitations_sending", "sending_started_at", postgresql_where=text("status = 'sending'")),
         CheckConstraint(
-            "status IN ('scheduled', 'sending', 'sent', 'failed', 'responded')", name="ck_invitations_status"
+            "status IN ('scheduled', 'sending', 'sent', 'failed', 'responded', 'cancelled')",
+            name="ck_invitations_status",
         ),
     )
 

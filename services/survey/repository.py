@@ -7,7 +7,21 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import DateTime, Integer, String, Table, Uuid, and_, case, column, or_, select, update, values
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Uuid,
+    and_,
+    case,
+    column,
+    or_,
+    select,
+    tuple_,
+    update,
+    values,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -194,6 +208,21 @@ async def mark_responded(session: AsyncSession, invitation_id: uuid.UUID, at: da
         .where(Invitation.id == invitation_id)
         .values(status=InvitationStatus.RESPONDED.value, responded_at=at)
     )
+
+
+async def cancel_scheduled(session: AsyncSession, invitations: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> int:
+    """Cancel invitations that are still only scheduled; one being sent or sent stays as it is."""
+    if not invitations:
+        return 0
+    result = await session.execute(
+        update(Invitation)
+        .where(
+            tuple_(Invitation.tenant_id, Invitation.id).in_(list(invitations)),
+            Invitation.status == InvitationStatus.SCHEDULED.value,
+        )
+        .values(status=InvitationStatus.CANCELLED.value)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def invitations_for_customer(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hmac
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +15,9 @@ from libs.common.events import Contract, Email, Event, InvalidEvent, validate
 from libs.common.http import Tenant, UoW, runtime_of
 from services.trigger import handlers, repository
 from services.trigger.config import TriggerSettings
+from services.trigger.domain.touchpoints import DEFAULT_TOUCHPOINTS
+from services.trigger.models import Touchpoint
+from services.trigger.schemas import TOUCHPOINT_NAME, TouchpointConfig
 
 router = APIRouter()
 admin_router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -60,8 +63,9 @@ EVENTS_EXAMPLE = {
     },
 )
 async def post_events(tenant: Tenant, uow: UoW, settings: Settings, request: Request) -> JSONResponse:
-    """Take one CloudEvent, or a JSON array of up to 1,000, of type `purchase.completed.v1` or
-    `ticket.closed.v1`.
+    """Take one CloudEvent, or a JSON array of up to 1,000: `purchase.completed.v1`,
+    `ticket.closed.v1` (decided: invite or not), `order.cancelled.v1` (withdraws a pending
+    invitation), `customer.upserted.v1`, `customer.unsubscribed.v1`, `customer.resubscribed.v1`.
 
     `tenantid` may be left out: the API key says which tenant the events belong to. Each event gets
     a result in the order sent: `accepted` with the decision (`invited`, or `skipped` and a reason),
@@ -131,11 +135,14 @@ def _rejected(raw: dict[str, Any], reason: str) -> dict[str, Any]:
 class DecisionView(BaseModel):
     event_id: str
     event_type: str
-    touchpoint: str
+    touchpoint: str | None
+    touchpoint_version: int | None
     outcome: str
     reason: str | None
     invitation_id: str | None
     rest_until: datetime | None
+    send_at: datetime | None
+    detail: str | None
     rest_period_days: int
     decided_at: datetime
 
@@ -147,7 +154,10 @@ async def get_decisions(
     customer: Annotated[str, Query(min_length=1, max_length=200, description="the customer id")],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
-    """A customer's decisions, newest first, with the reason for every event that did not invite."""
+    """A customer's decisions, newest first: `invited`, `delayed` (with `send_at`), `skipped` with a
+    `reason` (`rest_period`, `sampled_out`, `unsubscribed`, `no_email`, `duplicate`, `filtered`,
+    `cancelled`, `quota`) and a `detail`, `cancelled` or `recorded` for consent and cancellation
+    events, each with the touchpoint version it used."""
     rows = await repository.decisions_for_customer(uow.session, tenant.tenant_id, customer, limit)
     return {
         "customer": customer,
@@ -156,10 +166,13 @@ async def get_decisions(
                 event_id=row.event_id,
                 event_type=row.event_type,
                 touchpoint=row.touchpoint,
+                touchpoint_version=row.touchpoint_version,
                 outcome=row.outcome,
                 reason=row.reason,
                 invitation_id=str(row.invitation_id) if row.invitation_id else None,
                 rest_until=row.rest_until,
+                send_at=row.send_at,
+                detail=row.detail,
                 rest_period_days=row.rest_period_days,
                 decided_at=row.decided_at,
             ).model_dump(mode="json")
@@ -171,21 +184,102 @@ async def get_decisions(
 class PolicyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rest_period_days: int = Field(ge=0, le=3650, description="days before a customer may be asked again")
+    rest_clock: Literal["invitation", "response"] = Field(
+        default="invitation",
+        description="count the rest period from the last invitation or the last response",
+    )
 
 
-@router.get("/v1/policy", tags=["intake"])
-async def get_policy(tenant: Tenant, uow: UoW, settings: Settings) -> dict[str, int]:
-    """The tenant's rules: currently the rest period."""
-    periods = await repository.rest_periods(uow.session, [tenant.tenant_id])
-    return {"rest_period_days": periods.get(tenant.tenant_id, settings.default_rest_period_days)}
+@router.get("/v1/policy", tags=["rules"])
+async def get_policy(tenant: Tenant, uow: UoW, settings: Settings) -> dict[str, Any]:
+    """The tenant-wide rules: the rest period and what its clock counts from."""
+    days, clock = (await repository.policies(uow.session, [tenant.tenant_id])).get(
+        tenant.tenant_id, (settings.default_rest_period_days, "invitation")
+    )
+    return {"rest_period_days": days, "rest_clock": clock}
 
 
-@router.put("/v1/policy", tags=["intake"])
-async def put_policy(tenant: Tenant, uow: UoW, body: PolicyBody) -> dict[str, int]:
-    """Change the rest period. It applies to decisions made from now on."""
-    await repository.set_rest_period(uow.session, tenant.tenant_id, body.rest_period_days)
+@router.put("/v1/policy", tags=["rules"])
+async def put_policy(tenant: Tenant, uow: UoW, body: PolicyBody) -> dict[str, Any]:
+    """Change the tenant-wide rules. They apply to decisions made from now on."""
+    await repository.set_rest_period(uow.session, tenant.tenant_id, body.rest_period_days, body.rest_clock)
     await uow.commit()
-    return {"rest_period_days": body.rest_period_days}
+    return body.model_dump()
+
+
+class TouchpointView(BaseModel):
+    name: str
+    version: int
+    config: dict[str, Any]
+    created_at: datetime | None
+    retired_at: datetime | None = None
+    built_in: bool = False
+
+
+def _view(row: Touchpoint) -> TouchpointView:
+    return TouchpointView(
+        name=row.name,
+        version=row.version,
+        config=row.config,
+        created_at=row.created_at,
+        retired_at=row.retired_at,
+    )
+
+
+TouchpointName = Annotated[str, Path(pattern=TOUCHPOINT_NAME, description="e.g. webshop-purchase")]
+
+
+@router.get("/v1/touchpoints", tags=["rules"])
+async def list_touchpoints(tenant: Tenant, uow: UoW) -> dict[str, Any]:
+    """The tenant's touchpoints in their current versions. A tenant that has configured none gets
+    the built-in ones (`webshop-purchase`, `support-ticket`, version 0)."""
+    rows = await repository.active_touchpoints(uow.session, tenant.tenant_id)
+    if rows:
+        return {"touchpoints": [_view(row).model_dump(mode="json") for row in rows]}
+    built_in = [
+        TouchpointView(
+            name=rule.name,
+            version=0,
+            config={"event_types": sorted(rule.event_types)},
+            created_at=None,
+            built_in=True,
+        ).model_dump(mode="json")
+        for rule in DEFAULT_TOUCHPOINTS
+    ]
+    return {"touchpoints": built_in}
+
+
+@router.put("/v1/touchpoints/{name}", tags=["rules"])
+async def put_touchpoint(
+    tenant: Tenant, uow: UoW, name: TouchpointName, body: TouchpointConfig
+) -> dict[str, Any]:
+    """Create or change a touchpoint. Every change is a new version; decisions made afterwards
+    name it, earlier decisions keep theirs. Once a tenant has a touchpoint of its own, the built-in
+    ones no longer apply."""
+    config = body.model_dump(mode="json", exclude_none=True)
+    version = await repository.add_touchpoint_version(
+        uow.session, tenant.tenant_id, name, config, datetime.now(UTC)
+    )
+    await uow.commit()
+    return {"name": name, "version": version, "config": config}
+
+
+@router.get("/v1/touchpoints/{name}/versions", tags=["rules"])
+async def touchpoint_history(tenant: Tenant, uow: UoW, name: TouchpointName) -> dict[str, Any]:
+    """Every version of a touchpoint, newest first."""
+    rows = await repository.touchpoint_versions(uow.session, tenant.tenant_id, name)
+    if not rows:
+        raise HTTPException(404, f"no touchpoint {name!r}")
+    return {"name": name, "versions": [_view(row).model_dump(mode="json") for row in rows]}
+
+
+@router.delete("/v1/touchpoints/{name}", status_code=204, tags=["rules"])
+async def retire_touchpoint(tenant: Tenant, uow: UoW, name: TouchpointName) -> Response:
+    """Retire a touchpoint: it takes no more events. Its versions stay, for the decisions that used them."""
+    if not await repository.retire_touchpoint(uow.session, tenant.tenant_id, name, datetime.now(UTC)):
+        raise HTTPException(404, f"no active touchpoint {name!r}")
+    await uow.commit()
+    return Response(status_code=204)
 
 
 # --- Admin --------------------------------------------------------------------------------------

@@ -5,23 +5,33 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from prometheus_client import Counter
 
 from libs.common.db import UnitOfWork
 from libs.common.events import (
     APIKEY_CREATED,
     APIKEY_REVOKED,
+    INTAKE_TYPES,
     PURCHASE_COMPLETED,
+    SURVEY_CANCELLED,
     SURVEY_REQUESTED,
     TENANT_CREATED,
     TICKET_CLOSED,
     ApiKeyCreated,
     ApiKeyRevoked,
     Contract,
+    CustomerResubscribed,
+    CustomerUnsubscribed,
+    CustomerUpserted,
     Event,
+    OrderCancelled,
     PurchaseCompleted,
+    SurveyCancelled,
     SurveyRequested,
+    SurveyResponded,
     TenantCreated,
     TicketClosed,
     new_event,
@@ -30,13 +40,17 @@ from libs.common.kafka import RejectEvent
 from libs.common.tenancy import NewApiKey, generate_api_key
 from services.trigger import repository
 from services.trigger.config import TriggerSettings
-from services.trigger.domain.rules import Candidate, Decision, decide
+from services.trigger.domain.rules import Candidate, Decision, Ledger, Outcome, Policy, Reason, decide
+from services.trigger.domain.touchpoints import DEFAULT_TOUCHPOINTS, TouchpointRule
+from services.trigger.schemas import rule_from_stored
 
 SOURCE = "/nps/trigger"
+#: The source record of an order cancelled before (or whatever) any touchpoint decided it.
+CANCELLED_MARK = "*"
 _INVITATION_NAMESPACE = uuid.UUID("7f1c5a52-3d8e-4c59-9a52-6b3f0b1e2d10")
 INTAKE_CONSUMER = "intake"
-#: The event types the rules decide on today.
-ACCEPTED_TYPES = frozenset({PURCHASE_COMPLETED, TICKET_CLOSED})
+#: Everything producers may send: purchases and tickets are decided, the rest changes state.
+ACCEPTED_TYPES = INTAKE_TYPES
 
 
 def invitation_id_for(tenant_id: str, event_id: str) -> uuid.UUID:
@@ -44,10 +58,39 @@ def invitation_id_for(tenant_id: str, event_id: str) -> uuid.UUID:
     return uuid.uuid5(_INVITATION_NAMESPACE, f"{tenant_id}:{event_id}")
 
 
+SURVEYED_TYPES = frozenset({PURCHASE_COMPLETED, TICKET_CLOSED})
+
+#: How far back an invitation may still be pending when an unsubscribe arrives.
+_PENDING_LOOKBACK = timedelta(days=1)
+
+DECISIONS = Counter(
+    "nps_trigger_decisions_total", "Decisions on incoming events", ["touchpoint", "outcome", "reason"]
+)
+
+
 def _candidate(event: Event[Contract]) -> Candidate:
     data = event.data
-    assert isinstance(data, PurchaseCompleted | TicketClosed)
-    return Candidate(event_id=event.id, customer_id=data.customer_id, event_type=event.type, email=data.email)
+    if isinstance(data, PurchaseCompleted):
+        source_ref, is_test = f"order:{data.order_id}", data.test
+    elif isinstance(data, TicketClosed):
+        source_ref, is_test = f"ticket:{data.ticket_id}", False
+    else:
+        raise TypeError(f"{event.type} is not surveyed")
+    return Candidate(
+        event_id=event.id,
+        event_type=event.type,
+        customer_id=data.customer_id,
+        email=data.email,
+        source_ref=source_ref,
+        data=event.envelope.data,
+        time_zone=data.time_zone,
+        is_test=is_test,
+    )
+
+
+def _customer_of(event: Event[Contract]) -> str | None:
+    customer_id = getattr(event.data, "customer_id", None)
+    return customer_id if isinstance(customer_id, str) else None
 
 
 @dataclass(frozen=True)
@@ -61,10 +104,14 @@ class IntakeOutcome:
             result.update(status="duplicate")
             return result
         result.update(status="accepted", decision=self.decision.outcome.value)
+        if self.decision.touchpoint is not None:
+            result["touchpoint"] = self.decision.touchpoint.name
         if self.decision.reason is not None:
             result["reason"] = self.decision.reason.value
         if self.decision.invited:
             result["invitation_id"] = str(invitation_id_for(self.event.tenant_id, self.event.id))
+        if self.decision.outcome is Outcome.DELAYED and self.decision.send_at is not None:
+            result["send_at"] = self.decision.send_at.isoformat()
         return result
 
 
@@ -78,10 +125,21 @@ async def handle_intake(
     """For the HTTP edges (events API, webhooks): claim the batch's event ids, decide the new ones,
     report every event in order."""
     fresh = await uow.claim(INTAKE_CONSUMER, events)
-    decided = await decide_intake(
-        fresh, uow, now=now, default_rest_period_days=settings.default_rest_period_days
-    )
+    decided = await decide_intake(fresh, uow, now=now, settings=settings)
     return [IntakeOutcome(event, decided.get((event.tenant_id, event.id))) for event in events]
+
+
+async def tenant_rules(
+    uow: UnitOfWork, tenant_id: uuid.UUID, settings: TriggerSettings
+) -> tuple[list[TouchpointRule], Policy]:
+    stored = await repository.active_touchpoints(uow.session, tenant_id)
+    rules = [rule_from_stored(t.name, t.version, t.config) for t in stored] or list(DEFAULT_TOUCHPOINTS)
+    days, clock = (await repository.policies(uow.session, [tenant_id])).get(
+        tenant_id, (settings.default_rest_period_days, "invitation")
+    )
+    return rules, Policy(
+        rest_period=timedelta(days=days), clock="response" if clock == "response" else "invitation"
+    )
 
 
 async def decide_intake(
@@ -89,79 +147,341 @@ async def decide_intake(
     uow: UnitOfWork,
     *,
     now: datetime,
-    default_rest_period_days: int,
+    settings: TriggerSettings,
 ) -> dict[tuple[str, str], Decision]:
-    """Decide events already claimed as new: one decision each, recorded, invitations emitted."""
-    session = uow.session
-    tenant_ids = [uuid.UUID(event.tenant_id) for event in events]
-    policies = await repository.rest_periods(session, tenant_ids)
+    """Decide events already claimed as new: one recorded decision each, in order.
 
-    by_tenant: dict[uuid.UUID, list[Event[Contract]]] = {}
-    for event in events:
-        by_tenant.setdefault(uuid.UUID(event.tenant_id), []).append(event)
-    keys = [(uuid.UUID(event.tenant_id), _candidate(event).customer_id) for event in events]
-    last_invited = await repository.last_invitations(session, keys)
-
+    Per tenant: load everything the rules need in a handful of queries, decide in memory, then
+    write customers, clocks, source records, quota, decisions and outgoing events in one go.
+    """
     decided: dict[tuple[str, str], Decision] = {}
-    customer_rows: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
-    decision_rows: list[dict[str, Any]] = []
-    for tenant_id, tenant_events in by_tenant.items():
-        rest_days = policies.get(tenant_id, default_rest_period_days)
-        clock = {customer: at for (tenant, customer), at in last_invited.items() if tenant == tenant_id}
-        candidates = [_candidate(event) for event in tenant_events]
-        for event, decision in zip(
-            tenant_events, decide(candidates, clock, timedelta(days=rest_days), now), strict=True
-        ):
-            decided[(event.tenant_id, event.id)] = decision
-            invitation_id = invitation_id_for(event.tenant_id, event.id) if decision.invited else None
-            key = (tenant_id, decision.candidate.customer_id)
-            row = customer_rows.setdefault(
-                key,
-                {
-                    "tenant_id": tenant_id,
-                    "customer_id": key[1],
-                    "last_invited_at": None,
-                    "last_event_at": now,
-                },
-            )
-            if decision.invited:
-                row["last_invited_at"] = now
-                uow.emit(_survey_requested(event, decision, invitation_id, now))
-            decision_rows.append(
-                {
-                    "tenant_id": tenant_id,
-                    "event_id": event.id,
-                    "event_type": event.type,
-                    "customer_id": decision.candidate.customer_id,
-                    "touchpoint": decision.touchpoint,
-                    "outcome": decision.outcome.value,
-                    "reason": decision.reason.value if decision.reason else None,
-                    "invitation_id": invitation_id,
-                    "rest_until": decision.rest_until,
-                    "rest_period_days": rest_days,
-                    "decided_at": now,
-                }
-            )
-    await repository.touch_customers(session, list(customer_rows.values()))
-    await repository.record_decisions(session, decision_rows)
+    by_tenant: dict[str, list[Event[Contract]]] = {}
+    for event in events:
+        by_tenant.setdefault(event.tenant_id, []).append(event)
+    for tenant, tenant_events in by_tenant.items():
+        batch = _TenantBatch(uow, uuid.UUID(tenant), tenant_events, now, settings)
+        decided.update(await batch.run())
     return decided
 
 
+class _TenantBatch:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        tenant_id: uuid.UUID,
+        events: list[Event[Contract]],
+        now: datetime,
+        settings: TriggerSettings,
+    ) -> None:
+        self.uow = uow
+        self.tenant_id = tenant_id
+        self.events = events
+        self.now = now
+        self.settings = settings
+        self.ledger = Ledger()
+        self.customer_rows: dict[str, dict[str, Any]] = {}
+        self.clock_rows: dict[tuple[str, str], datetime] = {}
+        self.source_rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self.decision_rows: list[dict[str, Any]] = []
+        self.invitations_by_source: dict[str, list[tuple[uuid.UUID, str]]] = {}
+        self.pending_by_customer: dict[str, list[uuid.UUID]] = {}
+        self.cancelled_invitations: set[uuid.UUID] = set()
+        self.quota_added: dict[str, int] = {}
+        self.rest_days = settings.default_rest_period_days
+        self.consent_changes: dict[str, tuple[datetime | None, str | None, str | None]] = {}
+        self.email_suppressions: list[tuple[str, str]] = []
+        self.cancelled_refs: set[str] = set()
+
+    async def run(self) -> dict[tuple[str, str], Decision]:
+        rules, policy = await tenant_rules(self.uow, self.tenant_id, self.settings)
+        self.rest_days = policy.rest_period.days
+        await self._load()
+        decided: dict[tuple[str, str], Decision] = {}
+        tenant = str(self.tenant_id)
+        for event in self.events:
+            if event.type in SURVEYED_TYPES:
+                [decision] = decide(
+                    [_candidate(event)], rules, self.ledger, policy, self.now, tenant_id=tenant
+                )
+                self._apply_decision(event, decision)
+            else:
+                decision = self._apply_state_event(event)
+            decided[(event.tenant_id, event.id)] = decision
+            self._record(event, decision)
+        await self._save()
+        return decided
+
+    async def _load(self) -> None:
+        session = self.uow.session
+        customer_ids = {c for c in (_customer_of(e) for e in self.events) if c}
+        refs = set()
+        emails = set()
+        for event in self.events:
+            data = event.data
+            if event.type in SURVEYED_TYPES:
+                refs.add(_candidate(event).source_ref)
+            if isinstance(data, OrderCancelled):
+                refs.add(f"order:{data.order_id}")
+            email = getattr(data, "email", None)
+            if isinstance(email, str):
+                emails.add(email)
+            if isinstance(data, CustomerUnsubscribed) and data.email:
+                customer_ids.update(
+                    await repository.customers_with_email(session, self.tenant_id, data.email)
+                )
+        for row in await repository.load_customers(session, self.tenant_id, customer_ids):
+            state = self.ledger.customer(row.customer_id)
+            state.last_invited_at = row.last_invited_at
+            state.last_responded_at = row.last_responded_at
+            state.email = row.email
+            state.time_zone = row.time_zone
+            state.suppressed = row.suppressed_at is not None
+        self.ledger.suppressed_emails = await repository.suppressed_emails(session, self.tenant_id, emails)
+        for row in await repository.touchpoint_clocks(session, self.tenant_id, customer_ids):
+            self.ledger.customer(row.customer_id).touchpoint_invited[row.touchpoint] = row.last_invited_at
+        for row in await repository.load_sources(session, self.tenant_id, refs):
+            if row.cancelled_at is not None:
+                self.ledger.cancelled_sources.add(row.source_ref)
+            if row.touchpoint != CANCELLED_MARK:
+                self.ledger.decided_sources.add((row.source_ref, row.touchpoint))
+            if row.invitation_id is not None and row.cancelled_at is None:
+                self.invitations_by_source.setdefault(row.source_ref, []).append(
+                    (row.invitation_id, row.customer_id)
+                )
+        if any(isinstance(event.data, CustomerUnsubscribed) for event in self.events):
+            since = self.now - _PENDING_LOOKBACK
+            for row in await repository.pending_invitations(session, self.tenant_id, customer_ids, since):
+                self.pending_by_customer.setdefault(row.customer_id, []).append(row.invitation_id)
+        self.ledger.quota_used = {
+            (name, self.now.date()): used
+            for name, used in (await repository.quota_used(session, self.tenant_id, self.now.date())).items()
+        }
+
+    def _customer_row(self, customer_id: str) -> dict[str, Any]:
+        return self.customer_rows.setdefault(
+            customer_id,
+            {
+                "tenant_id": self.tenant_id,
+                "customer_id": customer_id,
+                "last_invited_at": None,
+                "last_event_at": self.now,
+            },
+        )
+
+    def _apply_decision(self, event: Event[Contract], decision: Decision) -> None:
+        data = event.data
+        assert isinstance(data, PurchaseCompleted | TicketClosed)
+        row = self._customer_row(data.customer_id)
+        for name in ("email", "name", "locale", "time_zone", "account_id"):
+            value = getattr(data, name, None)
+            if value is not None:
+                row[name] = value
+        touchpoint = decision.touchpoint
+        if touchpoint is None or decision.reason in (
+            Reason.FILTERED,
+            Reason.CANCELLED,
+            Reason.DUPLICATE,
+            Reason.UNSUBSCRIBED,
+        ):
+            return
+        candidate = decision.candidate
+        invitation_id = invitation_id_for(event.tenant_id, event.id) if decision.invited else None
+        self.source_rows[(candidate.source_ref, touchpoint.name)] = {
+            "tenant_id": self.tenant_id,
+            "source_ref": candidate.source_ref,
+            "touchpoint": touchpoint.name,
+            "customer_id": candidate.customer_id,
+            "invitation_id": invitation_id,
+            "send_at": decision.send_at,
+            "cancelled_at": None,
+            "decided_at": self.now,
+        }
+        if not decision.invited or invitation_id is None:
+            return
+        row["last_invited_at"] = self.now
+        self.clock_rows[(candidate.customer_id, touchpoint.name)] = self.now
+        self.quota_added[touchpoint.name] = self.quota_added.get(touchpoint.name, 0) + 1
+        self.invitations_by_source.setdefault(candidate.source_ref, []).append(
+            (invitation_id, candidate.customer_id)
+        )
+        self.pending_by_customer.setdefault(candidate.customer_id, []).append(invitation_id)
+        self.uow.emit(_survey_requested(event, decision, invitation_id))
+
+    def _apply_state_event(self, event: Event[Contract]) -> Decision:
+        data = event.data
+        customer_id = _customer_of(event) or ""
+        candidate = Candidate(
+            event_id=event.id, event_type=event.type, customer_id=customer_id, email=None, source_ref=""
+        )
+        if isinstance(data, OrderCancelled):
+            ref = f"order:{data.order_id}"
+            self.ledger.cancelled_sources.add(ref)
+            withdrawn = self._withdraw(
+                [i for i, _ in self.invitations_by_source.pop(ref, [])], data.customer_id, "cancelled"
+            )
+            self.source_rows[(ref, CANCELLED_MARK)] = {
+                "tenant_id": self.tenant_id,
+                "source_ref": ref,
+                "touchpoint": CANCELLED_MARK,
+                "customer_id": data.customer_id,
+                "invitation_id": None,
+                "send_at": None,
+                "cancelled_at": self.now,
+                "decided_at": self.now,
+            }
+            self.cancelled_refs.add(ref)
+            outcome = Outcome.CANCELLED if withdrawn else Outcome.RECORDED
+            return Decision(
+                candidate,
+                outcome,
+                reason=Reason.CANCELLED,
+                detail=f"order {data.reason}; {withdrawn} pending invitation(s) withdrawn",
+            )
+        if isinstance(data, CustomerUnsubscribed):
+            targets = [data.customer_id] if data.customer_id else []
+            if data.email:
+                targets += [
+                    c
+                    for c, state in self.ledger.customers.items()
+                    if state.email and state.email.lower() == data.email.lower()
+                ]
+                self.ledger.suppressed_emails.add(data.email.lower())
+                self.email_suppressions.append((data.email, data.reason))
+            withdrawn = 0
+            for target in sorted(set(targets)):
+                self.ledger.customer(target).suppressed = True
+                self.consent_changes[target] = (self.now, data.reason, data.email)
+                withdrawn += self._withdraw(self.pending_by_customer.pop(target, []), target, "unsubscribed")
+            if not targets and data.email:
+                # Nobody known by that address yet: remember it, so that they are never asked.
+                placeholder = f"email:{data.email.lower()}"
+                self.consent_changes[placeholder] = (self.now, data.reason, data.email)
+                candidate = Candidate(
+                    event_id=event.id,
+                    event_type=event.type,
+                    customer_id=placeholder,
+                    email=None,
+                    source_ref="",
+                )
+            outcome = Outcome.CANCELLED if withdrawn else Outcome.RECORDED
+            return Decision(
+                candidate,
+                outcome,
+                reason=Reason.UNSUBSCRIBED,
+                detail=f"{data.reason}; {withdrawn} pending invitation(s) withdrawn",
+            )
+        if isinstance(data, CustomerResubscribed):
+            state = self.ledger.customer(data.customer_id)
+            state.suppressed = False
+            if state.email:
+                self.ledger.suppressed_emails.discard(state.email.lower())
+            self.consent_changes[data.customer_id] = (None, None, None)
+            return Decision(candidate, Outcome.RECORDED, detail="re-subscribed")
+        if isinstance(data, CustomerUpserted):
+            row = self._customer_row(data.customer_id)
+            state = self.ledger.customer(data.customer_id)
+            for name in ("email", "name", "locale", "time_zone", "account_id"):
+                value = getattr(data, name)
+                if value is not None:
+                    row[name] = value
+            state.email = data.email or state.email
+            state.time_zone = data.time_zone or state.time_zone
+            return Decision(candidate, Outcome.RECORDED, detail="contact details updated")
+        raise RejectEvent(f"type: {event.type} is not handled by the trigger")
+
+    def _withdraw(self, invitation_ids: list[uuid.UUID], customer_id: str, reason: str) -> int:
+        withdrawn = 0
+        for invitation_id in invitation_ids:
+            if invitation_id in self.cancelled_invitations:
+                continue
+            self.cancelled_invitations.add(invitation_id)
+            withdrawn += 1
+            data = SurveyCancelled(
+                invitation_id=invitation_id,
+                customer_id=customer_id,
+                reason="cancelled" if reason == "cancelled" else "unsubscribed",
+            )
+            self.uow.emit(
+                new_event(
+                    SURVEY_CANCELLED,
+                    tenant_id=str(self.tenant_id),
+                    data=data,
+                    subject=customer_id,
+                    source=SOURCE,
+                    event_id=f"cancel:{invitation_id}",
+                    time=self.now,
+                )
+            )
+        return withdrawn
+
+    def _record(self, event: Event[Contract], decision: Decision) -> None:
+        touchpoint = decision.touchpoint
+        reason = decision.reason.value if decision.reason else None
+        DECISIONS.labels(
+            touchpoint.name if touchpoint else "none", decision.outcome.value, reason or "none"
+        ).inc()
+        self.decision_rows.append(
+            {
+                "tenant_id": self.tenant_id,
+                "event_id": event.id,
+                "event_type": event.type,
+                "customer_id": decision.candidate.customer_id[:200],
+                "touchpoint": touchpoint.name if touchpoint else None,
+                "touchpoint_version": touchpoint.version if touchpoint else None,
+                "outcome": decision.outcome.value,
+                "reason": reason,
+                "invitation_id": invitation_id_for(event.tenant_id, event.id) if decision.invited else None,
+                "rest_until": decision.rest_until,
+                "rest_period_days": self.rest_days,
+                "send_at": decision.send_at,
+                "detail": decision.detail[:300] if decision.detail else None,
+                "decided_at": self.now,
+            }
+        )
+
+    async def _save(self) -> None:
+        session = self.uow.session
+        await repository.save_customers(session, list(self.customer_rows.values()))
+        for customer_id, (suppressed_at, reason, email) in sorted(self.consent_changes.items()):
+            await repository.set_consent(
+                session,
+                self.tenant_id,
+                customer_id,
+                email=email,
+                suppressed_at=suppressed_at,
+                reason=reason,
+                at=self.now,
+            )
+        for email, reason in self.email_suppressions:
+            await repository.suppress_by_email(session, self.tenant_id, email, reason, self.now)
+        await repository.save_touchpoint_clocks(
+            session, [(self.tenant_id, c, t, at) for (c, t), at in sorted(self.clock_rows.items())]
+        )
+        for ref in self.cancelled_refs:
+            for (source_ref, _), row in self.source_rows.items():
+                if source_ref == ref:
+                    row["cancelled_at"] = self.now
+        await repository.save_sources(session, list(self.source_rows.values()))
+        await repository.cancel_sources(session, self.tenant_id, sorted(self.cancelled_refs), self.now)
+        await repository.add_quota_usage(session, self.tenant_id, self.now.date(), self.quota_added)
+        await repository.record_decisions(session, self.decision_rows)
+
+
 def _survey_requested(
-    event: Event[Contract], decision: Decision, invitation_id: uuid.UUID | None, now: datetime
+    event: Event[Contract], decision: Decision, invitation_id: uuid.UUID
 ) -> Event[Contract]:
     data = event.data
-    assert isinstance(data, PurchaseCompleted | TicketClosed) and data.email and invitation_id
+    assert isinstance(data, PurchaseCompleted | TicketClosed) and decision.email and decision.touchpoint
     request = SurveyRequested(
         invitation_id=invitation_id,
         customer_id=data.customer_id,
-        email=data.email,
+        email=decision.email,
         name=data.name,
         locale=data.locale,
-        touchpoint=decision.touchpoint,
+        touchpoint=decision.touchpoint.name,
         trigger_event_id=event.id,
         trigger_event_type=event.type,
-        send_at=now,
+        send_at=decision.send_at or event.envelope.time or datetime.now(UTC),
     )
     return new_event(
         SURVEY_REQUESTED,
@@ -170,19 +490,29 @@ def _survey_requested(
         subject=data.customer_id,
         source=SOURCE,
         event_id=str(invitation_id),
-        time=now,
+        time=decision.send_at,
     )
 
 
 async def handle_intake_from_kafka(
-    events: list[Event[Contract]], uow: UnitOfWork, *, now: datetime, default_rest_period_days: int
+    events: list[Event[Contract]], uow: UnitOfWork, *, now: datetime, settings: TriggerSettings
 ) -> None:
     known = await repository.known_tenants(uow.session, [event.tenant_id for event in events])
     unknown = sorted({event.tenant_id for event in events} - known)
     if unknown:
         raise RejectEvent(f"tenantid: unknown tenant {unknown[0]!r}")
     # The consumer runner has claimed these event ids already, under the same consumer name.
-    await decide_intake(events, uow, now=now, default_rest_period_days=default_rest_period_days)
+    await decide_intake(events, uow, now=now, settings=settings)
+
+
+async def on_survey_responded(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+    """The response clock: a tenant may count the rest period from the last answer."""
+    rows = [
+        (uuid.UUID(event.tenant_id), event.data.customer_id, event.data.responded_at)
+        for event in events
+        if isinstance(event.data, SurveyResponded)
+    ]
+    await repository.set_responded(uow.session, rows)
 
 
 # --- Tenant registry ---------------------------------------------------------------------------

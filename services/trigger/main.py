@@ -17,9 +17,7 @@ from services.trigger.models import COMMON, Base
 
 def build(settings: TriggerSettings) -> ServiceDefinition:
     async def intake(events: list[Event[Contract]], uow: UnitOfWork) -> None:
-        await handlers.handle_intake_from_kafka(
-            events, uow, now=datetime.now(UTC), default_rest_period_days=settings.default_rest_period_days
-        )
+        await handlers.handle_intake_from_kafka(events, uow, now=datetime.now(UTC), settings=settings)
 
     return ServiceDefinition(
         name="trigger",
@@ -32,9 +30,12 @@ def build(settings: TriggerSettings) -> ServiceDefinition:
         consumers=[
             ConsumerSpec(
                 name=handlers.INTAKE_CONSUMER,
-                topics=[topics.PURCHASES, topics.TICKETS],
+                topics=[topics.PURCHASES, topics.TICKETS, topics.CUSTOMERS],
                 handle=intake,
                 allowed_types=handlers.ACCEPTED_TYPES,
-            )
+            ),
+            ConsumerSpec(
+                name="responses", topics=[topics.SURVEY_EVENTS], handle=handlers.on_survey_responded
+            ),
         ],
     )

@@ -62,11 +62,15 @@ class SourceRecord(Base):
     __tablename__ = "source_records"
     tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     source_ref: Mapped[str] = mapped_column(String(220), primary_key=True)
+    #: The touchpoint it was decided for; ``*`` marks an order cancelled before it was decided.
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(200))
     invitation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     send_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_source_records_customer", "tenant_id", "customer_id"),)
 
 
 class Touchpoint(Base):

@@ -4,83 +4,394 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, Text, Uuid, any_, bindparam, select, text
+from sqlalchemy import Table, Text, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import copy_rows
-from services.trigger.models import COMMON, Customer, Decision, Policy
-
-
-async def last_invitations(
-    session: AsyncSession, keys: Sequence[tuple[uuid.UUID, str]]
-) -> dict[tuple[uuid.UUID, str], datetime]:
-    if not keys:
-        return {}
-    wanted = set(keys)
-    # Two array parameters keep this one cached statement on the primary key, whatever the batch.
-    rows = await session.execute(
-        select(Customer.tenant_id, Customer.customer_id, Customer.last_invited_at).where(
-            Customer.tenant_id == any_(bindparam("tenants", list({t for t, _ in wanted}), type_=ARRAY(Uuid))),
-            Customer.customer_id
-            == any_(bindparam("customers", list({c for _, c in wanted}), type_=ARRAY(Text))),
-            Customer.last_invited_at.is_not(None),
-        )
-    )
-    return {
-        (row.tenant_id, row.customer_id): row.last_invited_at
-        for row in rows
-        if (row.tenant_id, row.customer_id) in wanted
-    }
-
-
-async def rest_periods(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-    rows = await session.execute(
-        select(Policy.tenant_id, Policy.rest_period_days).where(Policy.tenant_id.in_(list(set(tenant_ids))))
-    )
-    return {row.tenant_id: row.rest_period_days for row in rows}
-
-
-async def set_rest_period(session: AsyncSession, tenant_id: uuid.UUID, days: int) -> None:
-    statement = pg_insert(Policy).values(tenant_id=tenant_id, rest_period_days=days)
-    await session.execute(
-        statement.on_conflict_do_update(index_elements=[Policy.tenant_id], set_={"rest_period_days": days})
-    )
-
-
-_TOUCH_CUSTOMERS = text(
-    "INSERT INTO trigger.customers (tenant_id, customer_id, last_invited_at, last_event_at) "
-    "SELECT * FROM unnest(CAST(:tenants AS uuid[]), CAST(:customers AS text[]), "
-    "CAST(:invited AS timestamptz[]), CAST(:seen AS timestamptz[])) "
-    "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET last_event_at = excluded.last_event_at, "
-    "last_invited_at = coalesce(excluded.last_invited_at, customers.last_invited_at)"
+from services.trigger.models import (
+    COMMON,
+    Customer,
+    CustomerTouchpoint,
+    Decision,
+    Policy,
+    QuotaUsage,
+    SourceRecord,
+    Touchpoint,
 )
 
 
-async def touch_customers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Upsert customers; ``last_invited_at`` only moves when the row says it was invited.
+async def rest_periods(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    return {tenant: days for tenant, (days, _) in (await policies(session, tenant_ids)).items()}
 
-    Arrays through unnest(): one statement and four parameters, whatever the batch size.
-    """
+
+async def policies(
+    session: AsyncSession, tenant_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[int, str]]:
+    rows = await session.execute(
+        select(Policy.tenant_id, Policy.rest_period_days, Policy.rest_clock).where(
+            Policy.tenant_id.in_(list(set(tenant_ids)))
+        )
+    )
+    return {row.tenant_id: (row.rest_period_days, row.rest_clock) for row in rows}
+
+
+async def set_rest_period(
+    session: AsyncSession, tenant_id: uuid.UUID, days: int, clock: str | None = None
+) -> None:
+    values: dict[str, Any] = {"rest_period_days": days}
+    if clock is not None:
+        values["rest_clock"] = clock
+    statement = pg_insert(Policy).values(tenant_id=tenant_id, **values)
+    await session.execute(statement.on_conflict_do_update(index_elements=[Policy.tenant_id], set_=values))
+
+
+_SAVE_CUSTOMERS = text(
+    "INSERT INTO trigger.customers (tenant_id, customer_id, last_invited_at, last_event_at, email, name, "
+    "locale, time_zone, account_id) "
+    "SELECT * FROM unnest(CAST(:tenants AS uuid[]), CAST(:customers AS text[]), "
+    "CAST(:invited AS timestamptz[]), CAST(:seen AS timestamptz[]), CAST(:emails AS text[]), "
+    "CAST(:names AS text[]), CAST(:locales AS text[]), CAST(:zones AS text[]), CAST(:accounts AS text[])) "
+    "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET last_event_at = excluded.last_event_at, "
+    "last_invited_at = GREATEST(excluded.last_invited_at, customers.last_invited_at), "
+    "email = coalesce(excluded.email, customers.email), name = coalesce(excluded.name, customers.name), "
+    "locale = coalesce(excluded.locale, customers.locale), "
+    "time_zone = coalesce(excluded.time_zone, customers.time_zone), "
+    "account_id = coalesce(excluded.account_id, customers.account_id)"
+)
+
+
+async def save_customers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Upsert what a batch learnt about customers. Clocks only move forward; a missing detail
+    never erases a known one. Arrays through unnest(): one statement whatever the batch size."""
     if not rows:
         return
     await session.execute(
-        _TOUCH_CUSTOMERS,
+        _SAVE_CUSTOMERS,
         {
             "tenants": [row["tenant_id"] for row in rows],
             "customers": [row["customer_id"] for row in rows],
-            "invited": [row["last_invited_at"] for row in rows],
+            "invited": [row.get("last_invited_at") for row in rows],
             "seen": [row["last_event_at"] for row in rows],
+            "emails": [row.get("email") for row in rows],
+            "names": [row.get("name") for row in rows],
+            "locales": [row.get("locale") for row in rows],
+            "zones": [row.get("time_zone") for row in rows],
+            "accounts": [row.get("account_id") for row in rows],
         },
     )
 
 
+async def touch_customers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Kept for callers that only move rest-period clocks (tenant_id, customer_id, last_invited_at,
+    last_event_at)."""
+    await save_customers(session, rows)
+
+
+_SET_CONSENT = text(
+    "INSERT INTO trigger.customers "
+    "(tenant_id, customer_id, last_event_at, email, suppressed_at, suppression_reason) "
+    "VALUES (:tenant, :customer, :at, :email, :suppressed_at, :reason) "
+    "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET suppressed_at = excluded.suppressed_at, "
+    "suppression_reason = excluded.suppression_reason, email = coalesce(customers.email, excluded.email)"
+)
+
+
+async def set_consent(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    customer_id: str,
+    *,
+    email: str | None,
+    suppressed_at: datetime | None,
+    reason: str | None,
+    at: datetime,
+) -> None:
+    await session.execute(
+        _SET_CONSENT,
+        {
+            "tenant": tenant_id,
+            "customer": customer_id,
+            "at": at,
+            "email": email,
+            "suppressed_at": suppressed_at,
+            "reason": reason,
+        },
+    )
+
+
+async def suppress_by_email(
+    session: AsyncSession, tenant_id: uuid.UUID, email: str, reason: str, at: datetime
+) -> list[str]:
+    rows = await session.scalars(
+        update(Customer)
+        .where(Customer.tenant_id == tenant_id, func.lower(Customer.email) == email.lower())
+        .values(suppressed_at=at, suppression_reason=reason)
+        .returning(Customer.customer_id)
+    )
+    return list(rows)
+
+
+async def set_responded(session: AsyncSession, rows: Sequence[tuple[uuid.UUID, str, datetime]]) -> None:
+    if not rows:
+        return
+    await session.execute(
+        text(
+            "INSERT INTO trigger.customers (tenant_id, customer_id, last_event_at, last_responded_at) "
+            "SELECT t, c, r, r FROM unnest(CAST(:tenants AS uuid[]), CAST(:customers AS text[]), "
+            "CAST(:at AS timestamptz[])) AS u(t, c, r) "
+            "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET "
+            "last_responded_at = GREATEST(customers.last_responded_at, excluded.last_responded_at)"
+        ),
+        {"tenants": [r[0] for r in rows], "customers": [r[1] for r in rows], "at": [r[2] for r in rows]},
+    )
+
+
+def _ids(values: Iterable[str]) -> Any:
+    return bindparam("ids", sorted(set(values)), type_=ARRAY(Text))
+
+
+async def load_customers(
+    session: AsyncSession, tenant_id: uuid.UUID, customer_ids: Iterable[str]
+) -> Sequence[Any]:
+    return (
+        await session.execute(
+            select(
+                Customer.customer_id,
+                Customer.last_invited_at,
+                Customer.last_responded_at,
+                Customer.email,
+                Customer.time_zone,
+                Customer.suppressed_at,
+            ).where(Customer.tenant_id == tenant_id, Customer.customer_id == any_(_ids(customer_ids)))
+        )
+    ).all()
+
+
+async def suppressed_emails(session: AsyncSession, tenant_id: uuid.UUID, emails: Iterable[str]) -> set[str]:
+    wanted = {email.lower() for email in emails}
+    if not wanted:
+        return set()
+    rows = await session.scalars(
+        select(func.lower(Customer.email)).where(
+            Customer.tenant_id == tenant_id,
+            func.lower(Customer.email) == any_(bindparam("emails", sorted(wanted), type_=ARRAY(Text))),
+            Customer.suppressed_at.is_not(None),
+        )
+    )
+    return set(rows)
+
+
+async def customers_with_email(session: AsyncSession, tenant_id: uuid.UUID, email: str) -> list[str]:
+    rows = await session.scalars(
+        select(Customer.customer_id).where(
+            Customer.tenant_id == tenant_id, func.lower(Customer.email) == email.lower()
+        )
+    )
+    return list(rows)
+
+
+async def touchpoint_clocks(
+    session: AsyncSession, tenant_id: uuid.UUID, customer_ids: Iterable[str]
+) -> Sequence[Any]:
+    return (
+        await session.execute(
+            select(
+                CustomerTouchpoint.customer_id,
+                CustomerTouchpoint.touchpoint,
+                CustomerTouchpoint.last_invited_at,
+            ).where(
+                CustomerTouchpoint.tenant_id == tenant_id,
+                CustomerTouchpoint.customer_id == any_(_ids(customer_ids)),
+            )
+        )
+    ).all()
+
+
+async def save_touchpoint_clocks(
+    session: AsyncSession, rows: Sequence[tuple[uuid.UUID, str, str, datetime]]
+) -> None:
+    if not rows:
+        return
+    await session.execute(
+        text(
+            "INSERT INTO trigger.customer_touchpoints (tenant_id, customer_id, touchpoint, last_invited_at) "
+            "SELECT * FROM unnest(CAST(:tenants AS uuid[]), CAST(:customers AS text[]), "
+            "CAST(:touchpoints AS text[]), CAST(:at AS timestamptz[])) "
+            "ON CONFLICT (tenant_id, customer_id, touchpoint) DO UPDATE SET "
+            "last_invited_at = GREATEST(customer_touchpoints.last_invited_at, excluded.last_invited_at)"
+        ),
+        {
+            "tenants": [r[0] for r in rows],
+            "customers": [r[1] for r in rows],
+            "touchpoints": [r[2] for r in rows],
+            "at": [r[3] for r in rows],
+        },
+    )
+
+
+async def load_sources(session: AsyncSession, tenant_id: uuid.UUID, refs: Iterable[str]) -> Sequence[Any]:
+    return (
+        await session.execute(
+            select(
+                SourceRecord.source_ref,
+                SourceRecord.touchpoint,
+                SourceRecord.customer_id,
+                SourceRecord.invitation_id,
+                SourceRecord.cancelled_at,
+            ).where(SourceRecord.tenant_id == tenant_id, SourceRecord.source_ref == any_(_ids(refs)))
+        )
+    ).all()
+
+
+async def pending_invitations(
+    session: AsyncSession, tenant_id: uuid.UUID, customer_ids: Iterable[str], since: datetime
+) -> Sequence[Any]:
+    """Invitations of these customers that may not have gone out yet (the survey service decides)."""
+    return (
+        await session.execute(
+            select(
+                SourceRecord.source_ref,
+                SourceRecord.touchpoint,
+                SourceRecord.customer_id,
+                SourceRecord.invitation_id,
+            ).where(
+                SourceRecord.tenant_id == tenant_id,
+                SourceRecord.customer_id == any_(_ids(customer_ids)),
+                SourceRecord.invitation_id.is_not(None),
+                SourceRecord.cancelled_at.is_(None),
+                SourceRecord.send_at >= since,
+            )
+        )
+    ).all()
+
+
+async def save_sources(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    columns = (
+        "tenant_id",
+        "source_ref",
+        "touchpoint",
+        "customer_id",
+        "invitation_id",
+        "send_at",
+        "cancelled_at",
+        "decided_at",
+    )
+    casts = ("uuid", "text", "text", "text", "uuid", "timestamptz", "timestamptz", "timestamptz")
+    selects = ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(columns, casts, strict=True))
+    await session.execute(
+        text(
+            f"INSERT INTO trigger.source_records ({', '.join(columns)}) SELECT * FROM unnest({selects}) "
+            "ON CONFLICT (tenant_id, source_ref, touchpoint) DO UPDATE SET "
+            "cancelled_at = coalesce(source_records.cancelled_at, excluded.cancelled_at), "
+            "invitation_id = coalesce(source_records.invitation_id, excluded.invitation_id), "
+            "send_at = coalesce(source_records.send_at, excluded.send_at)"
+        ),
+        {c: [row[c] for row in rows] for c in columns},
+    )
+
+
+async def cancel_sources(
+    session: AsyncSession, tenant_id: uuid.UUID, refs: Sequence[str], at: datetime
+) -> None:
+    if refs:
+        await session.execute(
+            update(SourceRecord)
+            .where(
+                SourceRecord.tenant_id == tenant_id,
+                SourceRecord.source_ref == any_(_ids(refs)),
+                SourceRecord.cancelled_at.is_(None),
+            )
+            .values(cancelled_at=at)
+        )
+
+
+async def quota_used(session: AsyncSession, tenant_id: uuid.UUID, day: date) -> dict[str, int]:
+    rows = await session.execute(
+        select(QuotaUsage.touchpoint, QuotaUsage.invited).where(
+            QuotaUsage.tenant_id == tenant_id, QuotaUsage.day == day
+        )
+    )
+    return {row.touchpoint: row.invited for row in rows}
+
+
+async def add_quota_usage(
+    session: AsyncSession, tenant_id: uuid.UUID, day: date, used: dict[str, int]
+) -> None:
+    for touchpoint, count in sorted(used.items()):
+        statement = pg_insert(QuotaUsage).values(
+            tenant_id=tenant_id, touchpoint=touchpoint, day=day, invited=count
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[QuotaUsage.tenant_id, QuotaUsage.touchpoint, QuotaUsage.day],
+                set_={"invited": QuotaUsage.invited + statement.excluded.invited},
+            )
+        )
+
+
+async def active_touchpoints(session: AsyncSession, tenant_id: uuid.UUID) -> list[Touchpoint]:
+    """The latest version of each of the tenant's touchpoints that is not retired."""
+    newest = (
+        select(Touchpoint.name, func.max(Touchpoint.version).label("version"))
+        .where(Touchpoint.tenant_id == tenant_id)
+        .group_by(Touchpoint.name)
+        .subquery()
+    )
+    rows = await session.scalars(
+        select(Touchpoint)
+        .join(newest, (Touchpoint.name == newest.c.name) & (Touchpoint.version == newest.c.version))
+        .where(Touchpoint.tenant_id == tenant_id, Touchpoint.retired_at.is_(None))
+        .order_by(Touchpoint.name)
+    )
+    return list(rows)
+
+
+async def touchpoint_versions(session: AsyncSession, tenant_id: uuid.UUID, name: str) -> Sequence[Touchpoint]:
+    rows = await session.scalars(
+        select(Touchpoint)
+        .where(Touchpoint.tenant_id == tenant_id, Touchpoint.name == name)
+        .order_by(Touchpoint.version.desc())
+    )
+    return rows.all()
+
+
+async def add_touchpoint_version(
+    session: AsyncSession, tenant_id: uuid.UUID, name: str, config: dict[str, Any], at: datetime
+) -> int:
+    # Serialise concurrent edits of one touchpoint: versions must not collide.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"touchpoint:{tenant_id}:{name}"}
+    )
+    latest = await session.scalar(
+        select(func.max(Touchpoint.version)).where(Touchpoint.tenant_id == tenant_id, Touchpoint.name == name)
+    )
+    version = int(latest or 0) + 1
+    session.add(Touchpoint(tenant_id=tenant_id, name=name, version=version, config=config, created_at=at))
+    await session.flush()
+    return version
+
+
+async def retire_touchpoint(session: AsyncSession, tenant_id: uuid.UUID, name: str, at: datetime) -> bool:
+    result = await session.execute(
+        update(Touchpoint)
+        .where(Touchpoint.tenant_id == tenant_id, Touchpoint.name == name, Touchpoint.retired_at.is_(None))
+        .values(retired_at=at)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
 DECISION_COLUMNS = (
+    "touchpoint_version",
+    "send_at",
+    "detail",
     "tenant_id",
     "event_id",
     "event_type",

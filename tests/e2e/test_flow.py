@@ -258,6 +258,7 @@ async def test_purchase_to_survey_to_nps_to_follow_up_case(stack: Stack, client:
         "status": "accepted",
         "decision": "skipped",
         "reason": "rest_period",
+        "touchpoint": "webshop-purchase",
     }
     decisions = (
         await client.get(f"{trigger}/v1/decisions", params={"customer": customer}, headers=auth)

@@ -101,6 +101,7 @@ async def test_a_second_purchase_inside_the_rest_period_is_skipped_and_recorded(
         "status": "accepted",
         "decision": "skipped",
         "reason": "rest_period",
+        "touchpoint": "webshop-purchase",
     }
     history = await decisions(service, tenant, customer)
     assert [(d["outcome"], d["reason"]) for d in history] == [("skipped", "rest_period"), ("invited", None)]
@@ -291,7 +292,10 @@ async def test_the_admin_api_creates_tenants_and_keys_and_refuses_without_the_to
     key = await service.client.post(f"/v1/admin/tenants/{name}/api-keys", headers={"X-Admin-Token": token})
     assert key.status_code == 201
     headers = {"Authorization": f"Bearer {key.json()['api_key']}"}
-    assert (await service.client.get("/v1/policy", headers=headers)).json() == {"rest_period_days": 180}
+    assert (await service.client.get("/v1/policy", headers=headers)).json() == {
+        "rest_period_days": 180,
+        "rest_clock": "invitation",
+    }
     revoked = await service.client.delete(
         f"/v1/admin/api-keys/{key.json()['key_id']}", headers={"X-Admin-Token": token}
     )

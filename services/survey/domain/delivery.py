@@ -14,6 +14,8 @@ class InvitationStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     RESPONDED = "responded"
+    #: Withdrawn by the trigger before it was sent (the order was refunded, the customer left).
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)

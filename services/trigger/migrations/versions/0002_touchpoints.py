@@ -52,12 +52,16 @@ def upgrade() -> None:
         "source_records",
         sa.Column("tenant_id", sa.Uuid, primary_key=True),
         sa.Column("source_ref", sa.String(220), primary_key=True),
+        sa.Column("touchpoint", sa.String(63), primary_key=True),
         sa.Column("customer_id", sa.String(200), nullable=False),
         sa.Column("invitation_id", sa.Uuid),
         sa.Column("send_at", sa.DateTime(timezone=True)),
         sa.Column("cancelled_at", sa.DateTime(timezone=True)),
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
         schema=SCHEMA,
+    )
+    op.create_index(
+        "ix_source_records_customer", "source_records", ["tenant_id", "customer_id"], schema=SCHEMA
     )
     op.create_table(
         "quota_usage",
