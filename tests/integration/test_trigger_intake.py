@@ -38,8 +38,9 @@ def purchase(
     event_id: str | None = None,
     email: str | None = "jane@example.com",
     tenant: str | None = None,
+    order_id: str | None = None,
 ) -> dict[str, Any]:
-    data: dict[str, Any] = {"order_id": uuid.uuid4().hex, "customer_id": customer}
+    data: dict[str, Any] = {"order_id": order_id or uuid.uuid4().hex, "customer_id": customer}
     if email:
         data["email"] = email
     event: dict[str, Any] = {

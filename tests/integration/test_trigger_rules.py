@@ -1,0 +1,342 @@
+"""The trigger's rules against real Postgres and Kafka, with the survey service running:
+touchpoints as versioned configuration, delays, cancellation, consent, and the response clock."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from libs.common import topics
+from libs.common.events import SURVEY_RESPONDED, SurveyResponded, new_event
+from libs.devstack.smtp_sink import read_messages
+from services.survey.config import SurveySettings
+from services.survey.main import build as build_survey
+from tests.conftest import (
+    Mailbox,
+    ServiceUnderTest,
+    StartService,
+    TestTenant,
+    eventually,
+    produce,
+    read_topic,
+)
+from tests.integration.test_trigger_intake import decisions, purchase, trigger_with_tenant
+
+SURVEY_SECRET = "integration-survey-secret-0123456789abcdef"
+
+
+async def post(service: ServiceUnderTest, tenant: TestTenant, body: Any) -> dict[str, Any]:
+    response = await service.client.post("/v1/events", json=body, headers=tenant.headers)
+    assert response.status_code == 202, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def event(event_type: str, data: dict[str, Any], customer: str) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": uuid.uuid4().hex,
+        "source": "/shop",
+        "type": event_type,
+        "subject": customer,
+        "data": data,
+    }
+
+
+async def test_touchpoints_are_versioned_configuration_and_decisions_name_the_version(
+    start_service: StartService,
+) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    built_in = (await service.client.get("/v1/touchpoints", headers=tenant.headers)).json()["touchpoints"]
+    assert [(t["name"], t["version"], t["built_in"]) for t in built_in] == [
+        ("webshop-purchase", 0, True),
+        ("support-ticket", 0, True),
+    ]
+
+    config = {
+        "event_types": ["purchase.completed.v1"],
+        "filters": [{"field": "status", "op": "in", "value": ["paid"]}],
+    }
+    first = await service.client.put("/v1/touchpoints/webshop-purchase", json=config, headers=tenant.headers)
+    assert (first.status_code, first.json()["version"]) == (200, 1)
+    customer = f"c-{uuid.uuid4().hex}"
+    pending = await post(
+        service, tenant, {**purchase(customer), "data": {**purchase(customer)["data"], "status": "pending"}}
+    )
+    assert pending["results"][0] | {"id": None} == {
+        "id": None,
+        "status": "accepted",
+        "decision": "skipped",
+        "reason": "filtered",
+        "touchpoint": "webshop-purchase",
+    }
+
+    config["filters"][0]["value"] = ["paid", "pending"]  # type: ignore[index]
+    second = await service.client.put("/v1/touchpoints/webshop-purchase", json=config, headers=tenant.headers)
+    assert second.json()["version"] == 2
+    again = await post(
+        service, tenant, {**purchase(customer), "data": {**purchase(customer)["data"], "status": "pending"}}
+    )
+    assert again["results"][0]["decision"] == "invited"
+    history = await decisions(service, tenant, customer)
+    assert [(d["touchpoint_version"], d["outcome"], d["detail"]) for d in history] == [
+        (2, "invited", None),
+        (1, "skipped", "filter status in ['paid'] not met"),
+    ]
+    versions = (
+        await service.client.get("/v1/touchpoints/webshop-purchase/versions", headers=tenant.headers)
+    ).json()["versions"]
+    assert [v["version"] for v in versions] == [2, 1]
+    # Configured touchpoints replace the built-in ones: tickets are no longer taken.
+    ticket = event(
+        "ticket.closed.v1", {"ticket_id": "T1", "customer_id": customer, "email": "a@b.example"}, customer
+    )
+    assert (await post(service, tenant, ticket))["results"][0]["reason"] == "filtered"
+
+
+async def test_bad_touchpoint_configuration_is_refused_naming_the_field(start_service: StartService) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    cases = [
+        ({"event_types": ["order.shipped.v1"]}, "event_types"),
+        (
+            {
+                "event_types": ["purchase.completed.v1"],
+                "send_window": {"days": ["mon"], "start": "20:00", "end": "08:00"},
+            },
+            "before",
+        ),
+        (
+            {
+                "event_types": ["purchase.completed.v1"],
+                "send_window": {"days": ["mon"], "start": "08:00", "end": "20:00", "time_zone": "Mars/Base"},
+            },
+            "unknown time zone",
+        ),
+        (
+            {
+                "event_types": ["purchase.completed.v1"],
+                "filters": [{"field": "status", "op": "in", "value": "x"}],
+            },
+            "list value",
+        ),
+        (
+            {"event_types": ["purchase.completed.v1"], "sample": {"percent": 10, "accounts_per_period": 5}},
+            "exactly one",
+        ),
+        ({"event_types": ["purchase.completed.v1"], "surprise": True}, "surprise"),
+    ]
+    for body, problem in cases:
+        response = await service.client.put("/v1/touchpoints/x", json=body, headers=tenant.headers)
+        assert response.status_code == 422 and problem in response.text, (body, response.text)
+    bad_name = await service.client.put(
+        "/v1/touchpoints/Bad%20Name", json={"event_types": ["ticket.closed.v1"]}, headers=tenant.headers
+    )
+    assert bad_name.status_code == 422
+
+
+async def test_a_delay_and_window_give_a_delayed_decision_with_its_time(start_service: StartService) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    config = {
+        "event_types": ["purchase.completed.v1"],
+        "delay_minutes": 3 * 24 * 60,
+        "send_window": {
+            "days": ["mon", "tue", "wed", "thu", "fri"],
+            "start": "08:00",
+            "end": "20:00",
+            "time_zone": "Europe/Copenhagen",
+        },
+    }
+    await service.client.put("/v1/touchpoints/delivery", json=config, headers=tenant.headers)
+    customer = f"c-{uuid.uuid4().hex}"
+    result = (await post(service, tenant, purchase(customer)))["results"][0]
+    assert result["decision"] == "delayed"
+    send_at = datetime.fromisoformat(result["send_at"])
+    assert send_at >= datetime.now(UTC) + timedelta(days=3) - timedelta(minutes=1)
+    [request] = await read_topic(
+        service.runtime.settings.kafka_bootstrap_servers,
+        topics.SURVEY_REQUESTS,
+        lambda r: json.loads(r.value)["data"]["customer_id"] == customer,
+    )
+    assert datetime.fromisoformat(json.loads(request.value)["data"]["send_at"]) == send_at
+
+
+async def test_a_refund_before_sending_withdraws_the_invitation_and_no_email_goes_out(
+    start_service: StartService, smtp_sink: Mailbox
+) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    survey = await start_service(build_survey, SurveySettings, survey_token_secret=SURVEY_SECRET)
+    await service.client.put(
+        "/v1/touchpoints/webshop-purchase",
+        json={"event_types": ["purchase.completed.v1"], "delay_minutes": 60},
+        headers=tenant.headers,
+    )
+    customer, email = f"c-{uuid.uuid4().hex}", f"refund-{uuid.uuid4().hex[:8]}@example.com"
+    order = purchase(customer, email=email)
+    invited = (await post(service, tenant, order))["results"][0]
+    assert invited["decision"] == "delayed"
+    refund = event(
+        "order.cancelled.v1",
+        {"order_id": order["data"]["order_id"], "customer_id": customer, "reason": "refunded"},
+        customer,
+    )
+    cancelled = (await post(service, tenant, refund))["results"][0]
+    assert (cancelled["decision"], cancelled["reason"]) == ("cancelled", "cancelled")
+
+    async def invitation_cancelled() -> bool:
+        response = await survey.client.get(
+            "/v1/invitations",
+            params={"customer": customer},
+            headers={"Authorization": tenant.headers["Authorization"]},
+        )
+        rows = response.json()["invitations"] if response.status_code == 200 else []
+        return bool(rows) and rows[0]["status"] == "cancelled"
+
+    await _tenant_known_to(survey, tenant)
+    await eventually(invitation_cancelled, within=30)
+    assert not [m for m in read_messages(smtp_sink.directory) if email in str(m["To"])]
+    # The same order arriving again (a retried webhook) is not asked about either.
+    retried = (await post(service, tenant, {**order, "id": uuid.uuid4().hex}))["results"][0]
+    assert retried["reason"] == "cancelled"
+    late = await post(service, tenant, purchase(f"c-{uuid.uuid4().hex}", order_id=order["data"]["order_id"]))
+    assert late["results"][0]["reason"] == "cancelled"
+
+
+async def _tenant_known_to(survey: ServiceUnderTest, tenant: TestTenant) -> None:
+    """The survey service learns of tenants from nps.tenants; give this one its copy directly."""
+    from libs.common.events import APIKEY_CREATED, TENANT_CREATED, ApiKeyCreated, TenantCreated
+    from libs.common.tenancy import TENANCY_HANDLERS, hash_key, parse_key_id
+
+    key_id = parse_key_id(tenant.api_key)
+    assert key_id
+    now = datetime.now(UTC)
+    tenant_uuid = uuid.UUID(tenant.tenant_id)
+    events = [
+        new_event(
+            TENANT_CREATED,
+            tenant_id=tenant.tenant_id,
+            source="/tests",
+            subject=tenant.tenant_id,
+            data=TenantCreated(tenant_id=tenant_uuid, name=tenant.name, created_at=now),
+        ),
+        new_event(
+            APIKEY_CREATED,
+            tenant_id=tenant.tenant_id,
+            source="/tests",
+            subject=tenant.tenant_id,
+            data=ApiKeyCreated(
+                key_id=key_id, tenant_id=tenant_uuid, key_hash=hash_key(tenant.api_key), created_at=now
+            ),
+        ),
+    ]
+    async with survey.runtime.database.uow() as uow:
+        for item in events:
+            await TENANCY_HANDLERS[item.type](item, uow)
+        await uow.commit()
+
+
+async def test_an_unsubscribe_stops_every_future_invitation_until_resubscribed(
+    start_service: StartService,
+) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    customer, email = f"c-{uuid.uuid4().hex}", f"leave-{uuid.uuid4().hex[:8]}@example.com"
+    first = (await post(service, tenant, purchase(customer, email=email)))["results"][0]
+    assert first["decision"] == "invited"
+    gone = event("customer.unsubscribed.v1", {"email": email, "reason": "hard_bounce"}, customer)
+    unsubscribed = (await post(service, tenant, gone))["results"][0]
+    assert unsubscribed["reason"] == "unsubscribed"
+    await service.client.put("/v1/policy", json={"rest_period_days": 0}, headers=tenant.headers)
+    later = (await post(service, tenant, purchase(customer, email=email)))["results"][0]
+    assert (later["decision"], later["reason"]) == ("skipped", "unsubscribed")
+    # Under another customer id, the same address is still refused.
+    other = (await post(service, tenant, purchase(f"c-{uuid.uuid4().hex}", email=email.upper())))["results"][
+        0
+    ]
+    assert other["reason"] == "unsubscribed"
+    back = event("customer.resubscribed.v1", {"customer_id": customer}, customer)
+    assert (await post(service, tenant, back))["results"][0]["decision"] == "recorded"
+    assert (await post(service, tenant, purchase(customer, email=email)))["results"][0][
+        "decision"
+    ] == "invited"
+
+
+async def test_a_known_contact_address_lets_an_anonymous_ticket_be_surveyed(
+    start_service: StartService,
+) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    customer = f"zd-{uuid.uuid4().hex}"
+    ticket = event("ticket.closed.v1", {"ticket_id": uuid.uuid4().hex, "customer_id": customer}, customer)
+    assert (await post(service, tenant, ticket))["results"][0]["reason"] == "no_email"
+    known = event(
+        "customer.upserted.v1",
+        {
+            "customer_id": customer,
+            "email": "requester@example.com",
+            "time_zone": "Europe/Oslo",
+            "account_id": "acme",
+        },
+        customer,
+    )
+    assert (await post(service, tenant, known))["results"][0]["decision"] == "recorded"
+    ticket2 = event("ticket.closed.v1", {"ticket_id": uuid.uuid4().hex, "customer_id": customer}, customer)
+    assert (await post(service, tenant, ticket2))["results"][0]["decision"] == "invited"
+
+
+async def test_the_response_clock_comes_from_survey_answers(start_service: StartService) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    await service.client.put(
+        "/v1/policy", json={"rest_period_days": 30, "rest_clock": "response"}, headers=tenant.headers
+    )
+    customer = f"c-{uuid.uuid4().hex}"
+    async with service.runtime.database.uow() as uow:
+        from services.trigger import repository
+
+        await repository.save_customers(
+            uow.session,
+            [
+                {
+                    "tenant_id": uuid.UUID(tenant.tenant_id),
+                    "customer_id": customer,
+                    "last_invited_at": datetime.now(UTC) - timedelta(days=90),
+                    "last_event_at": datetime.now(UTC),
+                }
+            ],
+        )
+        await uow.commit()
+    answered = new_event(
+        SURVEY_RESPONDED,
+        tenant_id=tenant.tenant_id,
+        source="/tests",
+        subject=customer,
+        data=SurveyResponded(
+            response_id=uuid.uuid4(),
+            invitation_id=uuid.uuid4(),
+            customer_id=customer,
+            email="a@b.example",
+            touchpoint="webshop-purchase",
+            score=9,
+            responded_at=datetime.now(UTC) - timedelta(days=5),
+        ),
+    )
+    await produce(
+        service.runtime.settings.kafka_bootstrap_servers,
+        topics.SURVEY_EVENTS,
+        answered.envelope.to_json(),
+        key=customer.encode(),
+    )
+
+    async def skipped_for_rest() -> bool:
+        result = (await post(service, tenant, purchase(customer)))["results"][0]
+        return result.get("reason") == "rest_period"  # type: ignore[no-any-return]
+
+    await eventually(skipped_for_rest, within=30)
+
+
+async def test_decisions_are_counted_by_touchpoint_and_reason(start_service: StartService) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    await post(service, tenant, purchase(f"c-{uuid.uuid4().hex}", email=None))
+    metrics = (await service.client.get("/metrics")).text
+    assert (
+        'nps_trigger_decisions_total{outcome="skipped",reason="no_email",touchpoint="webshop-purchase"}'
+        in metrics
+    )
