@@ -1,0 +1,221 @@
+"""HTTP routes for native webhooks: endpoints a tenant configures (API key), and the receiving
+route each platform posts to (no API key: the endpoint id names the tenant, the signature proves
+the sender)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.common.events import InvalidEvent
+from libs.common.http import Tenant, UoW, error_body, runtime_of
+from services.trigger import handlers, webhooks
+from services.trigger.config import TriggerSettings
+from services.trigger.webhooks import generic
+from services.trigger.webhooks import repository as webhook_repository
+from services.trigger.webhooks.common import parse_json
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+WEBHOOKS = Counter(
+    "nps_trigger_webhooks_total",
+    "Webhook deliveries received, by platform and outcome (accepted, ignored, unauthorized, invalid)",
+    ["platform", "outcome"],
+)
+
+Platform = Literal["shopify", "woocommerce", "zendesk", "freshdesk", "generic"]
+_ID_LIMIT = 64
+
+
+def _settings(request: Request) -> TriggerSettings:
+    settings = runtime_of(request).settings
+    assert isinstance(settings, TriggerSettings)
+    return settings
+
+
+Settings = Annotated[TriggerSettings, Depends(_settings)]
+
+
+def url_path(platform: str, endpoint_id: str) -> str:
+    return f"/v1/hooks/{platform}/{endpoint_id}"
+
+
+class NewWebhook(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    platform: Platform
+    secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=512,
+        description="Shopify: the app's client secret; Zendesk: the webhook's signing secret. "
+        "WooCommerce, Freshdesk and generic: left out, one is generated.",
+    )
+    mapping: dict[str, Any] | None = Field(
+        default=None, description="generic only: event_type, id, fields and signature"
+    )
+
+
+@router.post("/v1/webhooks", status_code=201)
+async def create_webhook(tenant: Tenant, uow: UoW, body: NewWebhook) -> dict[str, Any]:
+    """Configure a webhook receiver. The answer holds the path to give the platform and the secret
+    it signs with; the secret is never shown again."""
+    mapping: dict[str, Any] | None = None
+    if body.platform == "generic":
+        if body.mapping is None:
+            raise HTTPException(422, "mapping: a generic webhook needs a mapping")
+        try:
+            mapping = generic.parse_mapping(body.mapping).model_dump(mode="json", exclude_none=True)
+        except generic.MappingError as error:
+            raise HTTPException(422, error.problem) from None
+    elif body.mapping is not None:
+        raise HTTPException(422, f"mapping: only a generic webhook takes a mapping, not {body.platform}")
+    secret = body.secret
+    if secret is None:
+        if body.platform not in webhooks.GENERATES_SECRET:
+            raise HTTPException(
+                422, f"secret: {body.platform} signs with a secret it issues; send it as secret"
+            )
+        secret = secrets.token_urlsafe(32)
+    endpoint_id = secrets.token_urlsafe(24)
+    now = datetime.now(UTC)
+    await webhook_repository.insert_endpoint(
+        uow.session,
+        {
+            "id": endpoint_id,
+            "tenant_id": tenant.tenant_id,
+            "platform": body.platform,
+            "secret": secret,
+            "mapping": mapping,
+            "created_at": now,
+        },
+    )
+    await uow.commit()
+    log.info("webhook.created", extra={"tenant_id": tenant.id, "platform": body.platform})
+    return {
+        "id": endpoint_id,
+        "platform": body.platform,
+        "url_path": url_path(body.platform, endpoint_id),
+        "secret": secret,
+        "mapping": mapping,
+        "created_at": now.isoformat(),
+    }
+
+
+@router.get("/v1/webhooks")
+async def list_webhooks(tenant: Tenant, uow: UoW) -> dict[str, Any]:
+    """The tenant's active webhook receivers. Secrets are never listed."""
+    rows = await webhook_repository.active_endpoints(uow.session, tenant.tenant_id)
+    return {
+        "webhooks": [
+            {
+                "id": row.id,
+                "platform": row.platform,
+                "url_path": url_path(row.platform, row.id),
+                "mapping": row.mapping,
+                "created_at": row.created_at.isoformat(),
+            }
+            for row in rows
+        ]
+    }
+
+
+@router.delete("/v1/webhooks/{endpoint_id}", status_code=204)
+async def delete_webhook(tenant: Tenant, uow: UoW, endpoint_id: str) -> Response:
+    """Revoke a receiver: deliveries to it are refused from now on."""
+    if not await webhook_repository.revoke_endpoint(
+        uow.session, tenant.tenant_id, endpoint_id, datetime.now(UTC)
+    ):
+        raise HTTPException(404, "no active webhook with that id")
+    await uow.commit()
+    return Response(status_code=204)
+
+
+@router.post("/v1/hooks/{platform}/{endpoint_id}", tags=["intake"])
+async def receive_webhook(
+    platform: str, endpoint_id: str, request: Request, uow: UoW, settings: Settings
+) -> JSONResponse:
+    """Where Shopify, WooCommerce, Zendesk, Freshdesk or a generic sender posts.
+
+    The signature is checked over the raw body before anything is parsed: a missing, wrong or
+    stale one gets 401 and changes nothing. A delivery that asks nothing of us (a topic or status
+    we do not act on, WooCommerce's ping) gets 200 with `ignored` and the reason; one that maps to
+    events gets 200 with a result per event, as `POST /v1/events` gives them. A retried delivery
+    is reported as `duplicate`.
+    """
+    body = await request.body()
+    if platform not in webhooks.PLATFORMS or len(endpoint_id) > _ID_LIMIT:
+        raise HTTPException(404, "no such webhook endpoint")
+    endpoint = await webhook_repository.active_endpoint(uow.session, endpoint_id, platform)
+    if endpoint is None:
+        WEBHOOKS.labels(platform, "unauthorized").inc()
+        raise HTTPException(404, "no such webhook endpoint")
+    tenant_id = str(endpoint.tenant_id)
+    headers = request.headers
+    if webhooks.is_ping(platform, headers, body):
+        return _ignored(platform, tenant_id, "ping")
+    now = datetime.now(UTC)
+    mapping = webhooks.mapping_of(platform, endpoint.mapping)
+    try:
+        webhooks.verify(platform, endpoint.secret, headers, body, now, mapping)
+    except webhooks.Unauthorized as error:
+        WEBHOOKS.labels(platform, "unauthorized").inc()
+        log.info(
+            "webhook.unauthorized",
+            extra={"tenant_id": tenant_id, "platform": platform, "reason": error.reason},
+        )
+        raise HTTPException(401, error.reason) from None
+    try:
+        delivery = webhooks.Delivery(
+            tenant_id=tenant_id, headers=headers, body=body, payload=parse_json(body), now=now
+        )
+        mapped = webhooks.map_delivery(platform, delivery, mapping)
+    except webhooks.NotJson as error:
+        return _invalid(platform, tenant_id, 400, "invalid_json", error.reason)
+    except InvalidEvent as error:
+        return _invalid(platform, tenant_id, 422, "invalid_payload", error.reason)
+    if isinstance(mapped, webhooks.Ignored):
+        return _ignored(platform, tenant_id, mapped.reason)
+    # The rules decide only some intake types; the others are answered, not dropped silently.
+    decided = [event for event in mapped if event.type in handlers.ACCEPTED_TYPES]
+    undecided = [
+        {"id": event.id, "status": "ignored", "reason": f"{event.type} is not decided by the trigger"}
+        for event in mapped
+        if event.type not in handlers.ACCEPTED_TYPES
+    ]
+    if not decided:
+        return _ignored(platform, tenant_id, "; ".join(item["reason"] for item in undecided) or "no event")
+    outcomes = await handlers.handle_intake(decided, uow, now=now, settings=settings)
+    await uow.commit()
+    WEBHOOKS.labels(platform, "accepted").inc()
+    results = [outcome.as_result() for outcome in outcomes]
+    log.info(
+        "webhook.accepted",
+        extra={
+            "tenant_id": tenant_id,
+            "platform": platform,
+            "events": len(results),
+            "duplicates": sum(1 for result in results if result["status"] == "duplicate"),
+        },
+    )
+    return JSONResponse({"results": results + undecided})
+
+
+def _ignored(platform: str, tenant_id: str, reason: str) -> JSONResponse:
+    WEBHOOKS.labels(platform, "ignored").inc()
+    log.info("webhook.ignored", extra={"tenant_id": tenant_id, "platform": platform, "reason": reason})
+    return JSONResponse({"ignored": reason})
+
+
+def _invalid(platform: str, tenant_id: str, status: int, error: str, reason: str) -> JSONResponse:
+    WEBHOOKS.labels(platform, "invalid").inc()
+    # The reason names a field and a rule; it never quotes a value from the body.
+    log.info("webhook.invalid", extra={"tenant_id": tenant_id, "platform": platform, "status": status})
+    return JSONResponse(status_code=status, content=error_body(error, reason))
