@@ -149,6 +149,8 @@ async def start_service(
             "nps_env": "test",
             "admin_token": "test-admin-token-" + uuid.uuid4().hex,
             "outbox_poll_seconds": 0.1,
+            # Cohort draws use the real clock; tests that want one call run_cohorts with their own.
+            "cohort_check_seconds": 3600,
             # A private service must not join the shared one's consumer groups: it would take over
             # partitions, and its departure would stall them while the broker rebalances.
             **({"kafka_group_prefix": f"test-{uuid.uuid4().hex[:12]}"} if fresh else {}),

@@ -156,6 +156,17 @@ class SurveyRequested(Contract):
     send_at: Timestamp
 
 
+class RelationshipDue(Contract):
+    """Internal to the trigger: a contact of an account drawn for a relationship survey this period.
+    Producers cannot send it; it exists so that cohort invitations pass the same rules and records."""
+
+    touchpoint: Touchpoint
+    period: Annotated[str, StringConstraints(max_length=20)]
+    account_id: Identifier
+    customer_id: Identifier
+    email: Email | None = None
+
+
 class SurveyCancelled(Contract):
     """The trigger withdraws an invitation that has not been sent yet."""
 
@@ -242,6 +253,7 @@ CUSTOMER_UPSERTED = "customer.upserted.v1"
 CUSTOMER_UNSUBSCRIBED = "customer.unsubscribed.v1"
 CUSTOMER_RESUBSCRIBED = "customer.resubscribed.v1"
 SURVEY_CANCELLED = "survey.cancelled.v1"
+RELATIONSHIP_DUE = "relationship.due.v1"
 SURVEY_REQUESTED = "survey.requested.v1"
 SURVEY_SENT = "survey.sent.v1"
 SURVEY_RESPONDED = "survey.responded.v1"
@@ -261,6 +273,7 @@ CONTRACTS: dict[str, tuple[type[Contract], str]] = {
     CUSTOMER_UNSUBSCRIBED: (CustomerUnsubscribed, topics.CUSTOMERS),
     CUSTOMER_RESUBSCRIBED: (CustomerResubscribed, topics.CUSTOMERS),
     SURVEY_CANCELLED: (SurveyCancelled, topics.SURVEY_REQUESTS),
+    RELATIONSHIP_DUE: (RelationshipDue, topics.CUSTOMERS),
     SURVEY_REQUESTED: (SurveyRequested, topics.SURVEY_REQUESTS),
     SURVEY_SENT: (SurveySent, topics.SURVEY_EVENTS),
     SURVEY_RESPONDED: (SurveyResponded, topics.SURVEY_EVENTS),

@@ -3,6 +3,8 @@ and the outgoing events in the unit of work, and return. They never commit."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +18,7 @@ from libs.common.events import (
     APIKEY_REVOKED,
     INTAKE_TYPES,
     PURCHASE_COMPLETED,
+    RELATIONSHIP_DUE,
     SURVEY_CANCELLED,
     SURVEY_REQUESTED,
     TENANT_CREATED,
@@ -29,6 +32,7 @@ from libs.common.events import (
     Event,
     OrderCancelled,
     PurchaseCompleted,
+    RelationshipDue,
     SurveyCancelled,
     SurveyRequested,
     SurveyResponded,
@@ -40,9 +44,23 @@ from libs.common.kafka import RejectEvent
 from libs.common.tenancy import NewApiKey, generate_api_key
 from services.trigger import repository
 from services.trigger.config import TriggerSettings
-from services.trigger.domain.rules import Candidate, Decision, Ledger, Outcome, Policy, Reason, decide
+from services.trigger.domain.cohorts import draw_accounts
+from services.trigger.domain.rules import (
+    Candidate,
+    CustomerState,
+    Decision,
+    Ledger,
+    Outcome,
+    Policy,
+    Reason,
+    decide,
+    may_be_asked,
+)
+from services.trigger.domain.sampling import cycle_of
 from services.trigger.domain.touchpoints import DEFAULT_TOUCHPOINTS, TouchpointRule
 from services.trigger.schemas import rule_from_stored
+
+log = logging.getLogger(__name__)
 
 SOURCE = "/nps/trigger"
 #: The source record of an order cancelled before (or whatever) any touchpoint decided it.
@@ -58,7 +76,7 @@ def invitation_id_for(tenant_id: str, event_id: str) -> uuid.UUID:
     return uuid.uuid5(_INVITATION_NAMESPACE, f"{tenant_id}:{event_id}")
 
 
-SURVEYED_TYPES = frozenset({PURCHASE_COMPLETED, TICKET_CLOSED})
+SURVEYED_TYPES = frozenset({PURCHASE_COMPLETED, TICKET_CLOSED, RELATIONSHIP_DUE})
 
 #: How far back an invitation may still be pending when an unsubscribe arrives.
 _PENDING_LOOKBACK = timedelta(days=1)
@@ -74,6 +92,8 @@ def _candidate(event: Event[Contract]) -> Candidate:
         source_ref, is_test = f"order:{data.order_id}", data.test
     elif isinstance(data, TicketClosed):
         source_ref, is_test = f"ticket:{data.ticket_id}", False
+    elif isinstance(data, RelationshipDue):
+        source_ref, is_test = f"cohort:{data.period}:{data.account_id}:{data.customer_id}", False
     else:
         raise TypeError(f"{event.type} is not surveyed")
     return Candidate(
@@ -83,7 +103,7 @@ def _candidate(event: Event[Contract]) -> Candidate:
         email=data.email,
         source_ref=source_ref,
         data=event.envelope.data,
-        time_zone=data.time_zone,
+        time_zone=getattr(data, "time_zone", None),
         is_test=is_test,
     )
 
@@ -270,7 +290,7 @@ class _TenantBatch:
 
     def _apply_decision(self, event: Event[Contract], decision: Decision) -> None:
         data = event.data
-        assert isinstance(data, PurchaseCompleted | TicketClosed)
+        assert isinstance(data, PurchaseCompleted | TicketClosed | RelationshipDue)
         row = self._customer_row(data.customer_id)
         for name in ("email", "name", "locale", "time_zone", "account_id"):
             value = getattr(data, name, None)
@@ -471,13 +491,14 @@ def _survey_requested(
     event: Event[Contract], decision: Decision, invitation_id: uuid.UUID
 ) -> Event[Contract]:
     data = event.data
-    assert isinstance(data, PurchaseCompleted | TicketClosed) and decision.email and decision.touchpoint
+    assert isinstance(data, PurchaseCompleted | TicketClosed | RelationshipDue)
+    assert decision.email and decision.touchpoint
     request = SurveyRequested(
         invitation_id=invitation_id,
         customer_id=data.customer_id,
         email=decision.email,
-        name=data.name,
-        locale=data.locale,
+        name=getattr(data, "name", None),
+        locale=getattr(data, "locale", None),
         touchpoint=decision.touchpoint.name,
         trigger_event_id=event.id,
         trigger_event_type=event.type,
@@ -513,6 +534,97 @@ async def on_survey_responded(events: list[Event[Contract]], uow: UnitOfWork) ->
         if isinstance(event.data, SurveyResponded)
     ]
     await repository.set_responded(uow.session, rows)
+
+
+# --- Account cohorts ----------------------------------------------------------------------------
+
+
+async def run_cohorts(uow: UnitOfWork, *, now: datetime, settings: TriggerSettings) -> int:
+    """Draw this period's accounts for every touchpoint that samples accounts, and decide their
+    contacts through the ordinary rules. Idempotent within a period: drawn accounts are recorded,
+    and each contact's event id is derived, so a second run the same period adds nothing."""
+    invitations = 0
+    for stored in await repository.cohort_touchpoints(uow.session):
+        rule = rule_from_stored(stored.name, stored.version, stored.config)
+        if rule.accounts_per_period is None:
+            continue
+        invitations += await _run_cohort(uow, stored.tenant_id, rule, now, settings)
+    return invitations
+
+
+async def _run_cohort(
+    uow: UnitOfWork, tenant_id: uuid.UUID, rule: TouchpointRule, now: datetime, settings: TriggerSettings
+) -> int:
+    assert rule.accounts_per_period is not None
+    session = uow.session
+    period = cycle_of(now, rule.sample_cycle)
+    state = await repository.cohort_state(session, tenant_id, rule.name, period)
+    wanted = rule.accounts_per_period - state.picked_this_period
+    if wanted <= 0:
+        return 0
+    accounts = await repository.accounts(session, tenant_id)
+    contacts = await repository.contacts(session, tenant_id, accounts)
+    clocks = await repository.touchpoint_clocks(session, tenant_id, [c.customer_id for c in contacts])
+    _, policy = await tenant_rules(uow, tenant_id, settings)
+    states: dict[str, CustomerState] = {}
+    for contact in contacts:
+        states[contact.customer_id] = CustomerState(
+            last_invited_at=contact.last_invited_at,
+            last_responded_at=contact.last_responded_at,
+            suppressed=contact.suppressed_at is not None,
+            email=contact.email,
+            time_zone=contact.time_zone,
+        )
+    for clock in clocks:
+        states[clock.customer_id].touchpoint_invited[clock.touchpoint] = clock.last_invited_at
+    eligible = {c.account_id for c in contacts if may_be_asked(states[c.customer_id], rule, policy, now)}
+    draws = draw_accounts(
+        accounts,
+        state.picked_in_round,
+        state.current_round,
+        wanted,
+        eligible,
+        seed=f"{tenant_id}:{rule.name}",
+    )
+    picks = [(draw.round, account) for draw in draws for account in draw.accounts]
+    if not picks:
+        return 0
+    await repository.record_picks(session, tenant_id, rule.name, period, picks, now)
+    drawn = {account for _, account in picks}
+    due = [
+        new_event(
+            RELATIONSHIP_DUE,
+            tenant_id=str(tenant_id),
+            source=SOURCE,
+            subject=contact.customer_id,
+            event_id=f"cohort:{rule.name}:{period}:{contact.account_id}:{contact.customer_id}",
+            data=RelationshipDue(
+                touchpoint=rule.name,
+                period=period,
+                account_id=contact.account_id,
+                customer_id=contact.customer_id,
+                email=contact.email,
+            ),
+            time=now,
+        )
+        for contact in contacts
+        if contact.account_id in drawn
+    ]
+    outcomes = await handle_intake(due, uow, now=now, settings=settings)
+    return sum(1 for outcome in outcomes if outcome.decision is not None and outcome.decision.invited)
+
+
+async def cohort_loop(runtime: Any) -> None:
+    settings = runtime.settings
+    assert isinstance(settings, TriggerSettings)
+    while True:
+        # Wait first: a service that restarts often must not draw before its peers settle.
+        await asyncio.sleep(settings.cohort_check_seconds)
+        async with runtime.database.uow() as uow:
+            invited = await run_cohorts(uow, now=datetime.now(UTC), settings=settings)
+            await uow.commit()
+        if invited:
+            log.info("cohorts.invited", extra={"invitations": invited})
 
 
 # --- Tenant registry ---------------------------------------------------------------------------

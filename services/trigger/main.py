@@ -38,4 +38,5 @@ def build(settings: TriggerSettings) -> ServiceDefinition:
                 name="responses", topics=[topics.SURVEY_EVENTS], handle=handlers.on_survey_responded
             ),
         ],
+        loops=[("account-cohorts", handlers.cohort_loop)],
     )

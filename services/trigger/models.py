@@ -126,3 +126,17 @@ class Policy(Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     rest_period_days: Mapped[int] = mapped_column(Integer)
     rest_clock: Mapped[str] = mapped_column(String(20), server_default="invitation")
+
+
+class CohortPick(Base):
+    """An account drawn for a relationship survey: in which round, and which period."""
+
+    __tablename__ = "cohort_picks"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    period: Mapped[str] = mapped_column(String(20))
+    picked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_cohort_picks_period", "tenant_id", "touchpoint", "period"),)

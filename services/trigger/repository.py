@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, cast
 
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs.common.db import copy_rows
 from services.trigger.models import (
     COMMON,
+    CohortPick,
     Customer,
     CustomerTouchpoint,
     Decision,
@@ -472,3 +474,96 @@ async def revoke_api_key(session: AsyncSession, key_id: str, at: datetime) -> uu
         .returning(table.c.tenant_id)
     )
     return tenant_id
+
+
+# --- Account cohorts ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CohortState:
+    current_round: int
+    picked_in_round: set[str]
+    picked_this_period: int
+
+
+async def cohort_touchpoints(session: AsyncSession) -> list[Touchpoint]:
+    """Every tenant's current touchpoints that sample accounts on a schedule."""
+    newest = (
+        select(Touchpoint.tenant_id, Touchpoint.name, func.max(Touchpoint.version).label("version"))
+        .group_by(Touchpoint.tenant_id, Touchpoint.name)
+        .subquery()
+    )
+    rows = await session.scalars(
+        select(Touchpoint)
+        .join(
+            newest,
+            (Touchpoint.tenant_id == newest.c.tenant_id)
+            & (Touchpoint.name == newest.c.name)
+            & (Touchpoint.version == newest.c.version),
+        )
+        .where(Touchpoint.retired_at.is_(None), Touchpoint.config["sample"].has_key("accounts_per_period"))
+    )
+    return list(rows)
+
+
+async def cohort_state(
+    session: AsyncSession, tenant_id: uuid.UUID, touchpoint: str, period: str
+) -> CohortState:
+    where = (CohortPick.tenant_id == tenant_id, CohortPick.touchpoint == touchpoint)
+    current = int(
+        await session.scalar(select(func.coalesce(func.max(CohortPick.round), 0)).where(*where)) or 0
+    )
+    in_round = await session.scalars(select(CohortPick.account_id).where(*where, CohortPick.round == current))
+    this_period = await session.scalar(select(func.count()).where(*where, CohortPick.period == period))
+    return CohortState(current, set(in_round), int(this_period or 0))
+
+
+async def accounts(session: AsyncSession, tenant_id: uuid.UUID) -> list[str]:
+    rows = await session.scalars(
+        select(Customer.account_id)
+        .where(Customer.tenant_id == tenant_id, Customer.account_id.is_not(None))
+        .distinct()
+    )
+    return [row for row in rows if row]
+
+
+async def contacts(session: AsyncSession, tenant_id: uuid.UUID, account_ids: Iterable[str]) -> Sequence[Any]:
+    return (
+        await session.execute(
+            select(
+                Customer.customer_id,
+                Customer.account_id,
+                Customer.email,
+                Customer.time_zone,
+                Customer.last_invited_at,
+                Customer.last_responded_at,
+                Customer.suppressed_at,
+            )
+            .where(Customer.tenant_id == tenant_id, Customer.account_id == any_(_ids(account_ids)))
+            .order_by(Customer.account_id, Customer.customer_id)
+        )
+    ).all()
+
+
+async def record_picks(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    touchpoint: str,
+    period: str,
+    picks: Sequence[tuple[int, str]],
+    at: datetime,
+) -> None:
+    await session.execute(
+        pg_insert(CohortPick).on_conflict_do_nothing(),
+        [
+            {
+                "tenant_id": tenant_id,
+                "touchpoint": touchpoint,
+                "round": number,
+                "account_id": account,
+                "period": period,
+                "picked_at": at,
+            }
+            for number, account in picks
+        ],
+    )

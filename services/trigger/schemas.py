@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from libs.common.events import PURCHASE_COMPLETED, TICKET_CLOSED
+from libs.common.events import PURCHASE_COMPLETED, RELATIONSHIP_DUE, TICKET_CLOSED
 from services.trigger.domain.touchpoints import WEEKDAYS, Filter, SendWindow, TouchpointRule
 
 SurveyedEventType = Literal["purchase.completed.v1", "ticket.closed.v1"]
@@ -70,7 +70,9 @@ class TouchpointConfig(BaseModel):
     """One touchpoint. Every change is stored as a new version; decisions name the version."""
 
     model_config = ConfigDict(extra="forbid")
-    event_types: list[SurveyedEventType] = Field(min_length=1)
+    event_types: list[SurveyedEventType] = Field(
+        default_factory=list, description="required unless the touchpoint samples accounts on a schedule"
+    )
     filters: list[FilterConfig] = Field(default_factory=list, max_length=20)
     include_test_events: bool = False
     template: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -87,14 +89,27 @@ class TouchpointConfig(BaseModel):
     def _unique(cls, value: list[str]) -> list[str]:
         return sorted(set(value))
 
+    @model_validator(mode="after")
+    def _reacts_to_something(self) -> TouchpointConfig:
+        if not self.event_types and not (self.sample and self.sample.accounts_per_period):
+            raise ValueError(
+                "event_types: at least one, unless sample.accounts_per_period schedules the touchpoint"
+            )
+        return self
+
     def to_rule(self, name: str, version: int) -> TouchpointRule:
         window = self.send_window
         sample = self.sample
+        event_types: set[str] = set(self.event_types)
+        filters = [Filter(f.field, f.op, f.value) for f in self.filters]
+        if sample and sample.accounts_per_period:
+            # The cohort scheduler's own events; each names the touchpoint it is for.
+            event_types.add(RELATIONSHIP_DUE)
         return TouchpointRule(
             name=name,
             version=version,
-            event_types=frozenset(self.event_types),
-            filters=tuple(Filter(f.field, f.op, f.value) for f in self.filters),
+            event_types=frozenset(event_types),
+            filters=tuple(filters),
             delay=timedelta(minutes=self.delay_minutes),
             send_window=SendWindow(
                 frozenset(WEEKDAYS.index(d) for d in window.days), window.start, window.end, window.time_zone
@@ -103,7 +118,9 @@ class TouchpointConfig(BaseModel):
             else None,
             rest_period=timedelta(days=self.rest_period_days) if self.rest_period_days is not None else None,
             sample_percent=sample.percent if sample else None,
-            sample_cycle=sample.cycle if sample else "month",
+            sample_cycle=(sample.period if sample.accounts_per_period else sample.cycle)
+            if sample
+            else "month",
             accounts_per_period=sample.accounts_per_period if sample else None,
             daily_quota=self.daily_quota,
             include_test_events=self.include_test_events,

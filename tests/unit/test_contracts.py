@@ -32,6 +32,9 @@ SAMPLES: dict[str, Contract] = {
     ),
     events.CUSTOMER_UNSUBSCRIBED: events.CustomerUnsubscribed(email="jane@example.com", reason="hard_bounce"),
     events.CUSTOMER_RESUBSCRIBED: events.CustomerResubscribed(customer_id="c1"),
+    events.RELATIONSHIP_DUE: events.RelationshipDue(
+        touchpoint="relationship-b2b", period="2026-11", account_id="acme", customer_id="c1"
+    ),
     events.SURVEY_CANCELLED: events.SurveyCancelled(invitation_id=ID, customer_id="c1", reason="cancelled"),
     events.SURVEY_REQUESTED: events.SurveyRequested(
         invitation_id=ID,

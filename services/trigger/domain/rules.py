@@ -26,6 +26,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
+from libs.common.events import RELATIONSHIP_DUE
 from services.trigger.domain.sampling import cycle_of, sampled_in
 from services.trigger.domain.schedule import next_send_time
 from services.trigger.domain.touchpoints import TouchpointRule
@@ -128,6 +129,17 @@ def in_rest_period(now: datetime, last: datetime | None, rest_period: timedelta)
     return ends is not None and now < ends
 
 
+def may_be_asked(customer: CustomerState, touchpoint: TouchpointRule, policy: Policy, now: datetime) -> bool:
+    """Whether a known contact passes the consent, email and rest-period rules right now: the
+    cohort scheduler draws only accounts with at least one such contact."""
+    if customer.suppressed or not customer.email:
+        return False
+    if in_rest_period(now, clock_start(customer, policy), policy.rest_period):
+        return False
+    last_here = customer.touchpoint_invited.get(touchpoint.name)
+    return touchpoint.rest_period is None or not in_rest_period(now, last_here, touchpoint.rest_period)
+
+
 def clock_start(customer: CustomerState, policy: Policy) -> datetime | None:
     """The tenant-wide clock runs from the last response when the tenant chose so and there was
     one; otherwise (and for customers who never answered) from the last invitation."""
@@ -142,8 +154,9 @@ def choose_touchpoint(
     """The first touchpoint (by priority) that takes the event, or the first that reacts to its
     type with the reason it declined, or nothing at all."""
     declined: tuple[TouchpointRule, str] | None = None
+    named = candidate.data.get("touchpoint") if candidate.event_type == RELATIONSHIP_DUE else None
     for touchpoint in sorted(touchpoints, key=lambda t: (t.priority, t.name)):
-        if candidate.event_type not in touchpoint.event_types:
+        if candidate.event_type not in touchpoint.event_types or named not in (None, touchpoint.name):
             continue
         failed = touchpoint.first_failed_filter(candidate.data, candidate.is_test)
         if failed is None:
