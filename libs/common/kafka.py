@@ -203,8 +203,11 @@ class ConsumerRunner:
                     if fresh:
                         await self.spec.handle(fresh, uow)
                     await uow.commit()
+                fresh_ids = {(event.tenant_id, event.id) for event in fresh}
                 for item in items:
-                    outcome = "processed" if item.event in fresh else "duplicate"
+                    outcome = (
+                        "processed" if (item.event.tenant_id, item.event.id) in fresh_ids else "duplicate"
+                    )
                     self._metrics.consumed.labels(item.record.topic, outcome).inc()
                 return
             except RejectEvent as error:
