@@ -122,7 +122,11 @@ async def produce(bootstrap: str, events: list[dict[str, object]]) -> None:
         await producer.stop()
 
 
-async def wait_for_decisions(dsn: str, tenant_id: uuid.UUID, expected: int) -> tuple[float, float]:
+async def wait_for_decisions(
+    dsn: str, tenant_id: uuid.UUID, expected: int, after: int = 0
+) -> tuple[float, float]:
+    """Poll until ``expected`` decisions exist; return when the first beyond ``after`` was seen and
+    when the last one was."""
     connection = await asyncpg.connect(dsn)
     try:
         first = None
@@ -130,7 +134,7 @@ async def wait_for_decisions(dsn: str, tenant_id: uuid.UUID, expected: int) -> t
             count = await connection.fetchval(
                 "SELECT count(*) FROM trigger.decisions WHERE tenant_id = $1", tenant_id
             )
-            if count and first is None:
+            if count > after and first is None:
                 first = time.perf_counter()
             if count >= expected:
                 assert first is not None
@@ -199,18 +203,35 @@ async def main() -> None:
         await load_customers(dsn, tenant_id)
         print(f"  (loaded {CUSTOMERS:,} customers in {time.perf_counter() - started:.1f} s)")
         events = make_events(tenant_id)
-        await produce(kafka.bootstrap, events)
         for number in range(PROCESSES):
             log = workdir / f"trigger-{number}.log"
+            port = free_port()
             processes.append(
                 subprocess.Popen(  # noqa: ASYNC220 - the processes under test
                     [sys.executable, "-m", "services.trigger"],
-                    env={**base_env, "HTTP_PORT": str(free_port())},
+                    env={**base_env, "HTTP_PORT": str(port)},
                     stdout=log.open("wb"),
                     stderr=subprocess.STDOUT,
                 )
             )
-        first, last = await wait_for_decisions(dsn, tenant_id, DECISIONS)
+            await wait_ready(f"http://127.0.0.1:{port}", processes[-1], log)
+        # Measure the steady state: every process has joined the consumer group and the group has
+        # settled before the first measured event arrives (a rebalance stalls partitions).
+        warm_up = [
+            {
+                **event,
+                "id": f"warm-{n}",
+                "subject": f"warm-{n}",
+                "data": {"order_id": f"warm-{n}", "customer_id": f"warm-{n}", "status": "paid"},
+            }
+            for n, event in enumerate(events[:60])
+        ]
+        await produce(kafka.bootstrap, warm_up)
+        await wait_for_decisions(dsn, tenant_id, len(warm_up))
+        await asyncio.sleep(12)
+        producing = asyncio.create_task(produce(kafka.bootstrap, events))
+        first, last = await wait_for_decisions(dsn, tenant_id, DECISIONS + len(warm_up), after=len(warm_up))
+        await producing
         project_seconds = last - first
         connection = await asyncpg.connect(dsn)
         mix = await connection.fetch(
