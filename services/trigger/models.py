@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, MetaData, String, Uuid
+from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, MetaData, String, Uuid, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -40,7 +40,7 @@ class Customer(Base):
     suppression_reason: Mapped[str | None] = mapped_column(String(20))
 
     __table_args__ = (
-        Index("ix_customers_email", "tenant_id", "email"),
+        Index("ix_customers_email_lower", "tenant_id", func.lower(email)),
         Index("ix_customers_account", "tenant_id", "account_id"),
     )
 
