@@ -244,7 +244,21 @@ async def test_an_unsubscribe_stops_every_future_invitation_until_resubscribed(
     assert first["decision"] == "invited"
     gone = event("customer.unsubscribed.v1", {"email": email, "reason": "hard_bounce"}, customer)
     unsubscribed = (await post(service, tenant, gone))["results"][0]
-    assert unsubscribed["reason"] == "unsubscribed"
+    # The invitation of a moment ago may still be pending: it is withdrawn.
+    assert (unsubscribed["decision"], unsubscribed["reason"]) == ("cancelled", "unsubscribed")
+    [withdrawn] = await read_topic(
+        service.runtime.settings.kafka_bootstrap_servers,
+        topics.SURVEY_REQUESTS,
+        lambda r: (
+            json.loads(r.value)["type"] == "survey.cancelled.v1"
+            and json.loads(r.value)["data"]["customer_id"] == customer
+        ),
+    )
+    assert json.loads(withdrawn.value)["data"] == {
+        "invitation_id": first["invitation_id"],
+        "customer_id": customer,
+        "reason": "unsubscribed",
+    }
     await service.client.put("/v1/policy", json={"rest_period_days": 0}, headers=tenant.headers)
     later = (await post(service, tenant, purchase(customer, email=email)))["results"][0]
     assert (later["decision"], later["reason"]) == ("skipped", "unsubscribed")
