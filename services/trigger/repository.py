@@ -28,10 +28,6 @@ from services.trigger.models import (
 )
 
 
-async def rest_periods(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
-    return {tenant: days for tenant, (days, _) in (await policies(session, tenant_ids)).items()}
-
-
 async def policies(
     session: AsyncSession, tenant_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, tuple[int, str]]:
@@ -87,12 +83,6 @@ async def save_customers(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
             "accounts": [row.get("account_id") for row in rows],
         },
     )
-
-
-async def touch_customers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Kept for callers that only move rest-period clocks (tenant_id, customer_id, last_invited_at,
-    last_event_at)."""
-    await save_customers(session, rows)
 
 
 _SET_CONSENT = text(
