@@ -194,6 +194,39 @@ class SurveyResponded(Contract):
     responded_at: Timestamp
 
 
+class SurveyResponseUpdated(Contract):
+    """The respondent added to, or changed, an answer already announced by ``survey.responded``.
+
+    Always the whole current answer, never a delta, with a ``revision`` that grows by one per
+    change: a consumer applies an update only if its revision is higher than the one it holds, so
+    duplicates and reordering are harmless. ``score`` may differ from the responded score only
+    inside the short grace period after the first answer.
+    """
+
+    response_id: uuid.UUID
+    invitation_id: uuid.UUID
+    customer_id: Identifier
+    touchpoint: Touchpoint
+    revision: int = Field(ge=2)
+    score: Score
+    comment: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    recommended: bool | None = None
+    csat: Annotated[int, Field(ge=1, le=5)] | None = None
+    effort: Annotated[int, Field(ge=1, le=7)] | None = None
+    responded_at: Timestamp
+    updated_at: Timestamp
+
+
+class SurveyStep(Contract):
+    """One step of an invitation's funnel after sending: opened (tracking pixel), clicked (a link
+    in the email was followed), reminded, bounced, unsubscribed or expired unanswered."""
+
+    invitation_id: uuid.UUID
+    customer_id: Identifier
+    touchpoint: Touchpoint
+    at: Timestamp
+
+
 class NpsUpdated(Contract):
     touchpoint: Touchpoint
     promoters: int = Field(ge=0)
@@ -257,6 +290,13 @@ RELATIONSHIP_DUE = "relationship.due.v1"
 SURVEY_REQUESTED = "survey.requested.v1"
 SURVEY_SENT = "survey.sent.v1"
 SURVEY_RESPONDED = "survey.responded.v1"
+SURVEY_RESPONSE_UPDATED = "survey.response_updated.v1"
+SURVEY_OPENED = "survey.opened.v1"
+SURVEY_CLICKED = "survey.clicked.v1"
+SURVEY_REMINDED = "survey.reminded.v1"
+SURVEY_BOUNCED = "survey.bounced.v1"
+SURVEY_UNSUBSCRIBED = "survey.unsubscribed.v1"
+SURVEY_EXPIRED = "survey.expired.v1"
 NPS_UPDATED = "nps.updated.v1"
 FOLLOWUP_OPENED = "followup.opened.v1"
 FOLLOWUP_UPDATED = "followup.updated.v1"
@@ -277,6 +317,13 @@ CONTRACTS: dict[str, tuple[type[Contract], str]] = {
     SURVEY_REQUESTED: (SurveyRequested, topics.SURVEY_REQUESTS),
     SURVEY_SENT: (SurveySent, topics.SURVEY_EVENTS),
     SURVEY_RESPONDED: (SurveyResponded, topics.SURVEY_EVENTS),
+    SURVEY_RESPONSE_UPDATED: (SurveyResponseUpdated, topics.SURVEY_EVENTS),
+    SURVEY_OPENED: (SurveyStep, topics.SURVEY_EVENTS),
+    SURVEY_CLICKED: (SurveyStep, topics.SURVEY_EVENTS),
+    SURVEY_REMINDED: (SurveyStep, topics.SURVEY_EVENTS),
+    SURVEY_BOUNCED: (SurveyStep, topics.SURVEY_EVENTS),
+    SURVEY_UNSUBSCRIBED: (SurveyStep, topics.SURVEY_EVENTS),
+    SURVEY_EXPIRED: (SurveyStep, topics.SURVEY_EVENTS),
     NPS_UPDATED: (NpsUpdated, topics.SCORES),
     FOLLOWUP_OPENED: (FollowupOpened, topics.FOLLOWUPS),
     FOLLOWUP_UPDATED: (FollowupUpdated, topics.FOLLOWUPS),

@@ -58,6 +58,31 @@ SAMPLES: dict[str, Contract] = {
         comment="slow delivery",
         responded_at=NOW,
     ),
+    events.SURVEY_RESPONSE_UPDATED: events.SurveyResponseUpdated(
+        response_id=ID,
+        invitation_id=ID,
+        customer_id="c1",
+        touchpoint="webshop-purchase",
+        revision=2,
+        score=4,
+        comment="slow delivery, and nobody answered the phone",
+        recommended=False,
+        csat=2,
+        effort=6,
+        responded_at=NOW,
+        updated_at=NOW,
+    ),
+    **{
+        step: events.SurveyStep(invitation_id=ID, customer_id="c1", touchpoint="webshop-purchase", at=NOW)
+        for step in (
+            events.SURVEY_OPENED,
+            events.SURVEY_CLICKED,
+            events.SURVEY_REMINDED,
+            events.SURVEY_BOUNCED,
+            events.SURVEY_UNSUBSCRIBED,
+            events.SURVEY_EXPIRED,
+        )
+    },
     events.NPS_UPDATED: events.NpsUpdated(
         touchpoint="webshop-purchase", promoters=1, passives=0, detractors=1, responses=2, nps=0.0, as_of=NOW
     ),
