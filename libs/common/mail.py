@@ -39,17 +39,36 @@ class SmtpTarget:
 
 
 class DeliveryError(Exception):
-    def __init__(self, message: str, *, permanent: bool, code: int | None = None) -> None:
+    """``permanent``: a 5xx answer, retrying cannot help. ``recipient_refused``: the server refused
+    the address itself (e.g. 550 no such user), which is a hard bounce."""
+
+    def __init__(
+        self, message: str, *, permanent: bool, code: int | None = None, recipient_refused: bool = False
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.code = code
+        self.recipient_refused = recipient_refused
 
 
-async def send_email(target: SmtpTarget, message: EmailMessage, *, timeout_seconds: float = 30.0) -> None:
-    """Send one message. Raises :class:`DeliveryError`; ``permanent`` is true for a 5xx answer."""
+async def send_email(
+    target: SmtpTarget,
+    message: EmailMessage | bytes,
+    *,
+    timeout_seconds: float = 30.0,
+    sender: str | None = None,
+    recipients: list[str] | None = None,
+) -> None:
+    """Send one message. Raises :class:`DeliveryError`; ``permanent`` is true for a 5xx answer.
+
+    A message given as bytes (e.g. DKIM-signed, which must go out byte for byte) needs ``sender``
+    and ``recipients``.
+    """
     try:
         await aiosmtplib.send(
             message,
+            sender=sender,
+            recipients=recipients,
             hostname=target.host,
             port=target.port,
             username=target.username,
@@ -62,7 +81,10 @@ async def send_email(target: SmtpTarget, message: EmailMessage, *, timeout_secon
         codes = [r.code for r in error.recipients]
         permanent = all(500 <= c < 600 for c in codes)
         raise DeliveryError(
-            f"recipient refused: {codes}", permanent=permanent, code=codes[0] if codes else None
+            f"recipient refused: {codes}",
+            permanent=permanent,
+            code=codes[0] if codes else None,
+            recipient_refused=permanent,
         ) from None
     except aiosmtplib.SMTPResponseException as error:
         raise DeliveryError(

@@ -7,107 +7,211 @@ only the form's ``POST`` does.
 
 from __future__ import annotations
 
+import base64
+import hmac
+import json
 import logging
+import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
 from prometheus_client import Counter
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from libs.common.db import UnitOfWork
-from libs.common.http import Tenant, UoW
+from libs.common.http import Tenant, UoW, runtime_of
 from services.survey import handlers, repository
+from services.survey.config import SurveySettings
 from services.survey.domain.answers import (
     MAX_COMMENT_LENGTH,
     AnswerState,
     InvalidAnswer,
+    Problem,
+    category_of,
     parse_answer,
+    parse_follow_up,
     parse_score,
 )
+from services.survey.domain.bounces import PROVIDERS, InvalidBounce, parse_dsn, parse_provider_event
+from services.survey.domain.ratelimit import KeyedLimiter
 from services.survey.handlers import SurveyLink
 from services.survey.rendering import page
+from services.survey.schemas import SurveySettingsIn, TouchpointSettingsIn
 
 log = logging.getLogger(__name__)
 
-RESPONSES = Counter("nps_survey_responses_total", "Survey answers recorded")
+RESPONSES = Counter(
+    "nps_survey_responses_total", "Survey answers by kind: score, score_replaced, follow_up", ["kind"]
+)
+PUBLIC_LIMITED = Counter("nps_survey_public_limited_total", "Public page requests refused with 429")
+BOUNCES = Counter("nps_survey_bounce_reports_total", "Bounce reports received, by kind", ["kind"])
 
 public_router = APIRouter(tags=["survey pages"])
 router = APIRouter(tags=["invitations"])
+bounce_router = APIRouter(tags=["bounces"])
 
 # The URL holds a credential: keep it out of caches, search engines and Referer headers, and let
-# the page load nothing but itself.
+# the page load nothing but itself (and the tenant's logo).
 _PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex, nofollow",
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; "
-        "base-uri 'none'"
+        "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
     ),
 }
+_PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
-def _html(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(page(template, **context), status_code=status_code, headers=_PAGE_HEADERS)
+def _settings(request: Request) -> SurveySettings:
+    settings = runtime_of(request).settings
+    assert isinstance(settings, SurveySettings)
+    return settings
 
 
-def _form(
+def _html(
+    template: str, status_code: int = 200, link: SurveyLink | None = None, **context: Any
+) -> HTMLResponse:
+    language = link.language if link is not None else "en"
+    if link is not None:
+        branding = link.look.branding
+        context.setdefault("company", branding.company)
+        context.setdefault("logo_url", branding.logo_url)
+        context.setdefault("brand_colour", branding.brand_colour)
+    return HTMLResponse(page(template, language, **context), status_code=status_code, headers=_PAGE_HEADERS)
+
+
+def _limited(request: Request) -> HTMLResponse | None:
+    """Per client address: a scanner or a script guessing links gets 429 long before it matters."""
+    state = request.app.state
+    limiter = getattr(state, "public_limiter", None)
+    if limiter is None:
+        limiter = state.public_limiter = KeyedLimiter(_settings(request).public_rate_per_minute)
+    client = request.client.host if request.client else "unknown"
+    wait = limiter.take(client, time.monotonic())
+    if wait <= 0:
+        return None
+    PUBLIC_LIMITED.inc()
+    response = _html("too_many.html", 429)
+    response.headers["Retry-After"] = str(max(1, round(wait)))
+    return response
+
+
+def _score_form(
     link: SurveyLink,
     token: str,
     *,
     status_code: int = 200,
     selected: int | None = None,
-    comment: str | None = None,
     problem: str | None = None,
+    changing: bool = False,
 ) -> HTMLResponse:
     return _html(
         "survey.html",
         status_code,
+        link,
         token=token,
-        company=link.tenant_name,
+        touchpoint=link.questions.touchpoint_label,
         selected=selected,
-        comment=comment,
         problem=problem,
         max_comment_length=MAX_COMMENT_LENGTH,
+        changing=changing,
     )
 
 
-async def _show(uow: UnitOfWork, token: str, selected: int | None) -> HTMLResponse:
+def _follow_up_form(
+    link: SurveyLink,
+    token: str,
+    score: int,
+    *,
+    status_code: int = 200,
+    problem: str | None = None,
+    changing: bool = False,
+    **answers: Any,
+) -> HTMLResponse:
+    values = {
+        "comment": link.comment,
+        "recommended": link.recommended,
+        "csat": link.csat,
+        "effort": link.effort,
+        **answers,
+    }
+    return _html(
+        "followup.html",
+        status_code,
+        link,
+        token=token,
+        score=score,
+        category=category_of(score),
+        questions=link.questions,
+        problem=problem,
+        max_comment_length=MAX_COMMENT_LENGTH,
+        changing=changing,
+        **values,
+    )
+
+
+def _grace(request: Request) -> timedelta:
+    return timedelta(minutes=_settings(request).answer_grace_minutes)
+
+
+async def _show(
+    request: Request, uow: UnitOfWork, token: str, selected: int | None, *, clicked: bool
+) -> HTMLResponse:
+    if (limited := _limited(request)) is not None:
+        return limited
     link = await handlers.find_link(uow, token)
     if link is None:
         return _html("not_found.html", 404)
-    state = link.state(datetime.now(UTC))
+    now = datetime.now(UTC)
+    # The funnel's "clicked": a GET of a score button. It records no score.
+    if clicked and request.method == "GET" and await handlers.record_clicked(uow, link, now=now):
+        await uow.commit()
+    state = link.state(now)
     if state is AnswerState.ANSWERED:
-        return _html("answered.html")
+        assert link.score is not None and link.responded_at is not None
+        changing = now <= link.responded_at + _grace(request)
+        if changing:
+            return _score_form(
+                link, token, selected=selected if selected is not None else link.score, changing=True
+            )
+        if now <= link.expires_at:
+            return _follow_up_form(link, token, link.score)
+        return _html("answered.html", link=link)
     if state is AnswerState.EXPIRED:
-        return _html("expired.html", 410)
-    return _form(link, token, selected=selected)
+        return _html("expired.html", 410, link)
+    return _score_form(link, token, selected=selected)
 
 
 @public_router.get("/s/{token}", response_class=HTMLResponse)
 @public_router.head("/s/{token}", response_class=HTMLResponse, include_in_schema=False)
-async def survey_page(token: str, uow: UoW) -> HTMLResponse:
-    """The survey page of one invitation: the 0 to 10 scale and an optional comment. Records nothing.
+async def survey_page(request: Request, token: str, uow: UoW) -> HTMLResponse:
+    """The survey page of one invitation: the 0 to 10 scale. Records nothing.
 
-    404 for an unknown link, 410 once the survey has closed.
+    Once answered: within the grace period the score can be changed here; after it, the follow-up
+    questions can still be answered until the link expires. 404 for an unknown link, 410 once
+    the survey has closed, 429 when one client asks too often.
     """
-    return await _show(uow, token, None)
+    return await _show(request, uow, token, None, clicked=False)
 
 
 @public_router.get("/s/{token}/{score}", response_class=HTMLResponse)
 @public_router.head("/s/{token}/{score}", response_class=HTMLResponse, include_in_schema=False)
-async def survey_page_with_score(token: str, score: str, uow: UoW) -> HTMLResponse:
-    """Where the email's score buttons lead: the survey page with that score chosen. Records
-    nothing; the respondent confirms with the form (and may add a comment)."""
-    return await _show(uow, token, parse_score(score))
+async def survey_page_with_score(request: Request, token: str, score: str, uow: UoW) -> HTMLResponse:
+    """Where the email's score buttons lead: the survey page with that score chosen. Records no
+    score (mail scanners follow every link); the respondent confirms with the form. A GET counts
+    as "clicked" in the funnel."""
+    return await _show(request, uow, token, parse_score(score), clicked=True)
 
 
 @public_router.post("/s/{token}", response_class=HTMLResponse)
 async def answer_survey(
+    request: Request,
     token: str,
     uow: UoW,
     score: Annotated[str | None, Form(description="0 to 10")] = None,
@@ -115,45 +219,228 @@ async def answer_survey(
         str | None, Form(description=f"optional, at most {MAX_COMMENT_LENGTH} characters")
     ] = None,
 ) -> HTMLResponse:
-    """Record the answer (form-encoded `score`, optional `comment`) and announce it as
-    `survey.responded.v1`. Each invitation is answered once.
+    """Confirm the score (form-encoded `score`): it counts at once, as `survey.responded.v1`. A
+    different score within the grace period replaces it (`survey.response_updated.v1`).
 
-    200 thank-you page; 409 if answered already; 422 naming the problem with the answer; 404 for an
-    unknown link; 410 once the survey has closed.
+    200 with the follow-up questions; 409 once the answer is final; 422 naming the problem;
+    404 for an unknown link; 410 once the survey has closed.
     """
+    if (limited := _limited(request)) is not None:
+        return limited
     link = await handlers.find_link(uow, token)
     if link is None:
         return _html("not_found.html", 404)
     now = datetime.now(UTC)
-    state = link.state(now)
-    if state is AnswerState.ANSWERED:
-        return _html("answered.html", 409)
-    if state is AnswerState.EXPIRED:
-        return _html("expired.html", 410)
+    if link.state(now) is AnswerState.EXPIRED:
+        return _html("expired.html", 410, link)
     try:
         answer = parse_answer(score, comment)
     except InvalidAnswer as invalid:
-        return _form(
-            link,
-            token,
-            status_code=422,
-            selected=parse_score(score),
-            comment=comment,
-            problem=invalid.problem,
-        )
-    if not await handlers.record_answer(uow, link, answer, now=now):
-        return _html("answered.html", 409)
+        return _score_form(link, token, status_code=422, selected=parse_score(score), problem=invalid.problem)
+    result = await handlers.record_score(uow, link, answer.score, now=now, grace=_grace(request))
+    if result == "final":
+        return _html("answered.html", 409, link)
+    if answer.comment is not None:
+        # An older form, or a client posting both at once: the comment follows as an update.
+        link = await handlers.find_link(uow, token) or link
+        await handlers.record_follow_up(uow, link, parse_follow_up(answer.comment, None, None, None), now=now)
     await uow.commit()
-    RESPONSES.inc()
-    log.info(
-        "survey.responded",
-        extra={
-            "invitation_id": str(link.invitation_id),
-            "tenant_id": str(link.tenant_id),
-            "score": answer.score,
-        },
+    if result != "unchanged":
+        RESPONSES.labels("score" if result == "recorded" else "score_replaced").inc()
+        log.info(
+            "survey.responded" if result == "recorded" else "survey.score_replaced",
+            extra={
+                "invitation_id": str(link.invitation_id),
+                "tenant_id": str(link.tenant_id),
+                "score": answer.score,
+            },
+        )
+    link = await handlers.find_link(uow, token) or link
+    return _follow_up_form(link, token, answer.score, changing=True)
+
+
+@public_router.post("/s/{token}/more", response_class=HTMLResponse)
+async def answer_follow_up(
+    request: Request,
+    token: str,
+    uow: UoW,
+    comment: Annotated[
+        str | None, Form(description=f"the why, at most {MAX_COMMENT_LENGTH} characters")
+    ] = None,
+    recommended: Annotated[str | None, Form(description="yes or no")] = None,
+    csat: Annotated[str | None, Form(description="1 to 5")] = None,
+    effort: Annotated[str | None, Form(description="1 to 7")] = None,
+) -> HTMLResponse:
+    """The optional answers after the score; each submission replaces the previous ones and is
+    announced as `survey.response_updated.v1`. 200 thank-you page; 409 before a score is given;
+    422 naming the problem; 404 unknown link; 410 expired."""
+    if (limited := _limited(request)) is not None:
+        return limited
+    link = await handlers.find_link(uow, token)
+    if link is None:
+        return _html("not_found.html", 404)
+    now = datetime.now(UTC)
+    if now > link.expires_at:
+        return _html("expired.html", 410, link)
+    if link.score is None:
+        return _score_form(link, token, status_code=409, problem=Problem.SCORE_MISSING)
+    try:
+        answers = parse_follow_up(comment, recommended, csat, effort)
+    except InvalidAnswer as invalid:
+        return _follow_up_form(
+            link, token, link.score, status_code=422, problem=invalid.problem, comment=comment
+        )
+    if not await handlers.record_follow_up(uow, link, answers, now=now):
+        return _html("answered.html", 409, link)
+    await uow.commit()
+    RESPONSES.labels("follow_up").inc()
+    return _html("thanks.html", link=link)
+
+
+@public_router.get("/o/{token}.gif", include_in_schema=False)
+async def open_pixel(request: Request, token: str, uow: UoW) -> Response:
+    """The tracking pixel: "opened" in the funnel, where the tenant allows it."""
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    link = await handlers.find_link(uow, token) if _limited(request) is None else None
+    if link is not None and await handlers.record_opened(uow, link, now=datetime.now(UTC)):
+        await uow.commit()
+    return Response(_PIXEL, media_type="image/gif", headers=headers)
+
+
+@public_router.get("/u/{token}", response_class=HTMLResponse)
+@public_router.head("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def unsubscribe_page(request: Request, token: str, uow: UoW) -> HTMLResponse:
+    """Asks to confirm; a GET never unsubscribes (scanners follow links)."""
+    if (limited := _limited(request)) is not None:
+        return limited
+    link = await handlers.find_link(uow, token)
+    if link is None:
+        return _html("not_found.html", 404)
+    if link.unsubscribed:
+        return _html("unsubscribed.html", link=link)
+    return _html("unsubscribe.html", link=link, token=token)
+
+
+@public_router.post("/u/{token}", response_class=HTMLResponse)
+async def unsubscribe(request: Request, token: str, uow: UoW) -> HTMLResponse:
+    """Unsubscribe: the page's button, and RFC 8058 one-click (`List-Unsubscribe=One-Click`) from
+    mail clients. The address gets no more surveys from this tenant; the trigger is told
+    (`customer.unsubscribed.v1`). Works after the survey expired too."""
+    if (limited := _limited(request)) is not None:
+        return limited
+    link = await handlers.find_link(uow, token)
+    if link is None:
+        return _html("not_found.html", 404)
+    if await handlers.unsubscribe(uow, link, now=datetime.now(UTC)):
+        await uow.commit()
+        log.info(
+            "survey.unsubscribed",
+            extra={"invitation_id": str(link.invitation_id), "tenant_id": str(link.tenant_id)},
+        )
+    return _html("unsubscribed.html", link=link)
+
+
+# --- Tenant settings ------------------------------------------------------------------------------
+
+
+TouchpointName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="the touchpoint")]
+
+
+@router.put("/v1/survey-settings")
+async def put_survey_settings(body: SurveySettingsIn, tenant: Tenant, uow: UoW) -> SurveySettingsIn:
+    """The tenant's survey look and habits: sender name, reply-to, logo, brand colour, default
+    language, one reminder after N days (or none), sending rate a minute, open tracking."""
+    await handlers.save_settings(
+        uow, tenant.tenant_id, "", body.model_dump(mode="json"), now=datetime.now(UTC)
     )
-    return _html("thanks.html", score=answer.score, company=link.tenant_name)
+    await uow.commit()
+    return body
+
+
+@router.get("/v1/survey-settings")
+async def get_survey_settings(tenant: Tenant, uow: UoW) -> SurveySettingsIn:
+    return SurveySettingsIn.model_validate(await handlers.load_settings(uow, tenant.tenant_id, "") or {})
+
+
+@router.put("/v1/survey-settings/touchpoints/{name}")
+async def put_touchpoint_settings(
+    name: TouchpointName, body: TouchpointSettingsIn, tenant: Tenant, uow: UoW
+) -> TouchpointSettingsIn:
+    """How the question names this touchpoint, per language, and which follow-up questions follow
+    the score (recommended in the last 12 months, CSAT 1-5, effort 1-7)."""
+    await handlers.save_settings(
+        uow, tenant.tenant_id, name, body.model_dump(mode="json"), now=datetime.now(UTC)
+    )
+    await uow.commit()
+    return body
+
+
+@router.get("/v1/survey-settings/touchpoints/{name}")
+async def get_touchpoint_settings(name: TouchpointName, tenant: Tenant, uow: UoW) -> TouchpointSettingsIn:
+    return TouchpointSettingsIn.model_validate(
+        await handlers.load_settings(uow, tenant.tenant_id, name) or {}
+    )
+
+
+# --- Bounces --------------------------------------------------------------------------------------
+
+
+class BounceResult(BaseModel):
+    reports: int
+    hard_bounces: int
+    soft_bounces: int
+    complaints: int
+    invitations_matched: int
+
+
+def _require_bounce_token(request: Request) -> None:
+    configured = _settings(request).bounce_webhook_token
+    if configured is None:
+        raise HTTPException(404, "bounce webhooks are off: set BOUNCE_WEBHOOK_TOKEN to turn them on")
+    given = request.headers.get("authorization", "")
+    expected = f"Bearer {configured.get_secret_value()}"
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(401, "missing or wrong bearer token")
+
+
+async def _bounced(uow: UnitOfWork, reports: list[Any]) -> BounceResult:
+    for report in reports:
+        BOUNCES.labels(report.kind.value).inc()
+    counts = await handlers.handle_bounces(uow, reports, now=datetime.now(UTC))
+    await uow.commit()
+    return BounceResult(**counts)
+
+
+@bounce_router.post("/v1/bounces/dsn")
+async def bounce_dsn(request: Request, uow: UoW) -> BounceResult:
+    """A delivery status notification (RFC 3464) or complaint report (RFC 5965) email, as delivered
+    to the bounce mailbox, posted raw (`message/rfc822`). Hard bounces and complaints stop every
+    further email to the address and are passed to the trigger. Bearer `BOUNCE_WEBHOOK_TOKEN`."""
+    _require_bounce_token(request)
+    try:
+        reports = parse_dsn(await request.body())
+    except InvalidBounce as error:
+        raise HTTPException(422, str(error)) from None
+    return await _bounced(uow, reports)
+
+
+@bounce_router.post("/v1/bounces/{provider}")
+async def bounce_event(provider: str, request: Request, uow: UoW) -> BounceResult:
+    """A sending provider's bounce/complaint webhook: `ses`, `sendgrid`, `mailgun`, `postmark`
+    or `generic` (`{"email", "type": "hard_bounce"|"soft_bounce"|"complaint"}`). Bearer
+    `BOUNCE_WEBHOOK_TOKEN`."""
+    _require_bounce_token(request)
+    if provider not in PROVIDERS:
+        raise HTTPException(404, f"unknown provider {provider[:50]!r}; known: {', '.join(sorted(PROVIDERS))}")
+    try:
+        payload = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(400, "body is not valid JSON") from None
+    try:
+        reports = parse_provider_event(provider, payload)
+    except (InvalidBounce, ValidationError) as error:
+        raise HTTPException(422, str(error)[:500]) from None
+    return await _bounced(uow, reports)
 
 
 class InvitationView(BaseModel):

@@ -27,6 +27,18 @@ class SurveySettings(ServiceSettings):
     max_send_attempts: int = Field(default=8, ge=1, le=100)
     retry_base_seconds: float = Field(default=30.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)
+    #: A second score within this many minutes of the first replaces it; after that it is final.
+    answer_grace_minutes: int = Field(default=60, ge=0, le=24 * 60)
+    #: Requests a minute per client address on the public pages (/s, /u, /o); 429 beyond.
+    public_rate_per_minute: int = Field(default=120, ge=1, le=1_000_000)
+    #: How often the lifecycle loop looks for reminders due and invitations that expired.
+    lifecycle_poll_seconds: float = Field(default=30.0, gt=0, le=3600)
+    #: DKIM signing (all three, or none): the private key (PEM), the selector and the signing domain.
+    dkim_private_key: SecretStr | None = None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    #: Bearer token that bounce webhooks (provider events and forwarded DSN emails) must present.
+    bounce_webhook_token: SecretStr | None = None
 
     @field_validator("survey_public_url")
     @classmethod
@@ -66,6 +78,8 @@ class SurveySettings(ServiceSettings):
                 "SENDING_TIMEOUT_SECONDS must exceed ceil(SEND_BATCH_SIZE / SEND_CONCURRENCY) * "
                 f"SMTP_TIMEOUT_SECONDS ({rounds} * {self.smtp_timeout_seconds:g} s)"
             )
+        if len({self.dkim_private_key is None, self.dkim_selector is None, self.dkim_domain is None}) > 1:
+            raise ValueError("DKIM_PRIVATE_KEY, DKIM_SELECTOR and DKIM_DOMAIN are set together or not at all")
         secret = self.survey_token_secret.get_secret_value()
         if self.nps_env != "development" and len(secret) < MIN_TOKEN_SECRET_LENGTH:
             raise ValueError(
@@ -79,4 +93,10 @@ class SurveySettings(ServiceSettings):
         return parseaddr(self.mail_from)[1].rsplit("@", 1)[1]
 
     def secret_values(self) -> dict[str, str]:
-        return {**super().secret_values(), "survey_token_secret": self.survey_token_secret.get_secret_value()}
+        values = {
+            **super().secret_values(),
+            "survey_token_secret": self.survey_token_secret.get_secret_value(),
+        }
+        if self.bounce_webhook_token is not None:
+            values["bounce_webhook_token"] = self.bounce_webhook_token.get_secret_value()
+        return values

@@ -13,7 +13,7 @@ from libs.common.service import ServiceDefinition
 from services.survey import api, handlers
 from services.survey.config import SurveySettings
 from services.survey.models import COMMON, Base
-from services.survey.sender import sender_loop
+from services.survey.sender import lifecycle_loop, sender_loop
 
 
 def build(settings: SurveySettings) -> ServiceDefinition:
@@ -35,9 +35,9 @@ def build(settings: SurveySettings) -> ServiceDefinition:
         metadata=Base.metadata,
         tables=COMMON,
         migrations=Path(__file__).parent / "migrations",
-        routers=[api.public_router, api.router],
+        routers=[api.public_router, api.router, api.bounce_router],
         consumers=[
             ConsumerSpec(name="requests", topics=[topics.SURVEY_REQUESTS, topics.TENANTS], handle=consume)
         ],
-        loops=[("survey-sender", sender_loop(settings))],
+        loops=[("survey-sender", sender_loop(settings)), ("survey-lifecycle", lifecycle_loop(settings))],
     )

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     Index,
@@ -15,8 +16,10 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.common.db import add_common_tables
@@ -56,9 +59,32 @@ class Invitation(Base):
     responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: Chosen when the invitation is sent; the pages use it too.
+    language: Mapped[str | None] = mapped_column(String(8))
+    # The funnel after sending, each the first time it happened.
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    clicked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reminder_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    bounced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expiry_recorded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ux_invitations_token_hash", "token_hash", unique=True),
+        # Bounce reports name an address, not an invitation.
+        Index("ix_invitations_email", func.lower(text("email"))),
+        # The lifecycle loop's two scans: reminders due, and sent invitations that expire unanswered.
+        Index(
+            "ix_invitations_reminder_due",
+            "reminder_due_at",
+            postgresql_where=text("reminded_at IS NULL AND responded_at IS NULL"),
+        ),
+        Index(
+            "ix_invitations_expiring",
+            "expires_at",
+            postgresql_where=text("status = 'sent' AND expiry_recorded_at IS NULL"),
+        ),
         Index("ix_invitations_customer", "tenant_id", "customer_id", "created_at"),
         # The sender's two scans, each kept to the few rows that can be due.
         Index("ix_invitations_due", "send_at", postgresql_where=text("status = 'scheduled'")),
@@ -82,9 +108,39 @@ class Response(Base):
     score: Mapped[int] = mapped_column(SmallInteger)
     comment: Mapped[str | None] = mapped_column(Text)
     responded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recommended: Mapped[bool | None] = mapped_column(Boolean)
+    csat: Mapped[int | None] = mapped_column(SmallInteger)
+    effort: Mapped[int | None] = mapped_column(SmallInteger)
+    #: 1 for the first answer, one more for each change: consumers apply only a higher revision.
+    revision: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ux_responses_invitation", "invitation_id", unique=True),
         Index("ix_responses_tenant", "tenant_id", "responded_at"),
         CheckConstraint("score BETWEEN 0 AND 10", name="ck_responses_score"),
+        CheckConstraint("csat BETWEEN 1 AND 5", name="ck_responses_csat"),
+        CheckConstraint("effort BETWEEN 1 AND 7", name="ck_responses_effort"),
     )
+
+
+class Suppression(Base):
+    """An address this tenant must not email: unsubscribed, hard-bounced or complained."""
+
+    __tablename__ = "suppressions"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    email_lower: Mapped[str] = mapped_column(String(320), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(20))
+    suppressed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TenantSettings(Base):
+    """A tenant's survey look and habits (branding, default language, reminders, sending rate), and
+    per touchpoint the wording and follow-up questions; validated by ``schemas``."""
+
+    __tablename__ = "tenant_settings"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    #: "" for the tenant-wide settings, else the touchpoint's name.
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    config: Mapped[dict[str, object]] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

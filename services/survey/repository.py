@@ -15,7 +15,9 @@ from sqlalchemy import (
     Uuid,
     and_,
     case,
+    cast as sql_cast,
     column,
+    func,
     or_,
     select,
     tuple_,
@@ -24,9 +26,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from services.survey.domain.delivery import InvitationStatus
-from services.survey.models import COMMON, Invitation, Response
+from services.survey.models import COMMON, Invitation, Response, Suppression, TenantSettings
 
 _INVITATIONS = cast(Table, Invitation.__table__)
 
@@ -91,22 +94,32 @@ async def tenant_names(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -
     return {row.id: row.name for row in rows}
 
 
-async def mark_sent(session: AsyncSession, delivered: Sequence[tuple[uuid.UUID, datetime]]) -> Sequence[Any]:
-    """Record accepted deliveries; return the invitations not already recorded as sent.
+async def mark_sent(
+    session: AsyncSession, delivered: Sequence[tuple[uuid.UUID, datetime, str, datetime | None]]
+) -> Sequence[Any]:
+    """Record accepted deliveries (id, sent at, language, reminder due at); return the invitations
+    not already recorded as sent.
 
     No fence on who holds the claim: the server accepted the message, so it was sent, whoever
     claimed it since. An invitation answered meanwhile keeps ``responded``.
     """
     if not delivered:
         return []
-    batch = values(column("id", Uuid), column("sent_at", DateTime(timezone=True)), name="delivered").data(
-        list(delivered)
-    )
+    batch = values(
+        column("id", Uuid),
+        column("sent_at", DateTime(timezone=True)),
+        column("language", String),
+        column("reminder_due_at", DateTime(timezone=True)),
+        name="delivered",
+    ).data(list(delivered))
     result = await session.execute(
         update(_INVITATIONS)
         .where(_INVITATIONS.c.id == batch.c.id, _INVITATIONS.c.sent_at.is_(None))
         .values(
             sent_at=batch.c.sent_at,
+            language=batch.c.language,
+            # A NULL in VALUES is text to Postgres; say what it is.
+            reminder_due_at=sql_cast(batch.c.reminder_due_at, DateTime(timezone=True)),
             status=case(
                 (_INVITATIONS.c.status == InvitationStatus.RESPONDED.value, _INVITATIONS.c.status),
                 else_=InvitationStatus.SENT.value,
@@ -172,7 +185,8 @@ async def fail(session: AsyncSession, failures: Sequence[tuple[uuid.UUID, int, s
 
 
 async def invitation_by_token_hash(session: AsyncSession, token_hash: str) -> Any:
-    """The invitation a link points at, with the tenant's name (``None`` if not known yet)."""
+    """The invitation a link points at, with the tenant's name (``None`` if not known yet) and its
+    answer so far (``score`` is ``None`` until there is one)."""
     tenants = COMMON.tenants
     return (
         await session.execute(
@@ -182,13 +196,23 @@ async def invitation_by_token_hash(session: AsyncSession, token_hash: str) -> An
                 Invitation.customer_id,
                 Invitation.email,
                 Invitation.name,
+                Invitation.locale,
+                Invitation.language,
                 Invitation.touchpoint,
                 Invitation.token_hash,
                 Invitation.expires_at,
                 Invitation.responded_at,
+                Invitation.unsubscribed_at,
                 tenants.c.name.label("tenant_name"),
+                Response.score,
+                Response.comment,
+                Response.recommended,
+                Response.csat,
+                Response.effort,
+                Response.revision,
             )
             .outerjoin(tenants, tenants.c.id == Invitation.tenant_id)
+            .outerjoin(Response, Response.invitation_id == Invitation.id)
             .where(Invitation.token_hash == token_hash)
         )
     ).first()
@@ -202,12 +226,231 @@ async def insert_response(session: AsyncSession, row: dict[str, Any]) -> bool:
     return inserted is not None
 
 
+async def update_response(
+    session: AsyncSession, invitation_id: uuid.UUID, *, revision: int, values_: dict[str, Any]
+) -> Any:
+    """Change an answer if it is still at ``revision`` (a concurrent change wins otherwise); the new
+    revision is one more. Returns the whole answer as it now stands, or ``None``."""
+    result = await session.execute(
+        update(Response)
+        .where(Response.invitation_id == invitation_id, Response.revision == revision)
+        .values(**values_, revision=Response.revision + 1)
+        .returning(
+            Response.id,
+            Response.score,
+            Response.comment,
+            Response.recommended,
+            Response.csat,
+            Response.effort,
+            Response.revision,
+            Response.responded_at,
+            Response.updated_at,
+        )
+    )
+    return result.first()
+
+
 async def mark_responded(session: AsyncSession, invitation_id: uuid.UUID, at: datetime) -> None:
     await session.execute(
         update(Invitation)
         .where(Invitation.id == invitation_id)
         .values(status=InvitationStatus.RESPONDED.value, responded_at=at)
     )
+
+
+async def stamp_once(session: AsyncSession, invitation_id: uuid.UUID, stamp: str, at: datetime) -> bool:
+    """Set a funnel stamp (``opened_at``, ``clicked_at``, ``unsubscribed_at``) the first time only;
+    true if this was the first time."""
+    target = _INVITATIONS.c[stamp]
+    result = await session.execute(
+        update(_INVITATIONS)
+        .where(_INVITATIONS.c.id == invitation_id, target.is_(None))
+        .values({stamp: at})
+        .returning(_INVITATIONS.c.id)
+    )
+    return result.first() is not None
+
+
+# --- Suppressions -------------------------------------------------------------------------------
+
+
+async def suppress(session: AsyncSession, rows: Sequence[tuple[uuid.UUID, str, str, datetime]]) -> None:
+    """(tenant, address, reason, at): the first reason recorded stays."""
+    if rows:
+        await session.execute(
+            pg_insert(Suppression)
+            .values(
+                [
+                    {"tenant_id": t, "email_lower": e.lower(), "reason": r, "suppressed_at": at}
+                    for t, e, r, at in rows
+                ]
+            )
+            .on_conflict_do_nothing()
+        )
+
+
+async def suppressed(
+    session: AsyncSession, pairs: Sequence[tuple[uuid.UUID, str]]
+) -> set[tuple[uuid.UUID, str]]:
+    if not pairs:
+        return set()
+    wanted = {(tenant, email.lower()) for tenant, email in pairs}
+    rows = await session.execute(
+        select(Suppression.tenant_id, Suppression.email_lower).where(
+            tuple_(Suppression.tenant_id, Suppression.email_lower).in_(list(wanted))
+        )
+    )
+    return {(row.tenant_id, row.email_lower) for row in rows}
+
+
+async def cancel_scheduled_to(session: AsyncSession, tenant_id: uuid.UUID, email: str) -> int:
+    """Cancel a tenant's not-yet-sent invitations to an address that must not be emailed."""
+    result = await session.execute(
+        update(Invitation)
+        .where(
+            Invitation.tenant_id == tenant_id,
+            func.lower(Invitation.email) == email.lower(),
+            Invitation.status == InvitationStatus.SCHEDULED.value,
+        )
+        .values(status=InvitationStatus.CANCELLED.value)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def invitations_for_bounces(
+    session: AsyncSession, ids: Sequence[uuid.UUID], emails: Sequence[str], sent_since: datetime
+) -> Sequence[Any]:
+    """The invitations bounce reports are about: by the Message-ID's invitation id, else the ones
+    recently sent to the reported address (in every tenant: the address is dead for all)."""
+    conditions: list[ColumnElement[bool]] = []
+    if ids:
+        conditions.append(Invitation.id.in_(list(set(ids))))
+    if emails:
+        conditions.append(
+            and_(
+                func.lower(Invitation.email).in_(sorted({e.lower() for e in emails})),
+                Invitation.sent_at >= sent_since,
+            )
+        )
+    if not conditions:
+        return []
+    rows = await session.execute(
+        select(
+            Invitation.id,
+            Invitation.tenant_id,
+            Invitation.customer_id,
+            Invitation.touchpoint,
+            Invitation.email,
+        ).where(or_(*conditions))
+    )
+    return rows.all()
+
+
+# --- Settings -----------------------------------------------------------------------------------
+
+
+async def settings_for(
+    session: AsyncSession, tenant_ids: Sequence[uuid.UUID]
+) -> dict[tuple[uuid.UUID, str], dict[str, Any]]:
+    """(tenant, touchpoint or "") -> stored configuration."""
+    if not tenant_ids:
+        return {}
+    rows = await session.execute(
+        select(TenantSettings.tenant_id, TenantSettings.touchpoint, TenantSettings.config).where(
+            TenantSettings.tenant_id.in_(set(tenant_ids))
+        )
+    )
+    return {(row.tenant_id, row.touchpoint): dict(row.config) for row in rows}
+
+
+async def put_settings(
+    session: AsyncSession, tenant_id: uuid.UUID, touchpoint: str, config: dict[str, Any], at: datetime
+) -> None:
+    statement = pg_insert(TenantSettings).values(
+        tenant_id=tenant_id, touchpoint=touchpoint, config=config, updated_at=at
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[TenantSettings.tenant_id, TenantSettings.touchpoint],
+            set_={"config": statement.excluded.config, "updated_at": statement.excluded.updated_at},
+        )
+    )
+
+
+# --- Lifecycle ----------------------------------------------------------------------------------
+
+
+async def claim_reminders(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Any]:
+    """Mark up to ``limit`` reminders as sent before sending them: a crash loses a reminder rather
+    than sending two. Never after an answer, an unsubscribe, a bounce or expiry."""
+    due = (
+        select(Invitation.id)
+        .where(
+            Invitation.reminder_due_at <= now,
+            Invitation.reminded_at.is_(None),
+            Invitation.responded_at.is_(None),
+            Invitation.unsubscribed_at.is_(None),
+            Invitation.bounced_at.is_(None),
+            Invitation.status == InvitationStatus.SENT.value,
+            Invitation.expires_at > now,
+        )
+        .order_by(Invitation.reminder_due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(
+        update(Invitation)
+        .where(Invitation.id.in_(due.scalar_subquery()))
+        .values(reminded_at=now)
+        .returning(
+            Invitation.id,
+            Invitation.tenant_id,
+            Invitation.customer_id,
+            Invitation.email,
+            Invitation.name,
+            Invitation.locale,
+            Invitation.language,
+            Invitation.touchpoint,
+            Invitation.attempts,
+            Invitation.send_at,
+            Invitation.expires_at,
+        )
+    )
+    return result.all()
+
+
+async def record_expired(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Any]:
+    """Sent invitations whose link expired unanswered, each reported once."""
+    due = (
+        select(Invitation.id)
+        .where(
+            Invitation.status == InvitationStatus.SENT.value,
+            Invitation.expiry_recorded_at.is_(None),
+            Invitation.expires_at < now,
+        )
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await session.execute(
+        update(Invitation)
+        .where(Invitation.id.in_(due.scalar_subquery()))
+        .values(expiry_recorded_at=now)
+        .returning(Invitation.id, Invitation.tenant_id, Invitation.customer_id, Invitation.touchpoint)
+    )
+    return result.all()
+
+
+async def mark_bounced(session: AsyncSession, ids: Sequence[uuid.UUID], at: datetime) -> Sequence[Any]:
+    """Stamp the bounce once per invitation; return the newly stamped ones."""
+    if not ids:
+        return []
+    result = await session.execute(
+        update(Invitation)
+        .where(Invitation.id.in_(list(set(ids))), Invitation.bounced_at.is_(None))
+        .values(bounced_at=at)
+        .returning(Invitation.id)
+    )
+    return result.all()
 
 
 async def cancel_scheduled(session: AsyncSession, invitations: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> int:

@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import parseaddr
 
+import dkim  # type: ignore[import-untyped]
 from prometheus_client import Counter
 
 from libs.common.db import Database
@@ -39,8 +44,9 @@ from services.survey.domain.delivery import (
     before_sending,
     scrub,
 )
+from services.survey.domain.ratelimit import TokenBucket
 from services.survey.domain.tokens import survey_token
-from services.survey.handlers import ClaimedInvitation
+from services.survey.handlers import ClaimedInvitation, questions_in
 from services.survey.rendering import Recipient, invitation_email
 
 log = logging.getLogger(__name__)
@@ -50,6 +56,41 @@ EMAILS = Counter(
     "Invitation emails by outcome: sent, retry (temporary failure, tried again later), failed (given up)",
     ["outcome"],
 )
+REMINDERS = Counter("nps_survey_reminders_total", "Reminder emails by outcome: sent, failed", ["outcome"])
+
+
+class Signer:
+    """DKIM-signs outgoing messages (relaxed/relaxed, rsa-sha256) when a key is configured."""
+
+    HEADERS = (
+        b"from",
+        b"to",
+        b"subject",
+        b"date",
+        b"message-id",
+        b"list-unsubscribe",
+        b"list-unsubscribe-post",
+    )
+
+    def __init__(self, settings: SurveySettings) -> None:
+        key = settings.dkim_private_key
+        self._key = key.get_secret_value().encode() if key is not None else None
+        self._selector = (settings.dkim_selector or "").encode()
+        self._domain = (settings.dkim_domain or "").encode()
+
+    def sign(self, message: EmailMessage) -> bytes | None:
+        if self._key is None:
+            return None
+        raw = message.as_bytes(policy=SMTP)
+        signature: bytes = dkim.sign(
+            raw,
+            self._selector,
+            self._domain,
+            self._key,
+            canonicalize=(b"relaxed", b"relaxed"),
+            include_headers=list(self.HEADERS),
+        )
+        return signature + raw
 
 
 class Sender:
@@ -64,6 +105,8 @@ class Sender:
         )
         self._sending_timeout = timedelta(seconds=settings.sending_timeout_seconds)
         self._slots = asyncio.Semaphore(settings.send_concurrency)
+        self._signer = Signer(settings)
+        self._rates: dict[object, TokenBucket] = {}
 
     async def run(self) -> None:
         settings = self._settings
@@ -98,9 +141,16 @@ class Sender:
         outcomes: list[tuple[ClaimedInvitation, Outcome]] = []
         to_send = []
         for invitation in claimed:
-            verdict = before_sending(
+            verdict: Outcome | None = before_sending(
                 attempts=invitation.attempts, expires_at=invitation.expires_at, now=now, policy=self._policy
             )
+            if verdict is None and invitation.suppressed:
+                verdict = Failed("not sent: the address unsubscribed, bounced or complained")
+            if verdict is None:
+                wait = self._rate(invitation)
+                if wait > 0:
+                    # Over the tenant's rate: back in line for when it has room, not a failed try.
+                    verdict = Retry(now + timedelta(seconds=wait), "waiting for the tenant's sending rate")
             if verdict is None:
                 to_send.append(invitation)
             else:
@@ -124,24 +174,47 @@ class Sender:
         await self._record(outcomes + _finished(to_send, tasks))
         return len(claimed)
 
-    async def _deliver(self, invitation: ClaimedInvitation) -> Outcome:
+    def _rate(self, invitation: ClaimedInvitation) -> float:
+        per_minute = invitation.look.send_rate_per_minute
+        bucket = self._rates.get(invitation.tenant_id)
+        now = time.monotonic()
+        if bucket is None or bucket.rate_per_second != per_minute / 60:
+            bucket = self._rates[invitation.tenant_id] = TokenBucket.full(
+                per_minute / 60, max(1.0, per_minute / 6), now
+            )
+        return bucket.take(now)
+
+    async def _deliver(self, invitation: ClaimedInvitation, *, reminder: bool = False) -> Outcome:
         settings = self._settings
         async with self._slots:
             try:
                 message = invitation_email(
                     invitation_id=invitation.id,
                     recipient=Recipient(invitation.email, invitation.name),
-                    tenant_name=invitation.tenant_name,
                     token=survey_token(settings.survey_token_secret.get_secret_value(), invitation.id),
                     public_url=settings.survey_public_url,
                     mail_from=settings.mail_from,
                     mail_domain=settings.mail_domain,
                     now=datetime.now(UTC),
+                    language=invitation.language,
+                    branding=invitation.look.branding,
+                    questions=questions_in(invitation.look, invitation.language),
+                    reminder=reminder,
                 )
+                signed = self._signer.sign(message)
             except ValueError as error:
                 return Failed(scrub(f"cannot build the message: {type(error).__name__}: {error}"))
             try:
-                await send_email(self._smtp, message, timeout_seconds=settings.smtp_timeout_seconds)
+                if signed is None:
+                    await send_email(self._smtp, message, timeout_seconds=settings.smtp_timeout_seconds)
+                else:
+                    await send_email(
+                        self._smtp,
+                        signed,
+                        timeout_seconds=settings.smtp_timeout_seconds,
+                        sender=parseaddr(settings.mail_from)[1],
+                        recipients=[invitation.email],
+                    )
             except DeliveryError as error:
                 return after_failure(
                     attempts=invitation.attempts,
@@ -149,8 +222,25 @@ class Sender:
                     error=str(error),
                     now=datetime.now(UTC),
                     policy=self._policy,
+                    recipient_refused=error.recipient_refused,
                 )
             return Sent(datetime.now(UTC))
+
+    async def remind_due(self) -> int:
+        """Send the reminders that are due. Each is marked before it is sent: at most once."""
+        now = datetime.now(UTC)
+        async with self._database.uow() as uow:
+            claimed = await handlers.claim_reminders(uow, now=now, limit=self._settings.send_batch_size)
+            expired = await handlers.record_expired(uow, now=now, limit=1000)
+            await uow.commit()
+        results = await asyncio.gather(
+            *(self._deliver(invitation, reminder=True) for invitation in claimed), return_exceptions=True
+        )
+        for invitation, result in zip(claimed, results, strict=True):
+            outcome = "sent" if isinstance(result, Sent) else "failed"
+            REMINDERS.labels(outcome).inc()
+            log.info("invitation.reminded", extra={"invitation_id": str(invitation.id), "outcome": outcome})
+        return len(claimed) + expired
 
     async def _record(self, outcomes: Sequence[tuple[ClaimedInvitation, Outcome]]) -> None:
         if not outcomes:
@@ -159,7 +249,7 @@ class Sender:
         while True:
             try:
                 async with self._database.uow() as uow:
-                    await handlers.record_outcomes(uow, outcomes)
+                    await handlers.record_outcomes(uow, outcomes, now=datetime.now(UTC))
                     await uow.commit()
                 break
             except Exception as error:
@@ -202,5 +292,23 @@ def _finished(
 def sender_loop(settings: SurveySettings) -> Loop:
     async def run(runtime: Runtime) -> None:
         await Sender(runtime.database, settings).run()
+
+    return run
+
+
+def lifecycle_loop(settings: SurveySettings) -> Loop:
+    """Reminders and expiry, on their own clock so that a busy sender does not delay them."""
+
+    async def run(runtime: Runtime) -> None:
+        sender = Sender(runtime.database, settings)
+        while True:
+            try:
+                busy = await sender.remind_due()
+            except Exception as error:
+                if not is_transient(error):
+                    log.exception("lifecycle.failed")
+                busy = 0
+            if busy < settings.send_batch_size:
+                await asyncio.sleep(settings.lifecycle_poll_seconds)
 
     return run

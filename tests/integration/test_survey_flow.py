@@ -23,7 +23,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from libs.common import topics
-from libs.common.events import SURVEY_REQUESTED, SURVEY_RESPONDED, SURVEY_SENT, SurveyRequested, new_event
+from libs.common.events import (
+    SURVEY_REQUESTED,
+    SURVEY_RESPONDED,
+    SURVEY_RESPONSE_UPDATED,
+    SURVEY_SENT,
+    SurveyRequested,
+    new_event,
+)
 from libs.common.service import Runtime, create_app
 from libs.devstack.ports import free_port
 from libs.devstack.smtp_sink import read_messages
@@ -55,7 +62,7 @@ async def survey_service(start_service: StartService, **overrides: Any) -> Servi
         survey_token_secret=SECRET,
         survey_public_url=PUBLIC_URL,
         send_poll_seconds=0.05,
-        **overrides,
+        **{"public_rate_per_minute": 100_000, **overrides},
     )
 
 
@@ -112,7 +119,7 @@ async def email_to(mailbox: Path, address: str) -> EmailMessage:
 def score_links(message: EmailMessage) -> list[str]:
     html = message.get_body(("html",))
     assert html is not None
-    return re.findall(r'href="([^"]+)"', html.get_content())
+    return [link for link in re.findall(r'href="([^"]+)"', html.get_content()) if "/s/" in link]
 
 
 async def invitations(service: ServiceUnderTest, tenant: TestTenant, customer: str) -> list[dict[str, Any]]:
@@ -163,6 +170,7 @@ async def test_a_request_becomes_an_email_whose_link_records_one_answer(
     text = message.get_body(("plain",))
     assert text is not None
     assert f"How likely are you to recommend {tenant.name} to a friend or colleague?" in text.get_content()
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     links = score_links(message)
     assert len(links) == 11
     assert [link.rsplit("/", 1)[1] for link in links] == [str(score) for score in range(11)]
@@ -183,9 +191,12 @@ async def test_a_request_becomes_an_email_whose_link_records_one_answer(
     [still_open] = await invitations(service, tenant, customer)
     assert (still_open["status"], still_open["responded_at"]) == ("sent", None)
 
-    answered = await service.client.post(f"/s/{token}", data={"score": "3", "comment": "Delivery was late."})
+    # The score counts as soon as it is confirmed; the page then asks the follow-up questions.
+    answered = await service.client.post(f"/s/{token}", data={"score": "3"})
     assert answered.status_code == 200
-    assert "Thank you" in answered.text
+    assert "We have your score of 3." in answered.text
+    assert "What went wrong, and what should we do better?" in answered.text
+    assert f'<form method="post" action="/s/{token}/more">' in answered.text
     [recorded] = await invitations(service, tenant, customer)
     assert recorded["status"] == "responded" and recorded["responded_at"] is not None
 
@@ -205,24 +216,44 @@ async def test_a_request_becomes_an_email_whose_link_records_one_answer(
     assert event["tenantid"] == tenant.tenant_id
     assert event["id"] == event["data"]["response_id"]
     assert {
-        k: event["data"][k] for k in ("customer_id", "email", "name", "touchpoint", "score", "comment")
+        k: event["data"].get(k) for k in ("customer_id", "email", "name", "touchpoint", "score", "comment")
     } == {
         "customer_id": customer,
         "email": address,
         "name": "Jane Doe",
         "touchpoint": "webshop-purchase",
         "score": 3,
-        "comment": "Delivery was late.",
+        "comment": None,
     }
+    response_id = event["data"]["response_id"]
 
-    again = await service.client.post(f"/s/{token}", data={"score": "10"})
-    assert again.status_code == 409
-    assert "already answered" in again.text
-    assert "already answered" in (await service.client.get(links[5].removeprefix(PUBLIC_URL))).text
-    [unchanged] = await invitations(service, tenant, customer)
-    assert unchanged["responded_at"] == recorded["responded_at"]
+    # The rest later: the why and "have you recommended us" update the response.
+    more = await service.client.post(
+        f"/s/{token}/more", data={"comment": "Delivery was late.", "recommended": "no"}
+    )
+    assert more.status_code == 200 and "Thank you for your answers!" in more.text
+    # Inside the grace period a second score replaces the first.
+    changed = await service.client.post(f"/s/{token}", data={"score": "4"})
+    assert changed.status_code == 200 and "We have your score of 4." in changed.text
+    updates = await read_topic(
+        kafka_bootstrap,
+        topics.SURVEY_EVENTS,
+        lambda record: (
+            json.loads(record.value)["type"] == SURVEY_RESPONSE_UPDATED
+            and json.loads(record.value)["data"]["response_id"] == response_id
+        ),
+        count=2,
+    )
+    revisions = sorted((json.loads(r.value)["data"] for r in updates), key=lambda data: data["revision"])
+    assert [(d["revision"], d["score"], d["comment"], d["recommended"]) for d in revisions] == [
+        (2, 3, "Delivery was late.", False),
+        (3, 4, "Delivery was late.", False),
+    ]
+
     metrics = (await service.client.get("/metrics")).text
-    assert metric(metrics, "nps_survey_responses_total") >= 1
+    assert metric(metrics, 'nps_survey_responses_total{kind="score"}') >= 1
+    assert metric(metrics, 'nps_survey_responses_total{kind="score_replaced"}') >= 1
+    assert metric(metrics, 'nps_survey_responses_total{kind="follow_up"}') >= 1
     assert metric(metrics, 'nps_survey_emails_total{outcome="sent"}') >= 1
 
 
@@ -466,12 +497,14 @@ async def test_answers_are_checked_and_unknown_links_are_not_found(
     token = survey_token(SECRET, invitation_id)
 
     for score, problem in (("11", "whole number from 0 to 10"), ("", "choose a score"), ("ten", "0 to 10")):
-        refused = await service.client.post(f"/s/{token}", data={"score": score, "comment": "kept"})
+        refused = await service.client.post(f"/s/{token}", data={"score": score})
         assert refused.status_code == 422
         assert problem in refused.text
-        assert ">kept</textarea>" in refused.text
     too_long = await service.client.post(f"/s/{token}", data={"score": "8", "comment": "x" * 5001})
     assert too_long.status_code == 422 and "too long" in too_long.text
+    # Follow-up answers before any score are refused, and nothing is recorded.
+    early = await service.client.post(f"/s/{token}/more", data={"comment": "hi"})
+    assert early.status_code == 409
     [untouched] = await invitations(service, tenant, customer)
     assert untouched["status"] == "scheduled"
 
@@ -488,6 +521,38 @@ async def test_answers_are_checked_and_unknown_links_are_not_found(
     assert (await service.client.post(f"/s/{token}", data={"score": "8"})).status_code == 200
     [answered] = await invitations(service, tenant, customer)
     assert answered["status"] == "responded"
+    for fields, problem in (
+        ({"csat": "6"}, "not one of the choices"),
+        ({"effort": "0"}, "not one of the choices"),
+        ({"recommended": "maybe"}, "not one of the choices"),
+        ({"comment": "x" * 5001}, "too long"),
+    ):
+        refused = await service.client.post(f"/s/{token}/more", data={"comment": "kept", **fields})
+        assert refused.status_code == 422, fields
+        assert problem in refused.text
+    assert (await service.client.post(f"/s/{token}/more", data={"comment": "ok"})).status_code == 200
+
+
+async def test_after_the_grace_period_the_score_is_final(
+    start_service: StartService, kafka_bootstrap: str
+) -> None:
+    service = await survey_service(start_service, answer_grace_minutes=0)
+    tenant = await provision_tenant(service.runtime)
+    customer = f"c-{uuid.uuid4().hex}"
+    invitation_id = await request_survey(kafka_bootstrap, tenant, customer=customer, email=unique_address())
+    token = survey_token(SECRET, invitation_id)
+    await eventually(lambda: _has_invitation(service, tenant, customer))
+    assert (await service.client.post(f"/s/{token}", data={"score": "9"})).status_code == 200
+    again = await service.client.post(f"/s/{token}", data={"score": "2"})
+    assert again.status_code == 409 and "already answered" in again.text
+    # The page now offers the follow-up questions, not the scale.
+    shown = await service.client.get(f"/s/{token}/5")
+    assert "What do you like most about us?" in shown.text
+    assert 'name="score"' not in shown.text
+
+
+async def _has_invitation(service: ServiceUnderTest, tenant: TestTenant, customer: str) -> bool:
+    return bool(await invitations(service, tenant, customer))
 
 
 async def test_the_invitation_list_needs_a_key_and_shows_only_the_own_tenant(
@@ -505,3 +570,14 @@ async def test_the_invitation_list_needs_a_key_and_shows_only_the_own_tenant(
     assert await invitations(service, other, customer) == []
     response = await service.client.get("/v1/invitations", params={"customer": customer})
     assert response.status_code == 401
+
+
+async def test_one_client_asking_too_often_gets_429(start_service: StartService) -> None:
+    service = await survey_service(start_service, public_rate_per_minute=60)
+    statuses = [(await service.client.get("/s/" + "A" * 43)).status_code for _ in range(15)]
+    # A burst of 10 (a person reloading) is served; then the client must slow down.
+    assert statuses[:10] == [404] * 10
+    assert 429 in statuses[10:]
+    limited = await service.client.get("/s/" + "A" * 43)
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert "Too many requests" in limited.text

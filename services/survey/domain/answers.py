@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
 MIN_SCORE = 0
 MAX_SCORE = 10
@@ -33,6 +34,7 @@ class Problem(StrEnum):
     SCORE_MISSING = "score_missing"
     SCORE_INVALID = "score_invalid"
     COMMENT_TOO_LONG = "comment_too_long"
+    CHOICE_INVALID = "choice_invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +78,63 @@ def parse_answer(score_text: str | None, comment_text: str | None) -> Answer:
     if comment is not None and len(comment) > MAX_COMMENT_LENGTH:
         raise InvalidAnswer(Problem.COMMENT_TOO_LONG)
     return Answer(score, comment)
+
+
+Category = Literal["promoter", "passive", "detractor"]
+
+
+def category_of(score: int) -> Category:
+    """The NPS groups: 9-10 promoters, 7-8 passives, 0-6 detractors. The "why?" is worded per group."""
+    if score >= 9:
+        return "promoter"
+    if score >= 7:
+        return "passive"
+    return "detractor"
+
+
+def may_change_score(*, responded_at: datetime, now: datetime, grace: timedelta) -> bool:
+    """A second score inside the grace period replaces the first (a mis-click, a change of heart);
+    after it the score is final."""
+    return now <= responded_at + grace
+
+
+CSAT_SCALE = (1, 2, 3, 4, 5)
+EFFORT_SCALE = (1, 2, 3, 4, 5, 6, 7)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """The answers after the score; each is optional."""
+
+    comment: str | None
+    recommended: bool | None
+    csat: int | None
+    effort: int | None
+
+
+def _choice(text: str | None, allowed: tuple[int, ...]) -> int | None:
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 2 or int(text) not in allowed:
+        raise InvalidAnswer(Problem.CHOICE_INVALID)
+    return int(text)
+
+
+def parse_follow_up(
+    comment_text: str | None, recommended_text: str | None, csat_text: str | None, effort_text: str | None
+) -> FollowUp:
+    comment = normalise_comment(comment_text)
+    if comment is not None and len(comment) > MAX_COMMENT_LENGTH:
+        raise InvalidAnswer(Problem.COMMENT_TOO_LONG)
+    recommended: bool | None
+    match (recommended_text or "").strip().lower():
+        case "":
+            recommended = None
+        case "yes":
+            recommended = True
+        case "no":
+            recommended = False
+        case _:
+            raise InvalidAnswer(Problem.CHOICE_INVALID)
+    return FollowUp(comment, recommended, _choice(csat_text, CSAT_SCALE), _choice(effort_text, EFFORT_SCALE))

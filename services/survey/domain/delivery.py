@@ -47,6 +47,8 @@ class Retry:
 @dataclass(frozen=True, slots=True)
 class Failed:
     error: str
+    #: The receiving server refused the address itself: a hard bounce, the address is dead.
+    hard_bounce: bool = False
 
 
 Outcome = Sent | Retry | Failed
@@ -68,11 +70,17 @@ def before_sending(
 
 
 def after_failure(
-    *, attempts: int, permanent: bool, error: str, now: datetime, policy: RetryPolicy
+    *,
+    attempts: int,
+    permanent: bool,
+    error: str,
+    now: datetime,
+    policy: RetryPolicy,
+    recipient_refused: bool = False,
 ) -> Retry | Failed:
     error = scrub(error)
     if permanent:
-        return Failed(error)
+        return Failed(error, hard_bounce=recipient_refused)
     if attempts >= policy.max_attempts:
         return Failed(f"gave up after {attempts} attempts: {error}")
     return Retry(now + policy.delay(attempts), error)
