@@ -75,6 +75,7 @@ async def request_survey(
     invitation_id: uuid.UUID | None = None,
     send_at: datetime | None = None,
     event_id: str | None = None,
+    locale: str | None = None,
 ) -> uuid.UUID:
     """Put a ``survey.requested.v1`` on the topic, as the trigger does."""
     invitation_id = invitation_id or uuid.uuid4()
@@ -86,6 +87,7 @@ async def request_survey(
             customer_id=customer,
             email=email,
             name="Jane Doe",
+            locale=locale,
             touchpoint="webshop-purchase",
             trigger_event_id=f"order-{uuid.uuid4().hex[:8]}",
             trigger_event_type="purchase.completed.v1",
