@@ -4,6 +4,7 @@ recipient, the mail provider and the tenant see them (real Postgres, broker and 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from libs.common.events import (
 from services.survey.domain.tokens import survey_token
 from tests.conftest import Mailbox, StartService, eventually, provision_tenant, read_topic
 from tests.integration.test_survey_flow import (
+    PUBLIC_URL,
     SECRET,
     email_to,
     invitation_in,
@@ -272,3 +274,33 @@ async def test_the_email_is_in_the_customers_language(
         kafka_bootstrap, tenant, customer=f"c-{uuid.uuid4().hex}", email=address, locale="pt-BR"
     )
     assert (await email_to(smtp_sink.directory, address))["Content-Language"] == "en"
+
+
+async def test_a_mail_scanner_following_every_link_records_nothing(
+    start_service: StartService, kafka_bootstrap: str, smtp_sink: Mailbox
+) -> None:
+    """Security gateways fetch (and HEAD) every link in an email before a person sees it."""
+    service = await survey_service(start_service)
+    tenant = await provision_tenant(service.runtime)
+    customer, address = f"c-{uuid.uuid4().hex}", unique_address()
+    invitation_id = await request_survey(kafka_bootstrap, tenant, customer=customer, email=address)
+    message = await email_to(smtp_sink.directory, address)
+    html = message.get_body(("html",))
+    assert html is not None
+    links = re.findall(r'(?:href|src)="(http[^"]+)"', html.get_content())
+    links.append(message["List-Unsubscribe"].strip().strip("<>"))
+    assert len(links) == 14  # 11 scores, the visible unsubscribe link, the pixel, the header
+    for link in links:
+        path = link.removeprefix(PUBLIC_URL)
+        assert (await service.client.head(path)).status_code in (200, 405)
+        assert (await service.client.get(path)).status_code == 200
+    [seen] = await invitations(service, tenant, customer)
+    assert seen["status"] == "sent" and seen["responded_at"] is None
+    async with service.runtime.database.uow() as uow:
+        unsubscribed = await uow.session.scalar(
+            text("SELECT unsubscribed_at FROM survey.invitations WHERE id = :id"), {"id": invitation_id}
+        )
+    assert unsubscribed is None
+    # The person can still answer, and unsubscribe, afterwards.
+    token = survey_token(SECRET, invitation_id)
+    assert (await service.client.post(f"/s/{token}", data={"score": "6"})).status_code == 200
