@@ -40,6 +40,7 @@ test-e2e: $(STAMP) ## End-to-end: the services as processes, driven over HTTP, K
 bench: $(STAMP) ## Benchmarks: the project's figures next to a raw baseline from the same run
 	$(PY) -m bench.trigger_throughput
 	$(PY) -m bench.trigger_decisions
+	$(PY) -m bench.survey_delivery
 
 lint: $(STAMP) ## ruff and mypy --strict
 	$(VENV)/bin/ruff check .
