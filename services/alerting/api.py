@@ -21,11 +21,18 @@ class CaseView(BaseModel):
     id: uuid.UUID
     customer_id: str
     touchpoint: str
-    score: int
-    comment: str | None
+    score: int = Field(description="the customer's current score: it may change within the grace period")
+    comment: str | None = Field(description="the customer's current comment: why they answered so")
+    recommended: bool | None = Field(description="whether they recommended us in the last 12 months")
+    csat: int | None = Field(description="their satisfaction, 1-5")
+    effort: int | None = Field(description="how much effort it took them, 1-7")
     status: Literal["open", "contacted", "resolved"]
+    resolution: Literal["handled", "score_changed"] | None = Field(
+        description="why a resolved case was resolved: `handled` by somebody, or `score_changed` when "
+        "the customer replaced their detractor score with a passive or promoter one"
+    )
     owner_email: str | None
-    note: str | None = Field(description="the latest note given when the case was updated")
+    note: str | None = Field(description="the latest note on the case, given or automatic")
     opened_at: datetime = Field(description="when the customer answered")
     due_at: datetime = Field(description="when the customer should have been contacted by")
     contacted_at: datetime | None
@@ -42,7 +49,11 @@ class CaseView(BaseModel):
                 "touchpoint": case.touchpoint,
                 "score": case.score,
                 "comment": case.comment,
+                "recommended": case.recommended,
+                "csat": case.csat,
+                "effort": case.effort,
                 "status": case.status,
+                "resolution": case.resolution,
                 "owner_email": case.owner_email,
                 "note": case.note,
                 "opened_at": case.opened_at,

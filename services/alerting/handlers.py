@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -23,6 +24,7 @@ from libs.common.events import (
     FollowupOpened,
     FollowupUpdated,
     SurveyResponded,
+    SurveyResponseUpdated,
     new_event,
 )
 from libs.common.kafka import RejectEvent
@@ -34,10 +36,18 @@ from services.alerting.domain.cases import (
     BREACHABLE_STATUSES,
     CaseStatus,
     due_at,
-    is_detractor,
     transition,
 )
-from services.alerting.models import FollowupCase, Notification
+from services.alerting.domain.revisions import (
+    FIRST_REVISION,
+    CaseAction,
+    Resolution,
+    case_action,
+    is_newer,
+    reopened_note,
+    resolved_note,
+)
+from services.alerting.models import Answer, FollowupCase, Notification
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +55,10 @@ SOURCE = "/nps/alerting"
 _CASE_NAMESPACE = uuid.UUID("0b7f4e1c-6a2d-4f0e-9c3b-8d5a1e2f7c64")
 
 CASES_OPENED = Counter("nps_alerting_cases_opened_total", "Follow-up cases opened for detractors")
+CASES_RESOLVED_BY_CUSTOMER = Counter(
+    "nps_alerting_cases_resolved_by_score_change_total",
+    "Cases resolved because the customer changed their score away from detractor",
+)
 CASES_BREACHED = Counter(
     "nps_alerting_cases_breached_total", "Follow-up cases not contacted by their due time"
 )
@@ -82,6 +96,9 @@ def _facts(case: FollowupCase) -> notices.CaseFacts:
         opened_at=case.opened_at,
         due_at=case.due_at,
         owner_email=case.owner_email,
+        recommended=case.recommended,
+        csat=case.csat,
+        effort=case.effort,
     )
 
 
@@ -112,51 +129,235 @@ def _updated_event(case: FollowupCase, change: str, now: datetime) -> Event[Any]
     )
 
 
-# --- Opening cases ------------------------------------------------------------------------------
+# --- Answers and their cases ----------------------------------------------------------------------
 
 
-async def open_followup(
-    event: Event[SurveyResponded], uow: UnitOfWork, *, sla: timedelta, now: datetime
+@dataclass(frozen=True, slots=True)
+class _Version:
+    """One version of an answer as an event tells it: ``survey.responded`` (revision 1, with the
+    customer's contact details) or ``survey.response_updated`` (the whole answer, without them)."""
+
+    response_id: uuid.UUID
+    invitation_id: uuid.UUID
+    customer_id: str
+    touchpoint: str
+    revision: int
+    score: int
+    comment: str | None
+    recommended: bool | None
+    csat: int | None
+    effort: int | None
+    responded_at: datetime
+    #: When the customer gave this version: the detractor clock starts here.
+    given_at: datetime
+    customer_email: str | None
+    customer_name: str | None
+
+    @classmethod
+    def of(cls, answer: SurveyResponded | SurveyResponseUpdated) -> _Version:
+        if isinstance(answer, SurveyResponded):
+            return cls(
+                response_id=answer.response_id,
+                invitation_id=answer.invitation_id,
+                customer_id=answer.customer_id,
+                touchpoint=answer.touchpoint,
+                revision=FIRST_REVISION,
+                score=answer.score,
+                comment=answer.comment,
+                recommended=None,
+                csat=None,
+                effort=None,
+                responded_at=answer.responded_at,
+                given_at=answer.responded_at,
+                customer_email=answer.email,
+                customer_name=answer.name,
+            )
+        return cls(
+            response_id=answer.response_id,
+            invitation_id=answer.invitation_id,
+            customer_id=answer.customer_id,
+            touchpoint=answer.touchpoint,
+            revision=answer.revision,
+            score=answer.score,
+            comment=answer.comment,
+            recommended=answer.recommended,
+            csat=answer.csat,
+            effort=answer.effort,
+            responded_at=answer.responded_at,
+            given_at=answer.updated_at,
+            customer_email=None,
+            customer_name=None,
+        )
+
+    def answer_row(self, tenant_id: uuid.UUID, now: datetime) -> dict[str, Any]:
+        return {
+            "response_id": self.response_id,
+            "tenant_id": tenant_id,
+            "invitation_id": self.invitation_id,
+            "customer_id": self.customer_id,
+            "customer_email": self.customer_email,
+            "customer_name": self.customer_name,
+            "touchpoint": self.touchpoint,
+            "revision": self.revision,
+            "score": self.score,
+            "comment": self.comment,
+            "recommended": self.recommended,
+            "csat": self.csat,
+            "effort": self.effort,
+            "responded_at": self.responded_at,
+            "updated_at": now,
+        }
+
+
+async def record_answer(
+    event: Event[SurveyResponded] | Event[SurveyResponseUpdated],
+    uow: UnitOfWork,
+    *,
+    sla: timedelta,
+    now: datetime,
 ) -> None:
-    """A detractor's answer opens one case, assigned to the tenant's owner, who is emailed."""
-    answer = event.data
-    if not is_detractor(answer.score):
-        return
+    """Hold the answer's newest version and keep its case in step with it: a detractor's answer
+    opens one case, assigned to the tenant's owner, who is emailed; a score changed away from
+    detractor resolves the case, and one changed to detractor opens it. A version not newer than
+    the one held only fills in contact details still missing."""
     try:
         tenant_id = uuid.UUID(event.tenant_id)
     except ValueError:
         raise RejectEvent(f"tenantid: {event.tenant_id!r} is not a tenant id") from None
+    version = _Version.of(event.data)
+    held = await repository.lock_answer(uow.session, version.response_id)
+    if held is None and not await repository.insert_answer(uow.session, version.answer_row(tenant_id, now)):
+        # Another consumer recorded it since we looked; take its version as the one held.
+        held = await repository.lock_answer(uow.session, version.response_id)
+    case = await repository.case_of_response(uow.session, tenant_id, version.response_id)
+    if held is not None and not is_newer(held.revision, version.revision):
+        if version.customer_email is not None and held.customer_email is None:
+            _fill_contact(held, version, case)
+        log.info(
+            "answer.not_newer",
+            extra={"tenant_id": event.tenant_id, "revision": version.revision, "held": held.revision},
+        )
+        return
+    previous_score = held.score if held is not None else None
+    if held is not None:
+        _hold(held, version, now)
+    status = CaseStatus(case.status) if case is not None else None
+    resolution = Resolution(case.resolution) if case is not None and case.resolution else None
+    action = case_action(status, resolution, version.score)
+    if action is CaseAction.OPEN:
+        await _open_case(event.tenant_id, tenant_id, version, held, uow, sla=sla, now=now)
+        return
+    if case is None:
+        return
+    _show_answer(case, version, held)
+    case.updated_at = now
+    if action is CaseAction.RESOLVE:
+        case.status = CaseStatus.RESOLVED.value
+        case.resolved_at = now
+        case.resolution = Resolution.SCORE_CHANGED.value
+        case.note = resolved_note(previous_score if previous_score is not None else case.score, version.score)
+        CASES_RESOLVED_BY_CUSTOMER.inc()
+    elif action is CaseAction.REOPEN:
+        case.status = CaseStatus.OPEN.value
+        case.resolved_at = None
+        case.resolution = None
+        case.breached_at = None
+        case.due_at = due_at(version.given_at, sla)
+        case.note = reopened_note(previous_score if previous_score is not None else case.score, version.score)
+    if action in (CaseAction.RESOLVE, CaseAction.REOPEN):
+        # One change per revision at most, so the revision names it.
+        uow.emit(_updated_event(case, f"revision:{version.revision}", now))
+        log.info(
+            "followup.updated",
+            extra={
+                "case_id": str(case.id),
+                "tenant_id": event.tenant_id,
+                "status": case.status,
+                "by": "score_change",
+            },
+        )
+
+
+def _fill_contact(held: Answer, version: _Version, case: FollowupCase | None) -> None:
+    """``survey.responded`` came after a newer revision: keep the answer, learn the contact."""
+    held.customer_email = version.customer_email
+    held.customer_name = held.customer_name or version.customer_name
+    if case is not None and case.customer_email is None:
+        case.customer_email = version.customer_email
+        case.customer_name = case.customer_name or version.customer_name
+
+
+def _hold(held: Answer, version: _Version, now: datetime) -> None:
+    held.revision = version.revision
+    held.touchpoint = version.touchpoint
+    held.score = version.score
+    held.comment = version.comment
+    held.recommended = version.recommended
+    held.csat = version.csat
+    held.effort = version.effort
+    held.customer_email = held.customer_email or version.customer_email
+    held.customer_name = held.customer_name or version.customer_name
+    held.updated_at = now
+
+
+def _show_answer(case: FollowupCase, version: _Version, held: Answer | None) -> None:
+    case.score = version.score
+    case.comment = version.comment
+    case.recommended = version.recommended
+    case.csat = version.csat
+    case.effort = version.effort
+    if case.customer_email is None and held is not None:
+        case.customer_email = held.customer_email
+        case.customer_name = case.customer_name or held.customer_name
+
+
+async def _open_case(
+    tenant_text: str,
+    tenant_id: uuid.UUID,
+    version: _Version,
+    held: Answer | None,
+    uow: UnitOfWork,
+    *,
+    sla: timedelta,
+    now: datetime,
+) -> None:
     tenant = await repository.tenant_info(uow.session, tenant_id)
     if not tenant.known:
         # The tenant's own event may simply not have arrived yet; losing the case would be worse
         # than opening it unassigned.
-        log.warning("followup.tenant_unknown", extra={"tenant_id": event.tenant_id})
-    case_id = case_id_for(answer.response_id)
+        log.warning("followup.tenant_unknown", extra={"tenant_id": tenant_text})
+    case_id = case_id_for(version.response_id)
     facts = notices.CaseFacts(
         case_id=case_id,
-        customer_id=answer.customer_id,
-        customer_name=answer.name,
-        customer_email=answer.email,
-        touchpoint=answer.touchpoint,
-        score=answer.score,
-        comment=answer.comment,
-        opened_at=answer.responded_at,
-        due_at=due_at(answer.responded_at, sla),
+        customer_id=version.customer_id,
+        customer_name=version.customer_name or (held.customer_name if held is not None else None),
+        customer_email=version.customer_email or (held.customer_email if held is not None else None),
+        touchpoint=version.touchpoint,
+        score=version.score,
+        comment=version.comment,
+        opened_at=version.given_at,
+        due_at=due_at(version.given_at, sla),
         owner_email=tenant.owner_email,
+        recommended=version.recommended,
+        csat=version.csat,
+        effort=version.effort,
     )
     created = await repository.insert_case(
         uow.session,
         {
             "id": case_id,
             "tenant_id": tenant_id,
-            "response_id": answer.response_id,
-            "invitation_id": answer.invitation_id,
+            "response_id": version.response_id,
+            "invitation_id": version.invitation_id,
             "customer_id": facts.customer_id,
             "customer_email": facts.customer_email,
             "customer_name": facts.customer_name,
             "touchpoint": facts.touchpoint,
             "score": facts.score,
             "comment": facts.comment,
+            "recommended": facts.recommended,
+            "csat": facts.csat,
+            "effort": facts.effort,
             "status": CaseStatus.OPEN.value,
             "owner_email": facts.owner_email,
             "opened_at": facts.opened_at,
@@ -165,15 +366,15 @@ async def open_followup(
         },
     )
     if not created:
-        log.info("followup.duplicate_answer", extra={"case_id": str(case_id), "tenant_id": event.tenant_id})
+        log.info("followup.duplicate_answer", extra={"case_id": str(case_id), "tenant_id": tenant_text})
         return
     opened = FollowupOpened(
         case_id=case_id,
-        response_id=answer.response_id,
-        invitation_id=answer.invitation_id,
-        customer_id=answer.customer_id,
-        touchpoint=answer.touchpoint,
-        score=answer.score,
+        response_id=version.response_id,
+        invitation_id=version.invitation_id,
+        customer_id=version.customer_id,
+        touchpoint=version.touchpoint,
+        score=version.score,
         owner_email=facts.owner_email,
         opened_at=facts.opened_at,
         due_at=facts.due_at,
@@ -181,7 +382,7 @@ async def open_followup(
     uow.emit(
         new_event(
             FOLLOWUP_OPENED,
-            tenant_id=event.tenant_id,
+            tenant_id=tenant_text,
             data=opened,
             subject=str(case_id),
             source=SOURCE,
@@ -199,9 +400,10 @@ async def open_followup(
         "followup.opened",
         extra={
             "case_id": str(case_id),
-            "tenant_id": event.tenant_id,
-            "touchpoint": answer.touchpoint,
-            "score": answer.score,
+            "tenant_id": tenant_text,
+            "touchpoint": version.touchpoint,
+            "score": version.score,
+            "revision": version.revision,
             "assigned": facts.owner_email is not None,
         },
     )
@@ -232,6 +434,7 @@ async def update_case(
         case.contacted_at = now
     elif status is CaseStatus.RESOLVED:
         case.resolved_at = now
+        case.resolution = Resolution.HANDLED.value
     if note is not None:
         case.note = note
     case.updated_at = now

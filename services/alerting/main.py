@@ -12,7 +12,7 @@ from typing import Any
 
 from libs.common import topics
 from libs.common.db import UnitOfWork
-from libs.common.events import SURVEY_RESPONDED, Event
+from libs.common.events import SURVEY_RESPONDED, SURVEY_RESPONSE_UPDATED, Event
 from libs.common.kafka import ConsumerSpec, dispatch_by_type, is_transient
 from libs.common.mail import SmtpTarget, send_email
 from libs.common.service import Runtime, ServiceDefinition
@@ -48,8 +48,8 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
     sla = settings.followup_sla
     smtp = SmtpTarget.from_url(settings.smtp_url)
 
-    async def survey_responded(event: Event[Any], uow: UnitOfWork) -> None:
-        await handlers.open_followup(event, uow, sla=sla, now=datetime.now(UTC))
+    async def answered(event: Event[Any], uow: UnitOfWork) -> None:
+        await handlers.record_answer(event, uow, sla=sla, now=datetime.now(UTC))
 
     async def send(message: EmailMessage) -> None:
         await send_email(smtp, message, timeout_seconds=SMTP_TIMEOUT_SECONDS)
@@ -97,7 +97,9 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
             ConsumerSpec(
                 name="followups",
                 topics=[topics.SURVEY_EVENTS, topics.TENANTS],
-                handle=dispatch_by_type({SURVEY_RESPONDED: survey_responded, **TENANCY_HANDLERS}),
+                handle=dispatch_by_type(
+                    {SURVEY_RESPONDED: answered, SURVEY_RESPONSE_UPDATED: answered, **TENANCY_HANDLERS}
+                ),
             )
         ],
         loops=[("sla-check", check_sla), ("notifier", notify)],

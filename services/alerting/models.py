@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Index,
@@ -43,12 +44,18 @@ class FollowupCase(Base):
     response_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     invitation_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     customer_id: Mapped[str] = mapped_column(String(200))
-    customer_email: Mapped[str] = mapped_column(String(320))
+    # Unknown while only a revision of the answer has arrived: revisions do not repeat the address.
+    customer_email: Mapped[str | None] = mapped_column(String(320))
     customer_name: Mapped[str | None] = mapped_column(String(200))
     touchpoint: Mapped[str] = mapped_column(String(63))
     score: Mapped[int] = mapped_column(SmallInteger)
     comment: Mapped[str | None] = mapped_column(Text)
+    recommended: Mapped[bool | None] = mapped_column(Boolean)
+    csat: Mapped[int | None] = mapped_column(SmallInteger)
+    effort: Mapped[int | None] = mapped_column(SmallInteger)
     status: Mapped[str] = mapped_column(String(20))
+    #: Why a resolved case was resolved (``Resolution``); null until then.
+    resolution: Mapped[str | None] = mapped_column(String(20))
     owner_email: Mapped[str | None] = mapped_column(String(320))
     note: Mapped[str | None] = mapped_column(Text)
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -71,6 +78,32 @@ class FollowupCase(Base):
             postgresql_where=text("status = 'open' AND breached_at IS NULL"),
         ),
     )
+
+
+class Answer(Base):
+    """The current version of every answer this service has heard of, detractor or not.
+
+    Kept for all answers because a later revision can turn any of them into a detractor, and so that
+    an older or repeated revision is recognised as such.
+    """
+
+    __tablename__ = "answers"
+    response_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    invitation_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    customer_id: Mapped[str] = mapped_column(String(200))
+    # Only ``survey.responded`` carries them; a revision that overtook it leaves them unknown.
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    touchpoint: Mapped[str] = mapped_column(String(63))
+    revision: Mapped[int] = mapped_column(Integer)
+    score: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(Text)
+    recommended: Mapped[bool | None] = mapped_column(Boolean)
+    csat: Mapped[int | None] = mapped_column(SmallInteger)
+    effort: Mapped[int | None] = mapped_column(SmallInteger)
+    responded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Notification(Base):

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.alerting.models import COMMON, FollowupCase, Notification
+from services.alerting.models import COMMON, Answer, FollowupCase, Notification
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,33 @@ async def tenant_info(session: AsyncSession, tenant_id: uuid.UUID) -> TenantInfo
     table = COMMON.tenants
     row = (await session.execute(select(table.c.owner_email).where(table.c.id == tenant_id))).first()
     return TenantInfo(known=row is not None, owner_email=row.owner_email if row is not None else None)
+
+
+async def lock_answer(session: AsyncSession, response_id: uuid.UUID) -> Answer | None:
+    """The held version of an answer, locked until the transaction ends."""
+    return await session.scalar(select(Answer).where(Answer.response_id == response_id).with_for_update())
+
+
+async def insert_answer(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Hold a first version of an answer; false when one is held already."""
+    created = await session.scalar(
+        pg_insert(Answer)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[Answer.response_id])
+        .returning(Answer.response_id)
+    )
+    return created is not None
+
+
+async def case_of_response(
+    session: AsyncSession, tenant_id: uuid.UUID, response_id: uuid.UUID
+) -> FollowupCase | None:
+    """The answer's case, locked: a request may be changing it at the same moment."""
+    return await session.scalar(
+        select(FollowupCase)
+        .where(FollowupCase.response_id == response_id, FollowupCase.tenant_id == tenant_id)
+        .with_for_update()
+    )
 
 
 async def insert_case(session: AsyncSession, values: dict[str, Any]) -> bool:

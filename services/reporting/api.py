@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +17,7 @@ from pydantic import BaseModel, Field
 from libs.common.events import Timestamp
 from libs.common.http import Tenant, UoW
 from services.reporting import repository
-from services.reporting.domain.summary import CaseCounts, ScoreCounts, Summary
+from services.reporting.domain.summary import CaseCounts, FollowUpAnswers, Funnel, ScoreCounts, Summary
 from services.reporting.repository import ReportFilter
 
 router = APIRouter(tags=["reports"])
@@ -63,6 +65,19 @@ class CasesView(BaseModel):
     resolved: int
 
 
+class FunnelView(BaseModel):
+    """Invitations that reached each step, each invitation counted once per step."""
+
+    sent: int
+    opened: int
+    clicked: int
+    responded: int
+    reminded: int
+    bounced: int
+    unsubscribed: int
+    expired: int
+
+
 class SummaryView(BaseModel):
     nps: float | None = Field(description="-100 to 100, rounded to 2 decimals; null without answers")
     responses: int
@@ -72,6 +87,16 @@ class SummaryView(BaseModel):
     invitations_sent: int
     response_rate: float | None = Field(description="answers per invitation sent; null when none were sent")
     cases: CasesView
+    funnel: FunnelView
+    recommended_share: float | None = Field(
+        description="of the answers saying whether they recommended us in the last 12 months, the share "
+        "saying yes (0-1, rounded to 4 decimals); null when nobody answered that question"
+    )
+    recommended_answers: int
+    average_csat: float | None = Field(description="mean satisfaction (1-5) where answered; null if never")
+    csat_answers: int
+    average_effort: float | None = Field(description="mean effort (1-7) where answered; null if never")
+    effort_answers: int
 
 
 class _OfTouchpoint(BaseModel):
@@ -89,6 +114,7 @@ class SummaryReport(SummaryView):
 
 def _fields(summary: Summary) -> dict[str, object]:
     scores, nps, rate = summary.scores, summary.scores.nps, summary.response_rate
+    follow_up = summary.follow_up
     return {
         "nps": None if nps is None else round(nps, 2),
         "responses": scores.responses,
@@ -100,7 +126,18 @@ def _fields(summary: Summary) -> dict[str, object]:
         "cases": CasesView(
             open=summary.cases.open, breached=summary.cases.breached, resolved=summary.cases.resolved
         ),
+        "funnel": FunnelView(**summary.funnel.as_dict()),
+        "recommended_share": _rounded(follow_up.recommended_share, 4),
+        "recommended_answers": follow_up.recommended_answers,
+        "average_csat": _rounded(follow_up.average_csat, 2),
+        "csat_answers": follow_up.csat_answers,
+        "average_effort": _rounded(follow_up.average_effort, 2),
+        "effort_answers": follow_up.effort_answers,
     }
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 @router.get("/v1/reports/summary")
@@ -115,28 +152,45 @@ async def get_summary(
         Query(description="only what happened from then on: an ISO date (UTC midnight) or date-time"),
     ] = None,
 ) -> SummaryReport:
-    """The tenant's results: Net Promoter Score, invitations sent, response rate and follow-up
-    cases, overall and per touchpoint.
+    """The tenant's results: Net Promoter Score, invitations sent, response rate, follow-up
+    cases, the invitations' funnel (sent, opened, clicked, responded, reminded, bounced,
+    unsubscribed, expired) and the follow-up questions (recommended in the last 12 months, CSAT,
+    effort), overall and per touchpoint.
 
-    Invitations count from when they were sent, answers from when they were given, cases from when
-    they were opened. Cases whose opening has not reached reporting yet count in the totals only.
+    Scores are each answer's current one: a score the customer replaced within the grace period
+    counts as replaced. Invitations count from when they were sent, answers from when they were
+    given, funnel steps from when they happened, cases from when they were opened. Cases whose
+    opening has not reached reporting yet count in the totals only.
     """
     where = ReportFilter(tenant.tenant_id, touchpoint, since)
     histograms: dict[str, dict[int, int]] = {}
     for name, score, answers in await repository.answers_by_score(uow.session, where):
         histograms.setdefault(name, {})[score] = answers
     invitations = await repository.invitations_by_touchpoint(uow.session, where)
+    details = await repository.answer_details_by_touchpoint(uow.session, where)
+    step_counts: dict[str, dict[str, int]] = {}
+    for name, step, reached in await repository.steps_by_touchpoint(uow.session, where):
+        step_counts.setdefault(name, {})[step] = reached
     case_groups: dict[str | None, list[tuple[str, bool, int]]] = {}
     for case_touchpoint, status, breached, cases in await repository.cases_by_state(uow.session, where):
         case_groups.setdefault(case_touchpoint, []).append((status, breached, cases))
 
+    names = {*histograms, *invitations, *step_counts, *(name for name in case_groups if name is not None)}
     per_touchpoint = {
         name: Summary(
             scores=ScoreCounts.from_histogram(histograms.get(name, {})),
             invitations_sent=invitations.get(name, 0),
             cases=CaseCounts.from_groups(case_groups.get(name, [])),
+            funnel=Funnel.from_counts(
+                {
+                    **step_counts.get(name, {}),
+                    "sent": invitations.get(name, 0),
+                    "responded": details[name].responded_invitations if name in details else 0,
+                }
+            ),
+            follow_up=details[name].follow_up if name in details else FollowUpAnswers(),
         )
-        for name in sorted({*histograms, *invitations, *(name for name in case_groups if name is not None)})
+        for name in sorted(names)
     }
     unplaced = Summary(cases=CaseCounts.from_groups(case_groups.get(None, [])))
     overall = sum(per_touchpoint.values(), unplaced)
@@ -146,4 +200,57 @@ async def get_summary(
             TouchpointSummaryView(touchpoint=name, **_fields(summary))
             for name, summary in per_touchpoint.items()
         ],
+    )
+
+
+class ResponseView(BaseModel):
+    response_id: uuid.UUID
+    invitation_id: uuid.UUID
+    touchpoint: str
+    score: int = Field(description="the current score: a revision within the grace period replaces it")
+    comment: str | None
+    recommended: bool | None = Field(description="recommended us in the last 12 months")
+    csat: int | None = Field(description="satisfaction, 1-5")
+    effort: int | None = Field(description="effort, 1-7")
+    revision: int = Field(description="1 as first given; higher once the customer added to or changed it")
+    responded_at: datetime
+    updated_at: datetime | None = Field(description="when the customer last changed the answer")
+
+
+class ResponseList(BaseModel):
+    responses: list[ResponseView]
+
+
+@router.get("/v1/reports/responses")
+async def list_responses(
+    tenant: Tenant,
+    uow: UoW,
+    touchpoint: Annotated[
+        str | None, Query(pattern=TOUCHPOINT_PATTERN, description="only this touchpoint, e.g. support-ticket")
+    ] = None,
+    since: Annotated[Timestamp | None, Query(description="only answers given from then on")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ResponseList:
+    """The tenant's answers as they stand now, newest first: score, comment and the follow-up
+    questions, each in the customer's latest revision."""
+    rows = await repository.latest_responses(
+        uow.session, ReportFilter(tenant.tenant_id, touchpoint, since), limit
+    )
+    return ResponseList(
+        responses=[
+            ResponseView(
+                response_id=row.response_id,
+                invitation_id=row.invitation_id,
+                touchpoint=row.touchpoint,
+                score=row.score,
+                comment=row.comment,
+                recommended=row.recommended,
+                csat=row.csat,
+                effort=row.effort,
+                revision=row.revision,
+                responded_at=row.responded_at,
+                updated_at=row.updated_at,
+            )
+            for row in rows
+        ]
     )

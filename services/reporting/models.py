@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Index, MetaData, SmallInteger, String, Uuid
+from sqlalchemy import Boolean, DateTime, Index, Integer, MetaData, SmallInteger, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.common.db import add_common_tables
@@ -40,10 +40,32 @@ class Response(Base):
     response_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     invitation_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     touchpoint: Mapped[str] = mapped_column(String(63))
+    #: The current score: a revision may replace it within the grace period.
     score: Mapped[int] = mapped_column(SmallInteger)
     responded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: 1 from ``survey.responded``; a revision replaces the row only with a higher one.
+    revision: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    recommended: Mapped[bool | None] = mapped_column(Boolean)
+    csat: Mapped[int | None] = mapped_column(SmallInteger)
+    effort: Mapped[int | None] = mapped_column(SmallInteger)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_responses_tenant_responded_at", "tenant_id", "responded_at"),)
+
+
+class InvitationStep(Base):
+    """A funnel step an invitation reached after it was sent (opened, clicked, reminded, bounced,
+    unsubscribed, expired): once per invitation and step, however often it is reported."""
+
+    __tablename__ = "invitation_steps"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    invitation_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    step: Mapped[str] = mapped_column(String(20), primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_invitation_steps_tenant_at", "tenant_id", "at"),)
 
 
 class FollowupCase(Base):

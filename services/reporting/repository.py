@@ -13,7 +13,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.reporting.domain.cases import PROGRESS, CaseFacts
-from services.reporting.models import FollowupCase, InvitationSent, Response
+from services.reporting.domain.summary import FollowUpAnswers
+from services.reporting.models import FollowupCase, InvitationSent, InvitationStep, Response
 
 CaseKey = tuple[uuid.UUID, uuid.UUID]
 
@@ -23,9 +24,37 @@ async def record_invitations(session: AsyncSession, rows: Sequence[dict[str, Any
         await session.execute(pg_insert(InvitationSent).values(list(rows)).on_conflict_do_nothing())
 
 
-async def record_responses(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+async def record_steps(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(pg_insert(Response).values(list(rows)).on_conflict_do_nothing())
+        await session.execute(pg_insert(InvitationStep).values(list(rows)).on_conflict_do_nothing())
+
+
+#: What a newer revision of an answer replaces; who answered which invitation when stays.
+_REVISED_COLUMNS = (
+    "touchpoint",
+    "score",
+    "revision",
+    "comment",
+    "recommended",
+    "csat",
+    "effort",
+    "updated_at",
+)
+
+
+async def record_responses(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Keep each answer in its highest revision, in one statement: a version not newer than the
+    stored one leaves the row alone. The caller passes one row per answer."""
+    if not rows:
+        return
+    insert = pg_insert(Response).values(sorted(rows, key=lambda row: (row["tenant_id"], row["response_id"])))
+    await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=[Response.tenant_id, Response.response_id],
+            set_={name: insert.excluded[name] for name in _REVISED_COLUMNS},
+            where=Response.revision < insert.excluded.revision,
+        )
+    )
 
 
 def _progress(status: SQLColumnExpression[str]) -> ColumnElement[int]:
@@ -118,3 +147,70 @@ async def cases_by_state(
         query.group_by(FollowupCase.touchpoint, FollowupCase.status, FollowupCase.breached)
     )
     return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+
+async def steps_by_touchpoint(session: AsyncSession, where: ReportFilter) -> list[tuple[str, str, int]]:
+    """(touchpoint, funnel step, number of invitations that reached it), steps counted from when
+    they happened."""
+    query = select(InvitationStep.touchpoint, InvitationStep.step, func.count()).where(
+        InvitationStep.tenant_id == where.tenant_id
+    )
+    if where.touchpoint is not None:
+        query = query.where(InvitationStep.touchpoint == where.touchpoint)
+    if where.since is not None:
+        query = query.where(InvitationStep.at >= where.since)
+    rows = await session.execute(query.group_by(InvitationStep.touchpoint, InvitationStep.step))
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+@dataclass(frozen=True)
+class AnswerDetails:
+    responded_invitations: int
+    follow_up: FollowUpAnswers
+
+
+async def answer_details_by_touchpoint(
+    session: AsyncSession, where: ReportFilter
+) -> dict[str, AnswerDetails]:
+    """Per touchpoint: how many invitations were answered, and the follow-up questions' totals."""
+    query = select(
+        Response.touchpoint,
+        func.count(func.distinct(Response.invitation_id)),
+        func.count().filter(Response.recommended.is_(True)),
+        func.count(Response.recommended),
+        func.coalesce(func.sum(Response.csat), 0),
+        func.count(Response.csat),
+        func.coalesce(func.sum(Response.effort), 0),
+        func.count(Response.effort),
+    ).where(Response.tenant_id == where.tenant_id)
+    if where.touchpoint is not None:
+        query = query.where(Response.touchpoint == where.touchpoint)
+    if where.since is not None:
+        query = query.where(Response.responded_at >= where.since)
+    rows = await session.execute(query.group_by(Response.touchpoint))
+    return {
+        row[0]: AnswerDetails(
+            responded_invitations=row[1],
+            follow_up=FollowUpAnswers(
+                recommended_yes=row[2],
+                recommended_answers=row[3],
+                csat_total=int(row[4] or 0),
+                csat_answers=row[5],
+                effort_total=int(row[6] or 0),
+                effort_answers=row[7],
+            ),
+        )
+        for row in rows
+    }
+
+
+async def latest_responses(session: AsyncSession, where: ReportFilter, limit: int) -> Sequence[Response]:
+    query = select(Response).where(Response.tenant_id == where.tenant_id)
+    if where.touchpoint is not None:
+        query = query.where(Response.touchpoint == where.touchpoint)
+    if where.since is not None:
+        query = query.where(Response.responded_at >= where.since)
+    result = await session.scalars(
+        query.order_by(Response.responded_at.desc(), Response.response_id.desc()).limit(limit)
+    )
+    return result.all()

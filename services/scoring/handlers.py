@@ -10,11 +10,26 @@ from datetime import datetime
 from prometheus_client import Counter
 
 from libs.common.db import UnitOfWork
-from libs.common.events import NPS_UPDATED, Contract, Event, NpsUpdated, SurveyResponded, new_event
+from libs.common.events import (
+    NPS_UPDATED,
+    Contract,
+    Event,
+    NpsUpdated,
+    SurveyResponded,
+    SurveyResponseUpdated,
+    new_event,
+)
 from libs.common.kafka import RejectEvent
 from services.scoring import repository
-from services.scoring.domain.nps import Tally
-from services.scoring.repository import TouchpointCounts
+from services.scoring.domain.revisions import (
+    FIRST_REVISION,
+    HeldAnswer,
+    TallyChange,
+    first_count,
+    latest,
+    revise,
+)
+from services.scoring.repository import AnswerKey, TouchpointChange, TouchpointCounts
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +44,17 @@ RESPONSES_TALLIED = Counter(
 )
 
 
-def nps_updated_id(tenant_id: uuid.UUID, touchpoint: str, responses: int) -> str:
-    """Totals only grow, so (tenant, touchpoint, responses) names one version of the score."""
-    return str(uuid.uuid5(_NPS_UPDATED_NAMESPACE, f"{tenant_id}:{touchpoint}:{responses}"))
+SCORES_REVISED = Counter(
+    "nps_scoring_scores_revised_total",
+    "Answers moved to another category by a replaced score, by touchpoint",
+    ["touchpoint"],
+)
+
+
+def nps_updated_id(tenant_id: uuid.UUID, touchpoint: str, version: int) -> str:
+    """The tally's version names one state of the score. While answers were only ever added the
+    version equalled the number of answers, so ids of scores announced before revisions stay."""
+    return str(uuid.uuid5(_NPS_UPDATED_NAMESPACE, f"{tenant_id}:{touchpoint}:{version}"))
 
 
 def _tenant_uuid(event: Event[Contract]) -> uuid.UUID:
@@ -41,42 +64,79 @@ def _tenant_uuid(event: Event[Contract]) -> uuid.UUID:
         raise RejectEvent(f"tenantid: {event.tenant_id!r} is not a tenant id") from None
 
 
+def _answer_of(event: Event[Contract]) -> tuple[AnswerKey, HeldAnswer] | None:
+    data = event.data
+    if isinstance(data, SurveyResponded):
+        revision = FIRST_REVISION
+    elif isinstance(data, SurveyResponseUpdated):
+        revision = data.revision
+    else:
+        return None
+    return (_tenant_uuid(event), data.response_id), HeldAnswer(data.touchpoint, data.score, revision)
+
+
 async def record_responses(events: list[Event[Contract]], uow: UnitOfWork, *, now: datetime) -> None:
-    """Count a batch of ``survey.responded`` answers into the running tallies and announce each
-    touched touchpoint's new score with ``nps.updated``: one upsert for the whole batch."""
-    increments: dict[tuple[uuid.UUID, str], Tally] = {}
+    """Count a batch of answers (``survey.responded``) and their revisions
+    (``survey.response_updated``) into the running tallies, and announce each changed touchpoint's
+    new score with ``nps.updated``.
+
+    Statements per batch, not per answer: one insert of the answers, and for those already held
+    one locking read and one update, then one upsert of the tallies.
+    """
+    arriving: dict[AnswerKey, HeldAnswer] = {}
     for event in events:
-        answer = event.data
-        if not isinstance(answer, SurveyResponded):
+        found = _answer_of(event)
+        if found is None:
             continue
-        key = (_tenant_uuid(event), answer.touchpoint)
-        increments[key] = increments.get(key, Tally()).add(answer.score)
-    if not increments:
+        key, answer = found
+        arriving[key] = latest(arriving[key], answer) if key in arriving else answer
+    if not arriving:
         return
-    totals = await repository.add_to_tallies(
+    changes: dict[tuple[uuid.UUID, str], tuple[TallyChange, int]] = {}
+
+    def count(tenant_id: uuid.UUID, by_touchpoint: dict[str, TallyChange]) -> None:
+        for touchpoint, change in by_touchpoint.items():
+            total, steps = changes.get((tenant_id, touchpoint), (TallyChange(), 0))
+            changes[(tenant_id, touchpoint)] = (total + change, steps + 1)
+
+    new_keys = await repository.insert_new_answers(uow.session, arriving, now)
+    new_answers = 0
+    for key in sorted(new_keys):
+        count(key[0], first_count(arriving[key]))
+        RESPONSES_TALLIED.labels(arriving[key].touchpoint, arriving[key].category.value).inc()
+        new_answers += 1
+    held = await repository.lock_answers(uow.session, (key for key in arriving if key not in new_keys))
+    newer: dict[AnswerKey, HeldAnswer] = {}
+    for key, stored in held.items():
+        moved = revise(stored, arriving[key])
+        if moved is None:
+            continue
+        newer[key] = arriving[key]
+        count(key[0], moved)
+        if moved:
+            SCORES_REVISED.labels(arriving[key].touchpoint).inc()
+    await repository.update_answers(uow.session, newer, now)
+    totals = await repository.change_tallies(
         uow.session,
         [
-            TouchpointCounts(tenant_id, touchpoint, tally)
-            for (tenant_id, touchpoint), tally in increments.items()
+            TouchpointChange(tenant_id, touchpoint, change, steps)
+            for (tenant_id, touchpoint), (change, steps) in changes.items()
+            if not change.is_empty
         ],
         now,
     )
     for total in totals:
         uow.emit(_nps_updated(total, now))
-    for (_, touchpoint), tally in increments.items():
-        for category, count in tally.by_category().items():
-            if count:
-                RESPONSES_TALLIED.labels(touchpoint, category.value).inc(count)
     log.info(
         "nps.tallied",
-        extra={"answers": sum(t.responses for t in increments.values()), "touchpoints": len(totals)},
+        extra={"answers": new_answers, "revised": len(newer), "touchpoints": len(totals)},
     )
 
 
 def _nps_updated(total: TouchpointCounts, now: datetime) -> Event[Contract]:
     tally = total.tally
     nps = tally.nps
-    # The row was just incremented by at least one answer, so there is a score.
+    # The row was just changed by an answer counted or moved, so it holds at least one answer.
     assert nps is not None
     data = NpsUpdated(
         touchpoint=total.touchpoint,
@@ -93,6 +153,6 @@ def _nps_updated(total: TouchpointCounts, now: datetime) -> Event[Contract]:
         data=data,
         subject=total.touchpoint,
         source=SOURCE,
-        event_id=nps_updated_id(total.tenant_id, total.touchpoint, tally.responses),
+        event_id=nps_updated_id(total.tenant_id, total.touchpoint, total.version),
         time=now,
     )

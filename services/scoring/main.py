@@ -21,7 +21,7 @@ def build(settings: ScoringSettings) -> ServiceDefinition:
 
     async def consume(events: list[Event[Contract]], uow: UnitOfWork) -> None:
         # Tenancy and answers touch different tables, so their relative order does not matter;
-        # answers are handled as a whole batch to make one upsert of it.
+        # answers and their revisions are handled as a whole batch: a few statements for all of it.
         await tenancy(events, uow)
         await handlers.record_responses(events, uow, now=datetime.now(UTC))
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain.nps import Tally
-from services.scoring.models import TouchpointTally
+from services.scoring.domain.revisions import HeldAnswer, TallyChange
+from services.scoring.models import ScoredAnswer, TouchpointTally
+
+AnswerKey = tuple[uuid.UUID, uuid.UUID]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,29 +24,103 @@ class TouchpointCounts:
     tenant_id: uuid.UUID
     touchpoint: str
     tally: Tally
+    version: int = 0
 
 
-async def add_to_tallies(
-    session: AsyncSession, increments: Sequence[TouchpointCounts], at: datetime
+@dataclass(frozen=True, slots=True)
+class TouchpointChange:
+    tenant_id: uuid.UUID
+    touchpoint: str
+    change: TallyChange
+    #: How many answers were counted or moved: the tally's version grows by that much.
+    steps: int
+
+
+def _answer_row(key: AnswerKey, answer: HeldAnswer, at: datetime) -> dict[str, Any]:
+    return {
+        "tenant_id": key[0],
+        "response_id": key[1],
+        "touchpoint": answer.touchpoint,
+        "score": answer.score,
+        "revision": answer.revision,
+        "updated_at": at,
+    }
+
+
+async def insert_new_answers(
+    session: AsyncSession, answers: Mapping[AnswerKey, HeldAnswer], at: datetime
+) -> set[AnswerKey]:
+    """Insert the answers scoring has not held yet, in one statement; return their keys.
+
+    An answer inserted here is new for certain: a concurrent insert of the same answer makes this
+    one wait and then skip it, so no answer is ever counted as new twice.
+    """
+    if not answers:
+        return set()
+    rows = [_answer_row(key, answer, at) for key, answer in sorted(answers.items())]
+    statement = (
+        pg_insert(ScoredAnswer)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[ScoredAnswer.tenant_id, ScoredAnswer.response_id])
+        .returning(ScoredAnswer.tenant_id, ScoredAnswer.response_id)
+    )
+    return {(row.tenant_id, row.response_id) for row in await session.execute(statement)}
+
+
+async def lock_answers(session: AsyncSession, keys: Iterable[AnswerKey]) -> dict[AnswerKey, HeldAnswer]:
+    """The held versions of these answers, locked until the transaction ends, in one query."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    query = (
+        select(
+            ScoredAnswer.tenant_id,
+            ScoredAnswer.response_id,
+            ScoredAnswer.touchpoint,
+            ScoredAnswer.score,
+            ScoredAnswer.revision,
+        )
+        .where(tuple_(ScoredAnswer.tenant_id, ScoredAnswer.response_id).in_(wanted))
+        .order_by(ScoredAnswer.tenant_id, ScoredAnswer.response_id)
+        .with_for_update()
+    )
+    return {
+        (row.tenant_id, row.response_id): HeldAnswer(row.touchpoint, row.score, row.revision)
+        for row in await session.execute(query)
+    }
+
+
+async def update_answers(
+    session: AsyncSession, answers: Mapping[AnswerKey, HeldAnswer], at: datetime
+) -> None:
+    """Store newer versions of held (and locked) answers: one executemany for the batch."""
+    if answers:
+        rows = [_answer_row(key, answer, at) for key, answer in sorted(answers.items())]
+        await session.execute(update(ScoredAnswer), rows)
+
+
+async def change_tallies(
+    session: AsyncSession, changes: Sequence[TouchpointChange], at: datetime
 ) -> list[TouchpointCounts]:
-    """Add a batch's counts to the running ones in one statement; return the new totals.
+    """Apply a batch's signed changes to the running counts in one statement; return the totals.
 
-    Incrementing in SQL (rather than read, add, write) keeps concurrent consumers from losing
+    Changing counts in SQL (rather than read, add, write) keeps concurrent consumers from losing
     each other's answers; sorting the rows makes them lock in the same order, so they cannot
     deadlock either.
     """
-    if not increments:
+    if not changes:
         return []
     rows = [
         {
             "tenant_id": item.tenant_id,
             "touchpoint": item.touchpoint,
-            "promoters": item.tally.promoters,
-            "passives": item.tally.passives,
-            "detractors": item.tally.detractors,
+            "promoters": item.change.promoters,
+            "passives": item.change.passives,
+            "detractors": item.change.detractors,
+            "version": item.steps,
             "updated_at": at,
         }
-        for item in sorted(increments, key=lambda item: (item.tenant_id, item.touchpoint))
+        for item in sorted(changes, key=lambda item: (item.tenant_id, item.touchpoint))
     ]
     insert = pg_insert(TouchpointTally).values(rows)
     excluded = insert.excluded
@@ -52,6 +130,7 @@ async def add_to_tallies(
             "promoters": TouchpointTally.promoters + excluded.promoters,
             "passives": TouchpointTally.passives + excluded.passives,
             "detractors": TouchpointTally.detractors + excluded.detractors,
+            "version": TouchpointTally.version + excluded.version,
             "updated_at": excluded.updated_at,
         },
     ).returning(
@@ -60,9 +139,12 @@ async def add_to_tallies(
         TouchpointTally.promoters,
         TouchpointTally.passives,
         TouchpointTally.detractors,
+        TouchpointTally.version,
     )
     return [
-        TouchpointCounts(row.tenant_id, row.touchpoint, Tally(row.promoters, row.passives, row.detractors))
+        TouchpointCounts(
+            row.tenant_id, row.touchpoint, Tally(row.promoters, row.passives, row.detractors), row.version
+        )
         for row in await session.execute(statement)
     ]
 

@@ -31,6 +31,17 @@ from tests.conftest import ServiceUnderTest, StartService, TestTenant, eventuall
 pytestmark = pytest.mark.integration
 
 NO_CASES = {"open": 0, "breached": 0, "resolved": 0}
+NO_FUNNEL = dict.fromkeys(
+    ("sent", "opened", "clicked", "responded", "reminded", "bounced", "unsubscribed", "expired"), 0
+)
+NO_FOLLOW_UP_ANSWERS = {
+    "recommended_share": None,
+    "recommended_answers": 0,
+    "average_csat": None,
+    "csat_answers": 0,
+    "average_effort": None,
+    "effort_answers": 0,
+}
 
 
 class Customer:
@@ -128,6 +139,8 @@ async def test_the_summary_adds_up_invitations_answers_and_cases_of_the_tenant_o
         "invitations_sent": 2,
         "response_rate": 0.5,
         "cases": {"open": 1, "breached": 1, "resolved": 0},
+        "funnel": {**NO_FUNNEL, "sent": 2, "responded": 1},
+        **NO_FOLLOW_UP_ANSWERS,
     }
 
     async def complete() -> dict[str, Any] | None:
@@ -151,6 +164,8 @@ async def test_the_summary_adds_up_invitations_answers_and_cases_of_the_tenant_o
         "invitations_sent": 0,
         "response_rate": None,
         "cases": NO_CASES,
+        "funnel": NO_FUNNEL,
+        **NO_FOLLOW_UP_ANSWERS,
         "by_touchpoint": [],
     }
     assert (await reporting.client.get("/v1/reports/summary")).status_code == 401

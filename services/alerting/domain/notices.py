@@ -20,13 +20,16 @@ class CaseFacts:
     case_id: uuid.UUID
     customer_id: str
     customer_name: str | None
-    customer_email: str
+    customer_email: str | None
     touchpoint: str
     score: int
     comment: str | None
     opened_at: datetime
     due_at: datetime
     owner_email: str | None
+    recommended: bool | None = None
+    csat: int | None = None
+    effort: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +47,28 @@ def utc_text(moment: datetime) -> str:
 def _customer_lines(case: CaseFacts) -> list[str]:
     who = f"{case.customer_name} ({case.customer_id})" if case.customer_name else case.customer_id
     comment = case.comment.strip() if case.comment and case.comment.strip() else "(no comment)"
+    # A revision of the answer can arrive before the answer itself, and only the answer has it.
+    contact = case.customer_email or "not known yet (look the customer up by their id)"
     return [
         f"Customer: {who}",
-        f"Contact: {case.customer_email}",
+        f"Contact: {contact}",
         f"Answered: {utc_text(case.opened_at)}",
         "",
         "Their comment:",
         comment,
+        *_follow_up_lines(case),
     ]
+
+
+def _follow_up_lines(case: CaseFacts) -> list[str]:
+    lines = []
+    if case.recommended is not None:
+        lines.append(f"Recommended us in the last 12 months: {'yes' if case.recommended else 'no'}")
+    if case.csat is not None:
+        lines.append(f"Satisfaction (CSAT, 1-5): {case.csat}")
+    if case.effort is not None:
+        lines.append(f"Effort (1-7): {case.effort}")
+    return ["", *lines] if lines else []
 
 
 def _how_to_update(case: CaseFacts) -> list[str]:

@@ -72,6 +72,75 @@ class CaseCounts:
         )
 
 
+#: An invitation's funnel, in the order a person reads it. Each counts invitations, not events.
+FUNNEL_STEPS = ("sent", "opened", "clicked", "responded", "reminded", "bounced", "unsubscribed", "expired")
+
+
+@dataclass(frozen=True, slots=True)
+class Funnel:
+    """How many invitations reached each step (each invitation at most once per step)."""
+
+    sent: int = 0
+    opened: int = 0
+    clicked: int = 0
+    responded: int = 0
+    reminded: int = 0
+    bounced: int = 0
+    unsubscribed: int = 0
+    expired: int = 0
+
+    @classmethod
+    def from_counts(cls, invitations_by_step: Mapping[str, int]) -> Funnel:
+        """Steps this funnel does not know are left out rather than guessed at."""
+        return cls(**{step: invitations_by_step.get(step, 0) for step in FUNNEL_STEPS})
+
+    def as_dict(self) -> dict[str, int]:
+        return {step: getattr(self, step) for step in FUNNEL_STEPS}
+
+    def __add__(self, other: Funnel) -> Funnel:
+        return Funnel(**{step: getattr(self, step) + getattr(other, step) for step in FUNNEL_STEPS})
+
+
+def _mean(total: int, answers: int) -> float | None:
+    return total / answers if answers > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpAnswers:
+    """The optional questions after the score, over the answers that answered each of them: a
+    question left blank is not a "no" and not a low rating, so it is left out of its share."""
+
+    recommended_yes: int = 0
+    recommended_answers: int = 0
+    csat_total: int = 0
+    csat_answers: int = 0
+    effort_total: int = 0
+    effort_answers: int = 0
+
+    @property
+    def recommended_share(self) -> float | None:
+        """Of those who said whether they recommended us in the last 12 months, the share of yes."""
+        return _mean(self.recommended_yes, self.recommended_answers)
+
+    @property
+    def average_csat(self) -> float | None:
+        return _mean(self.csat_total, self.csat_answers)
+
+    @property
+    def average_effort(self) -> float | None:
+        return _mean(self.effort_total, self.effort_answers)
+
+    def __add__(self, other: FollowUpAnswers) -> FollowUpAnswers:
+        return FollowUpAnswers(
+            self.recommended_yes + other.recommended_yes,
+            self.recommended_answers + other.recommended_answers,
+            self.csat_total + other.csat_total,
+            self.csat_answers + other.csat_answers,
+            self.effort_total + other.effort_total,
+            self.effort_answers + other.effort_answers,
+        )
+
+
 def response_rate(responses: int, invitations_sent: int) -> float | None:
     """Answers per invitation sent; None when nothing was sent, as there is no rate to speak of."""
     if invitations_sent <= 0:
@@ -84,6 +153,8 @@ class Summary:
     scores: ScoreCounts = field(default_factory=ScoreCounts)
     invitations_sent: int = 0
     cases: CaseCounts = field(default_factory=CaseCounts)
+    funnel: Funnel = field(default_factory=Funnel)
+    follow_up: FollowUpAnswers = field(default_factory=FollowUpAnswers)
 
     @property
     def response_rate(self) -> float | None:
@@ -94,4 +165,6 @@ class Summary:
             self.scores + other.scores,
             self.invitations_sent + other.invitations_sent,
             self.cases + other.cases,
+            self.funnel + other.funnel,
+            self.follow_up + other.follow_up,
         )
