@@ -15,7 +15,6 @@ from sqlalchemy import (
     Uuid,
     and_,
     case,
-    cast as sql_cast,
     column,
     func,
     or_,
@@ -23,6 +22,9 @@ from sqlalchemy import (
     tuple_,
     update,
     values,
+)
+from sqlalchemy import (
+    cast as sql_cast,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
