@@ -24,6 +24,8 @@ from sqlalchemy.pool import NullPool
 
 from libs.common import topics
 from libs.common.events import (
+    CUSTOMER_UNSUBSCRIBED,
+    SURVEY_BOUNCED,
     SURVEY_REQUESTED,
     SURVEY_RESPONDED,
     SURVEY_RESPONSE_UPDATED,
@@ -426,6 +428,20 @@ async def test_a_permanently_refused_recipient_fails_without_retry(
         )
         assert after >= before + 1
         assert await sender.send_due() == 0
+
+        # "No such user" is a hard bounce: the trigger is told, so nobody asks that address again.
+        async with service.runtime.database.uow() as uow:
+            rows = (
+                await uow.session.execute(
+                    text("SELECT event_type, topic, payload FROM survey.outbox WHERE key = :customer"),
+                    {"customer": customer},
+                )
+            ).all()
+        by_type = {row.event_type: row for row in rows}
+        assert {CUSTOMER_UNSUBSCRIBED, SURVEY_BOUNCED} <= set(by_type)
+        hygiene = json.loads(by_type[CUSTOMER_UNSUBSCRIBED].payload)
+        assert by_type[CUSTOMER_UNSUBSCRIBED].topic == topics.CUSTOMERS
+        assert hygiene["data"]["reason"] == "hard_bounce" and hygiene["data"]["customer_id"] == customer
 
 
 async def test_a_temporary_refusal_is_tried_again_later_until_the_attempts_run_out(
