@@ -286,6 +286,24 @@ async def test_purchase_to_survey_to_nps_to_follow_up_case(stack: Stack, client:
     assert len(stack.mail_to(other_email)) == 1
     assert len(stack.mail_to(email)) == 1
 
+    # 6. The closed loop of consent: one click on the email's List-Unsubscribe (RFC 8058) reaches
+    #    the trigger, which then never asks that address again, under any customer id.
+    [other_message] = stack.mail_to(other_email)
+    unsubscribe_url = other_message["List-Unsubscribe"].strip().strip("<>")
+    one_click = await client.post(unsubscribe_url, data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200
+
+    async def trigger_heard_of_it() -> bool:
+        body = (await client.get(f"{trigger}/v1/decisions", params={"customer": other}, headers=auth)).json()
+        return any(d["reason"] == "unsubscribed" for d in body["decisions"])
+
+    await eventually(trigger_heard_of_it, within=30)
+    new_id = await client.post(
+        f"{trigger}/v1/events", json=purchase(f"c-{uuid.uuid4().hex[:8]}", other_email), headers=auth
+    )
+    assert new_id.json()["results"][0]["reason"] == "unsubscribed"
+    assert len(stack.mail_to(other_email)) == 1
+
 
 def test_stopping_the_stack_stops_every_process(stack: Stack) -> None:
     pids = [service["pid"] for service in stack.state()["services"].values()]
