@@ -393,14 +393,21 @@ class BounceResult(BaseModel):
     invitations_matched: int
 
 
-def _require_bounce_token(request: Request) -> None:
+def _require_bounce_token(request: Request, in_path: str | None = None) -> None:
+    """``Authorization: Bearer <token>``, or the token as the last path segment for providers
+    that cannot send headers (SNS, SendGrid, Mailgun post to a bare URL). Compared in constant
+    time; the service logs no request paths."""
     configured = _settings(request).bounce_webhook_token
     if configured is None:
         raise HTTPException(404, "bounce webhooks are off: set BOUNCE_WEBHOOK_TOKEN to turn them on")
-    given = request.headers.get("authorization", "")
-    expected = f"Bearer {configured.get_secret_value()}"
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise HTTPException(401, "missing or wrong bearer token")
+    secret = configured.get_secret_value().encode()
+    if in_path is not None:
+        given = in_path.encode()
+    else:
+        header = request.headers.get("authorization", "")
+        given = header.removeprefix("Bearer ").encode() if header.startswith("Bearer ") else b""
+    if not hmac.compare_digest(given, secret):
+        raise HTTPException(401, "missing or wrong bounce webhook token")
 
 
 async def _bounced(uow: UnitOfWork, reports: list[Any]) -> BounceResult:
@@ -411,12 +418,8 @@ async def _bounced(uow: UnitOfWork, reports: list[Any]) -> BounceResult:
     return BounceResult(**counts)
 
 
-@bounce_router.post("/v1/bounces/dsn")
-async def bounce_dsn(request: Request, uow: UoW) -> BounceResult:
-    """A delivery status notification (RFC 3464) or complaint report (RFC 5965) email, as delivered
-    to the bounce mailbox, posted raw (`message/rfc822`). Hard bounces and complaints stop every
-    further email to the address and are passed to the trigger. Bearer `BOUNCE_WEBHOOK_TOKEN`."""
-    _require_bounce_token(request)
+async def _dsn(request: Request, uow: UnitOfWork, token: str | None) -> BounceResult:
+    _require_bounce_token(request, token)
     try:
         reports = parse_dsn(await request.body())
     except InvalidBounce as error:
@@ -424,12 +427,10 @@ async def bounce_dsn(request: Request, uow: UoW) -> BounceResult:
     return await _bounced(uow, reports)
 
 
-@bounce_router.post("/v1/bounces/{provider}")
-async def bounce_event(provider: str, request: Request, uow: UoW) -> BounceResult:
-    """A sending provider's bounce/complaint webhook: `ses`, `sendgrid`, `mailgun`, `postmark`
-    or `generic` (`{"email", "type": "hard_bounce"|"soft_bounce"|"complaint"}`). Bearer
-    `BOUNCE_WEBHOOK_TOKEN`."""
-    _require_bounce_token(request)
+async def _provider_event(
+    provider: str, request: Request, uow: UnitOfWork, token: str | None
+) -> BounceResult:
+    _require_bounce_token(request, token)
     if provider not in PROVIDERS:
         raise HTTPException(404, f"unknown provider {provider[:50]!r}; known: {', '.join(sorted(PROVIDERS))}")
     try:
@@ -441,6 +442,34 @@ async def bounce_event(provider: str, request: Request, uow: UoW) -> BounceResul
     except (InvalidBounce, ValidationError) as error:
         raise HTTPException(422, str(error)[:500]) from None
     return await _bounced(uow, reports)
+
+
+@bounce_router.post("/v1/bounces/dsn")
+async def bounce_dsn(request: Request, uow: UoW) -> BounceResult:
+    """A delivery status notification (RFC 3464) or complaint report (RFC 5965) email, as delivered
+    to the bounce mailbox, posted raw (`message/rfc822`). Hard bounces and complaints stop every
+    further email to the address and are passed to the trigger. `Authorization: Bearer
+    $BOUNCE_WEBHOOK_TOKEN`, or the token as a last path segment (`/v1/bounces/dsn/<token>`)."""
+    return await _dsn(request, uow, None)
+
+
+@bounce_router.post("/v1/bounces/dsn/{token}", include_in_schema=False)
+async def bounce_dsn_token_in_path(token: str, request: Request, uow: UoW) -> BounceResult:
+    return await _dsn(request, uow, token)
+
+
+@bounce_router.post("/v1/bounces/{provider}")
+async def bounce_event(provider: str, request: Request, uow: UoW) -> BounceResult:
+    """A sending provider's bounce/complaint webhook: `ses` (also in its SNS envelope),
+    `sendgrid`, `mailgun`, `postmark` or `generic` (`{"email", "type": "hard_bounce"|"soft_bounce"|
+    "complaint"}`). `Authorization: Bearer $BOUNCE_WEBHOOK_TOKEN`, or, for providers that cannot
+    send headers, the token as a last path segment: `/v1/bounces/<provider>/<token>`."""
+    return await _provider_event(provider, request, uow, None)
+
+
+@bounce_router.post("/v1/bounces/{provider}/{token}", include_in_schema=False)
+async def bounce_event_token_in_path(provider: str, token: str, request: Request, uow: UoW) -> BounceResult:
+    return await _provider_event(provider, request, uow, token)
 
 
 class InvitationView(BaseModel):

@@ -396,7 +396,7 @@ async def handle_bounces(
         if kind is not None:
             matched.append((row, kind))
     reason = {BounceKind.HARD: "hard_bounce", BounceKind.COMPLAINT: "complaint"}
-    await repository.suppress(
+    newly = await repository.suppress(
         uow.session, [(row.tenant_id, row.email, reason[kind], now) for row, kind in matched]
     )
     stamped = {
@@ -407,8 +407,10 @@ async def handle_bounces(
         await repository.cancel_scheduled_to(uow.session, row.tenant_id, row.email)
         if row.id in stamped:
             _emit_step(uow, SURVEY_BOUNCED, row.tenant_id, row.id, row.customer_id, row.touchpoint, now)
-        if (row.tenant_id, row.email.lower()) not in announced:
-            announced.add((row.tenant_id, row.email.lower()))
+        pair = (row.tenant_id, row.email.lower())
+        # Only the first report that suppresses an address reaches the trigger.
+        if pair in newly and pair not in announced:
+            announced.add(pair)
             hygiene: Literal["hard_bounce", "complaint"] = (
                 "complaint" if kind is BounceKind.COMPLAINT else "hard_bounce"
             )

@@ -276,19 +276,25 @@ async def stamp_once(session: AsyncSession, invitation_id: uuid.UUID, stamp: str
 # --- Suppressions -------------------------------------------------------------------------------
 
 
-async def suppress(session: AsyncSession, rows: Sequence[tuple[uuid.UUID, str, str, datetime]]) -> None:
-    """(tenant, address, reason, at): the first reason recorded stays."""
-    if rows:
-        await session.execute(
-            pg_insert(Suppression)
-            .values(
-                [
-                    {"tenant_id": t, "email_lower": e.lower(), "reason": r, "suppressed_at": at}
-                    for t, e, r, at in rows
-                ]
-            )
-            .on_conflict_do_nothing()
+async def suppress(
+    session: AsyncSession, rows: Sequence[tuple[uuid.UUID, str, str, datetime]]
+) -> set[tuple[uuid.UUID, str]]:
+    """(tenant, address, reason, at): the first reason recorded stays. Returns the (tenant,
+    lower-cased address) pairs suppressed just now, not before."""
+    if not rows:
+        return set()
+    result = await session.execute(
+        pg_insert(Suppression)
+        .values(
+            [
+                {"tenant_id": t, "email_lower": e.lower(), "reason": r, "suppressed_at": at}
+                for t, e, r, at in rows
+            ]
         )
+        .on_conflict_do_nothing()
+        .returning(Suppression.tenant_id, Suppression.email_lower)
+    )
+    return {(row.tenant_id, row.email_lower) for row in result}
 
 
 async def suppressed(

@@ -107,6 +107,10 @@ async def test_bounce_reports_suppress_the_address_and_tell_the_trigger(
     assert accepted.status_code == 200
     assert accepted.json()["hard_bounces"] == 1 and accepted.json()["invitations_matched"] == 1
     assert (await service.client.post("/v1/bounces/nope", json=generic, headers=auth)).status_code == 404
+    # Providers that cannot send headers put the token in the URL instead.
+    in_path = await service.client.post(f"/v1/bounces/generic/{BOUNCE_TOKEN}", json=generic)
+    assert in_path.status_code == 200 and in_path.json()["invitations_matched"] == 1
+    assert (await service.client.post("/v1/bounces/generic/wrong", json=generic)).status_code == 401
     assert (await service.client.post("/v1/bounces/generic", content=b"{", headers=auth)).status_code == 400
 
     [hygiene] = await read_topic(
