@@ -256,7 +256,7 @@ async def answer_survey(
             },
         )
     link = await handlers.find_link(uow, token) or link
-    return _follow_up_form(link, token, answer.score, changing=True)
+    return _follow_up_form(link, token, answer.score, changing=_grace(request) > timedelta(0))
 
 
 @public_router.post("/s/{token}/more", response_class=HTMLResponse)

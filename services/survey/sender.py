@@ -109,6 +109,9 @@ class Sender:
         self._slots = asyncio.Semaphore(settings.send_concurrency)
         self._signer = Signer(settings)
         self._rates: dict[object, TokenBucket] = {}
+        # Deliveries accepted by the server and not yet recorded; see _note_sent.
+        self._accepted: list[tuple[ClaimedInvitation, Outcome]] = []
+        self._recording: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         settings = self._settings
@@ -162,6 +165,7 @@ class Sender:
             results = await asyncio.gather(*tasks, return_exceptions=True)
         except asyncio.CancelledError:
             # Shutting down mid-batch: record what already went out, so it is not sent again.
+            await self._settle()
             await self._record(outcomes + _unrecorded(_finished(to_send, tasks)))
             raise
         for invitation, result in zip(to_send, results, strict=True):
@@ -173,6 +177,7 @@ class Sender:
                     extra={"invitation_id": str(invitation.id)},
                     exc_info=(type(result), result, result.__traceback__),
                 )
+        await self._settle()
         await self._record(outcomes + _unrecorded(_finished(to_send, tasks)))
         return len(claimed)
 
@@ -228,11 +233,30 @@ class Sender:
                 )
             sent = Sent(datetime.now(UTC))
             if not reminder:
-                # At once, not with the batch: a crash now re-sends this one message at most, where
-                # recording with the batch re-sent every accepted message of it (measured in
-                # bench/survey_kill.py: 50 duplicates a kill with batches of 50, before this).
-                await self._record([(invitation, sent)])
+                # Now, not with the batch: a crash re-sends only what was in flight, where recording
+                # with the batch re-sent every accepted message of it (bench/survey_kill.py: 50
+                # duplicates a kill with batches of 50 before this).
+                self._note_sent(invitation, sent)
             return sent
+
+    def _note_sent(self, invitation: ClaimedInvitation, sent: Sent) -> None:
+        """Group commit: deliveries that complete while a record is being written go into the next
+        one, so the window is one short transaction, not a transaction per email."""
+        self._accepted.append((invitation, sent))
+        if self._recording is None or self._recording.done():
+            self._recording = asyncio.create_task(self._record_accepted())
+
+    async def _record_accepted(self) -> None:
+        while self._accepted:
+            batch, self._accepted = self._accepted, []
+            await self._record(batch)
+
+    async def _settle(self) -> None:
+        """Wait until every accepted delivery is recorded."""
+        while self._recording is not None and not self._recording.done():
+            await asyncio.shield(self._recording)
+        if self._accepted:
+            await self._record_accepted()
 
     async def remind_due(self) -> int:
         """Send the reminders that are due. Each is marked before it is sent: at most once."""

@@ -201,6 +201,7 @@ async def test_a_request_becomes_an_email_whose_link_records_one_answer(
     assert "We have your score of 3." in answered.text
     assert "What went wrong, and what should we do better?" in answered.text
     assert f'<form method="post" action="/s/{token}/more">' in answered.text
+    assert "Change my score" in answered.text
     [recorded] = await invitations(service, tenant, customer)
     assert recorded["status"] == "responded" and recorded["responded_at"] is not None
 
@@ -560,7 +561,8 @@ async def test_after_the_grace_period_the_score_is_final(
     invitation_id = await request_survey(kafka_bootstrap, tenant, customer=customer, email=unique_address())
     token = survey_token(SECRET, invitation_id)
     await eventually(lambda: _has_invitation(service, tenant, customer))
-    assert (await service.client.post(f"/s/{token}", data={"score": "9"})).status_code == 200
+    first = await service.client.post(f"/s/{token}", data={"score": "9"})
+    assert first.status_code == 200 and "Change my score" not in first.text
     again = await service.client.post(f"/s/{token}", data={"score": "2"})
     assert again.status_code == 409 and "already answered" in again.text
     # The page now offers the follow-up questions, not the scale.
