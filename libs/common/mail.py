@@ -58,17 +58,20 @@ async def send_email(
     timeout_seconds: float = 30.0,
     sender: str | None = None,
     recipients: list[str] | None = None,
+    local_hostname: str | None = None,
 ) -> None:
     """Send one message. Raises :class:`DeliveryError`; ``permanent`` is true for a 5xx answer.
 
     A message given as bytes (e.g. DKIM-signed, which must go out byte for byte) needs ``sender``
-    and ``recipients``.
+    and ``recipients``. ``local_hostname`` is the EHLO name; without it aiosmtplib asks
+    ``socket.getfqdn()`` on every connection, a DNS lookup in a thread each time.
     """
     try:
         await aiosmtplib.send(
             message,
             sender=sender,
             recipients=recipients,
+            local_hostname=local_hostname,
             hostname=target.host,
             port=target.port,
             username=target.username,

@@ -213,7 +213,12 @@ class Sender:
                 return Failed(scrub(f"cannot build the message: {type(error).__name__}: {error}"))
             try:
                 if signed is None:
-                    await send_email(self._smtp, message, timeout_seconds=settings.smtp_timeout_seconds)
+                    await send_email(
+                        self._smtp,
+                        message,
+                        timeout_seconds=settings.smtp_timeout_seconds,
+                        local_hostname=settings.mail_domain,
+                    )
                 else:
                     await send_email(
                         self._smtp,
@@ -221,6 +226,7 @@ class Sender:
                         timeout_seconds=settings.smtp_timeout_seconds,
                         sender=parseaddr(settings.mail_from)[1],
                         recipients=[invitation.email],
+                        local_hostname=settings.mail_domain,
                     )
             except DeliveryError as error:
                 return after_failure(
