@@ -12,11 +12,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import BaseModel, Field
 
+from libs.common.db import UnitOfWork
 from libs.common.events import Timestamp
 from libs.common.http import Tenant, UoW
 from services.reporting import repository
+from services.reporting.domain import display
 from services.reporting.domain.summary import CaseCounts, FollowUpAnswers, Funnel, ScoreCounts, Summary
 from services.reporting.repository import ReportFilter
 
@@ -43,6 +46,22 @@ def _csp_for(page: str) -> str:
         "connect-src 'self'; img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
     )
 
+
+_TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    # Touchpoint names are the tenant's own text: everything is escaped unless marked safe.
+    autoescape=True,
+    undefined=StrictUndefined,
+)
+#: The summary document carries no script or style of its own; the report page styles it.
+_SUMMARY_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
 
 _PAGE = (Path(__file__).parent / "report.html").read_text(encoding="utf-8")
 _PAGE_HEADERS = {
@@ -162,7 +181,49 @@ async def get_summary(
     given, funnel steps from when they happened, cases from when they were opened. Cases whose
     opening has not reached reporting yet count in the totals only.
     """
-    where = ReportFilter(tenant.tenant_id, touchpoint, since)
+    overall, per_touchpoint = await _summaries(uow, ReportFilter(tenant.tenant_id, touchpoint, since))
+    return SummaryReport(
+        **_fields(overall),
+        by_touchpoint=[
+            TouchpointSummaryView(touchpoint=name, **_fields(summary))
+            for name, summary in per_touchpoint.items()
+        ],
+    )
+
+
+@router.get("/v1/reports/summary.html", response_class=HTMLResponse)
+async def get_summary_page(
+    tenant: Tenant,
+    uow: UoW,
+    touchpoint: Annotated[
+        str | None, Query(pattern=TOUCHPOINT_PATTERN, description="only this touchpoint, e.g. support-ticket")
+    ] = None,
+    since: Annotated[
+        Timestamp | None,
+        Query(description="only what happened from then on: an ISO date (UTC midnight) or date-time"),
+    ] = None,
+) -> HTMLResponse:
+    """The same summary as an HTML document, as the report page shows it: the score, answers
+    and cases, the survey funnel with each step's share of the invitations sent, and the
+    follow-up questions, per touchpoint and for all of them."""
+    overall, per_touchpoint = await _summaries(uow, ReportFilter(tenant.tenant_id, touchpoint, since))
+    page = _TEMPLATES.get_template("summary.html").render(
+        fmt=display,
+        scope=_scope(touchpoint, since),
+        overall=overall,
+        by_touchpoint=list(per_touchpoint.items()),
+    )
+    return HTMLResponse(page, headers=_SUMMARY_PAGE_HEADERS)
+
+
+def _scope(touchpoint: str | None, since: datetime | None) -> str:
+    where = f"Touchpoint {touchpoint}" if touchpoint else "All touchpoints"
+    when = f"since {since.isoformat()}" if since else "everything so far"
+    return f"{where}, {when}."
+
+
+async def _summaries(uow: UnitOfWork, where: ReportFilter) -> tuple[Summary, dict[str, Summary]]:
+    """The summary over everything the filter selects, and one per touchpoint in name order."""
     histograms: dict[str, dict[int, int]] = {}
     for name, score, answers in await repository.answers_by_score(uow.session, where):
         histograms.setdefault(name, {})[score] = answers
@@ -194,13 +255,7 @@ async def get_summary(
     }
     unplaced = Summary(cases=CaseCounts.from_groups(case_groups.get(None, [])))
     overall = sum(per_touchpoint.values(), unplaced)
-    return SummaryReport(
-        **_fields(overall),
-        by_touchpoint=[
-            TouchpointSummaryView(touchpoint=name, **_fields(summary))
-            for name, summary in per_touchpoint.items()
-        ],
-    )
+    return overall, per_touchpoint
 
 
 class ResponseView(BaseModel):

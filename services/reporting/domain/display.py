@@ -1,0 +1,87 @@
+"""How the report page words a summary's numbers: pure text, so the page and its tests agree.
+
+Anything without a base to speak of (no invitation sent, no answer given) is shown as ``NOTHING``
+rather than as 0, which would read as a result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.reporting.domain.summary import FUNNEL_STEPS, Summary
+
+NOTHING = "—"
+
+STEP_LABELS = {
+    "sent": "Sent",
+    "opened": "Opened",
+    "clicked": "Clicked",
+    "responded": "Responded",
+    "reminded": "Reminded",
+    "bounced": "Bounced",
+    "unsubscribed": "Unsubscribed",
+    "expired": "Expired",
+}
+
+
+def share(part: int, whole: int) -> float | None:
+    """``part`` as a share of ``whole`` (0-1); None when the whole is nothing."""
+    return part / whole if whole > 0 else None
+
+
+def percent(value: float | None) -> str:
+    """A 0-1 share as "50.0 %"."""
+    return NOTHING if value is None else f"{value * 100:.1f} %"
+
+
+def one_decimal(value: float | None) -> str:
+    return NOTHING if value is None else f"{value:.1f}"
+
+
+def signed_score(nps: float | None) -> str:
+    """An NPS with its sign spelled out, so a good or bad score never rests on colour alone."""
+    if nps is None:
+        return NOTHING
+    return f"{nps:+.1f}" if round(nps, 1) != 0 else "0.0"
+
+
+def count(value: int) -> str:
+    return f"{value:,}"
+
+
+@dataclass(frozen=True, slots=True)
+class StepCell:
+    label: str
+    invitations: str
+    share_of_sent: str
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUpCells:
+    recommended_share: str
+    recommended_of: str
+    average_csat: str
+    csat_answers: str
+    average_effort: str
+    effort_answers: str
+
+
+def funnel_cells(summary: Summary) -> list[StepCell]:
+    """Every funnel step with how many invitations reached it and their share of those sent."""
+    funnel = summary.funnel.as_dict()
+    return [
+        StepCell(STEP_LABELS[step], count(funnel[step]), percent(share(funnel[step], funnel["sent"])))
+        for step in FUNNEL_STEPS
+    ]
+
+
+def follow_up_cells(summary: Summary) -> FollowUpCells:
+    answers = summary.follow_up
+    return FollowUpCells(
+        recommended_share=percent(answers.recommended_share),
+        recommended_of=f"{count(answers.recommended_yes)} of {count(answers.recommended_answers)}",
+        average_csat=one_decimal(answers.average_csat),
+        csat_answers=count(answers.csat_answers),
+        average_effort=one_decimal(answers.average_effort),
+        effort_answers=count(answers.effort_answers),
+    )
