@@ -22,10 +22,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install everything
 
+# The browser tests drive Debian's chromium (Playwright never downloads a browser here).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq chromium; \
+	else \
+		echo "The browser tests need Debian's chromium: sudo apt-get install -y chromium" >&2; exit 1; \
+	fi
+
 run: $(STAMP) ## Start Postgres, Kafka, SMTP sink (unless external ones are configured) and the five services
 	$(PY) -m libs.devstack.run
 
-test: $(STAMP) ## Run unit, integration and e2e tests against the real embedded servers
+test: $(STAMP) $(CHROMIUM) ## Run unit, integration and e2e tests against the real embedded servers
 	$(PYTEST) -m "unit or integration or e2e" tests
 
 test-unit: $(STAMP) ## Unit tests: pure domain, no servers
@@ -34,7 +43,7 @@ test-unit: $(STAMP) ## Unit tests: pure domain, no servers
 test-integration: $(STAMP) ## Integration tests: real Postgres, Kafka broker and SMTP sink
 	$(PYTEST) -m integration tests
 
-test-e2e: $(STAMP) ## End-to-end: the services as processes, driven over HTTP, Kafka and SMTP
+test-e2e: $(STAMP) $(CHROMIUM) ## End-to-end: the services as processes, driven over HTTP, Kafka and SMTP
 	$(PYTEST) -m e2e tests
 
 bench: $(STAMP) ## Benchmarks: the project's figures next to a raw baseline from the same run
