@@ -16,6 +16,9 @@ class AlertingSettings(ServiceSettings):
     sla_check_seconds: float = Field(default=30, gt=0)
     notify_poll_seconds: float = Field(default=0.5, gt=0)
     notify_batch_size: int = Field(default=20, ge=1, le=1000)
+    #: The case-opened email waits this long after the score, so that the "why" the person adds on
+    #: the next page goes with it (the email is rewritten when it arrives). 0 sends at once.
+    notify_delay_seconds: float = Field(default=120, ge=0, le=24 * 3600)
     mail_from: str = "NPS Alerts <alerts@nps.localhost>"
     escalation_email: Email | None = Field(
         default=None, description="who hears of overdue cases; the tenant's owner when unset"

@@ -15,6 +15,7 @@ from email.utils import format_datetime, parseaddr
 from typing import Any
 
 from prometheus_client import Counter, Gauge
+from sqlalchemy import func
 
 from libs.common.db import UnitOfWork
 from libs.common.events import (
@@ -215,6 +216,7 @@ async def record_answer(
     *,
     sla: timedelta,
     now: datetime,
+    notify_delay: timedelta = timedelta(0),
 ) -> None:
     """Hold the answer's newest version and keep its case in step with it: a detractor's answer
     opens one case, assigned to the tenant's owner, who is emailed; a score changed away from
@@ -245,17 +247,31 @@ async def record_answer(
     resolution = Resolution(case.resolution) if case is not None and case.resolution else None
     action = case_action(status, resolution, version.score)
     if action is CaseAction.OPEN:
-        await _open_case(event.tenant_id, tenant_id, version, held, uow, sla=sla, now=now)
+        await _open_case(
+            event.tenant_id, tenant_id, version, held, uow, sla=sla, now=now, notify_delay=notify_delay
+        )
         return
     if case is None:
         return
     _show_answer(case, version, held)
     case.updated_at = now
+    if case.owner_email is not None and action is not CaseAction.RESOLVE:
+        # The "why" usually follows the score by a minute: the waiting email carries it.
+        notice = notices.case_opened(_facts(case), case.owner_email)
+        await repository.rewrite_pending(
+            uow.session, case.id, notice.kind.value, subject=notice.subject, body=notice.body
+        )
     if action is CaseAction.RESOLVE:
         case.status = CaseStatus.RESOLVED.value
         case.resolved_at = now
         case.resolution = Resolution.SCORE_CHANGED.value
         case.note = resolved_note(previous_score if previous_score is not None else case.score, version.score)
+        await repository.withdraw_pending(
+            uow.session,
+            case.id,
+            notices.NoticeKind.CASE_OPENED.value,
+            "not sent: the customer changed the score before the email went out",
+        )
         CASES_RESOLVED_BY_CUSTOMER.inc()
     elif action is CaseAction.REOPEN:
         case.status = CaseStatus.OPEN.value
@@ -320,6 +336,7 @@ async def _open_case(
     *,
     sla: timedelta,
     now: datetime,
+    notify_delay: timedelta = timedelta(0),
 ) -> None:
     tenant = await repository.tenant_info(uow.session, tenant_id)
     if not tenant.known:
@@ -392,7 +409,10 @@ async def _open_case(
     )
     if facts.owner_email is not None:
         notice = notices.case_opened(facts, facts.owner_email)
-        await repository.queue_notifications(uow.session, [_notification_row(tenant_id, case_id, notice)])
+        row = _notification_row(tenant_id, case_id, notice)
+        # By the database's clock, which the notifier compares against.
+        row["next_attempt_at"] = func.now() + notify_delay
+        await repository.queue_notifications(uow.session, [row])
     else:
         CASES_UNASSIGNED.inc()
     CASES_OPENED.inc()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,13 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
     smtp = SmtpTarget.from_url(settings.smtp_url)
 
     async def answered(event: Event[Any], uow: UnitOfWork) -> None:
-        await handlers.record_answer(event, uow, sla=sla, now=datetime.now(UTC))
+        await handlers.record_answer(
+            event,
+            uow,
+            sla=sla,
+            now=datetime.now(UTC),
+            notify_delay=timedelta(seconds=settings.notify_delay_seconds),
+        )
 
     async def send(message: EmailMessage) -> None:
         await send_email(smtp, message, timeout_seconds=SMTP_TIMEOUT_SECONDS)

@@ -74,6 +74,40 @@ async def queue_notifications(session: AsyncSession, rows: Sequence[dict[str, An
         )
 
 
+async def rewrite_pending(
+    session: AsyncSession, case_id: uuid.UUID, kind: str, *, subject: str, body: str
+) -> bool:
+    """Rewrite a notification not sent yet (the answer changed meanwhile); false if it went out."""
+    result = await session.execute(
+        update(Notification)
+        .where(
+            Notification.case_id == case_id,
+            Notification.kind == kind,
+            Notification.sent_at.is_(None),
+            Notification.failed_at.is_(None),
+        )
+        .values(subject=subject, body=body)
+        .returning(Notification.id)
+    )
+    return result.first() is not None
+
+
+async def withdraw_pending(session: AsyncSession, case_id: uuid.UUID, kind: str, reason: str) -> bool:
+    """Never send a notification that no longer holds (the case closed before it went out)."""
+    result = await session.execute(
+        update(Notification)
+        .where(
+            Notification.case_id == case_id,
+            Notification.kind == kind,
+            Notification.sent_at.is_(None),
+            Notification.failed_at.is_(None),
+        )
+        .values(failed_at=func.now(), last_error=reason)
+        .returning(Notification.id)
+    )
+    return result.first() is not None
+
+
 async def mark_breached(
     session: AsyncSession, now: datetime, *, statuses: Iterable[str], limit: int
 ) -> Sequence[FollowupCase]:

@@ -86,6 +86,8 @@ def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackLauncher
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL", "NPS_ADMIN_TOKEN")
     }
+    # Long enough for the "why" (posted with the score) to reach the owner's email, short for a test.
+    env["NOTIFY_DELAY_SECONDS"] = "3"
     command = [
         sys.executable,
         "-m",
@@ -241,7 +243,9 @@ async def test_purchase_to_survey_to_nps_to_follow_up_case(stack: Stack, client:
     assert case["status"] == "open" and case["score"] == 3 and case["customer_id"] == customer
     due = datetime.fromisoformat(case["due_at"]) - datetime.fromisoformat(case["opened_at"])
     assert due == timedelta(hours=24)
-    await eventually(lambda: _async(stack.mail_to(owner)), within=30)
+    [owner_mail] = await eventually(lambda: _async(stack.mail_to(owner)), within=30)
+    owner_text = owner_mail.get_body(("plain",))
+    assert owner_text is not None and "The parcel came a week late." in owner_text.get_content()
 
     async def summary_is_complete() -> Any:
         body = (await client.get(f"{reporting}/v1/reports/summary", headers=auth)).json()

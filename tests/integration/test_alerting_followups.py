@@ -11,9 +11,17 @@ from email.message import EmailMessage
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from libs.common import topics
-from libs.common.events import SURVEY_RESPONDED, Event, SurveyResponded, new_event
+from libs.common.events import (
+    SURVEY_RESPONDED,
+    SURVEY_RESPONSE_UPDATED,
+    Event,
+    SurveyResponded,
+    SurveyResponseUpdated,
+    new_event,
+)
 from libs.devstack.smtp_sink import read_messages
 from services.alerting import handlers
 from services.alerting.config import AlertingSettings
@@ -36,7 +44,12 @@ SLA = timedelta(hours=24)
 
 async def _alerting(start_service: StartService, **overrides: Any) -> ServiceUnderTest:
     # The SLA loop checks once at start and then not again during a test: the tests drive it.
-    values: dict[str, Any] = {"sla_check_seconds": 3600, "notify_poll_seconds": 0.1, **overrides}
+    values: dict[str, Any] = {
+        "sla_check_seconds": 3600,
+        "notify_poll_seconds": 0.1,
+        "notify_delay_seconds": 0,
+        **overrides,
+    }
     return await start_service(build, AlertingSettings, **values)
 
 
@@ -362,3 +375,84 @@ async def test_without_an_escalation_address_the_owner_hears_of_the_breach(
 async def _by_customer(sut: ServiceUnderTest, tenant: TestTenant, count: int) -> dict[str, dict[str, Any]]:
     cases = await _cases(sut, tenant)
     return {case["customer_id"]: case for case in cases} if len(cases) >= count else {}
+
+
+def _update(answer: Event[Any], *, revision: int, score: int, comment: str | None) -> Event[Any]:
+    first = answer.data
+    data = SurveyResponseUpdated(
+        response_id=first.response_id,
+        invitation_id=first.invitation_id,
+        customer_id=first.customer_id,
+        touchpoint=first.touchpoint,
+        revision=revision,
+        score=score,
+        comment=comment,
+        recommended=False,
+        responded_at=first.responded_at,
+        updated_at=datetime.now(UTC),
+    )
+    return new_event(
+        SURVEY_RESPONSE_UPDATED,
+        tenant_id=answer.tenant_id,
+        data=data,
+        subject=first.customer_id,
+        source="/tests",
+    )
+
+
+async def _pending_notice(sut: ServiceUnderTest, tenant: TestTenant) -> Any:
+    async with sut.runtime.database.uow() as uow:
+        return (
+            await uow.session.execute(
+                text(
+                    "SELECT n.body, n.sent_at, n.failed_at, n.last_error, "
+                    "n.next_attempt_at - n.created_at AS wait "
+                    "FROM alerting.notifications n JOIN alerting.followup_cases c ON c.id = n.case_id "
+                    "WHERE c.tenant_id = :tenant AND n.kind = 'case_opened'"
+                ),
+                {"tenant": uuid.UUID(tenant.tenant_id)},
+            )
+        ).one()
+
+
+async def _handle(sut: ServiceUnderTest, *events: Event[Any], delay: timedelta) -> None:
+    """The consumer's handler on the real database, one event after the other, as the survey page
+    sends them (the score, then the why a minute later). Called directly: with a delay of minutes
+    the session's notifier will not send the email during the test."""
+    for event in events:
+        async with sut.runtime.database.uow() as uow:
+            await handlers.record_answer(event, uow, sla=SLA, now=datetime.now(UTC), notify_delay=delay)
+            await uow.commit()
+
+
+async def test_the_owner_email_waits_for_the_why_and_carries_it(start_service: StartService) -> None:
+    """The score comes first and the "why" a minute later: the case-opened email waits for it."""
+    sut = await _alerting(start_service)
+    tenant = await provision_tenant(sut.runtime)
+    answer = _answer(tenant, score=2, comment=None)
+    await _handle(sut, answer, delay=timedelta(minutes=2))
+    waiting = await _pending_notice(sut, tenant)
+    assert waiting.sent_at is None and waiting.wait >= timedelta(minutes=2)
+    assert "(no comment)" in waiting.body
+
+    await _handle(
+        sut, _update(answer, revision=2, score=2, comment="Nobody answered the phone."), delay=timedelta(0)
+    )
+    rewritten = await _pending_notice(sut, tenant)
+    assert "Nobody answered the phone." in rewritten.body
+    assert "Recommended us in the last 12 months: no" in rewritten.body
+    assert rewritten.sent_at is None and rewritten.wait >= timedelta(minutes=2)
+
+
+async def test_a_mis_click_corrected_before_the_email_sends_no_email(start_service: StartService) -> None:
+    sut = await _alerting(start_service)
+    tenant = await provision_tenant(sut.runtime)
+    answer = _answer(tenant, score=1, comment=None)
+    await _handle(
+        sut, answer, _update(answer, revision=2, score=10, comment=None), delay=timedelta(minutes=2)
+    )
+    [case] = await _cases(sut, tenant)
+    assert case["status"] == "resolved"
+    withdrawn = await _pending_notice(sut, tenant)
+    assert withdrawn.sent_at is None and withdrawn.failed_at is not None
+    assert "changed the score before the email went out" in withdrawn.last_error

@@ -52,7 +52,11 @@ async def _services(
     scoring = await start_service(build_scoring, ScoringSettings)
     # The same settings as the alerting tests, so the session shares one alerting service.
     alerting = await start_service(
-        build_alerting, AlertingSettings, sla_check_seconds=3600, notify_poll_seconds=0.1
+        build_alerting,
+        AlertingSettings,
+        sla_check_seconds=3600,
+        notify_poll_seconds=0.1,
+        notify_delay_seconds=0,
     )
     reporting = await start_service(build_reporting, ReportingSettings)
     return scoring, alerting, reporting
