@@ -237,13 +237,13 @@ async def answer_survey(
         answer = parse_answer(score, comment)
     except InvalidAnswer as invalid:
         return _score_form(link, token, status_code=422, selected=parse_score(score), problem=invalid.problem)
-    result = await handlers.record_score(uow, link, answer.score, now=now, grace=_grace(request))
+    result, link = await handlers.record_score(uow, link, answer.score, now=now, grace=_grace(request))
     if result == "final":
         return _html("answered.html", 409, link)
     if answer.comment is not None:
         # An older form, or a client posting both at once: the comment follows as an update.
-        link = await handlers.find_link(uow, token) or link
-        await handlers.record_follow_up(uow, link, parse_follow_up(answer.comment, None, None, None), now=now)
+        follow_up = parse_follow_up(answer.comment, None, None, None)
+        link = await handlers.record_follow_up(uow, link, follow_up, now=now) or link
     await uow.commit()
     if result != "unchanged":
         RESPONSES.labels("score" if result == "recorded" else "score_replaced").inc()
@@ -255,7 +255,6 @@ async def answer_survey(
                 "score": answer.score,
             },
         )
-    link = await handlers.find_link(uow, token) or link
     return _follow_up_form(link, token, answer.score, changing=_grace(request) > timedelta(0))
 
 
@@ -290,7 +289,7 @@ async def answer_follow_up(
         return _follow_up_form(
             link, token, link.score, status_code=422, problem=invalid.problem, comment=comment
         )
-    if not await handlers.record_follow_up(uow, link, answers, now=now):
+    if await handlers.record_follow_up(uow, link, answers, now=now) is None:
         return _html("answered.html", 409, link)
     await uow.commit()
     RESPONSES.labels("follow_up").inc()

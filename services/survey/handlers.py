@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from libs.common.db import UnitOfWork
 from libs.common.events import (
@@ -235,43 +235,38 @@ async def claim_reminders(uow: UnitOfWork, *, now: datetime, limit: int) -> list
     claimed = await _claimed(uow, rows)
     for invitation in claimed:
         if not invitation.suppressed:
-            _emit_step(
-                uow,
-                SURVEY_REMINDED,
-                invitation.tenant_id,
-                invitation.id,
-                invitation.customer_id,
-                invitation.touchpoint,
-                now,
-            )
+            _emit_step(uow, SURVEY_REMINDED, invitation.id, invitation, now)
     return [invitation for invitation in claimed if not invitation.suppressed]
 
 
 async def record_expired(uow: UnitOfWork, *, now: datetime, limit: int) -> int:
     rows = await repository.record_expired(uow.session, now=now, limit=limit)
     for row in rows:
-        _emit_step(uow, SURVEY_EXPIRED, row.tenant_id, row.id, row.customer_id, row.touchpoint, now)
+        _emit_step(uow, SURVEY_EXPIRED, row.id, row, now)
     return len(rows)
 
 
-def _emit_step(
-    uow: UnitOfWork,
-    step: str,
-    tenant_id: uuid.UUID,
-    invitation_id: uuid.UUID,
-    customer_id: str,
-    touchpoint: str,
-    at: datetime,
-) -> None:
+class _Invited(Protocol):
+    """Whose invitation a funnel step is about: an invitation row, a claimed one or a link."""
+
+    @property
+    def tenant_id(self) -> uuid.UUID: ...
+    @property
+    def customer_id(self) -> str: ...
+    @property
+    def touchpoint(self) -> str: ...
+
+
+def _emit_step(uow: UnitOfWork, step: str, invitation_id: uuid.UUID, of: _Invited, at: datetime) -> None:
     """One event per invitation and step: the id is derived, so repeats are deduplicated downstream."""
     uow.emit(
         new_event(
             step,
-            tenant_id=str(tenant_id),
+            tenant_id=str(of.tenant_id),
             data=SurveyStep(
-                invitation_id=invitation_id, customer_id=customer_id, touchpoint=touchpoint, at=at
+                invitation_id=invitation_id, customer_id=of.customer_id, touchpoint=of.touchpoint, at=at
             ),
-            subject=customer_id,
+            subject=of.customer_id,
             source=SOURCE,
             event_id=str(uuid.uuid5(_STEP_NAMESPACE, f"{step}:{invitation_id}")),
             time=at,
@@ -337,15 +332,7 @@ async def record_outcomes(
             uow.session, [(claimed.tenant_id, claimed.email, "hard_bounce", now) for claimed in bounced]
         )
         for claimed in await _newly_bounced(uow, bounced, now):
-            _emit_step(
-                uow,
-                SURVEY_BOUNCED,
-                claimed.tenant_id,
-                claimed.id,
-                claimed.customer_id,
-                claimed.touchpoint,
-                now,
-            )
+            _emit_step(uow, SURVEY_BOUNCED, claimed.id, claimed, now)
             _emit_hygiene(uow, claimed.tenant_id, claimed.customer_id, claimed.email, "hard_bounce", now)
     for row in newly_sent:
         data = SurveySent(
@@ -403,10 +390,10 @@ async def handle_bounces(
         row.id for row in await repository.mark_bounced(uow.session, [row.id for row, _ in matched], now)
     }
     announced: set[tuple[uuid.UUID, str]] = set()
+    await repository.cancel_scheduled_to(uow.session, [(row.tenant_id, row.email) for row, _ in matched])
     for row, kind in matched:
-        await repository.cancel_scheduled_to(uow.session, row.tenant_id, row.email)
         if row.id in stamped:
-            _emit_step(uow, SURVEY_BOUNCED, row.tenant_id, row.id, row.customer_id, row.touchpoint, now)
+            _emit_step(uow, SURVEY_BOUNCED, row.id, row, now)
         pair = (row.tenant_id, row.email.lower())
         # Only the first report that suppresses an address reaches the trigger.
         if pair in newly and pair not in announced:
@@ -493,9 +480,10 @@ ScoreResult = Literal["recorded", "replaced", "unchanged", "final"]
 
 async def record_score(
     uow: UnitOfWork, link: SurveyLink, score: int, *, now: datetime, grace: timedelta
-) -> ScoreResult:
+) -> tuple[ScoreResult, SurveyLink]:
     """The score counts as soon as it is confirmed (``survey.responded``). A different score inside
-    the grace period replaces it (``survey.response_updated``); after that the answer is final."""
+    the grace period replaces it (``survey.response_updated``); after that the answer is final.
+    Returns what happened and the link as it now stands."""
     response_id = response_id_for(link.invitation_id)
     if link.responded_at is None:
         recorded = await repository.insert_response(
@@ -512,7 +500,7 @@ async def record_score(
             },
         )
         if not recorded:
-            return "final"  # a concurrent first answer won; the person sees the answered page
+            return "final", link  # a concurrent first answer won; the person sees the answered page
         await repository.mark_responded(uow.session, link.invitation_id, now)
         data = SurveyResponded(
             response_id=response_id,
@@ -536,25 +524,27 @@ async def record_score(
                 time=now,
             )
         )
-        return "recorded"
+        return "recorded", replace(link, responded_at=now, score=score, revision=1)
     if not may_change_score(responded_at=link.responded_at, now=now, grace=grace):
-        return "final"
+        return "final", link
     if score == link.score:
-        return "unchanged"
+        return "unchanged", link
     updated = await repository.update_response(
         uow.session, link.invitation_id, revision=link.revision, values_={"score": score, "updated_at": now}
     )
     if updated is None:
-        return "final"
+        return "final", link
     _emit_update(uow, link, updated)
-    return "replaced"
+    return "replaced", _as_updated(link, updated)
 
 
-async def record_follow_up(uow: UnitOfWork, link: SurveyLink, answers: FollowUp, *, now: datetime) -> bool:
-    """The answers after the score update the response (``survey.response_updated``). False if
-    there is no score yet, or a concurrent change won."""
+async def record_follow_up(
+    uow: UnitOfWork, link: SurveyLink, answers: FollowUp, *, now: datetime
+) -> SurveyLink | None:
+    """The answers after the score update the response (``survey.response_updated``). Returns the
+    link as it now stands; ``None`` if there is no score yet, or a concurrent change won."""
     if link.responded_at is None:
-        return False
+        return None
     updated = await repository.update_response(
         uow.session,
         link.invitation_id,
@@ -568,9 +558,21 @@ async def record_follow_up(uow: UnitOfWork, link: SurveyLink, answers: FollowUp,
         },
     )
     if updated is None:
-        return False
+        return None
     _emit_update(uow, link, updated)
-    return True
+    return _as_updated(link, updated)
+
+
+def _as_updated(link: SurveyLink, row: Any) -> SurveyLink:
+    return replace(
+        link,
+        score=row.score,
+        comment=row.comment,
+        recommended=row.recommended,
+        csat=row.csat,
+        effort=row.effort,
+        revision=row.revision,
+    )
 
 
 def _emit_update(uow: UnitOfWork, link: SurveyLink, row: Any) -> None:
@@ -601,36 +603,30 @@ def _emit_update(uow: UnitOfWork, link: SurveyLink, row: Any) -> None:
     )
 
 
+async def _record_step_once(uow: UnitOfWork, link: SurveyLink, stamp: str, step: str, now: datetime) -> bool:
+    if await repository.stamp_once(uow.session, link.invitation_id, stamp, now):
+        _emit_step(uow, step, link.invitation_id, link, now)
+        return True
+    return False
+
+
 async def record_opened(uow: UnitOfWork, link: SurveyLink, *, now: datetime) -> bool:
     if not link.look.branding.open_tracking:
         return False
-    if await repository.stamp_once(uow.session, link.invitation_id, "opened_at", now):
-        _emit_step(
-            uow, SURVEY_OPENED, link.tenant_id, link.invitation_id, link.customer_id, link.touchpoint, now
-        )
-        return True
-    return False
+    return await _record_step_once(uow, link, "opened_at", SURVEY_OPENED, now)
 
 
 async def record_clicked(uow: UnitOfWork, link: SurveyLink, *, now: datetime) -> bool:
-    if await repository.stamp_once(uow.session, link.invitation_id, "clicked_at", now):
-        _emit_step(
-            uow, SURVEY_CLICKED, link.tenant_id, link.invitation_id, link.customer_id, link.touchpoint, now
-        )
-        return True
-    return False
+    return await _record_step_once(uow, link, "clicked_at", SURVEY_CLICKED, now)
 
 
 async def unsubscribe(uow: UnitOfWork, link: SurveyLink, *, now: datetime) -> bool:
     """No more surveys to this address from this tenant: suppress it, withdraw what is scheduled,
     and tell the trigger. Repeating it changes nothing. True the first time."""
-    if not await repository.stamp_once(uow.session, link.invitation_id, "unsubscribed_at", now):
+    if not await _record_step_once(uow, link, "unsubscribed_at", SURVEY_UNSUBSCRIBED, now):
         return False
     await repository.suppress(uow.session, [(link.tenant_id, link.email, "unsubscribed", now)])
-    await repository.cancel_scheduled_to(uow.session, link.tenant_id, link.email)
-    _emit_step(
-        uow, SURVEY_UNSUBSCRIBED, link.tenant_id, link.invitation_id, link.customer_id, link.touchpoint, now
-    )
+    await repository.cancel_scheduled_to(uow.session, [(link.tenant_id, link.email)])
     _emit_hygiene(uow, link.tenant_id, link.customer_id, link.email, "unsubscribed", now)
     return True
 

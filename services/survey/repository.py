@@ -34,6 +34,20 @@ from services.survey.domain.delivery import InvitationStatus
 from services.survey.models import COMMON, Invitation, Response, Suppression, TenantSettings
 
 _INVITATIONS = cast(Table, Invitation.__table__)
+#: What a sender needs of an invitation it claimed, to email it (or remind of it).
+_CLAIMED = (
+    Invitation.id,
+    Invitation.tenant_id,
+    Invitation.customer_id,
+    Invitation.email,
+    Invitation.name,
+    Invitation.locale,
+    Invitation.language,
+    Invitation.touchpoint,
+    Invitation.attempts,
+    Invitation.send_at,
+    Invitation.expires_at,
+)
 
 
 async def insert_invitations(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
@@ -72,18 +86,7 @@ async def claim_due(
         .values(
             status=InvitationStatus.SENDING.value, sending_started_at=now, attempts=Invitation.attempts + 1
         )
-        .returning(
-            Invitation.id,
-            Invitation.tenant_id,
-            Invitation.customer_id,
-            Invitation.email,
-            Invitation.name,
-            Invitation.locale,
-            Invitation.touchpoint,
-            Invitation.attempts,
-            Invitation.send_at,
-            Invitation.expires_at,
-        )
+        .returning(*_CLAIMED)
     )
     return result.all()
 
@@ -311,13 +314,15 @@ async def suppressed(
     return {(row.tenant_id, row.email_lower) for row in rows}
 
 
-async def cancel_scheduled_to(session: AsyncSession, tenant_id: uuid.UUID, email: str) -> int:
-    """Cancel a tenant's not-yet-sent invitations to an address that must not be emailed."""
+async def cancel_scheduled_to(session: AsyncSession, addresses: Sequence[tuple[uuid.UUID, str]]) -> int:
+    """Cancel the not-yet-sent invitations to (tenant, address) pairs that must not be emailed."""
+    if not addresses:
+        return 0
+    wanted = sorted({(tenant, email.lower()) for tenant, email in addresses})
     result = await session.execute(
         update(Invitation)
         .where(
-            Invitation.tenant_id == tenant_id,
-            func.lower(Invitation.email) == email.lower(),
+            tuple_(Invitation.tenant_id, func.lower(Invitation.email)).in_(wanted),
             Invitation.status == InvitationStatus.SCHEDULED.value,
         )
         .values(status=InvitationStatus.CANCELLED.value)
@@ -410,19 +415,7 @@ async def claim_reminders(session: AsyncSession, *, now: datetime, limit: int) -
         update(Invitation)
         .where(Invitation.id.in_(due.scalar_subquery()))
         .values(reminded_at=now)
-        .returning(
-            Invitation.id,
-            Invitation.tenant_id,
-            Invitation.customer_id,
-            Invitation.email,
-            Invitation.name,
-            Invitation.locale,
-            Invitation.language,
-            Invitation.touchpoint,
-            Invitation.attempts,
-            Invitation.send_at,
-            Invitation.expires_at,
-        )
+        .returning(*_CLAIMED)
     )
     return result.all()
 
