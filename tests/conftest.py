@@ -177,8 +177,8 @@ async def start_service(
         await under_test.runtime.stop()
 
 
-async def provision_tenant(runtime: Runtime, name: str | None = None) -> TestTenant:
-    """Give a service its copy of a new tenant and key, as the tenancy events would."""
+async def provision_tenant(runtime: Runtime, *others: Runtime, name: str | None = None) -> TestTenant:
+    """Give a service (and any others) its copy of a new tenant and key, as the tenancy events would."""
     name = name or f"tenant-{uuid.uuid4().hex[:8]}"
     tenant_id = uuid.uuid4()
     owner = f"owner-{uuid.uuid4().hex[:6]}@{name}.example"
@@ -200,10 +200,11 @@ async def provision_tenant(runtime: Runtime, name: str | None = None) -> TestTen
             data=ApiKeyCreated(key_id=key.key_id, tenant_id=tenant_id, key_hash=key.key_hash, created_at=now),
         ),
     ]
-    async with runtime.database.uow() as uow:
-        for event in events:
-            await TENANCY_HANDLERS[event.type](event, uow)
-        await uow.commit()
+    for each in (runtime, *others):
+        async with each.database.uow() as uow:
+            for event in events:
+                await TENANCY_HANDLERS[event.type](event, uow)
+            await uow.commit()
     return TestTenant(str(tenant_id), name, key.secret, owner)
 
 

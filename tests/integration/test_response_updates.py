@@ -12,7 +12,6 @@ import pytest
 
 from libs.common import topics
 from libs.common.events import (
-    APIKEY_CREATED,
     SURVEY_CLICKED,
     SURVEY_EXPIRED,
     SURVEY_OPENED,
@@ -20,26 +19,29 @@ from libs.common.events import (
     SURVEY_RESPONDED,
     SURVEY_RESPONSE_UPDATED,
     SURVEY_SENT,
-    TENANT_CREATED,
-    ApiKeyCreated,
     Contract,
     Event,
     SurveyResponded,
     SurveyResponseUpdated,
     SurveySent,
     SurveyStep,
-    TenantCreated,
     new_event,
 )
-from libs.common.service import Runtime
-from libs.common.tenancy import TENANCY_HANDLERS, generate_api_key
 from services.alerting.config import AlertingSettings
 from services.alerting.main import build as build_alerting
 from services.reporting.config import ReportingSettings
 from services.reporting.main import build as build_reporting
 from services.scoring.config import ScoringSettings
 from services.scoring.main import build as build_scoring
-from tests.conftest import ServiceUnderTest, StartService, TestTenant, eventually, produce, read_topic
+from tests.conftest import (
+    ServiceUnderTest,
+    StartService,
+    TestTenant,
+    eventually,
+    produce,
+    provision_tenant,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -60,37 +62,6 @@ async def _services(
     )
     reporting = await start_service(build_reporting, ReportingSettings)
     return scoring, alerting, reporting
-
-
-async def _tenant_in(*runtimes: Runtime) -> TestTenant:
-    """One tenant and key known to every given service, as the tenancy events would make it."""
-    name = f"tenant-{uuid.uuid4().hex[:8]}"
-    tenant_id = uuid.uuid4()
-    owner = f"owner-{uuid.uuid4().hex[:6]}@{name}.example"
-    key = generate_api_key()
-    now = datetime.now(UTC)
-    events: list[Event[Any]] = [
-        new_event(
-            TENANT_CREATED,
-            tenant_id=str(tenant_id),
-            source="/tests",
-            subject=str(tenant_id),
-            data=TenantCreated(tenant_id=tenant_id, name=name, owner_email=owner, created_at=now),
-        ),
-        new_event(
-            APIKEY_CREATED,
-            tenant_id=str(tenant_id),
-            source="/tests",
-            subject=str(tenant_id),
-            data=ApiKeyCreated(key_id=key.key_id, tenant_id=tenant_id, key_hash=key.key_hash, created_at=now),
-        ),
-    ]
-    for runtime in runtimes:
-        async with runtime.database.uow() as uow:
-            for event in events:
-                await TENANCY_HANDLERS[event.type](event, uow)
-            await uow.commit()
-    return TestTenant(str(tenant_id), name, key.secret, owner)
 
 
 class Respondent:
@@ -206,7 +177,7 @@ async def test_a_corrected_misclick_turns_the_detractor_into_a_promoter_everywhe
     start_service: StartService, kafka_bootstrap: str
 ) -> None:
     scoring, alerting, reporting = await _services(start_service)
-    tenant = await _tenant_in(scoring.runtime, alerting.runtime, reporting.runtime)
+    tenant = await provision_tenant(scoring.runtime, alerting.runtime, reporting.runtime)
     touchpoint = f"checkout-{uuid.uuid4().hex[:8]}"
     answer = Respondent(kafka_bootstrap, tenant, touchpoint)
 
@@ -318,7 +289,7 @@ async def test_a_passive_who_lowers_their_score_gets_a_case_due_a_day_later(
     start_service: StartService, kafka_bootstrap: str
 ) -> None:
     scoring, alerting, _ = await _services(start_service)
-    tenant = await _tenant_in(scoring.runtime, alerting.runtime)
+    tenant = await provision_tenant(scoring.runtime, alerting.runtime)
     answer = Respondent(kafka_bootstrap, tenant, f"support-{uuid.uuid4().hex[:8]}")
 
     await answer.send(answer.responded(8))
@@ -347,7 +318,7 @@ async def test_an_update_before_its_answer_counts_and_the_late_answer_does_not_o
     start_service: StartService, kafka_bootstrap: str
 ) -> None:
     scoring, alerting, reporting = await _services(start_service)
-    tenant = await _tenant_in(scoring.runtime, alerting.runtime, reporting.runtime)
+    tenant = await provision_tenant(scoring.runtime, alerting.runtime, reporting.runtime)
     touchpoint = f"delivery-{uuid.uuid4().hex[:8]}"
     answer = Respondent(kafka_bootstrap, tenant, touchpoint)
 
@@ -377,7 +348,7 @@ async def test_the_funnel_counts_each_step_once_per_invitation(
     start_service: StartService, kafka_bootstrap: str
 ) -> None:
     reporting = await start_service(build_reporting, ReportingSettings)
-    tenant = await _tenant_in(reporting.runtime)
+    tenant = await provision_tenant(reporting.runtime)
     touchpoint = f"funnel-{uuid.uuid4().hex[:8]}"
     answered = Respondent(kafka_bootstrap, tenant, touchpoint)
     ignored = Respondent(kafka_bootstrap, tenant, touchpoint, answered.customer_id)
