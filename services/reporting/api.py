@@ -159,17 +159,21 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+TouchpointQuery = Annotated[
+    str | None, Query(pattern=TOUCHPOINT_PATTERN, description="only this touchpoint, e.g. support-ticket")
+]
+SinceQuery = Annotated[
+    Timestamp | None,
+    Query(description="only what happened from then on: an ISO date (UTC midnight) or date-time"),
+]
+
+
 @router.get("/v1/reports/summary")
 async def get_summary(
     tenant: Tenant,
     uow: UoW,
-    touchpoint: Annotated[
-        str | None, Query(pattern=TOUCHPOINT_PATTERN, description="only this touchpoint, e.g. support-ticket")
-    ] = None,
-    since: Annotated[
-        Timestamp | None,
-        Query(description="only what happened from then on: an ISO date (UTC midnight) or date-time"),
-    ] = None,
+    touchpoint: TouchpointQuery = None,
+    since: SinceQuery = None,
 ) -> SummaryReport:
     """The tenant's results: Net Promoter Score, invitations sent, response rate, follow-up
     cases, the invitations' funnel (sent, opened, clicked, responded, reminded, bounced,
@@ -195,13 +199,8 @@ async def get_summary(
 async def get_summary_page(
     tenant: Tenant,
     uow: UoW,
-    touchpoint: Annotated[
-        str | None, Query(pattern=TOUCHPOINT_PATTERN, description="only this touchpoint, e.g. support-ticket")
-    ] = None,
-    since: Annotated[
-        Timestamp | None,
-        Query(description="only what happened from then on: an ISO date (UTC midnight) or date-time"),
-    ] = None,
+    touchpoint: TouchpointQuery = None,
+    since: SinceQuery = None,
 ) -> HTMLResponse:
     """The same summary as an HTML document, as the report page shows it: the score, answers
     and cases, the survey funnel with each step's share of the invitations sent, and the
@@ -280,9 +279,7 @@ class ResponseList(BaseModel):
 async def list_responses(
     tenant: Tenant,
     uow: UoW,
-    touchpoint: Annotated[
-        str | None, Query(pattern=TOUCHPOINT_PATTERN, description="only this touchpoint, e.g. support-ticket")
-    ] = None,
+    touchpoint: TouchpointQuery = None,
     since: Annotated[Timestamp | None, Query(description="only answers given from then on")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ResponseList:
