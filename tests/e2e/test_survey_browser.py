@@ -74,6 +74,22 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
             await launched.close()
 
 
+@pytest.fixture(scope="module", autouse=True)
+async def _site_service_ends_with_the_module(
+    _service_pool: tuple[dict[str, ServiceUnderTest], list[ServiceUnderTest]],
+) -> AsyncIterator[None]:
+    """The site's survey service sends with this module's public URL. Left running, it would go on
+    sending other tests' invitations (they share the database) with links to a server that is gone."""
+    shared, everything = _service_pool
+    before = set(shared)
+    yield
+    for key in set(shared) - before:
+        service = shared.pop(key)
+        everything.remove(service)
+        await service.client.aclose()
+        await service.runtime.stop()
+
+
 @pytest.fixture(scope="module")
 def site_port() -> int:
     # One port for the module: the public URL is part of the service's settings, and the same
