@@ -160,8 +160,9 @@ async def import_history(
             "tenant_id": str(tenant_id),
             "rows": report.rows,
             "imported": report.imported,
-            "created": report.created,
-            "updated": report.updated,
+            # Not "created": a LogRecord attribute; logging refuses to overwrite it (KeyError).
+            "customers_created": report.created,
+            "customers_updated": report.updated,
             "bad_rows": report.bad_rows_total,
         },
     )
