@@ -37,6 +37,8 @@ def make_engine(url: str, *, pool_size: int = 10, application_name: str = "nps")
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        # Parameters are customer data (emails); an error's text must not carry them into a log.
+        hide_parameters=True,
         connect_args={"server_settings": {"application_name": application_name}},
     )
 
@@ -48,6 +50,7 @@ class CommonTables:
     relay_state: Table
     tenants: Table
     api_keys: Table
+    held_events: Table
 
 
 def add_common_tables(metadata: MetaData) -> CommonTables:
@@ -89,6 +92,8 @@ def add_common_tables(metadata: MetaData) -> CommonTables:
         Column("name", String(100), nullable=False, unique=True),
         Column("owner_email", String(320), nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False),
+        #: How the company is named to its customers ("Acme Inc."); ``name`` is the slug.
+        Column("display_name", String(200), nullable=True),
     )
     api_keys = Table(
         "api_keys",
@@ -99,7 +104,24 @@ def add_common_tables(metadata: MetaData) -> CommonTables:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("revoked_at", DateTime(timezone=True), nullable=True),
     )
-    return CommonTables(outbox, processed_events, relay_state, tenants, api_keys)
+    held_events = Table(
+        "held_events",
+        metadata,
+        # Events of a tenant this service has not heard of yet: its tenant.created may still be on
+        # the way (another topic), so they wait here, durably, in arrival order, for a bounded time.
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("consumer", String(100), nullable=False),
+        Column("tenant_id", String(100), nullable=False),
+        Column("event_id", String(200), nullable=False),
+        Column("topic", String(249), nullable=False),
+        Column("partition", BigInteger, nullable=False),
+        Column("offset", BigInteger, nullable=False),
+        Column("key", LargeBinary, nullable=True),
+        Column("payload", LargeBinary, nullable=False),
+        Column("held_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Index("ix_held_events_tenant", "consumer", "tenant_id", "id"),
+    )
+    return CommonTables(outbox, processed_events, relay_state, tenants, api_keys, held_events)
 
 
 async def copy_rows(

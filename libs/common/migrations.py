@@ -78,3 +78,14 @@ def create_common_tables(schema: str) -> None:
     metadata = MetaData(schema=schema)
     add_common_tables(metadata)
     metadata.create_all(op.get_bind())
+
+
+def add_tenant_display_name_and_held_events(schema: str) -> None:
+    """Issue 8, in every service: the tenant's display name, and the table of events held while
+    their tenant is not known yet. A database created since has them already: the first revision
+    builds the common tables from the current declarations."""
+    from alembic import op
+
+    op.execute(f'ALTER TABLE "{schema}".tenants ADD COLUMN IF NOT EXISTS display_name varchar(200)')
+    metadata = MetaData(schema=schema)
+    add_common_tables(metadata).held_events.create(op.get_bind(), checkfirst=True)

@@ -68,6 +68,19 @@ class InvitationStep(Base):
     __table_args__ = (Index("ix_invitation_steps_tenant_at", "tenant_id", "at"),)
 
 
+class InvitationFailure(Base):
+    """An invitation the survey gave up on, with the reason code (``survey.failed.v1``)."""
+
+    __tablename__ = "invitation_failures"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    invitation_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63))
+    reason: Mapped[str] = mapped_column(String(30))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_invitation_failures_tenant_at", "tenant_id", "at"),)
+
+
 class FollowupCase(Base):
     """A follow-up case. Touchpoint, opened_at and due_at are unknown (null) while only an update
     has arrived; the opening fills them in."""

@@ -69,6 +69,8 @@ class Invitation(Base):
     unsubscribed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     bounced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expiry_recorded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Why it failed for good: a code of ``domain.delivery.FailureReason``; ``last_error`` has the detail.
+    failure_reason: Mapped[str | None] = mapped_column(String(30))
 
     __table_args__ = (
         Index("ux_invitations_token_hash", "token_hash", unique=True),
@@ -89,6 +91,7 @@ class Invitation(Base):
         # The sender's two scans, each kept to the few rows that can be due.
         Index("ix_invitations_due", "send_at", postgresql_where=text("status = 'scheduled'")),
         Index("ix_invitations_sending", "sending_started_at", postgresql_where=text("status = 'sending'")),
+        Index("ix_invitations_failed", "tenant_id", "created_at", postgresql_where=text("status = 'failed'")),
         CheckConstraint(
             "status IN ('scheduled', 'sending', 'sent', 'failed', 'responded', 'cancelled')",
             name="ck_invitations_status",
