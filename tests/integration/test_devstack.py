@@ -14,7 +14,10 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
+from libs.common.db import make_engine
 from libs.devstack.kafka import EmbeddedKafka, ensure_topics
 from libs.devstack.pg import EmbeddedPostgres, PasswordPostgres
 from libs.devstack.ports import free_port, wait_for_port
@@ -197,3 +200,23 @@ async def test_tansu_creates_topics_and_round_trips_a_message(tmp_path: Path) ->
     finally:
         await broker.stop()
     assert not broker.is_running()
+
+
+async def test_a_database_error_never_shows_the_statement_parameters(pg_url: str) -> None:
+    """A traceback once printed customers' addresses into trigger.log from the SQL parameters."""
+    engine = make_engine(pg_url, pool_size=1)
+    table = f"contacts_{uuid.uuid4().hex[:8]}"
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"CREATE TABLE {table} (id int PRIMARY KEY, email text)"))
+            insert = text(f"INSERT INTO {table} VALUES (:id, :email)")
+            await connection.execute(insert, {"id": 1, "email": "jane@example.com"})
+            with pytest.raises(IntegrityError) as raised:
+                await connection.execute(insert, {"id": 1, "email": "john@example.com"})
+        message = str(raised.value)
+        assert "duplicate key" in message and "INSERT INTO" in message
+        assert "john@example.com" not in message and "parameters hidden" in message
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        await engine.dispose()
