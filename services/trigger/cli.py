@@ -8,8 +8,10 @@
     nps touchpoint set TENANT NAME CONFIG.json | list TENANT | retire TENANT NAME
     nps history import TENANT FILE.csv
 
-It writes to the trigger's database (``DATABASE_URL``) through the same handlers as the admin API;
-the trigger's outbox relay then tells the other services.
+It writes to the trigger's database through the same handlers as the admin API; the trigger's
+outbox relay then tells the other services. The database is ``DATABASE_URL`` or, when that is not
+set, the one of the running ``make run`` stack (``<data dir>/run/state.json``; the data dir is
+``NPS_DATA_DIR``, else ``.data``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from libs.common.db import Database, UnitOfWork
 from libs.common.logs import configure_logging
@@ -180,18 +184,87 @@ async def _touchpoint_command(uow: UnitOfWork, args: argparse.Namespace, now: da
             print(f"error: {args.file}: {location}: {problem['msg']}", file=sys.stderr)
         return 1
     stored_config = config.model_dump(mode="json", exclude_none=True)
-    version = await repository.add_touchpoint_version(uow.session, row.id, args.name, stored_config, now)
+    version, warnings = await handlers.set_touchpoint(uow, row.id, args.name, stored_config, now)
     await uow.commit()
     print(f"{args.name} is now version {version}")
+    for warning in warnings:
+        print(f"warning: {warning}")
     return 0
+
+
+#: Exit status when the CLI cannot tell which database to use, or cannot reach it.
+EXIT_NO_DATABASE = 2
+
+
+class NoDatabase(Exception):
+    """Which database to use is unknown, or it cannot be reached; the message is the one line to show."""
+
+
+def _running_stack_database() -> str | None:
+    """The database of the `make run` stack that is running now, from its state file."""
+    data_dir = Path(os.environ.get("NPS_DATA_DIR") or ".data")
+    try:
+        state = json.loads((data_dir / "run" / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+    url = state.get("database_url") if isinstance(state, dict) else None
+    supervisor = state.get("supervisor_pid") if isinstance(state, dict) else None
+    if not isinstance(url, str) or not url or not isinstance(supervisor, int):
+        return None
+    try:
+        # A supervisor killed outright leaves its state file behind.
+        os.kill(supervisor, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return url
+
+
+def _settings() -> TriggerSettings:
+    if os.environ.get("DATABASE_URL"):
+        return TriggerSettings()
+    url = _running_stack_database()
+    if url is None:
+        data_dir = os.environ.get("NPS_DATA_DIR") or ".data"
+        raise NoDatabase(
+            f"no database: DATABASE_URL is not set and no `make run` stack is running on {data_dir} "
+            "(start `make run`, set NPS_DATA_DIR to its data dir, or set DATABASE_URL)"
+        )
+    return TriggerSettings(database_url=url)
+
+
+def _database_problem(error: BaseException, url: str) -> str:
+    """One line about a database failure: where, and the driver's first line (never parameters)."""
+    cause = getattr(error, "orig", None) or error.__cause__ or error
+    reason = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return f"database error at {_without_password(url)}: {type(cause).__name__}: {reason[:300]}"
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"(//[^:/@]+):[^@]*@", r"\1@", url)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    settings = TriggerSettings()
+    try:
+        settings = _settings()
+    except NoDatabase as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_NO_DATABASE
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, p['loc'])) or 'settings'}: {p['msg']}" for p in error.errors()
+        )
+        print(f"error: invalid settings: {problems}", file=sys.stderr)
+        return EXIT_NO_DATABASE
     configure_logging("nps-cli", "WARNING")
-    upgrade(build(settings).migrations, settings.database_url)
-    return asyncio.run(_run(args, settings))
+    try:
+        upgrade(build(settings).migrations, settings.database_url)
+        return asyncio.run(_run(args, settings))
+    except (SQLAlchemyError, OSError) as error:
+        print(f"error: {_database_problem(error, settings.database_url)}", file=sys.stderr)
+        return EXIT_NO_DATABASE
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 
 from tests.conftest import StartService
@@ -56,3 +57,53 @@ async def test_touchpoints_from_the_cli_are_the_ones_the_api_sees(
     assert code == 0
     policy = (await service.client.get("/v1/policy", headers=tenant.headers)).json()
     assert policy == {"rest_period_days": 90, "rest_clock": "response"}
+
+
+async def nps_with(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """The CLI with exactly `env` added to an environment that has no DATABASE_URL."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.trigger.cli",
+        *args,
+        env={**{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NPS_DATA_DIR")}, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_without_database_url_the_cli_finds_the_running_stack(pg_url: str, tmp_path: Path) -> None:
+    state = tmp_path / "run" / "state.json"
+    state.parent.mkdir(parents=True)
+    # What the supervisor writes; this test process stands in for a supervisor that is alive.
+    state.write_text(json.dumps({"database_url": pg_url, "supervisor_pid": os.getpid()}))
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    code, out, err = await nps_with({"NPS_DATA_DIR": str(tmp_path)}, "tenant", "create", name)
+    assert (code, err) == (0, "") and out.startswith(f"created tenant {name}")
+    code, out, _ = await nps_with({"NPS_DATA_DIR": str(tmp_path)}, "tenant", "list")
+    assert code == 0 and f"  {name}  " in out
+
+
+async def test_without_a_database_the_cli_says_what_to_set_in_one_line(tmp_path: Path) -> None:
+    code, out, err = await nps_with({"NPS_DATA_DIR": str(tmp_path)}, "tenant", "list")
+    assert (code, out) == (2, "")
+    [line] = err.splitlines()
+    assert "DATABASE_URL" in line and str(tmp_path) in line and "make run" in line
+
+    # A state file left by a supervisor that is gone is not a running stack.
+    state = tmp_path / "run" / "state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"database_url": "postgresql://postgres@/nps", "supervisor_pid": 2**22 + 1}))
+    code, _, err = await nps_with({"NPS_DATA_DIR": str(tmp_path)}, "tenant", "list")
+    assert code == 2 and len(err.splitlines()) == 1 and "DATABASE_URL" in err
+
+
+async def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    url = f"postgresql://postgres:hunter2@/nps?host={tmp_path}"
+    code, _, err = await nps_with({"DATABASE_URL": url}, "apikey", "create", "acme")
+    assert code == 2
+    [line] = err.splitlines()
+    assert line.startswith("error: database error at postgresql+asyncpg://postgres@/nps")
+    assert "hunter2" not in line and "Traceback" not in err
