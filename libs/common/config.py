@@ -45,6 +45,10 @@ class ServiceSettings(BaseSettings):
     admin_token: SecretStr = Field(default=SecretStr("dev-admin-token"), validation_alias="NPS_ADMIN_TOKEN")
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
+    #: Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's setting: addresses
+    #: or networks, comma-separated, or "*"). Behind a load balancer, name it, or every client
+    #: has the balancer's address.
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     log_level: str = "INFO"
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     broker_epoch: str | None = Field(default=None, validation_alias="NPS_BROKER_EPOCH")
@@ -52,6 +56,11 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
     outbox_poll_seconds: float = Field(default=0.5, gt=0)
     consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    #: A consumed message larger than this is dead-lettered undecoded (a truncated copy).
+    consumer_max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: How long an event of a tenant this service has not heard of waits for the tenant's
+    #: ``tenant.created`` before it is dead-lettered.
+    unknown_tenant_hold_seconds: float = Field(default=900.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -225,6 +225,41 @@ class SurveyStep(Contract):
     customer_id: Identifier
     touchpoint: Touchpoint
     at: Timestamp
+    #: Opened: a machine fetched the pixel (Apple Mail Privacy Protection, a mail gateway on
+    #: delivery, a script), which says the email arrived, not that anybody read it.
+    machine: bool = False
+
+
+FailureReason = Literal[
+    "expired",
+    "attempts_exhausted",
+    "refused",
+    "recipient_refused",
+    "suppressed",
+    "unbuildable",
+    "tenant_unknown",
+]
+
+
+class SurveyFailed(Contract):
+    """The survey gave up on an invitation: it was never delivered. ``reason`` is a closed set of
+    codes (for counting and alerting); ``detail`` says what happened, with no address in it."""
+
+    invitation_id: uuid.UUID
+    customer_id: Identifier
+    touchpoint: Touchpoint
+    at: Timestamp
+    reason: FailureReason
+    detail: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class SuppressionLifted(Contract):
+    """The trigger tells the survey that a customer re-subscribed: their address may be emailed
+    again (the survey keeps its own suppression list, by address)."""
+
+    customer_id: Identifier
+    email: Email
+    at: Timestamp
 
 
 class NpsUpdated(Contract):
@@ -259,11 +294,26 @@ class FollowupUpdated(Contract):
     updated_at: Timestamp
 
 
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
 class TenantCreated(Contract):
     tenant_id: uuid.UUID
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     owner_email: Email | None = None
     created_at: Timestamp
+    #: How the company is named to its customers, e.g. in the survey email; the name (a slug) if unset.
+    display_name: DisplayName | None = None
+
+
+class TenantUpdated(Contract):
+    """A tenant's details changed: the whole current state, so a repeat or a late copy is harmless."""
+
+    tenant_id: uuid.UUID
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    owner_email: Email | None = None
+    display_name: DisplayName | None = None
+    updated_at: Timestamp
 
 
 class ApiKeyCreated(Contract):
@@ -297,10 +347,13 @@ SURVEY_REMINDED = "survey.reminded.v1"
 SURVEY_BOUNCED = "survey.bounced.v1"
 SURVEY_UNSUBSCRIBED = "survey.unsubscribed.v1"
 SURVEY_EXPIRED = "survey.expired.v1"
+SURVEY_FAILED = "survey.failed.v1"
+SUPPRESSION_LIFTED = "suppression.lifted.v1"
 NPS_UPDATED = "nps.updated.v1"
 FOLLOWUP_OPENED = "followup.opened.v1"
 FOLLOWUP_UPDATED = "followup.updated.v1"
 TENANT_CREATED = "tenant.created.v1"
+TENANT_UPDATED = "tenant.updated.v1"
 APIKEY_CREATED = "apikey.created.v1"
 APIKEY_REVOKED = "apikey.revoked.v1"
 
@@ -324,10 +377,13 @@ CONTRACTS: dict[str, tuple[type[Contract], str]] = {
     SURVEY_BOUNCED: (SurveyStep, topics.SURVEY_EVENTS),
     SURVEY_UNSUBSCRIBED: (SurveyStep, topics.SURVEY_EVENTS),
     SURVEY_EXPIRED: (SurveyStep, topics.SURVEY_EVENTS),
+    SURVEY_FAILED: (SurveyFailed, topics.SURVEY_EVENTS),
+    SUPPRESSION_LIFTED: (SuppressionLifted, topics.SURVEY_REQUESTS),
     NPS_UPDATED: (NpsUpdated, topics.SCORES),
     FOLLOWUP_OPENED: (FollowupOpened, topics.FOLLOWUPS),
     FOLLOWUP_UPDATED: (FollowupUpdated, topics.FOLLOWUPS),
     TENANT_CREATED: (TenantCreated, topics.TENANTS),
+    TENANT_UPDATED: (TenantUpdated, topics.TENANTS),
     APIKEY_CREATED: (ApiKeyCreated, topics.TENANTS),
     APIKEY_REVOKED: (ApiKeyRevoked, topics.TENANTS),
 }
@@ -404,10 +460,36 @@ def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
+def find_nul(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (or key) holding a NUL character, else ``None``.
+
+    JSON allows ``\\u0000``; Postgres text does not, so such a value would fail the whole
+    transaction it is written in (and with it every other event of the batch)."""
+    if isinstance(value, str):
+        return (path or "value") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return f"{path}.<key>" if path else "<key>"
+            found = find_nul(item, here)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = find_nul(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
 def validate(raw: Any, *, allowed_types: frozenset[str] | None = None) -> Event[Contract]:
     """Validate a structured-mode CloudEvent (already JSON-decoded) and its typed data."""
     if not isinstance(raw, dict):
         raise InvalidEvent("event must be a JSON object")
+    nul = find_nul(raw)
+    if nul is not None:
+        raise InvalidEvent(f"{nul}: must not contain the NUL character (\\u0000)")
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as error:

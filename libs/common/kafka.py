@@ -8,7 +8,13 @@ The runner's contract, which every service relies on:
   redelivery has no second effect;
 * a message that cannot be decoded, fails validation, or is rejected by its handler goes to
   ``<topic>.dlq`` with the reason in its headers, is counted, and the runner carries on;
-* a transient fault (database or broker unreachable) is retried with backoff, never dead-lettered.
+* a transient fault (database or broker unreachable) is retried with backoff, never dead-lettered;
+* a message too large to copy whole into the DLQ is dead-lettered as a truncated copy with its
+  original size, topic, partition and offset, so that one huge message never stalls a group;
+* an event of a tenant this service has not heard of is held (``held_events``) until the tenant's
+  own ``tenant.created`` arrives, then handled in arrival order; after ``unknown_tenant_hold``
+  it is dead-lettered with the reason. Nothing is acted on for a tenant that does not exist, and
+  nothing of a tenant created a moment ago is lost.
 """
 
 from __future__ import annotations
@@ -16,19 +22,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from libs.common.config import ServiceSettings
 from libs.common.db import Database, UnitOfWork
-from libs.common.events import Contract, Event, InvalidEvent, decode_kafka
+from libs.common.events import (
+    APIKEY_CREATED,
+    APIKEY_REVOKED,
+    TENANT_CREATED,
+    TENANT_UPDATED,
+    Contract,
+    Event,
+    InvalidEvent,
+    decode_kafka,
+    decode_structured,
+)
 from libs.common.metrics import ServiceMetrics
 from libs.common.topics import dlq
 
@@ -38,6 +56,15 @@ BatchHandler = Callable[[list[Event[Contract]], UnitOfWork], Awaitable[None]]
 EventHandler = Callable[[Event[Any], UnitOfWork], Awaitable[None]]
 
 DLQ_REASON = "nps-dlq-reason"
+DLQ_CODE = "nps-dlq-code"
+#: Why a message was dead-lettered: a closed set, for the metric's label and for alerting.
+DlqCode = Literal["too_large", "invalid", "rejected", "handler_failed", "unknown_tenant"]
+#: A DLQ copy keeps the whole message up to this size; beyond it, the first DLQ_COPY_BYTES.
+DLQ_WHOLE_BYTES = 900 * 1024
+DLQ_COPY_BYTES = 64 * 1024
+_DLQ_HEADER_BYTES = 8 * 1024
+#: The registry's own events: they make a tenant known, so they are never held for one.
+TENANCY_TYPES = frozenset({TENANT_CREATED, TENANT_UPDATED, APIKEY_CREATED, APIKEY_REVOKED})
 # Deadlocks and serialization failures are worth a retry; so is anything about the connection.
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "08000", "08003", "08006"}
 
@@ -106,14 +133,22 @@ def dispatch_by_type(handlers: dict[str, EventHandler]) -> BatchHandler:
     return handle
 
 
+UnknownTenantPolicy = Literal["hold", "reject"]
+
+
 @dataclass
 class ConsumerSpec:
-    """One consumer group of a service: which topics, and the batch handler for their events."""
+    """One consumer group of a service: which topics, and the batch handler for their events.
+
+    ``unknown_tenants``: ``hold`` an event whose tenant this service has not heard of yet (its
+    copy of the registry arrives on another topic, maybe later), or ``reject`` it at once to the
+    DLQ, for the service that owns the registry (the trigger), where unknown means nonexistent."""
 
     name: str
     topics: Sequence[str]
     handle: BatchHandler
     allowed_types: frozenset[str] | None = None
+    unknown_tenants: UnknownTenantPolicy = "hold"
 
 
 @dataclass
@@ -142,6 +177,9 @@ class ConsumerRunner:
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self.started = asyncio.Event()
+        self.unknown_tenant_hold = timedelta(seconds=settings.unknown_tenant_hold_seconds)
+        self._max_message_bytes = settings.consumer_max_message_bytes
+        self._held_waiting = asyncio.Event()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -163,6 +201,7 @@ class ConsumerRunner:
         await consumer.start()
         self.started.set()
         log.info("consumer.started", extra={"group": self.group_id, "topics": list(self.spec.topics)})
+        releasing = asyncio.create_task(self._release_held_loop(), name=f"held-{self.group_id}")
         try:
             while not self._stopping.is_set():
                 batches = await consumer.getmany(
@@ -173,6 +212,9 @@ class ConsumerRunner:
                 with self._metrics.batch_seconds.labels(self.spec.name).time():
                     await self._handle_batches(batches)
         finally:
+            releasing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await releasing
             await consumer.stop()
             log.info("consumer.stopped", extra={"group": self.group_id})
 
@@ -182,10 +224,21 @@ class ConsumerRunner:
         items: list[_Item] = []
         for records in batches.values():
             for record in records:
+                size = len(record.value or b"")
+                if size > self._max_message_bytes:
+                    # Not even decoded: a message this size is a mistake or an attack, not an event.
+                    await self._dead_letter(
+                        record,
+                        "too_large",
+                        f"message of {size} bytes exceeds CONSUMER_MAX_MESSAGE_BYTES "
+                        f"({self._max_message_bytes})",
+                    )
+                    continue
                 try:
                     event = decode_kafka(record.headers, record.value, allowed_types=self.spec.allowed_types)
+                    _check_tenant_id(event)
                 except InvalidEvent as error:
-                    await self._dead_letter(record, error.reason)
+                    await self._dead_letter(record, "invalid", error.reason)
                     continue
                 items.append(_Item(record, event))
         if items:
@@ -199,20 +252,29 @@ class ConsumerRunner:
         while True:
             try:
                 async with self._database.uow() as uow:
-                    fresh = await uow.claim(self.spec.name, [item.event for item in items])
-                    if fresh:
-                        await self.spec.handle(fresh, uow)
+                    fresh, held, unknown = await self._handle_known(uow, items)
                     await uow.commit()
+                if held:
+                    self._held_waiting.set()
                 fresh_ids = {(event.tenant_id, event.id) for event in fresh}
                 for item in items:
-                    outcome = (
-                        "processed" if (item.event.tenant_id, item.event.id) in fresh_ids else "duplicate"
-                    )
+                    key = (item.event.tenant_id, item.event.id)
+                    outcome = "processed" if key in fresh_ids else "held" if key in held else "duplicate"
+                    if key in unknown:
+                        outcome = "dead_lettered"
                     self._metrics.consumed.labels(item.record.topic, outcome).inc()
+                for item in items:
+                    if (item.event.tenant_id, item.event.id) in unknown:
+                        await self._dead_letter(
+                            item.record,
+                            "unknown_tenant",
+                            f"tenantid: no tenant {item.event.tenant_id!r} exists",
+                            count_consumed=False,
+                        )
                 return
             except RejectEvent as error:
                 if len(items) == 1:
-                    await self._dead_letter(items[0].record, f"rejected: {error.reason}")
+                    await self._dead_letter(items[0].record, "rejected", f"rejected: {error.reason}")
                     return
                 await self._one_by_one(items)
                 return
@@ -229,7 +291,7 @@ class ConsumerRunner:
                 if len(items) == 1:
                     log.exception("consumer.handler_failed", extra={"group": self.group_id})
                     await self._dead_letter(
-                        items[0].record, f"handler failed: {type(error).__name__}: {error}"
+                        items[0].record, "handler_failed", f"handler failed: {type(error).__name__}: {error}"
                     )
                     return
                 # Find the one bad event without losing the good ones in its batch.
@@ -240,37 +302,285 @@ class ConsumerRunner:
         for item in items:
             await self._process([item])
 
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+    async def _handle_known(
+        self, uow: UnitOfWork, items: list[_Item]
+    ) -> tuple[list[Event[Contract]], set[tuple[str, str]], set[tuple[str, str]]]:
+        """Handle the batch's events whose tenant is known; hold (or, for the registry's owner,
+        reject) the others. Returns (handled, held, unknown-to-reject) event keys.
+
+        The registry's own events go first, so that a tenant created in this very batch is known
+        to the rest of it. An event of a tenant that still has events held is held too, behind
+        them: a tenant's events are handled in the order they arrived."""
+        tenancy = [item.event for item in items if item.event.type in TENANCY_TYPES]
+        scoped = [item for item in items if item.event.type not in TENANCY_TYPES]
+        fresh = await uow.claim(self.spec.name, tenancy)
+        if fresh:
+            await self.spec.handle(fresh, uow)
+        tenant_ids = {item.event.tenant_id for item in scoped}
+        known = await _known_tenants(uow, tenant_ids)
+        waiting = await _tenants_with_held(uow, self.spec.name, known)
+        held: set[tuple[str, str]] = set()
+        unknown: set[tuple[str, str]] = set()
+        ready: list[Event[Contract]] = []
+        rows = []
+        for item in scoped:
+            key = (item.event.tenant_id, item.event.id)
+            if item.event.tenant_id in known and item.event.tenant_id not in waiting:
+                ready.append(item.event)
+            elif self.spec.unknown_tenants == "reject" and item.event.tenant_id not in known:
+                unknown.add(key)
+            elif key not in held:
+                held.add(key)
+                rows.append(_held_row(self.spec.name, item))
+        if rows:
+            await uow.session.execute(insert(uow.tables.held_events), rows)
+            log.info("consumer.held", extra={"group": self.group_id, "events": len(rows)})
+        handled = await uow.claim(self.spec.name, ready)
+        if handled:
+            await self.spec.handle(handled, uow)
+        return fresh + handled, held, unknown
+
+    async def _release_held_loop(self) -> None:
+        """Hand held events to the handler once their tenant is known; dead-letter those whose
+        tenant never came. Every second while anything is held; woken when something is."""
+        self._held_waiting.set()  # held before a restart
+        delay = 1.0
+        while not self._stopping.is_set():
+            self._held_waiting.clear()
+            try:
+                remaining = await self.release_held()
+                delay = 1.0
+            except Exception as error:
+                log.warning(
+                    "consumer.release_retrying", extra={"group": self.group_id, "error": repr(error)[:300]}
+                )
+                remaining = 1
+                delay = min(delay * 2, 10.0)
+            if remaining:
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._held_waiting.wait(), 30)
+
+    async def release_held(self, *, now: datetime | None = None, limit: int = 500) -> int:
+        """One pass over the held events, oldest first; returns how many are still held."""
+        table = self._database.tables.held_events
+        now = now or datetime.now(UTC)
+        async with self._database.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(table.c.id, table.c.tenant_id, table.c.held_at)
+                    .where(table.c.consumer == self.spec.name)
+                    .order_by(table.c.id)
+                    .limit(limit)
+                )
+            ).all()
+            if not rows:
+                return 0
+            table_tenants = self._database.tables.tenants
+            known_ids = await session.scalars(
+                select(table_tenants.c.id).where(
+                    table_tenants.c.id.in_({uuid.UUID(row.tenant_id) for row in rows})
+                )
+            )
+            known = {str(tenant_id) for tenant_id in known_ids}
+        blocked: set[str] = set()
+        ready: list[int] = []
+        expired: list[int] = []
+        for row in rows:
+            if row.tenant_id in known and row.tenant_id not in blocked:
+                ready.append(row.id)
+            elif row.tenant_id not in known and row.held_at < now - self.unknown_tenant_hold:
+                expired.append(row.id)
+            else:
+                # Keep the tenant's order: nothing of it goes before what still waits.
+                blocked.add(row.tenant_id)
+        if ready:
+            try:
+                await self._release(ready)
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                # Find the one the handler refuses without holding back the others.
+                for row_id in ready:
+                    await self._release_one(row_id)
+            log.info("consumer.released", extra={"group": self.group_id, "events": len(ready)})
+        for row_id in expired:
+            await self._dead_letter_held(row_id, "unknown_tenant", None)
+        return len(rows) - len(ready) - len(expired)
+
+    async def _release(self, row_ids: list[int]) -> None:
+        table = self._database.tables.held_events
+        async with self._database.uow() as uow:
+            rows = (
+                await uow.session.execute(
+                    delete(table).where(table.c.id.in_(row_ids)).returning(table.c.id, table.c.payload)
+                )
+            ).all()
+            events = [decode_structured(row.payload) for row in sorted(rows, key=lambda row: row.id)]
+            handled = await uow.claim(self.spec.name, events)
+            if handled:
+                await self.spec.handle(handled, uow)
+            await uow.commit()
+
+    async def _release_one(self, row_id: int) -> None:
+        try:
+            await self._release([row_id])
+        except RejectEvent as error:
+            await self._dead_letter_held(row_id, "rejected", f"rejected: {error.reason}")
+        except Exception as error:
+            if is_transient(error):
+                raise
+            log.exception("consumer.handler_failed", extra={"group": self.group_id})
+            await self._dead_letter_held(
+                row_id, "handler_failed", f"handler failed: {type(error).__name__}: {error}"
+            )
+
+    async def _dead_letter_held(self, row_id: int, code: DlqCode, reason: str | None) -> None:
+        table = self._database.tables.held_events
+        async with self._database.sessions() as session:
+            row = (await session.execute(select(table).where(table.c.id == row_id))).first()
+        if row is None:
+            return
+        if reason is None:
+            reason = (
+                f"tenantid: no tenant {row.tenant_id!r} became known within "
+                f"{int(self.unknown_tenant_hold.total_seconds())} s (UNKNOWN_TENANT_HOLD_SECONDS)"
+            )
+        await self._send_dead_letter(
+            topic=row.topic,
+            partition=row.partition,
+            offset=row.offset,
+            key=row.key,
+            value=row.payload,
+            original_headers=[],
+            code=code,
+            reason=reason,
+        )
+        async with self._database.sessions() as session, session.begin():
+            await session.execute(delete(table).where(table.c.id == row_id))
+        self._metrics.consumed.labels(row.topic, "dead_lettered").inc()
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], code: DlqCode, reason: str, *, count_consumed: bool = True
+    ) -> None:
+        await self._send_dead_letter(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value or b"",
+            original_headers=list(record.headers or ()),
+            code=code,
+            reason=reason,
+        )
+        if count_consumed:
+            self._metrics.consumed.labels(record.topic, "dead_lettered").inc()
+
+    async def _send_dead_letter(
+        self,
+        *,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes,
+        original_headers: list[tuple[str, bytes]],
+        code: DlqCode,
+        reason: str,
+    ) -> None:
+        """Copy a message into ``<topic>.dlq`` with why, and where it came from. What fits: a
+        message too large for the broker is copied truncated, with its original size, so that it
+        is dead-lettered and the group moves on instead of retrying it forever."""
         reason = reason[:1000]
-        headers = [(k, v) for k, v in (record.headers or ()) if not k.startswith("nps-dlq-")]
-        headers += [
+        size = len(value)
+        kept = [
+            (k, v)
+            for k, v in original_headers
+            if not k.startswith("nps-dlq-") and len(k) + len(v) <= _DLQ_HEADER_BYTES
+        ]
+        truncated = size + sum(len(k) + len(v) for k, v in kept) > DLQ_WHOLE_BYTES
+        headers = [
+            *kept,
             (DLQ_REASON, reason.encode()),
-            ("nps-dlq-topic", record.topic.encode()),
-            ("nps-dlq-partition", str(record.partition).encode()),
-            ("nps-dlq-offset", str(record.offset).encode()),
+            (DLQ_CODE, code.encode()),
+            ("nps-dlq-topic", topic.encode()),
+            ("nps-dlq-partition", str(partition).encode()),
+            ("nps-dlq-offset", str(offset).encode()),
             ("nps-dlq-consumer", self.group_id.encode()),
             ("nps-dlq-at", datetime.now(UTC).isoformat().encode()),
+            ("nps-dlq-original-size", str(size).encode()),
+            ("nps-dlq-truncated", b"true" if truncated else b"false"),
         ]
+        copy = value[:DLQ_COPY_BYTES] if truncated else value
+        if key is not None and len(key) > _DLQ_HEADER_BYTES:
+            key = key[:_DLQ_HEADER_BYTES]
         delay = 0.2
         while True:
             try:
-                await self._producer.send_and_wait(
-                    dlq(record.topic), record.value or b"", key=record.key, headers=headers
-                )
+                await self._producer.send_and_wait(dlq(topic), copy, key=key, headers=headers)
                 break
             except KafkaError as error:
-                log.warning("dlq.retrying", extra={"topic": record.topic, "error": repr(error)[:300]})
+                if not getattr(error, "retriable", False) and not isinstance(error, KafkaConnectionError):
+                    if copy:
+                        # Refused as such (e.g. a broker with a smaller size limit): the facts alone.
+                        log.warning("dlq.copy_refused", extra={"topic": topic, "error": repr(error)[:300]})
+                        copy = b""
+                        headers = [h for h in headers if h[0] != "nps-dlq-truncated"]
+                        headers.append(("nps-dlq-truncated", b"true"))
+                        continue
+                    log.error(
+                        "dlq.refused", extra={"topic": topic, "offset": offset, "error": repr(error)[:300]}
+                    )
+                    break
+                log.warning("dlq.retrying", extra={"topic": topic, "error": repr(error)[:300]})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        short_reason = reason.split(":", 1)[0][:60]
-        self._metrics.dead_lettered.labels(record.topic, short_reason).inc()
-        self._metrics.consumed.labels(record.topic, "dead_lettered").inc()
+        self._metrics.dead_lettered.labels(topic, code).inc()
         log.warning(
             "consumer.dead_lettered",
-            extra={
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "reason": reason,
-            },
+            extra={"topic": topic, "partition": partition, "offset": offset, "code": code, "reason": reason},
         )
+
+
+def _check_tenant_id(event: Event[Contract]) -> None:
+    """Every tenant is a UUID; anything else can never become known, so it is invalid at once."""
+    try:
+        uuid.UUID(event.tenant_id)
+    except ValueError:
+        raise InvalidEvent(f"tenantid: {event.tenant_id[:100]!r} is not a tenant id") from None
+
+
+async def _known_tenants(uow: UnitOfWork, tenant_ids: set[str]) -> set[str]:
+    if not tenant_ids:
+        return set()
+    table = uow.tables.tenants
+    rows = await uow.session.scalars(
+        select(table.c.id).where(table.c.id.in_([uuid.UUID(t) for t in tenant_ids]))
+    )
+    return {str(tenant_id) for tenant_id in rows}
+
+
+async def _tenants_with_held(uow: UnitOfWork, consumer: str, tenant_ids: set[str]) -> set[str]:
+    if not tenant_ids:
+        return set()
+    table = uow.tables.held_events
+    rows = await uow.session.scalars(
+        select(table.c.tenant_id)
+        .distinct()
+        .where(table.c.consumer == consumer, table.c.tenant_id.in_(sorted(tenant_ids)))
+    )
+    return set(rows)
+
+
+def _held_row(consumer: str, item: _Item) -> dict[str, Any]:
+    return {
+        "consumer": consumer,
+        "tenant_id": item.event.tenant_id,
+        "event_id": item.event.id,
+        "topic": item.record.topic,
+        "partition": item.record.partition,
+        "offset": item.record.offset,
+        "key": item.record.key,
+        "payload": item.event.envelope.to_json(),
+    }

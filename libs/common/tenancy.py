@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from libs.common.db import Database, UnitOfWork
@@ -29,10 +29,12 @@ from libs.common.events import (
     APIKEY_CREATED,
     APIKEY_REVOKED,
     TENANT_CREATED,
+    TENANT_UPDATED,
     ApiKeyCreated,
     ApiKeyRevoked,
     Event,
     TenantCreated,
+    TenantUpdated,
 )
 from libs.common.kafka import EventHandler
 
@@ -122,13 +124,27 @@ async def on_tenant_created(event: Event[TenantCreated], uow: UnitOfWork) -> Non
         "name": data.name,
         "owner_email": data.owner_email,
         "created_at": data.created_at,
+        "display_name": data.display_name,
     }
     await uow.session.execute(
         pg_insert(table)
         .values(**values)
         .on_conflict_do_update(
-            index_elements=[table.c.id], set_={"name": data.name, "owner_email": data.owner_email}
+            index_elements=[table.c.id],
+            set_={"name": data.name, "owner_email": data.owner_email, "display_name": data.display_name},
         )
+    )
+
+
+async def on_tenant_updated(event: Event[TenantUpdated], uow: UnitOfWork) -> None:
+    """The whole current state, so applying a repeat changes nothing. An update cannot come before
+    its tenant's creation: both travel in order on the one partition of ``nps.tenants``."""
+    data = event.data
+    table = uow.tables.tenants
+    await uow.session.execute(
+        table.update()
+        .where(table.c.id == data.tenant_id)
+        .values(name=data.name, owner_email=data.owner_email, display_name=data.display_name)
     )
 
 
@@ -155,6 +171,7 @@ async def on_api_key_revoked(event: Event[ApiKeyRevoked], uow: UnitOfWork) -> No
 
 TENANCY_HANDLERS: dict[str, EventHandler] = {
     TENANT_CREATED: on_tenant_created,
+    TENANT_UPDATED: on_tenant_updated,
     APIKEY_CREATED: on_api_key_created,
     APIKEY_REVOKED: on_api_key_revoked,
 }
@@ -163,4 +180,13 @@ TENANCY_HANDLERS: dict[str, EventHandler] = {
 async def tenant_owner_email(uow: UnitOfWork, tenant_id: uuid.UUID) -> str | None:
     table = uow.tables.tenants
     value = await uow.session.scalar(select(table.c.owner_email).where(table.c.id == tenant_id))
+    return value
+
+
+async def tenant_display_name(uow: UnitOfWork, tenant_id: uuid.UUID) -> str | None:
+    """How the company is named to its customers: its display name, else its name."""
+    table = uow.tables.tenants
+    value: str | None = await uow.session.scalar(
+        select(func.coalesce(table.c.display_name, table.c.name)).where(table.c.id == tenant_id)
+    )
     return value

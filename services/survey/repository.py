@@ -95,7 +95,9 @@ async def tenant_names(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -
     if not tenant_ids:
         return {}
     table = COMMON.tenants
-    rows = await session.execute(select(table.c.id, table.c.name).where(table.c.id.in_(set(tenant_ids))))
+    # Emails and pages name the company as its customers know it; the slug only if it has no other.
+    named = func.coalesce(table.c.display_name, table.c.name).label("name")
+    rows = await session.execute(select(table.c.id, named).where(table.c.id.in_(set(tenant_ids))))
     return {row.id: row.name for row in rows}
 
 
@@ -170,14 +172,49 @@ async def reschedule(session: AsyncSession, retries: Sequence[tuple[uuid.UUID, i
     )
 
 
-async def fail(session: AsyncSession, failures: Sequence[tuple[uuid.UUID, int, str]]) -> None:
-    """(id, attempts of our claim, error). Only while our claim stands: if the invitation was
-    reclaimed since, or answered, the newer state wins over our failure."""
+async def fail(session: AsyncSession, failures: Sequence[tuple[uuid.UUID, int, str, str]]) -> Sequence[Any]:
+    """(id, attempts of our claim, error, reason code). Only while our claim stands: if the
+    invitation was reclaimed since, or answered, the newer state wins over our failure. Returns
+    the invitations marked failed just now."""
     if not failures:
+        return []
+    batch = values(
+        column("id", Uuid),
+        column("attempts", Integer),
+        column("error", String),
+        column("reason", String),
+        name="failures",
+    ).data(list(failures))
+    result = await session.execute(
+        update(_INVITATIONS)
+        .where(
+            _INVITATIONS.c.id == batch.c.id,
+            _INVITATIONS.c.status == InvitationStatus.SENDING.value,
+            _INVITATIONS.c.attempts == batch.c.attempts,
+        )
+        .values(
+            status=InvitationStatus.FAILED.value,
+            sending_started_at=None,
+            last_error=batch.c.error,
+            failure_reason=batch.c.reason,
+        )
+        .returning(_INVITATIONS.c.id)
+    )
+    failed: Sequence[Any] = result.all()
+    return failed
+
+
+async def put_back(session: AsyncSession, waits: Sequence[tuple[uuid.UUID, int, datetime]]) -> None:
+    """(id, attempts of our claim, slot): back to ``scheduled`` for the slot the tenant's sending
+    rate gave it, with the claim's attempt given back. Fenced by the claim, like :func:`fail`."""
+    if not waits:
         return
     batch = values(
-        column("id", Uuid), column("attempts", Integer), column("error", String), name="failures"
-    ).data(list(failures))
+        column("id", Uuid),
+        column("attempts", Integer),
+        column("send_at", DateTime(timezone=True)),
+        name="waits",
+    ).data(list(waits))
     await session.execute(
         update(_INVITATIONS)
         .where(
@@ -185,7 +222,12 @@ async def fail(session: AsyncSession, failures: Sequence[tuple[uuid.UUID, int, s
             _INVITATIONS.c.status == InvitationStatus.SENDING.value,
             _INVITATIONS.c.attempts == batch.c.attempts,
         )
-        .values(status=InvitationStatus.FAILED.value, sending_started_at=None, last_error=batch.c.error)
+        .values(
+            status=InvitationStatus.SCHEDULED.value,
+            send_at=batch.c.send_at,
+            sending_started_at=None,
+            attempts=_INVITATIONS.c.attempts - 1,
+        )
     )
 
 
@@ -206,9 +248,10 @@ async def invitation_by_token_hash(session: AsyncSession, token_hash: str) -> An
                 Invitation.touchpoint,
                 Invitation.token_hash,
                 Invitation.expires_at,
+                Invitation.sent_at,
                 Invitation.responded_at,
                 Invitation.unsubscribed_at,
-                tenants.c.name.label("tenant_name"),
+                func.coalesce(tenants.c.display_name, tenants.c.name).label("tenant_name"),
                 Response.score,
                 Response.comment,
                 Response.recommended,
@@ -469,13 +512,13 @@ async def cancel_scheduled(session: AsyncSession, invitations: Sequence[tuple[uu
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def invitations_for_customer(
-    session: AsyncSession, tenant_id: uuid.UUID, customer_id: str, limit: int
+async def invitations_of_tenant(
+    session: AsyncSession, tenant_id: uuid.UUID, *, customer: str | None, status: str | None, limit: int
 ) -> Sequence[Invitation]:
-    result = await session.scalars(
-        select(Invitation)
-        .where(Invitation.tenant_id == tenant_id, Invitation.customer_id == customer_id)
-        .order_by(Invitation.created_at.desc(), Invitation.id)
-        .limit(limit)
-    )
+    query = select(Invitation).where(Invitation.tenant_id == tenant_id)
+    if customer is not None:
+        query = query.where(Invitation.customer_id == customer)
+    if status is not None:
+        query = query.where(Invitation.status == status)
+    result = await session.scalars(query.order_by(Invitation.created_at.desc(), Invitation.id).limit(limit))
     return result.all()

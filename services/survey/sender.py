@@ -42,11 +42,12 @@ from services.survey.domain.delivery import (
     Retry,
     RetryPolicy,
     Sent,
+    Wait,
     after_failure,
     before_sending,
     scrub,
 )
-from services.survey.domain.ratelimit import TokenBucket
+from services.survey.domain.pacing import Pace
 from services.survey.domain.tokens import survey_token
 from services.survey.handlers import ClaimedInvitation, questions_in
 from services.survey.rendering import Recipient, invitation_email
@@ -59,6 +60,16 @@ EMAILS = Counter(
     ["outcome"],
 )
 REMINDERS = Counter("nps_survey_reminders_total", "Reminder emails by outcome: sent, failed", ["outcome"])
+FAILED = Counter(
+    "nps_survey_invitations_failed_total",
+    "Invitations given up for good, by reason: expired, attempts_exhausted, refused, recipient_refused, "
+    "suppressed, unbuildable, tenant_unknown",
+    ["reason"],
+)
+RATE_WAITS = Counter(
+    "nps_survey_rate_waits_total",
+    "Invitations put back for a later slot by the tenant's sending rate (no attempt spent)",
+)
 
 
 class Signer:
@@ -108,7 +119,7 @@ class Sender:
         self._sending_timeout = timedelta(seconds=settings.sending_timeout_seconds)
         self._slots = asyncio.Semaphore(settings.send_concurrency)
         self._signer = Signer(settings)
-        self._rates: dict[object, TokenBucket] = {}
+        self._paces: dict[object, Pace] = {}
         # Deliveries accepted by the server and not yet recorded; see _note_sent.
         self._accepted: list[tuple[ClaimedInvitation, Outcome]] = []
         self._recording: asyncio.Task[None] | None = None
@@ -150,12 +161,14 @@ class Sender:
                 attempts=invitation.attempts, expires_at=invitation.expires_at, now=now, policy=self._policy
             )
             if verdict is None and invitation.suppressed:
-                verdict = Failed("not sent: the address unsubscribed, bounced or complained")
+                verdict = Failed("not sent: the address unsubscribed, bounced or complained", "suppressed")
+            if verdict is None and invitation.tenant_name is None:
+                verdict = Failed("not sent: no such tenant", "tenant_unknown")
             if verdict is None:
                 wait = self._rate(invitation)
                 if wait > 0:
-                    # Over the tenant's rate: back in line for when it has room, not a failed try.
-                    verdict = Retry(now + timedelta(seconds=wait), "waiting for the tenant's sending rate")
+                    # Over the tenant's rate: back in line for its slot. Waiting is not failing.
+                    verdict = Wait(now + timedelta(seconds=wait))
             if verdict is None:
                 to_send.append(invitation)
             else:
@@ -182,14 +195,13 @@ class Sender:
         return len(claimed)
 
     def _rate(self, invitation: ClaimedInvitation) -> float:
+        """0 to send now, else the seconds until this invitation's slot in its tenant's rate."""
         per_minute = invitation.look.send_rate_per_minute
-        bucket = self._rates.get(invitation.tenant_id)
+        pace = self._paces.get(invitation.tenant_id)
         now = time.monotonic()
-        if bucket is None or bucket.rate_per_second != per_minute / 60:
-            bucket = self._rates[invitation.tenant_id] = TokenBucket.full(
-                per_minute / 60, max(1.0, per_minute / 6), now
-            )
-        return bucket.take(now)
+        if pace is None or pace.rate_per_second != per_minute / 60:
+            pace = self._paces[invitation.tenant_id] = Pace.per_minute(per_minute, now)
+        return pace.slot(invitation.id, now)
 
     async def _deliver(self, invitation: ClaimedInvitation, *, reminder: bool = False) -> Outcome:
         settings = self._settings
@@ -210,7 +222,9 @@ class Sender:
                 )
                 signed = self._signer.sign(message)
             except ValueError as error:
-                return Failed(scrub(f"cannot build the message: {type(error).__name__}: {error}"))
+                return Failed(
+                    scrub(f"cannot build the message: {type(error).__name__}: {error}"), "unbuildable"
+                )
             try:
                 if signed is None:
                     await send_email(
@@ -306,6 +320,8 @@ class Sender:
             if isinstance(outcome, Sent):
                 EMAILS.labels("sent").inc()
                 log.info("invitation.sent", extra=fields)
+            elif isinstance(outcome, Wait):
+                RATE_WAITS.inc()
             elif isinstance(outcome, Retry):
                 EMAILS.labels("retry").inc()
                 log.warning(
@@ -314,7 +330,10 @@ class Sender:
                 )
             else:
                 EMAILS.labels("failed").inc()
-                log.warning("invitation.failed", extra={**fields, "error": outcome.error})
+                FAILED.labels(outcome.reason).inc()
+                log.warning(
+                    "invitation.failed", extra={**fields, "reason": outcome.reason, "error": outcome.error}
+                )
 
 
 def _unrecorded(outcomes: list[tuple[ClaimedInvitation, Outcome]]) -> list[tuple[ClaimedInvitation, Outcome]]:

@@ -33,9 +33,14 @@ def build(settings: TriggerSettings) -> ServiceDefinition:
                 topics=[topics.PURCHASES, topics.TICKETS, topics.CUSTOMERS],
                 handle=intake,
                 allowed_types=handlers.ACCEPTED_TYPES,
+                # The trigger owns the registry: a tenant it does not know does not exist.
+                unknown_tenants="reject",
             ),
             ConsumerSpec(
-                name="responses", topics=[topics.SURVEY_EVENTS], handle=handlers.on_survey_responded
+                name="responses",
+                topics=[topics.SURVEY_EVENTS],
+                handle=handlers.on_survey_events,
+                unknown_tenants="reject",
             ),
         ],
         loops=[("account-cohorts", handlers.cohort_loop)],

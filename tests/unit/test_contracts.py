@@ -101,6 +101,18 @@ SAMPLES: dict[str, Contract] = {
         case_id=ID, status="contacted", breached=False, updated_at=NOW
     ),
     events.TENANT_CREATED: events.TenantCreated(tenant_id=ID, name="acme", created_at=NOW),
+    events.TENANT_UPDATED: events.TenantUpdated(
+        tenant_id=ID, name="acme", display_name="Acme Inc.", owner_email=None, updated_at=NOW
+    ),
+    events.SURVEY_FAILED: events.SurveyFailed(
+        invitation_id=ID,
+        customer_id="c1",
+        touchpoint="webshop-purchase",
+        at=NOW,
+        reason="expired",
+        detail="expired before it could be sent",
+    ),
+    events.SUPPRESSION_LIFTED: events.SuppressionLifted(customer_id="c1", email="jane@example.com", at=NOW),
     events.APIKEY_CREATED: events.ApiKeyCreated(
         key_id="0123456789abcdef", tenant_id=ID, key_hash="a" * 64, created_at=NOW
     ),
@@ -182,3 +194,20 @@ def test_a_tombstone_is_refused() -> None:
 def test_an_unsubscribe_names_the_customer_or_the_address() -> None:
     with pytest.raises(ValueError, match="customer_id or email"):
         events.CustomerUnsubscribed(reason="complaint")
+
+
+def test_a_nul_character_anywhere_in_an_event_is_refused_naming_where() -> None:
+    raw = {
+        "specversion": "1.0",
+        "id": "e1",
+        "source": "/shop",
+        "type": events.PURCHASE_COMPLETED,
+        "tenantid": str(ID),
+        "data": {"order_id": "1", "customer_id": "c1", "name": "Jane\u0000Doe"},
+    }
+    with pytest.raises(events.InvalidEvent) as refused:
+        events.validate(json.loads(json.dumps(raw).replace("\\\\u0000", "\\u0000")))
+    assert refused.value.reason == "data.name: must not contain the NUL character (\\u0000)"
+    with pytest.raises(events.InvalidEvent) as in_a_key:
+        events.validate({**raw, "data": {"order_id": "1", "customer_id": "c1", "x\x00": 1}})
+    assert in_a_key.value.reason.startswith("data.<key>: must not contain")

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from libs.common.events import FailureReason
+
 
 class InvitationStatus(StrEnum):
     SCHEDULED = "scheduled"
@@ -45,13 +47,25 @@ class Retry:
 
 
 @dataclass(frozen=True, slots=True)
+class Wait:
+    """Held back by the tenant's sending rate until ``at``: not a try, so no attempt is spent."""
+
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     error: str
-    #: The receiving server refused the address itself: a hard bounce, the address is dead.
-    hard_bounce: bool = False
+    #: Why, from the closed set in ``libs.common.events.FailureReason``: counted and reported.
+    reason: FailureReason = "refused"
+
+    @property
+    def hard_bounce(self) -> bool:
+        """The receiving server refused the address itself: the address is dead."""
+        return self.reason == "recipient_refused"
 
 
-Outcome = Sent | Retry | Failed
+Outcome = Sent | Retry | Wait | Failed
 
 
 def before_sending(
@@ -63,9 +77,9 @@ def before_sending(
     without an outcome (the process died mid-send), so stop rather than loop on it forever.
     """
     if now >= expires_at:
-        return Failed("expired before it could be sent")
+        return Failed("expired before it could be sent", "expired")
     if attempts > policy.max_attempts:
-        return Failed(f"no outcome recorded after {policy.max_attempts} attempts")
+        return Failed(f"no outcome recorded after {policy.max_attempts} attempts", "attempts_exhausted")
     return None
 
 
@@ -80,9 +94,9 @@ def after_failure(
 ) -> Retry | Failed:
     error = scrub(error)
     if permanent:
-        return Failed(error, hard_bounce=recipient_refused)
+        return Failed(error, "recipient_refused" if recipient_refused else "refused")
     if attempts >= policy.max_attempts:
-        return Failed(f"gave up after {attempts} attempts: {error}")
+        return Failed(f"gave up after {attempts} attempts: {error}", "attempts_exhausted")
     return Retry(now + policy.delay(attempts), error)
 
 
