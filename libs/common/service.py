@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import MetaData
 
 from libs.common import http
@@ -200,7 +200,16 @@ def create_app(runtime: Runtime) -> FastAPI:
             await runtime.stop()
 
     app = FastAPI(
-        title=definition.title, description=definition.description, version="1.0", lifespan=lifespan
+        title=definition.title,
+        description=definition.description,
+        version="1.0",
+        lifespan=lifespan,
+        # Served from the platform's own files by http.install: the defaults load from a CDN.
+        docs_url=None,
+        redoc_url=None,
+        # A redirect to the added or dropped slash would echo the request's Host header.
+        redirect_slashes=False,
+        dependencies=[Depends(http.reject_nul_bytes)],
     )
     http.install(app, runtime)
     for router in definition.routers:

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common.http import Tenant, UoW
+from libs.common.http import Tenant, UoW, error_responses
 from services.alerting import handlers, repository
 from services.alerting.domain.cases import CaseStatus, InvalidTransition
 from services.alerting.models import FollowupCase
@@ -103,7 +103,7 @@ async def get_case(tenant: Tenant, uow: UoW, case_id: uuid.UUID) -> CaseView:
     return CaseView.of(case)
 
 
-@router.patch("/{case_id}")
+@router.patch("/{case_id}", responses=error_responses(409))
 async def update_case(tenant: Tenant, uow: UoW, case_id: uuid.UUID, change: CaseChange) -> CaseView:
     """Mark a case `contacted` or `resolved`. A case goes open → contacted → resolved, or straight
     from open to resolved; anything else answers 409 naming the transition. Every change is

@@ -22,7 +22,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 
 from libs.common.db import UnitOfWork
-from libs.common.http import Tenant, UoW, runtime_of
+from libs.common.http import Tenant, UoW, error_responses, runtime_of
 from services.survey import handlers, repository
 from services.survey.config import SurveySettings
 from services.survey.domain.answers import (
@@ -49,9 +49,12 @@ RESPONSES = Counter(
 PUBLIC_LIMITED = Counter("nps_survey_public_limited_total", "Public page requests refused with 429")
 BOUNCES = Counter("nps_survey_bounce_reports_total", "Bounce reports received, by kind", ["kind"])
 
-public_router = APIRouter(tags=["survey pages"])
+# The pages answer their errors as pages, for the person holding the link.
+public_router = APIRouter(
+    tags=["survey pages"], responses=error_responses(404, 409, 410, 422, 429, media_type="text/html")
+)
 router = APIRouter(tags=["invitations"])
-bounce_router = APIRouter(tags=["bounces"])
+bounce_router = APIRouter(tags=["bounces"], responses=error_responses(400, 401, 404, 422))
 
 # The URL holds a credential: keep it out of caches, search engines and Referer headers, and let
 # the page load nothing but itself (and the tenant's logo).
@@ -190,6 +193,10 @@ async def _show(
 
 @public_router.get("/s/{token}", response_class=HTMLResponse)
 @public_router.head("/s/{token}", response_class=HTMLResponse, include_in_schema=False)
+# With a trailing slash too, the same page: no redirect, which would echo the Host header.
+@public_router.api_route(
+    "/s/{token}/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
+)
 async def survey_page(request: Request, token: str, uow: UoW) -> HTMLResponse:
     """The survey page of one invitation: the 0 to 10 scale. Records nothing.
 
@@ -202,6 +209,9 @@ async def survey_page(request: Request, token: str, uow: UoW) -> HTMLResponse:
 
 @public_router.get("/s/{token}/{score}", response_class=HTMLResponse)
 @public_router.head("/s/{token}/{score}", response_class=HTMLResponse, include_in_schema=False)
+@public_router.api_route(
+    "/s/{token}/{score}/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
+)
 async def survey_page_with_score(request: Request, token: str, score: str, uow: UoW) -> HTMLResponse:
     """Where the email's score buttons lead: the survey page with that score chosen. Records no
     score (mail scanners follow every link); the respondent confirms with the form. A GET counts
@@ -308,6 +318,9 @@ async def open_pixel(request: Request, token: str, uow: UoW) -> Response:
 
 @public_router.get("/u/{token}", response_class=HTMLResponse)
 @public_router.head("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
+@public_router.api_route(
+    "/u/{token}/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False
+)
 async def unsubscribe_page(request: Request, token: str, uow: UoW) -> HTMLResponse:
     """Asks to confirm; a GET never unsubscribes (scanners follow links)."""
     if (limited := _limited(request)) is not None:

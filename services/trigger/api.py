@@ -7,12 +7,13 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.events import Contract, Email, Event, InvalidEvent, validate
-from libs.common.http import Tenant, UoW, runtime_of
+from libs.common.http import Tenant, UoW, error_body, error_responses, runtime_of
 from services.trigger import handlers, repository
 from services.trigger.config import TriggerSettings
 from services.trigger.domain.touchpoints import DEFAULT_TOUCHPOINTS
@@ -122,9 +123,20 @@ async def post_events(tenant: Tenant, uow: UoW, settings: Settings, request: Req
         for status in ("accepted", "duplicate", "rejected")
     }
     if not valid:
-        detail = final[0]["error"] if single else final
-        return JSONResponse(status_code=422, content={"error": "invalid_event", "detail": detail})
+        problems = [_problem(None if single else index, r["error"]) for index, r in enumerate(final)]
+        return JSONResponse(status_code=422, content=error_body("invalid_event", "", problems))
     return JSONResponse(status_code=202, content={**counts, "results": final})
+
+
+def _problem(index: int | None, reason: str) -> dict[str, str]:
+    """A rejected event as one problem: the field its reason names first, e.g. ``[2].data.email``."""
+    prefix = "" if index is None else f"[{index}]"
+    if reason.startswith(prefix):
+        reason = reason[len(prefix) :].lstrip(":").strip()
+    location, separator, message = reason.partition(": ")
+    if not separator or " " in location:
+        return {"field": prefix or "body", "message": reason}
+    return {"field": f"{prefix}.{location}" if prefix else location, "message": message}
 
 
 def _rejected(raw: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -285,8 +297,13 @@ async def retire_touchpoint(tenant: Tenant, uow: UoW, name: TouchpointName) -> R
 # --- Admin --------------------------------------------------------------------------------------
 
 
-async def require_admin(request: Request) -> None:
-    presented = request.headers.get("x-admin-token", "")
+_admin_token = APIKeyHeader(
+    name="X-Admin-Token", auto_error=False, scheme_name="AdminToken", description="the platform's admin token"
+)
+
+
+async def require_admin(request: Request, token: Annotated[str | None, Security(_admin_token)]) -> None:
+    presented = token or ""
     expected = runtime_of(request).settings.admin_token.get_secret_value()
     if not presented or not hmac.compare_digest(presented.encode(), expected.encode()):
         raise HTTPException(401, "missing or wrong admin token: send 'X-Admin-Token'")
@@ -301,7 +318,7 @@ class NewTenant(BaseModel):
     owner_email: Email | None = Field(default=None, description="who gets follow-up cases by default")
 
 
-@admin_router.post("/tenants", status_code=201)
+@admin_router.post("/tenants", status_code=201, responses=error_responses(409))
 async def admin_create_tenant(_: Admin, uow: UoW, body: NewTenant) -> dict[str, str | None]:
     """Create a tenant. Every service learns of it through `tenant.created.v1`."""
     try:

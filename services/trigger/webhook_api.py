@@ -15,7 +15,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.events import InvalidEvent
-from libs.common.http import Tenant, UoW, error_body, runtime_of
+from libs.common.http import Tenant, UoW, error_body, error_responses, runtime_of
 from services.trigger import handlers, webhooks
 from services.trigger.config import TriggerSettings
 from services.trigger.webhooks import generic
@@ -138,7 +138,7 @@ async def delete_webhook(tenant: Tenant, uow: UoW, endpoint_id: str) -> Response
     return Response(status_code=204)
 
 
-@router.post("/v1/hooks/{platform}/{endpoint_id}", tags=["intake"])
+@router.post("/v1/hooks/{platform}/{endpoint_id}", tags=["intake"], responses=error_responses(400, 401))
 async def receive_webhook(
     platform: str, endpoint_id: str, request: Request, uow: UoW, settings: Settings
 ) -> JSONResponse:

@@ -221,7 +221,7 @@ async def test_tenant_settings_shape_the_email_and_bad_ones_are_refused(
         "/v1/survey-settings", json={"brand_colour": "red", "logo_url": "http://x"}, headers=tenant.headers
     )
     assert bad.status_code == 422
-    assert {"brand_colour", "logo_url"} <= {e["field"].split(".")[-1] for e in bad.json()["detail"]}
+    assert {"brand_colour", "logo_url"} <= {e["field"].split(".")[-1] for e in bad.json()["problems"]}
     assert (
         await service.client.put(
             "/v1/survey-settings", json={"default_language": "xx"}, headers=tenant.headers
