@@ -122,14 +122,29 @@ class EmbeddedKafka:
         raise TimeoutError(f"Tansu on {self.bootstrap} served no metadata in time: {last_error!r}")
 
 
-async def ensure_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
-    """Create each topic (name → partition count) that does not exist yet; existing ones are left alone."""
+async def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, exact: bool = False) -> None:
+    """Create each topic (name → partition count) that does not exist yet; existing ones are left alone.
+
+    With `exact`, an existing topic with another partition count is deleted and created again. That is
+    for a broker just restarted empty: Tansu creates a topic (with 4 partitions) for any client that
+    asks for it, and a service still connected may have asked before we could create it properly.
+    """
     if not topics:
         return
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        if exact:
+            described = await admin.describe_topics([name for name in topics if name in existing])
+            wrong = [
+                topic["topic"]
+                for topic in described
+                if topic["topic"] in topics and len(topic["partitions"]) != topics[topic["topic"]]
+            ]
+            if wrong:
+                await admin.delete_topics(wrong)
+                existing -= set(wrong)
         missing = [
             NewTopic(name, num_partitions=partitions, replication_factor=1)
             for name, partitions in topics.items()

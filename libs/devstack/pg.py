@@ -168,6 +168,16 @@ class _Cluster:
             self._socket_dir = running.socket_dir
             self._after_start()
 
+    def is_running(self) -> bool:
+        """Whether a postmaster serves this data dir (a killed one may linger as a zombie: not running)."""
+        postmaster = _read_postmaster(self.data_dir)
+        return postmaster is not None and _serves(postmaster.pid, self.data_dir)
+
+    @property
+    def pid(self) -> int | None:
+        postmaster = _read_postmaster(self.data_dir)
+        return postmaster.pid if postmaster is not None else None
+
     def stop(self) -> None:
         """Stop the server cleanly (`-m fast`: roll back open transactions, checkpoint, exit)."""
         with self._lock():

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 # Loaded up front: the forked child should only make the one system call, not run the dynamic loader.
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
@@ -86,3 +87,43 @@ def die_with_parent() -> None:
     # The parent may have died between fork and prctl; then nobody would ever send the signal.
     if os.getppid() != parent:
         os._exit(1)
+
+
+def become_subreaper() -> None:
+    """Adopt our descendants' orphans instead of leaving them to PID 1.
+
+    `pg_ctl` starts the postmaster and exits, so the postmaster is an orphan. Where PID 1 does not
+    reap (containers, micro-VMs) a postmaster killed outright stays a zombie, and Postgres refuses
+    to start on its data dir while that pid exists. As subreaper we get it, and `reap_orphans`
+    clears it. Linux only; elsewhere a no-op.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def reap_orphans(command_names: frozenset[str] = frozenset({"postgres"})) -> list[int]:
+    """Reap our exited children that nobody waits for: adopted orphans named in `command_names`.
+
+    Only those: the children asyncio started are reaped by its own watcher, and stealing their exit
+    status would make them look as if they had failed.
+    """
+    reaped: list[int] = []
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat_file:
+                stat = stat_file.read()
+        except OSError:
+            continue
+        name, _, rest = stat.partition("(")[2].rpartition(")")
+        fields = rest.split()
+        if len(fields) < 2 or fields[0] != "Z" or int(fields[1]) != me or name not in command_names:
+            continue
+        try:
+            os.waitpid(int(entry.name), os.WNOHANG)
+        except ChildProcessError:
+            continue
+        reaped.append(int(entry.name))
+    return reaped

@@ -2,8 +2,9 @@
 
 Starts embedded Postgres, Tansu (Kafka) and the SMTP sink unless `DATABASE_URL`,
 `KAFKA_BOOTSTRAP_SERVERS` or `SMTP_URL` point elsewhere, creates the topics, then runs the five
-services as separate processes, restarting any that dies. Ctrl-C or SIGTERM stops everything in
-reverse order. `<data-dir>/run/state.json` tells tests and tools what runs where.
+services as separate processes, restarting any that dies. The embedded servers it started are
+restarted too when they die (external ones are not ours to restart). Ctrl-C or SIGTERM stops
+everything in reverse order. `<data-dir>/run/state.json` tells tests and tools what runs where.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -19,7 +21,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +32,13 @@ import httpx
 from libs.common.topics import ALL_TOPICS
 from libs.devstack.kafka import EmbeddedKafka, ensure_topics
 from libs.devstack.pg import EmbeddedPostgres, PostgresError
-from libs.devstack.ports import die_with_parent, port_is_free, wait_for_port
+from libs.devstack.ports import (
+    become_subreaper,
+    die_with_parent,
+    port_is_free,
+    reap_orphans,
+    wait_for_port,
+)
 
 __all__ = ["SERVICES", "Stack", "StackConfig", "StackError", "main", "run"]
 
@@ -46,6 +54,9 @@ _SERVICE_STOP_TIMEOUT_S = 15.0
 _SINK_STOP_TIMEOUT_S = 5.0
 _CLI_TIMEOUT_S = 60.0
 _LOG_TAIL_LINES = 40
+_INFRA_POLL_S = 1.0
+# Waits before the 1st, 2nd, 3rd... attempt to restart a dead server; the last one repeats.
+_INFRA_RESTART_DELAYS_S = (1.0, 2.0, 5.0)
 
 
 class StackError(RuntimeError):
@@ -79,6 +90,8 @@ class _Service:
     env: dict[str, str] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
     exits: int = 0
+    # Set while the supervisor itself stops the service to start it again (a new broker epoch).
+    restarting: bool = False
 
     @property
     def running(self) -> bool:
@@ -106,6 +119,18 @@ def _without_password(url: str) -> str:
     userinfo, _, hostport = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}@{hostport}"))
+
+
+def _secret_in_file(path: Path) -> str:
+    """The secret kept in `path` (0600), made on first use."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as secret_file:
+        secret_file.write(secret + "\n")
+    return secret
 
 
 def _write_json_atomically(path: Path, content: Mapping[str, Any]) -> None:
@@ -149,12 +174,16 @@ class Stack:
         self._stop_requested = asyncio.Event()
         self._stopping = False
         self._publish_state = False
+        # Cleared while the services are held back: between stopping them and re-creating topics.
+        self._services_may_start = asyncio.Event()
+        self._services_may_start.set()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Bring everything up; returns once every service answers /readyz with 200."""
         self._claim_data_dir()
+        become_subreaper()
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.state_path.unlink(missing_ok=True)
         self._check_ports()
@@ -295,17 +324,91 @@ class Stack:
         log.info("smtp sink ready on %s, mail in %s", self.smtp_url, self.mail_dir)
 
     async def _watch_infrastructure(self) -> None:
-        # Not restarted: a fresh in-memory broker would silently lose every topic and offset.
-        reported: set[str] = set()
+        """Restart an embedded server we started when it dies, as an orchestrator would."""
         while True:
-            await asyncio.sleep(1.0)
-            if self._kafka is not None and not self._kafka.is_running() and "kafka" not in reported:
-                reported.add("kafka")
-                log.error("tansu exited; see %s", self._kafka.log_path)
+            await asyncio.sleep(_INFRA_POLL_S)
+            # A postmaster killed outright, and its backends, are our zombies until reaped.
+            await asyncio.to_thread(reap_orphans)
+            if self._postgres is not None and not await asyncio.to_thread(self._postgres.is_running):
+                log.error("postgres exited; restarting it on %s", self._postgres.data_dir)
+                await self._keep_trying("postgres", self._restart_postgres)
+            if self._kafka is not None and not self._kafka.is_running():
+                log.error("tansu exited; restarting it (see %s)", self._kafka.log_path)
+                await self._keep_trying("kafka", self._restart_kafka)
             sink = self._smtp_sink
-            if sink is not None and sink.returncode is not None and "smtp" not in reported:
-                reported.add("smtp")
-                log.error("smtp sink exited with %s; see %s", sink.returncode, self.logs_dir / "smtp.log")
+            if sink is not None and sink.returncode is not None:
+                log.error("smtp sink exited with %s; restarting it", sink.returncode)
+                await self._keep_trying("smtp sink", self._restart_smtp_sink)
+
+    async def _keep_trying(self, what: str, restart: Callable[[], Awaitable[None]]) -> None:
+        started = time.monotonic()
+        for attempt in itertools.count(1):
+            await asyncio.sleep(_INFRA_RESTART_DELAYS_S[min(attempt, len(_INFRA_RESTART_DELAYS_S)) - 1])
+            try:
+                await restart()
+            except Exception as exc:
+                log.warning("restarting %s failed (attempt %d): %s", what, attempt, str(exc)[:500])
+                continue
+            log.info("%s restarted in %.1fs", what, time.monotonic() - started)
+            self._write_state()
+            return
+
+    async def _restart_postgres(self) -> None:
+        """Same data dir, same socket: the services' pools (pool_pre_ping) reconnect by themselves."""
+        assert self._postgres is not None
+        await asyncio.to_thread(reap_orphans)
+        # Tracked like the first start, so a stop during the restart waits for it to finish.
+        self._postgres_starting = asyncio.ensure_future(asyncio.to_thread(self._postgres.start))
+        await asyncio.shield(self._postgres_starting)
+        if self._postgres.url != self.database_url:
+            log.warning("postgres came back on %s; restarting the services", self._postgres.url)
+            self.database_url = self._postgres.url
+            await self._restart_services({"DATABASE_URL": self.database_url})
+
+    async def _restart_kafka(self) -> None:
+        """A restarted Tansu is empty: no topics, no consumer offsets, none of the messages.
+
+        So the services are stopped, the topics created again, and the services started with a new
+        NPS_BROKER_EPOCH: each one then re-publishes its retained outbox into the new broker
+        (OutboxRelay._replay_into_new_broker) and its consumers read the topics from the start;
+        idempotency by event id makes the repeats no-ops. The services are stopped only once the new
+        broker is up, so while it is down the intake keeps accepting events into the outbox.
+        """
+        kafka = self._kafka
+        assert kafka is not None
+        if not kafka.is_running():
+            await kafka.start()
+            log.info("tansu is up again on %s; re-creating topics, restarting services", kafka.bootstrap)
+        await self._restart_services(
+            {"NPS_BROKER_EPOCH": str(kafka.started_at_ms)},
+            # After the old processes are gone, none of them can auto-create a topic behind our back.
+            while_stopped=lambda: ensure_topics(self.kafka_bootstrap, ALL_TOPICS, exact=True),
+        )
+
+    async def _restart_smtp_sink(self) -> None:
+        await self._stop_smtp_sink()
+        await self._start_smtp_sink()
+
+    async def _restart_services(
+        self,
+        env_changes: Mapping[str, str],
+        while_stopped: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Stop every service, run `while_stopped`, and let the supervisors start them with the new env."""
+        self._services_may_start.clear()
+        try:
+            running = [s for s in self.services.values() if s.process is not None and s.running]
+            for service in running:
+                service.restarting = True
+            await self._terminate([s.process for s in running if s.process is not None])
+            if while_stopped is not None:
+                await while_stopped()
+            for service in self.services.values():
+                service.env.update(env_changes)
+        finally:
+            # Also when re-creating topics failed: services that run are better than none, and the
+            # next attempt stops them again.
+            self._services_may_start.set()
 
     async def _stop_smtp_sink(self) -> None:
         sink, self._smtp_sink = self._smtp_sink, None
@@ -341,6 +444,10 @@ class Stack:
             "SMTP_URL": self.smtp_url,
             "NPS_ENV": "development",
             "NPS_ADMIN_TOKEN": self._admin_token(),
+            # Survey links are HMACs of tenant and event id: with a well-known key anyone could
+            # forge one. Kept in the data dir so links already sent keep working on the next run.
+            "SURVEY_TOKEN_SECRET": self.environ.get("SURVEY_TOKEN_SECRET")
+            or _secret_in_file(self.data_dir / "survey_token_secret"),
             # An explicit public URL (a tunnel, a LAN address) wins over the local one.
             "SURVEY_PUBLIC_URL": self.environ.get("SURVEY_PUBLIC_URL") or survey.url,
             "PYTHONUNBUFFERED": "1",
@@ -358,18 +465,12 @@ class Stack:
             return from_env
         path = self.data_dir / "admin_token"
         self.admin_token_source = str(path)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_text().strip()
-        token = secrets.token_urlsafe(32)
-        with os.fdopen(fd, "w") as token_file:
-            token_file.write(token + "\n")
-        return token
+        return _secret_in_file(path)
 
     async def _supervise(self, service: _Service) -> None:
         """Keep one service running: like an orchestrator, restart it a second after it dies."""
         while True:
+            await self._services_may_start.wait()
             service.process = await self._spawn(
                 [sys.executable, "-m", f"services.{service.name}"], env=service.env, log_path=service.log_path
             )
@@ -378,6 +479,10 @@ class Stack:
             returncode = await service.process.wait()
             if self._stopping:
                 return
+            if service.restarting:
+                service.restarting = False
+                log.info("%s stopped for a restart (exit %s)", service.name, returncode)
+                continue
             service.exits += 1
             log.warning(
                 "%s exited with %s; restarting in %.0fs (log: %s)",
@@ -415,7 +520,11 @@ class Stack:
         if self._watchdog is not None:
             self._watchdog.cancel()
         await asyncio.gather(*self._supervisors, return_exceptions=True)
-        running = [s.process for s in self.services.values() if s.process is not None and s.running]
+        await self._terminate([s.process for s in self.services.values() if s.process is not None])
+
+    async def _terminate(self, processes: Sequence[asyncio.subprocess.Process]) -> None:
+        """SIGTERM, and SIGKILL for those still there after _SERVICE_STOP_TIMEOUT_S."""
+        running = [process for process in processes if process.returncode is None]
         for process in running:
             _signal_group(process, signal.SIGTERM)
         if not running:
@@ -468,6 +577,10 @@ class Stack:
                 "smtp_url": _without_password(self.smtp_url),
                 "mail_dir": str(self.mail_dir) if self.mail_dir else None,
                 "supervisor_pid": os.getpid(),
+                # Only the servers this supervisor started (and restarts); null for external ones.
+                "postgres_pid": self._postgres.pid if self._postgres else None,
+                "kafka_pid": self._kafka.pid if self._kafka else None,
+                "smtp_sink_pid": self._smtp_sink.pid if self._smtp_sink else None,
             },
         )
 

@@ -21,7 +21,9 @@ from libs.common.db import make_engine
 from libs.devstack.kafka import EmbeddedKafka, ensure_topics
 from libs.devstack.pg import EmbeddedPostgres, PasswordPostgres
 from libs.devstack.ports import free_port, wait_for_port
+from libs.devstack.run import Stack, StackConfig
 from libs.devstack.smtp_sink import SmtpSink, read_messages
+from services.survey.config import MIN_TOKEN_SECRET_LENGTH, SurveySettings
 
 pytestmark = pytest.mark.integration
 
@@ -220,3 +222,26 @@ async def test_a_database_error_never_shows_the_statement_parameters(pg_url: str
         async with engine.begin() as connection:
             await connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
         await engine.dispose()
+
+
+def test_make_run_gives_each_data_dir_its_own_survey_token_secret(tmp_path: Path) -> None:
+    """Survey links are HMACs of ids: with the fixed development key anyone could forge one."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    environ = {"PATH": "/usr/bin:/bin"}
+    first = Stack(StackConfig(data_dir=data_dir), environ)._service_env()["SURVEY_TOKEN_SECRET"]
+    secret_file = data_dir / "survey_token_secret"
+    assert first == secret_file.read_text().strip()
+    assert (
+        len(first) >= MIN_TOKEN_SECRET_LENGTH
+        and first != SurveySettings().survey_token_secret.get_secret_value()
+    )
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    # The next run keeps it, so the links already sent keep working ...
+    assert Stack(StackConfig(data_dir=data_dir), environ)._service_env()["SURVEY_TOKEN_SECRET"] == first
+    # ... another data dir gets its own, and the environment wins over the file.
+    (tmp_path / "other").mkdir()
+    other = Stack(StackConfig(data_dir=tmp_path / "other"), environ)._service_env()["SURVEY_TOKEN_SECRET"]
+    assert other != first
+    given = {**environ, "SURVEY_TOKEN_SECRET": "k" * 40}
+    assert Stack(StackConfig(data_dir=data_dir), given)._service_env()["SURVEY_TOKEN_SECRET"] == "k" * 40
