@@ -193,6 +193,71 @@ async def get_decisions(
     }
 
 
+class DryRunView(BaseModel):
+    id: str
+    outcome: str = Field(description="invited, delayed, skipped, cancelled, recorded, or duplicate")
+    reason: str | None
+    detail: str | None
+    touchpoint: str | None
+    send_at: datetime | None
+    rest_until: datetime | None
+
+
+@router.post(
+    "/v1/decisions/dry-run",
+    tags=["intake"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}, "example": EVENTS_EXAMPLE}},
+        }
+    },
+)
+async def dry_run_decision(tenant: Tenant, uow: UoW, settings: Settings, request: Request) -> DryRunView:
+    """What would happen to one CloudEvent (as for `POST /v1/events`; `tenantid` optional) if it
+    arrived now: the outcome, reason, detail, touchpoint and send time, decided by the same code on
+    the tenant's real state and rules. Nothing is recorded: no decision, no rest-period clock, no
+    claim of the event id, no invitation. `duplicate` when the event id was seen before."""
+    try:
+        raw = json.loads(await request.body())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise HTTPException(400, f"body is not valid JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise HTTPException(422, "body must be one CloudEvent object")
+    claimed = raw.get("tenantid")
+    if claimed is not None and claimed != tenant.id:
+        raise HTTPException(422, "tenantid: does not match the tenant of the API key")
+    try:
+        event = validate({**raw, "tenantid": tenant.id}, allowed_types=handlers.ACCEPTED_TYPES)
+    except InvalidEvent as error:
+        raise HTTPException(422, error.reason) from None
+    [outcome] = await handlers.handle_intake(
+        [event], uow, now=datetime.now(UTC), settings=settings, dry_run=True
+    )
+    # Never committed: leaving the unit of work rolls every write of that decision back.
+    await uow.session.rollback()
+    decision = outcome.decision
+    if decision is None:
+        return DryRunView(
+            id=event.id,
+            outcome="duplicate",
+            reason=None,
+            detail=None,
+            touchpoint=None,
+            send_at=None,
+            rest_until=None,
+        )
+    return DryRunView(
+        id=event.id,
+        outcome=decision.outcome.value,
+        reason=decision.reason.value if decision.reason else None,
+        detail=decision.detail,
+        touchpoint=decision.touchpoint.name if decision.touchpoint else None,
+        send_at=decision.send_at,
+        rest_until=decision.rest_until,
+    )
+
+
 class PolicyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rest_period_days: int = Field(ge=0, le=3650, description="days before a customer may be asked again")
@@ -267,13 +332,12 @@ async def put_touchpoint(
 ) -> dict[str, Any]:
     """Create or change a touchpoint. Every change is a new version; decisions made afterwards
     name it, earlier decisions keep theirs. Once a tenant has a touchpoint of its own, the built-in
-    ones no longer apply."""
+    ones no longer apply: `warnings` says so when the change leaves `purchase.completed.v1` or
+    `ticket.closed.v1` taken by no touchpoint (such events are then `filtered`)."""
     config = body.model_dump(mode="json", exclude_none=True)
-    version = await repository.add_touchpoint_version(
-        uow.session, tenant.tenant_id, name, config, datetime.now(UTC)
-    )
+    version, warnings = await handlers.set_touchpoint(uow, tenant.tenant_id, name, config, datetime.now(UTC))
     await uow.commit()
-    return {"name": name, "version": version, "config": config}
+    return {"name": name, "version": version, "config": config, "warnings": warnings}
 
 
 @router.get("/v1/touchpoints/{name}/versions", tags=["rules"])

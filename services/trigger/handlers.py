@@ -20,6 +20,8 @@ from libs.common.events import (
     PURCHASE_COMPLETED,
     RELATIONSHIP_DUE,
     SURVEY_CANCELLED,
+    SURVEY_EXPIRED,
+    SURVEY_FAILED,
     SURVEY_REQUESTED,
     TENANT_CREATED,
     TICKET_CLOSED,
@@ -34,8 +36,10 @@ from libs.common.events import (
     PurchaseCompleted,
     RelationshipDue,
     SurveyCancelled,
+    SurveyFailed,
     SurveyRequested,
     SurveyResponded,
+    SurveyStep,
     TenantCreated,
     TicketClosed,
     new_event,
@@ -57,7 +61,7 @@ from services.trigger.domain.rules import (
     may_be_asked,
 )
 from services.trigger.domain.sampling import cycle_of
-from services.trigger.domain.touchpoints import DEFAULT_TOUCHPOINTS, TouchpointRule
+from services.trigger.domain.touchpoints import DEFAULT_TOUCHPOINTS, TouchpointRule, coverage_warnings
 from services.trigger.schemas import rule_from_stored
 
 log = logging.getLogger(__name__)
@@ -105,12 +109,23 @@ def _candidate(event: Event[Contract]) -> Candidate:
         data=event.envelope.data,
         time_zone=getattr(data, "time_zone", None),
         is_test=is_test,
+        invitation_id=str(invitation_id_for(event.tenant_id, event.id)),
     )
 
 
 def _customer_of(event: Event[Contract]) -> str | None:
     customer_id = getattr(event.data, "customer_id", None)
     return customer_id if isinstance(customer_id, str) else None
+
+
+def _lock_subject(event: Event[Contract]) -> str | None:
+    """Whose decisions this event must not race with: its customer, or the address of an
+    unsubscribe that names no customer."""
+    customer_id = _customer_of(event)
+    if customer_id:
+        return customer_id
+    email = getattr(event.data, "email", None)
+    return f"email:{email.lower()}" if isinstance(email, str) else None
 
 
 @dataclass(frozen=True)
@@ -141,11 +156,15 @@ async def handle_intake(
     *,
     now: datetime,
     settings: TriggerSettings,
+    dry_run: bool = False,
 ) -> list[IntakeOutcome]:
     """For the HTTP edges (events API, webhooks): claim the batch's event ids, decide the new ones,
-    report every event in order."""
+    report every event in order.
+
+    ``dry_run``: the same decisions, not counted in the metrics; the caller rolls the unit of work
+    back instead of committing, so nothing (claim, clock, decision, outgoing event) remains."""
     fresh = await uow.claim(INTAKE_CONSUMER, events)
-    decided = await decide_intake(fresh, uow, now=now, settings=settings)
+    decided = await decide_intake(fresh, uow, now=now, settings=settings, dry_run=dry_run)
     return [IntakeOutcome(event, decided.get((event.tenant_id, event.id))) for event in events]
 
 
@@ -168,18 +187,26 @@ async def decide_intake(
     *,
     now: datetime,
     settings: TriggerSettings,
+    dry_run: bool = False,
 ) -> dict[tuple[str, str], Decision]:
     """Decide events already claimed as new: one recorded decision each, in order.
 
-    Per tenant: load everything the rules need in a handful of queries, decide in memory, then
+    First the batch's customers are locked for the rest of the transaction (all tenants in one
+    statement, in one order), so that concurrent requests, webhooks and consumer batches for the
+    same customer decide one after the other, each on the state the previous one committed. Then,
+    per tenant: load everything the rules need in a handful of queries, decide in memory, then
     write customers, clocks, source records, quota, decisions and outgoing events in one go.
     """
     decided: dict[tuple[str, str], Decision] = {}
     by_tenant: dict[str, list[Event[Contract]]] = {}
     for event in events:
         by_tenant.setdefault(event.tenant_id, []).append(event)
+    await repository.lock_customers(
+        uow.session,
+        [(event.tenant_id, subject) for event in events if (subject := _lock_subject(event)) is not None],
+    )
     for tenant, tenant_events in by_tenant.items():
-        batch = _TenantBatch(uow, uuid.UUID(tenant), tenant_events, now, settings)
+        batch = _TenantBatch(uow, uuid.UUID(tenant), tenant_events, now, settings, count=not dry_run)
         decided.update(await batch.run())
     return decided
 
@@ -192,8 +219,11 @@ class _TenantBatch:
         events: list[Event[Contract]],
         now: datetime,
         settings: TriggerSettings,
+        *,
+        count: bool = True,
     ) -> None:
         self.uow = uow
+        self.count = count
         self.tenant_id = tenant_id
         self.events = events
         self.now = now
@@ -211,6 +241,9 @@ class _TenantBatch:
         self.consent_changes: dict[str, tuple[datetime | None, str | None, str | None]] = {}
         self.email_suppressions: list[tuple[str, str]] = []
         self.cancelled_refs: set[str] = set()
+        #: Stored name and locale per customer, for events that carry none.
+        self.contact_details: dict[str, tuple[str | None, str | None]] = {}
+        self.closed_invitations: list[tuple[uuid.UUID, str, uuid.UUID]] = []
 
     async def run(self) -> dict[tuple[str, str], Decision]:
         rules, policy = await tenant_rules(self.uow, self.tenant_id, self.settings)
@@ -256,6 +289,9 @@ class _TenantBatch:
             state.email = row.email
             state.time_zone = row.time_zone
             state.suppressed = row.suppressed_at is not None
+            if row.outstanding_invitation_id is not None:
+                state.outstanding_invitation = str(row.outstanding_invitation_id)
+            self.contact_details[row.customer_id] = (row.name, row.locale)
         self.ledger.suppressed_emails = await repository.suppressed_emails(session, self.tenant_id, emails)
         for row in await repository.touchpoint_clocks(session, self.tenant_id, customer_ids):
             self.ledger.customer(row.customer_id).touchpoint_invited[row.touchpoint] = row.last_invited_at
@@ -296,6 +332,7 @@ class _TenantBatch:
             value = getattr(data, name, None)
             if value is not None:
                 row[name] = value
+        self._learn_contact(data.customer_id, getattr(data, "name", None), getattr(data, "locale", None))
         touchpoint = decision.touchpoint
         if touchpoint is None or decision.reason in (
             Reason.FILTERED,
@@ -319,13 +356,15 @@ class _TenantBatch:
         if not decision.invited or invitation_id is None:
             return
         row["last_invited_at"] = self.now
+        row["outstanding_invitation_id"] = invitation_id
         self.clock_rows[(candidate.customer_id, touchpoint.name)] = self.now
         self.quota_added[touchpoint.name] = self.quota_added.get(touchpoint.name, 0) + 1
         self.invitations_by_source.setdefault(candidate.source_ref, []).append(
             (invitation_id, candidate.customer_id)
         )
         self.pending_by_customer.setdefault(candidate.customer_id, []).append(invitation_id)
-        self.uow.emit(_survey_requested(event, decision, invitation_id))
+        known_name, known_locale = self.contact_details.get(candidate.customer_id, (None, None))
+        self.uow.emit(_survey_requested(event, decision, invitation_id, name=known_name, locale=known_locale))
 
     def _apply_state_event(self, event: Event[Contract]) -> Decision:
         data = event.data
@@ -336,9 +375,7 @@ class _TenantBatch:
         if isinstance(data, OrderCancelled):
             ref = f"order:{data.order_id}"
             self.ledger.cancelled_sources.add(ref)
-            withdrawn = self._withdraw(
-                [i for i, _ in self.invitations_by_source.pop(ref, [])], data.customer_id, "cancelled"
-            )
+            withdrawn = self._withdraw(self.invitations_by_source.pop(ref, []), "cancelled")
             self.source_rows[(ref, CANCELLED_MARK)] = {
                 "tenant_id": self.tenant_id,
                 "source_ref": ref,
@@ -371,7 +408,9 @@ class _TenantBatch:
             for target in sorted(set(targets)):
                 self.ledger.customer(target).suppressed = True
                 self.consent_changes[target] = (self.now, data.reason, data.email)
-                withdrawn += self._withdraw(self.pending_by_customer.pop(target, []), target, "unsubscribed")
+                withdrawn += self._withdraw(
+                    [(i, target) for i in self.pending_by_customer.pop(target, [])], "unsubscribed"
+                )
             if not targets and data.email:
                 # Nobody known by that address yet: remember it, so that they are never asked.
                 placeholder = f"email:{data.email.lower()}"
@@ -406,16 +445,26 @@ class _TenantBatch:
                     row[name] = value
             state.email = data.email or state.email
             state.time_zone = data.time_zone or state.time_zone
+            self._learn_contact(data.customer_id, data.name, data.locale)
             return Decision(candidate, Outcome.RECORDED, detail="contact details updated")
         raise RejectEvent(f"type: {event.type} is not handled by the trigger")
 
-    def _withdraw(self, invitation_ids: list[uuid.UUID], customer_id: str, reason: str) -> int:
+    def _learn_contact(self, customer_id: str, name: str | None, locale: str | None) -> None:
+        known_name, known_locale = self.contact_details.get(customer_id, (None, None))
+        self.contact_details[customer_id] = (name or known_name, locale or known_locale)
+
+    def _withdraw(self, invitations: list[tuple[uuid.UUID, str]], reason: str) -> int:
+        """Cancel pending invitations (each with its customer): they are no longer outstanding."""
         withdrawn = 0
-        for invitation_id in invitation_ids:
+        for invitation_id, customer_id in invitations:
             if invitation_id in self.cancelled_invitations:
                 continue
             self.cancelled_invitations.add(invitation_id)
             withdrawn += 1
+            state = self.ledger.customer(customer_id)
+            if state.outstanding_invitation == str(invitation_id):
+                state.outstanding_invitation = None
+            self.closed_invitations.append((self.tenant_id, customer_id, invitation_id))
             data = SurveyCancelled(
                 invitation_id=invitation_id,
                 customer_id=customer_id,
@@ -437,9 +486,10 @@ class _TenantBatch:
     def _record(self, event: Event[Contract], decision: Decision) -> None:
         touchpoint = decision.touchpoint
         reason = decision.reason.value if decision.reason else None
-        DECISIONS.labels(
-            touchpoint.name if touchpoint else "none", decision.outcome.value, reason or "none"
-        ).inc()
+        if self.count:
+            DECISIONS.labels(
+                touchpoint.name if touchpoint else "none", decision.outcome.value, reason or "none"
+            ).inc()
         self.decision_rows.append(
             {
                 "tenant_id": self.tenant_id,
@@ -462,6 +512,7 @@ class _TenantBatch:
     async def _save(self) -> None:
         session = self.uow.session
         await repository.save_customers(session, list(self.customer_rows.values()))
+        await repository.close_invitations(session, self.closed_invitations)
         for customer_id, (suppressed_at, reason, email) in sorted(self.consent_changes.items()):
             await repository.set_consent(
                 session,
@@ -488,8 +539,14 @@ class _TenantBatch:
 
 
 def _survey_requested(
-    event: Event[Contract], decision: Decision, invitation_id: uuid.UUID
+    event: Event[Contract],
+    decision: Decision,
+    invitation_id: uuid.UUID,
+    *,
+    name: str | None,
+    locale: str | None,
 ) -> Event[Contract]:
+    """The event's own name and locale win; the stored ones (``customer.upserted.v1``) fill in."""
     data = event.data
     assert isinstance(data, PurchaseCompleted | TicketClosed | RelationshipDue)
     assert decision.email and decision.touchpoint
@@ -497,8 +554,8 @@ def _survey_requested(
         invitation_id=invitation_id,
         customer_id=data.customer_id,
         email=decision.email,
-        name=getattr(data, "name", None),
-        locale=getattr(data, "locale", None),
+        name=getattr(data, "name", None) or name,
+        locale=getattr(data, "locale", None) or locale,
         touchpoint=decision.touchpoint.name,
         trigger_event_id=event.id,
         trigger_event_type=event.type,
@@ -526,14 +583,57 @@ async def handle_intake_from_kafka(
     await decide_intake(events, uow, now=now, settings=settings)
 
 
+async def on_survey_events(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+    """The `responses` consumer of nps.survey-events: answers move the response clock, and
+    answers, expiries and failures close the invitation they name."""
+    await on_survey_responded(events, uow)
+    await on_invitation_closed(events, uow)
+
+
 async def on_survey_responded(events: list[Event[Contract]], uow: UnitOfWork) -> None:
-    """The response clock: a tenant may count the rest period from the last answer."""
-    rows = [
-        (uuid.UUID(event.tenant_id), event.data.customer_id, event.data.responded_at)
+    """The response clock: a tenant may count the rest period from the last answer. An answer
+    closes its invitation: it is no longer outstanding."""
+    answers = [event.data for event in events if isinstance(event.data, SurveyResponded)]
+    tenants = [uuid.UUID(event.tenant_id) for event in events if isinstance(event.data, SurveyResponded)]
+    await repository.set_responded(
+        uow.session, [(t, a.customer_id, a.responded_at) for t, a in zip(tenants, answers, strict=True)]
+    )
+    await repository.close_invitations(
+        uow.session, [(t, a.customer_id, a.invitation_id) for t, a in zip(tenants, answers, strict=True)]
+    )
+
+
+#: Survey events that end an invitation unanswered. (Our own cancellations close theirs as they
+#: are made.)
+CLOSING_TYPES = frozenset({SURVEY_EXPIRED, SURVEY_FAILED})
+
+
+async def on_invitation_closed(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+    """An invitation expired or failed: it is no longer outstanding, so the response clock may
+    count again (from the last answer, or the last invitation for someone who never answered)."""
+    closed = [
+        (uuid.UUID(event.tenant_id), event.data.customer_id, event.data.invitation_id)
         for event in events
-        if isinstance(event.data, SurveyResponded)
+        if event.type in CLOSING_TYPES and isinstance(event.data, SurveyStep | SurveyFailed)
     ]
-    await repository.set_responded(uow.session, rows)
+    await repository.close_invitations(uow.session, closed)
+
+
+# --- Touchpoints --------------------------------------------------------------------------------
+
+
+async def set_touchpoint(
+    uow: UnitOfWork, tenant_id: uuid.UUID, name: str, config: dict[str, Any], now: datetime
+) -> tuple[int, list[str]]:
+    """Add a version of a touchpoint; return it with the warnings the change calls for (an intake
+    event type that no touchpoint takes any more)."""
+    had_own = bool(await repository.active_touchpoints(uow.session, tenant_id))
+    version = await repository.add_touchpoint_version(uow.session, tenant_id, name, config, now)
+    after = [
+        rule_from_stored(t.name, t.version, t.config)
+        for t in await repository.active_touchpoints(uow.session, tenant_id)
+    ]
+    return version, coverage_warnings(after, replaced=() if had_own else DEFAULT_TOUCHPOINTS)
 
 
 # --- Account cohorts ----------------------------------------------------------------------------
@@ -574,6 +674,9 @@ async def _run_cohort(
             suppressed=contact.suppressed_at is not None,
             email=contact.email,
             time_zone=contact.time_zone,
+            outstanding_invitation=(
+                str(contact.outstanding_invitation_id) if contact.outstanding_invitation_id else None
+            ),
         )
     for clock in clocks:
         states[clock.customer_id].touchpoint_invited[clock.touchpoint] = clock.last_invited_at

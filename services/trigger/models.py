@@ -38,6 +38,8 @@ class Customer(Base):
     last_responded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     suppressed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     suppression_reason: Mapped[str | None] = mapped_column(String(20))
+    #: Requested or sent, and not yet answered, expired, failed or cancelled.
+    outstanding_invitation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
     __table_args__ = (
         Index("ix_customers_email_lower", "tenant_id", func.lower(email)),

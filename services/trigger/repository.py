@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -51,22 +52,26 @@ async def set_rest_period(
 
 _SAVE_CUSTOMERS = text(
     "INSERT INTO trigger.customers (tenant_id, customer_id, last_invited_at, last_event_at, email, name, "
-    "locale, time_zone, account_id) "
+    "locale, time_zone, account_id, outstanding_invitation_id) "
     "SELECT * FROM unnest(CAST(:tenants AS uuid[]), CAST(:customers AS text[]), "
     "CAST(:invited AS timestamptz[]), CAST(:seen AS timestamptz[]), CAST(:emails AS text[]), "
-    "CAST(:names AS text[]), CAST(:locales AS text[]), CAST(:zones AS text[]), CAST(:accounts AS text[])) "
+    "CAST(:names AS text[]), CAST(:locales AS text[]), CAST(:zones AS text[]), CAST(:accounts AS text[]), "
+    "CAST(:outstanding AS uuid[])) "
     "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET last_event_at = excluded.last_event_at, "
     "last_invited_at = GREATEST(excluded.last_invited_at, customers.last_invited_at), "
     "email = coalesce(excluded.email, customers.email), name = coalesce(excluded.name, customers.name), "
     "locale = coalesce(excluded.locale, customers.locale), "
     "time_zone = coalesce(excluded.time_zone, customers.time_zone), "
-    "account_id = coalesce(excluded.account_id, customers.account_id)"
+    "account_id = coalesce(excluded.account_id, customers.account_id), "
+    "outstanding_invitation_id = coalesce(excluded.outstanding_invitation_id, "
+    "customers.outstanding_invitation_id)"
 )
 
 
 async def save_customers(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """Upsert what a batch learnt about customers. Clocks only move forward; a missing detail
-    never erases a known one. Arrays through unnest(): one statement whatever the batch size."""
+    never erases a known one; a new invitation becomes the outstanding one. Arrays through
+    unnest(): one statement whatever the batch size."""
     if not rows:
         return
     await session.execute(
@@ -81,8 +86,48 @@ async def save_customers(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
             "locales": [row.get("locale") for row in rows],
             "zones": [row.get("time_zone") for row in rows],
             "accounts": [row.get("account_id") for row in rows],
+            "outstanding": [row.get("outstanding_invitation_id") for row in rows],
         },
     )
+
+
+async def close_invitations(session: AsyncSession, rows: Sequence[tuple[uuid.UUID, str, uuid.UUID]]) -> None:
+    """An invitation was answered, expired, failed or cancelled: it is no longer outstanding. Only
+    the invitation named is closed; a later one stays outstanding."""
+    if not rows:
+        return
+    await session.execute(
+        text(
+            "UPDATE trigger.customers AS c SET outstanding_invitation_id = NULL "
+            "FROM unnest(CAST(:tenants AS uuid[]), CAST(:customers AS text[]), CAST(:invitations AS uuid[])) "
+            "AS closed(tenant_id, customer_id, invitation_id) "
+            "WHERE c.tenant_id = closed.tenant_id AND c.customer_id = closed.customer_id "
+            "AND c.outstanding_invitation_id = closed.invitation_id"
+        ),
+        {
+            "tenants": [r[0] for r in rows],
+            "customers": [r[1] for r in rows],
+            "invitations": [r[2] for r in rows],
+        },
+    )
+
+
+def _lock_key(tenant_id: str, subject: str) -> int:
+    digest = hashlib.blake2b(f"trigger:{tenant_id}:{subject}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def lock_customers(session: AsyncSession, subjects: Iterable[tuple[str, str]]) -> None:
+    """Serialise decisions per (tenant, customer) until this transaction ends: a concurrent
+    request, webhook or consumer batch for the same customer waits here, then loads the state this
+    one committed. One statement per batch; keys in ascending order, so two batches that share
+    customers take them in the same order and cannot deadlock."""
+    keys = sorted({_lock_key(tenant, subject) for tenant, subject in subjects})
+    if keys:
+        await session.execute(
+            text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+            {"keys": keys},
+        )
 
 
 _SET_CONSENT = text(
@@ -158,8 +203,11 @@ async def load_customers(
                 Customer.last_invited_at,
                 Customer.last_responded_at,
                 Customer.email,
+                Customer.name,
+                Customer.locale,
                 Customer.time_zone,
                 Customer.suppressed_at,
+                Customer.outstanding_invitation_id,
             ).where(Customer.tenant_id == tenant_id, Customer.customer_id == any_(_ids(customer_ids)))
         )
     ).all()
@@ -530,6 +578,7 @@ async def contacts(session: AsyncSession, tenant_id: uuid.UUID, account_ids: Ite
                 Customer.last_invited_at,
                 Customer.last_responded_at,
                 Customer.suppressed_at,
+                Customer.outstanding_invitation_id,
             )
             .where(Customer.tenant_id == tenant_id, Customer.account_id == any_(_ids(account_ids)))
             .order_by(Customer.account_id, Customer.customer_id)

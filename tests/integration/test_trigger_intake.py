@@ -269,9 +269,17 @@ async def test_tenants_do_not_see_each_other(start_service: StartService) -> Non
     service, tenant = await trigger_with_tenant(start_service)
     _, other = await trigger_with_tenant(start_service)
     customer = f"c-{uuid.uuid4().hex}"
-    await service.client.post("/v1/events", json=purchase(customer), headers=tenant.headers)
-    response = await service.client.get("/v1/decisions", params={"customer": customer}, headers=other.headers)
-    assert response.json()["decisions"] == []
+    event = purchase(customer)
+    posted = await service.client.post("/v1/events", json=event, headers=tenant.headers)
+    assert posted.status_code == 202
+    [owned] = await decisions(service, tenant, customer)
+    assert (owned["event_id"], owned["outcome"]) == (event["id"], "invited")
+    assert await decisions(service, other, customer) == []
+    # The other tenant's own purchase by the same customer id is its own: a first invitation,
+    # not a rest period started by the first tenant.
+    theirs = await service.client.post("/v1/events", json=purchase(customer), headers=other.headers)
+    assert theirs.json()["results"][0]["decision"] == "invited"
+    assert [d["event_id"] for d in await decisions(service, tenant, customer)] == [event["id"]]
 
 
 async def test_the_admin_api_creates_tenants_and_keys_and_refuses_without_the_token(

@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
 from libs.common import topics
-from libs.common.events import SURVEY_RESPONDED, SurveyResponded, new_event
+from libs.common.events import SURVEY_EXPIRED, SURVEY_RESPONDED, SurveyResponded, SurveyStep, new_event
 from libs.devstack.smtp_sink import read_messages
 from services.survey.config import SurveySettings
 from services.survey.main import build as build_survey
+from services.trigger import handlers
+from services.trigger.config import TriggerSettings
 from tests.conftest import (
     Mailbox,
     ServiceUnderTest,
@@ -22,7 +27,9 @@ from tests.conftest import (
     produce,
     read_topic,
 )
-from tests.integration.test_trigger_intake import decisions, purchase, trigger_with_tenant
+from tests.integration.test_trigger_cli import nps
+from tests.integration.test_trigger_concurrency import published_requests
+from tests.integration.test_trigger_intake import decisions, is_request_for, purchase, trigger_with_tenant
 
 SURVEY_SECRET = "integration-survey-secret-0123456789abcdef"
 
@@ -296,54 +303,270 @@ async def test_a_known_contact_address_lets_an_anonymous_ticket_be_surveyed(
     assert (await post(service, tenant, ticket2))["results"][0]["decision"] == "invited"
 
 
-async def test_the_response_clock_comes_from_survey_answers(start_service: StartService) -> None:
+async def _tell_trigger(service: ServiceUnderTest, tenant: TestTenant, event_type: str, data: Any) -> str:
+    """Publish a survey event on nps.survey-events, as the survey service would, and wait until the
+    trigger's `responses` consumer has taken it."""
+    customer = data.customer_id
+    message = new_event(event_type, tenant_id=tenant.tenant_id, source="/tests", subject=customer, data=data)
+    await produce(
+        service.runtime.settings.kafka_bootstrap_servers,
+        topics.SURVEY_EVENTS,
+        message.envelope.to_json(),
+        key=customer.encode(),
+    )
+    processed = service.runtime.definition.tables.processed_events
+
+    async def taken() -> bool:
+        async with service.runtime.database.uow() as uow:
+            found = await uow.session.scalar(
+                select(func.count())
+                .select_from(processed)
+                .where(processed.c.tenant_id == tenant.tenant_id, processed.c.event_id == message.id)
+            )
+        return bool(found)
+
+    await eventually(taken, within=30)
+    return message.id
+
+
+def _answer(customer: str, invitation_id: str, responded_at: datetime) -> SurveyResponded:
+    return SurveyResponded(
+        response_id=uuid.uuid4(),
+        invitation_id=uuid.UUID(invitation_id),
+        customer_id=customer,
+        email="jane@example.com",
+        touchpoint="webshop-purchase",
+        score=9,
+        responded_at=responded_at,
+    )
+
+
+async def test_the_response_clock_waits_for_the_outstanding_invitation_then_counts_from_the_answer(
+    start_service: StartService,
+) -> None:
     service, tenant = await trigger_with_tenant(start_service)
     await service.client.put(
         "/v1/policy", json={"rest_period_days": 30, "rest_clock": "response"}, headers=tenant.headers
     )
     customer = f"c-{uuid.uuid4().hex}"
-    async with service.runtime.database.uow() as uow:
-        from services.trigger import repository
+    first = (await post(service, tenant, purchase(customer)))["results"][0]
+    assert first["decision"] == "invited"
 
-        await repository.save_customers(
-            uow.session,
-            [
-                {
-                    "tenant_id": uuid.UUID(tenant.tenant_id),
-                    "customer_id": customer,
-                    "last_invited_at": datetime.now(UTC) - timedelta(days=90),
-                    "last_event_at": datetime.now(UTC),
-                }
-            ],
-        )
-        await uow.commit()
-    answered = new_event(
+    # Never answered yet: while the invitation is outstanding nobody asks again.
+    waiting = (await post(service, tenant, purchase(customer)))["results"][0]
+    assert (waiting["decision"], waiting["reason"]) == ("skipped", "rest_period")
+    [latest, *_] = await decisions(service, tenant, customer)
+    assert latest["detail"] == f"invitation {first['invitation_id']} is outstanding"
+    assert latest["rest_until"] is None
+
+    # Answered (31 days ago, past the 30-day rest period): the next purchase is asked again.
+    await _tell_trigger(
+        service,
+        tenant,
         SURVEY_RESPONDED,
-        tenant_id=tenant.tenant_id,
-        source="/tests",
-        subject=customer,
-        data=SurveyResponded(
-            response_id=uuid.uuid4(),
-            invitation_id=uuid.uuid4(),
+        _answer(customer, first["invitation_id"], NOW() - timedelta(days=31)),
+    )
+    second = (await post(service, tenant, purchase(customer)))["results"][0]
+    assert second["decision"] == "invited"
+
+    # A closure of some other invitation does not close this one.
+    await _tell_trigger(
+        service,
+        tenant,
+        SURVEY_EXPIRED,
+        SurveyStep(invitation_id=uuid.uuid4(), customer_id=customer, touchpoint="webshop-purchase", at=NOW()),
+    )
+    still = (await post(service, tenant, purchase(customer)))["results"][0]
+    assert (still["decision"], still["reason"]) == ("skipped", "rest_period")
+    assert (await decisions(service, tenant, customer))[0]["detail"] == (
+        f"invitation {second['invitation_id']} is outstanding"
+    )
+
+    # Expired unanswered: the rest period counts from the last answer again, which is long past.
+    await _tell_trigger(
+        service,
+        tenant,
+        SURVEY_EXPIRED,
+        SurveyStep(
+            invitation_id=uuid.UUID(second["invitation_id"]),
             customer_id=customer,
-            email="a@b.example",
             touchpoint="webshop-purchase",
-            score=9,
-            responded_at=datetime.now(UTC) - timedelta(days=5),
+            at=NOW(),
         ),
     )
-    await produce(
-        service.runtime.settings.kafka_bootstrap_servers,
-        topics.SURVEY_EVENTS,
-        answered.envelope.to_json(),
-        key=customer.encode(),
+    order = purchase(customer)
+    third = (await post(service, tenant, order))["results"][0]
+    assert third["decision"] == "invited"
+
+    # Our own cancellation closes it too.
+    refund = event(
+        "order.cancelled.v1",
+        {"order_id": order["data"]["order_id"], "customer_id": customer, "reason": "refunded"},
+        customer,
     )
+    assert (await post(service, tenant, refund))["results"][0]["decision"] == "cancelled"
+    fourth = (await post(service, tenant, purchase(customer)))["results"][0]
+    assert fourth["decision"] == "invited"
 
-    async def skipped_for_rest() -> bool:
-        result = (await post(service, tenant, purchase(customer)))["results"][0]
-        return result.get("reason") == "rest_period"  # type: ignore[no-any-return]
+    # Answered just now: nothing is outstanding, and the rest period runs from this answer.
+    await _tell_trigger(service, tenant, SURVEY_RESPONDED, _answer(customer, fourth["invitation_id"], NOW()))
+    resting = (await post(service, tenant, purchase(customer)))["results"][0]
+    assert (resting["decision"], resting["reason"]) == ("skipped", "rest_period")
+    [latest, *_] = await decisions(service, tenant, customer)
+    assert latest["detail"] is None
+    assert datetime.fromisoformat(latest["rest_until"]) > NOW() + timedelta(days=29)
 
-    await eventually(skipped_for_rest, within=30)
+
+def NOW() -> datetime:
+    return datetime.now(UTC)
+
+
+async def test_a_ticket_without_locale_or_name_uses_the_stored_ones(start_service: StartService) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    customer = f"c-{uuid.uuid4().hex}"
+    known = event(
+        "customer.upserted.v1",
+        {"customer_id": customer, "email": "dorte@example.dk", "locale": "da-DK", "name": "Dorte Ølgaard"},
+        customer,
+    )
+    assert (await post(service, tenant, known))["results"][0]["decision"] == "recorded"
+    ticket = event("ticket.closed.v1", {"ticket_id": uuid.uuid4().hex, "customer_id": customer}, customer)
+    assert (await post(service, tenant, ticket))["results"][0]["decision"] == "invited"
+    [request] = await read_topic(
+        service.runtime.settings.kafka_bootstrap_servers, topics.SURVEY_REQUESTS, is_request_for(customer)
+    )
+    data = json.loads(request.value)["data"]
+    assert (data["email"], data["locale"], data["name"]) == ("dorte@example.dk", "da-DK", "Dorte Ølgaard")
+
+    # The event's own values win over the stored ones.
+    await service.client.put("/v1/policy", json={"rest_period_days": 0}, headers=tenant.headers)
+    own = event(
+        "ticket.closed.v1",
+        {"ticket_id": uuid.uuid4().hex, "customer_id": customer, "locale": "en-GB", "name": "D. Ølgaard"},
+        customer,
+    )
+    assert (await post(service, tenant, own))["results"][0]["decision"] == "invited"
+    requests = await read_topic(
+        service.runtime.settings.kafka_bootstrap_servers,
+        topics.SURVEY_REQUESTS,
+        is_request_for(customer),
+        count=2,
+    )
+    assert sorted(
+        (json.loads(r.value)["data"]["locale"], json.loads(r.value)["data"]["name"]) for r in requests
+    ) == [
+        ("da-DK", "Dorte Ølgaard"),
+        ("en-GB", "D. Ølgaard"),
+    ]
+
+
+async def test_a_relationship_invitation_carries_the_stored_locale_and_name(
+    start_service: StartService,
+) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    customer, account = f"c-{uuid.uuid4().hex}", f"acct-{uuid.uuid4().hex[:8]}"
+    known = event(
+        "customer.upserted.v1",
+        {
+            "customer_id": customer,
+            "email": "buyer@b2b.example",
+            "account_id": account,
+            "locale": "da-DK",
+            "name": "Bjarne Kjær",
+        },
+        customer,
+    )
+    assert (await post(service, tenant, known))["results"][0]["decision"] == "recorded"
+    relationship = {"sample": {"accounts_per_period": 1_000, "period": "quarter"}}
+    response = await service.client.put(
+        "/v1/touchpoints/relationship-b2b", json=relationship, headers=tenant.headers
+    )
+    assert response.status_code == 200
+    settings = service.runtime.settings
+    assert isinstance(settings, TriggerSettings)
+    async with service.runtime.database.uow() as uow:
+        await handlers.run_cohorts(uow, now=NOW(), settings=settings)
+        await uow.commit()
+    assert (await decisions(service, tenant, customer))[0]["outcome"] == "invited"
+    [request] = await read_topic(
+        service.runtime.settings.kafka_bootstrap_servers, topics.SURVEY_REQUESTS, is_request_for(customer)
+    )
+    data = json.loads(request.value)["data"]
+    assert (data["touchpoint"], data["locale"], data["name"]) == ("relationship-b2b", "da-DK", "Bjarne Kjær")
+
+
+async def test_the_first_touchpoint_of_one_type_warns_that_the_other_type_is_taken_by_none(
+    start_service: StartService, pg_url: str, tmp_path: Path
+) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    response = await service.client.put(
+        "/v1/touchpoints/delivery", json={"event_types": ["purchase.completed.v1"]}, headers=tenant.headers
+    )
+    assert response.status_code == 200
+    assert response.json()["warnings"] == [
+        "the built-in touchpoints webshop-purchase and support-ticket no longer apply: "
+        "ticket.closed.v1 is taken by no touchpoint now"
+    ]
+    again = await service.client.put(
+        "/v1/touchpoints/delivery",
+        json={"event_types": ["purchase.completed.v1"], "delay_minutes": 60},
+        headers=tenant.headers,
+    )
+    assert again.json()["warnings"] == ["ticket.closed.v1 is taken by no touchpoint now"]
+    config = tmp_path / "support.json"
+    config.write_text(json.dumps({"event_types": ["ticket.closed.v1"]}))
+    code, out, _ = await nps(pg_url, "touchpoint", "set", tenant.name, "support", str(config))
+    assert (code, out.strip()) == (0, "support is now version 1")
+
+    _, other = await trigger_with_tenant(start_service)
+    config.write_text(json.dumps({"event_types": ["ticket.closed.v1"], "filters": []}))
+    code, out, _ = await nps(pg_url, "touchpoint", "set", other.name, "support", str(config))
+    assert code == 0
+    assert out.strip().splitlines() == [
+        "support is now version 1",
+        "warning: the built-in touchpoints webshop-purchase and support-ticket no longer apply: "
+        "purchase.completed.v1 is taken by no touchpoint now",
+    ]
+
+
+async def test_a_dry_run_answers_what_would_happen_and_records_nothing(start_service: StartService) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    customer = f"c-{uuid.uuid4().hex}"
+    order = purchase(customer)
+    dry = await service.client.post("/v1/decisions/dry-run", json=order, headers=tenant.headers)
+    assert dry.status_code == 200, dry.text
+    assert dry.json() == {
+        "id": order["id"],
+        "outcome": "invited",
+        "reason": None,
+        "detail": None,
+        "touchpoint": "webshop-purchase",
+        "send_at": dry.json()["send_at"],
+        "rest_until": None,
+    }
+    assert dry.json()["send_at"] is not None
+    assert await decisions(service, tenant, customer) == []
+    # Nothing was claimed or clocked: the real event is new, and is invited.
+    real = (await post(service, tenant, order))["results"][0]
+    assert (real["status"], real["decision"]) == ("accepted", "invited")
+    later = await service.client.post(
+        "/v1/decisions/dry-run", json=purchase(customer), headers=tenant.headers
+    )
+    assert (later.json()["outcome"], later.json()["reason"]) == ("skipped", "rest_period")
+    again = await service.client.post("/v1/decisions/dry-run", json=order, headers=tenant.headers)
+    assert again.json()["outcome"] == "duplicate"
+    assert len(await decisions(service, tenant, customer)) == 1
+    requests = await published_requests(service, {customer})
+    assert [r["id"] for r in requests] == [real["invitation_id"]]
+
+    bad = await service.client.post(
+        "/v1/decisions/dry-run", json={**order, "data": {"order_id": "1"}}, headers=tenant.headers
+    )
+    assert bad.status_code == 422 and "data.customer_id" in bad.text
+    foreign = await service.client.post(
+        "/v1/decisions/dry-run", json={**order, "tenantid": str(uuid.uuid4())}, headers=tenant.headers
+    )
+    assert foreign.status_code == 422 and "tenantid" in foreign.text
 
 
 async def test_decisions_are_counted_by_touchpoint_and_reason(start_service: StartService) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from libs.common.events import Contract, Event, InvalidEvent, PurchaseCompleted, TicketClosed
 from services.trigger.webhooks import Delivery, Ignored, generic
-from services.trigger.webhooks.common import parse_json
+from services.trigger.webhooks.common import NotJson, parse_json
 
 TENANT = "3b0d3f6e-8f0a-4e55-9d8b-6a1f4c2e7d10"
 NOW = datetime(2025, 1, 8, 16, 46, tzinfo=UTC)
@@ -125,18 +126,53 @@ def test_a_ticket_mapping_needs_the_ticket_id() -> None:
         generic.parse_mapping({"event_type": "ticket.closed.v1", "fields": {"customer_id": "a"}})
 
 
-@given(
-    document=st.recursive(
-        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-        lambda children: (
-            st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=3)
-        ),
-        max_leaves=10,
-    ),
-    path=st.lists(st.sampled_from(["a", "b", "0", "1", "x_y"]), min_size=1, max_size=4).map(".".join),
+_KEYS = ["event", "id", "kind", "order", "number", "total", "currency", "customer", "email", "name", "0"]
+_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.decimals(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8)
+    | st.emails()
 )
-def test_resolving_a_path_never_fails_whatever_the_document(document: Any, path: str) -> None:
-    generic.resolve(document, path)
+_DOCUMENTS = st.recursive(
+    _LEAVES,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(_KEYS), children, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+def _body(document: Any) -> bytes:
+    return json.dumps(document, default=str).encode()
+
+
+@given(
+    body=st.one_of(
+        _DOCUMENTS.map(_body),
+        st.builds(lambda d: {**ORDER, **d}, st.dictionaries(st.sampled_from(_KEYS), _DOCUMENTS)).map(_body),
+        st.binary(max_size=40),
+    )
+)
+def test_every_body_is_mapped_to_valid_events_or_refused_with_a_reason(body: bytes) -> None:
+    mapping = generic.parse_mapping(MAPPING)
+    try:
+        target = Delivery(tenant_id=TENANT, headers={}, body=body, payload=parse_json(body), now=NOW)
+        result = generic.map(target, mapping)
+    except NotJson as refused:
+        assert refused.reason.startswith("body is not valid JSON")
+        return
+    except InvalidEvent as refused:
+        # The reason names the part of the body or the event that is wrong.
+        assert re.match(r"^(id|data(\.[a-z_]+)?|[a-z_.]+): .+", refused.reason), refused.reason
+        return
+    assert not isinstance(result, Ignored)
+    [event] = result
+    assert event.type == "purchase.completed.v1" and event.tenant_id == TENANT
+    assert isinstance(event.data, PurchaseCompleted)
+    assert event.data.order_id and event.data.customer_id
+    assert event.id.startswith("generic:")
 
 
 def test_paths_walk_objects_and_lists_and_stop_where_the_document_does() -> None:

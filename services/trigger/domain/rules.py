@@ -9,13 +9,24 @@ is the first rule that stopped the invitation:
 4. the customer has not unsubscribed, bounced or complained             else ``unsubscribed``
 5. there is an email address                                            else ``no_email``
 6. the tenant-wide rest period has passed (since the last invitation,
-   or the last response, as the tenant chose)                           else ``rest_period``
+   or the last response, as the tenant chose; see below)                else ``rest_period``
 7. the touchpoint's own rest period has passed                          else ``rest_period``
 8. the customer is in this cycle's sample                               else ``sampled_out``
 9. the touchpoint's daily quota is not used up                          else ``quota``
 
 An invitation goes out after the touchpoint's delay, inside its send window: ``invited`` when that
 is now, ``delayed`` (with the time) when it is later.
+
+The two clocks of rule 6:
+
+- ``invitation`` (the default): the rest period counts from the last invitation.
+- ``response``: while an invitation is *outstanding* (requested or sent, and not yet answered,
+  expired, failed or cancelled) nobody gets another one: ``rest_period`` with the detail
+  "invitation <id> is outstanding" and no ``rest_until``, since that depends on the customer.
+  Once it is closed, the rest period counts from the last response, or from the last invitation
+  for a customer who never answered. Without the outstanding rule, someone who answered long ago
+  would be invited again at every purchase while the newest invitation waits for an answer.
+  (Under the invitation clock the rest period from that invitation covers it already.)
 """
 
 from __future__ import annotations
@@ -67,6 +78,8 @@ class Candidate:
     data: Mapping[str, Any] = field(default_factory=dict)
     time_zone: str | None = None
     is_test: bool = False
+    #: The invitation it becomes if it is invited (derived from the event, so known beforehand).
+    invitation_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -77,6 +90,8 @@ class CustomerState:
     suppressed: bool = False
     email: str | None = None
     time_zone: str | None = None
+    #: The invitation not yet answered, expired, failed or cancelled, if any.
+    outstanding_invitation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +149,8 @@ def may_be_asked(customer: CustomerState, touchpoint: TouchpointRule, policy: Po
     cohort scheduler draws only accounts with at least one such contact."""
     if customer.suppressed or not customer.email:
         return False
+    if awaits_answer(customer, policy):
+        return False
     if in_rest_period(now, clock_start(customer, policy), policy.rest_period):
         return False
     last_here = customer.touchpoint_invited.get(touchpoint.name)
@@ -146,6 +163,11 @@ def clock_start(customer: CustomerState, policy: Policy) -> datetime | None:
     if policy.clock == "response" and customer.last_responded_at is not None:
         return customer.last_responded_at
     return customer.last_invited_at
+
+
+def awaits_answer(customer: CustomerState, policy: Policy) -> bool:
+    """Under the response clock, an outstanding invitation holds every other one back."""
+    return policy.clock == "response" and customer.outstanding_invitation is not None
 
 
 def choose_touchpoint(
@@ -208,6 +230,8 @@ def _decide_one(
     ledger.decided_sources.add((candidate.source_ref, touchpoint.name))
     if not email:
         return skip(Reason.NO_EMAIL)
+    if awaits_answer(customer, policy):
+        return skip(Reason.REST_PERIOD, detail=f"invitation {customer.outstanding_invitation} is outstanding")
     last = clock_start(customer, policy)
     if in_rest_period(now, last, policy.rest_period):
         return skip(Reason.REST_PERIOD, rest_until=rest_period_ends(last, policy.rest_period))
@@ -235,6 +259,7 @@ def _decide_one(
     )
     customer.last_invited_at = now
     customer.touchpoint_invited[touchpoint.name] = now
+    customer.outstanding_invitation = candidate.invitation_id or candidate.event_id
     ledger.quota_used[(touchpoint.name, day)] = ledger.quota_used.get((touchpoint.name, day), 0) + 1
     outcome = Outcome.DELAYED if send_at > now else Outcome.INVITED
     return Decision(candidate, outcome, touchpoint, send_at=send_at, email=email)

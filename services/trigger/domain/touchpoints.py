@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from typing import Any, Literal
@@ -108,3 +108,25 @@ DEFAULT_TOUCHPOINTS: tuple[TouchpointRule, ...] = (
     TouchpointRule(name="webshop-purchase", version=0, event_types=frozenset({PURCHASE_COMPLETED})),
     TouchpointRule(name="support-ticket", version=0, event_types=frozenset({TICKET_CLOSED})),
 )
+
+#: The intake event types a touchpoint can take: each should be taken by at least one.
+SURVEYED_INTAKE_TYPES = (PURCHASE_COMPLETED, TICKET_CLOSED)
+
+
+def coverage_warnings(
+    after: Sequence[TouchpointRule], *, replaced: Sequence[TouchpointRule] = ()
+) -> list[str]:
+    """What a touchpoint change silently stops: once a tenant has a touchpoint of its own the
+    built-in ones no longer apply, so the first touchpoint for purchases leaves tickets to nobody
+    (and the other way round); a later change can do the same. One warning naming every intake
+    type no touchpoint takes after the change, and the built-ins if this change ``replaced`` them."""
+    taken = {event_type for rule in after for event_type in rule.event_types}
+    untaken = [event_type for event_type in SURVEYED_INTAKE_TYPES if event_type not in taken]
+    if not untaken:
+        return []
+    verb = "is" if len(untaken) == 1 else "are"
+    warning = f"{' and '.join(untaken)} {verb} taken by no touchpoint now"
+    if replaced:
+        built_in = " and ".join(rule.name for rule in replaced)
+        warning = f"the built-in touchpoints {built_in} no longer apply: {warning}"
+    return [warning]
