@@ -36,7 +36,7 @@ async def test_touchpoints_from_the_cli_are_the_ones_the_api_sees(
         json.dumps({"event_types": ["ticket.closed.v1"], "delay_minutes": 1440, "sample": {"percent": 25}})
     )
     code, out, _ = await nps(pg_url, "touchpoint", "set", tenant.name, "support-followup", str(config))
-    assert (code, out.strip()) == (0, "support-followup is now version 1")
+    assert (code, out.strip().splitlines()[0]) == (0, "support-followup is now version 1")
     code, out, _ = await nps(pg_url, "touchpoint", "list", tenant.name)
     assert code == 0 and "support-followup  v1" in out
     listed = (await service.client.get("/v1/touchpoints", headers=tenant.headers)).json()["touchpoints"]
