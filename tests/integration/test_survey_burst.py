@@ -83,11 +83,17 @@ async def test_a_failed_invitation_is_listed_counted_and_announced_with_its_reas
     customer, address = f"c-{uuid.uuid4().hex}", unique_address()
     before = _failed_metric("expired")
     invitation_id = await request_survey(
-        kafka_bootstrap, tenant, customer=customer, email=address, send_at=datetime.now(UTC) - timedelta(days=31)
+        kafka_bootstrap,
+        tenant,
+        customer=customer,
+        email=address,
+        send_at=datetime.now(UTC) - timedelta(days=31),
     )
 
     async def listed() -> list[dict[str, Any]]:
-        response = await survey.client.get("/v1/invitations", params={"status": "failed"}, headers=tenant.headers)
+        response = await survey.client.get(
+            "/v1/invitations", params={"status": "failed"}, headers=tenant.headers
+        )
         return response.json()["invitations"]  # type: ignore[no-any-return]
 
     [failed] = await eventually(listed)
