@@ -218,12 +218,22 @@ async def test_postgres_and_tansu_killed_are_restarted_and_nothing_is_lost(
     await eventually(lambda: _now(stack.mail_to(during_email)), within=90)
     second_recovery_s = time.monotonic() - resumed_at
     assert int(stack.state()["kafka_pid"]) != kafka_pid
+    await eventually(lambda: _now(all(_ready(url) for url in stack.urls.values())), within=60)
     after, after_email = person()
     posted = await client.post(f"{trigger}/v1/events", json=purchase(after, after_email), headers=auth)
     assert posted.json()["results"][0]["decision"] == "invited"
     await eventually(lambda: _now(stack.mail_to(after_email)), within=60)
     everyone = (email, in_flight_email, during_email, after_email)
     assert [len(stack.mail_to(address)) for address in everyone] == [1, 1, 1, 1]
+
+    # 5. The SMTP sink killed is restarted too, and mail lands in it again.
+    sink_pid = int(stack.state()["smtp_sink_pid"])
+    os.kill(sink_pid, signal.SIGKILL)
+    await eventually(lambda: _now(stack.state()["smtp_sink_pid"] not in (None, sink_pid)), within=30)
+    last, last_email = person()
+    posted = await client.post(f"{trigger}/v1/events", json=purchase(last, last_email), headers=auth)
+    assert posted.json()["results"][0]["decision"] == "invited"
+    await eventually(lambda: _now(stack.mail_to(last_email)), within=60)
     print(
         f"postgres: intake back after {postgres_back_s:.1f}s, email after {postgres_mail_s:.1f}s; "
         f"tansu: the in-flight invitation's email {tansu_mail_s:.1f}s after the kill, the one accepted "
