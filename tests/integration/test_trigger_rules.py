@@ -12,7 +12,15 @@ from typing import Any
 from sqlalchemy import func, select
 
 from libs.common import topics
-from libs.common.events import SURVEY_EXPIRED, SURVEY_RESPONDED, SurveyResponded, SurveyStep, new_event
+from libs.common.events import (
+    SURVEY_EXPIRED,
+    SURVEY_FAILED,
+    SURVEY_RESPONDED,
+    SurveyFailed,
+    SurveyResponded,
+    SurveyStep,
+    new_event,
+)
 from libs.devstack.smtp_sink import read_messages
 from services.survey.config import SurveySettings
 from services.survey.main import build as build_survey
@@ -408,8 +416,20 @@ async def test_the_response_clock_waits_for_the_outstanding_invitation_then_coun
     fourth = (await post(service, tenant, purchase(customer)))["results"][0]
     assert fourth["decision"] == "invited"
 
+    # The survey service gave up on it (never delivered): closed too.
+    failed = SurveyFailed(
+        invitation_id=uuid.UUID(fourth["invitation_id"]),
+        customer_id=customer,
+        touchpoint="webshop-purchase",
+        at=NOW(),
+        reason="attempts_exhausted",
+    )
+    await _tell_trigger(service, tenant, SURVEY_FAILED, failed)
+    fifth = (await post(service, tenant, purchase(customer)))["results"][0]
+    assert fifth["decision"] == "invited"
+
     # Answered just now: nothing is outstanding, and the rest period runs from this answer.
-    await _tell_trigger(service, tenant, SURVEY_RESPONDED, _answer(customer, fourth["invitation_id"], NOW()))
+    await _tell_trigger(service, tenant, SURVEY_RESPONDED, _answer(customer, fifth["invitation_id"], NOW()))
     resting = (await post(service, tenant, purchase(customer)))["results"][0]
     assert (resting["decision"], resting["reason"]) == ("skipped", "rest_period")
     [latest, *_] = await decisions(service, tenant, customer)

@@ -19,11 +19,18 @@ from services.trigger.domain.rules import (
     Reason,
     decide,
     in_rest_period,
+    may_be_asked,
     rest_period_ends,
 )
 from services.trigger.domain.sampling import cycle_of, sampled_in
 from services.trigger.domain.schedule import next_send_time
-from services.trigger.domain.touchpoints import DEFAULT_TOUCHPOINTS, Filter, SendWindow, TouchpointRule
+from services.trigger.domain.touchpoints import (
+    DEFAULT_TOUCHPOINTS,
+    Filter,
+    SendWindow,
+    TouchpointRule,
+    coverage_warnings,
+)
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday
 REST = timedelta(days=180)
@@ -37,9 +44,11 @@ def purchase(
     email: str | None = "jane@example.com",
     *,
     order: str | None = None,
+    invitation_id: str | None = None,
     **data: Any,
 ) -> Candidate:
     return Candidate(
+        invitation_id=invitation_id,
         event_id=event_id,
         event_type=PURCHASE_COMPLETED,
         customer_id=customer,
@@ -93,6 +102,47 @@ def test_the_response_clock_counts_from_the_last_answer() -> None:
     by_response = one(purchase("e2", "c1"), ledger=ledger, policy=Policy(REST, clock="response"))
     assert by_invitation.outcome is Outcome.INVITED
     assert (by_response.outcome, by_response.reason) == (Outcome.SKIPPED, Reason.REST_PERIOD)
+
+
+RESPONSE_CLOCK = Policy(REST, clock="response")
+
+
+def test_under_the_response_clock_an_outstanding_invitation_holds_back_every_other() -> None:
+    # Answered 181 days ago, invited yesterday: each purchase used to invite again.
+    ledger = Ledger()
+    customer = ledger.customer("c1")
+    customer.last_responded_at = NOW - timedelta(days=181)
+    customer.last_invited_at = NOW - timedelta(days=1)
+    customer.outstanding_invitation = "inv-1"
+    customer.email = "jane@example.com"
+    held = one(purchase("e1", "c1"), ledger=ledger, policy=RESPONSE_CLOCK)
+    assert (held.outcome, held.reason, held.detail, held.rest_until) == (
+        Outcome.SKIPPED,
+        Reason.REST_PERIOD,
+        "invitation inv-1 is outstanding",
+        None,
+    )
+    assert not may_be_asked(customer, DEFAULT_TOUCHPOINTS[0], RESPONSE_CLOCK, NOW)
+    # Once closed, the rest period counts from the last answer, long past.
+    customer.outstanding_invitation = None
+    assert may_be_asked(customer, DEFAULT_TOUCHPOINTS[0], RESPONSE_CLOCK, NOW)
+    asked = one(purchase("e2", "c1", invitation_id="inv-2"), ledger=ledger, policy=RESPONSE_CLOCK)
+    assert asked.outcome is Outcome.INVITED
+    assert customer.outstanding_invitation == "inv-2"
+
+
+def test_the_invitation_clock_ignores_outstanding_invitations() -> None:
+    ledger = Ledger()
+    ledger.customer("c1").last_invited_at = NOW - timedelta(days=200)
+    ledger.customer("c1").outstanding_invitation = "inv-1"
+    assert one(purchase("e1", "c1"), ledger=ledger).outcome is Outcome.INVITED
+
+
+def test_the_response_clock_counts_from_the_last_invitation_for_who_never_answered() -> None:
+    ledger = Ledger()
+    ledger.customer("c1").last_invited_at = NOW - timedelta(days=100)
+    skipped = one(purchase("e1", "c1"), ledger=ledger, policy=RESPONSE_CLOCK)
+    assert (skipped.reason, skipped.rest_until) == (Reason.REST_PERIOD, NOW + timedelta(days=80))
 
 
 def test_a_touchpoint_has_its_own_rest_period_on_top_of_the_tenants() -> None:
@@ -313,3 +363,67 @@ def test_one_batch_decides_as_the_same_events_one_at_a_time(events: list[tuple[s
     ledger = Ledger()
     alone = [one(candidate, ledger=ledger) for candidate in candidates]
     assert [(d.outcome, d.reason) for d in together] == [(d.outcome, d.reason) for d in alone]
+
+
+# Each step: a purchase by a customer, or a closure (answer, expiry) of some invitation, a day later.
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["purchase", "answer", "expire", "close-other"]),
+        st.sampled_from(["c1", "c2"]),
+        st.integers(min_value=0, max_value=60),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=150)
+@given(steps, st.integers(min_value=0, max_value=90))
+def test_under_the_response_clock_nobody_has_two_invitations_outstanding(
+    events: list[tuple[str, str, int]], rest_days: int
+) -> None:
+    """Whatever the purchases and closures, a customer is invited again only after their
+    previous invitation was closed, and only once the rest period since their last answer (or,
+    never having answered, their last invitation) has passed."""
+    policy = Policy(rest_period=timedelta(days=rest_days), clock="response")
+    ledger = Ledger()
+    now = NOW
+    for index, (kind, customer_id, days_later) in enumerate(events):
+        now += timedelta(days=days_later)
+        customer = ledger.customer(customer_id)
+        if kind == "purchase":
+            before = (customer.outstanding_invitation, customer.last_responded_at, customer.last_invited_at)
+            decision = one(
+                purchase(f"e{index}", customer_id, invitation_id=f"inv-{index}"),
+                ledger=ledger,
+                policy=policy,
+                now=now,
+            )
+            if decision.invited:
+                outstanding, responded, invited = before
+                assert outstanding is None
+                since = responded or invited
+                assert since is None or now - since >= policy.rest_period
+                assert customer.outstanding_invitation == f"inv-{index}"
+            else:
+                assert customer.outstanding_invitation == before[0]
+        elif kind == "answer" and customer.outstanding_invitation is not None:
+            customer.outstanding_invitation = None
+            customer.last_responded_at = now
+        elif kind == "expire":
+            customer.outstanding_invitation = None
+
+
+def test_the_first_touchpoint_of_one_type_warns_that_the_built_in_ones_no_longer_apply() -> None:
+    purchases = TouchpointRule(name="delivery", version=1, event_types=frozenset({PURCHASE_COMPLETED}))
+    tickets = TouchpointRule(name="support", version=1, event_types=frozenset({TICKET_CLOSED}))
+    cohort = TouchpointRule(name="b2b", version=1, event_types=frozenset({"relationship.due.v1"}))
+    assert coverage_warnings([purchases], replaced=DEFAULT_TOUCHPOINTS) == [
+        "the built-in touchpoints webshop-purchase and support-ticket no longer apply: "
+        "ticket.closed.v1 is taken by no touchpoint now"
+    ]
+    assert coverage_warnings([purchases]) == ["ticket.closed.v1 is taken by no touchpoint now"]
+    assert coverage_warnings([cohort]) == [
+        "purchase.completed.v1 and ticket.closed.v1 are taken by no touchpoint now"
+    ]
+    assert coverage_warnings([purchases, tickets], replaced=DEFAULT_TOUCHPOINTS) == []
