@@ -97,6 +97,19 @@ def error_body(error: str, detail: Any, problems: Sequence[dict[str, str]] = ())
     return {"error": error, "detail": text, "problems": listed}
 
 
+def invalid_request(described: str, prefix: str = "body.") -> dict[str, Any]:
+    """The 422 body for a route's own check described as ``field: message; field: message``
+    (as ``describe_validation_error`` writes it): one problem per part, the field under ``prefix``."""
+    problems = []
+    for part in described.split("; "):
+        location, separator, message = part.partition(": ")
+        if separator and location and " " not in location:
+            problems.append({"field": f"{prefix}{location}", "message": message})
+        else:
+            problems.append({"field": prefix.rstrip("."), "message": part})
+    return error_body("invalid_request", described, problems)
+
+
 def _field(location: Sequence[Any]) -> str:
     return ".".join(str(part) for part in location)
 

@@ -15,7 +15,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.events import InvalidEvent
-from libs.common.http import Tenant, UoW, error_body, error_responses, runtime_of
+from libs.common.http import Tenant, UoW, error_body, error_responses, invalid_request, runtime_of
 from services.trigger import handlers, webhooks
 from services.trigger.config import TriggerSettings
 from services.trigger.webhooks import generic
@@ -70,18 +70,21 @@ async def create_webhook(tenant: Tenant, uow: UoW, body: NewWebhook) -> dict[str
     mapping: dict[str, Any] | None = None
     if body.platform == "generic":
         if body.mapping is None:
-            raise HTTPException(422, "mapping: a generic webhook needs a mapping")
+            raise HTTPException(422, invalid_request("mapping: a generic webhook needs a mapping"))
         try:
             mapping = generic.parse_mapping(body.mapping).model_dump(mode="json", exclude_none=True)
         except generic.MappingError as error:
-            raise HTTPException(422, error.problem) from None
+            raise HTTPException(422, invalid_request(error.problem)) from None
     elif body.mapping is not None:
-        raise HTTPException(422, f"mapping: only a generic webhook takes a mapping, not {body.platform}")
+        raise HTTPException(
+            422, invalid_request(f"mapping: only a generic webhook takes a mapping, not {body.platform}")
+        )
     secret = body.secret
     if secret is None:
         if body.platform not in webhooks.GENERATES_SECRET:
             raise HTTPException(
-                422, f"secret: {body.platform} signs with a secret it issues; send it as secret"
+                422,
+                invalid_request(f"secret: {body.platform} signs with a secret it issues, send it as secret"),
             )
         secret = secrets.token_urlsafe(32)
     endpoint_id = secrets.token_urlsafe(24)

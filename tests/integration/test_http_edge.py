@@ -72,6 +72,11 @@ async def test_every_error_has_one_shape_with_a_specific_code(start_service: Sta
     assert fields == ["body.rest_period_days", "body.rest_clock"]
     assert invalid["detail"] == "; ".join(f"{p['field']}: {p['message']}" for p in invalid["problems"])
 
+    no_mapping = assert_error_shape(
+        await client.post("/v1/webhooks", json={"platform": "generic"}, headers=auth), 422, "invalid_request"
+    )
+    assert [problem["field"] for problem in no_mapping["problems"]] == ["body.mapping"]
+
     # A path with several routes: the 405 names every method they allow.
     wrong_method = await client.post("/v1/touchpoints/webshop-purchase", headers=auth)
     assert_error_shape(wrong_method, 405, "method_not_allowed")
