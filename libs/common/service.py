@@ -233,12 +233,17 @@ def main(build: Callable[[S], ServiceDefinition], settings_class: type[S]) -> No
         return
     if command != "serve":
         raise SystemExit(f"unknown command {command!r}; use 'serve' or 'migrate'")
-    app = create_app(runtime)
-    uvicorn.run(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run(create_app(runtime), **server_options(settings))
+
+
+def server_options(settings: ServiceSettings) -> dict[str, Any]:
+    """How uvicorn serves a service (``uvicorn.run`` / ``uvicorn.Config`` keywords)."""
+    return {
+        "host": settings.http_host,
+        "port": settings.http_port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+    }

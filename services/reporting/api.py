@@ -88,7 +88,11 @@ class FunnelView(BaseModel):
     """Invitations that reached each step, each invitation counted once per step."""
 
     sent: int
-    opened: int
+    opened: int = Field(description="opened by a person")
+    machine_opened: int = Field(
+        description="opened only by a machine (Apple Mail Privacy Protection, a mail gateway on "
+        "delivery, a script): arrived, but not known to have been read"
+    )
     clicked: int
     responded: int
     reminded: int

@@ -38,6 +38,9 @@ STEP_OF_TYPE = {
     SURVEY_UNSUBSCRIBED: "unsubscribed",
     SURVEY_EXPIRED: "expired",
 }
+#: An open a machine made (Apple Mail Privacy Protection, a mail gateway): its own step, so the
+#: funnel's "opened" counts people only.
+MACHINE_OPENED = "machine_opened"
 
 #: ``survey.responded`` carries no revision: it is the first.
 FIRST_REVISION = 1
@@ -79,7 +82,9 @@ async def project(events: list[Event[Contract]], uow: UnitOfWork) -> None:
             }
         elif isinstance(data, SurveyStep) and event.type in STEP_OF_TYPE:
             tenant_id = _tenant_uuid(event)
-            step = STEP_OF_TYPE[event.type]
+            step = (
+                MACHINE_OPENED if event.type == SURVEY_OPENED and data.machine else STEP_OF_TYPE[event.type]
+            )
             steps.setdefault(
                 (tenant_id, data.invitation_id, step),
                 {

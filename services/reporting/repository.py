@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, case, func, select, tuple_
+from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from services.reporting.domain.cases import PROGRESS, CaseFacts
 from services.reporting.domain.summary import FollowUpAnswers
@@ -151,9 +152,20 @@ async def cases_by_state(
 
 async def steps_by_touchpoint(session: AsyncSession, where: ReportFilter) -> list[tuple[str, str, int]]:
     """(touchpoint, funnel step, number of invitations that reached it), steps counted from when
-    they happened."""
+    they happened. A machine's open counts only where no person opened the invitation."""
+    person = aliased(InvitationStep)
+    opened_by_a_person = (
+        select(person.invitation_id)
+        .where(
+            person.tenant_id == InvitationStep.tenant_id,
+            person.invitation_id == InvitationStep.invitation_id,
+            person.step == "opened",
+        )
+        .exists()
+    )
     query = select(InvitationStep.touchpoint, InvitationStep.step, func.count()).where(
-        InvitationStep.tenant_id == where.tenant_id
+        InvitationStep.tenant_id == where.tenant_id,
+        ~and_(InvitationStep.step == "machine_opened", opened_by_a_person),
     )
     if where.touchpoint is not None:
         query = query.where(InvitationStep.touchpoint == where.touchpoint)

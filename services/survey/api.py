@@ -11,6 +11,7 @@ import base64
 import hmac
 import json
 import logging
+import math
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -36,7 +37,9 @@ from services.survey.domain.answers import (
     parse_score,
 )
 from services.survey.domain.bounces import PROVIDERS, InvalidBounce, parse_dsn, parse_provider_event
-from services.survey.domain.ratelimit import KeyedLimiter
+from services.survey.domain.opens import OpenedBy, opened_by
+from services.survey.domain.ratelimit import PublicLimiter, PublicLimits, client_key
+from services.survey.domain.tokens import looks_like_token, token_hash
 from services.survey.handlers import SurveyLink
 from services.survey.rendering import page
 from services.survey.schemas import SurveySettingsIn, TouchpointSettingsIn
@@ -47,6 +50,7 @@ RESPONSES = Counter(
     "nps_survey_responses_total", "Survey answers by kind: score, score_replaced, follow_up", ["kind"]
 )
 PUBLIC_LIMITED = Counter("nps_survey_public_limited_total", "Public page requests refused with 429")
+OPENS = Counter("nps_survey_opens_total", "Opens recorded, by who opened: a person or which machine", ["by"])
 BOUNCES = Counter("nps_survey_bounce_reports_total", "Bounce reports received, by kind", ["kind"])
 
 # The pages answer their errors as pages, for the person holding the link.
@@ -89,20 +93,42 @@ def _html(
     return HTMLResponse(page(template, language, **context), status_code=status_code, headers=_PAGE_HEADERS)
 
 
-def _limited(request: Request) -> HTMLResponse | None:
-    """Per client address: a scanner or a script guessing links gets 429 long before it matters."""
+def _limiter(request: Request) -> PublicLimiter:
     state = request.app.state
     limiter = getattr(state, "public_limiter", None)
     if limiter is None:
-        limiter = state.public_limiter = KeyedLimiter(_settings(request).public_rate_per_minute)
-    client = request.client.host if request.client else "unknown"
-    wait = limiter.take(client, time.monotonic())
+        settings = _settings(request)
+        limiter = state.public_limiter = PublicLimiter(
+            PublicLimits(
+                misses_per_minute=settings.public_misses_per_minute,
+                link_per_minute=settings.public_link_per_minute,
+                client_per_minute=settings.public_rate_per_minute,
+            )
+        )
+    assert isinstance(limiter, PublicLimiter)
+    return limiter
+
+
+def _client(request: Request) -> str:
+    """The client address: the connection's, or what a trusted proxy says (FORWARDED_ALLOW_IPS)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _limited(request: Request, token: str) -> HTMLResponse | None:
+    """Guessing links and hammering one link get 429; a company behind one address does not."""
+    link = token_hash(token) if looks_like_token(token) else None
+    wait = _limiter(request).admit(client_key(_client(request)), link, time.monotonic())
     if wait <= 0:
         return None
     PUBLIC_LIMITED.inc()
     response = _html("too_many.html", 429)
-    response.headers["Retry-After"] = str(max(1, round(wait)))
+    response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
     return response
+
+
+def _not_found(request: Request) -> HTMLResponse:
+    _limiter(request).missed(client_key(_client(request)), time.monotonic())
+    return _html("not_found.html", 404)
 
 
 def _score_form(
@@ -166,11 +192,11 @@ def _grace(request: Request) -> timedelta:
 async def _show(
     request: Request, uow: UnitOfWork, token: str, selected: int | None, *, clicked: bool
 ) -> HTMLResponse:
-    if (limited := _limited(request)) is not None:
+    if (limited := _limited(request, token)) is not None:
         return limited
     link = await handlers.find_link(uow, token)
     if link is None:
-        return _html("not_found.html", 404)
+        return _not_found(request)
     now = datetime.now(UTC)
     # The funnel's "clicked": a GET of a score button. It records no score.
     if clicked and request.method == "GET" and await handlers.record_clicked(uow, link, now=now):
@@ -235,11 +261,11 @@ async def answer_survey(
     200 with the follow-up questions; 409 once the answer is final; 422 naming the problem;
     404 for an unknown link; 410 once the survey has closed.
     """
-    if (limited := _limited(request)) is not None:
+    if (limited := _limited(request, token)) is not None:
         return limited
     link = await handlers.find_link(uow, token)
     if link is None:
-        return _html("not_found.html", 404)
+        return _not_found(request)
     now = datetime.now(UTC)
     if link.state(now) is AnswerState.EXPIRED:
         return _html("expired.html", 410, link)
@@ -283,11 +309,11 @@ async def answer_follow_up(
     """The optional answers after the score; each submission replaces the previous ones and is
     announced as `survey.response_updated.v1`. 200 thank-you page; 409 before a score is given;
     422 naming the problem; 404 unknown link; 410 expired."""
-    if (limited := _limited(request)) is not None:
+    if (limited := _limited(request, token)) is not None:
         return limited
     link = await handlers.find_link(uow, token)
     if link is None:
-        return _html("not_found.html", 404)
+        return _not_found(request)
     now = datetime.now(UTC)
     if now > link.expires_at:
         return _html("expired.html", 410, link)
@@ -308,11 +334,25 @@ async def answer_follow_up(
 
 @public_router.get("/o/{token}.gif", include_in_schema=False)
 async def open_pixel(request: Request, token: str, uow: UoW) -> Response:
-    """The tracking pixel: "opened" in the funnel, where the tenant allows it."""
+    """The tracking pixel: "opened" in the funnel, where the tenant allows it, told apart from a
+    machine's fetch (``machine`` in ``survey.opened.v1``). Never refused: the image proxies of
+    Apple and the webmail providers fetch for many people from few addresses, and an open that
+    is refused is an open lost. It answers the same for every token, so it tells a guesser nothing."""
     headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-    link = await handlers.find_link(uow, token) if _limited(request) is None else None
-    if link is not None and await handlers.record_opened(uow, link, now=datetime.now(UTC)):
-        await uow.commit()
+    link = await handlers.find_link(uow, token)
+    if link is not None:
+        now = datetime.now(UTC)
+        opener = opened_by(
+            user_agent=request.headers.get("user-agent"),
+            client_address=_client(request),
+            sent_at=link.sent_at,
+            now=now,
+            on_delivery=timedelta(seconds=_settings(request).machine_open_seconds),
+        )
+        machine = opener is not OpenedBy.PERSON
+        if await handlers.record_opened(uow, link, now=now, machine=machine):
+            await uow.commit()
+            OPENS.labels(opener.value).inc()
     return Response(_PIXEL, media_type="image/gif", headers=headers)
 
 
@@ -323,11 +363,11 @@ async def open_pixel(request: Request, token: str, uow: UoW) -> Response:
 )
 async def unsubscribe_page(request: Request, token: str, uow: UoW) -> HTMLResponse:
     """Asks to confirm; a GET never unsubscribes (scanners follow links)."""
-    if (limited := _limited(request)) is not None:
+    if (limited := _limited(request, token)) is not None:
         return limited
     link = await handlers.find_link(uow, token)
     if link is None:
-        return _html("not_found.html", 404)
+        return _not_found(request)
     if link.unsubscribed:
         return _html("unsubscribed.html", link=link)
     return _html("unsubscribe.html", link=link, token=token)
@@ -338,11 +378,11 @@ async def unsubscribe(request: Request, token: str, uow: UoW) -> HTMLResponse:
     """Unsubscribe: the page's button, and RFC 8058 one-click (`List-Unsubscribe=One-Click`) from
     mail clients. The address gets no more surveys from this tenant; the trigger is told
     (`customer.unsubscribed.v1`). Works after the survey expired too."""
-    if (limited := _limited(request)) is not None:
+    if (limited := _limited(request, token)) is not None:
         return limited
     link = await handlers.find_link(uow, token)
     if link is None:
-        return _html("not_found.html", 404)
+        return _not_found(request)
     if await handlers.unsubscribe(uow, link, now=datetime.now(UTC)):
         await uow.commit()
         log.info(

@@ -29,8 +29,18 @@ class SurveySettings(ServiceSettings):
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     #: A second score within this many minutes of the first replaces it; after that it is final.
     answer_grace_minutes: int = Field(default=60, ge=0, le=24 * 60)
-    #: Requests a minute per client address on the public pages (/s, /u, /o); 429 beyond.
-    public_rate_per_minute: int = Field(default=120, ge=1, le=1_000_000)
+    #: The public pages (/s, /u) answer 429 past any of these, each a rate a minute whose whole
+    #: minute may come at once (see domain.ratelimit.PublicLimits for why these defaults). The
+    #: pixel (/o) is never refused. A client address is the proxy's unless FORWARDED_ALLOW_IPS
+    #: trusts it.
+    #: Requests per client address: high, for a company of hundreds behind one NAT.
+    public_rate_per_minute: int = Field(default=3000, ge=1, le=1_000_000)
+    #: Requests per client address for links that do not exist (guessing).
+    public_misses_per_minute: int = Field(default=10, ge=1, le=1_000_000)
+    #: Requests for one link, from anywhere (a mail scanner's GET and HEAD of every link fit).
+    public_link_per_minute: int = Field(default=60, ge=1, le=1_000_000)
+    #: A pixel fetched this soon after sending is a mail gateway's, counted as a machine open.
+    machine_open_seconds: float = Field(default=10.0, ge=0, le=3600)
     #: How often the lifecycle loop looks for reminders due and invitations that expired.
     lifecycle_poll_seconds: float = Field(default=30.0, gt=0, le=3600)
     #: DKIM signing (all three, or none): the private key (PEM), the selector and the signing domain.

@@ -259,18 +259,26 @@ class _Invited(Protocol):
 
 def _emit_step(uow: UnitOfWork, step: str, invitation_id: uuid.UUID, of: _Invited, at: datetime) -> None:
     """One event per invitation and step: the id is derived, so repeats are deduplicated downstream."""
-    uow.emit(
-        new_event(
-            step,
-            tenant_id=str(of.tenant_id),
-            data=SurveyStep(
-                invitation_id=invitation_id, customer_id=of.customer_id, touchpoint=of.touchpoint, at=at
-            ),
-            subject=of.customer_id,
-            source=SOURCE,
-            event_id=str(uuid.uuid5(_STEP_NAMESPACE, f"{step}:{invitation_id}")),
-            time=at,
-        )
+    uow.emit(_step_event(step, invitation_id, of, at))
+
+
+def _step_event(
+    step: str, invitation_id: uuid.UUID, of: _Invited, at: datetime, *, machine: bool = False
+) -> Event[Contract]:
+    return new_event(
+        step,
+        tenant_id=str(of.tenant_id),
+        data=SurveyStep(
+            invitation_id=invitation_id,
+            customer_id=of.customer_id,
+            touchpoint=of.touchpoint,
+            at=at,
+            machine=machine,
+        ),
+        subject=of.customer_id,
+        source=SOURCE,
+        event_id=str(uuid.uuid5(_STEP_NAMESPACE, f"{step}:{'machine:' if machine else ''}{invitation_id}")),
+        time=at,
     )
 
 
@@ -436,6 +444,7 @@ class SurveyLink:
     effort: int | None = None
     revision: int = 0
     unsubscribed: bool = False
+    sent_at: datetime | None = None
 
     def state(self, now: datetime) -> AnswerState:
         return answer_state(responded_at=self.responded_at, expires_at=self.expires_at, now=now)
@@ -472,6 +481,7 @@ async def find_link(uow: UnitOfWork, token: str) -> SurveyLink | None:
         effort=row.effort,
         revision=row.revision or 0,
         unsubscribed=row.unsubscribed_at is not None,
+        sent_at=row.sent_at,
     )
 
 
@@ -610,10 +620,25 @@ async def _record_step_once(uow: UnitOfWork, link: SurveyLink, stamp: str, step:
     return False
 
 
-async def record_opened(uow: UnitOfWork, link: SurveyLink, *, now: datetime) -> bool:
+#: The ledger of machine opens announced: ``processed_events`` under a name no consumer has, so
+#: each invitation's machine open is announced once without a column of its own.
+MACHINE_OPENS = "survey.machine-opens"
+
+
+async def record_opened(uow: UnitOfWork, link: SurveyLink, *, now: datetime, machine: bool) -> bool:
+    """The pixel was fetched. A person's first open is stamped (``opened_at``) and announced; a
+    machine's (see :mod:`services.survey.domain.opens`) is announced once as ``machine`` and
+    stamps nothing, so a person opening the email later still counts. True if anything new was
+    recorded."""
     if not link.look.branding.open_tracking:
         return False
-    return await _record_step_once(uow, link, "opened_at", SURVEY_OPENED, now)
+    if not machine:
+        return await _record_step_once(uow, link, "opened_at", SURVEY_OPENED, now)
+    event = _step_event(SURVEY_OPENED, link.invitation_id, link, now, machine=True)
+    if not await uow.claim(MACHINE_OPENS, [event]):
+        return False
+    uow.emit(event)
+    return True
 
 
 async def record_clicked(uow: UnitOfWork, link: SurveyLink, *, now: datetime) -> bool:

@@ -19,6 +19,7 @@ from libs.common.events import (
     INTAKE_TYPES,
     PURCHASE_COMPLETED,
     RELATIONSHIP_DUE,
+    SURVEY_BOUNCED,
     SURVEY_CANCELLED,
     SURVEY_EXPIRED,
     SURVEY_FAILED,
@@ -603,13 +604,13 @@ async def on_survey_responded(events: list[Event[Contract]], uow: UnitOfWork) ->
     )
 
 
-#: Survey events that end an invitation unanswered. (Our own cancellations close theirs as they
-#: are made.)
-CLOSING_TYPES = frozenset({SURVEY_EXPIRED, SURVEY_FAILED})
+#: Survey events that end an invitation unanswered: expired, given up on, or bounced (it never
+#: reached anyone). Our own cancellations close theirs as they are made.
+CLOSING_TYPES = frozenset({SURVEY_EXPIRED, SURVEY_FAILED, SURVEY_BOUNCED})
 
 
 async def on_invitation_closed(events: list[Event[Contract]], uow: UnitOfWork) -> None:
-    """An invitation expired or failed: it is no longer outstanding, so the response clock may
+    """An invitation expired, failed or bounced: it is no longer outstanding, so the response clock may
     count again (from the last answer, or the last invitation for someone who never answered)."""
     closed = [
         (uuid.UUID(event.tenant_id), event.data.customer_id, event.data.invitation_id)

@@ -189,6 +189,7 @@ async def test_the_page_shows_each_touchpoints_funnel_and_follow_up_answers(
         "Touchpoint": checkout,
         "Sent": "4",
         "Opened": "2 (50.0 %)",
+        "Opened by a machine only": "0 (0.0 %)",
         "Clicked": "1 (25.0 %)",
         "Responded": "2 (50.0 %)",
         "Reminded": "0 (0.0 %)",

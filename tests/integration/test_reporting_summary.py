@@ -32,7 +32,18 @@ pytestmark = pytest.mark.integration
 
 NO_CASES = {"open": 0, "breached": 0, "resolved": 0}
 NO_FUNNEL = dict.fromkeys(
-    ("sent", "opened", "clicked", "responded", "reminded", "bounced", "unsubscribed", "expired"), 0
+    (
+        "sent",
+        "opened",
+        "machine_opened",
+        "clicked",
+        "responded",
+        "reminded",
+        "bounced",
+        "unsubscribed",
+        "expired",
+    ),
+    0,
 )
 NO_FOLLOW_UP_ANSWERS = {
     "recommended_share": None,

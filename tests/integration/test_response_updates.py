@@ -377,6 +377,7 @@ async def test_the_funnel_counts_each_step_once_per_invitation(
     expected = {
         "sent": 2,
         "opened": 2,
+        "machine_opened": 0,
         "clicked": 1,
         "responded": 1,
         "reminded": 1,

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from libs.common import topics
 from libs.common.events import (
+    SURVEY_BOUNCED,
     SURVEY_EXPIRED,
     SURVEY_FAILED,
     SURVEY_RESPONDED,
@@ -428,8 +429,19 @@ async def test_the_response_clock_waits_for_the_outstanding_invitation_then_coun
     fifth = (await post(service, tenant, purchase(customer)))["results"][0]
     assert fifth["decision"] == "invited"
 
+    # It bounced: it reached nobody, so it is closed as well.
+    bounced = SurveyStep(
+        invitation_id=uuid.UUID(fifth["invitation_id"]),
+        customer_id=customer,
+        touchpoint="webshop-purchase",
+        at=NOW(),
+    )
+    await _tell_trigger(service, tenant, SURVEY_BOUNCED, bounced)
+    sixth = (await post(service, tenant, purchase(customer)))["results"][0]
+    assert sixth["decision"] == "invited"
+
     # Answered just now: nothing is outstanding, and the rest period runs from this answer.
-    await _tell_trigger(service, tenant, SURVEY_RESPONDED, _answer(customer, fifth["invitation_id"], NOW()))
+    await _tell_trigger(service, tenant, SURVEY_RESPONDED, _answer(customer, sixth["invitation_id"], NOW()))
     resting = (await post(service, tenant, purchase(customer)))["results"][0]
     assert (resting["decision"], resting["reason"]) == ("skipped", "rest_period")
     [latest, *_] = await decisions(service, tenant, customer)

@@ -37,6 +37,7 @@ def test_the_funnel_gives_each_step_its_share_of_sent() -> None:
     assert cells == {
         "Sent": ("4", "100.0 %"),
         "Opened": ("2", "50.0 %"),
+        "Opened by a machine only": ("0", "0.0 %"),
         "Clicked": ("1", "25.0 %"),
         "Responded": ("0", "0.0 %"),
         "Reminded": ("0", "0.0 %"),

@@ -13,6 +13,7 @@ def test_the_funnel_lists_every_step_and_adds_up_across_touchpoints() -> None:
     assert total.as_dict() == {
         "sent": 4,
         "opened": 2,
+        "machine_opened": 0,
         "clicked": 0,
         "responded": 1,
         "reminded": 0,

@@ -15,6 +15,7 @@ NOTHING = "—"
 STEP_LABELS = {
     "sent": "Sent",
     "opened": "Opened",
+    "machine_opened": "Opened by a machine only",
     "clicked": "Clicked",
     "responded": "Responded",
     "reminded": "Reminded",

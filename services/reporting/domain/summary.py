@@ -73,7 +73,17 @@ class CaseCounts:
 
 
 #: An invitation's funnel, in the order a person reads it. Each counts invitations, not events.
-FUNNEL_STEPS = ("sent", "opened", "clicked", "responded", "reminded", "bounced", "unsubscribed", "expired")
+FUNNEL_STEPS = (
+    "sent",
+    "opened",
+    "machine_opened",
+    "clicked",
+    "responded",
+    "reminded",
+    "bounced",
+    "unsubscribed",
+    "expired",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +91,11 @@ class Funnel:
     """How many invitations reached each step (each invitation at most once per step)."""
 
     sent: int = 0
+    #: Opened by a person.
     opened: int = 0
+    #: Opened only by a machine (Apple Mail Privacy Protection, a mail gateway on delivery): the
+    #: email arrived, but whether anybody read it is not known.
+    machine_opened: int = 0
     clicked: int = 0
     responded: int = 0
     reminded: int = 0

@@ -21,7 +21,7 @@ The two clocks of rule 6:
 
 - ``invitation`` (the default): the rest period counts from the last invitation.
 - ``response``: while an invitation is *outstanding* (requested or sent, and not yet answered,
-  expired, failed or cancelled) nobody gets another one: ``rest_period`` with the detail
+  expired, failed, bounced or cancelled) nobody gets another one: ``rest_period`` with the detail
   "invitation <id> is outstanding" and no ``rest_until``, since that depends on the customer.
   Once it is closed, the rest period counts from the last response, or from the last invitation
   for a customer who never answered. Without the outstanding rule, someone who answered long ago
