@@ -15,6 +15,7 @@ from libs.common.events import (
     SURVEY_BOUNCED,
     SURVEY_CLICKED,
     SURVEY_EXPIRED,
+    SURVEY_FAILED,
     SURVEY_OPENED,
     SURVEY_REMINDED,
     SURVEY_REQUESTED,
@@ -25,7 +26,9 @@ from libs.common.events import (
     Contract,
     CustomerUnsubscribed,
     Event,
+    SuppressionLifted,
     SurveyCancelled,
+    SurveyFailed,
     SurveyRequested,
     SurveyResponded,
     SurveyResponseUpdated,
@@ -38,7 +41,7 @@ from libs.common.tenancy import TENANCY_HANDLERS
 from services.survey import repository
 from services.survey.domain.answers import AnswerState, FollowUp, answer_state, may_change_score
 from services.survey.domain.bounces import BounceKind, BounceReport
-from services.survey.domain.delivery import Failed, InvitationStatus, Outcome, Retry, Sent
+from services.survey.domain.delivery import Failed, InvitationStatus, Outcome, Retry, Sent, Wait
 from services.survey.domain.languages import choose_language
 from services.survey.domain.tokens import looks_like_token, survey_token, token_hash, token_matches
 from services.survey.rendering import Branding, Questions, invitation_id_from_message_id
@@ -71,17 +74,22 @@ async def handle_consumed(
     """The consumer's batch: tenancy events one by one, survey requests in one insert."""
     requests: list[Event[SurveyRequested]] = []
     cancellations: list[tuple[uuid.UUID, uuid.UUID]] = []
+    lifted: list[tuple[uuid.UUID, str]] = []
     for event in events:
         if event.type == SURVEY_REQUESTED:
             assert isinstance(event.data, SurveyRequested)
             requests.append(Event(event.envelope, event.data))
         elif isinstance(event.data, SurveyCancelled):
             cancellations.append((uuid.UUID(event.tenant_id), event.data.invitation_id))
+        elif isinstance(event.data, SuppressionLifted):
+            lifted.append((uuid.UUID(event.tenant_id), event.data.email))
         elif (tenancy := TENANCY_HANDLERS.get(event.type)) is not None:
             await tenancy(event, uow)
+    # A re-subscribe comes before the invitations decided after it (one partition per customer).
+    await repository.lift_suppressions(uow.session, lifted)
     await schedule_invitations(requests, uow, token_secret=token_secret, token_ttl=token_ttl, now=now)
     # After scheduling: a request and its cancellation share a partition, the cancellation second.
-    await repository.cancel_scheduled(uow.session, cancellations)
+    await repository.cancel_scheduled(uow.session, cancellations, now)
 
 
 async def schedule_invitations(
@@ -92,11 +100,9 @@ async def schedule_invitations(
     token_ttl: timedelta,
     now: datetime,
 ) -> None:
-    """One invitation per invitation id, ``scheduled`` for the requested time.
-
-    A tenant this service has not heard of yet is no reason to refuse: the tenant events travel on
-    another topic and may simply arrive later. The name is looked up when the email is sent.
-    """
+    """One invitation per invitation id, ``scheduled`` for the requested time. (Requests of a
+    tenant this service has not heard of yet never get here: the consumer holds them until the
+    tenant's own event arrives, see ``libs.common.kafka``.)"""
     rows: dict[uuid.UUID, dict[str, Any]] = {}
     for request in requests:
         data = request.data
@@ -324,14 +330,23 @@ async def record_outcomes(
         for claimed, outcome in outcomes
         if isinstance(outcome, Retry)
     ]
+    waits = [
+        (claimed.id, claimed.attempts, outcome.at)
+        for claimed, outcome in outcomes
+        if isinstance(outcome, Wait)
+    ]
     failures = [
-        (claimed.id, claimed.attempts, outcome.error)
+        (claimed.id, claimed.attempts, outcome.error, outcome.reason)
         for claimed, outcome in outcomes
         if isinstance(outcome, Failed)
     ]
     newly_sent = await repository.mark_sent(uow.session, sent)
     await repository.reschedule(uow.session, retries)
-    await repository.fail(uow.session, failures)
+    await repository.put_back(uow.session, waits)
+    failed = {row.id for row in await repository.fail(uow.session, failures)}
+    for claimed, outcome in outcomes:
+        if isinstance(outcome, Failed) and claimed.id in failed:
+            _emit_failed(uow, claimed, outcome, now)
     bounced = [
         claimed for claimed, outcome in outcomes if isinstance(outcome, Failed) and outcome.hard_bounce
     ]
@@ -358,6 +373,29 @@ async def record_outcomes(
             )
         )
     return len(newly_sent)
+
+
+def _emit_failed(uow: UnitOfWork, claimed: ClaimedInvitation, outcome: Failed, at: datetime) -> None:
+    """``survey.failed``: the invitation will never be delivered; reporting counts it, the
+    trigger stops treating it as outstanding."""
+    uow.emit(
+        new_event(
+            SURVEY_FAILED,
+            tenant_id=str(claimed.tenant_id),
+            data=SurveyFailed(
+                invitation_id=claimed.id,
+                customer_id=claimed.customer_id,
+                touchpoint=claimed.touchpoint,
+                at=at,
+                reason=outcome.reason,
+                detail=outcome.error[:500],
+            ),
+            subject=claimed.customer_id,
+            source=SOURCE,
+            event_id=str(uuid.uuid5(_STEP_NAMESPACE, f"{SURVEY_FAILED}:{claimed.id}")),
+            time=at,
+        )
+    )
 
 
 async def _newly_bounced(

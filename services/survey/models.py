@@ -71,6 +71,9 @@ class Invitation(Base):
     expiry_recorded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: Why it failed for good: a code of ``domain.delivery.FailureReason``; ``last_error`` has the detail.
     failure_reason: Mapped[str | None] = mapped_column(String(30))
+    #: Withdrawn by the trigger after it was sent (the order refunded, the customer unsubscribed):
+    #: the email is out, but no reminder follows it.
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ux_invitations_token_hash", "token_hash", unique=True),

@@ -16,6 +16,7 @@ from sqlalchemy import (
     and_,
     case,
     column,
+    delete,
     func,
     or_,
     select,
@@ -447,6 +448,7 @@ async def claim_reminders(session: AsyncSession, *, now: datetime, limit: int) -
             Invitation.responded_at.is_(None),
             Invitation.unsubscribed_at.is_(None),
             Invitation.bounced_at.is_(None),
+            Invitation.withdrawn_at.is_(None),
             Invitation.status == InvitationStatus.SENT.value,
             Invitation.expires_at > now,
         )
@@ -497,19 +499,41 @@ async def mark_bounced(session: AsyncSession, ids: Sequence[uuid.UUID], at: date
     return result.all()
 
 
-async def cancel_scheduled(session: AsyncSession, invitations: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> int:
-    """Cancel invitations that are still only scheduled; one being sent or sent stays as it is."""
+async def cancel_scheduled(
+    session: AsyncSession, invitations: Sequence[tuple[uuid.UUID, uuid.UUID]], at: datetime
+) -> int:
+    """Withdraw invitations: one still only scheduled is cancelled; one being sent or sent already
+    keeps its state, but its reminder is withdrawn."""
     if not invitations:
         return 0
+    wanted = tuple_(Invitation.tenant_id, Invitation.id).in_(list(invitations))
     result = await session.execute(
         update(Invitation)
-        .where(
-            tuple_(Invitation.tenant_id, Invitation.id).in_(list(invitations)),
-            Invitation.status == InvitationStatus.SCHEDULED.value,
-        )
+        .where(wanted, Invitation.status == InvitationStatus.SCHEDULED.value)
         .values(status=InvitationStatus.CANCELLED.value)
     )
+    await session.execute(
+        update(Invitation)
+        .where(
+            wanted,
+            Invitation.status.in_([InvitationStatus.SENDING.value, InvitationStatus.SENT.value]),
+            Invitation.withdrawn_at.is_(None),
+        )
+        .values(withdrawn_at=at)
+    )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def lift_suppressions(session: AsyncSession, addresses: Sequence[tuple[uuid.UUID, str]]) -> None:
+    """(tenant, address): the customer re-subscribed; the address may be emailed again."""
+    if addresses:
+        await session.execute(
+            delete(Suppression).where(
+                tuple_(Suppression.tenant_id, Suppression.email_lower).in_(
+                    sorted({(tenant, email.lower()) for tenant, email in addresses})
+                )
+            )
+        )
 
 
 async def invitations_of_tenant(

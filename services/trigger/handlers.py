@@ -19,12 +19,14 @@ from libs.common.events import (
     INTAKE_TYPES,
     PURCHASE_COMPLETED,
     RELATIONSHIP_DUE,
+    SUPPRESSION_LIFTED,
     SURVEY_BOUNCED,
     SURVEY_CANCELLED,
     SURVEY_EXPIRED,
     SURVEY_FAILED,
     SURVEY_REQUESTED,
     TENANT_CREATED,
+    TENANT_UPDATED,
     TICKET_CLOSED,
     ApiKeyCreated,
     ApiKeyRevoked,
@@ -36,12 +38,14 @@ from libs.common.events import (
     OrderCancelled,
     PurchaseCompleted,
     RelationshipDue,
+    SuppressionLifted,
     SurveyCancelled,
     SurveyFailed,
     SurveyRequested,
     SurveyResponded,
     SurveyStep,
     TenantCreated,
+    TenantUpdated,
     TicketClosed,
     new_event,
 )
@@ -83,8 +87,9 @@ def invitation_id_for(tenant_id: str, event_id: str) -> uuid.UUID:
 
 SURVEYED_TYPES = frozenset({PURCHASE_COMPLETED, TICKET_CLOSED, RELATIONSHIP_DUE})
 
-#: How far back an invitation may still be pending when an unsubscribe arrives.
-_PENDING_LOOKBACK = timedelta(days=1)
+#: How far back an invitation may still be pending when an unsubscribe arrives: not sent yet, or sent
+#: with its reminder to come (at most 29 days after sending), which the cancellation also withdraws.
+_PENDING_LOOKBACK = timedelta(days=31)
 
 DECISIONS = Counter(
     "nps_trigger_decisions_total", "Decisions on incoming events", ["touchpoint", "outcome", "reason"]
@@ -436,6 +441,20 @@ class _TenantBatch:
             if state.email:
                 self.ledger.suppressed_emails.discard(state.email.lower())
             self.consent_changes[data.customer_id] = (None, None, None)
+            if state.email:
+                # The survey keeps its own suppression list by address: without this it would keep
+                # refusing the invitations decided from now on.
+                self.uow.emit(
+                    new_event(
+                        SUPPRESSION_LIFTED,
+                        tenant_id=str(self.tenant_id),
+                        data=SuppressionLifted(customer_id=data.customer_id, email=state.email, at=self.now),
+                        subject=data.customer_id,
+                        source=SOURCE,
+                        event_id=f"lifted:{event.id}",
+                        time=self.now,
+                    )
+                )
             return Decision(candidate, Outcome.RECORDED, detail="re-subscribed")
         if isinstance(data, CustomerUpserted):
             row = self._customer_row(data.customer_id)
@@ -742,18 +761,55 @@ class UnknownTenant(Exception):
     pass
 
 
-async def create_tenant(uow: UnitOfWork, *, name: str, owner_email: str | None, now: datetime) -> uuid.UUID:
+async def create_tenant(
+    uow: UnitOfWork,
+    *,
+    name: str,
+    owner_email: str | None,
+    now: datetime,
+    display_name: str | None = None,
+) -> uuid.UUID:
     if await repository.tenant_by_name_or_id(uow.session, name) is not None:
         raise TenantExists(name)
     tenant_id = uuid.uuid4()
-    data = TenantCreated(tenant_id=tenant_id, name=name, owner_email=owner_email, created_at=now)
+    data = TenantCreated(
+        tenant_id=tenant_id, name=name, owner_email=owner_email, created_at=now, display_name=display_name
+    )
     await repository.insert_tenant(
-        uow.session, {"id": tenant_id, "name": name, "owner_email": owner_email, "created_at": now}
+        uow.session,
+        {
+            "id": tenant_id,
+            "name": name,
+            "owner_email": owner_email,
+            "created_at": now,
+            "display_name": display_name,
+        },
     )
     uow.emit(
         new_event(TENANT_CREATED, tenant_id=str(tenant_id), data=data, subject=str(tenant_id), source=SOURCE)
     )
     return tenant_id
+
+
+#: "Leave it as it is" for :func:`update_tenant`, distinct from ``None`` ("remove it").
+KEEP: Any = object()
+
+
+async def update_tenant(
+    uow: UnitOfWork, *, tenant: str, now: datetime, display_name: Any = KEEP, owner_email: Any = KEEP
+) -> dict[str, Any]:
+    """Change a tenant's display name or owner email; every service hears of it (``tenant.updated``)."""
+    row = await repository.tenant_by_name_or_id(uow.session, tenant)
+    if row is None:
+        raise UnknownTenant(tenant)
+    values = {
+        "display_name": row.display_name if display_name is KEEP else display_name,
+        "owner_email": row.owner_email if owner_email is KEEP else owner_email,
+    }
+    await repository.update_tenant(uow.session, row.id, values)
+    data = TenantUpdated(tenant_id=row.id, name=row.name, updated_at=now, **values)
+    uow.emit(new_event(TENANT_UPDATED, tenant_id=str(row.id), data=data, subject=str(row.id), source=SOURCE))
+    return {"tenant_id": str(row.id), "name": row.name, **values}
 
 
 async def create_api_key(uow: UnitOfWork, *, tenant: str, now: datetime) -> tuple[uuid.UUID, NewApiKey]:

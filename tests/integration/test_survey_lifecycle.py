@@ -123,12 +123,19 @@ async def test_bounce_reports_suppress_the_address_and_tell_the_trigger(
     assert len(mail_to(smtp_sink.directory, address)) == 1
 
 
-async def test_a_soft_bounce_changes_nothing(start_service: StartService, kafka_bootstrap: str) -> None:
+async def test_a_soft_bounce_changes_nothing(
+    start_service: StartService, kafka_bootstrap: str, smtp_sink: Mailbox
+) -> None:
+    """On an address that was emailed: a soft bounce (the server will try again) neither suppresses
+    it nor marks the invitation bounced, so the next survey still reaches it."""
     service = await survey_service(start_service, bounce_webhook_token=BOUNCE_TOKEN)
-    address = unique_address()
+    tenant = await provision_tenant(service.runtime)
+    customer, address = f"c-{uuid.uuid4().hex}", unique_address()
+    first = await request_survey(kafka_bootstrap, tenant, customer=customer, email=address)
+    await email_to(smtp_sink.directory, address)
     soft = await service.client.post(
         "/v1/bounces/generic",
-        json=[{"email": address, "type": "soft_bounce"}],
+        json=[{"email": address, "type": "soft_bounce", "message_id": f"<{first}@nps.localhost>"}],
         headers={"Authorization": f"Bearer {BOUNCE_TOKEN}"},
     )
     assert soft.json() == {
@@ -138,6 +145,10 @@ async def test_a_soft_bounce_changes_nothing(start_service: StartService, kafka_
         "complaints": 0,
         "invitations_matched": 0,
     }
+    await invitation_in(service, tenant, customer, first, "sent")
+    later = await request_survey(kafka_bootstrap, tenant, customer=customer, email=address)
+    await invitation_in(service, tenant, customer, later, "sent")
+    assert len(mail_to(smtp_sink.directory, address)) == 2
 
 
 async def test_one_reminder_to_people_who_did_not_answer_and_never_after_an_answer(

@@ -21,6 +21,8 @@ def upgrade() -> None:
     add_tenant_display_name_and_held_events(SCHEMA)
     # Why an invitation failed for good, as a code from a closed set; last_error keeps the detail.
     op.add_column("invitations", sa.Column("failure_reason", sa.String(30)), schema=SCHEMA)
+    # Withdrawn by the trigger after it was sent (a refund, an unsubscribe): no reminder follows.
+    op.add_column("invitations", sa.Column("withdrawn_at", sa.DateTime(timezone=True)), schema=SCHEMA)
     op.create_index(
         "ix_invitations_failed",
         "invitations",
@@ -33,5 +35,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_invitations_failed", "invitations", schema=SCHEMA)
     op.drop_column("invitations", "failure_reason", schema=SCHEMA)
+    op.drop_column("invitations", "withdrawn_at", schema=SCHEMA)
     op.drop_table("held_events", schema=SCHEMA)
     op.drop_column("tenants", "display_name", schema=SCHEMA)
