@@ -48,7 +48,7 @@ class RedactingFilter(logging.Filter):
 
 
 class RepeatFilter(logging.Filter):
-    """Lets through at most one record per (logger, message template, level) per `interval`.
+    """Lets through at most one warning or error per (logger, message template, level) per `interval`.
 
     A database or broker that is down makes every retry loop, and aiokafka's connection code, log
     the same line many times a second. The first record of a run is written; the repeats inside
@@ -56,17 +56,21 @@ class RepeatFilter(logging.Filter):
     many were left out. It keys on the template (``record.msg`` before ``%`` formatting, the
     dotted event name for our own logs), so "Unable connect to node 0: ..." with a changing
     reason still counts as one line. It must run before anything that formats the message.
+    Records below `min_level` pass untouched: ``invitation.sent`` once per email is the record of
+    what happened, not a flood.
     """
 
     def __init__(
         self,
         interval: float = REPEAT_INTERVAL_S,
         *,
+        min_level: int = logging.WARNING,
         max_keys: int = 2000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self.interval = interval
+        self.min_level = min_level
         self._max_keys = max_keys
         self._clock = clock
         # key -> (when the last record was let through, how many were suppressed since)
@@ -75,6 +79,8 @@ class RepeatFilter(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.min_level:
+            return True
         key = (record.name, str(record.msg)[:200], record.levelno)
         now = self._clock()
         with self._lock:

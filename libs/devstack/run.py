@@ -519,7 +519,9 @@ class Stack:
             task.cancel()
         if self._watchdog is not None:
             self._watchdog.cancel()
-        await asyncio.gather(*self._supervisors, return_exceptions=True)
+        # The watchdog too: a restart it was in the middle of must have cleaned up before we go on.
+        watchdog = [self._watchdog] if self._watchdog is not None else []
+        await asyncio.gather(*self._supervisors, *watchdog, return_exceptions=True)
         await self._terminate([s.process for s in self.services.values() if s.process is not None])
 
     async def _terminate(self, processes: Sequence[asyncio.subprocess.Process]) -> None:

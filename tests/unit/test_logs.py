@@ -84,6 +84,16 @@ def test_different_events_loggers_and_levels_are_not_held_back() -> None:
     assert len(_lines(stream)) == 4
 
 
+def test_information_records_are_never_held_back() -> None:
+    """One ``invitation.sent`` per email is the record of what happened, not a flood."""
+    clock = Clock()
+    handler, stream = _handler_with_clock(clock)
+    log = _logger(handler)
+    for _ in range(50):
+        log.info("invitation.sent")
+    assert len(_lines(stream)) == 50
+
+
 def test_aiokafka_records_are_held_back_too() -> None:
     """The flood while the broker is down comes from aiokafka's own loggers as much as ours."""
     stream = io.StringIO()
