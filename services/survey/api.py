@@ -228,7 +228,8 @@ async def survey_page(request: Request, token: str, uow: UoW) -> HTMLResponse:
 
     Once answered: within the grace period the score can be changed here; after it, the follow-up
     questions can still be answered until the link expires. 404 for an unknown link, 410 once
-    the survey has closed, 429 when one client asks too often.
+    the survey has closed, 429 to a client that asked for too many unknown links, or when this
+    link is asked for too often.
     """
     return await _show(request, uow, token, None, clicked=False)
 
