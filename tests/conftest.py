@@ -269,3 +269,16 @@ async def read_topic(
     finally:
         await consumer.stop()
     return matched
+
+
+async def metric_value(client: httpx.AsyncClient, name: str, **labels: str) -> float:
+    """One sample of a service's ``/metrics``, as Prometheus scrapes it; 0 if it is not there yet.
+    Counters are process-wide, so tests compare a value before and after what they do."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (await client.get("/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0

@@ -268,7 +268,7 @@ class ConsumerRunner:
                         await self._dead_letter(
                             item.record,
                             "unknown_tenant",
-                            f"tenantid: no tenant {item.event.tenant_id!r} exists",
+                            f"tenantid: unknown tenant {item.event.tenant_id!r}: no such tenant exists",
                             count_consumed=False,
                         )
                 return
@@ -444,7 +444,7 @@ class ConsumerRunner:
             return
         if reason is None:
             reason = (
-                f"tenantid: no tenant {row.tenant_id!r} became known within "
+                f"tenantid: unknown tenant {row.tenant_id!r}: it did not become known within "
                 f"{int(self.unknown_tenant_hold.total_seconds())} s (UNKNOWN_TENANT_HOLD_SECONDS)"
             )
         await self._send_dead_letter(

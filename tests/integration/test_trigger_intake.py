@@ -15,7 +15,15 @@ from libs.common.events import SURVEY_REQUESTED
 from services.trigger import handlers
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build
-from tests.conftest import ServiceUnderTest, StartService, TestTenant, eventually, produce, read_topic
+from tests.conftest import (
+    ServiceUnderTest,
+    StartService,
+    TestTenant,
+    eventually,
+    metric_value,
+    produce,
+    read_topic,
+)
 
 
 async def trigger_with_tenant(
@@ -148,20 +156,22 @@ async def test_binary_mode_cloudevents_on_kafka_are_accepted(start_service: Star
 
 
 @pytest.mark.parametrize(
-    ("label", "payload", "reason"),
+    ("label", "payload", "reason", "code"),
     [
-        ("not json", b"{this is not json", "not valid JSON"),
+        ("not json", b"{this is not json", "not valid JSON", "invalid"),
         (
             "unknown type",
             b'{"specversion":"1.0","id":"x","source":"/s","type":"order.shipped.v1","tenantid":"T",'
             b'"data":{}}',
             "unknown event type",
+            "invalid",
         ),
         (
             "missing customer",
             b'{"specversion":"1.0","id":"x","source":"/s","type":"purchase.completed.v1",'
             b'"tenantid":"T","data":{"order_id":"1"}}',
             "data.customer_id",
+            "invalid",
         ),
         (
             "unknown tenant",
@@ -169,14 +179,17 @@ async def test_binary_mode_cloudevents_on_kafka_are_accepted(start_service: Star
             b'"tenantid":"00000000-0000-4000-8000-000000000000","data":{"order_id":"1",'
             b'"customer_id":"c"}}',
             "unknown tenant",
+            "unknown_tenant",
         ),
     ],
 )
 async def test_poison_messages_go_to_the_dlq_with_a_reason_and_intake_carries_on(
-    start_service: StartService, label: str, payload: bytes, reason: str
+    start_service: StartService, label: str, payload: bytes, reason: str, code: str
 ) -> None:
     service, tenant = await trigger_with_tenant(start_service)
     bootstrap = service.runtime.settings.kafka_bootstrap_servers
+    counted = {"topic": topics.PURCHASES, "reason": code}
+    before = await metric_value(service.client, "nps_trigger_dead_lettered_messages_total", **counted)
     marker = uuid.uuid4().hex.encode()
     await produce(
         bootstrap, topics.PURCHASES, payload.replace(b'"T"', f'"{tenant.tenant_id}"'.encode()), key=marker
@@ -193,10 +206,11 @@ async def test_poison_messages_go_to_the_dlq_with_a_reason_and_intake_carries_on
     headers = dict(dead.headers)
     assert reason in headers["nps-dlq-reason"].decode(), label
     assert headers["nps-dlq-topic"] == topics.PURCHASES.encode()
+    assert headers["nps-dlq-code"] == code.encode()
     assert dead.value == payload.replace(b'"T"', f'"{tenant.tenant_id}"'.encode())
     await eventually(lambda: _has_decision(service, tenant, customer, good["id"]))
-    metrics = (await service.client.get("/metrics")).text
-    assert "nps_trigger_dead_lettered_messages_total{" in metrics
+    after = await metric_value(service.client, "nps_trigger_dead_lettered_messages_total", **counted)
+    assert after >= before + 1
 
 
 async def test_bad_http_input_gets_a_4xx_naming_the_problem(start_service: StartService) -> None:

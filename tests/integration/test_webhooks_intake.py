@@ -21,7 +21,7 @@ from services.trigger import handlers
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build
 from services.trigger.webhooks.common import parse_json
-from tests.conftest import ServiceUnderTest, StartService, TestTenant
+from tests.conftest import ServiceUnderTest, StartService, TestTenant, metric_value
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "webhooks"
 
@@ -151,6 +151,8 @@ async def test_forged_missing_and_foreign_signatures_get_401_and_change_nothing(
     _, other = await trigger_with_tenant(start_service)
     other_endpoint = await configure(service, other, "shopify", secret="another-tenants-secret-0123456789")
     body, customer = shopify_order()
+    refused = {"outcome": "unauthorized", "platform": "shopify"}
+    before = await metric_value(service.client, "nps_trigger_webhooks_total", **refused)
 
     forged = await post_shopify(service, endpoint, body, secret="not-the-secret-0123456789")
     assert (forged.status_code, forged.json()["error"]) == (401, "unauthorized")
@@ -177,8 +179,8 @@ async def test_forged_missing_and_foreign_signatures_get_401_and_change_nothing(
     await post_shopify(service, endpoint, body, secret="not-the-secret-0123456789", webhook_id=replayed_id)
     genuine = await post_shopify(service, endpoint, body, secret=SHOPIFY_SECRET, webhook_id=replayed_id)
     assert genuine.json()["results"][0]["status"] == "accepted"
-    metrics = (await service.client.get("/metrics")).text
-    assert 'nps_trigger_webhooks_total{outcome="unauthorized",platform="shopify"}' in metrics
+    # forged, unsigned, foreign, tampered and the forged replay: five refusals counted.
+    assert await metric_value(service.client, "nps_trigger_webhooks_total", **refused) == before + 5
 
 
 async def test_unknown_revoked_and_wrong_platform_endpoints_are_404(start_service: StartService) -> None:
