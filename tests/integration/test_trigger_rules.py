@@ -33,6 +33,7 @@ from tests.conftest import (
     StartService,
     TestTenant,
     eventually,
+    metric_value,
     produce,
     read_topic,
 )
@@ -603,9 +604,8 @@ async def test_a_dry_run_answers_what_would_happen_and_records_nothing(start_ser
 
 async def test_decisions_are_counted_by_touchpoint_and_reason(start_service: StartService) -> None:
     service, tenant = await trigger_with_tenant(start_service)
+    labels = {"outcome": "skipped", "reason": "no_email", "touchpoint": "webshop-purchase"}
+    before = await metric_value(service.client, "nps_trigger_decisions_total", **labels)
     await post(service, tenant, purchase(f"c-{uuid.uuid4().hex}", email=None))
-    metrics = (await service.client.get("/metrics")).text
-    assert (
-        'nps_trigger_decisions_total{outcome="skipped",reason="no_email",touchpoint="webshop-purchase"}'
-        in metrics
-    )
+    await post(service, tenant, purchase(f"c-{uuid.uuid4().hex}", email=None))
+    assert await metric_value(service.client, "nps_trigger_decisions_total", **labels) == before + 2
