@@ -3,6 +3,7 @@ down the services say so at a bounded rate instead of flooding their logs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -234,11 +235,33 @@ async def test_postgres_and_tansu_killed_are_restarted_and_nothing_is_lost(
     posted = await client.post(f"{trigger}/v1/events", json=purchase(last, last_email), headers=auth)
     assert posted.json()["results"][0]["decision"] == "invited"
     await eventually(lambda: _now(stack.mail_to(last_email)), within=60)
+
+    # 6. SIGTERM still stops everything, the restarted servers included.
+    pids = [int(pid) for pid in (stack.state()["postgres_pid"], stack.state()["kafka_pid"])]
+    pids += [service["pid"] for service in stack.state()["services"].values()]
+    stack.process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(stack.process.wait, 60) == 0
+    for pid in pids:
+        assert not _alive(pid), pid
+    pgrep = await asyncio.create_subprocess_exec(
+        "pgrep", "-f", str(stack.data_dir), stdout=asyncio.subprocess.PIPE
+    )
+    leftovers, _ = await pgrep.communicate()
+    assert leftovers.decode().strip() == ""
     print(
         f"postgres: intake back after {postgres_back_s:.1f}s, email after {postgres_mail_s:.1f}s; "
         f"tansu: the in-flight invitation's email {tansu_mail_s:.1f}s after the kill, the one accepted "
         f"while it was down {second_recovery_s:.1f}s after the supervisor resumed"
     )
+
+
+def _alive(pid: int) -> bool:
+    """Running, that is: a zombie waiting for its parent to reap it is not."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 async def _now(value: Any) -> Any:
