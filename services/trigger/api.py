@@ -376,10 +376,23 @@ async def require_admin(request: Request, token: Annotated[str | None, Security(
 Admin = Annotated[None, Depends(require_admin)]
 
 
+DisplayName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+
+
 class NewTenant(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
     owner_email: Email | None = Field(default=None, description="who gets follow-up cases by default")
+    display_name: DisplayName | None = Field(
+        default=None,
+        description="how emails and pages name the company, e.g. 'Acme Inc.'; the name if left out",
+    )
+
+
+class TenantChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    display_name: DisplayName | None = Field(default=None, description="null removes it")
+    owner_email: Email | None = Field(default=None, description="null removes it")
 
 
 @admin_router.post("/tenants", status_code=201, responses=error_responses(409))
@@ -387,12 +400,34 @@ async def admin_create_tenant(_: Admin, uow: UoW, body: NewTenant) -> dict[str, 
     """Create a tenant. Every service learns of it through `tenant.created.v1`."""
     try:
         tenant_id = await handlers.create_tenant(
-            uow, name=body.name, owner_email=body.owner_email, now=datetime.now(UTC)
+            uow,
+            name=body.name,
+            owner_email=body.owner_email,
+            now=datetime.now(UTC),
+            display_name=body.display_name,
         )
     except handlers.TenantExists:
         raise HTTPException(409, f"a tenant named {body.name!r} exists already") from None
     await uow.commit()
-    return {"tenant_id": str(tenant_id), "name": body.name, "owner_email": body.owner_email}
+    return {
+        "tenant_id": str(tenant_id),
+        "name": body.name,
+        "owner_email": body.owner_email,
+        "display_name": body.display_name,
+    }
+
+
+@admin_router.patch("/tenants/{tenant}")
+async def admin_update_tenant(_: Admin, uow: UoW, tenant: str, body: TenantChange) -> dict[str, Any]:
+    """Change a tenant's display name or owner email (by name or id). Only the fields sent change;
+    every service learns of it through `tenant.updated.v1`."""
+    changes = {name: getattr(body, name) for name in body.model_fields_set}
+    try:
+        updated = await handlers.update_tenant(uow, tenant=tenant, now=datetime.now(UTC), **changes)
+    except handlers.UnknownTenant:
+        raise HTTPException(404, f"no tenant {tenant!r}") from None
+    await uow.commit()
+    return updated
 
 
 @admin_router.get("/tenants")
@@ -404,6 +439,7 @@ async def admin_list_tenants(_: Admin, uow: UoW) -> list[dict[str, Any]]:
             "tenant_id": str(r.id),
             "name": r.name,
             "owner_email": r.owner_email,
+            "display_name": r.display_name,
             "created_at": r.created_at.isoformat(),
         }
         for r in rows

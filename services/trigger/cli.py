@@ -1,6 +1,7 @@
 """``nps``: manage tenants and API keys from a shell.
 
-    nps tenant create NAME [--owner-email EMAIL] [--if-missing]
+    nps tenant create NAME [--owner-email EMAIL] [--display-name "Acme Inc."] [--if-missing]
+    nps tenant update NAME [--owner-email EMAIL] [--display-name "Acme Inc."]
     nps tenant list
     nps apikey create TENANT          (prints the key once, on the last line)
     nps apikey revoke KEY_ID
@@ -47,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--owner-email", help="who receives follow-up cases by default")
     create.add_argument("--if-missing", action="store_true", help="succeed quietly if it exists already")
+    create.add_argument("--display-name", help="how emails name the company (default: NAME)")
+    update = tenant.add_parser("update", help="change a tenant's display name or owner email")
+    update.add_argument("name", help="tenant name or id")
+    update.add_argument("--owner-email")
+    update.add_argument("--display-name")
     tenant.add_parser("list", help="list tenants")
 
     apikey = groups.add_parser("apikey", help="API keys").add_subparsers(dest="command", required=True)
@@ -101,7 +107,11 @@ async def _run(args: argparse.Namespace, settings: TriggerSettings) -> int:
             if (args.group, args.command) == ("tenant", "create"):
                 try:
                     tenant_id = await handlers.create_tenant(
-                        uow, name=args.name, owner_email=args.owner_email, now=now
+                        uow,
+                        name=args.name,
+                        owner_email=args.owner_email,
+                        now=now,
+                        display_name=args.display_name,
                     )
                 except handlers.TenantExists:
                     if args.if_missing:
@@ -111,6 +121,22 @@ async def _run(args: argparse.Namespace, settings: TriggerSettings) -> int:
                     return 1
                 await uow.commit()
                 print(f"created tenant {args.name} ({tenant_id})")
+            elif (args.group, args.command) == ("tenant", "update"):
+                changes = {
+                    name: value
+                    for name, value in (
+                        ("display_name", args.display_name),
+                        ("owner_email", args.owner_email),
+                    )
+                    if value is not None
+                }
+                try:
+                    updated = await handlers.update_tenant(uow, tenant=args.name, now=now, **changes)
+                except handlers.UnknownTenant:
+                    print(f"error: no tenant {args.name!r}", file=sys.stderr)
+                    return 1
+                await uow.commit()
+                print(f"updated tenant {updated['name']}: display name {updated['display_name'] or '-'}")
             elif (args.group, args.command) == ("tenant", "list"):
                 for row in await repository.list_tenants(uow.session):
                     print(f"{row.id}  {row.name}  {row.owner_email or '-'}")

@@ -501,6 +501,10 @@ async def insert_tenant(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(COMMON.tenants.insert().values(**values))
 
 
+async def update_tenant(session: AsyncSession, tenant_id: uuid.UUID, values: dict[str, Any]) -> None:
+    await session.execute(COMMON.tenants.update().where(COMMON.tenants.c.id == tenant_id).values(**values))
+
+
 async def insert_api_key(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(COMMON.api_keys.insert().values(**values))
 

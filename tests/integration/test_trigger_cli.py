@@ -9,6 +9,8 @@ import sys
 import uuid
 from pathlib import Path
 
+from services.trigger.config import TriggerSettings
+from services.trigger.main import build
 from tests.conftest import StartService
 from tests.integration.test_trigger_intake import trigger_with_tenant
 
@@ -107,3 +109,14 @@ async def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Pat
     [line] = err.splitlines()
     assert line.startswith("error: database error at postgresql+asyncpg://postgres@/nps")
     assert "hunter2" not in line and "Traceback" not in err
+
+
+async def test_a_tenant_gets_a_display_name_from_the_cli(start_service: StartService, pg_url: str) -> None:
+    await start_service(build, TriggerSettings)
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    code, out, _ = await nps(pg_url, "tenant", "create", name, "--display-name", "Café Nord")
+    assert code == 0 and out.startswith(f"created tenant {name}")
+    code, out, _ = await nps(pg_url, "tenant", "update", name, "--display-name", "Café Nord A/S")
+    assert (code, out.strip()) == (0, f"updated tenant {name}: display name Café Nord A/S")
+    code, _, err = await nps(pg_url, "tenant", "update", "no-such-tenant", "--display-name", "X")
+    assert code == 1 and "no tenant" in err
