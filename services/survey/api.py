@@ -346,7 +346,7 @@ async def open_pixel(request: Request, token: str, uow: UoW) -> Response:
         opener = opened_by(
             user_agent=request.headers.get("user-agent"),
             client_address=_client(request),
-            sent_at=link.sent_at,
+            emailed_at=link.last_emailed_at,
             now=now,
             on_delivery=timedelta(seconds=_settings(request).machine_open_seconds),
         )

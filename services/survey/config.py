@@ -39,7 +39,8 @@ class SurveySettings(ServiceSettings):
     public_misses_per_minute: int = Field(default=10, ge=1, le=1_000_000)
     #: Requests for one link, from anywhere (a mail scanner's GET and HEAD of every link fit).
     public_link_per_minute: int = Field(default=60, ge=1, le=1_000_000)
-    #: A pixel fetched this soon after sending is a mail gateway's, counted as a machine open.
+    #: A pixel fetched this soon after the invitation or its reminder went out is a mail
+    #: gateway's, counted as a machine open.
     machine_open_seconds: float = Field(default=10.0, ge=0, le=3600)
     #: How often the lifecycle loop looks for reminders due and invitations that expired.
     lifecycle_poll_seconds: float = Field(default=30.0, gt=0, le=3600)

@@ -483,6 +483,7 @@ class SurveyLink:
     revision: int = 0
     unsubscribed: bool = False
     sent_at: datetime | None = None
+    reminded_at: datetime | None = None
 
     def state(self, now: datetime) -> AnswerState:
         return answer_state(responded_at=self.responded_at, expires_at=self.expires_at, now=now)
@@ -490,6 +491,11 @@ class SurveyLink:
     @property
     def questions(self) -> Questions:
         return questions_in(self.look, self.language)
+
+    @property
+    def last_emailed_at(self) -> datetime | None:
+        """When the latest email with this link went out: the invitation, or its reminder."""
+        return max((at for at in (self.sent_at, self.reminded_at) if at is not None), default=None)
 
 
 async def find_link(uow: UnitOfWork, token: str) -> SurveyLink | None:
@@ -520,6 +526,7 @@ async def find_link(uow: UnitOfWork, token: str) -> SurveyLink | None:
         revision=row.revision or 0,
         unsubscribed=row.unsubscribed_at is not None,
         sent_at=row.sent_at,
+        reminded_at=row.reminded_at,
     )
 
 

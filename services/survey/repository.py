@@ -250,6 +250,7 @@ async def invitation_by_token_hash(session: AsyncSession, token_hash: str) -> An
                 Invitation.token_hash,
                 Invitation.expires_at,
                 Invitation.sent_at,
+                Invitation.reminded_at,
                 Invitation.responded_at,
                 Invitation.unsubscribed_at,
                 func.coalesce(tenants.c.display_name, tenants.c.name).label("tenant_name"),

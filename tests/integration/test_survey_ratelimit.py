@@ -327,3 +327,41 @@ async def test_an_apple_privacy_proxy_open_counts_as_a_machine_open_in_reporting
     async with behind(service, an_address()) as person:
         await person.get(f"/o/{apple_fetched}.gif", headers={"User-Agent": BROWSER})
     await eventually(lambda: funnel({"sent": 2, "opened": 2, "machine_opened": 0}))
+
+
+async def test_a_fetch_on_the_reminders_delivery_is_a_machine_open_too(
+    start_service: StartService, kafka_bootstrap: str, smtp_sink: Mailbox
+) -> None:
+    service = await survey_service(start_service, lifecycle_poll_seconds=0.2)
+    tenant = await provision_tenant(service.runtime)
+    settings = await service.client.put(
+        "/v1/survey-settings", json={"reminder_after_days": 3}, headers=tenant.headers
+    )
+    assert settings.status_code == 200
+    customer, address = f"c-{uuid.uuid4().hex}", unique_address()
+    invitation_id = await request_survey(kafka_bootstrap, tenant, customer=customer, email=address)
+    await email_to(smtp_sink.directory, address)
+    # Sent three days ago; the reminder is due and goes out now.
+    async with service.runtime.database.uow() as uow:
+        await uow.session.execute(
+            text(
+                "UPDATE survey.invitations SET sent_at = sent_at - interval '3 days', "
+                "reminder_due_at = now() - interval '1 minute' WHERE id = :id"
+            ),
+            {"id": invitation_id},
+        )
+        await uow.commit()
+
+    async def reminded() -> bool:
+        return await _stamp(service, invitation_id, "reminded_at") is not None
+
+    await eventually(reminded)
+    # The recipient's gateway fetches the reminder's images as it arrives.
+    async with behind(service, an_address()) as gateway:
+        fetched = await gateway.get(
+            f"/o/{survey_token(SECRET, invitation_id)}.gif", headers={"User-Agent": BROWSER}
+        )
+        assert fetched.status_code == 200
+    [opened] = await read_topic(kafka_bootstrap, topics.SURVEY_EVENTS, _opened(invitation_id), within=10)
+    assert json.loads(opened.value)["data"]["machine"] is True
+    assert await _stamp(service, invitation_id, "opened_at") is None

@@ -86,7 +86,7 @@ def _by(user_agent: str | None, address: str = OFFICE, after: timedelta = timede
     return opened_by(
         user_agent=user_agent,
         client_address=address,
-        sent_at=SENT,
+        emailed_at=SENT,
         now=SENT + after,
         on_delivery=timedelta(seconds=10),
     )
@@ -112,7 +112,7 @@ def test_a_fetch_on_delivery_and_programs_are_machines_and_a_mail_app_later_is_a
     # Not sent yet as far as the record says (a resend in flight): judged by the request alone.
     assert (
         opened_by(
-            user_agent=BROWSER, client_address=OFFICE, sent_at=None, now=SENT, on_delivery=timedelta(10)
+            user_agent=BROWSER, client_address=OFFICE, emailed_at=None, now=SENT, on_delivery=timedelta(10)
         )
         is OpenedBy.PERSON
     )

@@ -38,18 +38,19 @@ def opened_by(
     *,
     user_agent: str | None,
     client_address: str | None,
-    sent_at: datetime | None,
+    emailed_at: datetime | None,
     now: datetime,
     on_delivery: timedelta,
 ) -> OpenedBy:
-    """Who fetched the pixel, as far as the request tells. ``on_delivery``: an open this soon
-    after sending is a gateway's (nobody reads an email that fast often enough to matter)."""
+    """Who fetched the pixel, as far as the request tells. ``emailed_at``: when the latest email
+    carrying it went out (the invitation or its reminder); an open within ``on_delivery`` of that
+    is a gateway's (nobody reads an email that fast often enough to matter)."""
     agent = (user_agent or "").strip()
     if agent == APPLE_PROXY_USER_AGENT or _in_apple_network(client_address):
         return OpenedBy.APPLE_PRIVACY_PROXY
     if not agent or _AUTOMATED.search(agent):
         return OpenedBy.AUTOMATED_CLIENT
-    if sent_at is not None and now - sent_at < on_delivery:
+    if emailed_at is not None and now - emailed_at < on_delivery:
         return OpenedBy.ON_DELIVERY
     return OpenedBy.PERSON
 
