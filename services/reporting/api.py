@@ -180,8 +180,9 @@ async def get_summary(
     since: SinceQuery = None,
 ) -> SummaryReport:
     """The tenant's results: Net Promoter Score, invitations sent, response rate, follow-up
-    cases, the invitations' funnel (sent, opened, clicked, responded, reminded, bounced,
-    unsubscribed, expired) and the follow-up questions (recommended in the last 12 months, CSAT,
+    cases, the invitations' funnel (sent, opened by a person, opened only by a machine such as
+    Apple Mail Privacy Protection, clicked, responded, reminded, bounced, unsubscribed, expired)
+    and the follow-up questions (recommended in the last 12 months, CSAT,
     effort), overall and per touchpoint.
 
     Scores are each answer's current one: a score the customer replaced within the grace period
