@@ -16,7 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import BaseModel, Field
 
 from libs.common.db import UnitOfWork
-from libs.common.events import Timestamp
+from libs.common.events import FailureReason, Timestamp
 from libs.common.http import Tenant, UoW
 from services.reporting import repository
 from services.reporting.domain import display
@@ -99,6 +99,7 @@ class FunnelView(BaseModel):
     bounced: int
     unsubscribed: int
     expired: int
+    failed: int = Field(description="never delivered: the survey gave them up (see failed_by_reason)")
 
 
 class SummaryView(BaseModel):
@@ -111,6 +112,10 @@ class SummaryView(BaseModel):
     response_rate: float | None = Field(description="answers per invitation sent; null when none were sent")
     cases: CasesView
     funnel: FunnelView
+    failed_by_reason: dict[FailureReason, int] = Field(
+        description="invitations given up, by reason: expired, attempts_exhausted, refused, "
+        "recipient_refused, suppressed, unbuildable, tenant_unknown"
+    )
     recommended_share: float | None = Field(
         description="of the answers saying whether they recommended us in the last 12 months, the share "
         "saying yes (0-1, rounded to 4 decimals); null when nobody answered that question"
@@ -150,6 +155,7 @@ def _fields(summary: Summary) -> dict[str, object]:
             open=summary.cases.open, breached=summary.cases.breached, resolved=summary.cases.resolved
         ),
         "funnel": FunnelView(**summary.funnel.as_dict()),
+        "failed_by_reason": dict(summary.failed_by_reason),
         "recommended_share": _rounded(follow_up.recommended_share, 4),
         "recommended_answers": follow_up.recommended_answers,
         "average_csat": _rounded(follow_up.average_csat, 2),
@@ -233,6 +239,9 @@ async def _summaries(uow: UnitOfWork, where: ReportFilter) -> tuple[Summary, dic
         histograms.setdefault(name, {})[score] = answers
     invitations = await repository.invitations_by_touchpoint(uow.session, where)
     details = await repository.answer_details_by_touchpoint(uow.session, where)
+    failures: dict[str, dict[str, int]] = {}
+    for name, reason, given_up in await repository.failures_by_touchpoint(uow.session, where):
+        failures.setdefault(name, {})[reason] = given_up
     step_counts: dict[str, dict[str, int]] = {}
     for name, step, reached in await repository.steps_by_touchpoint(uow.session, where):
         step_counts.setdefault(name, {})[step] = reached
@@ -240,7 +249,13 @@ async def _summaries(uow: UnitOfWork, where: ReportFilter) -> tuple[Summary, dic
     for case_touchpoint, status, breached, cases in await repository.cases_by_state(uow.session, where):
         case_groups.setdefault(case_touchpoint, []).append((status, breached, cases))
 
-    names = {*histograms, *invitations, *step_counts, *(name for name in case_groups if name is not None)}
+    names = {
+        *histograms,
+        *invitations,
+        *step_counts,
+        *failures,
+        *(name for name in case_groups if name is not None),
+    }
     per_touchpoint = {
         name: Summary(
             scores=ScoreCounts.from_histogram(histograms.get(name, {})),
@@ -253,6 +268,7 @@ async def _summaries(uow: UnitOfWork, where: ReportFilter) -> tuple[Summary, dic
                     "responded": details[name].responded_invitations if name in details else 0,
                 }
             ),
+            failed_by_reason=dict(sorted(failures.get(name, {}).items())),
             follow_up=details[name].follow_up if name in details else FollowUpAnswers(),
         )
         for name in sorted(names)

@@ -19,6 +19,7 @@ from libs.common.events import (
     Event,
     FollowupOpened,
     FollowupUpdated,
+    SurveyFailed,
     SurveyResponded,
     SurveyResponseUpdated,
     SurveySent,
@@ -70,9 +71,19 @@ async def project(events: list[Event[Contract]], uow: UnitOfWork) -> None:
     steps: dict[tuple[uuid.UUID, uuid.UUID, str], dict[str, Any]] = {}
     answers: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = {}
     cases: dict[CaseKey, CaseFacts] = {}
+    failures: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = {}
     for event in events:
         data = event.data
-        if isinstance(data, SurveySent):
+        if isinstance(data, SurveyFailed):
+            tenant_id = _tenant_uuid(event)
+            row = {"tenant_id": tenant_id, "invitation_id": data.invitation_id, "touchpoint": data.touchpoint}
+            failures.setdefault(
+                (tenant_id, data.invitation_id), {**row, "reason": data.reason, "at": data.at}
+            )
+            steps.setdefault(
+                (tenant_id, data.invitation_id, "failed"), {**row, "step": "failed", "at": data.at}
+            )
+        elif isinstance(data, SurveySent):
             tenant_id = _tenant_uuid(event)
             invitations[(tenant_id, data.invitation_id)] = {
                 "tenant_id": tenant_id,
@@ -110,6 +121,7 @@ async def project(events: list[Event[Contract]], uow: UnitOfWork) -> None:
         PROJECTED.labels(event.type).inc()
     await repository.record_invitations(uow.session, list(invitations.values()))
     await repository.record_steps(uow.session, list(steps.values()))
+    await repository.record_failures(uow.session, list(failures.values()))
     await repository.record_responses(uow.session, list(answers.values()))
     await repository.merge_cases(uow.session, cases)
 

@@ -15,7 +15,13 @@ from sqlalchemy.orm import aliased
 
 from services.reporting.domain.cases import PROGRESS, CaseFacts
 from services.reporting.domain.summary import FollowUpAnswers
-from services.reporting.models import FollowupCase, InvitationSent, InvitationStep, Response
+from services.reporting.models import (
+    FollowupCase,
+    InvitationFailure,
+    InvitationSent,
+    InvitationStep,
+    Response,
+)
 
 CaseKey = tuple[uuid.UUID, uuid.UUID]
 
@@ -28,6 +34,24 @@ async def record_invitations(session: AsyncSession, rows: Sequence[dict[str, Any
 async def record_steps(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         await session.execute(pg_insert(InvitationStep).values(list(rows)).on_conflict_do_nothing())
+
+
+async def record_failures(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(pg_insert(InvitationFailure).values(list(rows)).on_conflict_do_nothing())
+
+
+async def failures_by_touchpoint(session: AsyncSession, where: ReportFilter) -> list[tuple[str, str, int]]:
+    """(touchpoint, reason, invitations given up), counted from when they were given up."""
+    query = select(InvitationFailure.touchpoint, InvitationFailure.reason, func.count()).where(
+        InvitationFailure.tenant_id == where.tenant_id
+    )
+    if where.touchpoint is not None:
+        query = query.where(InvitationFailure.touchpoint == where.touchpoint)
+    if where.since is not None:
+        query = query.where(InvitationFailure.at >= where.since)
+    rows = await session.execute(query.group_by(InvitationFailure.touchpoint, InvitationFailure.reason))
+    return [(row[0], row[1], row[2]) for row in rows]
 
 
 #: What a newer revision of an answer replaces; who answered which invitation when stays.

@@ -15,14 +15,15 @@ import math
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import Counter
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from libs.common.db import UnitOfWork
+from libs.common.events import FailureReason
 from libs.common.http import Tenant, UoW, error_responses, runtime_of
 from services.survey import handlers, repository
 from services.survey.config import SurveySettings
@@ -525,6 +526,9 @@ async def bounce_event_token_in_path(provider: str, token: str, request: Request
     return await _provider_event(provider, request, uow, token)
 
 
+InvitationStatusName = Literal["scheduled", "sending", "sent", "failed", "responded", "cancelled"]
+
+
 class InvitationView(BaseModel):
     invitation_id: uuid.UUID
     customer_id: str
@@ -536,10 +540,14 @@ class InvitationView(BaseModel):
     sent_at: datetime | None
     responded_at: datetime | None
     last_error: str | None
+    failure_reason: FailureReason | None = Field(
+        default=None, description="why a `failed` invitation was given up, as a code"
+    )
 
 
 class InvitationList(BaseModel):
-    customer: str
+    customer: str | None
+    status: InvitationStatusName | None = None
     invitations: list[InvitationView]
 
 
@@ -547,14 +555,24 @@ class InvitationList(BaseModel):
 async def get_invitations(
     tenant: Tenant,
     uow: UoW,
-    customer: Annotated[str, Query(min_length=1, max_length=200, description="the customer id")],
+    customer: Annotated[
+        str | None, Query(min_length=1, max_length=200, description="only this customer's")
+    ] = None,
+    status: Annotated[
+        InvitationStatusName | None, Query(description="only those in this state, e.g. `failed`")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> InvitationList:
-    """A customer's survey invitations, newest first: where delivery stands (`scheduled`,
-    `sending`, `sent`, `failed` with the reason, `responded`) and when it was sent and answered."""
-    rows = await repository.invitations_for_customer(uow.session, tenant.tenant_id, customer, limit)
+    """The tenant's survey invitations, newest first, optionally one customer's or those in one
+    state: where delivery stands (`scheduled`, `sending`, `sent`, `failed` with `failure_reason`
+    and the error, `responded`, `cancelled`) and when it was sent and answered.
+    `?status=failed` lists the invitations that were given up."""
+    rows = await repository.invitations_of_tenant(
+        uow.session, tenant.tenant_id, customer=customer, status=status, limit=limit
+    )
     return InvitationList(
         customer=customer,
+        status=status,
         invitations=[
             InvitationView(
                 invitation_id=row.id,
@@ -567,6 +585,7 @@ async def get_invitations(
                 sent_at=row.sent_at,
                 responded_at=row.responded_at,
                 last_error=row.last_error,
+                failure_reason=row.failure_reason,
             )
             for row in rows
         ],

@@ -14,12 +14,15 @@ from libs.common import topics
 from libs.common.events import (
     SURVEY_BOUNCED,
     SURVEY_CLICKED,
+    SURVEY_FAILED,
     SURVEY_OPENED,
     SURVEY_RESPONDED,
     SURVEY_RESPONSE_UPDATED,
     SURVEY_SENT,
     Contract,
     Event,
+    FailureReason,
+    SurveyFailed,
     SurveyResponded,
     SurveyResponseUpdated,
     SurveySent,
@@ -121,6 +124,16 @@ class Invitation:
         )
         await self._send(event_type, data)
 
+    async def failed(self, reason: FailureReason) -> None:
+        data = SurveyFailed(
+            invitation_id=self.invitation_id,
+            customer_id=self.customer_id,
+            touchpoint=self.touchpoint,
+            at=self.responded_at,
+            reason=reason,
+        )
+        await self._send(SURVEY_FAILED, data)
+
     async def responded(self, score: int) -> None:
         data = SurveyResponded(
             response_id=self.response_id,
@@ -172,6 +185,9 @@ async def test_the_page_shows_each_touchpoints_funnel_and_follow_up_answers(
     await happy.step(SURVEY_CLICKED)
     await unhappy.step(SURVEY_OPENED)
     await bounced.step(SURVEY_BOUNCED)
+    await Invitation(kafka_bootstrap, tenant, checkout, customer_id).failed("recipient_refused")
+    await Invitation(kafka_bootstrap, tenant, checkout, customer_id).failed("recipient_refused")
+    await Invitation(kafka_bootstrap, tenant, checkout, customer_id).failed("expired")
     await happy.responded(10)
     await happy.answered_more(10, recommended=True, csat=5, effort=2)
     await unhappy.responded(9)
@@ -196,6 +212,12 @@ async def test_the_page_shows_each_touchpoints_funnel_and_follow_up_answers(
         "Bounced": "1 (25.0 %)",
         "Unsubscribed": "0 (0.0 %)",
         "Expired": "0 (0.0 %)",
+        # Never sent: no share of what was.
+        "Failed (never delivered)": "3 (—)",
+    }
+    assert rows_of(page, "failed") == {
+        "The address does not exist": {"Why": "The address does not exist", "Invitations": "2"},
+        "Expired before it could be sent": {"Why": "Expired before it could be sent", "Invitations": "1"},
     }
     assert funnel["All touchpoints"]["Sent"] == "5"
     assert funnel["All touchpoints"]["Opened"] == "2 (40.0 %)"

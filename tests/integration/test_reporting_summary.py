@@ -13,13 +13,16 @@ from libs.common import topics
 from libs.common.events import (
     FOLLOWUP_OPENED,
     FOLLOWUP_UPDATED,
+    SURVEY_FAILED,
     SURVEY_RESPONDED,
     SURVEY_SENT,
     CaseStatus,
     Contract,
     Event,
+    FailureReason,
     FollowupOpened,
     FollowupUpdated,
+    SurveyFailed,
     SurveyResponded,
     SurveySent,
     new_event,
@@ -42,6 +45,7 @@ NO_FUNNEL = dict.fromkeys(
         "bounced",
         "unsubscribed",
         "expired",
+        "failed",
     ),
     0,
 )
@@ -91,6 +95,16 @@ class Customer:
         )
         await self._send(SURVEY_RESPONDED, topics.SURVEY_EVENTS, data)
 
+    async def failed(self, invitation_id: uuid.UUID, reason: FailureReason) -> None:
+        data = SurveyFailed(
+            invitation_id=invitation_id,
+            customer_id=self.customer_id,
+            touchpoint=self.touchpoint,
+            at=datetime.now(UTC),
+            reason=reason,
+        )
+        await self._send(SURVEY_FAILED, topics.SURVEY_EVENTS, data)
+
     async def case_opened(self, case_id: uuid.UUID, opened_at: datetime) -> None:
         data = FollowupOpened(
             case_id=case_id,
@@ -138,6 +152,7 @@ async def test_the_summary_adds_up_invitations_answers_and_cases_of_the_tenant_o
     # A copy of the answer under a new event id is still the same answer. The second invitation
     # comes after it on the same partition: once that is counted, so is the copy.
     await customer.responded(answered, response_id, score=10)
+    await customer.failed(uuid.uuid4(), "recipient_refused")
     await customer.sent(unanswered)
     await customer.case_updated(case_id, "open", True, opened_at + timedelta(hours=48))
 
@@ -150,7 +165,8 @@ async def test_the_summary_adds_up_invitations_answers_and_cases_of_the_tenant_o
         "invitations_sent": 2,
         "response_rate": 0.5,
         "cases": {"open": 1, "breached": 1, "resolved": 0},
-        "funnel": {**NO_FUNNEL, "sent": 2, "responded": 1},
+        "funnel": {**NO_FUNNEL, "sent": 2, "responded": 1, "failed": 1},
+        "failed_by_reason": {"recipient_refused": 1},
         **NO_FOLLOW_UP_ANSWERS,
     }
 
@@ -176,6 +192,7 @@ async def test_the_summary_adds_up_invitations_answers_and_cases_of_the_tenant_o
         "response_rate": None,
         "cases": NO_CASES,
         "funnel": NO_FUNNEL,
+        "failed_by_reason": {},
         **NO_FOLLOW_UP_ANSWERS,
         "by_touchpoint": [],
     }

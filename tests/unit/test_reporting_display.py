@@ -32,7 +32,7 @@ def test_numbers_are_worded_with_one_decimal_and_a_spelled_out_sign() -> None:
 
 
 def test_the_funnel_gives_each_step_its_share_of_sent() -> None:
-    summary = Summary(funnel=Funnel(sent=4, opened=2, clicked=1, bounced=1))
+    summary = Summary(funnel=Funnel(sent=4, opened=2, clicked=1, bounced=1, failed=2))
     cells = {cell.label: (cell.invitations, cell.share_of_sent) for cell in display.funnel_cells(summary)}
     assert cells == {
         "Sent": ("4", "100.0 %"),
@@ -44,6 +44,8 @@ def test_the_funnel_gives_each_step_its_share_of_sent() -> None:
         "Bounced": ("1", "25.0 %"),
         "Unsubscribed": ("0", "0.0 %"),
         "Expired": ("0", "0.0 %"),
+        # Never sent, so no share of what was.
+        "Failed (never delivered)": ("2", "—"),
     }
     # Steps seen but no invitation sent (say the filter's date falls in between): no share.
     unsent = display.funnel_cells(Summary(funnel=Funnel(opened=1)))
@@ -86,3 +88,13 @@ def test_the_page_escapes_touchpoint_names() -> None:
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
     assert '<th scope="row">' in page
     assert "<caption>" in page
+
+
+def test_failures_are_worded_by_reason_most_frequent_first() -> None:
+    summary = Summary(failed_by_reason={"expired": 1, "recipient_refused": 3})
+    assert display.failure_rows(summary) == [
+        ("The address does not exist", "3"),
+        ("Expired before it could be sent", "1"),
+    ]
+    both = summary + Summary(failed_by_reason={"expired": 2})
+    assert both.failed_by_reason == {"expired": 3, "recipient_refused": 3}

@@ -22,6 +22,18 @@ STEP_LABELS = {
     "bounced": "Bounced",
     "unsubscribed": "Unsubscribed",
     "expired": "Expired",
+    "failed": "Failed (never delivered)",
+}
+
+#: How the report names why the survey gave an invitation up (``survey.failed.v1`` reasons).
+FAILURE_LABELS = {
+    "expired": "Expired before it could be sent",
+    "attempts_exhausted": "The mail server kept refusing for the time being",
+    "refused": "The mail server refused the message",
+    "recipient_refused": "The address does not exist",
+    "suppressed": "Unsubscribed, bounced or complained since",
+    "unbuildable": "The email could not be built",
+    "tenant_unknown": "Unknown tenant",
 }
 
 
@@ -71,9 +83,20 @@ def funnel_cells(summary: Summary) -> list[StepCell]:
     """Every funnel step with how many invitations reached it and their share of those sent."""
     funnel = summary.funnel.as_dict()
     return [
-        StepCell(STEP_LABELS[step], count(funnel[step]), percent(share(funnel[step], funnel["sent"])))
+        StepCell(
+            STEP_LABELS[step],
+            count(funnel[step]),
+            # A failed invitation was never sent: it is no share of those that were.
+            NOTHING if step == "failed" else percent(share(funnel[step], funnel["sent"])),
+        )
         for step in FUNNEL_STEPS
     ]
+
+
+def failure_rows(summary: Summary) -> list[tuple[str, str]]:
+    """(why, how many) for the invitations the survey gave up, most frequent first."""
+    ordered = sorted(summary.failed_by_reason.items(), key=lambda item: (-item[1], item[0]))
+    return [(FAILURE_LABELS.get(reason, reason), count(invitations)) for reason, invitations in ordered]
 
 
 def follow_up_cells(summary: Summary) -> FollowUpCells:

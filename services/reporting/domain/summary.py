@@ -83,6 +83,7 @@ FUNNEL_STEPS = (
     "bounced",
     "unsubscribed",
     "expired",
+    "failed",
 )
 
 
@@ -102,6 +103,8 @@ class Funnel:
     bounced: int = 0
     unsubscribed: int = 0
     expired: int = 0
+    #: Never delivered: the survey gave up on them (see ``Summary.failed_by_reason``).
+    failed: int = 0
 
     @classmethod
     def from_counts(cls, invitations_by_step: Mapping[str, int]) -> Funnel:
@@ -168,6 +171,8 @@ class Summary:
     invitations_sent: int = 0
     cases: CaseCounts = field(default_factory=CaseCounts)
     funnel: Funnel = field(default_factory=Funnel)
+    #: Invitations given up, by reason code (expired, attempts_exhausted, refused, ...).
+    failed_by_reason: Mapping[str, int] = field(default_factory=dict)
     follow_up: FollowUpAnswers = field(default_factory=FollowUpAnswers)
 
     @property
@@ -175,10 +180,14 @@ class Summary:
         return response_rate(self.scores.responses, self.invitations_sent)
 
     def __add__(self, other: Summary) -> Summary:
+        reasons = dict(self.failed_by_reason)
+        for reason, invitations in other.failed_by_reason.items():
+            reasons[reason] = reasons.get(reason, 0) + invitations
         return Summary(
-            self.scores + other.scores,
-            self.invitations_sent + other.invitations_sent,
-            self.cases + other.cases,
-            self.funnel + other.funnel,
-            self.follow_up + other.follow_up,
+            scores=self.scores + other.scores,
+            invitations_sent=self.invitations_sent + other.invitations_sent,
+            cases=self.cases + other.cases,
+            funnel=self.funnel + other.funnel,
+            failed_by_reason=dict(sorted(reasons.items())),
+            follow_up=self.follow_up + other.follow_up,
         )
