@@ -8,7 +8,7 @@ import http
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.db import UnitOfWork
 from libs.common.kafka import is_transient
+from libs.common.metrics import ServiceMetrics
 from libs.common.tenancy import TenantContext
 
 if TYPE_CHECKING:
@@ -271,6 +272,45 @@ class _TooLarge(HTTPException):
 
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, error_body("payload_too_large", f"request body exceeds {max_bytes} bytes"))
+
+
+class RequestMetrics:
+    """Counts and times requests by route template, and answers what escapes the routes with
+    :func:`unhandled_error` (a plain ASGI middleware: exceptions raised while the body is read,
+    such as the size limit's, pass through it unchanged)."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status, response_started = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except _TooLarge:
+            raise
+        except Exception as error:
+            if response_started:
+                raise
+            await unhandled_error(Request(scope), error)(scope, receive, tracking_send)
+        finally:
+            # Label by route template, never the raw path: paths carry survey tokens and ids.
+            path = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.metrics.http_requests.labels(method, path, str(status)).inc()
+            self.metrics.http_seconds.labels(method, path).observe(time.perf_counter() - started)
 
 
 _LOOSE_TYPES = {b"", b"application/x-www-form-urlencoded", b"text/plain"}
@@ -541,26 +581,8 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # The last resort, for what escapes the middleware below (Starlette's ServerErrorMiddleware).
     app.add_exception_handler(Exception, _unhandled)
-    metrics = runtime.metrics
 
-    @app.middleware("http")
-    async def count_requests(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except _TooLarge:
-            raise
-        except Exception as error:
-            response = unhandled_error(request, error)
-        route = request.scope.get("route")
-        # Label by route template, never the raw path: paths carry survey tokens and ids.
-        path = getattr(route, "path", "unmatched")
-        metrics.http_requests.labels(request.method, path, str(response.status_code)).inc()
-        metrics.http_seconds.labels(request.method, path).observe(time.perf_counter() - started)
-        return response
-
+    app.add_middleware(RequestMetrics, metrics=runtime.metrics)
     app.add_middleware(JsonWithoutContentType)
     app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
 

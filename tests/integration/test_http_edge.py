@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -204,6 +205,18 @@ async def test_json_sent_the_way_curl_sends_it_is_taken(start_service: StartServ
         "Content-Type: application/json"
         in assert_error_shape(not_json, 415, "unsupported_media_type")["detail"]
     )
+
+    # Streamed without a length, JSON or not, a body over the limit is refused as too large.
+    limit = service.runtime.settings.max_body_bytes
+
+    async def too_much() -> AsyncIterator[bytes]:
+        yield b'{"rest_period_days": "' + b"9" * limit + b'"}'
+
+    for content_type in ("application/json", "application/x-www-form-urlencoded"):
+        streamed = await service.client.put(
+            "/v1/policy", content=too_much(), headers={**tenant.headers, "Content-Type": content_type}
+        )
+        assert_error_shape(streamed, 413, "payload_too_large")
 
     survey = await survey_service(start_service)
     survey_tenant = await provision_tenant(survey.runtime)
