@@ -51,6 +51,7 @@ bench: $(STAMP) ## Benchmarks: the project's figures next to a raw baseline from
 	$(PY) -m bench.trigger_decisions
 	$(PY) -m bench.survey_delivery
 	$(PY) -m bench.survey_kill
+	$(PY) -m bench.survey_burst
 
 lint: $(STAMP) ## ruff and mypy --strict
 	$(VENV)/bin/ruff check .

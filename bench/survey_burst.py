@@ -1,0 +1,178 @@
+"""A burst at a new tenant's default sending rate: every invitation sent, none failed, in the time
+the rate needs.
+
+    make bench                                   # 5,000 invitations
+    BENCH_BURST=20000 .venv/bin/python -m bench.survey_burst
+
+``survey.requested.v1`` events for one tenant go onto ``nps.survey-requests`` at once; the survey
+service (a real process, default settings, the tenant's default rate of 600 a minute with bursts
+of 100) sends them to the SMTP sink (a real process). Reported: emails received, invitations
+failed, and the time until the last one arrived. The baseline is the rate itself: the least time
+any sender obeying it can take, ``(burst size - 100) / 10 per second``, and the ratio is that over
+the time taken (1.0 is perfect pacing). A rate wait that spent a send attempt lost a third of a
+burst of 200 before; here every one must arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from bench.survey_delivery import MAIL_FROM, mail_count, produce, survey_requests, to_json, wait_for_mail
+from bench.trigger_throughput import wait_ready
+from libs.common.events import APIKEY_CREATED, TENANT_CREATED, ApiKeyCreated, TenantCreated, new_event
+from libs.common.kafka import ensure_topics
+from libs.common.tenancy import generate_api_key
+from libs.common.topics import ALL_TOPICS, SURVEY_REQUESTS, TENANTS
+from libs.devstack.kafka import EmbeddedKafka
+from libs.devstack.pg import EmbeddedPostgres
+from libs.devstack.ports import free_port, wait_for_port
+
+BURST = int(os.environ.get("BENCH_BURST", "5000"))
+#: A new tenant's sending rate (services/survey/schemas.py) and its burst (a tenth of a minute's).
+DEFAULT_RATE_PER_MINUTE = 600
+
+
+async def announce_tenant(bootstrap: str, url: str) -> uuid.UUID:
+    """The tenant and key on ``nps.tenants``, as the trigger publishes them; returns once the
+    survey answers the key (its consumer has joined). The tenant's settings are left untouched."""
+    tenant_id = uuid.uuid4()
+    key = generate_api_key()
+    now = datetime.now(UTC)
+    events = [
+        new_event(
+            TENANT_CREATED,
+            tenant_id=str(tenant_id),
+            source="/bench",
+            subject=str(tenant_id),
+            data=TenantCreated(tenant_id=tenant_id, name="burst-shop", created_at=now),
+        ),
+        new_event(
+            APIKEY_CREATED,
+            tenant_id=str(tenant_id),
+            source="/bench",
+            subject=str(tenant_id),
+            data=ApiKeyCreated(key_id=key.key_id, tenant_id=tenant_id, key_hash=key.key_hash, created_at=now),
+        ),
+    ]
+    await produce(bootstrap, TENANTS, [(str(tenant_id).encode(), to_json(event)) for event in events])
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(600):
+            answer = await client.get(
+                f"{url}/v1/survey-settings", headers={"Authorization": f"Bearer {key.secret}"}
+            )
+            if answer.status_code == 200:
+                assert answer.json()["send_rate_per_minute"] == DEFAULT_RATE_PER_MINUTE
+                return tenant_id
+            await asyncio.sleep(0.1)
+    raise SystemExit(f"the survey service did not accept the bench tenant's key ({answer.status_code})")
+
+
+async def statuses(dsn: str) -> dict[str, int]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch("SELECT status, count(*) FROM survey.invitations GROUP BY status")
+    finally:
+        await connection.close()
+    return {row["status"]: row["count"] for row in rows}
+
+
+async def main() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="nps-bench-burst-"))
+    postgres = EmbeddedPostgres(workdir / "pg")
+    postgres.start()
+    kafka = EmbeddedKafka(free_port(), workdir)
+    await kafka.start()
+    await ensure_topics(kafka.bootstrap, ALL_TOPICS)
+    dsn = postgres.url.replace("postgresql+asyncpg", "postgresql")
+    mail_dir = workdir / "mail"
+    mail_dir.mkdir()
+    smtp_port = free_port()
+    http_port = free_port()
+    url = f"http://127.0.0.1:{http_port}"
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        processes.append(
+            subprocess.Popen(  # noqa: ASYNC220 - set-up, before anything is measured
+                [
+                    sys.executable,
+                    "-m",
+                    "libs.devstack.smtp_sink",
+                    "--dir",
+                    str(mail_dir),
+                    "--port",
+                    str(smtp_port),
+                ],
+                stdout=(workdir / "smtp.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+        sink = processes[-1]
+        await wait_for_port(smtp_port, within=30, alive=lambda: sink.poll() is None)
+        env = {
+            **os.environ,
+            "DATABASE_URL": postgres.url,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
+            "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "HTTP_PORT": str(http_port),
+            "SURVEY_PUBLIC_URL": url,
+            "SURVEY_TOKEN_SECRET": secrets.token_urlsafe(32),
+            "NPS_ADMIN_TOKEN": secrets.token_urlsafe(24),
+            "NPS_ENV": "production",
+            "LOG_LEVEL": "WARNING",
+            "MAIL_FROM": MAIL_FROM,
+        }
+        log = workdir / "survey.log"
+        processes.append(
+            subprocess.Popen(  # noqa: ASYNC220 - the process under test, started before measuring
+                [sys.executable, "-m", "services.survey"],
+                env=env,
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+        await wait_ready(url, processes[-1], log)
+        tenant_id = await announce_tenant(kafka.bootstrap, url)
+        _, records = survey_requests(tenant_id, BURST)
+        rate = DEFAULT_RATE_PER_MINUTE / 60
+        least = max(0.0, (BURST - DEFAULT_RATE_PER_MINUTE / 6) / rate)
+        print(
+            f"survey burst: {BURST:,} invitations of one tenant at once, "
+            f"its default rate {DEFAULT_RATE_PER_MINUTE}/min"
+        )
+        begin = time.perf_counter()
+        await produce(kafka.bootstrap, SURVEY_REQUESTS, records)
+        arrived = await wait_for_mail(mail_dir, BURST, within=least * 2 + 300)
+        seconds = arrived - begin
+        await asyncio.sleep(2)  # anything sent twice would show up in the count below
+        counts = await statuses(dsn)
+        print(
+            f"  project : {mail_count(mail_dir):,} emails received, "
+            f"{counts.get('sent', 0):,} invitations sent, {counts.get('failed', 0):,} failed, in {seconds:.1f} s"
+        )
+        print(f"  baseline: the rate's own minimum for {BURST:,}: {least:.1f} s")
+        print(f"  ratio   : minimum / time taken = {least / seconds:.2f} (1.00 is perfect pacing)")
+        if counts.get("failed", 0) or mail_count(mail_dir) != BURST:
+            raise SystemExit("the burst lost invitations or sent some twice")
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.terminate()
+            process.wait(15)
+        await kafka.stop()
+        postgres.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
