@@ -159,7 +159,8 @@ async def main() -> None:
         counts = await statuses(dsn)
         print(
             f"  project : {mail_count(mail_dir):,} emails received, "
-            f"{counts.get('sent', 0):,} invitations sent, {counts.get('failed', 0):,} failed, in {seconds:.1f} s"
+            f"{counts.get('sent', 0):,} invitations sent, {counts.get('failed', 0):,} failed, "
+            f"in {seconds:.1f} s"
         )
         print(f"  baseline: the rate's own minimum for {BURST:,}: {least:.1f} s")
         print(f"  ratio   : minimum / time taken = {least / seconds:.2f} (1.00 is perfect pacing)")
