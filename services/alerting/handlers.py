@@ -340,9 +340,9 @@ async def _open_case(
 ) -> None:
     tenant = await repository.tenant_info(uow.session, tenant_id)
     if not tenant.known:
-        # The tenant's own event may simply not have arrived yet; losing the case would be worse
-        # than opening it unassigned.
-        log.warning("followup.tenant_unknown", extra={"tenant_id": tenant_text})
+        # Never for a tenant that does not exist. The consumer holds a tenant's events until its
+        # tenant.created has arrived, so this is a safety net, not the way a late tenant is handled.
+        raise RejectEvent(f"tenantid: unknown tenant {tenant_text!r}")
     case_id = case_id_for(version.response_id)
     facts = notices.CaseFacts(
         case_id=case_id,
