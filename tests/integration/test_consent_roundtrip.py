@@ -120,7 +120,8 @@ async def test_a_refund_or_an_unsubscribe_after_sending_stops_the_reminder(
         async with survey.runtime.database.sessions() as session:
             count = await session.scalar(
                 text(
-                    "SELECT count(*) FROM survey.invitations WHERE id = ANY(:ids) AND withdrawn_at IS NOT NULL"
+                    "SELECT count(*) FROM survey.invitations "
+                    "WHERE id = ANY(:ids) AND withdrawn_at IS NOT NULL"
                 ),
                 {"ids": invitation_ids[:2]},
             )
@@ -131,7 +132,8 @@ async def test_a_refund_or_an_unsubscribe_after_sending_stops_the_reminder(
     async with survey.runtime.database.sessions() as session, session.begin():
         await session.execute(
             text(
-                "UPDATE survey.invitations SET reminder_due_at = now() - interval '1 minute' WHERE id = ANY(:ids)"
+                "UPDATE survey.invitations SET reminder_due_at = now() - interval '1 minute' "
+                "WHERE id = ANY(:ids)"
             ),
             {"ids": invitation_ids},
         )
