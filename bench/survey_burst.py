@@ -17,27 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 import httpx
 
-from bench.survey_delivery import MAIL_FROM, mail_count, produce, survey_requests, to_json, wait_for_mail
-from bench.trigger_throughput import wait_ready
+from bench.survey_delivery import mail_count, produce, survey_requests, survey_stack, to_json, wait_for_mail
 from libs.common.events import APIKEY_CREATED, TENANT_CREATED, ApiKeyCreated, TenantCreated, new_event
-from libs.common.kafka import ensure_topics
 from libs.common.tenancy import generate_api_key
-from libs.common.topics import ALL_TOPICS, SURVEY_REQUESTS, TENANTS
-from libs.devstack.kafka import EmbeddedKafka
-from libs.devstack.pg import EmbeddedPostgres
-from libs.devstack.ports import free_port, wait_for_port
+from libs.common.topics import SURVEY_REQUESTS, TENANTS
 
 BURST = int(os.environ.get("BENCH_BURST", "5000"))
 #: A new tenant's sending rate (services/survey/schemas.py) and its burst (a tenth of a minute's).
@@ -89,61 +79,9 @@ async def statuses(dsn: str) -> dict[str, int]:
 
 
 async def main() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="nps-bench-burst-"))
-    postgres = EmbeddedPostgres(workdir / "pg")
-    postgres.start()
-    kafka = EmbeddedKafka(free_port(), workdir)
-    await kafka.start()
-    await ensure_topics(kafka.bootstrap, ALL_TOPICS)
-    dsn = postgres.url.replace("postgresql+asyncpg", "postgresql")
-    mail_dir = workdir / "mail"
-    mail_dir.mkdir()
-    smtp_port = free_port()
-    http_port = free_port()
-    url = f"http://127.0.0.1:{http_port}"
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        processes.append(
-            subprocess.Popen(  # noqa: ASYNC220 - set-up, before anything is measured
-                [
-                    sys.executable,
-                    "-m",
-                    "libs.devstack.smtp_sink",
-                    "--dir",
-                    str(mail_dir),
-                    "--port",
-                    str(smtp_port),
-                ],
-                stdout=(workdir / "smtp.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
-        )
-        sink = processes[-1]
-        await wait_for_port(smtp_port, within=30, alive=lambda: sink.poll() is None)
-        env = {
-            **os.environ,
-            "DATABASE_URL": postgres.url,
-            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
-            "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-            "HTTP_PORT": str(http_port),
-            "SURVEY_PUBLIC_URL": url,
-            "SURVEY_TOKEN_SECRET": secrets.token_urlsafe(32),
-            "NPS_ADMIN_TOKEN": secrets.token_urlsafe(24),
-            "NPS_ENV": "production",
-            "LOG_LEVEL": "WARNING",
-            "MAIL_FROM": MAIL_FROM,
-        }
-        log = workdir / "survey.log"
-        processes.append(
-            subprocess.Popen(  # noqa: ASYNC220 - the process under test, started before measuring
-                [sys.executable, "-m", "services.survey"],
-                env=env,
-                stdout=log.open("wb"),
-                stderr=subprocess.STDOUT,
-            )
-        )
-        await wait_ready(url, processes[-1], log)
-        tenant_id = await announce_tenant(kafka.bootstrap, url)
+    # No settings of the service's or the tenant's changed: what a new tenant gets.
+    async with survey_stack("nps-bench-burst-", {}) as stack:
+        tenant_id = await announce_tenant(stack.bootstrap, stack.url)
         _, records = survey_requests(tenant_id, BURST)
         rate = DEFAULT_RATE_PER_MINUTE / 60
         least = max(0.0, (BURST - DEFAULT_RATE_PER_MINUTE / 6) / rate)
@@ -152,27 +90,20 @@ async def main() -> None:
             f"its default rate {DEFAULT_RATE_PER_MINUTE}/min"
         )
         begin = time.perf_counter()
-        await produce(kafka.bootstrap, SURVEY_REQUESTS, records)
-        arrived = await wait_for_mail(mail_dir, BURST, within=least * 2 + 300)
+        await produce(stack.bootstrap, SURVEY_REQUESTS, records)
+        arrived = await wait_for_mail(stack.mail_dir, BURST, within=least * 2 + 300)
         seconds = arrived - begin
         await asyncio.sleep(2)  # anything sent twice would show up in the count below
-        counts = await statuses(dsn)
+        counts = await statuses(stack.dsn)
+        received = mail_count(stack.mail_dir)
         print(
-            f"  project : {mail_count(mail_dir):,} emails received, "
-            f"{counts.get('sent', 0):,} invitations sent, {counts.get('failed', 0):,} failed, "
-            f"in {seconds:.1f} s"
+            f"  project : {received:,} emails received, {counts.get('sent', 0):,} invitations sent, "
+            f"{counts.get('failed', 0):,} failed, in {seconds:.1f} s"
         )
         print(f"  baseline: the rate's own minimum for {BURST:,}: {least:.1f} s")
         print(f"  ratio   : minimum / time taken = {least / seconds:.2f} (1.00 is perfect pacing)")
-        if counts.get("failed", 0) or mail_count(mail_dir) != BURST:
+        if counts.get("failed", 0) or received != BURST:
             raise SystemExit("the burst lost invitations or sent some twice")
-    finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-            process.wait(15)
-        await kafka.stop()
-        postgres.stop()
 
 
 if __name__ == "__main__":

@@ -363,34 +363,48 @@ def print_http(label: str, run: HttpRun) -> None:
     )
 
 
-async def main() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="nps-bench-survey-"))
+@dataclass(frozen=True)
+class SurveyStack:
+    """Postgres, Tansu, the SMTP sink and the survey service, each a real server; what a bench
+    needs to reach them."""
+
+    dsn: str
+    bootstrap: str
+    mail_dir: Path
+    url: str
+    smtp_port: int
+    secret: str
+    workdir: Path
+
+
+@contextlib.asynccontextmanager
+async def survey_stack(prefix: str, service_env: dict[str, str]) -> AsyncIterator[SurveyStack]:
+    """Start everything, the survey with ``service_env`` on top of production settings; stop it all
+    afterwards. The sink is a process of its own, so that it never shares a GIL with the bench."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     postgres = EmbeddedPostgres(workdir / "pg")
     postgres.start()
     kafka = EmbeddedKafka(free_port(), workdir)
     await kafka.start()
     await ensure_topics(kafka.bootstrap, ALL_TOPICS)
-    dsn = postgres.url.replace("postgresql+asyncpg", "postgresql")
     mail_dir = workdir / "mail"
     mail_dir.mkdir()
-    smtp_port = free_port()
+    smtp_port, http_port = free_port(), free_port()
+    stack = SurveyStack(
+        dsn=postgres.url.replace("postgresql+asyncpg", "postgresql"),
+        bootstrap=kafka.bootstrap,
+        mail_dir=mail_dir,
+        url=f"http://127.0.0.1:{http_port}",
+        smtp_port=smtp_port,
+        secret=secrets.token_urlsafe(32),
+        workdir=workdir,
+    )
     processes: list[subprocess.Popen[bytes]] = []
-    secret = secrets.token_urlsafe(32)
-    http_port = free_port()
-    url = f"http://127.0.0.1:{http_port}"
     try:
-        # The sink is a process of its own, so that it never shares a GIL with the bench's clients.
+        sink_command = [sys.executable, "-m", "libs.devstack.smtp_sink", "--dir", str(mail_dir)]
         processes.append(
             subprocess.Popen(  # noqa: ASYNC220 - set-up, before anything is measured
-                [
-                    sys.executable,
-                    "-m",
-                    "libs.devstack.smtp_sink",
-                    "--dir",
-                    str(mail_dir),
-                    "--port",
-                    str(smtp_port),
-                ],
+                [*sink_command, "--port", str(smtp_port)],
                 stdout=(workdir / "smtp.log").open("wb"),
                 stderr=subprocess.STDOUT,
             )
@@ -403,18 +417,13 @@ async def main() -> None:
             "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap,
             "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
             "HTTP_PORT": str(http_port),
-            "SURVEY_PUBLIC_URL": url,
-            "SURVEY_TOKEN_SECRET": secret,
+            "SURVEY_PUBLIC_URL": stack.url,
+            "SURVEY_TOKEN_SECRET": stack.secret,
             "NPS_ADMIN_TOKEN": secrets.token_urlsafe(24),
             "NPS_ENV": "production",
             "LOG_LEVEL": "WARNING",
             "MAIL_FROM": MAIL_FROM,
-            "SEND_CONCURRENCY": str(SEND_CONCURRENCY),
-            "SEND_BATCH_SIZE": str(SEND_BATCH_SIZE),
-            # A claimed batch is sent in ceil(batch / concurrency) rounds of at most the SMTP timeout.
-            "SENDING_TIMEOUT_SECONDS": "600",
-            # Every bench request comes from 127.0.0.1; the per-address limit would answer 429.
-            "PUBLIC_RATE_PER_MINUTE": "1000000",
+            **service_env,
         }
         log = workdir / "survey.log"
         processes.append(
@@ -425,15 +434,42 @@ async def main() -> None:
                 stderr=subprocess.STDOUT,
             )
         )
-        await wait_ready(url, processes[-1], log)
-        tenant_id = await provision_tenant(kafka.bootstrap, url)
+        await wait_ready(stack.url, processes[-1], log)
+        yield stack
+    finally:
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.terminate()
+            process.wait(15)
+        await kafka.stop()
+        postgres.stop()
+
+
+async def main() -> None:
+    service_env = {
+        "SEND_CONCURRENCY": str(SEND_CONCURRENCY),
+        "SEND_BATCH_SIZE": str(SEND_BATCH_SIZE),
+        # A claimed batch is sent in ceil(batch / concurrency) rounds of at most the SMTP timeout.
+        "SENDING_TIMEOUT_SECONDS": "600",
+        # Every bench request comes from 127.0.0.1; the per-address limit would answer 429.
+        "PUBLIC_RATE_PER_MINUTE": "1000000",
+    }
+    async with survey_stack("nps-bench-survey-", service_env) as stack:
+        dsn, mail_dir, url, secret, smtp_port = (
+            stack.dsn,
+            stack.mail_dir,
+            stack.url,
+            stack.secret,
+            stack.smtp_port,
+        )
+        tenant_id = await provision_tenant(stack.bootstrap, url)
 
         print(
             f"survey delivery: {EMAILS:,} invitations, SEND_CONCURRENCY={SEND_CONCURRENCY}, "
             f"SEND_BATCH_SIZE={SEND_BATCH_SIZE}, tenant rate {TENANT_RATE_PER_MINUTE:,}/min; "
             f"{min(RESPONSES, EMAILS):,} answers, {HTTP_CONCURRENCY} in flight"
         )
-        emails, invitation_ids = await project_emails(kafka.bootstrap, dsn, mail_dir, tenant_id)
+        emails, invitation_ids = await project_emails(stack.bootstrap, dsn, mail_dir, tenant_id)
         messages = prerendered(EMAILS, secret, url)
         reused = await baseline_emails("127.0.0.1", smtp_port, mail_dir, messages, reuse_connections=True)
         per_message = await baseline_emails(
@@ -464,12 +500,15 @@ async def main() -> None:
         await warm_up(url, lambda client: client.get(f"/s/{tokens[0]}"))
         project = await post_all(url, forms)
 
-        baseline_process, baseline_port = start_baseline_app(dsn, workdir / "baseline-app.log")
-        processes.append(baseline_process)
-        await wait_for_port(baseline_port, within=30, alive=lambda: baseline_process.poll() is None)
-        baseline_url = f"http://127.0.0.1:{baseline_port}"
-        await warm_up(baseline_url, lambda client: client.post("/s/warm-up", data={"score": "10"}))
-        baseline = await post_all(baseline_url, forms)
+        baseline_process, baseline_port = start_baseline_app(dsn, stack.workdir / "baseline-app.log")
+        try:
+            await wait_for_port(baseline_port, within=30, alive=lambda: baseline_process.poll() is None)
+            baseline_url = f"http://127.0.0.1:{baseline_port}"
+            await warm_up(baseline_url, lambda client: client.post("/s/warm-up", data={"score": "10"}))
+            baseline = await post_all(baseline_url, forms)
+        finally:
+            baseline_process.terminate()
+            baseline_process.wait(15)
         print(
             f"survey answers: POST /s/{{token}} score=0..10, {answers:,} requests, "
             f"{HTTP_CONCURRENCY} in flight"
@@ -477,13 +516,6 @@ async def main() -> None:
         print_http("project : ", project)
         print_http("baseline: Starlette + one asyncpg INSERT: ", baseline)
         print(f"  ratio   : project / baseline = {project.rate / baseline.rate:.2f}")
-    finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-            process.wait(15)
-        await kafka.stop()
-        postgres.stop()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Uuid, cast, delete, func, insert, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from libs.common.config import ServiceSettings
@@ -363,38 +363,28 @@ class ConsumerRunner:
                     await asyncio.wait_for(self._held_waiting.wait(), 30)
 
     async def release_held(self, *, now: datetime | None = None, limit: int = 500) -> int:
-        """One pass over the held events, oldest first; returns how many are still held."""
+        """One pass over the held events: hand those of tenants now known to the handler, oldest
+        first; dead-letter those whose tenant did not come in time. Returns how many are still held.
+
+        Known and expired are looked up apart, so that a flood of events for tenants that never
+        come cannot hold back those of a tenant that did."""
         table = self._database.tables.held_events
+        tenants = self._database.tables.tenants
         now = now or datetime.now(UTC)
+        mine = table.c.consumer == self.spec.name
+        known = select(tenants.c.id).where(tenants.c.id == cast(table.c.tenant_id, Uuid)).exists()
         async with self._database.sessions() as session:
-            rows = (
-                await session.execute(
-                    select(table.c.id, table.c.tenant_id, table.c.held_at)
-                    .where(table.c.consumer == self.spec.name)
+            ready = list(
+                await session.scalars(select(table.c.id).where(mine, known).order_by(table.c.id).limit(limit))
+            )
+            expired = list(
+                await session.scalars(
+                    select(table.c.id)
+                    .where(mine, ~known, table.c.held_at < now - self.unknown_tenant_hold)
                     .order_by(table.c.id)
                     .limit(limit)
                 )
-            ).all()
-            if not rows:
-                return 0
-            table_tenants = self._database.tables.tenants
-            known_ids = await session.scalars(
-                select(table_tenants.c.id).where(
-                    table_tenants.c.id.in_({uuid.UUID(row.tenant_id) for row in rows})
-                )
             )
-            known = {str(tenant_id) for tenant_id in known_ids}
-        blocked: set[str] = set()
-        ready: list[int] = []
-        expired: list[int] = []
-        for row in rows:
-            if row.tenant_id in known and row.tenant_id not in blocked:
-                ready.append(row.id)
-            elif row.tenant_id not in known and row.held_at < now - self.unknown_tenant_hold:
-                expired.append(row.id)
-            else:
-                # Keep the tenant's order: nothing of it goes before what still waits.
-                blocked.add(row.tenant_id)
         if ready:
             try:
                 await self._release(ready)
@@ -405,9 +395,10 @@ class ConsumerRunner:
                 for row_id in ready:
                     await self._release_one(row_id)
             log.info("consumer.released", extra={"group": self.group_id, "events": len(ready)})
-        for row_id in expired:
-            await self._dead_letter_held(row_id, "unknown_tenant", None)
-        return len(rows) - len(ready) - len(expired)
+        if expired:
+            await self._dead_letter_held(expired, "unknown_tenant", None)
+        async with self._database.sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(table).where(mine)) or 0)
 
     async def _release(self, row_ids: list[int]) -> None:
         table = self._database.tables.held_events
@@ -427,39 +418,44 @@ class ConsumerRunner:
         try:
             await self._release([row_id])
         except RejectEvent as error:
-            await self._dead_letter_held(row_id, "rejected", f"rejected: {error.reason}")
+            await self._dead_letter_held([row_id], "rejected", f"rejected: {error.reason}")
         except Exception as error:
             if is_transient(error):
                 raise
             log.exception("consumer.handler_failed", extra={"group": self.group_id})
             await self._dead_letter_held(
-                row_id, "handler_failed", f"handler failed: {type(error).__name__}: {error}"
+                [row_id], "handler_failed", f"handler failed: {type(error).__name__}: {error}"
             )
 
-    async def _dead_letter_held(self, row_id: int, code: DlqCode, reason: str | None) -> None:
+    async def _dead_letter_held(self, row_ids: list[int], code: DlqCode, reason: str | None) -> None:
+        """Copy held events into their topic's DLQ, all at once, then forget them in one statement."""
         table = self._database.tables.held_events
         async with self._database.sessions() as session:
-            row = (await session.execute(select(table).where(table.c.id == row_id))).first()
-        if row is None:
-            return
-        if reason is None:
-            reason = (
-                f"tenantid: unknown tenant {row.tenant_id!r}: it did not become known within "
-                f"{int(self.unknown_tenant_hold.total_seconds())} s (UNKNOWN_TENANT_HOLD_SECONDS)"
+            rows = (await session.execute(select(table).where(table.c.id.in_(row_ids)))).all()
+        hold = int(self.unknown_tenant_hold.total_seconds())
+        await asyncio.gather(
+            *(
+                self._send_dead_letter(
+                    topic=row.topic,
+                    partition=row.partition,
+                    offset=row.offset,
+                    key=row.key,
+                    value=row.payload,
+                    original_headers=[],
+                    code=code,
+                    reason=reason
+                    or (
+                        f"tenantid: unknown tenant {row.tenant_id!r}: it did not become known within "
+                        f"{hold} s (UNKNOWN_TENANT_HOLD_SECONDS)"
+                    ),
+                )
+                for row in rows
             )
-        await self._send_dead_letter(
-            topic=row.topic,
-            partition=row.partition,
-            offset=row.offset,
-            key=row.key,
-            value=row.payload,
-            original_headers=[],
-            code=code,
-            reason=reason,
         )
         async with self._database.sessions() as session, session.begin():
-            await session.execute(delete(table).where(table.c.id == row_id))
-        self._metrics.consumed.labels(row.topic, "dead_lettered").inc()
+            await session.execute(delete(table).where(table.c.id.in_([row.id for row in rows])))
+        for row in rows:
+            self._metrics.consumed.labels(row.topic, "dead_lettered").inc()
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], code: DlqCode, reason: str, *, count_consumed: bool = True

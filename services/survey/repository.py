@@ -146,25 +146,30 @@ async def mark_sent(
     return result.all()
 
 
+def _claimed_batch(name: str, rows: Sequence[tuple[Any, ...]], *extra: tuple[str, Any]) -> Any:
+    """A VALUES list of (id, attempts of our claim, *extra) to update invitations by, in one
+    statement for the whole batch."""
+    columns = [column("id", Uuid), column("attempts", Integer), *(column(n, t) for n, t in extra)]
+    return values(*columns, name=name).data(list(rows))
+
+
+def _while_claimed(batch: Any) -> Any:
+    """Only while our claim stands: if the invitation was reclaimed since (its attempts moved on),
+    or answered, the newer state wins over what this sender would record."""
+    return update(_INVITATIONS).where(
+        _INVITATIONS.c.id == batch.c.id,
+        _INVITATIONS.c.status == InvitationStatus.SENDING.value,
+        _INVITATIONS.c.attempts == batch.c.attempts,
+    )
+
+
 async def reschedule(session: AsyncSession, retries: Sequence[tuple[uuid.UUID, int, datetime, str]]) -> None:
-    """(id, attempts of our claim, next send time, error). Fenced by the claim, see :func:`fail`."""
+    """(id, attempts of our claim, next send time, error): tried, to be tried again later."""
     if not retries:
         return
-    batch = values(
-        column("id", Uuid),
-        column("attempts", Integer),
-        column("send_at", DateTime(timezone=True)),
-        column("error", String),
-        name="retries",
-    ).data(list(retries))
+    batch = _claimed_batch("retries", retries, ("send_at", DateTime(timezone=True)), ("error", String))
     await session.execute(
-        update(_INVITATIONS)
-        .where(
-            _INVITATIONS.c.id == batch.c.id,
-            _INVITATIONS.c.status == InvitationStatus.SENDING.value,
-            _INVITATIONS.c.attempts == batch.c.attempts,
-        )
-        .values(
+        _while_claimed(batch).values(
             status=InvitationStatus.SCHEDULED.value,
             send_at=batch.c.send_at,
             sending_started_at=None,
@@ -174,25 +179,13 @@ async def reschedule(session: AsyncSession, retries: Sequence[tuple[uuid.UUID, i
 
 
 async def fail(session: AsyncSession, failures: Sequence[tuple[uuid.UUID, int, str, str]]) -> Sequence[Any]:
-    """(id, attempts of our claim, error, reason code). Only while our claim stands: if the
-    invitation was reclaimed since, or answered, the newer state wins over our failure. Returns
-    the invitations marked failed just now."""
+    """(id, attempts of our claim, error, reason code); returns the invitations marked failed
+    just now."""
     if not failures:
         return []
-    batch = values(
-        column("id", Uuid),
-        column("attempts", Integer),
-        column("error", String),
-        column("reason", String),
-        name="failures",
-    ).data(list(failures))
+    batch = _claimed_batch("failures", failures, ("error", String), ("reason", String))
     result = await session.execute(
-        update(_INVITATIONS)
-        .where(
-            _INVITATIONS.c.id == batch.c.id,
-            _INVITATIONS.c.status == InvitationStatus.SENDING.value,
-            _INVITATIONS.c.attempts == batch.c.attempts,
-        )
+        _while_claimed(batch)
         .values(
             status=InvitationStatus.FAILED.value,
             sending_started_at=None,
@@ -207,23 +200,12 @@ async def fail(session: AsyncSession, failures: Sequence[tuple[uuid.UUID, int, s
 
 async def put_back(session: AsyncSession, waits: Sequence[tuple[uuid.UUID, int, datetime]]) -> None:
     """(id, attempts of our claim, slot): back to ``scheduled`` for the slot the tenant's sending
-    rate gave it, with the claim's attempt given back. Fenced by the claim, like :func:`fail`."""
+    rate gave it, with the claim's attempt given back: waiting is not trying."""
     if not waits:
         return
-    batch = values(
-        column("id", Uuid),
-        column("attempts", Integer),
-        column("send_at", DateTime(timezone=True)),
-        name="waits",
-    ).data(list(waits))
+    batch = _claimed_batch("waits", waits, ("send_at", DateTime(timezone=True)))
     await session.execute(
-        update(_INVITATIONS)
-        .where(
-            _INVITATIONS.c.id == batch.c.id,
-            _INVITATIONS.c.status == InvitationStatus.SENDING.value,
-            _INVITATIONS.c.attempts == batch.c.attempts,
-        )
-        .values(
+        _while_claimed(batch).values(
             status=InvitationStatus.SCHEDULED.value,
             send_at=batch.c.send_at,
             sending_started_at=None,

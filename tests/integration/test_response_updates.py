@@ -384,6 +384,7 @@ async def test_the_funnel_counts_each_step_once_per_invitation(
         "bounced": 0,
         "unsubscribed": 0,
         "expired": 1,
+        "failed": 0,
     }
     assert summary["funnel"] == expected
     assert summary["by_touchpoint"][0]["funnel"] == expected
