@@ -20,6 +20,7 @@ def test_the_funnel_lists_every_step_and_adds_up_across_touchpoints() -> None:
         "bounced": 1,
         "unsubscribed": 0,
         "expired": 0,
+        "failed": 0,
     }
 
 
