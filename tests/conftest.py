@@ -110,9 +110,13 @@ async def _service_pool(
     shared: dict[str, ServiceUnderTest] = {}
     everything: list[ServiceUnderTest] = []
     yield shared, everything
-    for under_test in reversed(everything):
+
+    async def stop(under_test: ServiceUnderTest) -> None:
         await under_test.client.aclose()
         await under_test.runtime.stop()
+
+    # All at once: each waits for its consumers to leave their groups, a few seconds apiece.
+    await asyncio.gather(*(stop(under_test) for under_test in reversed(everything)))
 
 
 @pytest.fixture
