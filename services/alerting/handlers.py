@@ -1,15 +1,15 @@
 """The alerting service's event handlers and commands. They load state, ask the domain, record the
 changes, the outgoing events and the emails to send in the unit of work, and return. They never
-commit; :func:`deliver_notifications` is the one that talks to the mail server, outside any
-handler's transaction."""
+commit; :func:`deliver_notifications` is the one that talks to the mail server, so it owns its short
+transactions and holds none while it sends."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge
 from sqlalchemy import func
 
-from libs.common.db import UnitOfWork
+from libs.common.db import Database, UnitOfWork
 from libs.common.events import (
     FOLLOWUP_OPENED,
     FOLLOWUP_UPDATED,
@@ -518,49 +518,74 @@ def _email(notification: Notification, mail_from: str) -> EmailMessage:
     return message
 
 
+#: How long a claimed notification is left to the notifier that claimed it before another may
+#: send it: longer than the batch can take to send, so a slow mail server does not cause repeats.
+DEFAULT_LEASE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcomes:
+    sent: list[tuple[int, datetime]]
+    unsent: list[tuple[int, int, datetime | None, datetime | None, str]]
+
+
 async def deliver_notifications(
-    uow: UnitOfWork, *, send: Mailer, mail_from: str, now: datetime, limit: int
+    database: Database,
+    *,
+    send: Mailer,
+    mail_from: str,
+    limit: int,
+    lease: timedelta = DEFAULT_LEASE,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> int:
     """Send a batch of due notifications and record how each went; returns how many were tried.
 
-    The rows stay locked while they are sent, so no other notifier sends them too. A crash before
-    the commit sends them again: at least once, never lost.
+    Three steps, so that no row is locked while the mail server takes its time: a short transaction
+    claims the batch for ``lease`` and commits, the emails are sent with no transaction open, and
+    another short transaction records the outcomes. A crash after the claim sends them again once
+    the lease is over: at least once, never lost.
     """
-    batch = await repository.claim_notifications(uow.session, limit)
-    results = []
+    async with database.uow() as uow:
+        batch = await repository.claim_notifications(uow.session, limit, lease)
+        await uow.commit()
+    if not batch:
+        return 0
+    outcomes = await _send_all(batch, send=send, mail_from=mail_from, clock=clock)
+    async with database.uow() as uow:
+        await repository.record_sent(uow.session, outcomes.sent)
+        await repository.record_unsent(uow.session, outcomes.unsent)
+        await uow.commit()
+    return len(batch)
+
+
+async def _send_all(
+    batch: Sequence[Notification], *, send: Mailer, mail_from: str, clock: Callable[[], datetime]
+) -> _Outcomes:
+    outcomes = _Outcomes(sent=[], unsent=[])
     for notification in batch:
-        attempts = notification.attempts + 1
-        result: dict[str, Any] = {
-            "id": notification.id,
-            "attempts": attempts,
-            "sent_at": None,
-            "failed_at": None,
-            "last_error": None,
-            "next_attempt_at": notification.next_attempt_at,
-        }
+        # The claim spent the attempt.
+        attempts = notification.attempts
         fields = {"notification_id": notification.id, "kind": notification.kind, "attempts": attempts}
         try:
             await send(_email(notification, mail_from))
         except DeliveryError as error:
+            now = clock()
             reason = redact(str(error))
             delay = None if error.permanent else notices.retry_delay(attempts)
-            result["last_error"] = reason
             if delay is None:
-                result["failed_at"] = now
+                outcomes.unsent.append((notification.id, attempts, None, now, reason))
                 outcome = "failed"
                 log.error("notification.failed", extra={**fields, "error": reason})
             else:
-                result["next_attempt_at"] = now + delay
+                outcomes.unsent.append((notification.id, attempts, now + delay, None, reason))
                 outcome = "retry"
                 log.warning(
                     "notification.retrying",
                     extra={**fields, "error": reason, "in_seconds": int(delay.total_seconds())},
                 )
         else:
-            result["sent_at"] = now
+            outcomes.sent.append((notification.id, clock()))
             outcome = "sent"
             log.info("notification.sent", extra={**fields, "case_id": str(notification.case_id)})
         NOTIFICATIONS.labels(notification.kind, outcome).inc()
-        results.append(result)
-    await repository.record_deliveries(uow.session, results)
-    return len(batch)
+    return outcomes

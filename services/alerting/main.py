@@ -76,16 +76,17 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
         await _repeat("sla-check", step)
 
     async def notify(runtime: Runtime) -> None:
+        # Longer than the batch can take even if every message waits out the SMTP timeout.
+        lease = timedelta(seconds=SMTP_TIMEOUT_SECONDS * settings.notify_batch_size + 60)
+
         async def step() -> float:
-            async with runtime.database.uow() as uow:
-                tried = await handlers.deliver_notifications(
-                    uow,
-                    send=send,
-                    mail_from=settings.mail_from,
-                    now=datetime.now(UTC),
-                    limit=settings.notify_batch_size,
-                )
-                await uow.commit()
+            tried = await handlers.deliver_notifications(
+                runtime.database,
+                send=send,
+                mail_from=settings.mail_from,
+                limit=settings.notify_batch_size,
+                lease=lease,
+            )
             return 0 if tried >= settings.notify_batch_size else settings.notify_poll_seconds
 
         await _repeat("notifier", step)

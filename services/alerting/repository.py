@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import BigInteger, DateTime, Integer, Table, Text, column, func, select, update, values
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -174,12 +175,15 @@ async def count_open_cases(session: AsyncSession) -> int:
     return int(count or 0)
 
 
-async def claim_notifications(session: AsyncSession, limit: int) -> Sequence[Notification]:
-    """Lock a batch of notifications that are due; other notifiers skip them until this one commits.
+async def claim_notifications(session: AsyncSession, limit: int, lease: timedelta) -> Sequence[Notification]:
+    """Claim a batch of due notifications for ``lease``: each spends an attempt and is not due again
+    until the lease is over, so the claim can be committed before the emails are sent. A notifier
+    that dies before it records the outcome leaves them to be sent again when the lease runs out.
 
-    Due by the database's clock, the one that stamped them when they were queued."""
-    result = await session.scalars(
-        select(Notification)
+    Due by the database's clock, the one that stamped them when they were queued. ``SKIP LOCKED``
+    lets several notifiers claim side by side without waiting on each other."""
+    due = (
+        select(Notification.id)
         .where(
             Notification.sent_at.is_(None),
             Notification.failed_at.is_(None),
@@ -189,11 +193,68 @@ async def claim_notifications(session: AsyncSession, limit: int) -> Sequence[Not
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return result.all()
+    result = await session.scalars(
+        update(Notification)
+        .where(Notification.id.in_(due.scalar_subquery()))
+        .values(attempts=Notification.attempts + 1, next_attempt_at=func.now() + lease)
+        .returning(Notification)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(result.all(), key=lambda notification: (notification.next_attempt_at, notification.id))
 
 
-async def record_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Each row: ``id`` plus the new ``attempts``, ``sent_at``, ``failed_at``, ``last_error`` and
-    ``next_attempt_at``; one executemany for the batch."""
-    if rows:
-        await session.execute(update(Notification), list(rows))
+_NOTIFICATIONS = cast(Table, Notification.__table__)
+
+
+async def record_sent(session: AsyncSession, sent: Sequence[tuple[int, datetime]]) -> None:
+    """(id, sent at) of the emails the server accepted.
+
+    No fence on who holds the claim: the server accepted the message, so it was sent, whoever
+    claimed it since, and even if it was withdrawn while it was on its way."""
+    if not sent:
+        return
+    batch = values(column("id", BigInteger), column("sent_at", DateTime(timezone=True)), name="sent").data(
+        list(sent)
+    )
+    await session.execute(
+        update(_NOTIFICATIONS)
+        .where(_NOTIFICATIONS.c.id == batch.c.id, _NOTIFICATIONS.c.sent_at.is_(None))
+        .values(sent_at=batch.c.sent_at, failed_at=None, last_error=None)
+    )
+
+
+async def record_unsent(
+    session: AsyncSession, unsent: Sequence[tuple[int, int, datetime | None, datetime | None, str]]
+) -> None:
+    """(id, attempts of our claim, next attempt at, failed at, error) of the emails the server did
+    not take: each either waits for its next attempt or has failed for good.
+
+    Only while our claim stands: a notification claimed again since (its attempts moved on), sent,
+    or withdrawn keeps the newer state."""
+    if not unsent:
+        return
+    batch = values(
+        column("id", BigInteger),
+        column("attempts", Integer),
+        column("next_attempt_at", DateTime(timezone=True)),
+        column("failed_at", DateTime(timezone=True)),
+        column("error", Text),
+        name="unsent",
+    ).data(list(unsent))
+    await session.execute(
+        update(_NOTIFICATIONS)
+        .where(
+            _NOTIFICATIONS.c.id == batch.c.id,
+            _NOTIFICATIONS.c.attempts == batch.c.attempts,
+            _NOTIFICATIONS.c.sent_at.is_(None),
+            _NOTIFICATIONS.c.failed_at.is_(None),
+        )
+        .values(
+            # A NULL in VALUES is text to Postgres; say what it is.
+            next_attempt_at=func.coalesce(
+                sql_cast(batch.c.next_attempt_at, DateTime(timezone=True)), _NOTIFICATIONS.c.next_attempt_at
+            ),
+            failed_at=sql_cast(batch.c.failed_at, DateTime(timezone=True)),
+            last_error=batch.c.error,
+        )
+    )
