@@ -1,10 +1,10 @@
-"""The trigger's commands and event handlers. They load state, ask the domain, record the results
-and the outgoing events in the unit of work, and return. They never commit."""
+"""Intake: decide incoming purchases and tickets, apply state events (cancellations, consent,
+contact details), and close invitations from the survey's events. The handlers load state, ask the
+domain, record the results and the outgoing events in the unit of work, and return. They never
+commit."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,8 +14,6 @@ from prometheus_client import Counter
 
 from libs.common.db import UnitOfWork
 from libs.common.events import (
-    APIKEY_CREATED,
-    APIKEY_REVOKED,
     INTAKE_TYPES,
     PURCHASE_COMPLETED,
     RELATIONSHIP_DUE,
@@ -25,11 +23,7 @@ from libs.common.events import (
     SURVEY_EXPIRED,
     SURVEY_FAILED,
     SURVEY_REQUESTED,
-    TENANT_CREATED,
-    TENANT_UPDATED,
     TICKET_CLOSED,
-    ApiKeyCreated,
-    ApiKeyRevoked,
     Contract,
     CustomerResubscribed,
     CustomerUnsubscribed,
@@ -44,45 +38,20 @@ from libs.common.events import (
     SurveyRequested,
     SurveyResponded,
     SurveyStep,
-    TenantCreated,
-    TenantUpdated,
     TicketClosed,
     new_event,
 )
 from libs.common.kafka import RejectEvent
-from libs.common.tenancy import NewApiKey, generate_api_key
 from services.trigger import repository
 from services.trigger.config import TriggerSettings
-from services.trigger.domain.cohorts import draw_accounts
-from services.trigger.domain.rules import (
-    Candidate,
-    CustomerState,
-    Decision,
-    Ledger,
-    Outcome,
-    Policy,
-    Reason,
-    decide,
-    may_be_asked,
-)
-from services.trigger.domain.sampling import cycle_of
-from services.trigger.domain.touchpoints import DEFAULT_TOUCHPOINTS, TouchpointRule, coverage_warnings
-from services.trigger.schemas import rule_from_stored
+from services.trigger.domain.rules import Candidate, Decision, Ledger, Outcome, Reason, decide
+from services.trigger.handlers.common import SOURCE, invitation_id_for, tenant_rules
 
-log = logging.getLogger(__name__)
-
-SOURCE = "/nps/trigger"
 #: The source record of an order cancelled before (or whatever) any touchpoint decided it.
 CANCELLED_MARK = "*"
-_INVITATION_NAMESPACE = uuid.UUID("7f1c5a52-3d8e-4c59-9a52-6b3f0b1e2d10")
 INTAKE_CONSUMER = "intake"
 #: Everything producers may send: purchases and tickets are decided, the rest changes state.
 ACCEPTED_TYPES = INTAKE_TYPES
-
-
-def invitation_id_for(tenant_id: str, event_id: str) -> uuid.UUID:
-    """Derived, not random: handling the same event again yields the same invitation."""
-    return uuid.uuid5(_INVITATION_NAMESPACE, f"{tenant_id}:{event_id}")
 
 
 SURVEYED_TYPES = frozenset({PURCHASE_COMPLETED, TICKET_CLOSED, RELATIONSHIP_DUE})
@@ -172,19 +141,6 @@ async def handle_intake(
     fresh = await uow.claim(INTAKE_CONSUMER, events)
     decided = await decide_intake(fresh, uow, now=now, settings=settings, dry_run=dry_run)
     return [IntakeOutcome(event, decided.get((event.tenant_id, event.id))) for event in events]
-
-
-async def tenant_rules(
-    uow: UnitOfWork, tenant_id: uuid.UUID, settings: TriggerSettings
-) -> tuple[list[TouchpointRule], Policy]:
-    stored = await repository.active_touchpoints(uow.session, tenant_id)
-    rules = [rule_from_stored(t.name, t.version, t.config) for t in stored] or list(DEFAULT_TOUCHPOINTS)
-    days, clock = (await repository.policies(uow.session, [tenant_id])).get(
-        tenant_id, (settings.default_rest_period_days, "invitation")
-    )
-    return rules, Policy(
-        rest_period=timedelta(days=days), clock="response" if clock == "response" else "invitation"
-    )
 
 
 async def decide_intake(
@@ -637,200 +593,3 @@ async def on_invitation_closed(events: list[Event[Contract]], uow: UnitOfWork) -
         if event.type in CLOSING_TYPES and isinstance(event.data, SurveyStep | SurveyFailed)
     ]
     await repository.close_invitations(uow.session, closed)
-
-
-# --- Touchpoints --------------------------------------------------------------------------------
-
-
-async def set_touchpoint(
-    uow: UnitOfWork, tenant_id: uuid.UUID, name: str, config: dict[str, Any], now: datetime
-) -> tuple[int, list[str]]:
-    """Add a version of a touchpoint; return it with the warnings the change calls for (an intake
-    event type that no touchpoint takes any more)."""
-    had_own = bool(await repository.active_touchpoints(uow.session, tenant_id))
-    version = await repository.add_touchpoint_version(uow.session, tenant_id, name, config, now)
-    after = [
-        rule_from_stored(t.name, t.version, t.config)
-        for t in await repository.active_touchpoints(uow.session, tenant_id)
-    ]
-    return version, coverage_warnings(after, replaced=() if had_own else DEFAULT_TOUCHPOINTS)
-
-
-# --- Account cohorts ----------------------------------------------------------------------------
-
-
-async def run_cohorts(uow: UnitOfWork, *, now: datetime, settings: TriggerSettings) -> int:
-    """Draw this period's accounts for every touchpoint that samples accounts, and decide their
-    contacts through the ordinary rules. Idempotent within a period: drawn accounts are recorded,
-    and each contact's event id is derived, so a second run the same period adds nothing."""
-    invitations = 0
-    for stored in await repository.cohort_touchpoints(uow.session):
-        rule = rule_from_stored(stored.name, stored.version, stored.config)
-        if rule.accounts_per_period is None:
-            continue
-        invitations += await _run_cohort(uow, stored.tenant_id, rule, now, settings)
-    return invitations
-
-
-async def _run_cohort(
-    uow: UnitOfWork, tenant_id: uuid.UUID, rule: TouchpointRule, now: datetime, settings: TriggerSettings
-) -> int:
-    assert rule.accounts_per_period is not None
-    session = uow.session
-    period = cycle_of(now, rule.sample_cycle)
-    state = await repository.cohort_state(session, tenant_id, rule.name, period)
-    wanted = rule.accounts_per_period - state.picked_this_period
-    if wanted <= 0:
-        return 0
-    accounts = await repository.accounts(session, tenant_id)
-    contacts = await repository.contacts(session, tenant_id, accounts)
-    clocks = await repository.touchpoint_clocks(session, tenant_id, [c.customer_id for c in contacts])
-    _, policy = await tenant_rules(uow, tenant_id, settings)
-    states: dict[str, CustomerState] = {}
-    for contact in contacts:
-        states[contact.customer_id] = CustomerState(
-            last_invited_at=contact.last_invited_at,
-            last_responded_at=contact.last_responded_at,
-            suppressed=contact.suppressed_at is not None,
-            email=contact.email,
-            time_zone=contact.time_zone,
-            outstanding_invitation=(
-                str(contact.outstanding_invitation_id) if contact.outstanding_invitation_id else None
-            ),
-        )
-    for clock in clocks:
-        states[clock.customer_id].touchpoint_invited[clock.touchpoint] = clock.last_invited_at
-    eligible = {c.account_id for c in contacts if may_be_asked(states[c.customer_id], rule, policy, now)}
-    draws = draw_accounts(
-        accounts,
-        state.picked_in_round,
-        state.current_round,
-        wanted,
-        eligible,
-        seed=f"{tenant_id}:{rule.name}",
-    )
-    picks = [(draw.round, account) for draw in draws for account in draw.accounts]
-    if not picks:
-        return 0
-    await repository.record_picks(session, tenant_id, rule.name, period, picks, now)
-    drawn = {account for _, account in picks}
-    due = [
-        new_event(
-            RELATIONSHIP_DUE,
-            tenant_id=str(tenant_id),
-            source=SOURCE,
-            subject=contact.customer_id,
-            event_id=f"cohort:{rule.name}:{period}:{contact.account_id}:{contact.customer_id}",
-            data=RelationshipDue(
-                touchpoint=rule.name,
-                period=period,
-                account_id=contact.account_id,
-                customer_id=contact.customer_id,
-                email=contact.email,
-            ),
-            time=now,
-        )
-        for contact in contacts
-        if contact.account_id in drawn
-    ]
-    outcomes = await handle_intake(due, uow, now=now, settings=settings)
-    return sum(1 for outcome in outcomes if outcome.decision is not None and outcome.decision.invited)
-
-
-async def cohort_loop(runtime: Any) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, TriggerSettings)
-    while True:
-        # Wait first: a service that restarts often must not draw before its peers settle.
-        await asyncio.sleep(settings.cohort_check_seconds)
-        async with runtime.database.uow() as uow:
-            invited = await run_cohorts(uow, now=datetime.now(UTC), settings=settings)
-            await uow.commit()
-        if invited:
-            log.info("cohorts.invited", extra={"invitations": invited})
-
-
-# --- Tenant registry ---------------------------------------------------------------------------
-
-
-class TenantExists(Exception):
-    pass
-
-
-class UnknownTenant(Exception):
-    pass
-
-
-async def create_tenant(
-    uow: UnitOfWork,
-    *,
-    name: str,
-    owner_email: str | None,
-    now: datetime,
-    display_name: str | None = None,
-) -> uuid.UUID:
-    if await repository.tenant_by_name_or_id(uow.session, name) is not None:
-        raise TenantExists(name)
-    tenant_id = uuid.uuid4()
-    data = TenantCreated(
-        tenant_id=tenant_id, name=name, owner_email=owner_email, created_at=now, display_name=display_name
-    )
-    await repository.insert_tenant(
-        uow.session,
-        {
-            "id": tenant_id,
-            "name": name,
-            "owner_email": owner_email,
-            "created_at": now,
-            "display_name": display_name,
-        },
-    )
-    uow.emit(
-        new_event(TENANT_CREATED, tenant_id=str(tenant_id), data=data, subject=str(tenant_id), source=SOURCE)
-    )
-    return tenant_id
-
-
-#: "Leave it as it is" for :func:`update_tenant`, distinct from ``None`` ("remove it").
-KEEP: Any = object()
-
-
-async def update_tenant(
-    uow: UnitOfWork, *, tenant: str, now: datetime, display_name: Any = KEEP, owner_email: Any = KEEP
-) -> dict[str, Any]:
-    """Change a tenant's display name or owner email; every service hears of it (``tenant.updated``)."""
-    row = await repository.tenant_by_name_or_id(uow.session, tenant)
-    if row is None:
-        raise UnknownTenant(tenant)
-    values = {
-        "display_name": row.display_name if display_name is KEEP else display_name,
-        "owner_email": row.owner_email if owner_email is KEEP else owner_email,
-    }
-    await repository.update_tenant(uow.session, row.id, values)
-    data = TenantUpdated(tenant_id=row.id, name=row.name, updated_at=now, **values)
-    uow.emit(new_event(TENANT_UPDATED, tenant_id=str(row.id), data=data, subject=str(row.id), source=SOURCE))
-    return {"tenant_id": str(row.id), "name": row.name, **values}
-
-
-async def create_api_key(uow: UnitOfWork, *, tenant: str, now: datetime) -> tuple[uuid.UUID, NewApiKey]:
-    row = await repository.tenant_by_name_or_id(uow.session, tenant)
-    if row is None:
-        raise UnknownTenant(tenant)
-    key = generate_api_key()
-    await repository.insert_api_key(
-        uow.session, {"key_id": key.key_id, "tenant_id": row.id, "key_hash": key.key_hash, "created_at": now}
-    )
-    data = ApiKeyCreated(key_id=key.key_id, tenant_id=row.id, key_hash=key.key_hash, created_at=now)
-    uow.emit(new_event(APIKEY_CREATED, tenant_id=str(row.id), data=data, subject=str(row.id), source=SOURCE))
-    return row.id, key
-
-
-async def revoke_api_key(uow: UnitOfWork, *, key_id: str, now: datetime) -> bool:
-    tenant_id = await repository.revoke_api_key(uow.session, key_id, now)
-    if tenant_id is None:
-        return False
-    data = ApiKeyRevoked(key_id=key_id, tenant_id=tenant_id, revoked_at=now)
-    uow.emit(
-        new_event(APIKEY_REVOKED, tenant_id=str(tenant_id), data=data, subject=str(tenant_id), source=SOURCE)
-    )
-    return True

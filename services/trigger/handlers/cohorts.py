@@ -1,0 +1,115 @@
+"""Account cohorts: relationship surveys drawn per period."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from libs.common.db import UnitOfWork
+from libs.common.events import RELATIONSHIP_DUE, RelationshipDue, new_event
+from services.trigger import repository
+from services.trigger.config import TriggerSettings
+from services.trigger.domain.cohorts import draw_accounts
+from services.trigger.domain.rules import CustomerState, may_be_asked
+from services.trigger.domain.sampling import cycle_of
+from services.trigger.domain.touchpoints import TouchpointRule
+from services.trigger.handlers.common import SOURCE, tenant_rules
+from services.trigger.handlers.intake import handle_intake
+from services.trigger.schemas import rule_from_stored
+
+# The logger keeps the name it had before handlers became a package: log queries filter on it.
+log = logging.getLogger("services.trigger.handlers")
+
+
+async def run_cohorts(uow: UnitOfWork, *, now: datetime, settings: TriggerSettings) -> int:
+    """Draw this period's accounts for every touchpoint that samples accounts, and decide their
+    contacts through the ordinary rules. Idempotent within a period: drawn accounts are recorded,
+    and each contact's event id is derived, so a second run the same period adds nothing."""
+    invitations = 0
+    for stored in await repository.cohort_touchpoints(uow.session):
+        rule = rule_from_stored(stored.name, stored.version, stored.config)
+        if rule.accounts_per_period is None:
+            continue
+        invitations += await _run_cohort(uow, stored.tenant_id, rule, now, settings)
+    return invitations
+
+
+async def _run_cohort(
+    uow: UnitOfWork, tenant_id: uuid.UUID, rule: TouchpointRule, now: datetime, settings: TriggerSettings
+) -> int:
+    assert rule.accounts_per_period is not None
+    session = uow.session
+    period = cycle_of(now, rule.sample_cycle)
+    state = await repository.cohort_state(session, tenant_id, rule.name, period)
+    wanted = rule.accounts_per_period - state.picked_this_period
+    if wanted <= 0:
+        return 0
+    accounts = await repository.accounts(session, tenant_id)
+    contacts = await repository.contacts(session, tenant_id, accounts)
+    clocks = await repository.touchpoint_clocks(session, tenant_id, [c.customer_id for c in contacts])
+    _, policy = await tenant_rules(uow, tenant_id, settings)
+    states: dict[str, CustomerState] = {}
+    for contact in contacts:
+        states[contact.customer_id] = CustomerState(
+            last_invited_at=contact.last_invited_at,
+            last_responded_at=contact.last_responded_at,
+            suppressed=contact.suppressed_at is not None,
+            email=contact.email,
+            time_zone=contact.time_zone,
+            outstanding_invitation=(
+                str(contact.outstanding_invitation_id) if contact.outstanding_invitation_id else None
+            ),
+        )
+    for clock in clocks:
+        states[clock.customer_id].touchpoint_invited[clock.touchpoint] = clock.last_invited_at
+    eligible = {c.account_id for c in contacts if may_be_asked(states[c.customer_id], rule, policy, now)}
+    draws = draw_accounts(
+        accounts,
+        state.picked_in_round,
+        state.current_round,
+        wanted,
+        eligible,
+        seed=f"{tenant_id}:{rule.name}",
+    )
+    picks = [(draw.round, account) for draw in draws for account in draw.accounts]
+    if not picks:
+        return 0
+    await repository.record_picks(session, tenant_id, rule.name, period, picks, now)
+    drawn = {account for _, account in picks}
+    due = [
+        new_event(
+            RELATIONSHIP_DUE,
+            tenant_id=str(tenant_id),
+            source=SOURCE,
+            subject=contact.customer_id,
+            event_id=f"cohort:{rule.name}:{period}:{contact.account_id}:{contact.customer_id}",
+            data=RelationshipDue(
+                touchpoint=rule.name,
+                period=period,
+                account_id=contact.account_id,
+                customer_id=contact.customer_id,
+                email=contact.email,
+            ),
+            time=now,
+        )
+        for contact in contacts
+        if contact.account_id in drawn
+    ]
+    outcomes = await handle_intake(due, uow, now=now, settings=settings)
+    return sum(1 for outcome in outcomes if outcome.decision is not None and outcome.decision.invited)
+
+
+async def cohort_loop(runtime: Any) -> None:
+    settings = runtime.settings
+    assert isinstance(settings, TriggerSettings)
+    while True:
+        # Wait first: a service that restarts often must not draw before its peers settle.
+        await asyncio.sleep(settings.cohort_check_seconds)
+        async with runtime.database.uow() as uow:
+            invited = await run_cohorts(uow, now=datetime.now(UTC), settings=settings)
+            await uow.commit()
+        if invited:
+            log.info("cohorts.invited", extra={"invitations": invited})

@@ -1,0 +1,35 @@
+"""What the trigger's handlers share: the source they sign events with, derived invitation ids,
+and a tenant's touchpoint rules and rest-period policy."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from libs.common.db import UnitOfWork
+from services.trigger import repository
+from services.trigger.config import TriggerSettings
+from services.trigger.domain.rules import Policy
+from services.trigger.domain.touchpoints import DEFAULT_TOUCHPOINTS, TouchpointRule
+from services.trigger.schemas import rule_from_stored
+
+SOURCE = "/nps/trigger"
+_INVITATION_NAMESPACE = uuid.UUID("7f1c5a52-3d8e-4c59-9a52-6b3f0b1e2d10")
+
+
+def invitation_id_for(tenant_id: str, event_id: str) -> uuid.UUID:
+    """Derived, not random: handling the same event again yields the same invitation."""
+    return uuid.uuid5(_INVITATION_NAMESPACE, f"{tenant_id}:{event_id}")
+
+
+async def tenant_rules(
+    uow: UnitOfWork, tenant_id: uuid.UUID, settings: TriggerSettings
+) -> tuple[list[TouchpointRule], Policy]:
+    stored = await repository.active_touchpoints(uow.session, tenant_id)
+    rules = [rule_from_stored(t.name, t.version, t.config) for t in stored] or list(DEFAULT_TOUCHPOINTS)
+    days, clock = (await repository.policies(uow.session, [tenant_id])).get(
+        tenant_id, (settings.default_rest_period_days, "invitation")
+    )
+    return rules, Policy(
+        rest_period=timedelta(days=days), clock="response" if clock == "response" else "invitation"
+    )
