@@ -37,6 +37,7 @@ from services.alerting.domain.cases import (
     BREACHABLE_STATUSES,
     CaseStatus,
     due_at,
+    is_breached,
     transition,
 )
 from services.alerting.domain.revisions import (
@@ -476,11 +477,14 @@ async def mark_breached(
 ) -> int:
     """Stamp every case still open after its due time as breached (up to ``limit`` per call), tell
     the others, and queue an escalation to ``escalation_email``, or else the case's owner."""
-    cases = await repository.mark_breached(
+    candidates = await repository.breach_candidates(
         uow.session, now, statuses=[status.value for status in BREACHABLE_STATUSES], limit=limit
     )
+    cases = [case for case in candidates if is_breached(CaseStatus(case.status), case.due_at, now)]
     rows = []
     for case in cases:
+        case.breached_at = now
+        case.updated_at = now
         uow.emit(_updated_event(case, "breached", now))
         recipient = escalation_email or case.owner_email
         if recipient is None:

@@ -109,16 +109,18 @@ async def withdraw_pending(session: AsyncSession, case_id: uuid.UUID, kind: str,
     return result.first() is not None
 
 
-async def mark_breached(
+async def breach_candidates(
     session: AsyncSession, now: datetime, *, statuses: Iterable[str], limit: int
 ) -> Sequence[FollowupCase]:
-    """Stamp up to ``limit`` overdue cases as breached, in one statement, and return them.
+    """Up to ``limit`` cases that may have breached by ``now``, oldest due first, locked: those in
+    a status that can breach, past their due time and not stamped yet. Whether each did is the
+    domain's to say (``is_breached``); this only narrows the search to what the index holds.
 
     SKIP LOCKED lets replicas share the work and leaves a case being changed by a request for the
     next round, when its new status decides whether it breached at all.
     """
-    overdue = (
-        select(FollowupCase.id)
+    result = await session.scalars(
+        select(FollowupCase)
         .where(
             FollowupCase.status.in_(list(statuses)),
             FollowupCase.due_at < now,
@@ -127,13 +129,6 @@ async def mark_breached(
         .order_by(FollowupCase.due_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
-    )
-    result = await session.scalars(
-        update(FollowupCase)
-        .where(FollowupCase.id.in_(overdue))
-        .values(breached_at=now, updated_at=now)
-        .returning(FollowupCase)
-        .execution_options(synchronize_session=False)
     )
     return result.all()
 

@@ -40,7 +40,8 @@ def due_at(responded_at: datetime, sla: timedelta) -> datetime:
 
 def is_breached(status: CaseStatus, due: datetime, now: datetime) -> bool:
     """A case is breached when it is still untouched after its due time (the due instant itself is
-    still in time). The SLA check's UPDATE statement is this rule in SQL."""
+    still in time). The SLA check stamps exactly the cases this says have breached; its query only
+    fetches the candidates."""
     return status in BREACHABLE_STATUSES and due < now
 
 
