@@ -43,11 +43,12 @@ from services.alerting.domain.cases import (
 from services.alerting.domain.revisions import (
     FIRST_REVISION,
     CaseAction,
+    CaseState,
     Resolution,
     case_action,
     is_newer,
-    reopened_note,
-    resolved_note,
+    reopened_by_score_change,
+    resolved_by_score_change,
 )
 from services.alerting.models import Answer, FollowupCase, Notification
 
@@ -262,11 +263,12 @@ async def record_answer(
         await repository.rewrite_pending(
             uow.session, case.id, notice.kind.value, subject=notice.subject, body=notice.body
         )
+    old_score = previous_score if previous_score is not None else case.score
     if action is CaseAction.RESOLVE:
-        case.status = CaseStatus.RESOLVED.value
-        case.resolved_at = now
-        case.resolution = Resolution.SCORE_CHANGED.value
-        case.note = resolved_note(previous_score if previous_score is not None else case.score, version.score)
+        _apply(
+            case,
+            resolved_by_score_change(_state(case), old_score=old_score, new_score=version.score, now=now),
+        )
         await repository.withdraw_pending(
             uow.session,
             case.id,
@@ -275,12 +277,10 @@ async def record_answer(
         )
         CASES_RESOLVED_BY_CUSTOMER.inc()
     elif action is CaseAction.REOPEN:
-        case.status = CaseStatus.OPEN.value
-        case.resolved_at = None
-        case.resolution = None
-        case.breached_at = None
-        case.due_at = due_at(version.given_at, sla)
-        case.note = reopened_note(previous_score if previous_score is not None else case.score, version.score)
+        reopened = reopened_by_score_change(
+            _state(case), old_score=old_score, new_score=version.score, given_at=version.given_at, sla=sla
+        )
+        _apply(case, reopened)
     if action in (CaseAction.RESOLVE, CaseAction.REOPEN):
         # One change per revision at most, so the revision names it.
         uow.emit(_updated_event(case, f"revision:{version.revision}", now))
@@ -293,6 +293,26 @@ async def record_answer(
                 "by": "score_change",
             },
         )
+
+
+def _state(case: FollowupCase) -> CaseState:
+    return CaseState(
+        status=CaseStatus(case.status),
+        resolution=Resolution(case.resolution) if case.resolution else None,
+        resolved_at=case.resolved_at,
+        breached_at=case.breached_at,
+        due_at=case.due_at,
+        note=case.note,
+    )
+
+
+def _apply(case: FollowupCase, state: CaseState) -> None:
+    case.status = state.status.value
+    case.resolution = state.resolution.value if state.resolution is not None else None
+    case.resolved_at = state.resolved_at
+    case.breached_at = state.breached_at
+    case.due_at = state.due_at
+    case.note = state.note
 
 
 def _fill_contact(held: Answer, version: _Version, case: FollowupCase | None) -> None:

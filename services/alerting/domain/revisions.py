@@ -9,9 +9,11 @@ corrected mis-click closes it again, and only a case closed that way reopens.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from services.alerting.domain.cases import CaseStatus, is_detractor
+from services.alerting.domain.cases import CaseStatus, due_at, is_detractor
 
 #: ``survey.responded`` carries no revision: it is the first.
 FIRST_REVISION = 1
@@ -67,4 +69,44 @@ def resolved_note(old_score: int, new_score: int) -> str:
 def reopened_note(old_score: int, new_score: int) -> str:
     return (
         f"Reopened: the customer changed their score from {old_score} back to {new_score}, a detractor score."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CaseState:
+    """What a score change may change about a case."""
+
+    status: CaseStatus
+    resolution: Resolution | None
+    resolved_at: datetime | None
+    breached_at: datetime | None
+    due_at: datetime
+    note: str | None
+
+
+def resolved_by_score_change(case: CaseState, *, old_score: int, new_score: int, now: datetime) -> CaseState:
+    """The case once the customer has changed a detractor score to one that is not: resolved, and
+    the note says why. Its due time and any breach stay on record."""
+    return replace(
+        case,
+        status=CaseStatus.RESOLVED,
+        resolved_at=now,
+        resolution=Resolution.SCORE_CHANGED,
+        note=resolved_note(old_score, new_score),
+    )
+
+
+def reopened_by_score_change(
+    case: CaseState, *, old_score: int, new_score: int, given_at: datetime, sla: timedelta
+) -> CaseState:
+    """The case once the customer has gone back to a detractor score: open again, on a fresh SLA
+    clock that runs from when they gave the new score, so an old breach no longer counts."""
+    return replace(
+        case,
+        status=CaseStatus.OPEN,
+        resolved_at=None,
+        resolution=None,
+        breached_at=None,
+        due_at=due_at(given_at, sla),
+        note=reopened_note(old_score, new_score),
     )
