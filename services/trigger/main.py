@@ -10,7 +10,7 @@ from libs.common.db import UnitOfWork
 from libs.common.events import Contract, Event
 from libs.common.kafka import ConsumerSpec
 from libs.common.service import ServiceDefinition
-from services.trigger import api, handlers, history_api, webhook_api
+from services.trigger import api, handlers
 from services.trigger.config import TriggerSettings
 from services.trigger.models import COMMON, Base
 
@@ -26,7 +26,7 @@ def build(settings: TriggerSettings) -> ServiceDefinition:
         metadata=Base.metadata,
         tables=COMMON,
         migrations=Path(__file__).parent / "migrations",
-        routers=[api.router, api.admin_router, history_api.router, webhook_api.router],
+        routers=api.ROUTERS,
         consumers=[
             ConsumerSpec(
                 name=handlers.INTAKE_CONSUMER,

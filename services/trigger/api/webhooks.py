@@ -7,22 +7,23 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.events import InvalidEvent
-from libs.common.http import Tenant, UoW, error_body, error_responses, invalid_request, runtime_of
+from libs.common.http import Tenant, UoW, error_body, error_responses, invalid_request
 from services.trigger import handlers, webhooks
-from services.trigger.config import TriggerSettings
+from services.trigger.api.dependencies import Settings
 from services.trigger.webhooks import generic
 from services.trigger.webhooks import repository as webhook_repository
 from services.trigger.webhooks.common import parse_json
 
-log = logging.getLogger(__name__)
+# The logger keeps the name it had before the routes became a package: log queries filter on it.
+log = logging.getLogger("services.trigger.webhook_api")
 router = APIRouter(tags=["webhooks"])
 
 WEBHOOKS = Counter(
@@ -33,15 +34,6 @@ WEBHOOKS = Counter(
 
 Platform = Literal["shopify", "woocommerce", "zendesk", "freshdesk", "generic"]
 _ID_LIMIT = 64
-
-
-def _settings(request: Request) -> TriggerSettings:
-    settings = runtime_of(request).settings
-    assert isinstance(settings, TriggerSettings)
-    return settings
-
-
-Settings = Annotated[TriggerSettings, Depends(_settings)]
 
 
 def url_path(platform: str, endpoint_id: str) -> str:

@@ -1,0 +1,40 @@
+"""HTTP routes of the tenant-wide rules: the rest period and its clock."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from libs.common.http import Tenant, UoW
+from services.trigger import repository
+from services.trigger.api.dependencies import Settings
+
+router = APIRouter()
+
+
+class PolicyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rest_period_days: int = Field(ge=0, le=3650, description="days before a customer may be asked again")
+    rest_clock: Literal["invitation", "response"] = Field(
+        default="invitation",
+        description="count the rest period from the last invitation or the last response",
+    )
+
+
+@router.get("/v1/policy", tags=["rules"])
+async def get_policy(tenant: Tenant, uow: UoW, settings: Settings) -> dict[str, Any]:
+    """The tenant-wide rules: the rest period and what its clock counts from."""
+    days, clock = (await repository.policies(uow.session, [tenant.tenant_id])).get(
+        tenant.tenant_id, (settings.default_rest_period_days, "invitation")
+    )
+    return {"rest_period_days": days, "rest_clock": clock}
+
+
+@router.put("/v1/policy", tags=["rules"])
+async def put_policy(tenant: Tenant, uow: UoW, body: PolicyBody) -> dict[str, Any]:
+    """Change the tenant-wide rules. They apply to decisions made from now on."""
+    await repository.set_rest_period(uow.session, tenant.tenant_id, body.rest_period_days, body.rest_clock)
+    await uow.commit()
+    return body.model_dump()
