@@ -1,45 +1,30 @@
-"""The alerting service's event handlers and commands. They load state, ask the domain, record the
-changes, the outgoing events and the emails to send in the unit of work, and return. They never
-commit; :func:`deliver_notifications` is the one that talks to the mail server, so it owns its short
-transactions and holds none while it sends."""
+"""Answers and their cases: hold an answer's newest version and keep its follow-up case in step
+with it."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from datetime import datetime, timedelta
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter
 from sqlalchemy import func
 
-from libs.common.db import Database, UnitOfWork
+from libs.common.db import UnitOfWork
 from libs.common.events import (
     FOLLOWUP_OPENED,
-    FOLLOWUP_UPDATED,
     Event,
     FollowupOpened,
-    FollowupUpdated,
     SurveyResponded,
     SurveyResponseUpdated,
     new_event,
 )
 from libs.common.kafka import RejectEvent
-from libs.common.logs import redact
-from libs.common.mail import DeliveryError
 from services.alerting import repository
 from services.alerting.domain import notices
-from services.alerting.domain.cases import (
-    BREACHABLE_STATUSES,
-    CaseStatus,
-    due_at,
-    is_breached,
-    transition,
-)
+from services.alerting.domain.cases import CaseStatus, due_at
 from services.alerting.domain.revisions import (
     FIRST_REVISION,
     CaseAction,
@@ -50,89 +35,26 @@ from services.alerting.domain.revisions import (
     reopened_by_score_change,
     resolved_by_score_change,
 )
-from services.alerting.models import Answer, FollowupCase, Notification
+from services.alerting.handlers.common import (
+    SOURCE,
+    case_facts,
+    case_id_for,
+    event_id,
+    notification_row,
+    updated_event,
+)
+from services.alerting.models import Answer, FollowupCase
 
 log = logging.getLogger(__name__)
-
-SOURCE = "/nps/alerting"
-_CASE_NAMESPACE = uuid.UUID("0b7f4e1c-6a2d-4f0e-9c3b-8d5a1e2f7c64")
 
 CASES_OPENED = Counter("nps_alerting_cases_opened_total", "Follow-up cases opened for detractors")
 CASES_RESOLVED_BY_CUSTOMER = Counter(
     "nps_alerting_cases_resolved_by_score_change_total",
     "Cases resolved because the customer changed their score away from detractor",
 )
-CASES_BREACHED = Counter(
-    "nps_alerting_cases_breached_total", "Follow-up cases not contacted by their due time"
-)
 CASES_UNASSIGNED = Counter(
     "nps_alerting_cases_unassigned_total", "Cases opened with nobody to tell: the tenant has no owner email"
 )
-NOTIFICATIONS = Counter(
-    "nps_alerting_notifications_total", "Alert email delivery attempts, by outcome", ["kind", "outcome"]
-)
-OPEN_CASES = Gauge("nps_alerting_open_cases", "Cases nobody has contacted yet, as of the last SLA check")
-
-Mailer = Callable[[EmailMessage], Awaitable[None]]
-
-
-def case_id_for(response_id: uuid.UUID) -> uuid.UUID:
-    """Derived, not random: the same answer always maps to the same case."""
-    return uuid.uuid5(_CASE_NAMESPACE, str(response_id))
-
-
-def _event_id(case_id: uuid.UUID, change: str) -> str:
-    # Each change happens at most once per case (a status is reached once, a breach stamped once),
-    # so re-running the change re-emits the same event id and consumers drop the repeat.
-    return str(uuid.uuid5(case_id, change))
-
-
-def _facts(case: FollowupCase) -> notices.CaseFacts:
-    return notices.CaseFacts(
-        case_id=case.id,
-        customer_id=case.customer_id,
-        customer_name=case.customer_name,
-        customer_email=case.customer_email,
-        touchpoint=case.touchpoint,
-        score=case.score,
-        comment=case.comment,
-        opened_at=case.opened_at,
-        due_at=case.due_at,
-        owner_email=case.owner_email,
-        recommended=case.recommended,
-        csat=case.csat,
-        effort=case.effort,
-    )
-
-
-def _notification_row(tenant_id: uuid.UUID, case_id: uuid.UUID, notice: notices.Notice) -> dict[str, Any]:
-    return {
-        "tenant_id": tenant_id,
-        "case_id": case_id,
-        "kind": notice.kind.value,
-        "recipient": notice.recipient,
-        "subject": notice.subject,
-        "body": notice.body,
-        "attempts": 0,
-    }
-
-
-def _updated_event(case: FollowupCase, change: str, now: datetime) -> Event[Any]:
-    data = FollowupUpdated(
-        case_id=case.id, status=case.status, breached=case.breached_at is not None, updated_at=now
-    )
-    return new_event(
-        FOLLOWUP_UPDATED,
-        tenant_id=str(case.tenant_id),
-        data=data,
-        subject=str(case.id),
-        source=SOURCE,
-        event_id=_event_id(case.id, change),
-        time=now,
-    )
-
-
-# --- Answers and their cases ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +181,7 @@ async def record_answer(
     case.updated_at = now
     if case.owner_email is not None and action is not CaseAction.RESOLVE:
         # The "why" usually follows the score by a minute: the waiting email carries it.
-        notice = notices.case_opened(_facts(case), case.owner_email)
+        notice = notices.case_opened(case_facts(case), case.owner_email)
         await repository.rewrite_pending(
             uow.session, case.id, notice.kind.value, subject=notice.subject, body=notice.body
         )
@@ -283,7 +205,7 @@ async def record_answer(
         _apply(case, reopened)
     if action in (CaseAction.RESOLVE, CaseAction.REOPEN):
         # One change per revision at most, so the revision names it.
-        uow.emit(_updated_event(case, f"revision:{version.revision}", now))
+        uow.emit(updated_event(case, f"revision:{version.revision}", now))
         log.info(
             "followup.updated",
             extra={
@@ -424,13 +346,13 @@ async def _open_case(
             data=opened,
             subject=str(case_id),
             source=SOURCE,
-            event_id=_event_id(case_id, "opened"),
+            event_id=event_id(case_id, "opened"),
             time=now,
         )
     )
     if facts.owner_email is not None:
         notice = notices.case_opened(facts, facts.owner_email)
-        row = _notification_row(tenant_id, case_id, notice)
+        row = notification_row(tenant_id, case_id, notice)
         # By the database's clock, which the notifier compares against.
         row["next_attempt_at"] = func.now() + notify_delay
         await repository.queue_notifications(uow.session, [row])
@@ -448,168 +370,3 @@ async def _open_case(
             "assigned": facts.owner_email is not None,
         },
     )
-
-
-# --- Changing a case ------------------------------------------------------------------------------
-
-
-class CaseNotFound(Exception):
-    pass
-
-
-async def update_case(
-    uow: UnitOfWork,
-    *,
-    tenant_id: uuid.UUID,
-    case_id: uuid.UUID,
-    status: CaseStatus,
-    note: str | None,
-    now: datetime,
-) -> FollowupCase:
-    """Move a case on (``InvalidTransition`` if the rules forbid it) and tell the others."""
-    case = await repository.get_case(uow.session, tenant_id, case_id, for_update=True)
-    if case is None:
-        raise CaseNotFound(case_id)
-    case.status = transition(CaseStatus(case.status), status).value
-    if status is CaseStatus.CONTACTED:
-        case.contacted_at = now
-    elif status is CaseStatus.RESOLVED:
-        case.resolved_at = now
-        case.resolution = Resolution.HANDLED.value
-    if note is not None:
-        case.note = note
-    case.updated_at = now
-    uow.emit(_updated_event(case, f"status:{status.value}", now))
-    log.info(
-        "followup.updated",
-        extra={"case_id": str(case_id), "tenant_id": str(tenant_id), "status": status.value},
-    )
-    return case
-
-
-# --- The SLA ---------------------------------------------------------------------------------------
-
-BREACH_BATCH = 1000
-
-
-async def mark_breached(
-    uow: UnitOfWork, now: datetime, *, escalation_email: str | None = None, limit: int = BREACH_BATCH
-) -> int:
-    """Stamp every case still open after its due time as breached (up to ``limit`` per call), tell
-    the others, and queue an escalation to ``escalation_email``, or else the case's owner."""
-    candidates = await repository.breach_candidates(
-        uow.session, now, statuses=[status.value for status in BREACHABLE_STATUSES], limit=limit
-    )
-    cases = [case for case in candidates if is_breached(CaseStatus(case.status), case.due_at, now)]
-    rows = []
-    for case in cases:
-        case.breached_at = now
-        case.updated_at = now
-        uow.emit(_updated_event(case, "breached", now))
-        recipient = escalation_email or case.owner_email
-        if recipient is None:
-            log.warning("followup.breach_unnotified", extra={"case_id": str(case.id)})
-            continue
-        notice = notices.case_breached(_facts(case), recipient, now)
-        rows.append(_notification_row(case.tenant_id, case.id, notice))
-    await repository.queue_notifications(uow.session, rows)
-    if cases:
-        CASES_BREACHED.inc(len(cases))
-        log.info("followup.breached", extra={"cases": len(cases)})
-    return len(cases)
-
-
-async def refresh_open_cases(uow: UnitOfWork) -> int:
-    count = await repository.count_open_cases(uow.session)
-    OPEN_CASES.set(count)
-    return count
-
-
-# --- Sending the emails -----------------------------------------------------------------------------
-
-
-def _email(notification: Notification, mail_from: str) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = mail_from
-    message["To"] = notification.recipient
-    message["Subject"] = notification.subject
-    message["Date"] = format_datetime(notification.created_at)
-    # Stable per notification, so a re-send after a crash is recognisably the same message.
-    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "nps.localhost"
-    message["Message-ID"] = f"<nps-alerting-{notification.id}@{domain}>"
-    message["X-NPS-Case-Id"] = str(notification.case_id)
-    message.set_content(notification.body)
-    return message
-
-
-#: How long a claimed notification is left to the notifier that claimed it before another may
-#: send it: longer than the batch can take to send, so a slow mail server does not cause repeats.
-DEFAULT_LEASE = timedelta(minutes=5)
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcomes:
-    sent: list[tuple[int, datetime]]
-    unsent: list[tuple[int, int, datetime | None, datetime | None, str]]
-
-
-async def deliver_notifications(
-    database: Database,
-    *,
-    send: Mailer,
-    mail_from: str,
-    limit: int,
-    lease: timedelta = DEFAULT_LEASE,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> int:
-    """Send a batch of due notifications and record how each went; returns how many were tried.
-
-    Three steps, so that no row is locked while the mail server takes its time: a short transaction
-    claims the batch for ``lease`` and commits, the emails are sent with no transaction open, and
-    another short transaction records the outcomes. A crash after the claim sends them again once
-    the lease is over: at least once, never lost.
-    """
-    async with database.uow() as uow:
-        batch = await repository.claim_notifications(uow.session, limit, lease)
-        await uow.commit()
-    if not batch:
-        return 0
-    outcomes = await _send_all(batch, send=send, mail_from=mail_from, clock=clock)
-    async with database.uow() as uow:
-        await repository.record_sent(uow.session, outcomes.sent)
-        await repository.record_unsent(uow.session, outcomes.unsent)
-        await uow.commit()
-    return len(batch)
-
-
-async def _send_all(
-    batch: Sequence[Notification], *, send: Mailer, mail_from: str, clock: Callable[[], datetime]
-) -> _Outcomes:
-    outcomes = _Outcomes(sent=[], unsent=[])
-    for notification in batch:
-        # The claim spent the attempt.
-        attempts = notification.attempts
-        fields = {"notification_id": notification.id, "kind": notification.kind, "attempts": attempts}
-        try:
-            await send(_email(notification, mail_from))
-        except DeliveryError as error:
-            now = clock()
-            reason = redact(str(error))
-            delay = None if error.permanent else notices.retry_delay(attempts)
-            if delay is None:
-                outcomes.unsent.append((notification.id, attempts, None, now, reason))
-                outcome = "failed"
-                log.error("notification.failed", extra={**fields, "error": reason})
-            else:
-                outcomes.unsent.append((notification.id, attempts, now + delay, None, reason))
-                outcome = "retry"
-                log.warning(
-                    "notification.retrying",
-                    extra={**fields, "error": reason, "in_seconds": int(delay.total_seconds())},
-                )
-        else:
-            outcomes.sent.append((notification.id, clock()))
-            outcome = "sent"
-            log.info("notification.sent", extra={**fields, "case_id": str(notification.case_id)})
-        NOTIFICATIONS.labels(notification.kind, outcome).inc()
-    return outcomes

@@ -1,0 +1,24 @@
+"""The alerting service's event handlers and commands. They load state, ask the domain, record the
+changes, the outgoing events and the emails to send in the unit of work, and return. They never
+commit, except :func:`deliver_notifications`, which talks to the mail server and so owns its short
+transactions, holding none while it sends."""
+
+from services.alerting.handlers.answers import record_answer
+from services.alerting.handlers.cases import CaseNotFound, update_case
+from services.alerting.handlers.common import SOURCE, case_id_for
+from services.alerting.handlers.notifications import DEFAULT_LEASE, Mailer, deliver_notifications
+from services.alerting.handlers.sla import BREACH_BATCH, mark_breached, refresh_open_cases
+
+__all__ = [
+    "BREACH_BATCH",
+    "DEFAULT_LEASE",
+    "SOURCE",
+    "CaseNotFound",
+    "Mailer",
+    "case_id_for",
+    "deliver_notifications",
+    "mark_breached",
+    "record_answer",
+    "refresh_open_cases",
+    "update_case",
+]

@@ -1,0 +1,50 @@
+"""Changing a case through the API."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+from libs.common.db import UnitOfWork
+from services.alerting import repository
+from services.alerting.domain.cases import CaseStatus, transition
+from services.alerting.domain.revisions import Resolution
+from services.alerting.handlers.common import updated_event
+from services.alerting.models import FollowupCase
+
+log = logging.getLogger(__name__)
+
+
+class CaseNotFound(Exception):
+    pass
+
+
+async def update_case(
+    uow: UnitOfWork,
+    *,
+    tenant_id: uuid.UUID,
+    case_id: uuid.UUID,
+    status: CaseStatus,
+    note: str | None,
+    now: datetime,
+) -> FollowupCase:
+    """Move a case on (``InvalidTransition`` if the rules forbid it) and tell the others."""
+    case = await repository.get_case(uow.session, tenant_id, case_id, for_update=True)
+    if case is None:
+        raise CaseNotFound(case_id)
+    case.status = transition(CaseStatus(case.status), status).value
+    if status is CaseStatus.CONTACTED:
+        case.contacted_at = now
+    elif status is CaseStatus.RESOLVED:
+        case.resolved_at = now
+        case.resolution = Resolution.HANDLED.value
+    if note is not None:
+        case.note = note
+    case.updated_at = now
+    uow.emit(updated_event(case, f"status:{status.value}", now))
+    log.info(
+        "followup.updated",
+        extra={"case_id": str(case_id), "tenant_id": str(tenant_id), "status": status.value},
+    )
+    return case

@@ -1,0 +1,71 @@
+"""What the alerting handlers share: the ids they derive, the facts an email is written from, and
+the ``followup.updated`` event every change of a case emits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from libs.common.events import FOLLOWUP_UPDATED, Event, FollowupUpdated, new_event
+from services.alerting.domain import notices
+from services.alerting.models import FollowupCase
+
+SOURCE = "/nps/alerting"
+_CASE_NAMESPACE = uuid.UUID("0b7f4e1c-6a2d-4f0e-9c3b-8d5a1e2f7c64")
+
+
+def case_id_for(response_id: uuid.UUID) -> uuid.UUID:
+    """Derived, not random: the same answer always maps to the same case."""
+    return uuid.uuid5(_CASE_NAMESPACE, str(response_id))
+
+
+def event_id(case_id: uuid.UUID, change: str) -> str:
+    # Each change happens at most once per case (a status is reached once, a breach stamped once),
+    # so re-running the change re-emits the same event id and consumers drop the repeat.
+    return str(uuid.uuid5(case_id, change))
+
+
+def case_facts(case: FollowupCase) -> notices.CaseFacts:
+    return notices.CaseFacts(
+        case_id=case.id,
+        customer_id=case.customer_id,
+        customer_name=case.customer_name,
+        customer_email=case.customer_email,
+        touchpoint=case.touchpoint,
+        score=case.score,
+        comment=case.comment,
+        opened_at=case.opened_at,
+        due_at=case.due_at,
+        owner_email=case.owner_email,
+        recommended=case.recommended,
+        csat=case.csat,
+        effort=case.effort,
+    )
+
+
+def notification_row(tenant_id: uuid.UUID, case_id: uuid.UUID, notice: notices.Notice) -> dict[str, Any]:
+    return {
+        "tenant_id": tenant_id,
+        "case_id": case_id,
+        "kind": notice.kind.value,
+        "recipient": notice.recipient,
+        "subject": notice.subject,
+        "body": notice.body,
+        "attempts": 0,
+    }
+
+
+def updated_event(case: FollowupCase, change: str, now: datetime) -> Event[Any]:
+    data = FollowupUpdated(
+        case_id=case.id, status=case.status, breached=case.breached_at is not None, updated_at=now
+    )
+    return new_event(
+        FOLLOWUP_UPDATED,
+        tenant_id=str(case.tenant_id),
+        data=data,
+        subject=str(case.id),
+        source=SOURCE,
+        event_id=event_id(case.id, change),
+        time=now,
+    )
