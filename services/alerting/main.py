@@ -44,22 +44,20 @@ async def _repeat(name: str, step: Callable[[], Awaitable[float]]) -> None:
             await asyncio.sleep(pause)
 
 
-def build(settings: AlertingSettings) -> ServiceDefinition:
+Loop = Callable[[Runtime], Awaitable[None]]
+
+
+def _record_answer(settings: AlertingSettings) -> Callable[[Event[Any], UnitOfWork], Awaitable[None]]:
     sla = settings.followup_sla
-    smtp = SmtpTarget.from_url(settings.smtp_url)
+    notify_delay = timedelta(seconds=settings.notify_delay_seconds)
 
     async def answered(event: Event[Any], uow: UnitOfWork) -> None:
-        await handlers.record_answer(
-            event,
-            uow,
-            sla=sla,
-            now=datetime.now(UTC),
-            notify_delay=timedelta(seconds=settings.notify_delay_seconds),
-        )
+        await handlers.record_answer(event, uow, sla=sla, now=datetime.now(UTC), notify_delay=notify_delay)
 
-    async def send(message: EmailMessage) -> None:
-        await send_email(smtp, message, timeout_seconds=SMTP_TIMEOUT_SECONDS)
+    return answered
 
+
+def _sla_check(settings: AlertingSettings) -> Loop:
     async def check_sla(runtime: Runtime) -> None:
         async def step() -> float:
             async with runtime.database.uow() as uow:
@@ -75,10 +73,18 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
 
         await _repeat("sla-check", step)
 
-    async def notify(runtime: Runtime) -> None:
-        # Longer than the batch can take even if every message waits out the SMTP timeout.
-        lease = timedelta(seconds=SMTP_TIMEOUT_SECONDS * settings.notify_batch_size + 60)
+    return check_sla
 
+
+def _notifier(settings: AlertingSettings) -> Loop:
+    smtp = SmtpTarget.from_url(settings.smtp_url)
+    # Longer than the batch can take even if every message waits out the SMTP timeout.
+    lease = timedelta(seconds=SMTP_TIMEOUT_SECONDS * settings.notify_batch_size + 60)
+
+    async def send(message: EmailMessage) -> None:
+        await send_email(smtp, message, timeout_seconds=SMTP_TIMEOUT_SECONDS)
+
+    async def notify(runtime: Runtime) -> None:
         async def step() -> float:
             tried = await handlers.deliver_notifications(
                 runtime.database,
@@ -91,6 +97,11 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
 
         await _repeat("notifier", step)
 
+    return notify
+
+
+def build(settings: AlertingSettings) -> ServiceDefinition:
+    answered = _record_answer(settings)
     return ServiceDefinition(
         name="alerting",
         title="NPS alerting",
@@ -109,5 +120,5 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
                 ),
             )
         ],
-        loops=[("sla-check", check_sla), ("notifier", notify)],
+        loops=[("sla-check", _sla_check(settings)), ("notifier", _notifier(settings))],
     )

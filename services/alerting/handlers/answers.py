@@ -151,18 +151,10 @@ async def record_answer(
     except ValueError:
         raise RejectEvent(f"tenantid: {event.tenant_id!r} is not a tenant id") from None
     version = _Version.of(event.data)
-    held = await repository.lock_answer(uow.session, version.response_id)
-    if held is None and not await repository.insert_answer(uow.session, version.answer_row(tenant_id, now)):
-        # Another consumer recorded it since we looked; take its version as the one held.
-        held = await repository.lock_answer(uow.session, version.response_id)
+    held = await _held_version(uow, tenant_id, version, now)
     case = await repository.case_of_response(uow.session, tenant_id, version.response_id)
     if held is not None and not is_newer(held.revision, version.revision):
-        if version.customer_email is not None and held.customer_email is None:
-            _fill_contact(held, version, case)
-        log.info(
-            "answer.not_newer",
-            extra={"tenant_id": event.tenant_id, "revision": version.revision, "held": held.revision},
-        )
+        _keep_held(held, version, case, event.tenant_id)
         return
     previous_score = held.score if held is not None else None
     if held is not None:
@@ -177,6 +169,43 @@ async def record_answer(
         return
     if case is None:
         return
+    await _refresh_case(case, action, version, held, uow, now=now)
+    old_score = previous_score if previous_score is not None else case.score
+    if action in (CaseAction.RESOLVE, CaseAction.REOPEN):
+        await _follow_score_change(case, action, version, old_score, uow, sla=sla, now=now)
+
+
+async def _held_version(
+    uow: UnitOfWork, tenant_id: uuid.UUID, version: _Version, now: datetime
+) -> Answer | None:
+    """The version held before this one, locked; ``None`` if this is the first, now held."""
+    held = await repository.lock_answer(uow.session, version.response_id)
+    if held is None and not await repository.insert_answer(uow.session, version.answer_row(tenant_id, now)):
+        # Another consumer recorded it since we looked; take its version as the one held.
+        held = await repository.lock_answer(uow.session, version.response_id)
+    return held
+
+
+def _keep_held(held: Answer, version: _Version, case: FollowupCase | None, tenant_text: str) -> None:
+    """A version not newer than the one held: it can only tell the contact details still missing."""
+    if version.customer_email is not None and held.customer_email is None:
+        _fill_contact(held, version, case)
+    log.info(
+        "answer.not_newer",
+        extra={"tenant_id": tenant_text, "revision": version.revision, "held": held.revision},
+    )
+
+
+async def _refresh_case(
+    case: FollowupCase,
+    action: CaseAction,
+    version: _Version,
+    held: Answer | None,
+    uow: UnitOfWork,
+    *,
+    now: datetime,
+) -> None:
+    """Show the answer's current version on its case, and in the owner's email still waiting."""
     _show_answer(case, version, held)
     case.updated_at = now
     if case.owner_email is not None and action is not CaseAction.RESOLVE:
@@ -185,7 +214,19 @@ async def record_answer(
         await repository.rewrite_pending(
             uow.session, case.id, notice.kind.value, subject=notice.subject, body=notice.body
         )
-    old_score = previous_score if previous_score is not None else case.score
+
+
+async def _follow_score_change(
+    case: FollowupCase,
+    action: CaseAction,
+    version: _Version,
+    old_score: int,
+    uow: UnitOfWork,
+    *,
+    sla: timedelta,
+    now: datetime,
+) -> None:
+    """Resolve or reopen the case as the domain says a score change does, and tell the others."""
     if action is CaseAction.RESOLVE:
         _apply(
             case,
@@ -198,23 +239,22 @@ async def record_answer(
             "not sent: the customer changed the score before the email went out",
         )
         CASES_RESOLVED_BY_CUSTOMER.inc()
-    elif action is CaseAction.REOPEN:
+    else:
         reopened = reopened_by_score_change(
             _state(case), old_score=old_score, new_score=version.score, given_at=version.given_at, sla=sla
         )
         _apply(case, reopened)
-    if action in (CaseAction.RESOLVE, CaseAction.REOPEN):
-        # One change per revision at most, so the revision names it.
-        uow.emit(updated_event(case, f"revision:{version.revision}", now))
-        log.info(
-            "followup.updated",
-            extra={
-                "case_id": str(case.id),
-                "tenant_id": event.tenant_id,
-                "status": case.status,
-                "by": "score_change",
-            },
-        )
+    # One change per revision at most, so the revision names it.
+    uow.emit(updated_event(case, f"revision:{version.revision}", now))
+    log.info(
+        "followup.updated",
+        extra={
+            "case_id": str(case.id),
+            "tenant_id": str(case.tenant_id),
+            "status": case.status,
+            "by": "score_change",
+        },
+    )
 
 
 def _state(case: FollowupCase) -> CaseState:
@@ -286,9 +326,36 @@ async def _open_case(
         # Never for a tenant that does not exist. The consumer holds a tenant's events until its
         # tenant.created has arrived, so this is a safety net, not the way a late tenant is handled.
         raise RejectEvent(f"tenantid: unknown tenant {tenant_text!r}")
-    case_id = case_id_for(version.response_id)
-    facts = notices.CaseFacts(
-        case_id=case_id,
+    facts = _opening_facts(version, held, tenant.owner_email, sla)
+    if not await repository.insert_case(uow.session, _case_row(tenant_id, version, facts, now)):
+        log.info("followup.duplicate_answer", extra={"case_id": str(facts.case_id), "tenant_id": tenant_text})
+        return
+    uow.emit(_opened_event(tenant_text, version, facts, now))
+    if facts.owner_email is not None:
+        await _queue_case_opened(uow, tenant_id, facts, facts.owner_email, notify_delay)
+    else:
+        CASES_UNASSIGNED.inc()
+    CASES_OPENED.inc()
+    log.info(
+        "followup.opened",
+        extra={
+            "case_id": str(facts.case_id),
+            "tenant_id": tenant_text,
+            "touchpoint": version.touchpoint,
+            "score": version.score,
+            "revision": version.revision,
+            "assigned": facts.owner_email is not None,
+        },
+    )
+
+
+def _opening_facts(
+    version: _Version, held: Answer | None, owner_email: str | None, sla: timedelta
+) -> notices.CaseFacts:
+    """The new case as its owner's email tells it; contact details the held version knows fill in
+    those this version lacks."""
+    return notices.CaseFacts(
+        case_id=case_id_for(version.response_id),
         customer_id=version.customer_id,
         customer_name=version.customer_name or (held.customer_name if held is not None else None),
         customer_email=version.customer_email or (held.customer_email if held is not None else None),
@@ -297,39 +364,41 @@ async def _open_case(
         comment=version.comment,
         opened_at=version.given_at,
         due_at=due_at(version.given_at, sla),
-        owner_email=tenant.owner_email,
+        owner_email=owner_email,
         recommended=version.recommended,
         csat=version.csat,
         effort=version.effort,
     )
-    created = await repository.insert_case(
-        uow.session,
-        {
-            "id": case_id,
-            "tenant_id": tenant_id,
-            "response_id": version.response_id,
-            "invitation_id": version.invitation_id,
-            "customer_id": facts.customer_id,
-            "customer_email": facts.customer_email,
-            "customer_name": facts.customer_name,
-            "touchpoint": facts.touchpoint,
-            "score": facts.score,
-            "comment": facts.comment,
-            "recommended": facts.recommended,
-            "csat": facts.csat,
-            "effort": facts.effort,
-            "status": CaseStatus.OPEN.value,
-            "owner_email": facts.owner_email,
-            "opened_at": facts.opened_at,
-            "due_at": facts.due_at,
-            "updated_at": now,
-        },
-    )
-    if not created:
-        log.info("followup.duplicate_answer", extra={"case_id": str(case_id), "tenant_id": tenant_text})
-        return
+
+
+def _case_row(
+    tenant_id: uuid.UUID, version: _Version, facts: notices.CaseFacts, now: datetime
+) -> dict[str, Any]:
+    return {
+        "id": facts.case_id,
+        "tenant_id": tenant_id,
+        "response_id": version.response_id,
+        "invitation_id": version.invitation_id,
+        "customer_id": facts.customer_id,
+        "customer_email": facts.customer_email,
+        "customer_name": facts.customer_name,
+        "touchpoint": facts.touchpoint,
+        "score": facts.score,
+        "comment": facts.comment,
+        "recommended": facts.recommended,
+        "csat": facts.csat,
+        "effort": facts.effort,
+        "status": CaseStatus.OPEN.value,
+        "owner_email": facts.owner_email,
+        "opened_at": facts.opened_at,
+        "due_at": facts.due_at,
+        "updated_at": now,
+    }
+
+
+def _opened_event(tenant_text: str, version: _Version, facts: notices.CaseFacts, now: datetime) -> Event[Any]:
     opened = FollowupOpened(
-        case_id=case_id,
+        case_id=facts.case_id,
         response_id=version.response_id,
         invitation_id=version.invitation_id,
         customer_id=version.customer_id,
@@ -339,34 +408,21 @@ async def _open_case(
         opened_at=facts.opened_at,
         due_at=facts.due_at,
     )
-    uow.emit(
-        new_event(
-            FOLLOWUP_OPENED,
-            tenant_id=tenant_text,
-            data=opened,
-            subject=str(case_id),
-            source=SOURCE,
-            event_id=event_id(case_id, "opened"),
-            time=now,
-        )
+    return new_event(
+        FOLLOWUP_OPENED,
+        tenant_id=tenant_text,
+        data=opened,
+        subject=str(facts.case_id),
+        source=SOURCE,
+        event_id=event_id(facts.case_id, "opened"),
+        time=now,
     )
-    if facts.owner_email is not None:
-        notice = notices.case_opened(facts, facts.owner_email)
-        row = notification_row(tenant_id, case_id, notice)
-        # By the database's clock, which the notifier compares against.
-        row["next_attempt_at"] = func.now() + notify_delay
-        await repository.queue_notifications(uow.session, [row])
-    else:
-        CASES_UNASSIGNED.inc()
-    CASES_OPENED.inc()
-    log.info(
-        "followup.opened",
-        extra={
-            "case_id": str(case_id),
-            "tenant_id": tenant_text,
-            "touchpoint": version.touchpoint,
-            "score": version.score,
-            "revision": version.revision,
-            "assigned": facts.owner_email is not None,
-        },
-    )
+
+
+async def _queue_case_opened(
+    uow: UnitOfWork, tenant_id: uuid.UUID, facts: notices.CaseFacts, owner_email: str, notify_delay: timedelta
+) -> None:
+    row = notification_row(tenant_id, facts.case_id, notices.case_opened(facts, owner_email))
+    # By the database's clock, which the notifier compares against.
+    row["next_attempt_at"] = func.now() + notify_delay
+    await repository.queue_notifications(uow.session, [row])
