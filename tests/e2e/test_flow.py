@@ -231,7 +231,7 @@ async def test_purchase_to_survey_to_nps_to_follow_up_case(stack: Stack, client:
 
     async def nps_is_minus_100() -> bool:
         body = (await client.get(f"{scoring}/v1/nps", headers=auth)).json()
-        return body["nps"] == -100 and body["responses"] == 1
+        return bool(body["nps"] == -100 and body["responses"] == 1)
 
     await eventually(nps_is_minus_100, within=30)
 

@@ -75,7 +75,7 @@ async def decisions(service: ServiceUnderTest, tenant: TestTenant, customer: str
 def is_request_for(customer: str) -> Any:
     def match(record: Any) -> bool:
         body = json.loads(record.value)
-        return body["type"] == SURVEY_REQUESTED and body["data"]["customer_id"] == customer
+        return bool(body["type"] == SURVEY_REQUESTED and body["data"]["customer_id"] == customer)
 
     return match
 

@@ -10,7 +10,7 @@ from email.parser import BytesParser
 from email.policy import default as default_policy
 from pathlib import Path
 
-import dkim
+import dkim  # type: ignore[import-untyped]
 import pytest
 
 from services.survey.config import SurveySettings
