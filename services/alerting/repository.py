@@ -195,7 +195,7 @@ async def claim_notifications(session: AsyncSession, limit: int, lease: timedelt
         .returning(Notification)
         .execution_options(synchronize_session=False)
     )
-    return sorted(result.all(), key=lambda notification: (notification.next_attempt_at, notification.id))
+    return sorted(result.all(), key=lambda notification: notification.id)
 
 
 _NOTIFICATIONS = cast(Table, Notification.__table__)
