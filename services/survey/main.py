@@ -35,7 +35,7 @@ def build(settings: SurveySettings) -> ServiceDefinition:
         metadata=Base.metadata,
         tables=COMMON,
         migrations=Path(__file__).parent / "migrations",
-        routers=[api.public_router, api.router, api.bounce_router],
+        routers=[api.public_router, api.settings_router, api.invitations_router, api.bounce_router],
         consumers=[
             ConsumerSpec(name="requests", topics=[topics.SURVEY_REQUESTS, topics.TENANTS], handle=consume)
         ],

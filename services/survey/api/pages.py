@@ -1,32 +1,27 @@
-"""HTTP routes of the survey: the public survey pages, and the tenant-scoped invitation API.
+"""The public survey pages: the score, the follow-up questions, the open pixel and unsubscribing.
 
-The survey pages take no API key: the token in the link is the credential. A ``GET`` or ``HEAD``
-never records anything, because mail scanners and link previews fetch every link in an email;
-only the form's ``POST`` does.
+They take no API key: the token in the link is the credential. A ``GET`` or ``HEAD`` never records
+anything, because mail scanners and link previews fetch every link in an email; only the form's
+``POST`` does.
 """
 
 from __future__ import annotations
 
 import base64
-import hmac
-import json
 import logging
 import math
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from prometheus_client import Counter
-from pydantic import BaseModel, Field, ValidationError
 
 from libs.common.db import UnitOfWork
-from libs.common.events import FailureReason
-from libs.common.http import Tenant, UoW, error_responses, runtime_of
-from services.survey import handlers, repository
-from services.survey.config import SurveySettings
+from libs.common.http import UoW, error_responses
+from services.survey import handlers
+from services.survey.api.runtime import survey_settings
 from services.survey.domain.answers import (
     MAX_COMMENT_LENGTH,
     AnswerState,
@@ -37,29 +32,25 @@ from services.survey.domain.answers import (
     parse_follow_up,
     parse_score,
 )
-from services.survey.domain.bounces import PROVIDERS, InvalidBounce, parse_dsn, parse_provider_event
 from services.survey.domain.opens import OpenedBy, opened_by
 from services.survey.domain.ratelimit import PublicLimiter, PublicLimits, client_key
 from services.survey.domain.tokens import looks_like_token, token_hash
 from services.survey.handlers import SurveyLink
 from services.survey.rendering import page
-from services.survey.schemas import SurveySettingsIn, TouchpointSettingsIn
 
-log = logging.getLogger(__name__)
+# The package's name: the logs of the survey's routes have always carried it.
+log = logging.getLogger(__package__)
 
 RESPONSES = Counter(
     "nps_survey_responses_total", "Survey answers by kind: score, score_replaced, follow_up", ["kind"]
 )
 PUBLIC_LIMITED = Counter("nps_survey_public_limited_total", "Public page requests refused with 429")
 OPENS = Counter("nps_survey_opens_total", "Opens recorded, by who opened: a person or which machine", ["by"])
-BOUNCES = Counter("nps_survey_bounce_reports_total", "Bounce reports received, by kind", ["kind"])
 
 # The pages answer their errors as pages, for the person holding the link.
 public_router = APIRouter(
     tags=["survey pages"], responses=error_responses(404, 409, 410, 422, 429, media_type="text/html")
 )
-router = APIRouter(tags=["invitations"])
-bounce_router = APIRouter(tags=["bounces"], responses=error_responses(400, 401, 404, 422))
 
 # The URL holds a credential: keep it out of caches, search engines and Referer headers, and let
 # the page load nothing but itself (and the tenant's logo).
@@ -74,12 +65,6 @@ _PAGE_HEADERS = {
     ),
 }
 _PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-
-
-def _settings(request: Request) -> SurveySettings:
-    settings = runtime_of(request).settings
-    assert isinstance(settings, SurveySettings)
-    return settings
 
 
 def _html(
@@ -98,7 +83,7 @@ def _limiter(request: Request) -> PublicLimiter:
     state = request.app.state
     limiter = getattr(state, "public_limiter", None)
     if limiter is None:
-        settings = _settings(request)
+        settings = survey_settings(request)
         limiter = state.public_limiter = PublicLimiter(
             PublicLimits(
                 misses_per_minute=settings.public_misses_per_minute,
@@ -187,7 +172,7 @@ def _follow_up_form(
 
 
 def _grace(request: Request) -> timedelta:
-    return timedelta(minutes=_settings(request).answer_grace_minutes)
+    return timedelta(minutes=survey_settings(request).answer_grace_minutes)
 
 
 async def _show(
@@ -349,7 +334,7 @@ async def open_pixel(request: Request, token: str, uow: UoW) -> Response:
             client_address=_client(request),
             emailed_at=link.last_emailed_at,
             now=now,
-            on_delivery=timedelta(seconds=_settings(request).machine_open_seconds),
+            on_delivery=timedelta(seconds=survey_settings(request).machine_open_seconds),
         )
         machine = opener is not OpenedBy.PERSON
         if await handlers.record_opened(uow, link, now=now, machine=machine):
@@ -392,201 +377,3 @@ async def unsubscribe(request: Request, token: str, uow: UoW) -> HTMLResponse:
             extra={"invitation_id": str(link.invitation_id), "tenant_id": str(link.tenant_id)},
         )
     return _html("unsubscribed.html", link=link)
-
-
-# --- Tenant settings ------------------------------------------------------------------------------
-
-
-TouchpointName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="the touchpoint")]
-
-
-@router.put("/v1/survey-settings")
-async def put_survey_settings(body: SurveySettingsIn, tenant: Tenant, uow: UoW) -> SurveySettingsIn:
-    """The tenant's survey look and habits: sender name, reply-to, logo, brand colour, default
-    language, one reminder after N days (or none), sending rate a minute, open tracking."""
-    await handlers.save_settings(
-        uow, tenant.tenant_id, "", body.model_dump(mode="json"), now=datetime.now(UTC)
-    )
-    await uow.commit()
-    return body
-
-
-@router.get("/v1/survey-settings")
-async def get_survey_settings(tenant: Tenant, uow: UoW) -> SurveySettingsIn:
-    return SurveySettingsIn.model_validate(await handlers.load_settings(uow, tenant.tenant_id, "") or {})
-
-
-@router.put("/v1/survey-settings/touchpoints/{name}")
-async def put_touchpoint_settings(
-    name: TouchpointName, body: TouchpointSettingsIn, tenant: Tenant, uow: UoW
-) -> TouchpointSettingsIn:
-    """How the question names this touchpoint, per language, and which follow-up questions follow
-    the score (recommended in the last 12 months, CSAT 1-5, effort 1-7)."""
-    await handlers.save_settings(
-        uow, tenant.tenant_id, name, body.model_dump(mode="json"), now=datetime.now(UTC)
-    )
-    await uow.commit()
-    return body
-
-
-@router.get("/v1/survey-settings/touchpoints/{name}")
-async def get_touchpoint_settings(name: TouchpointName, tenant: Tenant, uow: UoW) -> TouchpointSettingsIn:
-    return TouchpointSettingsIn.model_validate(
-        await handlers.load_settings(uow, tenant.tenant_id, name) or {}
-    )
-
-
-# --- Bounces --------------------------------------------------------------------------------------
-
-
-class BounceResult(BaseModel):
-    reports: int
-    hard_bounces: int
-    soft_bounces: int
-    complaints: int
-    invitations_matched: int
-
-
-def _require_bounce_token(request: Request, in_path: str | None = None) -> None:
-    """``Authorization: Bearer <token>``, or the token as the last path segment for providers
-    that cannot send headers (SNS, SendGrid, Mailgun post to a bare URL). Compared in constant
-    time; the service logs no request paths."""
-    configured = _settings(request).bounce_webhook_token
-    if configured is None:
-        raise HTTPException(404, "bounce webhooks are off: set BOUNCE_WEBHOOK_TOKEN to turn them on")
-    secret = configured.get_secret_value().encode()
-    if in_path is not None:
-        given = in_path.encode()
-    else:
-        header = request.headers.get("authorization", "")
-        given = header.removeprefix("Bearer ").encode() if header.startswith("Bearer ") else b""
-    if not hmac.compare_digest(given, secret):
-        raise HTTPException(401, "missing or wrong bounce webhook token")
-
-
-async def _bounced(uow: UnitOfWork, reports: list[Any]) -> BounceResult:
-    for report in reports:
-        BOUNCES.labels(report.kind.value).inc()
-    counts = await handlers.handle_bounces(uow, reports, now=datetime.now(UTC))
-    await uow.commit()
-    return BounceResult(**counts)
-
-
-async def _dsn(request: Request, uow: UnitOfWork, token: str | None) -> BounceResult:
-    _require_bounce_token(request, token)
-    try:
-        reports = parse_dsn(await request.body())
-    except InvalidBounce as error:
-        raise HTTPException(422, str(error)) from None
-    return await _bounced(uow, reports)
-
-
-async def _provider_event(
-    provider: str, request: Request, uow: UnitOfWork, token: str | None
-) -> BounceResult:
-    _require_bounce_token(request, token)
-    if provider not in PROVIDERS:
-        raise HTTPException(404, f"unknown provider {provider[:50]!r}; known: {', '.join(sorted(PROVIDERS))}")
-    try:
-        payload = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
-        raise HTTPException(400, "body is not valid JSON") from None
-    try:
-        reports = parse_provider_event(provider, payload)
-    except (InvalidBounce, ValidationError) as error:
-        raise HTTPException(422, str(error)[:500]) from None
-    return await _bounced(uow, reports)
-
-
-@bounce_router.post("/v1/bounces/dsn")
-async def bounce_dsn(request: Request, uow: UoW) -> BounceResult:
-    """A delivery status notification (RFC 3464) or complaint report (RFC 5965) email, as delivered
-    to the bounce mailbox, posted raw (`message/rfc822`). Hard bounces and complaints stop every
-    further email to the address and are passed to the trigger. `Authorization: Bearer
-    $BOUNCE_WEBHOOK_TOKEN`, or the token as a last path segment (`/v1/bounces/dsn/<token>`)."""
-    return await _dsn(request, uow, None)
-
-
-@bounce_router.post("/v1/bounces/dsn/{token}", include_in_schema=False)
-async def bounce_dsn_token_in_path(token: str, request: Request, uow: UoW) -> BounceResult:
-    return await _dsn(request, uow, token)
-
-
-@bounce_router.post("/v1/bounces/{provider}")
-async def bounce_event(provider: str, request: Request, uow: UoW) -> BounceResult:
-    """A sending provider's bounce/complaint webhook: `ses` (also in its SNS envelope),
-    `sendgrid`, `mailgun`, `postmark` or `generic` (`{"email", "type": "hard_bounce"|"soft_bounce"|
-    "complaint"}`). `Authorization: Bearer $BOUNCE_WEBHOOK_TOKEN`, or, for providers that cannot
-    send headers, the token as a last path segment: `/v1/bounces/<provider>/<token>`."""
-    return await _provider_event(provider, request, uow, None)
-
-
-@bounce_router.post("/v1/bounces/{provider}/{token}", include_in_schema=False)
-async def bounce_event_token_in_path(provider: str, token: str, request: Request, uow: UoW) -> BounceResult:
-    return await _provider_event(provider, request, uow, token)
-
-
-InvitationStatusName = Literal["scheduled", "sending", "sent", "failed", "responded", "cancelled"]
-
-
-class InvitationView(BaseModel):
-    invitation_id: uuid.UUID
-    customer_id: str
-    touchpoint: str
-    status: str
-    attempts: int
-    send_at: datetime
-    expires_at: datetime
-    sent_at: datetime | None
-    responded_at: datetime | None
-    last_error: str | None
-    failure_reason: FailureReason | None = Field(
-        default=None, description="why a `failed` invitation was given up, as a code"
-    )
-
-
-class InvitationList(BaseModel):
-    customer: str | None
-    status: InvitationStatusName | None = None
-    invitations: list[InvitationView]
-
-
-@router.get("/v1/invitations")
-async def get_invitations(
-    tenant: Tenant,
-    uow: UoW,
-    customer: Annotated[
-        str | None, Query(min_length=1, max_length=200, description="only this customer's")
-    ] = None,
-    status: Annotated[
-        InvitationStatusName | None, Query(description="only those in this state, e.g. `failed`")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> InvitationList:
-    """The tenant's survey invitations, newest first, optionally one customer's or those in one
-    state: where delivery stands (`scheduled`, `sending`, `sent`, `failed` with `failure_reason`
-    and the error, `responded`, `cancelled`) and when it was sent and answered.
-    `?status=failed` lists the invitations that were given up."""
-    rows = await repository.invitations_of_tenant(
-        uow.session, tenant.tenant_id, customer=customer, status=status, limit=limit
-    )
-    return InvitationList(
-        customer=customer,
-        status=status,
-        invitations=[
-            InvitationView(
-                invitation_id=row.id,
-                customer_id=row.customer_id,
-                touchpoint=row.touchpoint,
-                status=row.status,
-                attempts=row.attempts,
-                send_at=row.send_at,
-                expires_at=row.expires_at,
-                sent_at=row.sent_at,
-                responded_at=row.responded_at,
-                last_error=row.last_error,
-                failure_reason=row.failure_reason,
-            )
-            for row in rows
-        ],
-    )

@@ -1,0 +1,10 @@
+"""HTTP routes of the survey: the public survey pages (``pages``), and the tenant-scoped API: the
+survey settings (``settings``), the invitations (``invitations``) and the bounce webhooks
+(``bounces``)."""
+
+from services.survey.api.bounces import bounce_router
+from services.survey.api.invitations import invitations_router
+from services.survey.api.pages import public_router
+from services.survey.api.settings import settings_router
+
+__all__ = ["bounce_router", "invitations_router", "public_router", "settings_router"]
