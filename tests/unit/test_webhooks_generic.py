@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from libs.common.events import Contract, Event, InvalidEvent, PurchaseCompleted, TicketClosed
-from services.trigger.webhooks import Delivery, Ignored, generic
-from services.trigger.webhooks.common import NotJson, parse_json
+from services.trigger.adapters import Delivery, Ignored, generic
+from services.trigger.adapters.common import NotJson, parse_json
 
 TENANT = "3b0d3f6e-8f0a-4e55-9d8b-6a1f4c2e7d10"
 NOW = datetime(2025, 1, 8, 16, 46, tzinfo=UTC)

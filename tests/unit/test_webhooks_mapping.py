@@ -22,7 +22,7 @@ from libs.common.events import (
     PurchaseCompleted,
     TicketClosed,
 )
-from services.trigger.webhooks import (
+from services.trigger.adapters import (
     Delivery,
     Ignored,
     MapResult,
@@ -32,7 +32,7 @@ from services.trigger.webhooks import (
     woocommerce,
     zendesk,
 )
-from services.trigger.webhooks.common import parse_json
+from services.trigger.adapters.common import parse_json
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "webhooks"
 TENANT = "3b0d3f6e-8f0a-4e55-9d8b-6a1f4c2e7d10"

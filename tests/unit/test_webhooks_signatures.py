@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.trigger.webhooks import Unauthorized, freshdesk, generic, shopify, woocommerce, zendesk
+from services.trigger.adapters import Unauthorized, freshdesk, generic, shopify, woocommerce, zendesk
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "webhooks"
 SECRET = "s3cr3t-for-tests-0123456789"

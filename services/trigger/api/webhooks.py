@@ -16,11 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.events import InvalidEvent
 from libs.common.http import Tenant, UoW, error_body, error_responses, invalid_request
-from services.trigger import handlers, webhooks
+from services.trigger import adapters, handlers, repository
+from services.trigger.adapters import generic
+from services.trigger.adapters.common import parse_json
 from services.trigger.api.dependencies import Settings
-from services.trigger.webhooks import generic
-from services.trigger.webhooks import repository as webhook_repository
-from services.trigger.webhooks.common import parse_json
 
 # The logger keeps the name it had before the routes became a package: log queries filter on it.
 log = logging.getLogger("services.trigger.webhook_api")
@@ -73,7 +72,7 @@ async def create_webhook(tenant: Tenant, uow: UoW, body: NewWebhook) -> dict[str
         )
     secret = body.secret
     if secret is None:
-        if body.platform not in webhooks.GENERATES_SECRET:
+        if body.platform not in adapters.GENERATES_SECRET:
             raise HTTPException(
                 422,
                 invalid_request(f"secret: {body.platform} signs with a secret it issues, send it as secret"),
@@ -81,7 +80,7 @@ async def create_webhook(tenant: Tenant, uow: UoW, body: NewWebhook) -> dict[str
         secret = secrets.token_urlsafe(32)
     endpoint_id = secrets.token_urlsafe(24)
     now = datetime.now(UTC)
-    await webhook_repository.insert_endpoint(
+    await repository.insert_endpoint(
         uow.session,
         {
             "id": endpoint_id,
@@ -107,7 +106,7 @@ async def create_webhook(tenant: Tenant, uow: UoW, body: NewWebhook) -> dict[str
 @router.get("/v1/webhooks")
 async def list_webhooks(tenant: Tenant, uow: UoW) -> dict[str, Any]:
     """The tenant's active webhook receivers. Secrets are never listed."""
-    rows = await webhook_repository.active_endpoints(uow.session, tenant.tenant_id)
+    rows = await repository.active_endpoints(uow.session, tenant.tenant_id)
     return {
         "webhooks": [
             {
@@ -125,9 +124,7 @@ async def list_webhooks(tenant: Tenant, uow: UoW) -> dict[str, Any]:
 @router.delete("/v1/webhooks/{endpoint_id}", status_code=204)
 async def delete_webhook(tenant: Tenant, uow: UoW, endpoint_id: str) -> Response:
     """Revoke a receiver: deliveries to it are refused from now on."""
-    if not await webhook_repository.revoke_endpoint(
-        uow.session, tenant.tenant_id, endpoint_id, datetime.now(UTC)
-    ):
+    if not await repository.revoke_endpoint(uow.session, tenant.tenant_id, endpoint_id, datetime.now(UTC)):
         raise HTTPException(404, "no active webhook with that id")
     await uow.commit()
     return Response(status_code=204)
@@ -146,21 +143,21 @@ async def receive_webhook(
     is reported as `duplicate`.
     """
     body = await request.body()
-    if platform not in webhooks.PLATFORMS or len(endpoint_id) > _ID_LIMIT:
+    if platform not in adapters.PLATFORMS or len(endpoint_id) > _ID_LIMIT:
         raise HTTPException(404, "no such webhook endpoint")
-    endpoint = await webhook_repository.active_endpoint(uow.session, endpoint_id, platform)
+    endpoint = await repository.active_endpoint(uow.session, endpoint_id, platform)
     if endpoint is None:
         WEBHOOKS.labels(platform, "unauthorized").inc()
         raise HTTPException(404, "no such webhook endpoint")
     tenant_id = str(endpoint.tenant_id)
     headers = request.headers
-    if webhooks.is_ping(platform, headers, body):
+    if adapters.is_ping(platform, headers, body):
         return _ignored(platform, tenant_id, "ping")
     now = datetime.now(UTC)
-    mapping = webhooks.mapping_of(platform, endpoint.mapping)
+    mapping = adapters.mapping_of(platform, endpoint.mapping)
     try:
-        webhooks.verify(platform, endpoint.secret, headers, body, now, mapping)
-    except webhooks.Unauthorized as error:
+        adapters.verify(platform, endpoint.secret, headers, body, now, mapping)
+    except adapters.Unauthorized as error:
         WEBHOOKS.labels(platform, "unauthorized").inc()
         log.info(
             "webhook.unauthorized",
@@ -168,15 +165,15 @@ async def receive_webhook(
         )
         raise HTTPException(401, error.reason) from None
     try:
-        delivery = webhooks.Delivery(
+        delivery = adapters.Delivery(
             tenant_id=tenant_id, headers=headers, body=body, payload=parse_json(body), now=now
         )
-        mapped = webhooks.map_delivery(platform, delivery, mapping)
-    except webhooks.NotJson as error:
+        mapped = adapters.map_delivery(platform, delivery, mapping)
+    except adapters.NotJson as error:
         return _invalid(platform, tenant_id, 400, "invalid_json", error.reason)
     except InvalidEvent as error:
         return _invalid(platform, tenant_id, 422, "invalid_payload", error.reason)
-    if isinstance(mapped, webhooks.Ignored):
+    if isinstance(mapped, adapters.Ignored):
         return _ignored(platform, tenant_id, mapped.reason)
     # The rules decide only some intake types; the others are answered, not dropped silently.
     decided = [event for event in mapped if event.type in handlers.ACCEPTED_TYPES]

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from libs.common.events import TICKET_CLOSED, Contract, Event, InvalidEvent
-from services.trigger.webhooks import signatures
-from services.trigger.webhooks.common import (
+from services.trigger.adapters import signatures
+from services.trigger.adapters.common import (
     Delivery,
     Headers,
     Ignored,

@@ -2,7 +2,7 @@
 
 One module per platform, each with a pure ``verify`` (raises :class:`Unauthorized`) over the raw
 body and a pure ``map`` from the parsed body to zero or more events (or :class:`Ignored`). This
-module picks the platform; ``webhook_api`` is the HTTP edge, ``repository`` stores the endpoints.
+module picks the platform; ``api.webhooks`` is the HTTP edge, ``repository`` stores the endpoints.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.trigger.webhooks import freshdesk, generic, shopify, woocommerce, zendesk
-from services.trigger.webhooks.common import Delivery, Headers, Ignored, MapResult, NotJson, Unauthorized
+from services.trigger.adapters import freshdesk, generic, shopify, woocommerce, zendesk
+from services.trigger.adapters.common import Delivery, Headers, Ignored, MapResult, NotJson, Unauthorized
 
 __all__ = [
     "GENERATES_SECRET",

@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from libs.common.events import ORDER_CANCELLED, PURCHASE_COMPLETED, Contract, Event, InvalidEvent
-from services.trigger.webhooks import signatures
-from services.trigger.webhooks.common import (
+from services.trigger.adapters import signatures
+from services.trigger.adapters.common import (
     Delivery,
     Headers,
     Ignored,

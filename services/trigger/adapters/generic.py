@@ -30,8 +30,8 @@ from libs.common.events import (
     InvalidEvent,
     describe_validation_error,
 )
-from services.trigger.webhooks import signatures
-from services.trigger.webhooks.common import (
+from services.trigger.adapters import signatures
+from services.trigger.adapters.common import (
     Delivery,
     Headers,
     MapResult,
