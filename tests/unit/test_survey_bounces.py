@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.survey.domain.bounces import (
+from services.survey.adapters.bounces import (
     MAX_DSN_BYTES,
     PROVIDERS,
     BounceKind,

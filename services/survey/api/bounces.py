@@ -1,5 +1,5 @@
 """Bounce webhooks: the sending providers' bounce and complaint events, and DSN emails posted raw.
-The payloads are parsed by :mod:`services.survey.domain.bounces`."""
+The payloads are parsed by :mod:`services.survey.adapters.bounces`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pydantic import BaseModel, ValidationError
 from libs.common.db import UnitOfWork
 from libs.common.http import UoW, error_responses
 from services.survey import handlers
+from services.survey.adapters.bounces import PROVIDERS, InvalidBounce, parse_dsn, parse_provider_event
 from services.survey.api.runtime import survey_settings
-from services.survey.domain.bounces import PROVIDERS, InvalidBounce, parse_dsn, parse_provider_event
 
 BOUNCES = Counter("nps_survey_bounce_reports_total", "Bounce reports received, by kind", ["kind"])
 

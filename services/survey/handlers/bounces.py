@@ -10,7 +10,7 @@ from typing import Any, Literal
 from libs.common.db import UnitOfWork
 from libs.common.events import SURVEY_BOUNCED
 from services.survey import repository
-from services.survey.domain.bounces import BounceKind, BounceReport
+from services.survey.adapters.bounces import BounceKind, BounceReport
 from services.survey.handlers.emitting import emit_hygiene, emit_step
 from services.survey.rendering import invitation_id_from_message_id
 
