@@ -158,27 +158,9 @@ def invitation_email(
     questions = questions or Questions()
     name = one_line(recipient.name) if recipient.name else None
     company = one_line(branding.company) if branding.company else None
-    unsubscribe = unsubscribe_url(public_url, token)
-    context = {
-        "company": company,
-        "name": name,
-        "touchpoint": questions.touchpoint_label,
-        "links": score_links(public_url, token),
-        "survey_url": survey_url(public_url, token),
-        "unsubscribe_url": unsubscribe,
-        "pixel_url": pixel_url(public_url, token) if branding.open_tracking else None,
-        "logo_url": branding.logo_url,
-        "brand_colour": branding.brand_colour,
-        "reminder": reminder,
-    }
+    context = _email_context(public_url, token, name, company, branding, questions, reminder=reminder)
     message = EmailMessage()
-    display, address = parseaddr(mail_from)
-    sender_name = branding.sender_name or company or display
-    message["From"] = Address(display_name=one_line(sender_name or ""), addr_spec=address)
-    if branding.reply_to:
-        message["Reply-To"] = branding.reply_to
-    # The email package's header defects are ValueErrors.
-    message["To"] = Address(display_name=name or "", addr_spec=recipient.email)
+    _address(message, mail_from, recipient, name, company, branding)
     message["Subject"] = one_line(render("invitation_subject.txt", language, **context))
     message["Date"] = format_datetime(now)
     # Deterministic, so a re-send after a crash is recognisably the same message; a reminder is
@@ -186,7 +168,7 @@ def invitation_email(
     message["Message-ID"] = f"<{invitation_id}{'.r' if reminder else ''}@{mail_domain}>"
     message["Auto-Submitted"] = "auto-generated"
     # RFC 8058: a mail client may unsubscribe with one POST, without opening anything.
-    message["List-Unsubscribe"] = f"<{unsubscribe}>"
+    message["List-Unsubscribe"] = f"<{context['unsubscribe_url']}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(render("invitation.txt", language, **context), cte="quoted-printable")
     message.add_alternative(
@@ -195,6 +177,49 @@ def invitation_email(
     # After the parts: setting content clears the Content-* headers.
     message["Content-Language"] = language
     return message
+
+
+def _email_context(
+    public_url: str,
+    token: str,
+    name: str | None,
+    company: str | None,
+    branding: Branding,
+    questions: Questions,
+    *,
+    reminder: bool,
+) -> dict[str, Any]:
+    """What the invitation's subject, text and HTML templates are rendered with."""
+    return {
+        "company": company,
+        "name": name,
+        "touchpoint": questions.touchpoint_label,
+        "links": score_links(public_url, token),
+        "survey_url": survey_url(public_url, token),
+        "unsubscribe_url": unsubscribe_url(public_url, token),
+        "pixel_url": pixel_url(public_url, token) if branding.open_tracking else None,
+        "logo_url": branding.logo_url,
+        "brand_colour": branding.brand_colour,
+        "reminder": reminder,
+    }
+
+
+def _address(
+    message: EmailMessage,
+    mail_from: str,
+    recipient: Recipient,
+    name: str | None,
+    company: str | None,
+    branding: Branding,
+) -> None:
+    """From (in the tenant's name where it has one), Reply-To and To."""
+    display, address = parseaddr(mail_from)
+    sender_name = branding.sender_name or company or display
+    message["From"] = Address(display_name=one_line(sender_name or ""), addr_spec=address)
+    if branding.reply_to:
+        message["Reply-To"] = branding.reply_to
+    # The email package's header defects are ValueErrors.
+    message["To"] = Address(display_name=name or "", addr_spec=recipient.email)
 
 
 def invitation_id_from_message_id(message_id: str | None) -> uuid.UUID | None:
