@@ -104,72 +104,99 @@ async def _run(args: argparse.Namespace, settings: TriggerSettings) -> int:
     now = datetime.now(UTC)
     try:
         async with database.uow() as uow:
-            if (args.group, args.command) == ("tenant", "create"):
-                try:
-                    tenant_id = await handlers.create_tenant(
-                        uow,
-                        name=args.name,
-                        owner_email=args.owner_email,
-                        now=now,
-                        display_name=args.display_name,
-                    )
-                except handlers.TenantExists:
-                    if args.if_missing:
-                        print(f"tenant {args.name} exists already")
-                        return 0
-                    print(f"error: a tenant named {args.name!r} exists already", file=sys.stderr)
-                    return 1
-                await uow.commit()
-                print(f"created tenant {args.name} ({tenant_id})")
-            elif (args.group, args.command) == ("tenant", "update"):
-                changes = {
-                    name: value
-                    for name, value in (
-                        ("display_name", args.display_name),
-                        ("owner_email", args.owner_email),
-                    )
-                    if value is not None
-                }
-                try:
-                    updated = await handlers.update_tenant(uow, tenant=args.name, now=now, **changes)
-                except handlers.UnknownTenant:
-                    print(f"error: no tenant {args.name!r}", file=sys.stderr)
-                    return 1
-                await uow.commit()
-                print(f"updated tenant {updated['name']}: display name {updated['display_name'] or '-'}")
-            elif (args.group, args.command) == ("tenant", "list"):
-                for row in await repository.list_tenants(uow.session):
-                    print(f"{row.id}  {row.name}  {row.owner_email or '-'}")
-            elif (args.group, args.command) == ("apikey", "create"):
-                try:
-                    tenant_id, key = await handlers.create_api_key(uow, tenant=args.tenant, now=now)
-                except handlers.UnknownTenant:
-                    print(f"error: no tenant {args.tenant!r}", file=sys.stderr)
-                    return 1
-                await uow.commit()
-                print(f"API key {key.key_id} for tenant {tenant_id}; it is shown only now:")
-                print(key.secret)
-            elif (args.group, args.command) == ("apikey", "revoke"):
-                if not await handlers.revoke_api_key(uow, key_id=args.key_id, now=now):
-                    print(f"error: no active API key {args.key_id!r}", file=sys.stderr)
-                    return 1
-                await uow.commit()
-                print(f"revoked {args.key_id}")
-            elif (args.group, args.command) == ("policy", "set"):
-                row = await repository.tenant_by_name_or_id(uow.session, args.tenant)
-                if row is None:
-                    print(f"error: no tenant {args.tenant!r}", file=sys.stderr)
-                    return 1
-                await repository.set_rest_period(uow.session, row.id, args.rest_period_days, args.rest_clock)
-                await uow.commit()
-                print(f"rest period of {row.name}: {args.rest_period_days} days")
-            elif args.group == "touchpoint":
+            if args.group == "tenant":
+                return await _tenant_command(uow, args, now)
+            if args.group == "apikey":
+                return await _apikey_command(uow, args, now)
+            if (args.group, args.command) == ("policy", "set"):
+                return await _set_policy(uow, args)
+            if args.group == "touchpoint":
                 return await _touchpoint_command(uow, args, now)
-            elif (args.group, args.command) == ("history", "import"):
+            if (args.group, args.command) == ("history", "import"):
                 return await history.run_import_command(uow, args.tenant, args.file)
         return 0
     finally:
         await database.dispose()
+
+
+async def _tenant_command(uow: UnitOfWork, args: argparse.Namespace, now: datetime) -> int:
+    if args.command == "create":
+        return await _create_tenant(uow, args, now)
+    if args.command == "update":
+        return await _update_tenant(uow, args, now)
+    if args.command == "list":
+        for row in await repository.list_tenants(uow.session):
+            print(f"{row.id}  {row.name}  {row.owner_email or '-'}")
+    return 0
+
+
+async def _create_tenant(uow: UnitOfWork, args: argparse.Namespace, now: datetime) -> int:
+    try:
+        tenant_id = await handlers.create_tenant(
+            uow,
+            name=args.name,
+            owner_email=args.owner_email,
+            now=now,
+            display_name=args.display_name,
+        )
+    except handlers.TenantExists:
+        if args.if_missing:
+            print(f"tenant {args.name} exists already")
+            return 0
+        print(f"error: a tenant named {args.name!r} exists already", file=sys.stderr)
+        return 1
+    await uow.commit()
+    print(f"created tenant {args.name} ({tenant_id})")
+    return 0
+
+
+async def _update_tenant(uow: UnitOfWork, args: argparse.Namespace, now: datetime) -> int:
+    changes = {
+        name: value
+        for name, value in (
+            ("display_name", args.display_name),
+            ("owner_email", args.owner_email),
+        )
+        if value is not None
+    }
+    try:
+        updated = await handlers.update_tenant(uow, tenant=args.name, now=now, **changes)
+    except handlers.UnknownTenant:
+        print(f"error: no tenant {args.name!r}", file=sys.stderr)
+        return 1
+    await uow.commit()
+    print(f"updated tenant {updated['name']}: display name {updated['display_name'] or '-'}")
+    return 0
+
+
+async def _apikey_command(uow: UnitOfWork, args: argparse.Namespace, now: datetime) -> int:
+    if args.command == "create":
+        try:
+            tenant_id, key = await handlers.create_api_key(uow, tenant=args.tenant, now=now)
+        except handlers.UnknownTenant:
+            print(f"error: no tenant {args.tenant!r}", file=sys.stderr)
+            return 1
+        await uow.commit()
+        print(f"API key {key.key_id} for tenant {tenant_id}; it is shown only now:")
+        print(key.secret)
+    elif args.command == "revoke":
+        if not await handlers.revoke_api_key(uow, key_id=args.key_id, now=now):
+            print(f"error: no active API key {args.key_id!r}", file=sys.stderr)
+            return 1
+        await uow.commit()
+        print(f"revoked {args.key_id}")
+    return 0
+
+
+async def _set_policy(uow: UnitOfWork, args: argparse.Namespace) -> int:
+    row = await repository.tenant_by_name_or_id(uow.session, args.tenant)
+    if row is None:
+        print(f"error: no tenant {args.tenant!r}", file=sys.stderr)
+        return 1
+    await repository.set_rest_period(uow.session, row.id, args.rest_period_days, args.rest_clock)
+    await uow.commit()
+    print(f"rest period of {row.name}: {args.rest_period_days} days")
+    return 0
 
 
 async def _touchpoint_command(uow: UnitOfWork, args: argparse.Namespace, now: datetime) -> int:

@@ -137,23 +137,33 @@ async def import_history(
         while not finished:
             batch = await asyncio.to_thread(_take, rows, batch_rows)
             finished = batch.finished
-            report.rows += len(batch.records) + len(batch.bad_rows)
-            report.imported += len(batch.records)
-            report.add_bad_rows(batch.bad_rows)
-            HISTORY_ROWS.labels("imported").inc(len(batch.records))
-            HISTORY_ROWS.labels("bad").inc(len(batch.bad_rows))
-            if batch.records:
-                customers = merge_duplicates(batch.records)
-                created, updated = await upsert_contact_history(uow.session, tenant_id, customers)
-                await uow.commit()
-                report.created += created
-                report.updated += updated
-                report.unchanged += len(customers) - created - updated
+            await _import_batch(uow, tenant_id, batch, report)
             if on_progress is not None:
                 on_progress(source.tell())
     finally:
         # The caller owns ``source``; without this, collecting the wrapper would close it.
         lines.detach()
+    _log_imported(tenant_id, report)
+    return report
+
+
+async def _import_batch(uow: UnitOfWork, tenant_id: uuid.UUID, batch: _Batch, report: ImportReport) -> None:
+    """Count one batch into the report and write its customers, committing them."""
+    report.rows += len(batch.records) + len(batch.bad_rows)
+    report.imported += len(batch.records)
+    report.add_bad_rows(batch.bad_rows)
+    HISTORY_ROWS.labels("imported").inc(len(batch.records))
+    HISTORY_ROWS.labels("bad").inc(len(batch.bad_rows))
+    if batch.records:
+        customers = merge_duplicates(batch.records)
+        created, updated = await upsert_contact_history(uow.session, tenant_id, customers)
+        await uow.commit()
+        report.created += created
+        report.updated += updated
+        report.unchanged += len(customers) - created - updated
+
+
+def _log_imported(tenant_id: uuid.UUID, report: ImportReport) -> None:
     log.info(
         "history.imported",
         extra={
@@ -166,7 +176,6 @@ async def import_history(
             "bad_rows": report.bad_rows_total,
         },
     )
-    return report
 
 
 async def run_import_command(uow: UnitOfWork, tenant: str, path: Path) -> int:

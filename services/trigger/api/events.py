@@ -14,6 +14,7 @@ from libs.common.events import Contract, Event, InvalidEvent, validate
 from libs.common.http import Tenant, UoW, error_body
 from services.trigger import handlers, repository
 from services.trigger.api.dependencies import Settings
+from services.trigger.config import TriggerSettings
 
 router = APIRouter()
 
@@ -58,40 +59,8 @@ async def post_events(tenant: Tenant, uow: UoW, settings: Settings, request: Req
     `duplicate` when its id was seen before, or `rejected` with the problem. Answers 202 when at
     least one event was accepted or was a duplicate, 422 when every event was rejected.
     """
-    try:
-        body = json.loads(await request.body())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise HTTPException(400, f"body is not valid JSON: {error}") from None
-    single = isinstance(body, dict)
-    if not single and not isinstance(body, list):
-        raise HTTPException(422, "body must be a CloudEvent object or a JSON array of them")
-    raw_events: list[Any] = [body] if single else body
-    if not raw_events:
-        raise HTTPException(422, "the batch is empty: send at least one event")
-    if len(raw_events) > settings.max_batch_events:
-        raise HTTPException(
-            413, f"the batch has {len(raw_events)} events; at most {settings.max_batch_events} are accepted"
-        )
-    results: list[dict[str, Any] | None] = [None] * len(raw_events)
-    valid: list[tuple[int, Event[Contract]]] = []
-    for index, raw in enumerate(raw_events):
-        if not isinstance(raw, dict):
-            results[index] = {
-                "id": None,
-                "status": "rejected",
-                "error": f"[{index}]: event must be a JSON object",
-            }
-            continue
-        claimed = raw.get("tenantid")
-        if claimed is not None and claimed != tenant.id:
-            results[index] = _rejected(raw, "tenantid: does not match the tenant of the API key")
-            continue
-        try:
-            valid.append(
-                (index, validate({**raw, "tenantid": tenant.id}, allowed_types=handlers.ACCEPTED_TYPES))
-            )
-        except InvalidEvent as error:
-            results[index] = _rejected(raw, error.reason)
+    single, raw_events = await _read_batch(request, settings)
+    results, valid = _validate_each(raw_events, tenant.id)
     if valid:
         outcomes = await handlers.handle_intake(
             [event for _, event in valid],
@@ -111,6 +80,53 @@ async def post_events(tenant: Tenant, uow: UoW, settings: Settings, request: Req
         problems = [_problem(None if single else index, r["error"]) for index, r in enumerate(final)]
         return JSONResponse(status_code=422, content=error_body("invalid_event", "", problems))
     return JSONResponse(status_code=202, content={**counts, "results": final})
+
+
+async def _read_batch(request: Request, settings: TriggerSettings) -> tuple[bool, list[Any]]:
+    """The body's events, and whether it was one event rather than an array of them."""
+    try:
+        body = json.loads(await request.body())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise HTTPException(400, f"body is not valid JSON: {error}") from None
+    single = isinstance(body, dict)
+    if not single and not isinstance(body, list):
+        raise HTTPException(422, "body must be a CloudEvent object or a JSON array of them")
+    raw_events: list[Any] = [body] if single else body
+    if not raw_events:
+        raise HTTPException(422, "the batch is empty: send at least one event")
+    if len(raw_events) > settings.max_batch_events:
+        raise HTTPException(
+            413, f"the batch has {len(raw_events)} events; at most {settings.max_batch_events} are accepted"
+        )
+    return single, raw_events
+
+
+def _validate_each(
+    raw_events: list[Any], tenant_id: str
+) -> tuple[list[dict[str, Any] | None], list[tuple[int, Event[Contract]]]]:
+    """Each event validated on its own: the results of the rejected ones, in place, and the valid
+    ones with their index in the batch."""
+    results: list[dict[str, Any] | None] = [None] * len(raw_events)
+    valid: list[tuple[int, Event[Contract]]] = []
+    for index, raw in enumerate(raw_events):
+        if not isinstance(raw, dict):
+            results[index] = {
+                "id": None,
+                "status": "rejected",
+                "error": f"[{index}]: event must be a JSON object",
+            }
+            continue
+        claimed = raw.get("tenantid")
+        if claimed is not None and claimed != tenant_id:
+            results[index] = _rejected(raw, "tenantid: does not match the tenant of the API key")
+            continue
+        try:
+            valid.append(
+                (index, validate({**raw, "tenantid": tenant_id}, allowed_types=handlers.ACCEPTED_TYPES))
+            )
+        except InvalidEvent as error:
+            results[index] = _rejected(raw, error.reason)
+    return results, valid
 
 
 def _problem(index: int | None, reason: str) -> dict[str, str]:

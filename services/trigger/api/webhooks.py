@@ -14,12 +14,14 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common.events import InvalidEvent
+from libs.common.db import UnitOfWork
+from libs.common.events import Contract, Event, InvalidEvent
 from libs.common.http import Tenant, UoW, error_body, error_responses, invalid_request
 from services.trigger import adapters, handlers, repository
 from services.trigger.adapters import generic
-from services.trigger.adapters.common import parse_json
+from services.trigger.adapters.common import Headers, parse_json
 from services.trigger.api.dependencies import Settings
+from services.trigger.config import TriggerSettings
 
 # The logger keeps the name it had before the routes became a package: log queries filter on it.
 log = logging.getLogger("services.trigger.webhook_api")
@@ -155,15 +157,7 @@ async def receive_webhook(
         return _ignored(platform, tenant_id, "ping")
     now = datetime.now(UTC)
     mapping = adapters.mapping_of(platform, endpoint.mapping)
-    try:
-        adapters.verify(platform, endpoint.secret, headers, body, now, mapping)
-    except adapters.Unauthorized as error:
-        WEBHOOKS.labels(platform, "unauthorized").inc()
-        log.info(
-            "webhook.unauthorized",
-            extra={"tenant_id": tenant_id, "platform": platform, "reason": error.reason},
-        )
-        raise HTTPException(401, error.reason) from None
+    _verify(platform, tenant_id, endpoint.secret, headers, body, now, mapping)
     try:
         delivery = adapters.Delivery(
             tenant_id=tenant_id, headers=headers, body=body, payload=parse_json(body), now=now
@@ -175,6 +169,39 @@ async def receive_webhook(
         return _invalid(platform, tenant_id, 422, "invalid_payload", error.reason)
     if isinstance(mapped, adapters.Ignored):
         return _ignored(platform, tenant_id, mapped.reason)
+    return await _decide(platform, tenant_id, mapped, uow, now, settings)
+
+
+def _verify(
+    platform: str,
+    tenant_id: str,
+    secret: str,
+    headers: Headers,
+    body: bytes,
+    now: datetime,
+    mapping: generic.GenericMapping | None,
+) -> None:
+    """Check the delivery's signature over the raw body; 401 when it is missing, wrong or stale."""
+    try:
+        adapters.verify(platform, secret, headers, body, now, mapping)
+    except adapters.Unauthorized as error:
+        WEBHOOKS.labels(platform, "unauthorized").inc()
+        log.info(
+            "webhook.unauthorized",
+            extra={"tenant_id": tenant_id, "platform": platform, "reason": error.reason},
+        )
+        raise HTTPException(401, error.reason) from None
+
+
+async def _decide(
+    platform: str,
+    tenant_id: str,
+    mapped: list[Event[Contract]],
+    uow: UnitOfWork,
+    now: datetime,
+    settings: TriggerSettings,
+) -> JSONResponse:
+    """Decide the delivery's events as ``POST /v1/events`` does, and commit."""
     # The rules decide only some intake types; the others are answered, not dropped silently.
     decided = [event for event in mapped if event.type in handlers.ACCEPTED_TYPES]
     undecided = [

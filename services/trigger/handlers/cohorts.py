@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from libs.common.db import UnitOfWork
-from libs.common.events import RELATIONSHIP_DUE, RelationshipDue, new_event
+from libs.common.events import RELATIONSHIP_DUE, Contract, Event, RelationshipDue, new_event
 from services.trigger import repository
 from services.trigger.config import TriggerSettings
 from services.trigger.domain.cohorts import draw_accounts
@@ -51,20 +52,7 @@ async def _run_cohort(
     contacts = await repository.contacts(session, tenant_id, accounts)
     clocks = await repository.touchpoint_clocks(session, tenant_id, [c.customer_id for c in contacts])
     _, policy = await tenant_rules(uow, tenant_id, settings)
-    states: dict[str, CustomerState] = {}
-    for contact in contacts:
-        states[contact.customer_id] = CustomerState(
-            last_invited_at=contact.last_invited_at,
-            last_responded_at=contact.last_responded_at,
-            suppressed=contact.suppressed_at is not None,
-            email=contact.email,
-            time_zone=contact.time_zone,
-            outstanding_invitation=(
-                str(contact.outstanding_invitation_id) if contact.outstanding_invitation_id else None
-            ),
-        )
-    for clock in clocks:
-        states[clock.customer_id].touchpoint_invited[clock.touchpoint] = clock.last_invited_at
+    states = _customer_states(contacts, clocks)
     eligible = {c.account_id for c in contacts if may_be_asked(states[c.customer_id], rule, policy, now)}
     draws = draw_accounts(
         accounts,
@@ -80,26 +68,53 @@ async def _run_cohort(
     await repository.record_picks(session, tenant_id, rule.name, period, picks, now)
     drawn = {account for _, account in picks}
     due = [
-        new_event(
-            RELATIONSHIP_DUE,
-            tenant_id=str(tenant_id),
-            source=SOURCE,
-            subject=contact.customer_id,
-            event_id=f"cohort:{rule.name}:{period}:{contact.account_id}:{contact.customer_id}",
-            data=RelationshipDue(
-                touchpoint=rule.name,
-                period=period,
-                account_id=contact.account_id,
-                customer_id=contact.customer_id,
-                email=contact.email,
-            ),
-            time=now,
-        )
+        _relationship_due(tenant_id, rule.name, period, contact, now)
         for contact in contacts
         if contact.account_id in drawn
     ]
     outcomes = await handle_intake(due, uow, now=now, settings=settings)
     return sum(1 for outcome in outcomes if outcome.decision is not None and outcome.decision.invited)
+
+
+def _customer_states(contacts: Sequence[Any], clocks: Sequence[Any]) -> dict[str, CustomerState]:
+    """What the rules need to know of each contact of the tenant's accounts."""
+    states: dict[str, CustomerState] = {}
+    for contact in contacts:
+        states[contact.customer_id] = CustomerState(
+            last_invited_at=contact.last_invited_at,
+            last_responded_at=contact.last_responded_at,
+            suppressed=contact.suppressed_at is not None,
+            email=contact.email,
+            time_zone=contact.time_zone,
+            outstanding_invitation=(
+                str(contact.outstanding_invitation_id) if contact.outstanding_invitation_id else None
+            ),
+        )
+    for clock in clocks:
+        states[clock.customer_id].touchpoint_invited[clock.touchpoint] = clock.last_invited_at
+    return states
+
+
+def _relationship_due(
+    tenant_id: uuid.UUID, touchpoint: str, period: str, contact: Any, now: datetime
+) -> Event[Contract]:
+    """A drawn account's contact, as the event the ordinary rules decide. Its id is derived, so a
+    second run in the same period is a duplicate."""
+    return new_event(
+        RELATIONSHIP_DUE,
+        tenant_id=str(tenant_id),
+        source=SOURCE,
+        subject=contact.customer_id,
+        event_id=f"cohort:{touchpoint}:{period}:{contact.account_id}:{contact.customer_id}",
+        data=RelationshipDue(
+            touchpoint=touchpoint,
+            period=period,
+            account_id=contact.account_id,
+            customer_id=contact.customer_id,
+            email=contact.email,
+        ),
+        time=now,
+    )
 
 
 async def cohort_loop(runtime: Any) -> None:

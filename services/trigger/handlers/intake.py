@@ -335,95 +335,111 @@ class _TenantBatch:
             event_id=event.id, event_type=event.type, customer_id=customer_id, email=None, source_ref=""
         )
         if isinstance(data, OrderCancelled):
-            ref = f"order:{data.order_id}"
-            self.ledger.cancelled_sources.add(ref)
-            withdrawn = self._withdraw(self.invitations_by_source.pop(ref, []), "cancelled")
-            self.source_rows[(ref, CANCELLED_MARK)] = {
-                "tenant_id": self.tenant_id,
-                "source_ref": ref,
-                "touchpoint": CANCELLED_MARK,
-                "customer_id": data.customer_id,
-                "invitation_id": None,
-                "send_at": None,
-                "cancelled_at": self.now,
-                "decided_at": self.now,
-            }
-            self.cancelled_refs.add(ref)
-            outcome = Outcome.CANCELLED if withdrawn else Outcome.RECORDED
-            return Decision(
-                candidate,
-                outcome,
-                reason=Reason.CANCELLED,
-                detail=f"order {data.reason}; {withdrawn} pending invitation(s) withdrawn",
-            )
+            return self._cancel_order(data, candidate)
         if isinstance(data, CustomerUnsubscribed):
-            targets = [data.customer_id] if data.customer_id else []
-            if data.email:
-                targets += [
-                    c
-                    for c, state in self.ledger.customers.items()
-                    if state.email and state.email.lower() == data.email.lower()
-                ]
-                self.ledger.suppressed_emails.add(data.email.lower())
-                self.email_suppressions.append((data.email, data.reason))
-            withdrawn = 0
-            for target in sorted(set(targets)):
-                self.ledger.customer(target).suppressed = True
-                self.consent_changes[target] = (self.now, data.reason, data.email)
-                withdrawn += self._withdraw(
-                    [(i, target) for i in self.pending_by_customer.pop(target, [])], "unsubscribed"
-                )
-            if not targets and data.email:
-                # Nobody known by that address yet: remember it, so that they are never asked.
-                placeholder = f"email:{data.email.lower()}"
-                self.consent_changes[placeholder] = (self.now, data.reason, data.email)
-                candidate = Candidate(
-                    event_id=event.id,
-                    event_type=event.type,
-                    customer_id=placeholder,
-                    email=None,
-                    source_ref="",
-                )
-            outcome = Outcome.CANCELLED if withdrawn else Outcome.RECORDED
-            return Decision(
-                candidate,
-                outcome,
-                reason=Reason.UNSUBSCRIBED,
-                detail=f"{data.reason}; {withdrawn} pending invitation(s) withdrawn",
-            )
+            return self._unsubscribe(event, data, candidate)
         if isinstance(data, CustomerResubscribed):
-            state = self.ledger.customer(data.customer_id)
-            state.suppressed = False
-            if state.email:
-                self.ledger.suppressed_emails.discard(state.email.lower())
-            self.consent_changes[data.customer_id] = (None, None, None)
-            if state.email:
-                # The survey keeps its own suppression list by address: without this it would keep
-                # refusing the invitations decided from now on.
-                self.uow.emit(
-                    new_event(
-                        SUPPRESSION_LIFTED,
-                        tenant_id=str(self.tenant_id),
-                        data=SuppressionLifted(customer_id=data.customer_id, email=state.email, at=self.now),
-                        subject=data.customer_id,
-                        source=SOURCE,
-                        event_id=f"lifted:{event.id}",
-                        time=self.now,
-                    )
-                )
-            return Decision(candidate, Outcome.RECORDED, detail="re-subscribed")
+            return self._resubscribe(event, data, candidate)
         if isinstance(data, CustomerUpserted):
-            row = self._customer_row(data.customer_id)
-            state = self.ledger.customer(data.customer_id)
-            for name in ("email", "name", "locale", "time_zone", "account_id"):
-                value = getattr(data, name)
-                if value is not None:
-                    row[name] = value
-            state.email = data.email or state.email
-            state.time_zone = data.time_zone or state.time_zone
-            self._learn_contact(data.customer_id, data.name, data.locale)
-            return Decision(candidate, Outcome.RECORDED, detail="contact details updated")
+            return self._upsert_contact(data, candidate)
         raise RejectEvent(f"type: {event.type} is not handled by the trigger")
+
+    def _cancel_order(self, data: OrderCancelled, candidate: Candidate) -> Decision:
+        ref = f"order:{data.order_id}"
+        self.ledger.cancelled_sources.add(ref)
+        withdrawn = self._withdraw(self.invitations_by_source.pop(ref, []), "cancelled")
+        self.source_rows[(ref, CANCELLED_MARK)] = {
+            "tenant_id": self.tenant_id,
+            "source_ref": ref,
+            "touchpoint": CANCELLED_MARK,
+            "customer_id": data.customer_id,
+            "invitation_id": None,
+            "send_at": None,
+            "cancelled_at": self.now,
+            "decided_at": self.now,
+        }
+        self.cancelled_refs.add(ref)
+        outcome = Outcome.CANCELLED if withdrawn else Outcome.RECORDED
+        return Decision(
+            candidate,
+            outcome,
+            reason=Reason.CANCELLED,
+            detail=f"order {data.reason}; {withdrawn} pending invitation(s) withdrawn",
+        )
+
+    def _unsubscribe(
+        self, event: Event[Contract], data: CustomerUnsubscribed, candidate: Candidate
+    ) -> Decision:
+        targets = [data.customer_id] if data.customer_id else []
+        if data.email:
+            targets += [
+                c
+                for c, state in self.ledger.customers.items()
+                if state.email and state.email.lower() == data.email.lower()
+            ]
+            self.ledger.suppressed_emails.add(data.email.lower())
+            self.email_suppressions.append((data.email, data.reason))
+        withdrawn = 0
+        for target in sorted(set(targets)):
+            self.ledger.customer(target).suppressed = True
+            self.consent_changes[target] = (self.now, data.reason, data.email)
+            withdrawn += self._withdraw(
+                [(i, target) for i in self.pending_by_customer.pop(target, [])], "unsubscribed"
+            )
+        if not targets and data.email:
+            # Nobody known by that address yet: remember it, so that they are never asked.
+            placeholder = f"email:{data.email.lower()}"
+            self.consent_changes[placeholder] = (self.now, data.reason, data.email)
+            candidate = Candidate(
+                event_id=event.id,
+                event_type=event.type,
+                customer_id=placeholder,
+                email=None,
+                source_ref="",
+            )
+        outcome = Outcome.CANCELLED if withdrawn else Outcome.RECORDED
+        return Decision(
+            candidate,
+            outcome,
+            reason=Reason.UNSUBSCRIBED,
+            detail=f"{data.reason}; {withdrawn} pending invitation(s) withdrawn",
+        )
+
+    def _resubscribe(
+        self, event: Event[Contract], data: CustomerResubscribed, candidate: Candidate
+    ) -> Decision:
+        state = self.ledger.customer(data.customer_id)
+        state.suppressed = False
+        if state.email:
+            self.ledger.suppressed_emails.discard(state.email.lower())
+        self.consent_changes[data.customer_id] = (None, None, None)
+        if state.email:
+            # The survey keeps its own suppression list by address: without this it would keep
+            # refusing the invitations decided from now on.
+            self.uow.emit(
+                new_event(
+                    SUPPRESSION_LIFTED,
+                    tenant_id=str(self.tenant_id),
+                    data=SuppressionLifted(customer_id=data.customer_id, email=state.email, at=self.now),
+                    subject=data.customer_id,
+                    source=SOURCE,
+                    event_id=f"lifted:{event.id}",
+                    time=self.now,
+                )
+            )
+        return Decision(candidate, Outcome.RECORDED, detail="re-subscribed")
+
+    def _upsert_contact(self, data: CustomerUpserted, candidate: Candidate) -> Decision:
+        row = self._customer_row(data.customer_id)
+        state = self.ledger.customer(data.customer_id)
+        for name in ("email", "name", "locale", "time_zone", "account_id"):
+            value = getattr(data, name)
+            if value is not None:
+                row[name] = value
+        state.email = data.email or state.email
+        state.time_zone = data.time_zone or state.time_zone
+        self._learn_contact(data.customer_id, data.name, data.locale)
+        return Decision(candidate, Outcome.RECORDED, detail="contact details updated")
 
     def _learn_contact(self, customer_id: str, name: str | None, locale: str | None) -> None:
         known_name, known_locale = self.contact_details.get(customer_id, (None, None))
