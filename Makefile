@@ -56,7 +56,7 @@ bench: $(STAMP) ## Benchmarks: the project's figures next to a raw baseline from
 lint: $(STAMP) ## ruff and mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs services bench
+	$(VENV)/bin/mypy libs services bench tests
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) .data

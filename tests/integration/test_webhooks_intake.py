@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 
 from services.trigger import handlers
+from services.trigger.adapters.common import parse_json
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build
-from services.trigger.adapters.common import parse_json
 from tests.conftest import ServiceUnderTest, StartService, TestTenant, metric_value
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "webhooks"
