@@ -233,7 +233,11 @@ def _scope(touchpoint: str | None, since: datetime | None) -> str:
 
 
 async def _summaries(uow: UnitOfWork, where: ReportFilter) -> tuple[Summary, dict[str, Summary]]:
-    """The summary over everything the filter selects, and one per touchpoint in name order."""
+    """The summary over everything the filter selects, and one per touchpoint in name order.
+
+    Its several queries read one snapshot: under the default isolation each would see what had
+    committed by then, and a batch landing in between showed its funnel steps but not its sends."""
+    await repository.read_one_snapshot(uow.session)
     histograms: dict[str, dict[int, int]] = {}
     for name, score, answers in await repository.answers_by_score(uow.session, where):
         histograms.setdefault(name, {})[score] = answers

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, func, select, tuple_
+from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -24,6 +24,11 @@ from services.reporting.models import (
 )
 
 CaseKey = tuple[uuid.UUID, uuid.UUID]
+
+
+async def read_one_snapshot(session: AsyncSession) -> None:
+    """The rest of this transaction reads one consistent state (it must be its first statement)."""
+    await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
 
 
 async def record_invitations(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

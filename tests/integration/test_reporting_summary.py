@@ -247,3 +247,36 @@ async def test_case_events_out_of_order_end_consistent(
     body = await eventually(both_cases_placed)
     assert body["cases"] == {"open": 1, "breached": 0, "resolved": 1}
     assert (await summary_of(reporting, tenant))["cases"] == {"open": 1, "breached": 0, "resolved": 1}
+
+
+async def test_a_summary_reads_one_moment_even_while_a_batch_lands(start_service: StartService) -> None:
+    """A summary takes several queries; a batch committed between two of them once showed its
+    funnel steps without its sends. Its transaction reads one snapshot."""
+    from sqlalchemy import func, select
+
+    from services.reporting import repository
+    from services.reporting.models import InvitationSent
+
+    reporting = await start_service(build, ReportingSettings)
+    tenant = await provision_tenant(reporting.runtime)
+    tenant_id = uuid.UUID(tenant.tenant_id)
+    count = select(func.count()).where(InvitationSent.tenant_id == tenant_id)
+    async with reporting.runtime.database.uow() as reading:
+        await repository.read_one_snapshot(reading.session)
+        assert await reading.session.scalar(count) == 0
+        async with reporting.runtime.database.uow() as landing:
+            await repository.record_invitations(
+                landing.session,
+                [
+                    {
+                        "tenant_id": tenant_id,
+                        "invitation_id": uuid.uuid4(),
+                        "touchpoint": "checkout",
+                        "sent_at": datetime.now(UTC),
+                    }
+                ],
+            )
+            await landing.commit()
+        assert await reading.session.scalar(count) == 0
+    async with reporting.runtime.database.uow() as after:
+        assert await after.session.scalar(count) == 1
