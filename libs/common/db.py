@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic
 
 from sqlalchemy import (
     BigInteger,
@@ -27,6 +27,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from typing_extensions import TypeVar
 
 from libs.common.events import Contract, Event, topic_of
 
@@ -151,12 +152,24 @@ def outbox_row(event: Event[Contract], *, key: str | None = None, topic: str | N
     }
 
 
-class UnitOfWork:
+#: A service's repository: a typed object over the unit of work's session, holding all its SQL.
+R = TypeVar("R", covariant=True, default=None)
+
+
+def no_repository(session: AsyncSession) -> None:
+    """For a database used only by the shared machinery (outbox, tenancy), which has no queries of
+    its own service."""
+    return None
+
+
+class UnitOfWork(Generic[R]):
     """One database transaction plus the events it will publish.
 
-    Handlers add state changes to ``session`` and outgoing events with :meth:`emit`; they never
-    commit. The edge (an HTTP route, the consumer runner, a scheduler loop) calls :meth:`commit`,
-    which writes the events into the outbox in the same transaction as the state change.
+    Handlers read and change state through :attr:`repository` (the service's typed queries over
+    this transaction's session) and record outgoing events with :meth:`emit`; they never commit.
+    The edge (an HTTP route, the consumer runner, a job of the runner) calls :meth:`commit`, which
+    writes the events into the outbox in the same transaction as the state change. Unit tests drive
+    handlers with a fake of the same shape (``tests/support/fakes.py``).
     """
 
     def __init__(
@@ -164,10 +177,13 @@ class UnitOfWork:
         sessions: async_sessionmaker[AsyncSession],
         tables: CommonTables,
         on_commit: Callable[[], None] | None = None,
+        repository: Callable[[AsyncSession], R] = no_repository,  # type: ignore[assignment]
     ) -> None:
         self._sessions = sessions
         self.tables = tables
         self._on_commit = on_commit
+        self._make_repository = repository
+        self._repository: R | None = None
         self._pending: list[dict[str, Any]] = []
         self._session: AsyncSession | None = None
 
@@ -177,7 +193,14 @@ class UnitOfWork:
             raise RuntimeError("the unit of work is not open")
         return self._session
 
-    async def __aenter__(self) -> UnitOfWork:
+    @property
+    def repository(self) -> R:
+        """The service's queries, bound to this transaction."""
+        if self._repository is None:
+            self._repository = self._make_repository(self.session)
+        return self._repository
+
+    async def __aenter__(self) -> UnitOfWork[R]:
         self._session = self._sessions()
         await self._session.begin()
         return self
@@ -192,6 +215,7 @@ class UnitOfWork:
         finally:
             await session.close()
             self._session = None
+            self._repository = None
             self._pending.clear()
 
     def emit(self, event: Event[Contract], *, key: str | None = None) -> None:
@@ -242,17 +266,26 @@ class UnitOfWork:
             self._on_commit()
 
 
-class Database:
-    """The engine, session factory and shared tables of one service."""
+class Database(Generic[R]):
+    """The engine, session factory, shared tables and repository of one service."""
 
-    def __init__(self, url: str, tables: CommonTables, *, pool_size: int = 10, application_name: str = "nps"):
+    def __init__(
+        self,
+        url: str,
+        tables: CommonTables,
+        *,
+        pool_size: int = 10,
+        application_name: str = "nps",
+        repository: Callable[[AsyncSession], R] = no_repository,  # type: ignore[assignment]
+    ):
         self.engine = make_engine(url, pool_size=pool_size, application_name=application_name)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.tables = tables
+        self.repository = repository
         self.on_commit: Callable[[], None] | None = None
 
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.sessions, self.tables, self.on_commit)
+    def uow(self) -> UnitOfWork[R]:
+        return UnitOfWork(self.sessions, self.tables, self.on_commit, self.repository)
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

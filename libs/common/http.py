@@ -453,13 +453,13 @@ async def require_tenant(
     return tenant
 
 
-async def unit_of_work(request: Request) -> AsyncIterator[UnitOfWork]:
+async def unit_of_work(request: Request) -> AsyncIterator[UnitOfWork[Any]]:
     async with runtime_of(request).database.uow() as uow:
         yield uow
 
 
 Tenant = Annotated[TenantContext, Depends(require_tenant)]
-UoW = Annotated[UnitOfWork, Depends(unit_of_work)]
+UoW = Annotated[UnitOfWork[Any], Depends(unit_of_work)]
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 

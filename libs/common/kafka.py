@@ -52,8 +52,8 @@ from libs.common.topics import dlq
 
 log = logging.getLogger(__name__)
 
-BatchHandler = Callable[[list[Event[Contract]], UnitOfWork], Awaitable[None]]
-EventHandler = Callable[[Event[Any], UnitOfWork], Awaitable[None]]
+BatchHandler = Callable[[list[Event[Contract]], UnitOfWork[Any]], Awaitable[None]]
+EventHandler = Callable[[Event[Any], UnitOfWork[Any]], Awaitable[None]]
 
 DLQ_REASON = "nps-dlq-reason"
 DLQ_CODE = "nps-dlq-code"
@@ -124,7 +124,7 @@ def dispatch_by_type(handlers: dict[str, EventHandler]) -> BatchHandler:
     Topics carry several event types and a service subscribes to the ones it cares about.
     """
 
-    async def handle(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+    async def handle(events: list[Event[Contract]], uow: UnitOfWork[Any]) -> None:
         for event in events:
             handler = handlers.get(event.type)
             if handler is not None:
@@ -303,7 +303,7 @@ class ConsumerRunner:
             await self._process([item])
 
     async def _handle_known(
-        self, uow: UnitOfWork, items: list[_Item]
+        self, uow: UnitOfWork[Any], items: list[_Item]
     ) -> tuple[list[Event[Contract]], set[tuple[str, str]], set[tuple[str, str]]]:
         """Handle the batch's events whose tenant is known; hold (or, for the registry's owner,
         reject) the others. Returns (handled, held, unknown-to-reject) event keys.
@@ -547,7 +547,7 @@ def _check_tenant_id(event: Event[Contract]) -> None:
         raise InvalidEvent(f"tenantid: {event.tenant_id[:100]!r} is not a tenant id") from None
 
 
-async def _known_tenants(uow: UnitOfWork, tenant_ids: set[str]) -> set[str]:
+async def _known_tenants(uow: UnitOfWork[Any], tenant_ids: set[str]) -> set[str]:
     if not tenant_ids:
         return set()
     table = uow.tables.tenants
@@ -557,7 +557,7 @@ async def _known_tenants(uow: UnitOfWork, tenant_ids: set[str]) -> set[str]:
     return {str(tenant_id) for tenant_id in rows}
 
 
-async def _tenants_with_held(uow: UnitOfWork, consumer: str, tenant_ids: set[str]) -> set[str]:
+async def _tenants_with_held(uow: UnitOfWork[Any], consumer: str, tenant_ids: set[str]) -> set[str]:
     if not tenant_ids:
         return set()
     table = uow.tables.held_events

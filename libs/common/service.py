@@ -19,10 +19,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common import http
 from libs.common.config import ServiceSettings
-from libs.common.db import CommonTables, Database
+from libs.common.db import CommonTables, Database, no_repository
 from libs.common.kafka import ConsumerRunner, ConsumerSpec, make_producer
 from libs.common.logs import configure_logging
 from libs.common.metrics import ServiceMetrics, metrics_for
@@ -49,6 +50,8 @@ class ServiceDefinition:
     routers: Sequence[APIRouter] = ()
     consumers: Sequence[ConsumerSpec] = ()
     loops: Sequence[tuple[str, Loop]] = ()
+    #: Builds the service's repository over a unit of work's session (``uow.repository``).
+    repository: Callable[[AsyncSession], Any] = no_repository
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,11 +60,12 @@ class Runtime:
         self.definition = definition
         self.settings = settings
         self.metrics: ServiceMetrics = metrics_for(definition.name)
-        self.database = Database(
+        self.database: Database[Any] = Database(
             settings.database_url,
             definition.tables,
             pool_size=settings.database_pool_size,
             application_name=f"nps-{definition.name}",
+            repository=definition.repository,
         )
         self.verifier = ApiKeyVerifier(self.database)
         # aiokafka objects must be made inside the running loop; start() builds them.

@@ -116,7 +116,7 @@ class ApiKeyVerifier:
 # --- Keeping this service's copy of the registry ------------------------------------------------
 
 
-async def on_tenant_created(event: Event[TenantCreated], uow: UnitOfWork) -> None:
+async def on_tenant_created(event: Event[TenantCreated], uow: UnitOfWork[Any]) -> None:
     data = event.data
     table = uow.tables.tenants
     values: dict[str, Any] = {
@@ -136,7 +136,7 @@ async def on_tenant_created(event: Event[TenantCreated], uow: UnitOfWork) -> Non
     )
 
 
-async def on_tenant_updated(event: Event[TenantUpdated], uow: UnitOfWork) -> None:
+async def on_tenant_updated(event: Event[TenantUpdated], uow: UnitOfWork[Any]) -> None:
     """The whole current state, so applying a repeat changes nothing. An update cannot come before
     its tenant's creation: both travel in order on the one partition of ``nps.tenants``."""
     data = event.data
@@ -148,7 +148,7 @@ async def on_tenant_updated(event: Event[TenantUpdated], uow: UnitOfWork) -> Non
     )
 
 
-async def on_api_key_created(event: Event[ApiKeyCreated], uow: UnitOfWork) -> None:
+async def on_api_key_created(event: Event[ApiKeyCreated], uow: UnitOfWork[Any]) -> None:
     data = event.data
     table = uow.tables.api_keys
     await uow.session.execute(
@@ -160,7 +160,7 @@ async def on_api_key_created(event: Event[ApiKeyCreated], uow: UnitOfWork) -> No
     )
 
 
-async def on_api_key_revoked(event: Event[ApiKeyRevoked], uow: UnitOfWork) -> None:
+async def on_api_key_revoked(event: Event[ApiKeyRevoked], uow: UnitOfWork[Any]) -> None:
     table = uow.tables.api_keys
     await uow.session.execute(
         table.update()
@@ -177,13 +177,13 @@ TENANCY_HANDLERS: dict[str, EventHandler] = {
 }
 
 
-async def tenant_owner_email(uow: UnitOfWork, tenant_id: uuid.UUID) -> str | None:
+async def tenant_owner_email(uow: UnitOfWork[Any], tenant_id: uuid.UUID) -> str | None:
     table = uow.tables.tenants
     value = await uow.session.scalar(select(table.c.owner_email).where(table.c.id == tenant_id))
     return value
 
 
-async def tenant_display_name(uow: UnitOfWork, tenant_id: uuid.UUID) -> str | None:
+async def tenant_display_name(uow: UnitOfWork[Any], tenant_id: uuid.UUID) -> str | None:
     """How the company is named to its customers: its display name, else its name."""
     table = uow.tables.tenants
     value: str | None = await uow.session.scalar(
