@@ -9,15 +9,16 @@ event id, so that is harmless, whereas the opposite order could lose events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from libs.common.db import Database
+from libs.common.jobs import Job
 from libs.common.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,14 @@ log = logging.getLogger(__name__)
 CONTENT_TYPE = ("content-type", b"application/cloudevents+json; charset=utf-8")
 
 
-class OutboxRelay:
+class OutboxRelay(Job):
+    """A job of the service's runner (``outbox-relay``), woken by every commit that wrote events."""
+
+    name = "outbox-relay"
+
     def __init__(
         self,
-        database: Database,
+        database: Database[Any],
         producer: AIOKafkaProducer,
         metrics: ServiceMetrics,
         *,
@@ -41,46 +46,32 @@ class OutboxRelay:
         self._table = database.tables.outbox
         self._producer = producer
         self._metrics = metrics
-        self._batch_size = batch_size
-        self._poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self.every = poll_seconds
         self._retention = retention
         self._broker_epoch = broker_epoch
-        self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
         self._last_cleanup = datetime.min.replace(tzinfo=UTC)
 
-    def notify(self) -> None:
-        """Called after a commit that wrote events, so they go out without waiting for the poll."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-
-    async def run(self) -> None:
+    async def prepare(self) -> None:
         await self._replay_into_new_broker()
-        delay = 0.2
-        while not self._stopping.is_set():
-            try:
-                published = await self.publish_batch()
-                await self._cleanup_if_due()
-                delay = 0.2
-            except Exception as error:
-                # The broker or database being away is the normal reason; keep trying, loudly.
-                log.warning("outbox.publish_failed", extra={"error": repr(error)[:300]})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            if published < self._batch_size:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
-        # Drain what is ready so a clean shutdown leaves nothing behind that it could have sent.
-        try:
-            while await self.publish_batch() > 0:
-                pass
-        except Exception as error:
-            log.warning("outbox.drain_failed", extra={"error": repr(error)[:300]})
+
+    async def run_once(self) -> int:
+        published = await self.publish_batch()
+        await self._cleanup_if_due()
+        return published
+
+    async def drain(self) -> None:
+        # Publish what is ready so a clean shutdown leaves nothing behind that it could have sent.
+        while await self.publish_batch() > 0:
+            pass
+
+    async def oldest_due(self) -> datetime | None:
+        table = self._table
+        async with self._database.sessions() as session:
+            created: datetime | None = await session.scalar(
+                select(table.c.created_at).where(table.c.published_at.is_(None)).order_by(table.c.id).limit(1)
+            )
+        return created
 
     async def publish_batch(self) -> int:
         table = self._table
@@ -90,7 +81,7 @@ class OutboxRelay:
                     select(table.c.id, table.c.topic, table.c.key, table.c.payload)
                     .where(table.c.published_at.is_(None))
                     .order_by(table.c.id)
-                    .limit(self._batch_size)
+                    .limit(self.batch_size)
                     .with_for_update(skip_locked=True)
                 )
             ).all()

@@ -1,6 +1,7 @@
-"""The composition root every service shares: settings -> database, producer, relay, consumers,
-background loops and the FastAPI app. ``python -m services.<name>`` ends up in :func:`main`;
-tests build the same :class:`Runtime` in-process.
+"""The composition root every service shares: settings -> database, producer, consumers, the job
+runner (the outbox relay and the service's background jobs) and the FastAPI app.
+``python -m services.<name>`` ends up in :func:`main`; tests build the same :class:`Runtime`
+in-process.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from libs.common import http
 from libs.common.config import ServiceSettings
 from libs.common.db import CommonTables, Database, no_repository
+from libs.common.jobs import Job, JobRunner
 from libs.common.kafka import ConsumerRunner, ConsumerSpec, make_producer
 from libs.common.logs import configure_logging
 from libs.common.metrics import ServiceMetrics, metrics_for
@@ -33,7 +35,8 @@ from libs.common.tenancy import ApiKeyVerifier
 
 log = logging.getLogger(__name__)
 
-Loop = Callable[["Runtime"], Awaitable[None]]
+#: Builds one of a service's background jobs once the runtime has its database and producer.
+JobFactory = Callable[["Runtime"], Job]
 S = TypeVar("S", bound=ServiceSettings)
 
 
@@ -49,7 +52,7 @@ class ServiceDefinition:
     migrations: Path
     routers: Sequence[APIRouter] = ()
     consumers: Sequence[ConsumerSpec] = ()
-    loops: Sequence[tuple[str, Loop]] = ()
+    jobs: Sequence[JobFactory] = ()
     #: Builds the service's repository over a unit of work's session (``uow.repository``).
     repository: Callable[[AsyncSession], Any] = no_repository
     extras: dict[str, Any] = field(default_factory=dict)
@@ -71,6 +74,7 @@ class Runtime:
         # aiokafka objects must be made inside the running loop; start() builds them.
         self._producer: AIOKafkaProducer | None = None
         self._relay: OutboxRelay | None = None
+        self._jobs: JobRunner | None = None
         self.runners: list[ConsumerRunner] = []
         self.extras = definition.extras
         self._tasks: list[asyncio.Task[None]] = []
@@ -88,6 +92,12 @@ class Runtime:
             raise RuntimeError("the runtime is not started")
         return self._relay
 
+    @property
+    def jobs(self) -> JobRunner:
+        if self._jobs is None:
+            raise RuntimeError("the runtime is not started")
+        return self._jobs
+
     async def start(self) -> None:
         self._producer = await self._start_producer()
         settings = self.settings
@@ -99,7 +109,10 @@ class Runtime:
             poll_seconds=settings.outbox_poll_seconds,
             broker_epoch=settings.broker_epoch,
         )
-        self.database.on_commit = self._relay.notify
+        self._jobs = JobRunner(
+            self.definition.name, [self._relay, *(make(self) for make in self.definition.jobs)]
+        )
+        self.database.on_commit = partial(self._jobs.wake, OutboxRelay.name)
         self.runners = [
             ConsumerRunner(
                 spec,
@@ -111,11 +124,10 @@ class Runtime:
             )
             for spec in self.definition.consumers
         ]
-        self._spawn("outbox-relay", self._relay.run)
         for runner in self.runners:
             self._spawn(f"consumer-{runner.spec.name}", runner.run)
-        for name, loop in self.definition.loops:
-            self._spawn(name, partial(loop, self))
+        for job in self._jobs.jobs:
+            self._spawn(f"job-{job.name}", partial(self._jobs.run, job))
         log.info("service.started", extra={"service": self.definition.name})
 
     async def _start_producer(self) -> AIOKafkaProducer:
@@ -156,12 +168,9 @@ class Runtime:
         self._stopping.set()
         for runner in self.runners:
             runner.stop()
-        if self._relay is not None:
-            self._relay.stop()
-        loops = {name for name, _ in self.definition.loops}
-        for task in self._tasks:
-            if task.get_name() in loops:
-                task.cancel()
+        if self._jobs is not None:
+            # Each job finishes the cycle it is in (the sender records what it sent) and drains.
+            self._jobs.stop()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=10)
             for task in pending:

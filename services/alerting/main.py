@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -11,40 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from libs.common import topics
-from libs.common.db import UnitOfWork
+from libs.common.db import Database, UnitOfWork
 from libs.common.events import SURVEY_RESPONDED, SURVEY_RESPONSE_UPDATED, Event
-from libs.common.kafka import ConsumerSpec, dispatch_by_type, is_transient
+from libs.common.jobs import Job
+from libs.common.kafka import ConsumerSpec, dispatch_by_type
 from libs.common.mail import SmtpTarget, send_email
-from libs.common.service import Runtime, ServiceDefinition
+from libs.common.service import ServiceDefinition
 from libs.common.tenancy import TENANCY_HANDLERS
-from services.alerting import api, handlers
+from services.alerting import api, handlers, repository
 from services.alerting.config import AlertingSettings
+from services.alerting.domain.cases import BREACHABLE_STATUSES
 from services.alerting.models import COMMON, Base
 
 log = logging.getLogger(__name__)
 
 SMTP_TIMEOUT_SECONDS = 15.0
-
-
-async def _repeat(name: str, step: Callable[[], Awaitable[float]]) -> None:
-    """Run ``step`` forever, waiting the seconds it returns between runs. A database or mail server
-    that is away is waited out here; anything else reaches the runtime's supervisor."""
-    delay = 0.5
-    while True:
-        try:
-            pause = await step()
-            delay = 0.5
-        except Exception as error:
-            if not is_transient(error):
-                raise
-            log.warning("loop.retrying", extra={"loop": name, "error": repr(error)[:300]})
-            pause = delay
-            delay = min(delay * 2, 10.0)
-        if pause > 0:
-            await asyncio.sleep(pause)
-
-
-Loop = Callable[[Runtime], Awaitable[None]]
 
 
 def _record_answer(settings: AlertingSettings) -> Callable[[Event[Any], UnitOfWork], Awaitable[None]]:
@@ -57,47 +37,64 @@ def _record_answer(settings: AlertingSettings) -> Callable[[Event[Any], UnitOfWo
     return answered
 
 
-def _sla_check(settings: AlertingSettings) -> Loop:
-    async def check_sla(runtime: Runtime) -> None:
-        async def step() -> float:
-            async with runtime.database.uow() as uow:
-                breached = await handlers.mark_breached(
-                    uow, datetime.now(UTC), escalation_email=settings.escalation_email
-                )
-                await uow.commit()
-            if breached >= handlers.BREACH_BATCH:
-                return 0
-            async with runtime.database.uow() as uow:
-                await handlers.refresh_open_cases(uow)
-            return settings.sla_check_seconds
+class SlaCheck(Job):
+    """Stamp the cases nobody contacted in time and escalate them; refresh the open-cases gauge."""
 
-        await _repeat("sla-check", step)
+    name = "sla-check"
+    batch_size = handlers.BREACH_BATCH
 
-    return check_sla
+    def __init__(self, database: Database[Any], settings: AlertingSettings) -> None:
+        self._database = database
+        self._escalation_email = settings.escalation_email
+        self.every = settings.sla_check_seconds
 
-
-def _notifier(settings: AlertingSettings) -> Loop:
-    smtp = SmtpTarget.from_url(settings.smtp_url)
-    # Longer than the batch can take even if every message waits out the SMTP timeout.
-    lease = timedelta(seconds=SMTP_TIMEOUT_SECONDS * settings.notify_batch_size + 60)
-
-    async def send(message: EmailMessage) -> None:
-        await send_email(smtp, message, timeout_seconds=SMTP_TIMEOUT_SECONDS)
-
-    async def notify(runtime: Runtime) -> None:
-        async def step() -> float:
-            tried = await handlers.deliver_notifications(
-                runtime.database,
-                send=send,
-                mail_from=settings.mail_from,
-                limit=settings.notify_batch_size,
-                lease=lease,
+    async def run_once(self) -> int:
+        async with self._database.uow() as uow:
+            breached = await handlers.mark_breached(
+                uow, datetime.now(UTC), escalation_email=self._escalation_email
             )
-            return 0 if tried >= settings.notify_batch_size else settings.notify_poll_seconds
+            await uow.commit()
+        async with self._database.uow() as uow:
+            await handlers.refresh_open_cases(uow)
+        return breached
 
-        await _repeat("notifier", step)
+    async def oldest_due(self) -> datetime | None:
+        async with self._database.sessions() as session:
+            return await repository.oldest_unbreached_due(
+                session, datetime.now(UTC), statuses=[status.value for status in BREACHABLE_STATUSES]
+            )
 
-    return notify
+
+class Notifier(Job):
+    """Send the notifications the handlers queued: claimed for a lease, sent with no transaction
+    open, recorded after (handlers.deliver_notifications)."""
+
+    name = "notifier"
+
+    def __init__(self, database: Database[Any], settings: AlertingSettings) -> None:
+        self._database = database
+        self._smtp = SmtpTarget.from_url(settings.smtp_url)
+        self._mail_from = settings.mail_from
+        self.batch_size = settings.notify_batch_size
+        self.every = settings.notify_poll_seconds
+        # Longer than the batch can take even if every message waits out the SMTP timeout.
+        self._lease = timedelta(seconds=SMTP_TIMEOUT_SECONDS * settings.notify_batch_size + 60)
+
+    async def _send(self, message: EmailMessage) -> None:
+        await send_email(self._smtp, message, timeout_seconds=SMTP_TIMEOUT_SECONDS)
+
+    async def run_once(self) -> int:
+        return await handlers.deliver_notifications(
+            self._database,
+            send=self._send,
+            mail_from=self._mail_from,
+            limit=self.batch_size,
+            lease=self._lease,
+        )
+
+    async def oldest_due(self) -> datetime | None:
+        async with self._database.sessions() as session:
+            return await repository.oldest_notification_due(session)
 
 
 def build(settings: AlertingSettings) -> ServiceDefinition:
@@ -120,5 +117,8 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
                 ),
             )
         ],
-        loops=[("sla-check", _sla_check(settings)), ("notifier", _notifier(settings))],
+        jobs=[
+            lambda runtime: SlaCheck(runtime.database, settings),
+            lambda runtime: Notifier(runtime.database, settings),
+        ],
     )

@@ -253,3 +253,29 @@ async def record_unsent(
             last_error=batch.c.error,
         )
     )
+
+
+async def oldest_unbreached_due(
+    session: AsyncSession, now: datetime, *, statuses: Iterable[str]
+) -> datetime | None:
+    """The due time of the longest-overdue case the SLA check has not stamped yet."""
+    due: datetime | None = await session.scalar(
+        select(func.min(FollowupCase.due_at)).where(
+            FollowupCase.status.in_(list(statuses)),
+            FollowupCase.due_at < now,
+            FollowupCase.breached_at.is_(None),
+        )
+    )
+    return due
+
+
+async def oldest_notification_due(session: AsyncSession) -> datetime | None:
+    """When the longest-waiting notification that is due became due, by the database's clock."""
+    due: datetime | None = await session.scalar(
+        select(func.min(Notification.next_attempt_at)).where(
+            Notification.sent_at.is_(None),
+            Notification.failed_at.is_(None),
+            Notification.next_attempt_at <= func.now(),
+        )
+    )
+    return due

@@ -13,7 +13,7 @@ from libs.common.service import ServiceDefinition
 from services.survey import api, handlers
 from services.survey.config import SurveySettings
 from services.survey.models import COMMON, Base
-from services.survey.sender import lifecycle_loop, sender_loop
+from services.survey.sender import reminders_job, sender_job
 
 
 def build(settings: SurveySettings) -> ServiceDefinition:
@@ -39,5 +39,5 @@ def build(settings: SurveySettings) -> ServiceDefinition:
         consumers=[
             ConsumerSpec(name="requests", topics=[topics.SURVEY_REQUESTS, topics.TENANTS], handle=consume)
         ],
-        loops=[("survey-sender", sender_loop(settings)), ("survey-lifecycle", lifecycle_loop(settings))],
+        jobs=[sender_job(settings), reminders_job(settings)],
     )

@@ -529,3 +529,30 @@ async def invitations_of_tenant(
         query = query.where(Invitation.status == status)
     result = await session.scalars(query.order_by(Invitation.created_at.desc(), Invitation.id).limit(limit))
     return result.all()
+
+
+async def oldest_due_to_send(session: AsyncSession, now: datetime) -> datetime | None:
+    """When the longest-waiting invitation that is due to be sent became due (the sender's age)."""
+    due: datetime | None = await session.scalar(
+        select(func.min(Invitation.send_at)).where(
+            Invitation.status == InvitationStatus.SCHEDULED.value, Invitation.send_at <= now
+        )
+    )
+    return due
+
+
+async def oldest_reminder_due(session: AsyncSession, now: datetime) -> datetime | None:
+    """When the longest-waiting reminder that is due became due (the reminder job's age)."""
+    due: datetime | None = await session.scalar(
+        select(func.min(Invitation.reminder_due_at)).where(
+            Invitation.reminder_due_at <= now,
+            Invitation.reminded_at.is_(None),
+            Invitation.responded_at.is_(None),
+            Invitation.unsubscribed_at.is_(None),
+            Invitation.bounced_at.is_(None),
+            Invitation.withdrawn_at.is_(None),
+            Invitation.status == InvitationStatus.SENT.value,
+            Invitation.expires_at > now,
+        )
+    )
+    return due

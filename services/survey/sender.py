@@ -26,15 +26,17 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import parseaddr
+from typing import Any
 
 import dkim  # type: ignore[import-untyped]
 from prometheus_client import Counter
 
 from libs.common.db import Database
+from libs.common.jobs import Job
 from libs.common.kafka import is_transient
 from libs.common.mail import DeliveryError, SmtpTarget, send_email
-from libs.common.service import Loop, Runtime
-from services.survey import handlers
+from libs.common.service import JobFactory
+from services.survey import handlers, repository
 from services.survey.config import SurveySettings
 from services.survey.domain.delivery import (
     Failed,
@@ -123,26 +125,6 @@ class Sender:
         # Deliveries accepted by the server and not yet recorded; see _note_sent.
         self._accepted: list[tuple[ClaimedInvitation, Outcome]] = []
         self._recording: asyncio.Task[None] | None = None
-
-    async def run(self) -> None:
-        settings = self._settings
-        delay = settings.send_poll_seconds
-        while True:
-            try:
-                claimed = await self.send_due()
-            except Exception as error:
-                # The database being away is the usual reason; keep trying, loudly. Whatever was
-                # claimed stays ``sending`` and is picked up again after the timeout.
-                if is_transient(error):
-                    log.warning("sender.retrying", extra={"error": repr(error)[:300]})
-                else:
-                    log.exception("sender.failed")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            delay = settings.send_poll_seconds
-            if claimed < settings.send_batch_size:
-                await asyncio.sleep(settings.send_poll_seconds)
 
     async def send_due(self) -> int:
         """Claim, send and record one batch; return how many invitations it claimed."""
@@ -351,26 +333,48 @@ def _finished(
     ]
 
 
-def sender_loop(settings: SurveySettings) -> Loop:
-    async def run(runtime: Runtime) -> None:
-        await Sender(runtime.database, settings).run()
+class SenderJob(Job):
+    """The sender as a job of the service's runner: one batch per cycle."""
 
-    return run
+    name = "survey-sender"
+
+    def __init__(self, database: Database[Any], settings: SurveySettings) -> None:
+        self._database = database
+        self._sender = Sender(database, settings)
+        self.batch_size = settings.send_batch_size
+        self.every = settings.send_poll_seconds
+
+    async def run_once(self) -> int:
+        # Whatever a failed cycle claimed stays ``sending`` and is claimed again after the timeout.
+        return await self._sender.send_due()
+
+    async def oldest_due(self) -> datetime | None:
+        async with self._database.sessions() as session:
+            return await repository.oldest_due_to_send(session, datetime.now(UTC))
 
 
-def lifecycle_loop(settings: SurveySettings) -> Loop:
+class RemindersJob(Job):
     """Reminders and expiry, on their own clock so that a busy sender does not delay them."""
 
-    async def run(runtime: Runtime) -> None:
-        sender = Sender(runtime.database, settings)
-        while True:
-            try:
-                busy = await sender.remind_due()
-            except Exception as error:
-                if not is_transient(error):
-                    log.exception("lifecycle.failed")
-                busy = 0
-            if busy < settings.send_batch_size:
-                await asyncio.sleep(settings.lifecycle_poll_seconds)
+    name = "survey-reminders"
 
-    return run
+    def __init__(self, database: Database[Any], settings: SurveySettings) -> None:
+        self._database = database
+        self._sender = Sender(database, settings)
+        self.batch_size = settings.send_batch_size
+        self.every = settings.lifecycle_poll_seconds
+
+    async def run_once(self) -> int:
+        return await self._sender.remind_due()
+
+    async def oldest_due(self) -> datetime | None:
+        async with self._database.sessions() as session:
+            return await repository.oldest_reminder_due(session, datetime.now(UTC))
+
+
+def sender_job(settings: SurveySettings) -> JobFactory:
+    return lambda runtime: SenderJob(runtime.database, settings)
+
+
+def reminders_job(settings: SurveySettings) -> JobFactory:
+    return lambda runtime: RemindersJob(runtime.database, settings)

@@ -43,5 +43,5 @@ def build(settings: TriggerSettings) -> ServiceDefinition:
                 unknown_tenants="reject",
             ),
         ],
-        loops=[("account-cohorts", handlers.cohort_loop)],
+        jobs=[handlers.cohort_job(settings)],
     )

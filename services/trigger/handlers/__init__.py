@@ -4,7 +4,7 @@ and the outgoing events in the unit of work, and return. They never commit.
 ``intake`` decides incoming events, ``cohorts`` draws relationship surveys, ``tenants`` keeps the
 registry and ``touchpoints`` their versions; the names the edges use are re-exported here."""
 
-from services.trigger.handlers.cohorts import cohort_loop, run_cohorts
+from services.trigger.handlers.cohorts import cohort_job, run_cohorts
 from services.trigger.handlers.common import SOURCE, invitation_id_for, tenant_rules
 from services.trigger.handlers.intake import (
     ACCEPTED_TYPES,
@@ -44,7 +44,7 @@ __all__ = [
     "IntakeOutcome",
     "TenantExists",
     "UnknownTenant",
-    "cohort_loop",
+    "cohort_job",
     "create_api_key",
     "create_tenant",
     "decide_intake",

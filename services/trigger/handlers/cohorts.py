@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from libs.common.db import UnitOfWork
+from libs.common.db import Database, UnitOfWork
 from libs.common.events import RELATIONSHIP_DUE, Contract, Event, RelationshipDue, new_event
+from libs.common.jobs import Job
+from libs.common.service import JobFactory
 from services.trigger import repository
 from services.trigger.config import TriggerSettings
 from services.trigger.domain.cohorts import draw_accounts
@@ -117,14 +118,26 @@ def _relationship_due(
     )
 
 
-async def cohort_loop(runtime: Any) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, TriggerSettings)
-    while True:
+class CohortDraw(Job):
+    """Draw every cohort touchpoint's accounts when a period starts (idempotent within a period)."""
+
+    name = "account-cohorts"
+
+    def __init__(self, database: Database[Any], settings: TriggerSettings) -> None:
+        self._database = database
+        self._settings = settings
+        self.every = settings.cohort_check_seconds
         # Wait first: a service that restarts often must not draw before its peers settle.
-        await asyncio.sleep(settings.cohort_check_seconds)
-        async with runtime.database.uow() as uow:
-            invited = await run_cohorts(uow, now=datetime.now(UTC), settings=settings)
+        self.first_run_after = settings.cohort_check_seconds
+
+    async def run_once(self) -> int:
+        async with self._database.uow() as uow:
+            invited = await run_cohorts(uow, now=datetime.now(UTC), settings=self._settings)
             await uow.commit()
         if invited:
             log.info("cohorts.invited", extra={"invitations": invited})
+        return invited
+
+
+def cohort_job(settings: TriggerSettings) -> JobFactory:
+    return lambda runtime: CohortDraw(runtime.database, settings)
