@@ -7,10 +7,12 @@ Each service owns one Postgres schema. Besides its own tables it has the same fi
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
-from typing import Any, Generic
+from typing import Any, Generic, overload
 
 from sqlalchemy import (
     BigInteger,
@@ -29,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from typing_extensions import TypeVar
 
-from libs.common.events import Contract, Event, topic_of
+from libs.common.events import Contract, Event
 
 
 def make_engine(url: str, *, pool_size: int = 10, application_name: str = "nps") -> AsyncEngine:
@@ -146,7 +148,7 @@ def outbox_row(event: Event[Contract], *, key: str | None = None, topic: str | N
     return {
         "event_id": event.envelope.id,
         "event_type": event.envelope.type,
-        "topic": topic or topic_of(event.envelope.type),
+        "topic": topic or event.data.topic,
         "key": key if key is not None else event.envelope.subject,
         "payload": event.envelope.to_json(),
     }
@@ -154,6 +156,11 @@ def outbox_row(event: Event[Contract], *, key: str | None = None, topic: str | N
 
 #: A service's repository: a typed object over the unit of work's session, holding all its SQL.
 R = TypeVar("R", covariant=True, default=None)
+
+
+def service_source(name: str) -> str:
+    """The CloudEvents ``source`` of everything a service emits, e.g. ``/nps/trigger``."""
+    return f"/nps/{name}"
 
 
 def no_repository(session: AsyncSession) -> None:
@@ -166,7 +173,8 @@ class UnitOfWork(Generic[R]):
     """One database transaction plus the events it will publish.
 
     Handlers read and change state through :attr:`repository` (the service's typed queries over
-    this transaction's session) and record outgoing events with :meth:`emit`; they never commit.
+    this transaction's session) and record outgoing events with :meth:`emit`, which takes the contract
+    and fills in its type, topic and the service's ``source``; they never commit.
     The edge (an HTTP route, the consumer runner, a job of the runner) calls :meth:`commit`, which
     writes the events into the outbox in the same transaction as the state change. Unit tests drive
     handlers with a fake of the same shape (``tests/support/fakes.py``).
@@ -178,9 +186,11 @@ class UnitOfWork(Generic[R]):
         tables: CommonTables,
         on_commit: Callable[[], None] | None = None,
         repository: Callable[[AsyncSession], R] = no_repository,  # type: ignore[assignment]
+        source: str | None = None,
     ) -> None:
         self._sessions = sessions
         self.tables = tables
+        self._source = source
         self._on_commit = on_commit
         self._make_repository = repository
         self._repository: R | None = None
@@ -218,7 +228,61 @@ class UnitOfWork(Generic[R]):
             self._repository = None
             self._pending.clear()
 
-    def emit(self, event: Event[Contract], *, key: str | None = None) -> None:
+    @property
+    def source(self) -> str:
+        """Whose events these are (``/nps/<service>``): the ``source`` of every contract emitted here."""
+        if self._source is None:
+            raise RuntimeError("this unit of work belongs to no service: emit built events instead")
+        return self._source
+
+    def event_of(
+        self,
+        contract: Contract,
+        *,
+        tenant_id: uuid.UUID | str,
+        subject: str | None,
+        event_id: str | None = None,
+        time: datetime | None = None,
+    ) -> Event[Contract]:
+        """The event this unit of work would emit for ``contract``, without emitting it."""
+        return contract.event(
+            tenant_id=tenant_id, subject=subject, source=self.source, event_id=event_id, time=time
+        )
+
+    @overload
+    def emit(self, event: Event[Contract], *, key: str | None = None) -> None: ...
+
+    @overload
+    def emit(
+        self,
+        event: Contract,
+        *,
+        tenant_id: uuid.UUID | str,
+        subject: str | None,
+        event_id: str | None = None,
+        time: datetime | None = None,
+        key: str | None = None,
+    ) -> None: ...
+
+    def emit(
+        self,
+        event: Event[Contract] | Contract,
+        *,
+        tenant_id: uuid.UUID | str | None = None,
+        subject: str | None = None,
+        event_id: str | None = None,
+        time: datetime | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Record an outgoing event: a contract (its type and topic are its own, the source is this
+        service's, the Kafka key defaults to the subject), or an event already built."""
+        if isinstance(event, Contract):
+            if tenant_id is None:
+                raise TypeError("emitting a contract needs the tenant_id it belongs to")
+            event = self.event_of(event, tenant_id=tenant_id, subject=subject, event_id=event_id, time=time)
+        self._record(event, key)
+
+    def _record(self, event: Event[Contract], key: str | None) -> None:
         self._pending.append(outbox_row(event, key=key))
 
     @property
@@ -277,15 +341,18 @@ class Database(Generic[R]):
         pool_size: int = 10,
         application_name: str = "nps",
         repository: Callable[[AsyncSession], R] = no_repository,  # type: ignore[assignment]
+        source: str | None = None,
     ):
         self.engine = make_engine(url, pool_size=pool_size, application_name=application_name)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.tables = tables
         self.repository = repository
+        #: The ``source`` of the events its units of work emit: :func:`service_source` of the service.
+        self.source = source
         self.on_commit: Callable[[], None] | None = None
 
     def uow(self) -> UnitOfWork[R]:
-        return UnitOfWork(self.sessions, self.tables, self.on_commit, self.repository)
+        return UnitOfWork(self.sessions, self.tables, self.on_commit, self.repository, self.source)
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common import http
 from libs.common.config import ServiceSettings
-from libs.common.db import CommonTables, Database, no_repository
+from libs.common.db import CommonTables, Database, no_repository, service_source
 from libs.common.jobs import Job, JobRunner
 from libs.common.kafka import ConsumerRunner, ConsumerSpec, make_producer
 from libs.common.logs import configure_logging
@@ -69,6 +69,7 @@ class Runtime:
             pool_size=settings.database_pool_size,
             application_name=f"nps-{definition.name}",
             repository=definition.repository,
+            source=service_source(definition.name),
         )
         self.verifier = ApiKeyVerifier(self.database)
         # aiokafka objects must be made inside the running loop; start() builds them.

@@ -10,16 +10,7 @@ from datetime import datetime
 from prometheus_client import Counter
 
 from libs.common.db import UnitOfWork
-from libs.common.events import (
-    NPS_UPDATED,
-    Contract,
-    Event,
-    NpsUpdated,
-    SurveyResponded,
-    SurveyResponseUpdated,
-    new_event,
-)
-from libs.common.kafka import RejectEvent
+from libs.common.events import Contract, Event, NpsUpdated, SurveyResponded, SurveyResponseUpdated
 from services.scoring import repository
 from services.scoring.domain.revisions import (
     FIRST_REVISION,
@@ -33,7 +24,6 @@ from services.scoring.repository import AnswerKey, TouchpointChange, TouchpointC
 
 log = logging.getLogger(__name__)
 
-SOURCE = "/nps/scoring"
 _NPS_UPDATED_NAMESPACE = uuid.UUID("3b0e8f0c-9d4a-4f7e-8c61-2a5d7e9b4c13")
 
 # Touchpoints come from the trigger's fixed list, so the label stays bounded; tenants are left out.
@@ -57,13 +47,6 @@ def nps_updated_id(tenant_id: uuid.UUID, touchpoint: str, version: int) -> str:
     return str(uuid.uuid5(_NPS_UPDATED_NAMESPACE, f"{tenant_id}:{touchpoint}:{version}"))
 
 
-def _tenant_uuid(event: Event[Contract]) -> uuid.UUID:
-    try:
-        return uuid.UUID(event.tenant_id)
-    except ValueError:
-        raise RejectEvent(f"tenantid: {event.tenant_id!r} is not a tenant id") from None
-
-
 def _answer_of(event: Event[Contract]) -> tuple[AnswerKey, HeldAnswer] | None:
     data = event.data
     if isinstance(data, SurveyResponded):
@@ -72,7 +55,7 @@ def _answer_of(event: Event[Contract]) -> tuple[AnswerKey, HeldAnswer] | None:
         revision = data.revision
     else:
         return None
-    return (_tenant_uuid(event), data.response_id), HeldAnswer(data.touchpoint, data.score, revision)
+    return (event.tenant, data.response_id), HeldAnswer(data.touchpoint, data.score, revision)
 
 
 async def record_responses(events: list[Event[Contract]], uow: UnitOfWork, *, now: datetime) -> None:
@@ -126,14 +109,14 @@ async def record_responses(events: list[Event[Contract]], uow: UnitOfWork, *, no
         now,
     )
     for total in totals:
-        uow.emit(_nps_updated(total, now))
+        _emit_nps_updated(uow, total, now)
     log.info(
         "nps.tallied",
         extra={"answers": new_answers, "revised": len(newer), "touchpoints": len(totals)},
     )
 
 
-def _nps_updated(total: TouchpointCounts, now: datetime) -> Event[Contract]:
+def _emit_nps_updated(uow: UnitOfWork, total: TouchpointCounts, now: datetime) -> None:
     tally = total.tally
     nps = tally.nps
     # The row was just changed by an answer counted or moved, so it holds at least one answer.
@@ -147,12 +130,10 @@ def _nps_updated(total: TouchpointCounts, now: datetime) -> Event[Contract]:
         nps=nps,
         as_of=now,
     )
-    return new_event(
-        NPS_UPDATED,
-        tenant_id=str(total.tenant_id),
-        data=data,
+    uow.emit(
+        data,
+        tenant_id=total.tenant_id,
         subject=total.touchpoint,
-        source=SOURCE,
         event_id=nps_updated_id(total.tenant_id, total.touchpoint, total.version),
         time=now,
     )

@@ -29,7 +29,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from libs.common.db import Database, UnitOfWork
+from libs.common.db import Database, UnitOfWork, service_source
 from libs.common.logs import configure_logging
 from libs.common.migrations import upgrade
 from services.trigger import handlers, history, repository
@@ -100,7 +100,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace, settings: TriggerSettings) -> int:
-    database = Database(settings.database_url, COMMON, pool_size=1, application_name="nps-cli")
+    database = Database(
+        settings.database_url,
+        COMMON,
+        pool_size=1,
+        application_name="nps-cli",
+        source=service_source("trigger"),
+    )
     now = datetime.now(UTC)
     try:
         async with database.uow() as uow:

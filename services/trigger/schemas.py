@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from libs.common.events import PURCHASE_COMPLETED, RELATIONSHIP_DUE, TICKET_CLOSED
+from libs.common.events import PURCHASE_COMPLETED, TICKET_CLOSED
+from services.trigger.domain.cohorts import RELATIONSHIP_DUE
 from services.trigger.domain.touchpoints import WEEKDAYS, Filter, SendWindow, TouchpointRule
 
 SurveyedEventType = Literal["purchase.completed.v1", "ticket.closed.v1"]

@@ -1,8 +1,9 @@
 """A unit of work without a database, for unit tests that drive handlers.
 
 ``FakeUnitOfWork(repository)`` has the shape of :class:`libs.common.db.UnitOfWork`: handlers reach
-the (in-memory) repository through ``uow.repository``, record events with ``uow.emit`` and consumers
-claim event ids with ``uow.claim``. Nothing is kept until :meth:`commit`, so a test can also check
+the (in-memory) repository through ``uow.repository``, record events with ``uow.emit`` (a contract
+gets its type, topic and the ``source`` given to the fake) and consumers claim event ids with
+``uow.claim``. Nothing is kept until :meth:`commit`, so a test can also check
 what a rolled-back unit leaves behind. A handler that reaches for ``uow.session`` fails loudly:
 all SQL belongs in the repository, which the fake replaces.
 """
@@ -17,8 +18,9 @@ from libs.common.events import Contract, Event
 
 
 class FakeUnitOfWork(UnitOfWork[R]):
-    def __init__(self, repository: R) -> None:
+    def __init__(self, repository: R, *, source: str = "/nps/test") -> None:
         self._fake_repository = repository
+        self._source = source
         #: Events committed, in order, with the outbox row each would have written.
         self.events: list[Event[Contract]] = []
         self.outbox: list[dict[str, Any]] = []
@@ -44,7 +46,7 @@ class FakeUnitOfWork(UnitOfWork[R]):
         self._pending_events.clear()
         self._pending_claims.clear()
 
-    def emit(self, event: Event[Contract], *, key: str | None = None) -> None:
+    def _record(self, event: Event[Contract], key: str | None) -> None:
         self._pending_events.append((event, outbox_row(event, key=key)))
 
     @property

@@ -1,4 +1,5 @@
-"""Every event contract round-trips through both CloudEvents content modes."""
+"""Every event contract round-trips through both CloudEvents content modes, and knows its own
+type and topic."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from decimal import Decimal
 
 import pytest
 
-from libs.common import events
-from libs.common.events import CONTRACTS, Contract, InvalidEvent, decode_kafka, new_event
+from libs.common import events, topics
+from libs.common.events import CONTRACTS, PUBLIC_CONTRACTS, Contract, InvalidEvent, decode_kafka, new_event
+from services.trigger.domain.cohorts import RELATIONSHIP_DUE
+from services.trigger.handlers.common import RelationshipDue
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -32,9 +35,6 @@ SAMPLES: dict[str, Contract] = {
     ),
     events.CUSTOMER_UNSUBSCRIBED: events.CustomerUnsubscribed(email="jane@example.com", reason="hard_bounce"),
     events.CUSTOMER_RESUBSCRIBED: events.CustomerResubscribed(customer_id="c1"),
-    events.RELATIONSHIP_DUE: events.RelationshipDue(
-        touchpoint="relationship-b2b", period="2026-11", account_id="acme", customer_id="c1"
-    ),
     events.SURVEY_CANCELLED: events.SurveyCancelled(invitation_id=ID, customer_id="c1", reason="cancelled"),
     events.SURVEY_REQUESTED: events.SurveyRequested(
         invitation_id=ID,
@@ -73,14 +73,14 @@ SAMPLES: dict[str, Contract] = {
         updated_at=NOW,
     ),
     **{
-        step: events.SurveyStep(invitation_id=ID, customer_id="c1", touchpoint="webshop-purchase", at=NOW)
+        step.event_type: step(invitation_id=ID, customer_id="c1", touchpoint="webshop-purchase", at=NOW)
         for step in (
-            events.SURVEY_OPENED,
-            events.SURVEY_CLICKED,
-            events.SURVEY_REMINDED,
-            events.SURVEY_BOUNCED,
-            events.SURVEY_UNSUBSCRIBED,
-            events.SURVEY_EXPIRED,
+            events.SurveyOpened,
+            events.SurveyClicked,
+            events.SurveyReminded,
+            events.SurveyBounced,
+            events.SurveyUnsubscribed,
+            events.SurveyExpired,
         )
     },
     events.NPS_UPDATED: events.NpsUpdated(
@@ -211,3 +211,76 @@ def test_a_nul_character_anywhere_in_an_event_is_refused_naming_where() -> None:
     with pytest.raises(events.InvalidEvent) as in_a_key:
         events.validate({**raw, "data": {"order_id": "1", "customer_id": "c1", "x\x00": 1}})
     assert in_a_key.value.reason.startswith("data.<key>: must not contain")
+
+
+def test_every_contract_knows_its_one_type_and_its_topic() -> None:
+    assert len({contract.event_type for contract in PUBLIC_CONTRACTS}) == len(PUBLIC_CONTRACTS)
+    for contract in PUBLIC_CONTRACTS:
+        assert contract.is_concrete()
+        assert CONTRACTS[contract.event_type] == (contract, contract.topic)
+        assert contract.topic in topics.ALL_TOPICS
+    assert events.PurchaseCompleted.event_type == events.PURCHASE_COMPLETED == "purchase.completed.v1"
+    assert events.PurchaseCompleted.topic == topics.PURCHASES
+    assert events.SurveyOpened.event_type == events.SURVEY_OPENED == "survey.opened.v1"
+    assert events.SurveyExpired.event_type == events.SURVEY_EXPIRED == "survey.expired.v1"
+    assert events.NpsUpdated.topic == topics.SCORES
+
+
+def test_a_contract_builds_its_own_event() -> None:
+    sample = SAMPLES[events.SURVEY_BOUNCED]
+    event = sample.event(tenant_id=ID, subject="c1", source="/nps/survey", event_id="e1", time=NOW)
+    assert event.type == events.SURVEY_BOUNCED
+    assert event.envelope.source == "/nps/survey"
+    assert event.tenant_id == str(ID)
+    assert (
+        event.envelope
+        == new_event(
+            events.SURVEY_BOUNCED,
+            tenant_id=str(ID),
+            data=sample,
+            subject="c1",
+            source="/nps/survey",
+            event_id="e1",
+            time=NOW,
+        ).envelope
+    )
+
+
+def test_the_shared_step_base_is_no_event_type_but_new_event_reads_it_as_the_step_named() -> None:
+    step = events.SurveyStep(invitation_id=ID, customer_id="c1", touchpoint="webshop-purchase", at=NOW)
+    assert not events.SurveyStep.is_concrete()
+    with pytest.raises(TypeError, match="not one event type"):
+        step.event(tenant_id=ID, subject="c1", source="/tests")
+    event = new_event(events.SURVEY_CLICKED, tenant_id=str(ID), data=step, subject="c1", source="/tests")
+    assert type(event.data) is events.SurveyClicked
+    with pytest.raises(TypeError, match="carries"):
+        new_event(events.SURVEY_SENT, tenant_id=str(ID), data=step, subject="c1", source="/tests")
+
+
+def test_the_relationship_event_is_the_triggers_own_and_not_a_public_contract() -> None:
+    assert RELATIONSHIP_DUE not in CONTRACTS
+    assert RelationshipDue not in PUBLIC_CONTRACTS
+    due = RelationshipDue(
+        touchpoint="relationship-b2b", period="2026-11", account_id="acme", customer_id="c1"
+    )
+    event = due.event(tenant_id=ID, subject="c1", source="/nps/trigger")
+    assert event.type == RELATIONSHIP_DUE
+    # Producers cannot send it, whichever way it comes in.
+    with pytest.raises(InvalidEvent, match="unknown event type"):
+        decode_kafka([], event.envelope.to_json())
+
+
+def test_the_tenant_is_typed_once_the_envelope_is_taken_in() -> None:
+    event = decode_kafka(
+        [], SAMPLES[events.SURVEY_SENT].event(tenant_id=ID, subject="c1", source="/s").envelope.to_json()
+    )
+    assert event.tenant == ID
+    not_a_tenant = decode_kafka(
+        [],
+        b'{"specversion":"1.0","id":"x","source":"/s","type":"purchase.completed.v1","tenantid":"acme",'
+        b'"data":{"order_id":"1","customer_id":"c"}}',
+    )
+    assert not_a_tenant.tenant_id == "acme"
+    with pytest.raises(InvalidEvent) as refused:
+        _ = not_a_tenant.tenant
+    assert refused.value.reason == "tenantid: 'acme' is not a tenant id"

@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-#: NPS buckets: 0-6 detractors, 7-8 passives, 9-10 promoters.
-DETRACTOR_MAX_SCORE = 6
+from libs.common.events import NpsCategory, nps_category
 
 
 class CaseStatus(StrEnum):
@@ -28,9 +27,11 @@ BREACHABLE_STATUSES: frozenset[CaseStatus] = frozenset({CaseStatus.OPEN})
 
 
 def is_detractor(score: int) -> bool:
-    if not 0 <= score <= 10:
-        raise ValueError(f"an NPS score is 0-10, not {score}")
-    return score <= DETRACTOR_MAX_SCORE
+    """A detractor's answer opens a case; the groups are :func:`libs.common.events.nps_category`."""
+    try:
+        return nps_category(score) is NpsCategory.DETRACTOR
+    except ValueError:
+        raise ValueError(f"an NPS score is 0-10, not {score}") from None
 
 
 def due_at(responded_at: datetime, sla: timedelta) -> datetime:

@@ -5,14 +5,13 @@ transactions, holding none while it sends."""
 
 from services.alerting.handlers.answers import record_answer
 from services.alerting.handlers.cases import CaseNotFound, update_case
-from services.alerting.handlers.common import SOURCE, case_id_for
+from services.alerting.handlers.common import case_id_for
 from services.alerting.handlers.notifications import DEFAULT_LEASE, Mailer, deliver_notifications
 from services.alerting.handlers.sla import BREACH_BATCH, mark_breached, refresh_open_cases
 
 __all__ = [
     "BREACH_BATCH",
     "DEFAULT_LEASE",
-    "SOURCE",
     "CaseNotFound",
     "Mailer",
     "case_id_for",

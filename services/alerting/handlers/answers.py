@@ -13,14 +13,7 @@ from prometheus_client import Counter
 from sqlalchemy import func
 
 from libs.common.db import UnitOfWork
-from libs.common.events import (
-    FOLLOWUP_OPENED,
-    Event,
-    FollowupOpened,
-    SurveyResponded,
-    SurveyResponseUpdated,
-    new_event,
-)
+from libs.common.events import Event, FollowupOpened, SurveyResponded, SurveyResponseUpdated
 from libs.common.kafka import RejectEvent
 from services.alerting import repository
 from services.alerting.domain import notices
@@ -36,12 +29,11 @@ from services.alerting.domain.revisions import (
     resolved_by_score_change,
 )
 from services.alerting.handlers.common import (
-    SOURCE,
     case_facts,
     case_id_for,
+    emit_updated,
     event_id,
     notification_row,
-    updated_event,
 )
 from services.alerting.models import Answer, FollowupCase
 
@@ -146,10 +138,7 @@ async def record_answer(
     opens one case, assigned to the tenant's owner, who is emailed; a score changed away from
     detractor resolves the case, and one changed to detractor opens it. A version not newer than
     the one held only fills in contact details still missing."""
-    try:
-        tenant_id = uuid.UUID(event.tenant_id)
-    except ValueError:
-        raise RejectEvent(f"tenantid: {event.tenant_id!r} is not a tenant id") from None
+    tenant_id = event.tenant
     version = _Version.of(event.data)
     held = await _held_version(uow, tenant_id, version, now)
     case = await repository.case_of_response(uow.session, tenant_id, version.response_id)
@@ -245,7 +234,7 @@ async def _follow_score_change(
         )
         _apply(case, reopened)
     # One change per revision at most, so the revision names it.
-    uow.emit(updated_event(case, f"revision:{version.revision}", now))
+    emit_updated(uow, case, f"revision:{version.revision}", now)
     log.info(
         "followup.updated",
         extra={
@@ -330,7 +319,13 @@ async def _open_case(
     if not await repository.insert_case(uow.session, _case_row(tenant_id, version, facts, now)):
         log.info("followup.duplicate_answer", extra={"case_id": str(facts.case_id), "tenant_id": tenant_text})
         return
-    uow.emit(_opened_event(tenant_text, version, facts, now))
+    uow.emit(
+        _case_opened(version, facts),
+        tenant_id=tenant_text,
+        subject=str(facts.case_id),
+        event_id=event_id(facts.case_id, "opened"),
+        time=now,
+    )
     if facts.owner_email is not None:
         await _queue_case_opened(uow, tenant_id, facts, facts.owner_email, notify_delay)
     else:
@@ -396,8 +391,8 @@ def _case_row(
     }
 
 
-def _opened_event(tenant_text: str, version: _Version, facts: notices.CaseFacts, now: datetime) -> Event[Any]:
-    opened = FollowupOpened(
+def _case_opened(version: _Version, facts: notices.CaseFacts) -> FollowupOpened:
+    return FollowupOpened(
         case_id=facts.case_id,
         response_id=version.response_id,
         invitation_id=version.invitation_id,
@@ -407,15 +402,6 @@ def _opened_event(tenant_text: str, version: _Version, facts: notices.CaseFacts,
         owner_email=facts.owner_email,
         opened_at=facts.opened_at,
         due_at=facts.due_at,
-    )
-    return new_event(
-        FOLLOWUP_OPENED,
-        tenant_id=tenant_text,
-        data=opened,
-        subject=str(facts.case_id),
-        source=SOURCE,
-        event_id=event_id(facts.case_id, "opened"),
-        time=now,
     )
 
 

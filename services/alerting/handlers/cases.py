@@ -10,7 +10,7 @@ from libs.common.db import UnitOfWork
 from services.alerting import repository
 from services.alerting.domain.cases import CaseStatus, transition
 from services.alerting.domain.revisions import Resolution
-from services.alerting.handlers.common import updated_event
+from services.alerting.handlers.common import emit_updated
 from services.alerting.models import FollowupCase
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ async def update_case(
     if note is not None:
         case.note = note
     case.updated_at = now
-    uow.emit(updated_event(case, f"status:{status.value}", now))
+    emit_updated(uow, case, f"status:{status.value}", now)
     log.info(
         "followup.updated",
         extra={"case_id": str(case_id), "tenant_id": str(tenant_id), "status": status.value},

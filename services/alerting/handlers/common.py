@@ -7,11 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from libs.common.events import FOLLOWUP_UPDATED, Event, FollowupUpdated, new_event
+from libs.common.db import UnitOfWork
+from libs.common.events import FollowupUpdated
 from services.alerting.domain import notices
 from services.alerting.models import FollowupCase
 
-SOURCE = "/nps/alerting"
 _CASE_NAMESPACE = uuid.UUID("0b7f4e1c-6a2d-4f0e-9c3b-8d5a1e2f7c64")
 
 
@@ -56,16 +56,11 @@ def notification_row(tenant_id: uuid.UUID, case_id: uuid.UUID, notice: notices.N
     }
 
 
-def updated_event(case: FollowupCase, change: str, now: datetime) -> Event[Any]:
+def emit_updated(uow: UnitOfWork, case: FollowupCase, change: str, now: datetime) -> None:
+    """``followup.updated``: the case as it now stands."""
     data = FollowupUpdated(
         case_id=case.id, status=case.status, breached=case.breached_at is not None, updated_at=now
     )
-    return new_event(
-        FOLLOWUP_UPDATED,
-        tenant_id=str(case.tenant_id),
-        data=data,
-        subject=str(case.id),
-        source=SOURCE,
-        event_id=event_id(case.id, change),
-        time=now,
+    uow.emit(
+        data, tenant_id=case.tenant_id, subject=str(case.id), event_id=event_id(case.id, change), time=now
     )

@@ -11,7 +11,7 @@ from libs.common.db import UnitOfWork
 from services.alerting import repository
 from services.alerting.domain import notices
 from services.alerting.domain.cases import BREACHABLE_STATUSES, CaseStatus, is_breached
-from services.alerting.handlers.common import case_facts, notification_row, updated_event
+from services.alerting.handlers.common import case_facts, emit_updated, notification_row
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ async def mark_breached(
     for case in cases:
         case.breached_at = now
         case.updated_at = now
-        uow.emit(updated_event(case, "breached", now))
+        emit_updated(uow, case, "breached", now)
         recipient = escalation_email or case.owner_email
         if recipient is None:
             log.warning("followup.breach_unnotified", extra={"case_id": str(case.id)})

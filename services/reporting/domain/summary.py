@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from libs.common.events import NpsCategory, nps_category
+
 #: A follow-up case someone still has to act on.
 OPEN_STATUSES = frozenset({"open", "contacted"})
 RESOLVED = "resolved"
@@ -22,11 +24,14 @@ class ScoreCounts:
 
     @classmethod
     def from_histogram(cls, answers_by_score: Mapping[int, int]) -> ScoreCounts:
-        """Promoters answered 9-10, passives 7-8, detractors 0-6."""
+        """Each score counted in its NPS group (:func:`libs.common.events.nps_category`)."""
+        by_category = dict.fromkeys(NpsCategory, 0)
+        for score, n in answers_by_score.items():
+            by_category[nps_category(score)] += n
         return cls(
-            promoters=sum(n for score, n in answers_by_score.items() if score >= 9),
-            passives=sum(n for score, n in answers_by_score.items() if 7 <= score <= 8),
-            detractors=sum(n for score, n in answers_by_score.items() if score <= 6),
+            promoters=by_category[NpsCategory.PROMOTER],
+            passives=by_category[NpsCategory.PASSIVE],
+            detractors=by_category[NpsCategory.DETRACTOR],
         )
 
     @property

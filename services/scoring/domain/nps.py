@@ -10,30 +10,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from enum import StrEnum
 
-LOWEST_SCORE = 0
-HIGHEST_SCORE = 10
+from libs.common.events import NpsCategory, nps_category
+
 #: Two-sided 95 %: the normal approximation is what NPS reports conventionally quote.
 CONFIDENCE_LEVEL = 0.95
 _Z_95 = 1.96
 
 
-class Category(StrEnum):
-    PROMOTER = "promoter"
-    PASSIVE = "passive"
-    DETRACTOR = "detractor"
-
-
-def classify(score: int) -> Category:
-    """Promoters answer 9-10, passives 7-8, detractors 0-6."""
-    if isinstance(score, bool) or not LOWEST_SCORE <= score <= HIGHEST_SCORE:
-        raise ValueError(f"a score is a whole number from {LOWEST_SCORE} to {HIGHEST_SCORE}, not {score!r}")
-    if score >= 9:
-        return Category.PROMOTER
-    if score >= 7:
-        return Category.PASSIVE
-    return Category.DETRACTOR
+#: The NPS groups are defined once, beside the score contract; scoring names them as it always has.
+Category = NpsCategory
+classify = nps_category
 
 
 @dataclass(frozen=True, slots=True)

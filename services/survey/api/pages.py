@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from prometheus_client import Counter
 
 from libs.common.db import UnitOfWork
+from libs.common.events import nps_category
 from libs.common.http import UoW, error_responses
 from services.survey import handlers
 from services.survey.api.runtime import survey_settings
@@ -27,7 +28,6 @@ from services.survey.domain.answers import (
     AnswerState,
     InvalidAnswer,
     Problem,
-    category_of,
     parse_answer,
     parse_follow_up,
     parse_score,
@@ -162,7 +162,8 @@ def _follow_up_form(
         link,
         token=token,
         score=score,
-        category=category_of(score),
+        # The "why?" is worded per NPS group.
+        category=nps_category(score),
         questions=link.questions,
         problem=problem,
         max_comment_length=MAX_COMMENT_LENGTH,

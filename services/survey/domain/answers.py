@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Literal
 
 MIN_SCORE = 0
 MAX_SCORE = 10
@@ -78,18 +77,6 @@ def parse_answer(score_text: str | None, comment_text: str | None) -> Answer:
     if comment is not None and len(comment) > MAX_COMMENT_LENGTH:
         raise InvalidAnswer(Problem.COMMENT_TOO_LONG)
     return Answer(score, comment)
-
-
-Category = Literal["promoter", "passive", "detractor"]
-
-
-def category_of(score: int) -> Category:
-    """The NPS groups: 9-10 promoters, 7-8 passives, 0-6 detractors. The "why?" is worded per group."""
-    if score >= 9:
-        return "promoter"
-    if score >= 7:
-        return "passive"
-    return "detractor"
 
 
 def may_change_score(*, responded_at: datetime, now: datetime, grace: timedelta) -> bool:

@@ -20,7 +20,6 @@ from services.survey.handlers.answers import (
     unsubscribe,
 )
 from services.survey.handlers.bounces import BOUNCE_LOOKBACK, handle_bounces
-from services.survey.handlers.emitting import SOURCE
 from services.survey.handlers.requests import handle_consumed, schedule_invitations
 from services.survey.handlers.sending import (
     ClaimedInvitation,
@@ -37,7 +36,6 @@ from services.survey.handlers.sending import (
 __all__ = [
     "BOUNCE_LOOKBACK",
     "MACHINE_OPENS",
-    "SOURCE",
     "ClaimedInvitation",
     "ScoreResult",
     "SurveyLink",

@@ -10,20 +10,18 @@ from typing import Any, Literal
 
 from libs.common.db import UnitOfWork
 from libs.common.events import (
-    SURVEY_CLICKED,
-    SURVEY_OPENED,
-    SURVEY_RESPONDED,
-    SURVEY_RESPONSE_UPDATED,
-    SURVEY_UNSUBSCRIBED,
+    SurveyClicked,
+    SurveyOpened,
     SurveyResponded,
     SurveyResponseUpdated,
-    new_event,
+    SurveyStep,
+    SurveyUnsubscribed,
 )
 from services.survey import repository
 from services.survey.domain.answers import AnswerState, FollowUp, answer_state, may_change_score
 from services.survey.domain.languages import choose_language
 from services.survey.domain.tokens import looks_like_token, token_hash, token_matches
-from services.survey.handlers.emitting import SOURCE, emit_hygiene, emit_step, step_event
+from services.survey.handlers.emitting import emit_hygiene, emit_step, step_event
 from services.survey.handlers.sending import SurveyLook, look_for, questions_in
 from services.survey.rendering import Questions
 
@@ -143,15 +141,7 @@ async def record_score(
             responded_at=now,
         )
         uow.emit(
-            new_event(
-                SURVEY_RESPONDED,
-                tenant_id=str(link.tenant_id),
-                data=data,
-                subject=link.customer_id,
-                source=SOURCE,
-                event_id=str(response_id),
-                time=now,
-            )
+            data, tenant_id=link.tenant_id, subject=link.customer_id, event_id=str(response_id), time=now
         )
         return "recorded", replace(link, responded_at=now, score=score, revision=1)
     if not may_change_score(responded_at=link.responded_at, now=now, grace=grace):
@@ -220,19 +210,17 @@ def _emit_update(uow: UnitOfWork, link: SurveyLink, row: Any) -> None:
         updated_at=row.updated_at,
     )
     uow.emit(
-        new_event(
-            SURVEY_RESPONSE_UPDATED,
-            tenant_id=str(link.tenant_id),
-            data=data,
-            subject=link.customer_id,
-            source=SOURCE,
-            event_id=f"{row.id}:{row.revision}",
-            time=row.updated_at,
-        )
+        data,
+        tenant_id=link.tenant_id,
+        subject=link.customer_id,
+        event_id=f"{row.id}:{row.revision}",
+        time=row.updated_at,
     )
 
 
-async def _record_step_once(uow: UnitOfWork, link: SurveyLink, stamp: str, step: str, now: datetime) -> bool:
+async def _record_step_once(
+    uow: UnitOfWork, link: SurveyLink, stamp: str, step: type[SurveyStep], now: datetime
+) -> bool:
     if await repository.stamp_once(uow.session, link.invitation_id, stamp, now):
         emit_step(uow, step, link.invitation_id, link, now)
         return True
@@ -252,8 +240,8 @@ async def record_opened(uow: UnitOfWork, link: SurveyLink, *, now: datetime, mac
     if not link.look.branding.open_tracking:
         return False
     if not machine:
-        return await _record_step_once(uow, link, "opened_at", SURVEY_OPENED, now)
-    event = step_event(SURVEY_OPENED, link.invitation_id, link, now, machine=True)
+        return await _record_step_once(uow, link, "opened_at", SurveyOpened, now)
+    event = step_event(uow, SurveyOpened, link.invitation_id, link, now, machine=True)
     if not await uow.claim(MACHINE_OPENS, [event]):
         return False
     uow.emit(event)
@@ -261,13 +249,13 @@ async def record_opened(uow: UnitOfWork, link: SurveyLink, *, now: datetime, mac
 
 
 async def record_clicked(uow: UnitOfWork, link: SurveyLink, *, now: datetime) -> bool:
-    return await _record_step_once(uow, link, "clicked_at", SURVEY_CLICKED, now)
+    return await _record_step_once(uow, link, "clicked_at", SurveyClicked, now)
 
 
 async def unsubscribe(uow: UnitOfWork, link: SurveyLink, *, now: datetime) -> bool:
     """No more surveys to this address from this tenant: suppress it, withdraw what is scheduled,
     and tell the trigger. Repeating it changes nothing. True the first time."""
-    if not await _record_step_once(uow, link, "unsubscribed_at", SURVEY_UNSUBSCRIBED, now):
+    if not await _record_step_once(uow, link, "unsubscribed_at", SurveyUnsubscribed, now):
         return False
     await repository.suppress(uow.session, [(link.tenant_id, link.email, "unsubscribed", now)])
     await repository.cancel_scheduled_to(uow.session, [(link.tenant_id, link.email)])

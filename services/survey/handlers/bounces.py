@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from libs.common.db import UnitOfWork
-from libs.common.events import SURVEY_BOUNCED
+from libs.common.events import SurveyBounced
 from services.survey import repository
 from services.survey.adapters.bounces import BounceKind, BounceReport
 from services.survey.handlers.emitting import emit_hygiene, emit_step
@@ -36,7 +36,7 @@ async def handle_bounces(
     await repository.cancel_scheduled_to(uow.session, [(row.tenant_id, row.email) for row, _ in matched])
     for row, kind in matched:
         if row.id in stamped:
-            emit_step(uow, SURVEY_BOUNCED, row.id, row, now)
+            emit_step(uow, SurveyBounced, row.id, row, now)
         pair = (row.tenant_id, row.email.lower())
         # Only the first report that suppresses an address reaches the trigger.
         if pair in newly and pair not in announced:

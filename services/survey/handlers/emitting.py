@@ -8,16 +8,8 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from libs.common.db import UnitOfWork
-from libs.common.events import (
-    CUSTOMER_UNSUBSCRIBED,
-    Contract,
-    CustomerUnsubscribed,
-    Event,
-    SurveyStep,
-    new_event,
-)
+from libs.common.events import Contract, CustomerUnsubscribed, Event, SurveyStep
 
-SOURCE = "/nps/survey"
 STEP_NAMESPACE = uuid.UUID("5c0f3b7e-1a2d-4e8f-9b6c-3d4e5f607182")
 
 
@@ -32,27 +24,35 @@ class Invited(Protocol):
     def touchpoint(self) -> str: ...
 
 
-def emit_step(uow: UnitOfWork, step: str, invitation_id: uuid.UUID, of: Invited, at: datetime) -> None:
+def emit_step(
+    uow: UnitOfWork, step: type[SurveyStep], invitation_id: uuid.UUID, of: Invited, at: datetime
+) -> None:
     """One event per invitation and step: the id is derived, so repeats are deduplicated downstream."""
-    uow.emit(step_event(step, invitation_id, of, at))
+    uow.emit(step_event(uow, step, invitation_id, of, at))
 
 
 def step_event(
-    step: str, invitation_id: uuid.UUID, of: Invited, at: datetime, *, machine: bool = False
+    uow: UnitOfWork,
+    step: type[SurveyStep],
+    invitation_id: uuid.UUID,
+    of: Invited,
+    at: datetime,
+    *,
+    machine: bool = False,
 ) -> Event[Contract]:
-    return new_event(
-        step,
-        tenant_id=str(of.tenant_id),
-        data=SurveyStep(
-            invitation_id=invitation_id,
-            customer_id=of.customer_id,
-            touchpoint=of.touchpoint,
-            at=at,
-            machine=machine,
-        ),
+    data = step(
+        invitation_id=invitation_id,
+        customer_id=of.customer_id,
+        touchpoint=of.touchpoint,
+        at=at,
+        machine=machine,
+    )
+    marker = "machine:" if machine else ""
+    return uow.event_of(
+        data,
+        tenant_id=of.tenant_id,
         subject=of.customer_id,
-        source=SOURCE,
-        event_id=str(uuid.uuid5(STEP_NAMESPACE, f"{step}:{'machine:' if machine else ''}{invitation_id}")),
+        event_id=str(uuid.uuid5(STEP_NAMESPACE, f"{step.event_type}:{marker}{invitation_id}")),
         time=at,
     )
 
@@ -67,13 +67,9 @@ def emit_hygiene(
 ) -> None:
     """Tell the trigger never to ask this address again (until a re-subscribe)."""
     uow.emit(
-        new_event(
-            CUSTOMER_UNSUBSCRIBED,
-            tenant_id=str(tenant_id),
-            data=CustomerUnsubscribed(customer_id=customer_id, email=email, reason=reason, occurred_at=at),
-            subject=customer_id,
-            source=SOURCE,
-            event_id=str(uuid.uuid5(STEP_NAMESPACE, f"{reason}:{tenant_id}:{email.lower()}")),
-            time=at,
-        )
+        CustomerUnsubscribed(customer_id=customer_id, email=email, reason=reason, occurred_at=at),
+        tenant_id=tenant_id,
+        subject=customer_id,
+        event_id=str(uuid.uuid5(STEP_NAMESPACE, f"{reason}:{tenant_id}:{email.lower()}")),
+        time=at,
     )

@@ -16,7 +16,6 @@ from libs.common.events import (
     SurveyCancelled,
     SurveyRequested,
 )
-from libs.common.kafka import RejectEvent
 from libs.common.tenancy import TENANCY_HANDLERS
 from services.survey import repository
 from services.survey.domain.delivery import InvitationStatus
@@ -35,9 +34,9 @@ async def handle_consumed(
             assert isinstance(event.data, SurveyRequested)
             requests.append(Event(event.envelope, event.data))
         elif isinstance(event.data, SurveyCancelled):
-            cancellations.append((uuid.UUID(event.tenant_id), event.data.invitation_id))
+            cancellations.append((event.tenant, event.data.invitation_id))
         elif isinstance(event.data, SuppressionLifted):
-            lifted.append((uuid.UUID(event.tenant_id), event.data.email))
+            lifted.append((event.tenant, event.data.email))
         elif (tenancy := TENANCY_HANDLERS.get(event.type)) is not None:
             await tenancy(event, uow)
     # A re-subscribe comes before the invitations decided after it (one partition per customer).
@@ -61,15 +60,11 @@ async def schedule_invitations(
     rows: dict[uuid.UUID, dict[str, Any]] = {}
     for request in requests:
         data = request.data
-        try:
-            tenant_id = uuid.UUID(request.tenant_id)
-        except ValueError:
-            raise RejectEvent(f"tenantid: {request.tenant_id[:100]!r} is not a tenant id") from None
         rows.setdefault(
             data.invitation_id,
             {
                 "id": data.invitation_id,
-                "tenant_id": tenant_id,
+                "tenant_id": request.tenant,
                 "customer_id": data.customer_id,
                 "email": data.email,
                 "name": data.name,

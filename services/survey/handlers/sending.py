@@ -11,19 +11,17 @@ from typing import Any
 
 from libs.common.db import UnitOfWork
 from libs.common.events import (
-    SURVEY_BOUNCED,
-    SURVEY_EXPIRED,
     SURVEY_FAILED,
-    SURVEY_REMINDED,
-    SURVEY_SENT,
+    SurveyBounced,
+    SurveyExpired,
     SurveyFailed,
+    SurveyReminded,
     SurveySent,
-    new_event,
 )
 from services.survey import repository
 from services.survey.domain.delivery import Failed, Outcome, Retry, Sent, Wait
 from services.survey.domain.languages import choose_language
-from services.survey.handlers.emitting import SOURCE, STEP_NAMESPACE, emit_hygiene, emit_step
+from services.survey.handlers.emitting import STEP_NAMESPACE, emit_hygiene, emit_step
 from services.survey.rendering import Branding, Questions
 from services.survey.schemas import tenant_settings, touchpoint_settings
 
@@ -147,14 +145,14 @@ async def claim_reminders(uow: UnitOfWork, *, now: datetime, limit: int) -> list
     claimed = await _claimed(uow, rows)
     for invitation in claimed:
         if not invitation.suppressed:
-            emit_step(uow, SURVEY_REMINDED, invitation.id, invitation, now)
+            emit_step(uow, SurveyReminded, invitation.id, invitation, now)
     return [invitation for invitation in claimed if not invitation.suppressed]
 
 
 async def record_expired(uow: UnitOfWork, *, now: datetime, limit: int) -> int:
     rows = await repository.record_expired(uow.session, now=now, limit=limit)
     for row in rows:
-        emit_step(uow, SURVEY_EXPIRED, row.id, row, now)
+        emit_step(uow, SurveyExpired, row.id, row, now)
     return len(rows)
 
 
@@ -225,7 +223,7 @@ async def _record_hard_bounces(uow: UnitOfWork, outcomes: Outcomes, now: datetim
         uow.session, [(claimed.tenant_id, claimed.email, "hard_bounce", now) for claimed in bounced]
     )
     for claimed in await _newly_bounced(uow, bounced, now):
-        emit_step(uow, SURVEY_BOUNCED, claimed.id, claimed, now)
+        emit_step(uow, SurveyBounced, claimed.id, claimed, now)
         emit_hygiene(uow, claimed.tenant_id, claimed.customer_id, claimed.email, "hard_bounce", now)
 
 
@@ -234,38 +232,31 @@ def _emit_sent(uow: UnitOfWork, row: Any) -> None:
         invitation_id=row.id, customer_id=row.customer_id, touchpoint=row.touchpoint, sent_at=row.sent_at
     )
     uow.emit(
-        new_event(
-            SURVEY_SENT,
-            tenant_id=str(row.tenant_id),
-            data=data,
-            subject=row.customer_id,
-            source=SOURCE,
-            event_id=sent_event_id(row.id),
-            time=row.sent_at,
-        )
+        data,
+        tenant_id=row.tenant_id,
+        subject=row.customer_id,
+        event_id=sent_event_id(row.id),
+        time=row.sent_at,
     )
 
 
 def _emit_failed(uow: UnitOfWork, claimed: ClaimedInvitation, outcome: Failed, at: datetime) -> None:
     """``survey.failed``: the invitation will never be delivered; reporting counts it, the
     trigger stops treating it as outstanding."""
+    failed = SurveyFailed(
+        invitation_id=claimed.id,
+        customer_id=claimed.customer_id,
+        touchpoint=claimed.touchpoint,
+        at=at,
+        reason=outcome.reason,
+        detail=outcome.error[:500],
+    )
     uow.emit(
-        new_event(
-            SURVEY_FAILED,
-            tenant_id=str(claimed.tenant_id),
-            data=SurveyFailed(
-                invitation_id=claimed.id,
-                customer_id=claimed.customer_id,
-                touchpoint=claimed.touchpoint,
-                at=at,
-                reason=outcome.reason,
-                detail=outcome.error[:500],
-            ),
-            subject=claimed.customer_id,
-            source=SOURCE,
-            event_id=str(uuid.uuid5(STEP_NAMESPACE, f"{SURVEY_FAILED}:{claimed.id}")),
-            time=at,
-        )
+        failed,
+        tenant_id=claimed.tenant_id,
+        subject=claimed.customer_id,
+        event_id=str(uuid.uuid5(STEP_NAMESPACE, f"{SURVEY_FAILED}:{claimed.id}")),
+        time=at,
     )
 
 

@@ -14,6 +14,10 @@ import hashlib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
+#: The type of the trigger's own event for a drawn contact (``handlers.common.RelationshipDue``). It
+#: never leaves the trigger, so it is not among the public contracts.
+RELATIONSHIP_DUE = "relationship.due.v1"
+
 
 @dataclass(frozen=True, slots=True)
 class Draw:

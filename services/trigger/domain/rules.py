@@ -37,7 +37,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from libs.common.events import RELATIONSHIP_DUE
+from services.trigger.domain.cohorts import RELATIONSHIP_DUE
 from services.trigger.domain.sampling import cycle_of, sampled_in
 from services.trigger.domain.schedule import next_send_time
 from services.trigger.domain.touchpoints import TouchpointRule

@@ -5,7 +5,7 @@ and the outgoing events in the unit of work, and return. They never commit.
 registry and ``touchpoints`` their versions; the names the edges use are re-exported here."""
 
 from services.trigger.handlers.cohorts import cohort_job, run_cohorts
-from services.trigger.handlers.common import SOURCE, invitation_id_for, tenant_rules
+from services.trigger.handlers.common import RelationshipDue, invitation_id_for, tenant_rules
 from services.trigger.handlers.intake import (
     ACCEPTED_TYPES,
     CANCELLED_MARK,
@@ -39,9 +39,9 @@ __all__ = [
     "DECISIONS",
     "INTAKE_CONSUMER",
     "KEEP",
-    "SOURCE",
     "SURVEYED_TYPES",
     "IntakeOutcome",
+    "RelationshipDue",
     "TenantExists",
     "UnknownTenant",
     "cohort_job",

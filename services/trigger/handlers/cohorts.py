@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from libs.common.db import Database, UnitOfWork
-from libs.common.events import RELATIONSHIP_DUE, Contract, Event, RelationshipDue, new_event
+from libs.common.events import Contract, Event
 from libs.common.jobs import Job
 from libs.common.service import JobFactory
 from services.trigger import repository
@@ -18,7 +18,7 @@ from services.trigger.domain.cohorts import draw_accounts
 from services.trigger.domain.rules import CustomerState, may_be_asked
 from services.trigger.domain.sampling import cycle_of
 from services.trigger.domain.touchpoints import TouchpointRule
-from services.trigger.handlers.common import SOURCE, tenant_rules
+from services.trigger.handlers.common import RelationshipDue, tenant_rules
 from services.trigger.handlers.intake import handle_intake
 from services.trigger.schemas import rule_from_stored
 
@@ -69,7 +69,7 @@ async def _run_cohort(
     await repository.record_picks(session, tenant_id, rule.name, period, picks, now)
     drawn = {account for _, account in picks}
     due = [
-        _relationship_due(tenant_id, rule.name, period, contact, now)
+        _relationship_due(uow, tenant_id, rule.name, period, contact, now)
         for contact in contacts
         if contact.account_id in drawn
     ]
@@ -97,23 +97,22 @@ def _customer_states(contacts: Sequence[Any], clocks: Sequence[Any]) -> dict[str
 
 
 def _relationship_due(
-    tenant_id: uuid.UUID, touchpoint: str, period: str, contact: Any, now: datetime
+    uow: UnitOfWork, tenant_id: uuid.UUID, touchpoint: str, period: str, contact: Any, now: datetime
 ) -> Event[Contract]:
-    """A drawn account's contact, as the event the ordinary rules decide. Its id is derived, so a
-    second run in the same period is a duplicate."""
-    return new_event(
-        RELATIONSHIP_DUE,
-        tenant_id=str(tenant_id),
-        source=SOURCE,
+    """A drawn account's contact, as the event the ordinary rules decide (in process: it is never
+    emitted). Its id is derived, so a second run in the same period is a duplicate."""
+    due = RelationshipDue(
+        touchpoint=touchpoint,
+        period=period,
+        account_id=contact.account_id,
+        customer_id=contact.customer_id,
+        email=contact.email,
+    )
+    return uow.event_of(
+        due,
+        tenant_id=tenant_id,
         subject=contact.customer_id,
         event_id=f"cohort:{touchpoint}:{period}:{contact.account_id}:{contact.customer_id}",
-        data=RelationshipDue(
-            touchpoint=touchpoint,
-            period=period,
-            account_id=contact.account_id,
-            customer_id=contact.customer_id,
-            email=contact.email,
-        ),
         time=now,
     )
 

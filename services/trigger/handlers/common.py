@@ -1,20 +1,41 @@
-"""What the trigger's handlers share: the source they sign events with, derived invitation ids,
+"""What the trigger's handlers share: its internal relationship event, derived invitation ids,
 and a tenant's touchpoint rules and rest-period policy."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Annotated
 
+from pydantic import StringConstraints
+
+from libs.common import topics
 from libs.common.db import UnitOfWork
+from libs.common.events import Contract, Email, Identifier, Touchpoint
 from services.trigger import repository
 from services.trigger.config import TriggerSettings
+from services.trigger.domain.cohorts import RELATIONSHIP_DUE
 from services.trigger.domain.rules import Policy
 from services.trigger.domain.touchpoints import DEFAULT_TOUCHPOINTS, TouchpointRule
 from services.trigger.schemas import rule_from_stored
 
-SOURCE = "/nps/trigger"
 _INVITATION_NAMESPACE = uuid.UUID("7f1c5a52-3d8e-4c59-9a52-6b3f0b1e2d10")
+
+
+class RelationshipDue(Contract):
+    """Internal to the trigger: a contact of an account drawn for a relationship survey this period.
+    Producers cannot send it and it never crosses Kafka (so it is no public contract); it exists so
+    that cohort invitations pass the same rules and records as purchases and tickets."""
+
+    event_type = RELATIONSHIP_DUE
+    #: Never published; named because every contract has a topic: where its peers, contacts, travel.
+    topic = topics.CUSTOMERS
+
+    touchpoint: Touchpoint
+    period: Annotated[str, StringConstraints(max_length=20)]
+    account_id: Identifier
+    customer_id: Identifier
+    email: Email | None = None
 
 
 def invitation_id_for(tenant_id: str, event_id: str) -> uuid.UUID:

@@ -16,13 +16,9 @@ from libs.common.db import UnitOfWork
 from libs.common.events import (
     INTAKE_TYPES,
     PURCHASE_COMPLETED,
-    RELATIONSHIP_DUE,
-    SUPPRESSION_LIFTED,
     SURVEY_BOUNCED,
-    SURVEY_CANCELLED,
     SURVEY_EXPIRED,
     SURVEY_FAILED,
-    SURVEY_REQUESTED,
     TICKET_CLOSED,
     Contract,
     CustomerResubscribed,
@@ -31,7 +27,6 @@ from libs.common.events import (
     Event,
     OrderCancelled,
     PurchaseCompleted,
-    RelationshipDue,
     SuppressionLifted,
     SurveyCancelled,
     SurveyFailed,
@@ -39,13 +34,13 @@ from libs.common.events import (
     SurveyResponded,
     SurveyStep,
     TicketClosed,
-    new_event,
 )
 from libs.common.kafka import RejectEvent
 from services.trigger import repository
 from services.trigger.config import TriggerSettings
+from services.trigger.domain.cohorts import RELATIONSHIP_DUE
 from services.trigger.domain.rules import Candidate, Decision, Ledger, Outcome, Reason, decide
-from services.trigger.handlers.common import SOURCE, invitation_id_for, tenant_rules
+from services.trigger.handlers.common import RelationshipDue, invitation_id_for, tenant_rules
 
 #: The source record of an order cancelled before (or whatever) any touchpoint decided it.
 CANCELLED_MARK = "*"
@@ -160,15 +155,15 @@ async def decide_intake(
     write customers, clocks, source records, quota, decisions and outgoing events in one go.
     """
     decided: dict[tuple[str, str], Decision] = {}
-    by_tenant: dict[str, list[Event[Contract]]] = {}
+    by_tenant: dict[uuid.UUID, list[Event[Contract]]] = {}
     for event in events:
-        by_tenant.setdefault(event.tenant_id, []).append(event)
+        by_tenant.setdefault(event.tenant, []).append(event)
     await repository.lock_customers(
         uow.session,
         [(event.tenant_id, subject) for event in events if (subject := _lock_subject(event)) is not None],
     )
     for tenant, tenant_events in by_tenant.items():
-        batch = _TenantBatch(uow, uuid.UUID(tenant), tenant_events, now, settings, count=not dry_run)
+        batch = _TenantBatch(uow, tenant, tenant_events, now, settings, count=not dry_run)
         decided.update(await batch.run())
     return decided
 
@@ -326,7 +321,13 @@ class _TenantBatch:
         )
         self.pending_by_customer.setdefault(candidate.customer_id, []).append(invitation_id)
         known_name, known_locale = self.contact_details.get(candidate.customer_id, (None, None))
-        self.uow.emit(_survey_requested(event, decision, invitation_id, name=known_name, locale=known_locale))
+        self.uow.emit(
+            _survey_requested(event, decision, invitation_id, name=known_name, locale=known_locale),
+            tenant_id=event.tenant_id,
+            subject=data.customer_id,
+            event_id=str(invitation_id),
+            time=decision.send_at,
+        )
 
     def _apply_state_event(self, event: Event[Contract]) -> Decision:
         data = event.data
@@ -417,15 +418,11 @@ class _TenantBatch:
             # The survey keeps its own suppression list by address: without this it would keep
             # refusing the invitations decided from now on.
             self.uow.emit(
-                new_event(
-                    SUPPRESSION_LIFTED,
-                    tenant_id=str(self.tenant_id),
-                    data=SuppressionLifted(customer_id=data.customer_id, email=state.email, at=self.now),
-                    subject=data.customer_id,
-                    source=SOURCE,
-                    event_id=f"lifted:{event.id}",
-                    time=self.now,
-                )
+                SuppressionLifted(customer_id=data.customer_id, email=state.email, at=self.now),
+                tenant_id=self.tenant_id,
+                subject=data.customer_id,
+                event_id=f"lifted:{event.id}",
+                time=self.now,
             )
         return Decision(candidate, Outcome.RECORDED, detail="re-subscribed")
 
@@ -463,15 +460,11 @@ class _TenantBatch:
                 reason="cancelled" if reason == "cancelled" else "unsubscribed",
             )
             self.uow.emit(
-                new_event(
-                    SURVEY_CANCELLED,
-                    tenant_id=str(self.tenant_id),
-                    data=data,
-                    subject=customer_id,
-                    source=SOURCE,
-                    event_id=f"cancel:{invitation_id}",
-                    time=self.now,
-                )
+                data,
+                tenant_id=self.tenant_id,
+                subject=customer_id,
+                event_id=f"cancel:{invitation_id}",
+                time=self.now,
             )
         return withdrawn
 
@@ -537,12 +530,12 @@ def _survey_requested(
     *,
     name: str | None,
     locale: str | None,
-) -> Event[Contract]:
+) -> SurveyRequested:
     """The event's own name and locale win; the stored ones (``customer.upserted.v1``) fill in."""
     data = event.data
     assert isinstance(data, PurchaseCompleted | TicketClosed | RelationshipDue)
     assert decision.email and decision.touchpoint
-    request = SurveyRequested(
+    return SurveyRequested(
         invitation_id=invitation_id,
         customer_id=data.customer_id,
         email=decision.email,
@@ -552,15 +545,6 @@ def _survey_requested(
         trigger_event_id=event.id,
         trigger_event_type=event.type,
         send_at=decision.send_at or event.envelope.time or datetime.now(UTC),
-    )
-    return new_event(
-        SURVEY_REQUESTED,
-        tenant_id=event.tenant_id,
-        data=request,
-        subject=data.customer_id,
-        source=SOURCE,
-        event_id=str(invitation_id),
-        time=decision.send_at,
     )
 
 
@@ -586,7 +570,7 @@ async def on_survey_responded(events: list[Event[Contract]], uow: UnitOfWork) ->
     """The response clock: a tenant may count the rest period from the last answer. An answer
     closes its invitation: it is no longer outstanding."""
     answers = [event.data for event in events if isinstance(event.data, SurveyResponded)]
-    tenants = [uuid.UUID(event.tenant_id) for event in events if isinstance(event.data, SurveyResponded)]
+    tenants = [event.tenant for event in events if isinstance(event.data, SurveyResponded)]
     await repository.set_responded(
         uow.session, [(t, a.customer_id, a.responded_at) for t, a in zip(tenants, answers, strict=True)]
     )
@@ -604,7 +588,7 @@ async def on_invitation_closed(events: list[Event[Contract]], uow: UnitOfWork) -
     """An invitation expired, failed or bounced: it is no longer outstanding, so the response clock may
     count again (from the last answer, or the last invitation for someone who never answered)."""
     closed = [
-        (uuid.UUID(event.tenant_id), event.data.customer_id, event.data.invitation_id)
+        (event.tenant, event.data.customer_id, event.data.invitation_id)
         for event in events
         if event.type in CLOSING_TYPES and isinstance(event.data, SurveyStep | SurveyFailed)
     ]

@@ -7,20 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from libs.common.db import UnitOfWork
-from libs.common.events import (
-    APIKEY_CREATED,
-    APIKEY_REVOKED,
-    TENANT_CREATED,
-    TENANT_UPDATED,
-    ApiKeyCreated,
-    ApiKeyRevoked,
-    TenantCreated,
-    TenantUpdated,
-    new_event,
-)
+from libs.common.events import ApiKeyCreated, ApiKeyRevoked, TenantCreated, TenantUpdated
 from libs.common.tenancy import NewApiKey, generate_api_key
 from services.trigger import repository
-from services.trigger.handlers.common import SOURCE
 
 
 class TenantExists(Exception):
@@ -55,9 +44,7 @@ async def create_tenant(
             "display_name": display_name,
         },
     )
-    uow.emit(
-        new_event(TENANT_CREATED, tenant_id=str(tenant_id), data=data, subject=str(tenant_id), source=SOURCE)
-    )
+    uow.emit(data, tenant_id=tenant_id, subject=str(tenant_id))
     return tenant_id
 
 
@@ -78,7 +65,7 @@ async def update_tenant(
     }
     await repository.update_tenant(uow.session, row.id, values)
     data = TenantUpdated(tenant_id=row.id, name=row.name, updated_at=now, **values)
-    uow.emit(new_event(TENANT_UPDATED, tenant_id=str(row.id), data=data, subject=str(row.id), source=SOURCE))
+    uow.emit(data, tenant_id=row.id, subject=str(row.id))
     return {"tenant_id": str(row.id), "name": row.name, **values}
 
 
@@ -91,7 +78,7 @@ async def create_api_key(uow: UnitOfWork, *, tenant: str, now: datetime) -> tupl
         uow.session, {"key_id": key.key_id, "tenant_id": row.id, "key_hash": key.key_hash, "created_at": now}
     )
     data = ApiKeyCreated(key_id=key.key_id, tenant_id=row.id, key_hash=key.key_hash, created_at=now)
-    uow.emit(new_event(APIKEY_CREATED, tenant_id=str(row.id), data=data, subject=str(row.id), source=SOURCE))
+    uow.emit(data, tenant_id=row.id, subject=str(row.id))
     return row.id, key
 
 
@@ -100,7 +87,5 @@ async def revoke_api_key(uow: UnitOfWork, *, key_id: str, now: datetime) -> bool
     if tenant_id is None:
         return False
     data = ApiKeyRevoked(key_id=key_id, tenant_id=tenant_id, revoked_at=now)
-    uow.emit(
-        new_event(APIKEY_REVOKED, tenant_id=str(tenant_id), data=data, subject=str(tenant_id), source=SOURCE)
-    )
+    uow.emit(data, tenant_id=tenant_id, subject=str(tenant_id))
     return True
