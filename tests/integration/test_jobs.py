@@ -10,12 +10,11 @@ import httpx
 
 from libs.common.db import Database
 from libs.common.outbox import OutboxRelay
-from services.alerting.config import AlertingSettings
-from services.alerting.main import build as build_alerting
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build as build_trigger
 from services.trigger.models import COMMON
 from tests.conftest import StartService, eventually, metric_value
+from tests.integration.test_alerting_followups import _alerting
 from tests.integration.test_outbox import sent_events, unpublished
 from tests.integration.test_survey_flow import survey_service
 
@@ -23,16 +22,14 @@ from tests.integration.test_survey_flow import survey_service
 async def test_every_background_job_of_a_service_is_on_its_metrics_and_runs(
     start_service: StartService,
 ) -> None:
+    # The services the other tests share, so that no second instance joins their consumer groups.
     expected = {
         "trigger": (await start_service(build_trigger, TriggerSettings), ["outbox-relay", "account-cohorts"]),
         "survey": (
             await survey_service(start_service),
             ["outbox-relay", "survey-sender", "survey-reminders"],
         ),
-        "alerting": (
-            await start_service(build_alerting, AlertingSettings),
-            ["outbox-relay", "sla-check", "notifier"],
-        ),
+        "alerting": (await _alerting(start_service), ["outbox-relay", "sla-check", "notifier"]),
     }
     for service, (under_test, jobs) in expected.items():
         text = (await under_test.client.get("/metrics")).text
