@@ -30,6 +30,7 @@ from tests.integration.test_survey_flow import (
     survey_service,
     unique_address,
 )
+from tests.support.factories import purchase
 
 
 def assert_error_shape(response: httpx.Response, status: int, error: str) -> dict[str, Any]:
@@ -84,14 +85,7 @@ async def test_every_error_has_one_shape_with_a_specific_code(start_service: Sta
     assert {"PUT", "DELETE"} <= {method.strip() for method in wrong_method.headers["allow"].split(",")}
 
     # Every event rejected: one problem per event, named by its place in the batch.
-    good = {
-        "specversion": "1.0",
-        "id": f"order-{uuid.uuid4().hex}",
-        "source": "/shop",
-        "type": "purchase.completed.v1",
-        "subject": "c-1",
-        "data": {"order_id": "1", "customer_id": "c-1", "email": "not-an-address"},
-    }
+    good = purchase("c-1", event_id=f"order-{uuid.uuid4().hex}", order_id="1", email="not-an-address")
     rejected = assert_error_shape(
         await client.post("/v1/events", json=[{**good, "type": "nope.v1"}, "x", good], headers=auth),
         422,
