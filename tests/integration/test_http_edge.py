@@ -25,10 +25,9 @@ from services.trigger.main import build as build_trigger
 from tests.conftest import StartService, TestTenant, provision_tenant
 from tests.integration.test_survey_flow import (
     SECRET,
+    asked_once,
     invitation_in,
-    request_survey,
     survey_service,
-    unique_address,
 )
 from tests.support.factories import purchase
 
@@ -258,10 +257,7 @@ async def test_nul_bytes_are_refused_naming_the_field(start_service: StartServic
 async def test_a_trailing_slash_serves_the_page_and_never_echoes_the_host(
     start_service: StartService, kafka_bootstrap: str
 ) -> None:
-    service = await survey_service(start_service)
-    tenant = await provision_tenant(service.runtime)
-    customer = f"c-{uuid.uuid4().hex}"
-    invitation_id = await request_survey(kafka_bootstrap, tenant, customer=customer, email=unique_address())
+    service, tenant, customer, _, invitation_id = await asked_once(start_service, kafka_bootstrap)
     await invitation_in(service, tenant, customer, invitation_id, "sent")
     token = survey_token(SECRET, invitation_id)
     forged = {"Host": "evil.example"}
