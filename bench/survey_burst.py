@@ -19,54 +19,31 @@ import asyncio
 import os
 import time
 import uuid
-from datetime import UTC, datetime
 
 import asyncpg
-import httpx
 
-from bench.survey_delivery import mail_count, produce, survey_requests, survey_stack, to_json, wait_for_mail
-from libs.common.events import APIKEY_CREATED, TENANT_CREATED, ApiKeyCreated, TenantCreated, new_event
-from libs.common.tenancy import generate_api_key
-from libs.common.topics import SURVEY_REQUESTS, TENANTS
+from bench.survey_stack import (
+    announce_tenant,
+    mail_count,
+    produce,
+    survey_requests,
+    survey_stack,
+    wait_for_mail,
+)
+from libs.common.topics import SURVEY_REQUESTS
 
 BURST = int(os.environ.get("BENCH_BURST", "5000"))
 #: A new tenant's sending rate (services/survey/schemas.py) and its burst (a tenth of a minute's).
 DEFAULT_RATE_PER_MINUTE = 600
 
 
-async def announce_tenant(bootstrap: str, url: str) -> uuid.UUID:
-    """The tenant and key on ``nps.tenants``, as the trigger publishes them; returns once the
-    survey answers the key (its consumer has joined). The tenant's settings are left untouched."""
-    tenant_id = uuid.uuid4()
-    key = generate_api_key()
-    now = datetime.now(UTC)
-    events = [
-        new_event(
-            TENANT_CREATED,
-            tenant_id=str(tenant_id),
-            source="/bench",
-            subject=str(tenant_id),
-            data=TenantCreated(tenant_id=tenant_id, name="burst-shop", created_at=now),
-        ),
-        new_event(
-            APIKEY_CREATED,
-            tenant_id=str(tenant_id),
-            source="/bench",
-            subject=str(tenant_id),
-            data=ApiKeyCreated(key_id=key.key_id, tenant_id=tenant_id, key_hash=key.key_hash, created_at=now),
-        ),
-    ]
-    await produce(bootstrap, TENANTS, [(str(tenant_id).encode(), to_json(event)) for event in events])
-    async with httpx.AsyncClient(timeout=30) as client:
-        for _ in range(600):
-            answer = await client.get(
-                f"{url}/v1/survey-settings", headers={"Authorization": f"Bearer {key.secret}"}
-            )
-            if answer.status_code == 200:
-                assert answer.json()["send_rate_per_minute"] == DEFAULT_RATE_PER_MINUTE
-                return tenant_id
-            await asyncio.sleep(0.1)
-    raise SystemExit(f"the survey service did not accept the bench tenant's key ({answer.status_code})")
+async def announce_default_tenant(bootstrap: str, url: str) -> uuid.UUID:
+    """A new tenant whose settings are left untouched; returns once the survey answers its key."""
+    tenant_id, settings = await announce_tenant(
+        bootstrap, "burst-shop", lambda client, auth: client.get(f"{url}/v1/survey-settings", headers=auth)
+    )
+    assert settings.json()["send_rate_per_minute"] == DEFAULT_RATE_PER_MINUTE
+    return tenant_id
 
 
 async def statuses(dsn: str) -> dict[str, int]:
@@ -81,7 +58,7 @@ async def statuses(dsn: str) -> dict[str, int]:
 async def main() -> None:
     # No settings of the service's or the tenant's changed: what a new tenant gets.
     async with survey_stack("nps-bench-burst-", {}) as stack:
-        tenant_id = await announce_tenant(stack.bootstrap, stack.url)
+        tenant_id = await announce_default_tenant(stack.bootstrap, stack.url)
         _, records = survey_requests(tenant_id, BURST)
         rate = DEFAULT_RATE_PER_MINUTE / 60
         least = max(0.0, (BURST - DEFAULT_RATE_PER_MINUTE / 6) / rate)

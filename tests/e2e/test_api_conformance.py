@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 # The stack fixtures of the flow test: the same launcher, a stack of this module's own.
-from tests.e2e.test_flow import Stack, launcher, stack  # noqa: F401
+from tests.e2e.test_flow import launcher, stack  # noqa: F401
+from tests.support.stack import Stack
 
 SERVICES = ("trigger", "survey", "scoring", "alerting", "reporting")
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"

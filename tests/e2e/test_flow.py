@@ -4,114 +4,34 @@ sink, five service processes), driven over HTTP and SMTP like a user."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from libs.devstack.ports import free_port
-from libs.devstack.smtp_sink import read_messages
 from tests.conftest import eventually
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Stack:
-    data_dir: Path
-    process: subprocess.Popen[bytes]
-    urls: dict[str, str]
-    admin_token: str
-
-    def state(self) -> dict[str, Any]:
-        return json.loads((self.data_dir / "run" / "state.json").read_text())  # type: ignore[no-any-return]
-
-    def pid(self, service: str) -> int:
-        return int(self.state()["services"][service]["pid"])
-
-    def mail_to(self, address: str) -> list[EmailMessage]:
-        return [m for m in read_messages(self.data_dir / "mail") if address in str(m["To"])]
-
-
-def _free_port_block(size: int) -> int:
-    """A base port such that base+1..base+size are free right now."""
-    for _ in range(50):
-        base = free_port() - 1
-        if base + size < 65000 and all(_is_free(base + i) for i in range(1, size + 1)):
-            return base
-    raise RuntimeError("no free port block")
-
-
-def _is_free(port: int) -> bool:
-    from libs.devstack.ports import port_is_free
-
-    return port_is_free(port)
-
-
-@dataclass
-class StackLauncher:
-    data_dir: Path
-    command: list[str]
-    env: dict[str, str]
-    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def start(self) -> Stack:
-        log = (self.data_dir / "supervisor.log").open("ab")
-        process = subprocess.Popen(self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        self.processes.append(process)
-        state = _wait_for_state(self.data_dir, process)
-        urls = {name: service["url"] for name, service in state["services"].items()}
-        return Stack(self.data_dir, process, urls, (self.data_dir / "admin_token").read_text().strip())
+from tests.support.factories import purchase
+from tests.support.stack import Stack, StackLauncher, new_tenant, ready, stack_launcher, stop
 
 
 @pytest.fixture(scope="module")
 def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackLauncher]:
-    data_dir = tmp_path_factory.mktemp("stack")
-    port_base = _free_port_block(5)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL", "NPS_ADMIN_TOKEN")
-    }
-    # Long enough for the "why" (posted with the score) to reach the owner's email, short for a test.
-    env["NOTIFY_DELAY_SECONDS"] = "3"
-    command = [
-        sys.executable,
-        "-m",
-        "libs.devstack.run",
-        "--data-dir",
-        str(data_dir),
-        "--port-base",
-        str(port_base),
-        "--kafka-port",
-        str(free_port()),
-        "--smtp-port",
-        str(free_port()),
-        "--no-demo",
-    ]
-    launched = StackLauncher(data_dir, command, env)
+    launched = _launcher(tmp_path_factory)
     yield launched
-    # Whatever a failed test left running: the supervisor stops its own children on SIGTERM.
-    for process in launched.processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    stop(launched.processes)  # whatever a failed test left running
+
+
+def _launcher(tmp_path_factory: pytest.TempPathFactory) -> StackLauncher:
+    # Long enough for the "why" (posted with the score) to reach the owner's email, short for a test.
+    return stack_launcher(tmp_path_factory.mktemp("stack"), env={"NOTIFY_DELAY_SECONDS": "3"})
 
 
 @pytest.fixture(scope="module")
@@ -120,58 +40,13 @@ def stack(launcher: StackLauncher) -> Iterator[Stack]:
     try:
         yield started
     finally:
-        if started.process.poll() is None:
-            started.process.send_signal(signal.SIGTERM)
-            try:
-                started.process.wait(60)
-            except subprocess.TimeoutExpired:
-                started.process.kill()
-
-
-#: What the first test leaves behind for the restart test to find.
-REMEMBERED: dict[str, str] = {}
-
-
-def _wait_for_state(data_dir: Path, process: subprocess.Popen[bytes]) -> dict[str, Any]:
-    import time
-
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError((data_dir / "supervisor.log").read_text()[-4000:])
-        state_file = data_dir / "run" / "state.json"
-        if state_file.exists():
-            state = json.loads(state_file.read_text())
-            if all(_ready(s["url"]) for s in state["services"].values()) and len(state["services"]) == 5:
-                return state  # type: ignore[no-any-return]
-        time.sleep(0.5)
-    raise AssertionError(
-        "the stack did not become ready:\n" + (data_dir / "supervisor.log").read_text()[-4000:]
-    )
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+        stop([started.process])
 
 
 @pytest.fixture(scope="module")
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=15) as http:
         yield http
-
-
-def purchase(customer: str, email: str) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": f"order-{uuid.uuid4().hex}",
-        "source": "/webshop",
-        "type": "purchase.completed.v1",
-        "subject": customer,
-        "data": {"order_id": uuid.uuid4().hex, "customer_id": customer, "email": email, "locale": "en-GB"},
-    }
 
 
 def survey_links(message: EmailMessage) -> list[str]:
@@ -184,33 +59,16 @@ async def test_purchase_to_survey_to_nps_to_follow_up_case(stack: Stack, client:
     trigger, survey, scoring, alerting, reporting = (
         stack.urls[n] for n in ("trigger", "survey", "scoring", "alerting", "reporting")
     )
-    admin = {"X-Admin-Token": stack.admin_token}
     owner = f"owner-{uuid.uuid4().hex[:6]}@shop.example"
-    name = f"shop-{uuid.uuid4().hex[:6]}"
-    created = await client.post(
-        f"{trigger}/v1/admin/tenants", json={"name": name, "owner_email": owner}, headers=admin
-    )
-    assert created.status_code == 201, created.text
-    key = (await client.post(f"{trigger}/v1/admin/tenants/{name}/api-keys", headers=admin)).json()["api_key"]
-    auth = {"Authorization": f"Bearer {key}"}
-    REMEMBERED["key"] = key
+    auth = await new_tenant(client, stack, owner_email=owner)
 
-    async def key_works_everywhere() -> bool:
-        paths = [
-            f"{survey}/v1/invitations?customer=x",
-            f"{scoring}/v1/nps",
-            f"{alerting}/v1/cases",
-            f"{reporting}/v1/reports/summary",
-        ]
-        statuses = [(await client.get(path, headers=auth)).status_code for path in paths]
-        return statuses == [200] * len(paths)
-
-    await eventually(key_works_everywhere, within=30)
+    await eventually(lambda: _key_works_everywhere(client, stack, auth), within=30)
 
     # 1. A purchase over HTTP.
     customer, email = f"c-{uuid.uuid4().hex[:8]}", f"jane-{uuid.uuid4().hex[:6]}@example.com"
-    REMEMBERED["customer"] = customer
-    posted = await client.post(f"{trigger}/v1/events", json=purchase(customer, email), headers=auth)
+    posted = await client.post(
+        f"{trigger}/v1/events", json=purchase(customer, email=email, locale="en-GB"), headers=auth
+    )
     assert posted.status_code == 202 and posted.json()["results"][0]["decision"] == "invited"
 
     # 2. The email arrives; its links are one-click buttons 0..10. Following one records nothing.
@@ -256,7 +114,9 @@ async def test_purchase_to_survey_to_nps_to_follow_up_case(stack: Stack, client:
     assert summary["response_rate"] == 1.0
 
     # 4. A second purchase inside the rest period: no email, and the skip is recorded.
-    again = await client.post(f"{trigger}/v1/events", json=purchase(customer, email), headers=auth)
+    again = await client.post(
+        f"{trigger}/v1/events", json=purchase(customer, email=email, locale="en-GB"), headers=auth
+    )
     assert again.json()["results"][0] | {"id": None} == {
         "id": None,
         "status": "accepted",
@@ -277,9 +137,11 @@ async def test_purchase_to_survey_to_nps_to_follow_up_case(stack: Stack, client:
     survey_pid = stack.pid("survey")
     os.kill(survey_pid, signal.SIGKILL)
     other, other_email = f"c-{uuid.uuid4().hex[:8]}", f"john-{uuid.uuid4().hex[:6]}@example.com"
-    posted = await client.post(f"{trigger}/v1/events", json=purchase(other, other_email), headers=auth)
+    posted = await client.post(
+        f"{trigger}/v1/events", json=purchase(other, email=other_email, locale="en-GB"), headers=auth
+    )
     assert posted.json()["results"][0]["decision"] == "invited"
-    await eventually(lambda: _async(stack.pid("survey") != survey_pid and _ready(survey)), within=60)
+    await eventually(lambda: _async(stack.pid("survey") != survey_pid and ready(survey)), within=60)
     await eventually(lambda: _async(stack.mail_to(other_email)), within=60)
 
     async def both_sent_reported() -> bool:
@@ -303,7 +165,9 @@ async def test_purchase_to_survey_to_nps_to_follow_up_case(stack: Stack, client:
 
     await eventually(trigger_heard_of_it, within=30)
     new_id = await client.post(
-        f"{trigger}/v1/events", json=purchase(f"c-{uuid.uuid4().hex[:8]}", other_email), headers=auth
+        f"{trigger}/v1/events",
+        json=purchase(f"c-{uuid.uuid4().hex[:8]}", email=other_email, locale="en-GB"),
+        headers=auth,
     )
     assert new_id.json()["results"][0]["reason"] == "unsubscribed"
     assert len(stack.mail_to(other_email)) == 1
@@ -329,21 +193,68 @@ async def _async(value: Any) -> Any:
     return value
 
 
+async def _key_works_everywhere(client: httpx.AsyncClient, stack: Stack, auth: dict[str, str]) -> bool:
+    """Whether every service has heard of the key (the tenancy events reach them over Kafka)."""
+    paths = [
+        f"{stack.urls['survey']}/v1/invitations?customer=x",
+        f"{stack.urls['scoring']}/v1/nps",
+        f"{stack.urls['alerting']}/v1/cases",
+        f"{stack.urls['reporting']}/v1/reports/summary",
+    ]
+    statuses = [(await client.get(path, headers=auth)).status_code for path in paths]
+    return statuses == [200] * len(paths)
+
+
+async def _a_detractor_asked_twice(client: httpx.AsyncClient, stack: Stack) -> tuple[dict[str, str], str]:
+    """A new tenant whose customer bought, answered 3 (an NPS of -100 and an open case) and bought
+    again inside the rest period (a second decision); the tenant's key headers and the customer."""
+    trigger, scoring, alerting = (stack.urls[n] for n in ("trigger", "scoring", "alerting"))
+    auth = await new_tenant(client, stack)
+    await eventually(lambda: _key_works_everywhere(client, stack, auth), within=30)
+    customer, email = f"c-{uuid.uuid4().hex[:8]}", f"jane-{uuid.uuid4().hex[:6]}@example.com"
+    posted = await client.post(
+        f"{trigger}/v1/events", json=purchase(customer, email=email, locale="en-GB"), headers=auth
+    )
+    assert posted.json()["results"][0]["decision"] == "invited"
+    [message] = await eventually(lambda: _async(stack.mail_to(email)), within=30)
+    token_url = survey_links(message)[3].rsplit("/", 1)[0]
+    assert (await client.post(token_url, data={"score": "3"})).status_code == 200
+
+    async def scored_and_opened() -> bool:
+        nps = (await client.get(f"{scoring}/v1/nps", headers=auth)).json()
+        cases = (await client.get(f"{alerting}/v1/cases", headers=auth)).json()["cases"]
+        return bool((nps["nps"], nps["responses"]) == (-100, 1) and len(cases) == 1)
+
+    await eventually(scored_and_opened, within=30)
+    again = await client.post(
+        f"{trigger}/v1/events", json=purchase(customer, email=email, locale="en-GB"), headers=auth
+    )
+    assert again.json()["results"][0]["reason"] == "rest_period"
+    return auth, customer
+
+
 async def test_a_second_run_after_a_stop_keeps_the_data(
-    launcher: StackLauncher, client: httpx.AsyncClient
+    tmp_path_factory: pytest.TempPathFactory, client: httpx.AsyncClient
 ) -> None:
-    assert REMEMBERED, "runs after the flow test"
-    again = await asyncio.to_thread(launcher.start)
+    # A stack of this test's own, so that it needs no other test to have run first.
+    launcher = _launcher(tmp_path_factory)
     try:
-        auth = {"Authorization": f"Bearer {REMEMBERED['key']}"}
-        nps = (await client.get(f"{again.urls['scoring']}/v1/nps", headers=auth)).json()
-        assert (nps["nps"], nps["responses"]) == (-100, 1)
-        cases = (await client.get(f"{again.urls['alerting']}/v1/cases", headers=auth)).json()["cases"]
-        assert [case["customer_id"] for case in cases] == [REMEMBERED["customer"]]
-        decisions = await client.get(
-            f"{again.urls['trigger']}/v1/decisions", params={"customer": REMEMBERED["customer"]}, headers=auth
-        )
-        assert len(decisions.json()["decisions"]) == 2
+        first = await asyncio.to_thread(launcher.start)
+        auth, customer = await _a_detractor_asked_twice(client, first)
+        first.process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(first.process.wait, 60) == 0
+        again = await asyncio.to_thread(launcher.start)
+        try:
+            nps = (await client.get(f"{again.urls['scoring']}/v1/nps", headers=auth)).json()
+            assert (nps["nps"], nps["responses"]) == (-100, 1)
+            cases = (await client.get(f"{again.urls['alerting']}/v1/cases", headers=auth)).json()["cases"]
+            assert [case["customer_id"] for case in cases] == [customer]
+            decisions = await client.get(
+                f"{again.urls['trigger']}/v1/decisions", params={"customer": customer}, headers=auth
+            )
+            assert len(decisions.json()["decisions"]) == 2
+        finally:
+            again.process.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(again.process.wait, 60) == 0
     finally:
-        again.process.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(again.process.wait, 60) == 0
+        stop(launcher.processes)

@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,8 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from libs.devstack.ports import free_port
-from tests.e2e.test_flow import Stack, StackLauncher, _free_port_block
+from tests.support.stack import Stack, stack_launcher, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -123,36 +120,11 @@ def poll(what: str, condition: Callable[[], bool], within: float = 60) -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The stack as `make run` starts it, demo tenant included, on free ports and a temp data dir."""
-    data_dir = tmp_path_factory.mktemp("stack")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "SMTP_URL", "NPS_ADMIN_TOKEN", "NPS_DATA_DIR")
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "libs.devstack.run",
-        "--data-dir",
-        str(data_dir),
-        "--port-base",
-        str(_free_port_block(5)),
-        "--kafka-port",
-        str(free_port()),
-        "--smtp-port",
-        str(free_port()),
-    ]
-    launcher = StackLauncher(data_dir, command, env)
+    launcher = stack_launcher(tmp_path_factory.mktemp("stack"), demo=True, unset=("NPS_DATA_DIR",))
     try:
         yield launcher.start()
     finally:
-        for process in launcher.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(60)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop(launcher.processes)
 
 
 def _printed_demo_key(stack: Stack) -> str:

@@ -7,8 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,10 +17,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from libs.devstack.ports import free_port
 from services.survey.domain.tokens import survey_token
 from tests.conftest import eventually
-from tests.e2e.test_flow import Stack, StackLauncher, _free_port_block, _ready, purchase, survey_links
+from tests.e2e.test_flow import survey_links
+from tests.support.factories import purchase
+from tests.support.stack import Stack, new_tenant, ready, stack_launcher, stop
 
 SERVICES = ("trigger", "survey", "scoring", "alerting", "reporting")
 #: What a service may write, on average, while a dependency is down (it wrote 455 a second).
@@ -33,34 +32,12 @@ OUTAGE_WINDOW_S = 12.0
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("recovery")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k
-        not in (
-            "DATABASE_URL",
-            "KAFKA_BOOTSTRAP_SERVERS",
-            "SMTP_URL",
-            "NPS_ADMIN_TOKEN",
-            "SURVEY_TOKEN_SECRET",
-        )
-    }
-    command = [sys.executable, "-m", "libs.devstack.run", "--data-dir", str(data_dir)]
-    command += ["--port-base", str(_free_port_block(5)), "--kafka-port", str(free_port())]
-    command += ["--smtp-port", str(free_port()), "--no-demo"]
-    launcher = StackLauncher(data_dir, command, env)
+    launcher = stack_launcher(tmp_path_factory.mktemp("recovery"), unset=("SURVEY_TOKEN_SECRET",))
     started = launcher.start()
     try:
         yield started
     finally:
-        for process in launcher.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(60)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        stop(launcher.processes)
 
 
 @pytest.fixture(scope="module")
@@ -116,14 +93,7 @@ async def test_postgres_and_tansu_killed_are_restarted_and_nothing_is_lost(
     stack: Stack, client: httpx.AsyncClient
 ) -> None:
     trigger, survey = stack.urls["trigger"], stack.urls["survey"]
-    admin = {"X-Admin-Token": stack.admin_token}
-    name = f"shop-{uuid.uuid4().hex[:6]}"
-    created = await client.post(
-        f"{trigger}/v1/admin/tenants", json={"name": name, "owner_email": f"cx@{name}.example"}, headers=admin
-    )
-    assert created.status_code == 201, created.text
-    key = (await client.post(f"{trigger}/v1/admin/tenants/{name}/api-keys", headers=admin)).json()["api_key"]
-    auth = {"Authorization": f"Bearer {key}"}
+    auth = await new_tenant(client, stack)
 
     async def survey_knows_the_key() -> bool:
         response = await client.get(f"{survey}/v1/invitations", params={"customer": "x"}, headers=auth)
@@ -138,7 +108,7 @@ async def test_postgres_and_tansu_killed_are_restarted_and_nothing_is_lost(
     #    supervisor restarts it on the same data dir, and the services reconnect by themselves.
     postgres_pid = int(stack.state()["postgres_pid"])
     customer, email = person()
-    event = purchase(customer, email)
+    event = purchase(customer, email=email, locale="en-GB")
     os.kill(postgres_pid, signal.SIGKILL)
     killed_at = time.monotonic()
     refused = await client.post(f"{trigger}/v1/events", json=event, headers=auth)
@@ -176,7 +146,9 @@ async def test_postgres_and_tansu_killed_are_restarted_and_nothing_is_lost(
     os.kill(survey_pid, signal.SIGSTOP)
     try:
         posted = await client.post(
-            f"{trigger}/v1/events", json=purchase(in_flight, in_flight_email), headers=auth
+            f"{trigger}/v1/events",
+            json=purchase(in_flight, email=in_flight_email, locale="en-GB"),
+            headers=auth,
         )
         assert posted.json()["results"][0]["decision"] == "invited"
         await eventually(lambda: _in_topic(bootstrap, "nps.survey-requests", in_flight.encode()), within=30)
@@ -190,7 +162,7 @@ async def test_postgres_and_tansu_killed_are_restarted_and_nothing_is_lost(
     tansu_mail_s = time.monotonic() - tansu_killed_at
     # The supervisor rewrites state.json once its restart is done, which may be just after the mail.
     await eventually(lambda: _now(int(stack.state()["kafka_pid"]) != kafka_pid), within=60)
-    await eventually(lambda: _now(all(_ready(url) for url in stack.urls.values())), within=60)
+    await eventually(lambda: _now(all(ready(url) for url in stack.urls.values())), within=60)
 
     # 3. While the broker is down (the supervisor paused, so that it stays down long enough to
     #    measure): purchases are still accepted, into the outbox, and each service writes a bounded
@@ -200,7 +172,9 @@ async def test_postgres_and_tansu_killed_are_restarted_and_nothing_is_lost(
     try:
         os.kill(kafka_pid, signal.SIGKILL)
         during, during_email = person()
-        posted = await client.post(f"{trigger}/v1/events", json=purchase(during, during_email), headers=auth)
+        posted = await client.post(
+            f"{trigger}/v1/events", json=purchase(during, email=during_email, locale="en-GB"), headers=auth
+        )
         assert posted.status_code == 202 and posted.json()["results"][0]["decision"] == "invited"
         before = _log_sizes(stack)
         window_start = time.monotonic()
@@ -221,9 +195,11 @@ async def test_postgres_and_tansu_killed_are_restarted_and_nothing_is_lost(
     second_recovery_s = time.monotonic() - resumed_at
     # The supervisor rewrites state.json once its restart is done, which may be just after the mail.
     await eventually(lambda: _now(int(stack.state()["kafka_pid"]) != kafka_pid), within=60)
-    await eventually(lambda: _now(all(_ready(url) for url in stack.urls.values())), within=60)
+    await eventually(lambda: _now(all(ready(url) for url in stack.urls.values())), within=60)
     after, after_email = person()
-    posted = await client.post(f"{trigger}/v1/events", json=purchase(after, after_email), headers=auth)
+    posted = await client.post(
+        f"{trigger}/v1/events", json=purchase(after, email=after_email, locale="en-GB"), headers=auth
+    )
     assert posted.json()["results"][0]["decision"] == "invited"
     await eventually(lambda: _now(stack.mail_to(after_email)), within=60)
     everyone = (email, in_flight_email, during_email, after_email)
@@ -234,7 +210,9 @@ async def test_postgres_and_tansu_killed_are_restarted_and_nothing_is_lost(
     os.kill(sink_pid, signal.SIGKILL)
     await eventually(lambda: _now(stack.state()["smtp_sink_pid"] not in (None, sink_pid)), within=30)
     last, last_email = person()
-    posted = await client.post(f"{trigger}/v1/events", json=purchase(last, last_email), headers=auth)
+    posted = await client.post(
+        f"{trigger}/v1/events", json=purchase(last, email=last_email, locale="en-GB"), headers=auth
+    )
     assert posted.json()["results"][0]["decision"] == "invited"
     await eventually(lambda: _now(stack.mail_to(last_email)), within=60)
 

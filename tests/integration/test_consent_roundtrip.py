@@ -17,7 +17,8 @@ from services.trigger.config import TriggerSettings
 from services.trigger.main import build as build_trigger
 from tests.conftest import Mailbox, ServiceUnderTest, StartService, TestTenant, eventually, provision_tenant
 from tests.integration.test_survey_flow import SECRET, mail_to, unique_address
-from tests.integration.test_trigger_intake import decisions, purchase
+from tests.support.factories import purchase
+from tests.support.services import decisions
 
 
 async def _services(start_service: StartService, **survey: Any) -> tuple[ServiceUnderTest, ServiceUnderTest]:

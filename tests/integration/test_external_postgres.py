@@ -3,7 +3,6 @@ with a password, started by the test from the same binaries (no Debian package n
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from services.trigger import handlers
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build
 from tests.conftest import StartService
+from tests.support.factories import purchase
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +42,7 @@ async def test_the_trigger_runs_on_an_external_postgres_over_tcp_with_a_password
         await handlers.create_tenant(uow, name="external", owner_email=None, now=datetime.now(UTC))
         _, key = await handlers.create_api_key(uow, tenant="external", now=datetime.now(UTC))
         await uow.commit()
-    event = {
-        "specversion": "1.0",
-        "id": uuid.uuid4().hex,
-        "source": "/shop",
-        "type": "purchase.completed.v1",
-        "data": {"order_id": "1", "customer_id": "c1", "email": "jane@example.com"},
-    }
+    event = purchase("c1", order_id="1")
     response = await service.client.post(
         "/v1/events", json=event, headers={"Authorization": f"Bearer {key.secret}"}
     )

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import StartService
-from tests.integration.test_history_import import REST_PERIOD, days_ago, skipped_until, trigger_with_tenant
+from tests.integration.test_history_import import REST_PERIOD, days_ago, skipped_until
+from tests.support.services import trigger_with_tenant
 
 ROOT = Path(__file__).resolve().parents[2]
 

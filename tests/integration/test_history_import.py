@@ -10,26 +10,14 @@ from typing import Any
 
 from sqlalchemy import text
 
-from services.trigger.config import TriggerSettings
 from services.trigger.history import import_history
-from services.trigger.main import build
 from tests.conftest import ServiceUnderTest, StartService, TestTenant
+from tests.support.factories import purchase
+from tests.support.services import post_event, trigger_with_tenant
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 REST_PERIOD = timedelta(days=180)  # the trigger's default
 EAST = timezone(timedelta(hours=2))
-
-
-async def trigger_with_tenant(start_service: StartService) -> tuple[ServiceUnderTest, TestTenant]:
-    """A tenant and key made through the admin API, as an operator would."""
-    service = await start_service(build, TriggerSettings)
-    admin = {"X-Admin-Token": service.runtime.settings.admin_token.get_secret_value()}
-    name = f"shop-{uuid.uuid4().hex[:8]}"
-    created = await service.client.post("/v1/admin/tenants", json={"name": name}, headers=admin)
-    assert created.status_code == 201, created.text
-    key = await service.client.post(f"/v1/admin/tenants/{name}/api-keys", headers=admin)
-    assert key.status_code == 201, key.text
-    return service, TestTenant(created.json()["tenant_id"], name, key.json()["api_key"], "")
 
 
 async def post_csv(service: ServiceUnderTest, tenant: TestTenant, csv_text: str | bytes) -> Any:
@@ -39,25 +27,9 @@ async def post_csv(service: ServiceUnderTest, tenant: TestTenant, csv_text: str 
     )
 
 
-async def purchase(service: ServiceUnderTest, tenant: TestTenant, customer: str) -> dict[str, Any]:
-    """A purchase of ``customer``; returns its decision as the events API answers it."""
-    event = {
-        "specversion": "1.0",
-        "id": uuid.uuid4().hex,
-        "source": "/shop",
-        "type": "purchase.completed.v1",
-        "subject": customer,
-        "data": {"order_id": uuid.uuid4().hex, "customer_id": customer, "email": "jane@example.com"},
-    }
-    response = await service.client.post("/v1/events", json=event, headers=tenant.headers)
-    assert response.status_code == 202, response.text
-    [result] = response.json()["results"]
-    return result  # type: ignore[no-any-return]
-
-
 async def skipped_until(service: ServiceUnderTest, tenant: TestTenant, customer: str) -> datetime:
     """A purchase of ``customer`` that must be skipped for the rest period; returns when it ends."""
-    result = await purchase(service, tenant, customer)
+    result = await post_event(service, tenant, purchase(customer))
     assert (result["decision"], result["reason"]) == ("skipped", "rest_period"), result
     response = await service.client.get(
         "/v1/decisions", params={"customer": customer}, headers=tenant.headers
@@ -102,7 +74,7 @@ async def test_an_import_reports_bad_lines_and_its_times_start_the_rest_period(
 
     assert await skipped_until(service, tenant, recent) == days_ago(10) + REST_PERIOD
     assert await skipped_until(service, tenant, with_zone) == days_ago(20) + REST_PERIOD
-    assert (await purchase(service, tenant, old))["decision"] == "invited"
+    assert (await post_event(service, tenant, purchase(old)))["decision"] == "invited"
 
 
 async def test_an_older_date_never_moves_a_clock_back_and_a_later_one_moves_it_forward(
@@ -131,10 +103,10 @@ async def test_an_import_never_moves_back_the_clock_of_an_invitation_made_here(
 ) -> None:
     service, tenant = await trigger_with_tenant(start_service)
     customer = f"c-{uuid.uuid4().hex}"
-    assert (await purchase(service, tenant, customer))["decision"] == "invited"
+    assert (await post_event(service, tenant, purchase(customer)))["decision"] == "invited"
     response = await post_csv(service, tenant, f"customer_id,last_surveyed_at\n{customer},2020-01-01\n")
     assert response.json()["unchanged"] == 1
-    assert (await purchase(service, tenant, customer))["reason"] == "rest_period"
+    assert (await post_event(service, tenant, purchase(customer)))["reason"] == "rest_period"
 
 
 async def test_one_customer_twice_in_a_file_keeps_the_latest_time(start_service: StartService) -> None:
@@ -162,8 +134,8 @@ async def test_another_tenants_import_does_not_touch_this_tenants_customers(
         service, other, f"customer_id,last_surveyed_at\n{customer},{days_ago(1).isoformat()}\n"
     )
     assert response.json()["imported"] == 1
-    assert (await purchase(service, tenant, customer))["decision"] == "invited"
-    assert (await purchase(service, other, customer))["reason"] == "rest_period"
+    assert (await post_event(service, tenant, purchase(customer)))["decision"] == "invited"
+    assert (await post_event(service, other, purchase(customer)))["reason"] == "rest_period"
 
 
 async def test_an_email_is_stored_only_where_none_is_known(start_service: StartService) -> None:
@@ -216,7 +188,7 @@ async def test_files_that_cannot_be_read_are_refused_naming_the_problem(start_se
     anonymous = await post("/v1/contact-history", content=body, headers={"Content-Type": "text/csv"})
     assert anonymous.status_code == 401
     # Nothing of the refused files landed.
-    assert (await purchase(service, tenant, customer))["decision"] == "invited"
+    assert (await post_event(service, tenant, purchase(customer)))["decision"] == "invited"
 
 
 async def test_bad_rows_are_all_counted_and_the_first_thousand_listed(start_service: StartService) -> None:
@@ -274,4 +246,4 @@ async def test_a_hundred_thousand_rows_stream_through_in_batches_and_all_land(
             {"tenant": uuid.UUID(tenant.tenant_id), "at": datetime.fromisoformat(surveyed)},
         )
     assert landed == 100_000
-    assert (await purchase(service, tenant, f"{prefix}-99999"))["reason"] == "rest_period"
+    assert (await post_event(service, tenant, purchase(f"{prefix}-99999")))["reason"] == "rest_period"

@@ -25,11 +25,11 @@ from services.trigger.main import build as build_trigger
 from tests.conftest import StartService, TestTenant, provision_tenant
 from tests.integration.test_survey_flow import (
     SECRET,
+    asked_once,
     invitation_in,
-    request_survey,
     survey_service,
-    unique_address,
 )
+from tests.support.factories import purchase
 
 
 def assert_error_shape(response: httpx.Response, status: int, error: str) -> dict[str, Any]:
@@ -84,14 +84,7 @@ async def test_every_error_has_one_shape_with_a_specific_code(start_service: Sta
     assert {"PUT", "DELETE"} <= {method.strip() for method in wrong_method.headers["allow"].split(",")}
 
     # Every event rejected: one problem per event, named by its place in the batch.
-    good = {
-        "specversion": "1.0",
-        "id": f"order-{uuid.uuid4().hex}",
-        "source": "/shop",
-        "type": "purchase.completed.v1",
-        "subject": "c-1",
-        "data": {"order_id": "1", "customer_id": "c-1", "email": "not-an-address"},
-    }
+    good = purchase("c-1", event_id=f"order-{uuid.uuid4().hex}", order_id="1", email="not-an-address")
     rejected = assert_error_shape(
         await client.post("/v1/events", json=[{**good, "type": "nope.v1"}, "x", good], headers=auth),
         422,
@@ -264,10 +257,7 @@ async def test_nul_bytes_are_refused_naming_the_field(start_service: StartServic
 async def test_a_trailing_slash_serves_the_page_and_never_echoes_the_host(
     start_service: StartService, kafka_bootstrap: str
 ) -> None:
-    service = await survey_service(start_service)
-    tenant = await provision_tenant(service.runtime)
-    customer = f"c-{uuid.uuid4().hex}"
-    invitation_id = await request_survey(kafka_bootstrap, tenant, customer=customer, email=unique_address())
+    service, tenant, customer, _, invitation_id = await asked_once(start_service, kafka_bootstrap)
     await invitation_in(service, tenant, customer, invitation_id, "sent")
     token = survey_token(SECRET, invitation_id)
     forged = {"Host": "evil.example"}

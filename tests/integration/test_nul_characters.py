@@ -11,7 +11,8 @@ from typing import Any
 from libs.common import topics
 from libs.common.topics import dlq
 from tests.conftest import StartService, eventually, produce, read_topic
-from tests.integration.test_trigger_intake import decisions, purchase, trigger_with_tenant
+from tests.support.factories import purchase
+from tests.support.services import decisions, trigger_with_tenant
 
 
 async def test_an_event_with_a_nul_is_refused_alone_and_the_batch_goes_on(

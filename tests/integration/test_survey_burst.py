@@ -18,6 +18,7 @@ from services.trigger.config import TriggerSettings
 from services.trigger.main import build as build_trigger
 from tests.conftest import Mailbox, StartService, eventually, provision_tenant, read_topic
 from tests.integration.test_survey_flow import SECRET, mail_to, request_survey, unique_address
+from tests.support.factories import purchase
 
 
 async def _services(start_service: StartService) -> Any:
@@ -33,22 +34,15 @@ async def _services(start_service: StartService) -> Any:
     return trigger, survey
 
 
-def _purchase(tenant_name: str, n: int) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": f"order-{n}-paid",
-        "source": "/shop",
-        "type": "purchase.completed.v1",
-        "data": {"order_id": str(n), "customer_id": f"c-{n}", "email": f"c-{n}@{tenant_name}.example"},
-    }
-
-
 async def test_a_burst_of_purchases_at_the_default_rate_is_all_sent_and_none_failed(
     start_service: StartService, smtp_sink: Mailbox
 ) -> None:
     trigger, survey = await _services(start_service)
     tenant = await provision_tenant(trigger.runtime, survey.runtime)
-    burst = [_purchase(tenant.name, n) for n in range(200)]
+    burst = [
+        purchase(f"c-{n}", event_id=f"order-{n}-paid", order_id=str(n), email=f"c-{n}@{tenant.name}.example")
+        for n in range(200)
+    ]
 
     posted = await trigger.client.post("/v1/events", json=burst, headers=tenant.headers)
     assert posted.status_code == 202

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -148,6 +148,24 @@ async def invitation_in(
     return found
 
 
+class Asked(NamedTuple):
+    service: ServiceUnderTest
+    tenant: TestTenant
+    customer: str
+    address: str
+    invitation_id: uuid.UUID
+
+
+async def asked_once(start_service: StartService, kafka_bootstrap: str) -> Asked:
+    """The survey service (default test settings), a new tenant, and one of its customers asked: the
+    request is on the topic; whether it is sent yet is for the test to wait for."""
+    service = await survey_service(start_service)
+    tenant = await provision_tenant(service.runtime)
+    customer, address = f"c-{uuid.uuid4().hex}", unique_address()
+    invitation_id = await request_survey(kafka_bootstrap, tenant, customer=customer, email=address)
+    return Asked(service, tenant, customer, address, invitation_id)
+
+
 def is_event(event_type: str, invitation_id: uuid.UUID) -> Any:
     def match(record: Any) -> bool:
         body = json.loads(record.value)
@@ -268,10 +286,7 @@ async def test_a_request_becomes_an_email_whose_link_records_one_answer(
 async def test_a_repeated_request_sends_one_email(
     start_service: StartService, kafka_bootstrap: str, smtp_sink: Mailbox
 ) -> None:
-    service = await survey_service(start_service)
-    tenant = await provision_tenant(service.runtime)
-    customer, address = f"c-{uuid.uuid4().hex}", unique_address()
-    invitation_id = await request_survey(kafka_bootstrap, tenant, customer=customer, email=address)
+    service, tenant, customer, address, invitation_id = await asked_once(start_service, kafka_bootstrap)
     await invitation_in(service, tenant, customer, invitation_id, "sent")
     # The same event redelivered, and the same invitation under another event id.
     await request_survey(

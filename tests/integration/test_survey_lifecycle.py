@@ -4,7 +4,6 @@ recipient, the mail provider and the tenant see them (real Postgres, broker and 
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tests.conftest import Mailbox, StartService, eventually, provision_tenant, 
 from tests.integration.test_survey_flow import (
     PUBLIC_URL,
     SECRET,
+    asked_once,
     email_to,
     invitation_in,
     invitations,
@@ -31,6 +31,7 @@ from tests.integration.test_survey_flow import (
     survey_service,
     unique_address,
 )
+from tests.support.mail import every_link
 
 BOUNCE_TOKEN = "bounce-webhook-token-for-tests-0123456789"
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "bounces"
@@ -47,10 +48,7 @@ def _of_type(event_type: str, **data: object):  # type: ignore[no-untyped-def]
 async def test_one_click_unsubscribe_stops_every_later_survey_and_tells_the_trigger(
     start_service: StartService, kafka_bootstrap: str, smtp_sink: Mailbox
 ) -> None:
-    service = await survey_service(start_service)
-    tenant = await provision_tenant(service.runtime)
-    customer, address = f"c-{uuid.uuid4().hex}", unique_address()
-    first = await request_survey(kafka_bootstrap, tenant, customer=customer, email=address)
+    service, tenant, customer, address, first = await asked_once(start_service, kafka_bootstrap)
     message = await email_to(smtp_sink.directory, address)
     token = survey_token(SECRET, first)
     unsubscribe = message["List-Unsubscribe"].strip().strip("<>")
@@ -204,10 +202,7 @@ async def _stamped(service: object, invitation_id: uuid.UUID, column: str) -> bo
 async def test_opens_and_clicks_are_counted_once_and_record_no_score(
     start_service: StartService, kafka_bootstrap: str
 ) -> None:
-    service = await survey_service(start_service)
-    tenant = await provision_tenant(service.runtime)
-    customer = f"c-{uuid.uuid4().hex}"
-    invitation_id = await request_survey(kafka_bootstrap, tenant, customer=customer, email=unique_address())
+    service, tenant, customer, _, invitation_id = await asked_once(start_service, kafka_bootstrap)
     await invitation_in(service, tenant, customer, invitation_id, "sent")
     token = survey_token(SECRET, invitation_id)
     for _ in range(2):
@@ -297,15 +292,9 @@ async def test_a_mail_scanner_following_every_link_records_nothing(
     start_service: StartService, kafka_bootstrap: str, smtp_sink: Mailbox
 ) -> None:
     """Security gateways fetch (and HEAD) every link in an email before a person sees it."""
-    service = await survey_service(start_service)
-    tenant = await provision_tenant(service.runtime)
-    customer, address = f"c-{uuid.uuid4().hex}", unique_address()
-    invitation_id = await request_survey(kafka_bootstrap, tenant, customer=customer, email=address)
+    service, tenant, customer, address, invitation_id = await asked_once(start_service, kafka_bootstrap)
     message = await email_to(smtp_sink.directory, address)
-    html = message.get_body(("html",))
-    assert html is not None
-    links = re.findall(r'(?:href|src)="(http[^"]+)"', html.get_content())
-    links.append(message["List-Unsubscribe"].strip().strip("<>"))
+    links = every_link(message)
     assert len(links) == 14  # 11 scores, the visible unsubscribe link, the pixel, the header
     for link in links:
         path = link.removeprefix(PUBLIC_URL)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -38,12 +37,14 @@ from tests.conftest import (
 from tests.integration.test_survey_flow import (
     PUBLIC_URL,
     SECRET,
+    asked_once,
     email_to,
     invitation_in,
     request_survey,
     survey_service,
     unique_address,
 )
+from tests.support.mail import every_link
 
 BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
 
@@ -89,15 +90,9 @@ def _opened(invitation_id: uuid.UUID):  # type: ignore[no-untyped-def]
 async def test_a_scanner_fetching_and_heading_every_link_of_an_email_is_served_and_records_nothing(
     start_service: StartService, kafka_bootstrap: str, smtp_sink: Mailbox
 ) -> None:
-    service = await survey_service(start_service)
-    tenant = await provision_tenant(service.runtime)
-    customer, address = f"c-{uuid.uuid4().hex}", unique_address()
-    invitation_id = await request_survey(kafka_bootstrap, tenant, customer=customer, email=address)
+    service, tenant, customer, address, invitation_id = await asked_once(start_service, kafka_bootstrap)
     message = await email_to(smtp_sink.directory, address)
-    html = message.get_body(("html",))
-    assert html is not None
-    links = re.findall(r'(?:href|src)="(http[^"]+)"', html.get_content())
-    links.append(message["List-Unsubscribe"].strip().strip("<>"))
+    links = every_link(message)
     assert len(links) == 14  # 11 scores, the visible unsubscribe link, the pixel, the header
 
     statuses = []
@@ -195,10 +190,7 @@ async def test_a_company_of_500_behind_one_address_all_open_and_answer(
 async def test_a_client_guessing_links_gets_429_quickly_and_nobody_else_does(
     start_service: StartService, kafka_bootstrap: str
 ) -> None:
-    service = await survey_service(start_service)
-    tenant = await provision_tenant(service.runtime)
-    customer = f"c-{uuid.uuid4().hex}"
-    invitation_id = await request_survey(kafka_bootstrap, tenant, customer=customer, email=unique_address())
+    service, tenant, customer, _, invitation_id = await asked_once(start_service, kafka_bootstrap)
     await invitation_in(service, tenant, customer, invitation_id, "sent")
     token = survey_token(SECRET, invitation_id)
     async with behind(service, an_address()) as guesser:
@@ -217,10 +209,7 @@ async def test_a_client_guessing_links_gets_429_quickly_and_nobody_else_does(
 async def test_the_pixel_of_a_limited_client_still_records_the_open(
     start_service: StartService, kafka_bootstrap: str
 ) -> None:
-    service = await survey_service(start_service)
-    tenant = await provision_tenant(service.runtime)
-    customer = f"c-{uuid.uuid4().hex}"
-    invitation_id = await request_survey(kafka_bootstrap, tenant, customer=customer, email=unique_address())
+    service, tenant, customer, _, invitation_id = await asked_once(start_service, kafka_bootstrap)
     await invitation_in(service, tenant, customer, invitation_id, "sent")
     await _sent_an_hour_ago(service, invitation_id)
     token = survey_token(SECRET, invitation_id)

@@ -12,7 +12,7 @@ from services.trigger.config import TriggerSettings
 from services.trigger.main import build as build_trigger
 from tests.conftest import Mailbox, ServiceUnderTest, StartService, eventually
 from tests.integration.test_survey_flow import SECRET, mail_to, unique_address
-from tests.integration.test_trigger_intake import purchase
+from tests.support.factories import purchase
 
 
 async def _question(mailbox: Mailbox, address: str) -> str:

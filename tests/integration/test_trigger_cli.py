@@ -12,7 +12,7 @@ from pathlib import Path
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build
 from tests.conftest import StartService
-from tests.integration.test_trigger_intake import trigger_with_tenant
+from tests.support.services import trigger_with_tenant
 
 
 async def nps(pg_url: str, *args: str) -> tuple[int, str, str]:

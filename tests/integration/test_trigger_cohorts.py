@@ -10,7 +10,7 @@ from typing import Any
 from services.trigger import handlers
 from services.trigger.config import TriggerSettings
 from tests.conftest import ServiceUnderTest, StartService, TestTenant
-from tests.integration.test_trigger_intake import decisions, trigger_with_tenant
+from tests.support.services import decisions, trigger_with_tenant
 
 NOW = datetime(2026, 3, 15, 9, 0, tzinfo=UTC)
 

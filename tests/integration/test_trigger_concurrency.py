@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 from libs.common import topics
 from libs.common.events import SURVEY_REQUESTED
 from tests.conftest import ServiceUnderTest, StartService, TestTenant, eventually
-from tests.integration.test_trigger_intake import decisions, purchase, trigger_with_tenant
 from tests.integration.test_webhooks_intake import SHOPIFY_SECRET, configure, post_shopify, shopify_order
+from tests.support.factories import purchase
+from tests.support.services import decisions, trigger_with_tenant
 
 
 def invited(history: list[dict[str, Any]]) -> list[dict[str, Any]]:

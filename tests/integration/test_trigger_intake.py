@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from libs.common import topics
 from libs.common.events import SURVEY_REQUESTED
-from services.trigger import handlers
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build
 from tests.conftest import (
@@ -24,52 +22,8 @@ from tests.conftest import (
     produce,
     read_topic,
 )
-
-
-async def trigger_with_tenant(
-    start_service: StartService, **overrides: Any
-) -> tuple[ServiceUnderTest, TestTenant]:
-    service = await start_service(build, TriggerSettings, **overrides)
-    name = f"shop-{uuid.uuid4().hex[:8]}"
-    async with service.runtime.database.uow() as uow:
-        tenant_id = await handlers.create_tenant(
-            uow, name=name, owner_email=f"cx@{name}.example", now=datetime.now(UTC)
-        )
-        _, key = await handlers.create_api_key(uow, tenant=name, now=datetime.now(UTC))
-        await uow.commit()
-    return service, TestTenant(str(tenant_id), name, key.secret, f"cx@{name}.example")
-
-
-def purchase(
-    customer: str,
-    *,
-    event_id: str | None = None,
-    email: str | None = "jane@example.com",
-    tenant: str | None = None,
-    order_id: str | None = None,
-) -> dict[str, Any]:
-    data: dict[str, Any] = {"order_id": order_id or uuid.uuid4().hex, "customer_id": customer}
-    if email:
-        data["email"] = email
-    event: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": event_id or uuid.uuid4().hex,
-        "source": "/shop",
-        "type": "purchase.completed.v1",
-        "subject": customer,
-        "data": data,
-    }
-    if tenant:
-        event["tenantid"] = tenant
-    return event
-
-
-async def decisions(service: ServiceUnderTest, tenant: TestTenant, customer: str) -> list[dict[str, Any]]:
-    response = await service.client.get(
-        "/v1/decisions", params={"customer": customer}, headers=tenant.headers
-    )
-    assert response.status_code == 200
-    return response.json()["decisions"]  # type: ignore[no-any-return]
+from tests.support.factories import purchase
+from tests.support.services import decisions, trigger_with_tenant
 
 
 def is_request_for(customer: str) -> Any:

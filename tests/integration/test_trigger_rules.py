@@ -39,26 +39,11 @@ from tests.conftest import (
 )
 from tests.integration.test_trigger_cli import nps
 from tests.integration.test_trigger_concurrency import published_requests
-from tests.integration.test_trigger_intake import decisions, is_request_for, purchase, trigger_with_tenant
+from tests.integration.test_trigger_intake import is_request_for
+from tests.support.factories import cloud_event, purchase, ticket
+from tests.support.services import decisions, post_event, post_events, trigger_with_tenant
 
 SURVEY_SECRET = "integration-survey-secret-0123456789abcdef"
-
-
-async def post(service: ServiceUnderTest, tenant: TestTenant, body: Any) -> dict[str, Any]:
-    response = await service.client.post("/v1/events", json=body, headers=tenant.headers)
-    assert response.status_code == 202, response.text
-    return response.json()  # type: ignore[no-any-return]
-
-
-def event(event_type: str, data: dict[str, Any], customer: str) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": uuid.uuid4().hex,
-        "source": "/shop",
-        "type": event_type,
-        "subject": customer,
-        "data": data,
-    }
 
 
 async def test_touchpoints_are_versioned_configuration_and_decisions_name_the_version(
@@ -78,7 +63,7 @@ async def test_touchpoints_are_versioned_configuration_and_decisions_name_the_ve
     first = await service.client.put("/v1/touchpoints/webshop-purchase", json=config, headers=tenant.headers)
     assert (first.status_code, first.json()["version"]) == (200, 1)
     customer = f"c-{uuid.uuid4().hex}"
-    pending = await post(
+    pending = await post_events(
         service, tenant, {**purchase(customer), "data": {**purchase(customer)["data"], "status": "pending"}}
     )
     assert pending["results"][0] | {"id": None} == {
@@ -92,7 +77,7 @@ async def test_touchpoints_are_versioned_configuration_and_decisions_name_the_ve
     config["filters"][0]["value"] = ["paid", "pending"]  # type: ignore[index]
     second = await service.client.put("/v1/touchpoints/webshop-purchase", json=config, headers=tenant.headers)
     assert second.json()["version"] == 2
-    again = await post(
+    again = await post_events(
         service, tenant, {**purchase(customer), "data": {**purchase(customer)["data"], "status": "pending"}}
     )
     assert again["results"][0]["decision"] == "invited"
@@ -106,10 +91,8 @@ async def test_touchpoints_are_versioned_configuration_and_decisions_name_the_ve
     ).json()["versions"]
     assert [v["version"] for v in versions] == [2, 1]
     # Configured touchpoints replace the built-in ones: tickets are no longer taken.
-    ticket = event(
-        "ticket.closed.v1", {"ticket_id": "T1", "customer_id": customer, "email": "a@b.example"}, customer
-    )
-    assert (await post(service, tenant, ticket))["results"][0]["reason"] == "filtered"
+    closed = ticket(customer, ticket_id="T1", email="a@b.example")
+    assert (await post_event(service, tenant, closed))["reason"] == "filtered"
 
 
 async def test_bad_touchpoint_configuration_is_refused_naming_the_field(start_service: StartService) -> None:
@@ -166,7 +149,7 @@ async def test_a_delay_and_window_give_a_delayed_decision_with_its_time(start_se
     }
     await service.client.put("/v1/touchpoints/delivery", json=config, headers=tenant.headers)
     customer = f"c-{uuid.uuid4().hex}"
-    result = (await post(service, tenant, purchase(customer)))["results"][0]
+    result = await post_event(service, tenant, purchase(customer))
     assert result["decision"] == "delayed"
     send_at = datetime.fromisoformat(result["send_at"])
     assert send_at >= datetime.now(UTC) + timedelta(days=3) - timedelta(minutes=1)
@@ -190,14 +173,14 @@ async def test_a_refund_before_sending_withdraws_the_invitation_and_no_email_goe
     )
     customer, email = f"c-{uuid.uuid4().hex}", f"refund-{uuid.uuid4().hex[:8]}@example.com"
     order = purchase(customer, email=email)
-    invited = (await post(service, tenant, order))["results"][0]
+    invited = await post_event(service, tenant, order)
     assert invited["decision"] == "delayed"
-    refund = event(
+    refund = cloud_event(
         "order.cancelled.v1",
         {"order_id": order["data"]["order_id"], "customer_id": customer, "reason": "refunded"},
         customer,
     )
-    cancelled = (await post(service, tenant, refund))["results"][0]
+    cancelled = await post_event(service, tenant, refund)
     assert (cancelled["decision"], cancelled["reason"]) == ("cancelled", "cancelled")
 
     async def invitation_cancelled() -> bool:
@@ -213,10 +196,12 @@ async def test_a_refund_before_sending_withdraws_the_invitation_and_no_email_goe
     await eventually(invitation_cancelled, within=30)
     assert not [m for m in read_messages(smtp_sink.directory) if email in str(m["To"])]
     # The same order arriving again (a retried webhook) is not asked about either.
-    retried = (await post(service, tenant, {**order, "id": uuid.uuid4().hex}))["results"][0]
+    retried = await post_event(service, tenant, {**order, "id": uuid.uuid4().hex})
     assert retried["reason"] == "cancelled"
-    late = await post(service, tenant, purchase(f"c-{uuid.uuid4().hex}", order_id=order["data"]["order_id"]))
-    assert late["results"][0]["reason"] == "cancelled"
+    late = await post_event(
+        service, tenant, purchase(f"c-{uuid.uuid4().hex}", order_id=order["data"]["order_id"])
+    )
+    assert late["reason"] == "cancelled"
 
 
 async def _tenant_known_to(survey: ServiceUnderTest, tenant: TestTenant) -> None:
@@ -257,10 +242,10 @@ async def test_an_unsubscribe_stops_every_future_invitation_until_resubscribed(
 ) -> None:
     service, tenant = await trigger_with_tenant(start_service)
     customer, email = f"c-{uuid.uuid4().hex}", f"leave-{uuid.uuid4().hex[:8]}@example.com"
-    first = (await post(service, tenant, purchase(customer, email=email)))["results"][0]
+    first = await post_event(service, tenant, purchase(customer, email=email))
     assert first["decision"] == "invited"
-    gone = event("customer.unsubscribed.v1", {"email": email, "reason": "hard_bounce"}, customer)
-    unsubscribed = (await post(service, tenant, gone))["results"][0]
+    gone = cloud_event("customer.unsubscribed.v1", {"email": email, "reason": "hard_bounce"}, customer)
+    unsubscribed = await post_event(service, tenant, gone)
     # The invitation of a moment ago may still be pending: it is withdrawn.
     assert (unsubscribed["decision"], unsubscribed["reason"]) == ("cancelled", "unsubscribed")
     [withdrawn] = await read_topic(
@@ -277,18 +262,14 @@ async def test_an_unsubscribe_stops_every_future_invitation_until_resubscribed(
         "reason": "unsubscribed",
     }
     await service.client.put("/v1/policy", json={"rest_period_days": 0}, headers=tenant.headers)
-    later = (await post(service, tenant, purchase(customer, email=email)))["results"][0]
+    later = await post_event(service, tenant, purchase(customer, email=email))
     assert (later["decision"], later["reason"]) == ("skipped", "unsubscribed")
     # Under another customer id, the same address is still refused.
-    other = (await post(service, tenant, purchase(f"c-{uuid.uuid4().hex}", email=email.upper())))["results"][
-        0
-    ]
+    other = await post_event(service, tenant, purchase(f"c-{uuid.uuid4().hex}", email=email.upper()))
     assert other["reason"] == "unsubscribed"
-    back = event("customer.resubscribed.v1", {"customer_id": customer}, customer)
-    assert (await post(service, tenant, back))["results"][0]["decision"] == "recorded"
-    assert (await post(service, tenant, purchase(customer, email=email)))["results"][0][
-        "decision"
-    ] == "invited"
+    back = cloud_event("customer.resubscribed.v1", {"customer_id": customer}, customer)
+    assert (await post_event(service, tenant, back))["decision"] == "recorded"
+    assert (await post_event(service, tenant, purchase(customer, email=email)))["decision"] == "invited"
 
 
 async def test_a_known_contact_address_lets_an_anonymous_ticket_be_surveyed(
@@ -296,9 +277,9 @@ async def test_a_known_contact_address_lets_an_anonymous_ticket_be_surveyed(
 ) -> None:
     service, tenant = await trigger_with_tenant(start_service)
     customer = f"zd-{uuid.uuid4().hex}"
-    ticket = event("ticket.closed.v1", {"ticket_id": uuid.uuid4().hex, "customer_id": customer}, customer)
-    assert (await post(service, tenant, ticket))["results"][0]["reason"] == "no_email"
-    known = event(
+    anonymous = ticket(customer)
+    assert (await post_event(service, tenant, anonymous))["reason"] == "no_email"
+    known = cloud_event(
         "customer.upserted.v1",
         {
             "customer_id": customer,
@@ -308,9 +289,9 @@ async def test_a_known_contact_address_lets_an_anonymous_ticket_be_surveyed(
         },
         customer,
     )
-    assert (await post(service, tenant, known))["results"][0]["decision"] == "recorded"
-    ticket2 = event("ticket.closed.v1", {"ticket_id": uuid.uuid4().hex, "customer_id": customer}, customer)
-    assert (await post(service, tenant, ticket2))["results"][0]["decision"] == "invited"
+    assert (await post_event(service, tenant, known))["decision"] == "recorded"
+    ticket2 = ticket(customer)
+    assert (await post_event(service, tenant, ticket2))["decision"] == "invited"
 
 
 async def _tell_trigger(service: ServiceUnderTest, tenant: TestTenant, event_type: str, data: Any) -> str:
@@ -359,11 +340,11 @@ async def test_the_response_clock_waits_for_the_outstanding_invitation_then_coun
         "/v1/policy", json={"rest_period_days": 30, "rest_clock": "response"}, headers=tenant.headers
     )
     customer = f"c-{uuid.uuid4().hex}"
-    first = (await post(service, tenant, purchase(customer)))["results"][0]
+    first = await post_event(service, tenant, purchase(customer))
     assert first["decision"] == "invited"
 
     # Never answered yet: while the invitation is outstanding nobody asks again.
-    waiting = (await post(service, tenant, purchase(customer)))["results"][0]
+    waiting = await post_event(service, tenant, purchase(customer))
     assert (waiting["decision"], waiting["reason"]) == ("skipped", "rest_period")
     [latest, *_] = await decisions(service, tenant, customer)
     assert latest["detail"] == f"invitation {first['invitation_id']} is outstanding"
@@ -376,7 +357,7 @@ async def test_the_response_clock_waits_for_the_outstanding_invitation_then_coun
         SURVEY_RESPONDED,
         _answer(customer, first["invitation_id"], NOW() - timedelta(days=31)),
     )
-    second = (await post(service, tenant, purchase(customer)))["results"][0]
+    second = await post_event(service, tenant, purchase(customer))
     assert second["decision"] == "invited"
 
     # A closure of some other invitation does not close this one.
@@ -386,7 +367,7 @@ async def test_the_response_clock_waits_for_the_outstanding_invitation_then_coun
         SURVEY_EXPIRED,
         SurveyStep(invitation_id=uuid.uuid4(), customer_id=customer, touchpoint="webshop-purchase", at=NOW()),
     )
-    still = (await post(service, tenant, purchase(customer)))["results"][0]
+    still = await post_event(service, tenant, purchase(customer))
     assert (still["decision"], still["reason"]) == ("skipped", "rest_period")
     assert (await decisions(service, tenant, customer))[0]["detail"] == (
         f"invitation {second['invitation_id']} is outstanding"
@@ -405,17 +386,17 @@ async def test_the_response_clock_waits_for_the_outstanding_invitation_then_coun
         ),
     )
     order = purchase(customer)
-    third = (await post(service, tenant, order))["results"][0]
+    third = await post_event(service, tenant, order)
     assert third["decision"] == "invited"
 
     # Our own cancellation closes it too.
-    refund = event(
+    refund = cloud_event(
         "order.cancelled.v1",
         {"order_id": order["data"]["order_id"], "customer_id": customer, "reason": "refunded"},
         customer,
     )
-    assert (await post(service, tenant, refund))["results"][0]["decision"] == "cancelled"
-    fourth = (await post(service, tenant, purchase(customer)))["results"][0]
+    assert (await post_event(service, tenant, refund))["decision"] == "cancelled"
+    fourth = await post_event(service, tenant, purchase(customer))
     assert fourth["decision"] == "invited"
 
     # The survey service gave up on it (never delivered): closed too.
@@ -427,7 +408,7 @@ async def test_the_response_clock_waits_for_the_outstanding_invitation_then_coun
         reason="attempts_exhausted",
     )
     await _tell_trigger(service, tenant, SURVEY_FAILED, failed)
-    fifth = (await post(service, tenant, purchase(customer)))["results"][0]
+    fifth = await post_event(service, tenant, purchase(customer))
     assert fifth["decision"] == "invited"
 
     # It bounced: it reached nobody, so it is closed as well.
@@ -438,12 +419,12 @@ async def test_the_response_clock_waits_for_the_outstanding_invitation_then_coun
         at=NOW(),
     )
     await _tell_trigger(service, tenant, SURVEY_BOUNCED, bounced)
-    sixth = (await post(service, tenant, purchase(customer)))["results"][0]
+    sixth = await post_event(service, tenant, purchase(customer))
     assert sixth["decision"] == "invited"
 
     # Answered just now: nothing is outstanding, and the rest period runs from this answer.
     await _tell_trigger(service, tenant, SURVEY_RESPONDED, _answer(customer, sixth["invitation_id"], NOW()))
-    resting = (await post(service, tenant, purchase(customer)))["results"][0]
+    resting = await post_event(service, tenant, purchase(customer))
     assert (resting["decision"], resting["reason"]) == ("skipped", "rest_period")
     [latest, *_] = await decisions(service, tenant, customer)
     assert latest["detail"] is None
@@ -457,14 +438,14 @@ def NOW() -> datetime:
 async def test_a_ticket_without_locale_or_name_uses_the_stored_ones(start_service: StartService) -> None:
     service, tenant = await trigger_with_tenant(start_service)
     customer = f"c-{uuid.uuid4().hex}"
-    known = event(
+    known = cloud_event(
         "customer.upserted.v1",
         {"customer_id": customer, "email": "dorte@example.dk", "locale": "da-DK", "name": "Dorte Ølgaard"},
         customer,
     )
-    assert (await post(service, tenant, known))["results"][0]["decision"] == "recorded"
-    ticket = event("ticket.closed.v1", {"ticket_id": uuid.uuid4().hex, "customer_id": customer}, customer)
-    assert (await post(service, tenant, ticket))["results"][0]["decision"] == "invited"
+    assert (await post_event(service, tenant, known))["decision"] == "recorded"
+    closed = ticket(customer)
+    assert (await post_event(service, tenant, closed))["decision"] == "invited"
     [request] = await read_topic(
         service.runtime.settings.kafka_bootstrap_servers, topics.SURVEY_REQUESTS, is_request_for(customer)
     )
@@ -473,12 +454,8 @@ async def test_a_ticket_without_locale_or_name_uses_the_stored_ones(start_servic
 
     # The event's own values win over the stored ones.
     await service.client.put("/v1/policy", json={"rest_period_days": 0}, headers=tenant.headers)
-    own = event(
-        "ticket.closed.v1",
-        {"ticket_id": uuid.uuid4().hex, "customer_id": customer, "locale": "en-GB", "name": "D. Ølgaard"},
-        customer,
-    )
-    assert (await post(service, tenant, own))["results"][0]["decision"] == "invited"
+    own = ticket(customer, locale="en-GB", name="D. Ølgaard")
+    assert (await post_event(service, tenant, own))["decision"] == "invited"
     requests = await read_topic(
         service.runtime.settings.kafka_bootstrap_servers,
         topics.SURVEY_REQUESTS,
@@ -498,7 +475,7 @@ async def test_a_relationship_invitation_carries_the_stored_locale_and_name(
 ) -> None:
     service, tenant = await trigger_with_tenant(start_service)
     customer, account = f"c-{uuid.uuid4().hex}", f"acct-{uuid.uuid4().hex[:8]}"
-    known = event(
+    known = cloud_event(
         "customer.upserted.v1",
         {
             "customer_id": customer,
@@ -509,7 +486,7 @@ async def test_a_relationship_invitation_carries_the_stored_locale_and_name(
         },
         customer,
     )
-    assert (await post(service, tenant, known))["results"][0]["decision"] == "recorded"
+    assert (await post_event(service, tenant, known))["decision"] == "recorded"
     relationship = {"sample": {"accounts_per_period": 1_000, "period": "quarter"}}
     response = await service.client.put(
         "/v1/touchpoints/relationship-b2b", json=relationship, headers=tenant.headers
@@ -580,7 +557,7 @@ async def test_a_dry_run_answers_what_would_happen_and_records_nothing(start_ser
     assert dry.json()["send_at"] is not None
     assert await decisions(service, tenant, customer) == []
     # Nothing was claimed or clocked: the real event is new, and is invited.
-    real = (await post(service, tenant, order))["results"][0]
+    real = await post_event(service, tenant, order)
     assert (real["status"], real["decision"]) == ("accepted", "invited")
     later = await service.client.post(
         "/v1/decisions/dry-run", json=purchase(customer), headers=tenant.headers
@@ -606,6 +583,6 @@ async def test_decisions_are_counted_by_touchpoint_and_reason(start_service: Sta
     service, tenant = await trigger_with_tenant(start_service)
     labels = {"outcome": "skipped", "reason": "no_email", "touchpoint": "webshop-purchase"}
     before = await metric_value(service.client, "nps_trigger_decisions_total", **labels)
-    await post(service, tenant, purchase(f"c-{uuid.uuid4().hex}", email=None))
-    await post(service, tenant, purchase(f"c-{uuid.uuid4().hex}", email=None))
+    await post_events(service, tenant, purchase(f"c-{uuid.uuid4().hex}", email=None))
+    await post_events(service, tenant, purchase(f"c-{uuid.uuid4().hex}", email=None))
     assert await metric_value(service.client, "nps_trigger_decisions_total", **labels) == before + 2

@@ -17,25 +17,11 @@ from typing import Any
 
 import httpx
 
-from services.trigger import handlers
 from services.trigger.adapters.common import parse_json
-from services.trigger.config import TriggerSettings
-from services.trigger.main import build
 from tests.conftest import ServiceUnderTest, StartService, TestTenant, metric_value
+from tests.support.services import decisions, trigger_with_tenant
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "webhooks"
-
-
-async def trigger_with_tenant(start_service: StartService) -> tuple[ServiceUnderTest, TestTenant]:
-    service = await start_service(build, TriggerSettings)
-    name = f"shop-{uuid.uuid4().hex[:8]}"
-    async with service.runtime.database.uow() as uow:
-        tenant_id = await handlers.create_tenant(
-            uow, name=name, owner_email=f"cx@{name}.example", now=datetime.now(UTC)
-        )
-        _, key = await handlers.create_api_key(uow, tenant=name, now=datetime.now(UTC))
-        await uow.commit()
-    return service, TestTenant(str(tenant_id), name, key.secret, f"cx@{name}.example")
 
 
 async def configure(
@@ -46,14 +32,6 @@ async def configure(
     )
     assert response.status_code == 201, response.text
     return response.json()  # type: ignore[no-any-return]
-
-
-async def decisions(service: ServiceUnderTest, tenant: TestTenant, customer: str) -> list[dict[str, Any]]:
-    response = await service.client.get(
-        "/v1/decisions", params={"customer": customer}, headers=tenant.headers
-    )
-    assert response.status_code == 200
-    return response.json()["decisions"]  # type: ignore[no-any-return]
 
 
 def b64_hmac(secret: str, *parts: bytes) -> str:

@@ -31,32 +31,12 @@ from services.trigger.domain.touchpoints import (
     TouchpointRule,
     coverage_warnings,
 )
+from tests.support.factories import purchase_candidate as purchase
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # a Monday
 REST = timedelta(days=180)
 POLICY = Policy(rest_period=REST)
 TENANT = "00000000-0000-4000-8000-000000000001"
-
-
-def purchase(
-    event_id: str,
-    customer: str,
-    email: str | None = "jane@example.com",
-    *,
-    order: str | None = None,
-    invitation_id: str | None = None,
-    **data: Any,
-) -> Candidate:
-    return Candidate(
-        invitation_id=invitation_id,
-        event_id=event_id,
-        event_type=PURCHASE_COMPLETED,
-        customer_id=customer,
-        email=email,
-        source_ref=f"order:{order or event_id}",
-        data=data,
-        is_test=bool(data.get("test")),
-    )
 
 
 def one(
