@@ -20,6 +20,7 @@ from libs.common.tenancy import TENANCY_HANDLERS
 from services.alerting import api, handlers
 from services.alerting.config import AlertingSettings
 from services.alerting.models import COMMON, Base
+from services.alerting.repository import AlertingRepository
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,13 @@ async def _repeat(name: str, step: Callable[[], Awaitable[float]]) -> None:
 Loop = Callable[[Runtime], Awaitable[None]]
 
 
-def _record_answer(settings: AlertingSettings) -> Callable[[Event[Any], UnitOfWork], Awaitable[None]]:
+def _record_answer(
+    settings: AlertingSettings,
+) -> Callable[[Event[Any], UnitOfWork[AlertingRepository]], Awaitable[None]]:
     sla = settings.followup_sla
     notify_delay = timedelta(seconds=settings.notify_delay_seconds)
 
-    async def answered(event: Event[Any], uow: UnitOfWork) -> None:
+    async def answered(event: Event[Any], uow: UnitOfWork[AlertingRepository]) -> None:
         await handlers.record_answer(event, uow, sla=sla, now=datetime.now(UTC), notify_delay=notify_delay)
 
     return answered
@@ -109,6 +112,7 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
         "cases nobody contacted in time.",
         metadata=Base.metadata,
         tables=COMMON,
+        repository=AlertingRepository,
         migrations=Path(__file__).parent / "migrations",
         routers=[api.router],
         consumers=[

@@ -44,18 +44,6 @@ def case_facts(case: FollowupCase) -> notices.CaseFacts:
     )
 
 
-def notification_row(tenant_id: uuid.UUID, case_id: uuid.UUID, notice: notices.Notice) -> dict[str, Any]:
-    return {
-        "tenant_id": tenant_id,
-        "case_id": case_id,
-        "kind": notice.kind.value,
-        "recipient": notice.recipient,
-        "subject": notice.subject,
-        "body": notice.body,
-        "attempts": 0,
-    }
-
-
 def updated_event(case: FollowupCase, change: str, now: datetime) -> Event[Any]:
     data = FollowupUpdated(
         case_id=case.id, status=case.status, breached=case.breached_at is not None, updated_at=now
