@@ -51,6 +51,7 @@ from services.survey.domain.pacing import Pace
 from services.survey.domain.tokens import survey_token
 from services.survey.handlers import ClaimedInvitation, questions_in
 from services.survey.rendering import Recipient, invitation_email
+from services.survey.repository import SurveyRepository
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class Signer:
 
 
 class Sender:
-    def __init__(self, database: Database, settings: SurveySettings) -> None:
+    def __init__(self, database: Database[SurveyRepository], settings: SurveySettings) -> None:
         self._database = database
         self._settings = settings
         self._smtp = SmtpTarget.from_url(settings.smtp_url)

@@ -16,6 +16,7 @@ from libs.common.events import (
     SurveyStep,
     new_event,
 )
+from services.survey.repository import SurveyRepository
 
 SOURCE = "/nps/survey"
 STEP_NAMESPACE = uuid.UUID("5c0f3b7e-1a2d-4e8f-9b6c-3d4e5f607182")
@@ -32,7 +33,9 @@ class Invited(Protocol):
     def touchpoint(self) -> str: ...
 
 
-def emit_step(uow: UnitOfWork, step: str, invitation_id: uuid.UUID, of: Invited, at: datetime) -> None:
+def emit_step(
+    uow: UnitOfWork[SurveyRepository], step: str, invitation_id: uuid.UUID, of: Invited, at: datetime
+) -> None:
     """One event per invitation and step: the id is derived, so repeats are deduplicated downstream."""
     uow.emit(step_event(step, invitation_id, of, at))
 
@@ -58,7 +61,7 @@ def step_event(
 
 
 def emit_hygiene(
-    uow: UnitOfWork,
+    uow: UnitOfWork[SurveyRepository],
     tenant_id: uuid.UUID,
     customer_id: str,
     email: str,
