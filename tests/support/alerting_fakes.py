@@ -1,18 +1,19 @@
 """An in-memory :class:`AlertingRepository`, and the answer events the survey sends, for unit
 tests that drive the alerting handlers through :class:`tests.support.fakes.FakeUnitOfWork`.
 
-It overrides every query the answer handler (``record_answer``) and the case API's handler
-(``update_case``) make, with the semantics the database gives them: one held answer and one case per
-response (the unique keys decide, as ``ON CONFLICT DO NOTHING`` does), one notification per case and
-kind, and pending means neither sent nor failed. Rows are kept as the ORM objects the real queries
-return, so a handler changes them the way it changes loaded rows. Changes apply at once: there is no
-rollback, so a test commits every unit of work it opens. A query it does not fake fails loudly.
+It overrides every query the answer handler (``record_answer``), the case API's handler
+(``update_case``) and the SLA check (``mark_breached``, ``refresh_open_cases``) make, with the
+semantics the database gives them: one held answer and one case per response (the unique keys
+decide, as ``ON CONFLICT DO NOTHING`` does), one notification per case and kind, and pending means
+neither sent nor failed. Rows are kept as the ORM objects the real queries return, so a handler
+changes them the way it changes loaded rows. Changes apply at once: there is no rollback, so a test
+commits every unit of work it opens. A query it does not fake fails loudly.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NoReturn, TypeVar, cast
@@ -95,6 +96,20 @@ class FakeAlertingRepository(AlertingRepository):
     ) -> FollowupCase | None:
         case = self.cases.get(case_id)
         return case if case is not None and case.tenant_id == tenant_id else None
+
+    async def breach_candidates(
+        self, now: datetime, *, statuses: Iterable[str], limit: int
+    ) -> Sequence[FollowupCase]:
+        wanted = set(statuses)
+        candidates = [
+            case
+            for case in self.cases.values()
+            if case.status in wanted and case.due_at < now and case.breached_at is None
+        ]
+        return sorted(candidates, key=lambda case: case.due_at)[:limit]
+
+    async def count_open_cases(self) -> int:
+        return sum(1 for case in self.cases.values() if case.status == "open")
 
     async def queue_notifications(
         self, notices: Sequence[CaseNotice], *, after: timedelta | None = None

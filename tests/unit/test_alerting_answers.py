@@ -1,5 +1,5 @@
-"""The alerting handlers on the in-memory repository: what an answer does to its follow-up case, and
-what the case API's change does, without a database."""
+"""The alerting handlers on the in-memory repository: what an answer does to its follow-up case,
+what the case API's change does, and the SLA check, without a database."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ from libs.common.kafka import RejectEvent
 from services.alerting.domain.cases import CaseStatus, InvalidTransition
 from services.alerting.domain.notices import NoticeKind
 from services.alerting.domain.revisions import Resolution
-from services.alerting.handlers import CaseNotFound, case_id_for, record_answer, update_case
+from services.alerting.handlers import (
+    CaseNotFound,
+    case_id_for,
+    mark_breached,
+    record_answer,
+    refresh_open_cases,
+    update_case,
+)
 from services.alerting.repository import AlertingRepository
 from tests.support.alerting_fakes import AnswerHistory, FakeAlertingRepository
 from tests.support.fakes import FakeUnitOfWork
@@ -199,3 +206,40 @@ async def test_the_case_api_moves_a_case_on_and_says_so() -> None:
             await update_case(
                 uow, tenant_id=uuid.uuid4(), case_id=case_id, status=CaseStatus.RESOLVED, note=None, now=NOW
             )
+
+
+async def test_a_case_nobody_contacted_in_time_is_stamped_and_escalated_once() -> None:
+    repository, uow = _service()
+    late, contacted = _answer(1), _answer(2)
+    for answer in (late, contacted):
+        await _handle(uow, answer.version(1))
+    async with uow:
+        await update_case(
+            uow,
+            tenant_id=TENANT,
+            case_id=case_id_for(contacted.response_id),
+            status=CaseStatus.CONTACTED,
+            note=None,
+            now=NOW,
+        )
+        await uow.commit()
+    check_at = RESPONDED_AT + SLA + timedelta(minutes=1)
+
+    for minutes in (0, 5):
+        async with uow:
+            await mark_breached(
+                uow, check_at + timedelta(minutes=minutes), escalation_email="boss@acme.example"
+            )
+            await uow.commit()
+
+    case = repository.cases[case_id_for(late.response_id)]
+    assert case.breached_at == check_at
+    assert repository.cases[case_id_for(contacted.response_id)].breached_at is None
+    escalation = repository.notifications[(case.id, NoticeKind.CASE_BREACHED.value)]
+    assert escalation.recipient == "boss@acme.example"
+    assert [event.envelope.subject for event in uow.of_type(FOLLOWUP_UPDATED)] == [
+        str(case_id_for(contacted.response_id)),
+        str(case.id),
+    ]
+    async with uow:
+        assert await refresh_open_cases(uow) == 1
