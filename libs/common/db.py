@@ -155,7 +155,8 @@ def outbox_row(event: Event[Contract], *, key: str | None = None, topic: str | N
 
 
 #: A service's repository: a typed object over the unit of work's session, holding all its SQL.
-R = TypeVar("R", covariant=True, default=None)
+#: A bare ``UnitOfWork`` (code that never touches the repository: tenancy, emitting) is any service's.
+R = TypeVar("R", covariant=True, default=object)
 
 
 def service_source(name: str) -> str:

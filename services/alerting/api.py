@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.http import Tenant, UoW, error_responses
-from services.alerting import handlers, repository
+from services.alerting import handlers
 from services.alerting.domain.cases import CaseStatus, InvalidTransition
 from services.alerting.models import FollowupCase
 
@@ -88,16 +88,14 @@ async def list_cases(
 ) -> CaseList:
     """The tenant's follow-up cases, newest answer first, optionally filtered by status and by
     whether they breached the SLA."""
-    cases = await repository.list_cases(
-        uow.session, tenant.tenant_id, status=status, breached=breached, limit=limit
-    )
+    cases = await uow.repository.list_cases(tenant.tenant_id, status=status, breached=breached, limit=limit)
     return CaseList(cases=[CaseView.of(case) for case in cases])
 
 
 @router.get("/{case_id}")
 async def get_case(tenant: Tenant, uow: UoW, case_id: uuid.UUID) -> CaseView:
     """One follow-up case."""
-    case = await repository.get_case(uow.session, tenant.tenant_id, case_id)
+    case = await uow.repository.get_case(tenant.tenant_id, case_id)
     if case is None:
         raise HTTPException(404, f"no case {case_id}")
     return CaseView.of(case)

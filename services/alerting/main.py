@@ -17,21 +17,24 @@ from libs.common.kafka import ConsumerSpec, dispatch_by_type
 from libs.common.mail import SmtpTarget, send_email
 from libs.common.service import ServiceDefinition
 from libs.common.tenancy import TENANCY_HANDLERS
-from services.alerting import api, handlers, repository
+from services.alerting import api, handlers
 from services.alerting.config import AlertingSettings
 from services.alerting.domain.cases import BREACHABLE_STATUSES
 from services.alerting.models import COMMON, Base
+from services.alerting.repository import AlertingRepository
 
 log = logging.getLogger(__name__)
 
 SMTP_TIMEOUT_SECONDS = 15.0
 
 
-def _record_answer(settings: AlertingSettings) -> Callable[[Event[Any], UnitOfWork], Awaitable[None]]:
+def _record_answer(
+    settings: AlertingSettings,
+) -> Callable[[Event[Any], UnitOfWork[AlertingRepository]], Awaitable[None]]:
     sla = settings.followup_sla
     notify_delay = timedelta(seconds=settings.notify_delay_seconds)
 
-    async def answered(event: Event[Any], uow: UnitOfWork) -> None:
+    async def answered(event: Event[Any], uow: UnitOfWork[AlertingRepository]) -> None:
         await handlers.record_answer(event, uow, sla=sla, now=datetime.now(UTC), notify_delay=notify_delay)
 
     return answered
@@ -43,7 +46,7 @@ class SlaCheck(Job):
     name = "sla-check"
     batch_size = handlers.BREACH_BATCH
 
-    def __init__(self, database: Database[Any], settings: AlertingSettings) -> None:
+    def __init__(self, database: Database[AlertingRepository], settings: AlertingSettings) -> None:
         self._database = database
         self._escalation_email = settings.escalation_email
         self.every = settings.sla_check_seconds
@@ -59,9 +62,9 @@ class SlaCheck(Job):
         return breached
 
     async def oldest_due(self) -> datetime | None:
-        async with self._database.sessions() as session:
-            return await repository.oldest_unbreached_due(
-                session, datetime.now(UTC), statuses=[status.value for status in BREACHABLE_STATUSES]
+        async with self._database.uow() as uow:
+            return await uow.repository.oldest_unbreached_due(
+                datetime.now(UTC), statuses=[status.value for status in BREACHABLE_STATUSES]
             )
 
 
@@ -71,7 +74,7 @@ class Notifier(Job):
 
     name = "notifier"
 
-    def __init__(self, database: Database[Any], settings: AlertingSettings) -> None:
+    def __init__(self, database: Database[AlertingRepository], settings: AlertingSettings) -> None:
         self._database = database
         self._smtp = SmtpTarget.from_url(settings.smtp_url)
         self._mail_from = settings.mail_from
@@ -93,8 +96,8 @@ class Notifier(Job):
         )
 
     async def oldest_due(self) -> datetime | None:
-        async with self._database.sessions() as session:
-            return await repository.oldest_notification_due(session)
+        async with self._database.uow() as uow:
+            return await uow.repository.oldest_notification_due()
 
 
 def build(settings: AlertingSettings) -> ServiceDefinition:
@@ -106,6 +109,7 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
         "cases nobody contacted in time.",
         metadata=Base.metadata,
         tables=COMMON,
+        repository=AlertingRepository,
         migrations=Path(__file__).parent / "migrations",
         routers=[api.router],
         consumers=[

@@ -13,13 +13,14 @@ from libs.common.service import ServiceDefinition
 from services.survey import api, handlers
 from services.survey.config import SurveySettings
 from services.survey.models import COMMON, Base
+from services.survey.repository import SurveyRepository
 from services.survey.sender import reminders_job, sender_job
 
 
 def build(settings: SurveySettings) -> ServiceDefinition:
     token_ttl = timedelta(days=settings.token_ttl_days)
 
-    async def consume(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+    async def consume(events: list[Event[Contract]], uow: UnitOfWork[SurveyRepository]) -> None:
         await handlers.handle_consumed(
             events,
             uow,
@@ -34,6 +35,7 @@ def build(settings: SurveySettings) -> ServiceDefinition:
         description="Emails the survey invitations and records each person's one answer.",
         metadata=Base.metadata,
         tables=COMMON,
+        repository=SurveyRepository,
         migrations=Path(__file__).parent / "migrations",
         routers=[api.public_router, api.settings_router, api.invitations_router, api.bounce_router],
         consumers=[

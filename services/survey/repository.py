@@ -1,11 +1,14 @@
-"""Every query the survey makes. The sender's queries take a whole batch: one statement per batch."""
+"""Every query the survey makes, as :class:`SurveyRepository`, one method a query, over a unit of
+work's session (``uow.repository``). The sender's queries take a whole batch: one statement per
+batch. Rows come back as the small named tuples below, one per projection."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Literal, NamedTuple, cast
 
 from sqlalchemy import (
     DateTime,
@@ -29,13 +32,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnClause, ColumnElement
+from sqlalchemy.sql.expression import Update, Values
 
+from services.survey.domain.answers import FollowUp
 from services.survey.domain.delivery import InvitationStatus
 from services.survey.models import COMMON, Invitation, Response, Suppression, TenantSettings
 
 _INVITATIONS = cast(Table, Invitation.__table__)
-#: What a sender needs of an invitation it claimed, to email it (or remind of it).
+#: The columns of a :class:`DueInvitation`, in its order.
 _CLAIMED = (
     Invitation.id,
     Invitation.tenant_id,
@@ -51,109 +56,134 @@ _CLAIMED = (
 )
 
 
-async def insert_invitations(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """A redelivered or repeated request for the same invitation changes nothing."""
-    if rows:
-        await session.execute(pg_insert(Invitation).values(list(rows)).on_conflict_do_nothing())
+@dataclass(frozen=True, slots=True)
+class NewInvitation:
+    """An invitation to schedule: who, about what, when to send it and until when its link works."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    customer_id: str
+    email: str
+    name: str | None
+    locale: str | None
+    touchpoint: str
+    trigger_event_id: str
+    token_hash: str
+    send_at: datetime
+    expires_at: datetime
+    created_at: datetime
 
 
-async def claim_due(
-    session: AsyncSession, *, now: datetime, stale_before: datetime, limit: int
-) -> Sequence[Any]:
-    """Mark up to ``limit`` due invitations ``sending`` and return them.
+class DueInvitation(NamedTuple):
+    """What a sender needs of an invitation it claimed, to email it (or remind of it)."""
 
-    Due: scheduled and its time has come, or claimed earlier by a sender that never recorded an
-    outcome (it died, or lost its database connection) before ``stale_before``. ``SKIP LOCKED`` lets
-    several replicas claim side by side without waiting on each other.
-    """
-    due = (
-        select(Invitation.id)
-        .where(
-            or_(
-                and_(Invitation.status == InvitationStatus.SCHEDULED.value, Invitation.send_at <= now),
-                and_(
-                    Invitation.status == InvitationStatus.SENDING.value,
-                    Invitation.sending_started_at < stale_before,
-                ),
-            )
-        )
-        .order_by(Invitation.send_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    result = await session.execute(
-        update(Invitation)
-        .where(Invitation.id.in_(due.scalar_subquery()))
-        .values(
-            status=InvitationStatus.SENDING.value, sending_started_at=now, attempts=Invitation.attempts + 1
-        )
-        .returning(*_CLAIMED)
-    )
-    return result.all()
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    customer_id: str
+    email: str
+    name: str | None
+    locale: str | None
+    language: str | None
+    touchpoint: str
+    #: Including this claim.
+    attempts: int
+    send_at: datetime
+    expires_at: datetime
 
 
-async def tenant_names(session: AsyncSession, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
-    if not tenant_ids:
-        return {}
-    table = COMMON.tenants
-    # Emails and pages name the company as its customers know it; the slug only if it has no other.
-    named = func.coalesce(table.c.display_name, table.c.name).label("name")
-    rows = await session.execute(select(table.c.id, named).where(table.c.id.in_(set(tenant_ids))))
-    return {row.id: row.name for row in rows}
+class InvitationRef(NamedTuple):
+    """Whose invitation an event is about."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    customer_id: str
+    touchpoint: str
 
 
-async def mark_sent(
-    session: AsyncSession, delivered: Sequence[tuple[uuid.UUID, datetime, str, datetime | None]]
-) -> Sequence[Any]:
-    """Record accepted deliveries (id, sent at, language, reminder due at); return the invitations
-    not already recorded as sent.
-
-    No fence on who holds the claim: the server accepted the message, so it was sent, whoever
-    claimed it since. An invitation answered meanwhile keeps ``responded``.
-    """
-    if not delivered:
-        return []
-    batch = values(
-        column("id", Uuid),
-        column("sent_at", DateTime(timezone=True)),
-        column("language", String),
-        column("reminder_due_at", DateTime(timezone=True)),
-        name="delivered",
-    ).data(list(delivered))
-    result = await session.execute(
-        update(_INVITATIONS)
-        .where(_INVITATIONS.c.id == batch.c.id, _INVITATIONS.c.sent_at.is_(None))
-        .values(
-            sent_at=batch.c.sent_at,
-            language=batch.c.language,
-            # A NULL in VALUES is text to Postgres; say what it is.
-            reminder_due_at=sql_cast(batch.c.reminder_due_at, DateTime(timezone=True)),
-            status=case(
-                (_INVITATIONS.c.status == InvitationStatus.RESPONDED.value, _INVITATIONS.c.status),
-                else_=InvitationStatus.SENT.value,
-            ),
-            sending_started_at=None,
-            last_error=None,
-        )
-        .returning(
-            _INVITATIONS.c.id,
-            _INVITATIONS.c.tenant_id,
-            _INVITATIONS.c.customer_id,
-            _INVITATIONS.c.touchpoint,
-            _INVITATIONS.c.sent_at,
-        )
-    )
-    return result.all()
+class SentInvitation(NamedTuple):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    customer_id: str
+    touchpoint: str
+    sent_at: datetime
 
 
-def _claimed_batch(name: str, rows: Sequence[tuple[Any, ...]], *extra: tuple[str, Any]) -> Any:
+class BouncedInvitation(NamedTuple):
+    """An invitation a bounce report is about, with the address it was sent to."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    customer_id: str
+    touchpoint: str
+    email: str
+
+
+class InvitationLink(NamedTuple):
+    """The invitation a survey link points at, with the tenant's name (``None`` if not known yet)
+    and its answer so far (``score`` and ``revision`` are ``None`` until there is one)."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    customer_id: str
+    email: str
+    name: str | None
+    locale: str | None
+    language: str | None
+    touchpoint: str
+    token_hash: str
+    expires_at: datetime
+    sent_at: datetime | None
+    reminded_at: datetime | None
+    responded_at: datetime | None
+    unsubscribed_at: datetime | None
+    tenant_name: str | None
+    score: int | None
+    comment: str | None
+    recommended: bool | None
+    csat: int | None
+    effort: int | None
+    revision: int | None
+
+
+class ResponseVersion(NamedTuple):
+    """An answer as it stands after a change."""
+
+    id: uuid.UUID
+    score: int
+    comment: str | None
+    recommended: bool | None
+    csat: int | None
+    effort: int | None
+    revision: int
+    responded_at: datetime
+    updated_at: datetime
+
+
+#: The funnel stamps an invitation gets the first time only.
+Stamp = Literal["opened_at", "clicked_at", "unsubscribed_at"]
+
+_RESPONSE_VERSION = (
+    Response.id,
+    Response.score,
+    Response.comment,
+    Response.recommended,
+    Response.csat,
+    Response.effort,
+    Response.revision,
+    Response.responded_at,
+    Response.updated_at,
+)
+
+
+def _claimed_batch(
+    name: str, rows: Sequence[tuple[object, ...]], *extra: ColumnClause[datetime] | ColumnClause[str]
+) -> Values:
     """A VALUES list of (id, attempts of our claim, *extra) to update invitations by, in one
     statement for the whole batch."""
-    columns = [column("id", Uuid), column("attempts", Integer), *(column(n, t) for n, t in extra)]
-    return values(*columns, name=name).data(list(rows))
+    return values(column("id", Uuid), column("attempts", Integer), *extra, name=name).data(list(rows))
 
 
-def _while_claimed(batch: Any) -> Any:
+def _while_claimed(batch: Values) -> Update:
     """Only while our claim stands: if the invitation was reclaimed since (its attempts moved on),
     or answered, the newer state wins over what this sender would record."""
     return update(_INVITATIONS).where(
@@ -163,396 +193,511 @@ def _while_claimed(batch: Any) -> Any:
     )
 
 
-async def reschedule(session: AsyncSession, retries: Sequence[tuple[uuid.UUID, int, datetime, str]]) -> None:
-    """(id, attempts of our claim, next send time, error): tried, to be tried again later."""
-    if not retries:
-        return
-    batch = _claimed_batch("retries", retries, ("send_at", DateTime(timezone=True)), ("error", String))
-    await session.execute(
-        _while_claimed(batch).values(
-            status=InvitationStatus.SCHEDULED.value,
-            send_at=batch.c.send_at,
-            sending_started_at=None,
-            last_error=batch.c.error,
+class SurveyRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def insert_invitations(self, invitations: Sequence[NewInvitation]) -> None:
+        """Schedule invitations, in one statement. A redelivered or repeated request for the same
+        invitation changes nothing."""
+        if not invitations:
+            return
+        scheduled = InvitationStatus.SCHEDULED.value
+        rows = [
+            {
+                "id": invitation.id,
+                "tenant_id": invitation.tenant_id,
+                "customer_id": invitation.customer_id,
+                "email": invitation.email,
+                "name": invitation.name,
+                "locale": invitation.locale,
+                "touchpoint": invitation.touchpoint,
+                "trigger_event_id": invitation.trigger_event_id,
+                "token_hash": invitation.token_hash,
+                "status": scheduled,
+                "send_at": invitation.send_at,
+                "expires_at": invitation.expires_at,
+                "created_at": invitation.created_at,
+            }
+            for invitation in invitations
+        ]
+        await self._session.execute(pg_insert(Invitation).values(rows).on_conflict_do_nothing())
+
+    async def claim_due(self, *, now: datetime, stale_before: datetime, limit: int) -> list[DueInvitation]:
+        """Mark up to ``limit`` due invitations ``sending`` and return them.
+
+        Due: scheduled and its time has come, or claimed earlier by a sender that never recorded an
+        outcome (it died, or lost its database connection) before ``stale_before``. ``SKIP LOCKED`` lets
+        several replicas claim side by side without waiting on each other.
+        """
+        due = (
+            select(Invitation.id)
+            .where(
+                or_(
+                    and_(Invitation.status == InvitationStatus.SCHEDULED.value, Invitation.send_at <= now),
+                    and_(
+                        Invitation.status == InvitationStatus.SENDING.value,
+                        Invitation.sending_started_at < stale_before,
+                    ),
+                )
+            )
+            .order_by(Invitation.send_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
-    )
-
-
-async def fail(session: AsyncSession, failures: Sequence[tuple[uuid.UUID, int, str, str]]) -> Sequence[Any]:
-    """(id, attempts of our claim, error, reason code); returns the invitations marked failed
-    just now."""
-    if not failures:
-        return []
-    batch = _claimed_batch("failures", failures, ("error", String), ("reason", String))
-    result = await session.execute(
-        _while_claimed(batch)
-        .values(
-            status=InvitationStatus.FAILED.value,
-            sending_started_at=None,
-            last_error=batch.c.error,
-            failure_reason=batch.c.reason,
+        result = await self._session.execute(
+            update(Invitation)
+            .where(Invitation.id.in_(due.scalar_subquery()))
+            .values(
+                status=InvitationStatus.SENDING.value,
+                sending_started_at=now,
+                attempts=Invitation.attempts + 1,
+            )
+            .returning(*_CLAIMED)
         )
-        .returning(_INVITATIONS.c.id)
-    )
-    failed: Sequence[Any] = result.all()
-    return failed
+        return [DueInvitation._make(row) for row in result]
 
+    async def tenant_names(self, tenant_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        if not tenant_ids:
+            return {}
+        table = COMMON.tenants
+        # Emails and pages name the company as its customers know it; the slug only if it has no other.
+        named = func.coalesce(table.c.display_name, table.c.name).label("name")
+        rows = await self._session.execute(select(table.c.id, named).where(table.c.id.in_(set(tenant_ids))))
+        return {row.id: row.name for row in rows}
 
-async def put_back(session: AsyncSession, waits: Sequence[tuple[uuid.UUID, int, datetime]]) -> None:
-    """(id, attempts of our claim, slot): back to ``scheduled`` for the slot the tenant's sending
-    rate gave it, with the claim's attempt given back: waiting is not trying."""
-    if not waits:
-        return
-    batch = _claimed_batch("waits", waits, ("send_at", DateTime(timezone=True)))
-    await session.execute(
-        _while_claimed(batch).values(
-            status=InvitationStatus.SCHEDULED.value,
-            send_at=batch.c.send_at,
-            sending_started_at=None,
-            attempts=_INVITATIONS.c.attempts - 1,
+    async def mark_sent(
+        self, delivered: Sequence[tuple[uuid.UUID, datetime, str, datetime | None]]
+    ) -> list[SentInvitation]:
+        """Record accepted deliveries (id, sent at, language, reminder due at); return the invitations
+        not already recorded as sent.
+
+        No fence on who holds the claim: the server accepted the message, so it was sent, whoever
+        claimed it since. An invitation answered meanwhile keeps ``responded``.
+        """
+        if not delivered:
+            return []
+        batch = values(
+            column("id", Uuid),
+            column("sent_at", DateTime(timezone=True)),
+            column("language", String),
+            column("reminder_due_at", DateTime(timezone=True)),
+            name="delivered",
+        ).data(list(delivered))
+        result = await self._session.execute(
+            update(_INVITATIONS)
+            .where(_INVITATIONS.c.id == batch.c.id, _INVITATIONS.c.sent_at.is_(None))
+            .values(
+                sent_at=batch.c.sent_at,
+                language=batch.c.language,
+                # A NULL in VALUES is text to Postgres; say what it is.
+                reminder_due_at=sql_cast(batch.c.reminder_due_at, DateTime(timezone=True)),
+                status=case(
+                    (_INVITATIONS.c.status == InvitationStatus.RESPONDED.value, _INVITATIONS.c.status),
+                    else_=InvitationStatus.SENT.value,
+                ),
+                sending_started_at=None,
+                last_error=None,
+            )
+            .returning(
+                _INVITATIONS.c.id,
+                _INVITATIONS.c.tenant_id,
+                _INVITATIONS.c.customer_id,
+                _INVITATIONS.c.touchpoint,
+                _INVITATIONS.c.sent_at,
+            )
         )
-    )
+        return [SentInvitation._make(row) for row in result]
 
+    async def reschedule(self, retries: Sequence[tuple[uuid.UUID, int, datetime, str]]) -> None:
+        """(id, attempts of our claim, next send time, error): tried, to be tried again later."""
+        if not retries:
+            return
+        batch = _claimed_batch(
+            "retries", retries, column("send_at", DateTime(timezone=True)), column("error", String)
+        )
+        await self._session.execute(
+            _while_claimed(batch).values(
+                status=InvitationStatus.SCHEDULED.value,
+                send_at=batch.c.send_at,
+                sending_started_at=None,
+                last_error=batch.c.error,
+            )
+        )
 
-async def invitation_by_token_hash(session: AsyncSession, token_hash: str) -> Any:
-    """The invitation a link points at, with the tenant's name (``None`` if not known yet) and its
-    answer so far (``score`` is ``None`` until there is one)."""
-    tenants = COMMON.tenants
-    return (
-        await session.execute(
+    async def fail(self, failures: Sequence[tuple[uuid.UUID, int, str, str]]) -> set[uuid.UUID]:
+        """(id, attempts of our claim, error, reason code); returns the invitations marked failed
+        just now."""
+        if not failures:
+            return set()
+        batch = _claimed_batch("failures", failures, column("error", String), column("reason", String))
+        result = await self._session.execute(
+            _while_claimed(batch)
+            .values(
+                status=InvitationStatus.FAILED.value,
+                sending_started_at=None,
+                last_error=batch.c.error,
+                failure_reason=batch.c.reason,
+            )
+            .returning(_INVITATIONS.c.id)
+        )
+        return set(result.scalars())
+
+    async def put_back(self, waits: Sequence[tuple[uuid.UUID, int, datetime]]) -> None:
+        """(id, attempts of our claim, slot): back to ``scheduled`` for the slot the tenant's sending
+        rate gave it, with the claim's attempt given back: waiting is not trying."""
+        if not waits:
+            return
+        batch = _claimed_batch("waits", waits, column("send_at", DateTime(timezone=True)))
+        await self._session.execute(
+            _while_claimed(batch).values(
+                status=InvitationStatus.SCHEDULED.value,
+                send_at=batch.c.send_at,
+                sending_started_at=None,
+                attempts=_INVITATIONS.c.attempts - 1,
+            )
+        )
+
+    async def invitation_by_token_hash(self, token_hash: str) -> InvitationLink | None:
+        """The invitation a link points at, with the tenant's name and its answer so far."""
+        tenants = COMMON.tenants
+        row = (
+            await self._session.execute(
+                select(
+                    Invitation.id,
+                    Invitation.tenant_id,
+                    Invitation.customer_id,
+                    Invitation.email,
+                    Invitation.name,
+                    Invitation.locale,
+                    Invitation.language,
+                    Invitation.touchpoint,
+                    Invitation.token_hash,
+                    Invitation.expires_at,
+                    Invitation.sent_at,
+                    Invitation.reminded_at,
+                    Invitation.responded_at,
+                    Invitation.unsubscribed_at,
+                    func.coalesce(tenants.c.display_name, tenants.c.name).label("tenant_name"),
+                    Response.score,
+                    Response.comment,
+                    Response.recommended,
+                    Response.csat,
+                    Response.effort,
+                    Response.revision,
+                )
+                .outerjoin(tenants, tenants.c.id == Invitation.tenant_id)
+                .outerjoin(Response, Response.invitation_id == Invitation.id)
+                .where(Invitation.token_hash == token_hash)
+            )
+        ).first()
+        return InvitationLink._make(row) if row is not None else None
+
+    async def insert_response(self, response: Response) -> bool:
+        """Record an invitation's first answer (its score, and any comment); false when it has an
+        answer already (the unique index decides, race-free)."""
+        inserted = await self._session.scalar(
+            pg_insert(Response)
+            .values(
+                id=response.id,
+                invitation_id=response.invitation_id,
+                tenant_id=response.tenant_id,
+                customer_id=response.customer_id,
+                touchpoint=response.touchpoint,
+                score=response.score,
+                comment=response.comment,
+                responded_at=response.responded_at,
+            )
+            .on_conflict_do_nothing()
+            .returning(Response.id)
+        )
+        return inserted is not None
+
+    async def replace_score(
+        self, invitation_id: uuid.UUID, *, revision: int, score: int, at: datetime
+    ) -> ResponseVersion | None:
+        """A different score for an answer still at ``revision``; see :meth:`_change_response`."""
+        return await self._change_response(invitation_id, revision, {"score": score, "updated_at": at})
+
+    async def record_follow_up(
+        self, invitation_id: uuid.UUID, *, revision: int, follow_up: FollowUp, at: datetime
+    ) -> ResponseVersion | None:
+        """The answers after the score, replacing earlier ones, for an answer still at ``revision``;
+        see :meth:`_change_response`."""
+        changes: dict[str, object] = {
+            "comment": follow_up.comment,
+            "recommended": follow_up.recommended,
+            "csat": follow_up.csat,
+            "effort": follow_up.effort,
+            "updated_at": at,
+        }
+        return await self._change_response(invitation_id, revision, changes)
+
+    async def _change_response(
+        self, invitation_id: uuid.UUID, revision: int, changes: dict[str, object]
+    ) -> ResponseVersion | None:
+        """Change an answer if it is still at ``revision`` (a concurrent change wins otherwise); the
+        new revision is one more. Returns the whole answer as it now stands, or ``None``."""
+        result = await self._session.execute(
+            update(Response)
+            .where(Response.invitation_id == invitation_id, Response.revision == revision)
+            .values(**changes, revision=Response.revision + 1)
+            .returning(*_RESPONSE_VERSION)
+        )
+        row = result.first()
+        return ResponseVersion._make(row) if row is not None else None
+
+    async def mark_responded(self, invitation_id: uuid.UUID, at: datetime) -> None:
+        await self._session.execute(
+            update(Invitation)
+            .where(Invitation.id == invitation_id)
+            .values(status=InvitationStatus.RESPONDED.value, responded_at=at)
+        )
+
+    async def stamp_once(self, invitation_id: uuid.UUID, stamp: Stamp, at: datetime) -> bool:
+        """Set a funnel stamp (``opened_at``, ``clicked_at``, ``unsubscribed_at``) the first time only;
+        true if this was the first time."""
+        target = _INVITATIONS.c[stamp]
+        result = await self._session.execute(
+            update(_INVITATIONS)
+            .where(_INVITATIONS.c.id == invitation_id, target.is_(None))
+            .values({stamp: at})
+            .returning(_INVITATIONS.c.id)
+        )
+        return result.first() is not None
+
+    # --- Suppressions ---------------------------------------------------------------------------
+
+    async def suppress(
+        self, rows: Sequence[tuple[uuid.UUID, str, str, datetime]]
+    ) -> set[tuple[uuid.UUID, str]]:
+        """(tenant, address, reason, at): the first reason recorded stays. Returns the (tenant,
+        lower-cased address) pairs suppressed just now, not before."""
+        if not rows:
+            return set()
+        result = await self._session.execute(
+            pg_insert(Suppression)
+            .values(
+                [
+                    {"tenant_id": t, "email_lower": e.lower(), "reason": r, "suppressed_at": at}
+                    for t, e, r, at in rows
+                ]
+            )
+            .on_conflict_do_nothing()
+            .returning(Suppression.tenant_id, Suppression.email_lower)
+        )
+        return {(row.tenant_id, row.email_lower) for row in result}
+
+    async def suppressed(self, pairs: Sequence[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+        if not pairs:
+            return set()
+        wanted = {(tenant, email.lower()) for tenant, email in pairs}
+        rows = await self._session.execute(
+            select(Suppression.tenant_id, Suppression.email_lower).where(
+                tuple_(Suppression.tenant_id, Suppression.email_lower).in_(list(wanted))
+            )
+        )
+        return {(row.tenant_id, row.email_lower) for row in rows}
+
+    async def cancel_scheduled_to(self, addresses: Sequence[tuple[uuid.UUID, str]]) -> int:
+        """Cancel the not-yet-sent invitations to (tenant, address) pairs that must not be emailed."""
+        if not addresses:
+            return 0
+        wanted = sorted({(tenant, email.lower()) for tenant, email in addresses})
+        result = await self._session.execute(
+            update(Invitation)
+            .where(
+                tuple_(Invitation.tenant_id, func.lower(Invitation.email)).in_(wanted),
+                Invitation.status == InvitationStatus.SCHEDULED.value,
+            )
+            .values(status=InvitationStatus.CANCELLED.value)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def invitations_for_bounces(
+        self, ids: Sequence[uuid.UUID], emails: Sequence[str], sent_since: datetime
+    ) -> list[BouncedInvitation]:
+        """The invitations bounce reports are about: by the Message-ID's invitation id, else the ones
+        recently sent to the reported address (in every tenant: the address is dead for all)."""
+        conditions: list[ColumnElement[bool]] = []
+        if ids:
+            conditions.append(Invitation.id.in_(list(set(ids))))
+        if emails:
+            conditions.append(
+                and_(
+                    func.lower(Invitation.email).in_(sorted({e.lower() for e in emails})),
+                    Invitation.sent_at >= sent_since,
+                )
+            )
+        if not conditions:
+            return []
+        rows = await self._session.execute(
             select(
                 Invitation.id,
                 Invitation.tenant_id,
                 Invitation.customer_id,
-                Invitation.email,
-                Invitation.name,
-                Invitation.locale,
-                Invitation.language,
                 Invitation.touchpoint,
-                Invitation.token_hash,
-                Invitation.expires_at,
-                Invitation.sent_at,
-                Invitation.reminded_at,
-                Invitation.responded_at,
-                Invitation.unsubscribed_at,
-                func.coalesce(tenants.c.display_name, tenants.c.name).label("tenant_name"),
-                Response.score,
-                Response.comment,
-                Response.recommended,
-                Response.csat,
-                Response.effort,
-                Response.revision,
-            )
-            .outerjoin(tenants, tenants.c.id == Invitation.tenant_id)
-            .outerjoin(Response, Response.invitation_id == Invitation.id)
-            .where(Invitation.token_hash == token_hash)
+                Invitation.email,
+            ).where(or_(*conditions))
         )
-    ).first()
+        return [BouncedInvitation._make(row) for row in rows]
 
+    # --- Settings ------------------------------------------------------------------------------
 
-async def insert_response(session: AsyncSession, row: dict[str, Any]) -> bool:
-    """False when the invitation has an answer already (the unique index decides, race-free)."""
-    inserted = await session.scalar(
-        pg_insert(Response).values(**row).on_conflict_do_nothing().returning(Response.id)
-    )
-    return inserted is not None
-
-
-async def update_response(
-    session: AsyncSession, invitation_id: uuid.UUID, *, revision: int, values_: dict[str, Any]
-) -> Any:
-    """Change an answer if it is still at ``revision`` (a concurrent change wins otherwise); the new
-    revision is one more. Returns the whole answer as it now stands, or ``None``."""
-    result = await session.execute(
-        update(Response)
-        .where(Response.invitation_id == invitation_id, Response.revision == revision)
-        .values(**values_, revision=Response.revision + 1)
-        .returning(
-            Response.id,
-            Response.score,
-            Response.comment,
-            Response.recommended,
-            Response.csat,
-            Response.effort,
-            Response.revision,
-            Response.responded_at,
-            Response.updated_at,
-        )
-    )
-    return result.first()
-
-
-async def mark_responded(session: AsyncSession, invitation_id: uuid.UUID, at: datetime) -> None:
-    await session.execute(
-        update(Invitation)
-        .where(Invitation.id == invitation_id)
-        .values(status=InvitationStatus.RESPONDED.value, responded_at=at)
-    )
-
-
-async def stamp_once(session: AsyncSession, invitation_id: uuid.UUID, stamp: str, at: datetime) -> bool:
-    """Set a funnel stamp (``opened_at``, ``clicked_at``, ``unsubscribed_at``) the first time only;
-    true if this was the first time."""
-    target = _INVITATIONS.c[stamp]
-    result = await session.execute(
-        update(_INVITATIONS)
-        .where(_INVITATIONS.c.id == invitation_id, target.is_(None))
-        .values({stamp: at})
-        .returning(_INVITATIONS.c.id)
-    )
-    return result.first() is not None
-
-
-# --- Suppressions -------------------------------------------------------------------------------
-
-
-async def suppress(
-    session: AsyncSession, rows: Sequence[tuple[uuid.UUID, str, str, datetime]]
-) -> set[tuple[uuid.UUID, str]]:
-    """(tenant, address, reason, at): the first reason recorded stays. Returns the (tenant,
-    lower-cased address) pairs suppressed just now, not before."""
-    if not rows:
-        return set()
-    result = await session.execute(
-        pg_insert(Suppression)
-        .values(
-            [
-                {"tenant_id": t, "email_lower": e.lower(), "reason": r, "suppressed_at": at}
-                for t, e, r, at in rows
-            ]
-        )
-        .on_conflict_do_nothing()
-        .returning(Suppression.tenant_id, Suppression.email_lower)
-    )
-    return {(row.tenant_id, row.email_lower) for row in result}
-
-
-async def suppressed(
-    session: AsyncSession, pairs: Sequence[tuple[uuid.UUID, str]]
-) -> set[tuple[uuid.UUID, str]]:
-    if not pairs:
-        return set()
-    wanted = {(tenant, email.lower()) for tenant, email in pairs}
-    rows = await session.execute(
-        select(Suppression.tenant_id, Suppression.email_lower).where(
-            tuple_(Suppression.tenant_id, Suppression.email_lower).in_(list(wanted))
-        )
-    )
-    return {(row.tenant_id, row.email_lower) for row in rows}
-
-
-async def cancel_scheduled_to(session: AsyncSession, addresses: Sequence[tuple[uuid.UUID, str]]) -> int:
-    """Cancel the not-yet-sent invitations to (tenant, address) pairs that must not be emailed."""
-    if not addresses:
-        return 0
-    wanted = sorted({(tenant, email.lower()) for tenant, email in addresses})
-    result = await session.execute(
-        update(Invitation)
-        .where(
-            tuple_(Invitation.tenant_id, func.lower(Invitation.email)).in_(wanted),
-            Invitation.status == InvitationStatus.SCHEDULED.value,
-        )
-        .values(status=InvitationStatus.CANCELLED.value)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def invitations_for_bounces(
-    session: AsyncSession, ids: Sequence[uuid.UUID], emails: Sequence[str], sent_since: datetime
-) -> Sequence[Any]:
-    """The invitations bounce reports are about: by the Message-ID's invitation id, else the ones
-    recently sent to the reported address (in every tenant: the address is dead for all)."""
-    conditions: list[ColumnElement[bool]] = []
-    if ids:
-        conditions.append(Invitation.id.in_(list(set(ids))))
-    if emails:
-        conditions.append(
-            and_(
-                func.lower(Invitation.email).in_(sorted({e.lower() for e in emails})),
-                Invitation.sent_at >= sent_since,
+    async def settings_for(
+        self, tenant_ids: Sequence[uuid.UUID]
+    ) -> dict[tuple[uuid.UUID, str], dict[str, object]]:
+        """(tenant, touchpoint or "") -> stored configuration."""
+        if not tenant_ids:
+            return {}
+        rows = await self._session.execute(
+            select(TenantSettings.tenant_id, TenantSettings.touchpoint, TenantSettings.config).where(
+                TenantSettings.tenant_id.in_(set(tenant_ids))
             )
         )
-    if not conditions:
-        return []
-    rows = await session.execute(
-        select(
-            Invitation.id,
-            Invitation.tenant_id,
-            Invitation.customer_id,
-            Invitation.touchpoint,
-            Invitation.email,
-        ).where(or_(*conditions))
-    )
-    return rows.all()
+        return {(row.tenant_id, row.touchpoint): dict(row.config) for row in rows}
 
-
-# --- Settings -----------------------------------------------------------------------------------
-
-
-async def settings_for(
-    session: AsyncSession, tenant_ids: Sequence[uuid.UUID]
-) -> dict[tuple[uuid.UUID, str], dict[str, Any]]:
-    """(tenant, touchpoint or "") -> stored configuration."""
-    if not tenant_ids:
-        return {}
-    rows = await session.execute(
-        select(TenantSettings.tenant_id, TenantSettings.touchpoint, TenantSettings.config).where(
-            TenantSettings.tenant_id.in_(set(tenant_ids))
+    async def put_settings(
+        self, tenant_id: uuid.UUID, touchpoint: str, config: dict[str, object], at: datetime
+    ) -> None:
+        statement = pg_insert(TenantSettings).values(
+            tenant_id=tenant_id, touchpoint=touchpoint, config=config, updated_at=at
         )
-    )
-    return {(row.tenant_id, row.touchpoint): dict(row.config) for row in rows}
-
-
-async def put_settings(
-    session: AsyncSession, tenant_id: uuid.UUID, touchpoint: str, config: dict[str, Any], at: datetime
-) -> None:
-    statement = pg_insert(TenantSettings).values(
-        tenant_id=tenant_id, touchpoint=touchpoint, config=config, updated_at=at
-    )
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[TenantSettings.tenant_id, TenantSettings.touchpoint],
-            set_={"config": statement.excluded.config, "updated_at": statement.excluded.updated_at},
+        await self._session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[TenantSettings.tenant_id, TenantSettings.touchpoint],
+                set_={"config": statement.excluded.config, "updated_at": statement.excluded.updated_at},
+            )
         )
-    )
 
+    # --- Lifecycle -----------------------------------------------------------------------------
 
-# --- Lifecycle ----------------------------------------------------------------------------------
-
-
-async def claim_reminders(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Any]:
-    """Mark up to ``limit`` reminders as sent before sending them: a crash loses a reminder rather
-    than sending two. Never after an answer, an unsubscribe, a bounce or expiry."""
-    due = (
-        select(Invitation.id)
-        .where(
-            Invitation.reminder_due_at <= now,
-            Invitation.reminded_at.is_(None),
-            Invitation.responded_at.is_(None),
-            Invitation.unsubscribed_at.is_(None),
-            Invitation.bounced_at.is_(None),
-            Invitation.withdrawn_at.is_(None),
-            Invitation.status == InvitationStatus.SENT.value,
-            Invitation.expires_at > now,
+    async def claim_reminders(self, *, now: datetime, limit: int) -> list[DueInvitation]:
+        """Mark up to ``limit`` reminders as sent before sending them: a crash loses a reminder rather
+        than sending two. Never after an answer, an unsubscribe, a bounce or expiry."""
+        due = (
+            select(Invitation.id)
+            .where(
+                Invitation.reminder_due_at <= now,
+                Invitation.reminded_at.is_(None),
+                Invitation.responded_at.is_(None),
+                Invitation.unsubscribed_at.is_(None),
+                Invitation.bounced_at.is_(None),
+                Invitation.withdrawn_at.is_(None),
+                Invitation.status == InvitationStatus.SENT.value,
+                Invitation.expires_at > now,
+            )
+            .order_by(Invitation.reminder_due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
-        .order_by(Invitation.reminder_due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    result = await session.execute(
-        update(Invitation)
-        .where(Invitation.id.in_(due.scalar_subquery()))
-        .values(reminded_at=now)
-        .returning(*_CLAIMED)
-    )
-    return result.all()
-
-
-async def record_expired(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Any]:
-    """Sent invitations whose link expired unanswered, each reported once."""
-    due = (
-        select(Invitation.id)
-        .where(
-            Invitation.status == InvitationStatus.SENT.value,
-            Invitation.expiry_recorded_at.is_(None),
-            Invitation.expires_at < now,
+        result = await self._session.execute(
+            update(Invitation)
+            .where(Invitation.id.in_(due.scalar_subquery()))
+            .values(reminded_at=now)
+            .returning(*_CLAIMED)
         )
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    result = await session.execute(
-        update(Invitation)
-        .where(Invitation.id.in_(due.scalar_subquery()))
-        .values(expiry_recorded_at=now)
-        .returning(Invitation.id, Invitation.tenant_id, Invitation.customer_id, Invitation.touchpoint)
-    )
-    return result.all()
+        return [DueInvitation._make(row) for row in result]
 
-
-async def mark_bounced(session: AsyncSession, ids: Sequence[uuid.UUID], at: datetime) -> Sequence[Any]:
-    """Stamp the bounce once per invitation; return the newly stamped ones."""
-    if not ids:
-        return []
-    result = await session.execute(
-        update(Invitation)
-        .where(Invitation.id.in_(list(set(ids))), Invitation.bounced_at.is_(None))
-        .values(bounced_at=at)
-        .returning(Invitation.id)
-    )
-    return result.all()
-
-
-async def cancel_scheduled(
-    session: AsyncSession, invitations: Sequence[tuple[uuid.UUID, uuid.UUID]], at: datetime
-) -> int:
-    """Withdraw invitations: one still only scheduled is cancelled; one being sent or sent already
-    keeps its state, but its reminder is withdrawn."""
-    if not invitations:
-        return 0
-    wanted = tuple_(Invitation.tenant_id, Invitation.id).in_(list(invitations))
-    result = await session.execute(
-        update(Invitation)
-        .where(wanted, Invitation.status == InvitationStatus.SCHEDULED.value)
-        .values(status=InvitationStatus.CANCELLED.value)
-    )
-    await session.execute(
-        update(Invitation)
-        .where(
-            wanted,
-            Invitation.status.in_([InvitationStatus.SENDING.value, InvitationStatus.SENT.value]),
-            Invitation.withdrawn_at.is_(None),
+    async def record_expired(self, *, now: datetime, limit: int) -> list[InvitationRef]:
+        """Sent invitations whose link expired unanswered, each reported once."""
+        due = (
+            select(Invitation.id)
+            .where(
+                Invitation.status == InvitationStatus.SENT.value,
+                Invitation.expiry_recorded_at.is_(None),
+                Invitation.expires_at < now,
+            )
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         )
-        .values(withdrawn_at=at)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+        result = await self._session.execute(
+            update(Invitation)
+            .where(Invitation.id.in_(due.scalar_subquery()))
+            .values(expiry_recorded_at=now)
+            .returning(Invitation.id, Invitation.tenant_id, Invitation.customer_id, Invitation.touchpoint)
+        )
+        return [InvitationRef._make(row) for row in result]
 
+    async def mark_bounced(self, ids: Sequence[uuid.UUID], at: datetime) -> set[uuid.UUID]:
+        """Stamp the bounce once per invitation; return the ids of those newly stamped."""
+        if not ids:
+            return set()
+        result = await self._session.execute(
+            update(Invitation)
+            .where(Invitation.id.in_(list(set(ids))), Invitation.bounced_at.is_(None))
+            .values(bounced_at=at)
+            .returning(Invitation.id)
+        )
+        return set(result.scalars())
 
-async def lift_suppressions(session: AsyncSession, addresses: Sequence[tuple[uuid.UUID, str]]) -> None:
-    """(tenant, address): the customer re-subscribed; the address may be emailed again."""
-    if addresses:
-        await session.execute(
-            delete(Suppression).where(
-                tuple_(Suppression.tenant_id, Suppression.email_lower).in_(
-                    sorted({(tenant, email.lower()) for tenant, email in addresses})
+    async def cancel_scheduled(self, invitations: Sequence[tuple[uuid.UUID, uuid.UUID]], at: datetime) -> int:
+        """Withdraw invitations: one still only scheduled is cancelled; one being sent or sent already
+        keeps its state, but its reminder is withdrawn."""
+        if not invitations:
+            return 0
+        wanted = tuple_(Invitation.tenant_id, Invitation.id).in_(list(invitations))
+        result = await self._session.execute(
+            update(Invitation)
+            .where(wanted, Invitation.status == InvitationStatus.SCHEDULED.value)
+            .values(status=InvitationStatus.CANCELLED.value)
+        )
+        await self._session.execute(
+            update(Invitation)
+            .where(
+                wanted,
+                Invitation.status.in_([InvitationStatus.SENDING.value, InvitationStatus.SENT.value]),
+                Invitation.withdrawn_at.is_(None),
+            )
+            .values(withdrawn_at=at)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def lift_suppressions(self, addresses: Sequence[tuple[uuid.UUID, str]]) -> None:
+        """(tenant, address): the customer re-subscribed; the address may be emailed again."""
+        if addresses:
+            await self._session.execute(
+                delete(Suppression).where(
+                    tuple_(Suppression.tenant_id, Suppression.email_lower).in_(
+                        sorted({(tenant, email.lower()) for tenant, email in addresses})
+                    )
                 )
             )
+
+    async def invitations_of_tenant(
+        self, tenant_id: uuid.UUID, *, customer: str | None, status: str | None, limit: int
+    ) -> Sequence[Invitation]:
+        query = select(Invitation).where(Invitation.tenant_id == tenant_id)
+        if customer is not None:
+            query = query.where(Invitation.customer_id == customer)
+        if status is not None:
+            query = query.where(Invitation.status == status)
+        result = await self._session.scalars(
+            query.order_by(Invitation.created_at.desc(), Invitation.id).limit(limit)
         )
+        return result.all()
 
-
-async def invitations_of_tenant(
-    session: AsyncSession, tenant_id: uuid.UUID, *, customer: str | None, status: str | None, limit: int
-) -> Sequence[Invitation]:
-    query = select(Invitation).where(Invitation.tenant_id == tenant_id)
-    if customer is not None:
-        query = query.where(Invitation.customer_id == customer)
-    if status is not None:
-        query = query.where(Invitation.status == status)
-    result = await session.scalars(query.order_by(Invitation.created_at.desc(), Invitation.id).limit(limit))
-    return result.all()
-
-
-async def oldest_due_to_send(session: AsyncSession, now: datetime) -> datetime | None:
-    """When the longest-waiting invitation that is due to be sent became due (the sender's age)."""
-    due: datetime | None = await session.scalar(
-        select(func.min(Invitation.send_at)).where(
-            Invitation.status == InvitationStatus.SCHEDULED.value, Invitation.send_at <= now
+    async def oldest_due_to_send(self, now: datetime) -> datetime | None:
+        """When the longest-waiting invitation that is due to be sent became due (the sender's age)."""
+        due: datetime | None = await self._session.scalar(
+            select(func.min(Invitation.send_at)).where(
+                Invitation.status == InvitationStatus.SCHEDULED.value, Invitation.send_at <= now
+            )
         )
-    )
-    return due
+        return due
 
-
-async def oldest_reminder_due(session: AsyncSession, now: datetime) -> datetime | None:
-    """When the longest-waiting reminder that is due became due (the reminder job's age)."""
-    due: datetime | None = await session.scalar(
-        select(func.min(Invitation.reminder_due_at)).where(
-            Invitation.reminder_due_at <= now,
-            Invitation.reminded_at.is_(None),
-            Invitation.responded_at.is_(None),
-            Invitation.unsubscribed_at.is_(None),
-            Invitation.bounced_at.is_(None),
-            Invitation.withdrawn_at.is_(None),
-            Invitation.status == InvitationStatus.SENT.value,
-            Invitation.expires_at > now,
+    async def oldest_reminder_due(self, now: datetime) -> datetime | None:
+        """When the longest-waiting reminder that is due became due (the reminder job's age)."""
+        due: datetime | None = await self._session.scalar(
+            select(func.min(Invitation.reminder_due_at)).where(
+                Invitation.reminder_due_at <= now,
+                Invitation.reminded_at.is_(None),
+                Invitation.responded_at.is_(None),
+                Invitation.unsubscribed_at.is_(None),
+                Invitation.bounced_at.is_(None),
+                Invitation.withdrawn_at.is_(None),
+                Invitation.status == InvitationStatus.SENT.value,
+                Invitation.expires_at > now,
+            )
         )
-    )
-    return due
+        return due

@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import parseaddr
-from typing import Any
 
 import dkim  # type: ignore[import-untyped]
 from prometheus_client import Counter
@@ -36,7 +35,7 @@ from libs.common.jobs import Job
 from libs.common.kafka import is_transient
 from libs.common.mail import DeliveryError, SmtpTarget, send_email
 from libs.common.service import JobFactory
-from services.survey import handlers, repository
+from services.survey import handlers
 from services.survey.config import SurveySettings
 from services.survey.domain.delivery import (
     Failed,
@@ -53,6 +52,7 @@ from services.survey.domain.pacing import Pace
 from services.survey.domain.tokens import survey_token
 from services.survey.handlers import ClaimedInvitation, questions_in
 from services.survey.rendering import Recipient, invitation_email
+from services.survey.repository import SurveyRepository
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class Signer:
 
 
 class Sender:
-    def __init__(self, database: Database, settings: SurveySettings) -> None:
+    def __init__(self, database: Database[SurveyRepository], settings: SurveySettings) -> None:
         self._database = database
         self._settings = settings
         self._smtp = SmtpTarget.from_url(settings.smtp_url)
@@ -338,7 +338,7 @@ class SenderJob(Job):
 
     name = "survey-sender"
 
-    def __init__(self, database: Database[Any], settings: SurveySettings) -> None:
+    def __init__(self, database: Database[SurveyRepository], settings: SurveySettings) -> None:
         self._database = database
         self._sender = Sender(database, settings)
         self.batch_size = settings.send_batch_size
@@ -349,8 +349,8 @@ class SenderJob(Job):
         return await self._sender.send_due()
 
     async def oldest_due(self) -> datetime | None:
-        async with self._database.sessions() as session:
-            return await repository.oldest_due_to_send(session, datetime.now(UTC))
+        async with self._database.uow() as uow:
+            return await uow.repository.oldest_due_to_send(datetime.now(UTC))
 
 
 class RemindersJob(Job):
@@ -358,7 +358,7 @@ class RemindersJob(Job):
 
     name = "survey-reminders"
 
-    def __init__(self, database: Database[Any], settings: SurveySettings) -> None:
+    def __init__(self, database: Database[SurveyRepository], settings: SurveySettings) -> None:
         self._database = database
         self._sender = Sender(database, settings)
         self.batch_size = settings.send_batch_size
@@ -368,8 +368,8 @@ class RemindersJob(Job):
         return await self._sender.remind_due()
 
     async def oldest_due(self) -> datetime | None:
-        async with self._database.sessions() as session:
-            return await repository.oldest_reminder_due(session, datetime.now(UTC))
+        async with self._database.uow() as uow:
+            return await uow.repository.oldest_reminder_due(datetime.now(UTC))
 
 
 def sender_job(settings: SurveySettings) -> JobFactory:

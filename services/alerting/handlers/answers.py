@@ -7,15 +7,12 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import func
 
 from libs.common.db import UnitOfWork
 from libs.common.events import Event, FollowupOpened, SurveyResponded, SurveyResponseUpdated
 from libs.common.kafka import RejectEvent
-from services.alerting import repository
 from services.alerting.domain import notices
 from services.alerting.domain.cases import CaseStatus, due_at
 from services.alerting.domain.revisions import (
@@ -33,9 +30,9 @@ from services.alerting.handlers.common import (
     case_id_for,
     emit_updated,
     event_id,
-    notification_row,
 )
 from services.alerting.models import Answer, FollowupCase
+from services.alerting.repository import AlertingRepository, CaseNotice
 
 log = logging.getLogger(__name__)
 
@@ -106,29 +103,30 @@ class _Version:
             customer_name=None,
         )
 
-    def answer_row(self, tenant_id: uuid.UUID, now: datetime) -> dict[str, Any]:
-        return {
-            "response_id": self.response_id,
-            "tenant_id": tenant_id,
-            "invitation_id": self.invitation_id,
-            "customer_id": self.customer_id,
-            "customer_email": self.customer_email,
-            "customer_name": self.customer_name,
-            "touchpoint": self.touchpoint,
-            "revision": self.revision,
-            "score": self.score,
-            "comment": self.comment,
-            "recommended": self.recommended,
-            "csat": self.csat,
-            "effort": self.effort,
-            "responded_at": self.responded_at,
-            "updated_at": now,
-        }
+    def held(self, tenant_id: uuid.UUID, now: datetime) -> Answer:
+        """This version as the first one held of its answer."""
+        return Answer(
+            response_id=self.response_id,
+            tenant_id=tenant_id,
+            invitation_id=self.invitation_id,
+            customer_id=self.customer_id,
+            customer_email=self.customer_email,
+            customer_name=self.customer_name,
+            touchpoint=self.touchpoint,
+            revision=self.revision,
+            score=self.score,
+            comment=self.comment,
+            recommended=self.recommended,
+            csat=self.csat,
+            effort=self.effort,
+            responded_at=self.responded_at,
+            updated_at=now,
+        )
 
 
 async def record_answer(
     event: Event[SurveyResponded] | Event[SurveyResponseUpdated],
-    uow: UnitOfWork,
+    uow: UnitOfWork[AlertingRepository],
     *,
     sla: timedelta,
     now: datetime,
@@ -141,7 +139,7 @@ async def record_answer(
     tenant_id = event.tenant
     version = _Version.of(event.data)
     held = await _held_version(uow, tenant_id, version, now)
-    case = await repository.case_of_response(uow.session, tenant_id, version.response_id)
+    case = await uow.repository.case_of_response(tenant_id, version.response_id)
     if held is not None and not is_newer(held.revision, version.revision):
         _keep_held(held, version, case, event.tenant_id)
         return
@@ -165,13 +163,13 @@ async def record_answer(
 
 
 async def _held_version(
-    uow: UnitOfWork, tenant_id: uuid.UUID, version: _Version, now: datetime
+    uow: UnitOfWork[AlertingRepository], tenant_id: uuid.UUID, version: _Version, now: datetime
 ) -> Answer | None:
     """The version held before this one, locked; ``None`` if this is the first, now held."""
-    held = await repository.lock_answer(uow.session, version.response_id)
-    if held is None and not await repository.insert_answer(uow.session, version.answer_row(tenant_id, now)):
+    held = await uow.repository.lock_answer(version.response_id)
+    if held is None and not await uow.repository.insert_answer(version.held(tenant_id, now)):
         # Another consumer recorded it since we looked; take its version as the one held.
-        held = await repository.lock_answer(uow.session, version.response_id)
+        held = await uow.repository.lock_answer(version.response_id)
     return held
 
 
@@ -190,7 +188,7 @@ async def _refresh_case(
     action: CaseAction,
     version: _Version,
     held: Answer | None,
-    uow: UnitOfWork,
+    uow: UnitOfWork[AlertingRepository],
     *,
     now: datetime,
 ) -> None:
@@ -200,8 +198,8 @@ async def _refresh_case(
     if case.owner_email is not None and action is not CaseAction.RESOLVE:
         # The "why" usually follows the score by a minute: the waiting email carries it.
         notice = notices.case_opened(case_facts(case), case.owner_email)
-        await repository.rewrite_pending(
-            uow.session, case.id, notice.kind.value, subject=notice.subject, body=notice.body
+        await uow.repository.rewrite_pending(
+            case.id, notice.kind.value, subject=notice.subject, body=notice.body
         )
 
 
@@ -210,7 +208,7 @@ async def _follow_score_change(
     action: CaseAction,
     version: _Version,
     old_score: int,
-    uow: UnitOfWork,
+    uow: UnitOfWork[AlertingRepository],
     *,
     sla: timedelta,
     now: datetime,
@@ -221,8 +219,7 @@ async def _follow_score_change(
             case,
             resolved_by_score_change(_state(case), old_score=old_score, new_score=version.score, now=now),
         )
-        await repository.withdraw_pending(
-            uow.session,
+        await uow.repository.withdraw_pending(
             case.id,
             notices.NoticeKind.CASE_OPENED.value,
             "not sent: the customer changed the score before the email went out",
@@ -304,19 +301,19 @@ async def _open_case(
     tenant_id: uuid.UUID,
     version: _Version,
     held: Answer | None,
-    uow: UnitOfWork,
+    uow: UnitOfWork[AlertingRepository],
     *,
     sla: timedelta,
     now: datetime,
     notify_delay: timedelta = timedelta(0),
 ) -> None:
-    tenant = await repository.tenant_info(uow.session, tenant_id)
+    tenant = await uow.repository.tenant_info(tenant_id)
     if not tenant.known:
         # Never for a tenant that does not exist. The consumer holds a tenant's events until its
         # tenant.created has arrived, so this is a safety net, not the way a late tenant is handled.
         raise RejectEvent(f"tenantid: unknown tenant {tenant_text!r}")
     facts = _opening_facts(version, held, tenant.owner_email, sla)
-    if not await repository.insert_case(uow.session, _case_row(tenant_id, version, facts, now)):
+    if not await uow.repository.insert_case(_new_case(tenant_id, version, facts, now)):
         log.info("followup.duplicate_answer", extra={"case_id": str(facts.case_id), "tenant_id": tenant_text})
         return
     uow.emit(
@@ -366,29 +363,29 @@ def _opening_facts(
     )
 
 
-def _case_row(
+def _new_case(
     tenant_id: uuid.UUID, version: _Version, facts: notices.CaseFacts, now: datetime
-) -> dict[str, Any]:
-    return {
-        "id": facts.case_id,
-        "tenant_id": tenant_id,
-        "response_id": version.response_id,
-        "invitation_id": version.invitation_id,
-        "customer_id": facts.customer_id,
-        "customer_email": facts.customer_email,
-        "customer_name": facts.customer_name,
-        "touchpoint": facts.touchpoint,
-        "score": facts.score,
-        "comment": facts.comment,
-        "recommended": facts.recommended,
-        "csat": facts.csat,
-        "effort": facts.effort,
-        "status": CaseStatus.OPEN.value,
-        "owner_email": facts.owner_email,
-        "opened_at": facts.opened_at,
-        "due_at": facts.due_at,
-        "updated_at": now,
-    }
+) -> FollowupCase:
+    return FollowupCase(
+        id=facts.case_id,
+        tenant_id=tenant_id,
+        response_id=version.response_id,
+        invitation_id=version.invitation_id,
+        customer_id=facts.customer_id,
+        customer_email=facts.customer_email,
+        customer_name=facts.customer_name,
+        touchpoint=facts.touchpoint,
+        score=facts.score,
+        comment=facts.comment,
+        recommended=facts.recommended,
+        csat=facts.csat,
+        effort=facts.effort,
+        status=CaseStatus.OPEN.value,
+        owner_email=facts.owner_email,
+        opened_at=facts.opened_at,
+        due_at=facts.due_at,
+        updated_at=now,
+    )
 
 
 def _case_opened(version: _Version, facts: notices.CaseFacts) -> FollowupOpened:
@@ -406,9 +403,11 @@ def _case_opened(version: _Version, facts: notices.CaseFacts) -> FollowupOpened:
 
 
 async def _queue_case_opened(
-    uow: UnitOfWork, tenant_id: uuid.UUID, facts: notices.CaseFacts, owner_email: str, notify_delay: timedelta
+    uow: UnitOfWork[AlertingRepository],
+    tenant_id: uuid.UUID,
+    facts: notices.CaseFacts,
+    owner_email: str,
+    notify_delay: timedelta,
 ) -> None:
-    row = notification_row(tenant_id, facts.case_id, notices.case_opened(facts, owner_email))
-    # By the database's clock, which the notifier compares against.
-    row["next_attempt_at"] = func.now() + notify_delay
-    await repository.queue_notifications(uow.session, [row])
+    notice = CaseNotice(tenant_id, facts.case_id, notices.case_opened(facts, owner_email))
+    await uow.repository.queue_notifications([notice], after=notify_delay)

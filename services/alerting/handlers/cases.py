@@ -7,11 +7,11 @@ import uuid
 from datetime import datetime
 
 from libs.common.db import UnitOfWork
-from services.alerting import repository
 from services.alerting.domain.cases import CaseStatus, transition
 from services.alerting.domain.revisions import Resolution
 from services.alerting.handlers.common import emit_updated
 from services.alerting.models import FollowupCase
+from services.alerting.repository import AlertingRepository
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class CaseNotFound(Exception):
 
 
 async def update_case(
-    uow: UnitOfWork,
+    uow: UnitOfWork[AlertingRepository],
     *,
     tenant_id: uuid.UUID,
     case_id: uuid.UUID,
@@ -30,7 +30,7 @@ async def update_case(
     now: datetime,
 ) -> FollowupCase:
     """Move a case on (``InvalidTransition`` if the rules forbid it) and tell the others."""
-    case = await repository.get_case(uow.session, tenant_id, case_id, for_update=True)
+    case = await uow.repository.get_case(tenant_id, case_id, for_update=True)
     if case is None:
         raise CaseNotFound(case_id)
     case.status = transition(CaseStatus(case.status), status).value

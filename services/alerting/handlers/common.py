@@ -44,19 +44,7 @@ def case_facts(case: FollowupCase) -> notices.CaseFacts:
     )
 
 
-def notification_row(tenant_id: uuid.UUID, case_id: uuid.UUID, notice: notices.Notice) -> dict[str, Any]:
-    return {
-        "tenant_id": tenant_id,
-        "case_id": case_id,
-        "kind": notice.kind.value,
-        "recipient": notice.recipient,
-        "subject": notice.subject,
-        "body": notice.body,
-        "attempts": 0,
-    }
-
-
-def emit_updated(uow: UnitOfWork, case: FollowupCase, change: str, now: datetime) -> None:
+def emit_updated(uow: UnitOfWork[Any], case: FollowupCase, change: str, now: datetime) -> None:
     """``followup.updated``: the case as it now stands."""
     data = FollowupUpdated(
         case_id=case.id, status=case.status, breached=case.breached_at is not None, updated_at=now

@@ -15,9 +15,9 @@ from prometheus_client import Counter
 from libs.common.db import Database
 from libs.common.logs import redact
 from libs.common.mail import DeliveryError
-from services.alerting import repository
 from services.alerting.domain import notices
 from services.alerting.models import Notification
+from services.alerting.repository import AlertingRepository, NotificationSent, NotificationUnsent
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,12 @@ DEFAULT_LEASE = timedelta(minutes=5)
 
 @dataclass(frozen=True, slots=True)
 class _Outcomes:
-    sent: list[tuple[int, datetime]]
-    unsent: list[tuple[int, int, datetime | None, datetime | None, str]]
+    sent: list[NotificationSent]
+    unsent: list[NotificationUnsent]
 
 
 async def deliver_notifications(
-    database: Database,
+    database: Database[AlertingRepository],
     *,
     send: Mailer,
     mail_from: str,
@@ -70,14 +70,14 @@ async def deliver_notifications(
     the lease is over: at least once, never lost.
     """
     async with database.uow() as uow:
-        batch = await repository.claim_notifications(uow.session, limit, lease)
+        batch = await uow.repository.claim_notifications(limit, lease)
         await uow.commit()
     if not batch:
         return 0
     outcomes = await _send_all(batch, send=send, mail_from=mail_from, clock=clock)
     async with database.uow() as uow:
-        await repository.record_sent(uow.session, outcomes.sent)
-        await repository.record_unsent(uow.session, outcomes.unsent)
+        await uow.repository.record_sent(outcomes.sent)
+        await uow.repository.record_unsent(outcomes.unsent)
         await uow.commit()
     return len(batch)
 
@@ -97,18 +97,20 @@ async def _send_all(
             reason = redact(str(error))
             delay = None if error.permanent else notices.retry_delay(attempts)
             if delay is None:
-                outcomes.unsent.append((notification.id, attempts, None, now, reason))
+                outcomes.unsent.append(NotificationUnsent(notification.id, attempts, None, now, reason))
                 outcome = "failed"
                 log.error("notification.failed", extra={**fields, "error": reason})
             else:
-                outcomes.unsent.append((notification.id, attempts, now + delay, None, reason))
+                outcomes.unsent.append(
+                    NotificationUnsent(notification.id, attempts, now + delay, None, reason)
+                )
                 outcome = "retry"
                 log.warning(
                     "notification.retrying",
                     extra={**fields, "error": reason, "in_seconds": int(delay.total_seconds())},
                 )
         else:
-            outcomes.sent.append((notification.id, clock()))
+            outcomes.sent.append(NotificationSent(notification.id, clock()))
             outcome = "sent"
             log.info("notification.sent", extra={**fields, "case_id": str(notification.case_id)})
         NOTIFICATIONS.labels(notification.kind, outcome).inc()

@@ -8,10 +8,10 @@ from datetime import datetime
 from prometheus_client import Counter, Gauge
 
 from libs.common.db import UnitOfWork
-from services.alerting import repository
 from services.alerting.domain import notices
 from services.alerting.domain.cases import BREACHABLE_STATUSES, CaseStatus, is_breached
-from services.alerting.handlers.common import case_facts, emit_updated, notification_row
+from services.alerting.handlers.common import case_facts, emit_updated
+from services.alerting.repository import AlertingRepository, CaseNotice
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +25,19 @@ BREACH_BATCH = 1000
 
 
 async def mark_breached(
-    uow: UnitOfWork, now: datetime, *, escalation_email: str | None = None, limit: int = BREACH_BATCH
+    uow: UnitOfWork[AlertingRepository],
+    now: datetime,
+    *,
+    escalation_email: str | None = None,
+    limit: int = BREACH_BATCH,
 ) -> int:
     """Stamp every case still open after its due time as breached (up to ``limit`` per call), tell
     the others, and queue an escalation to ``escalation_email``, or else the case's owner."""
-    candidates = await repository.breach_candidates(
-        uow.session, now, statuses=[status.value for status in BREACHABLE_STATUSES], limit=limit
+    candidates = await uow.repository.breach_candidates(
+        now, statuses=[status.value for status in BREACHABLE_STATUSES], limit=limit
     )
     cases = [case for case in candidates if is_breached(CaseStatus(case.status), case.due_at, now)]
-    rows = []
+    escalations: list[CaseNotice] = []
     for case in cases:
         case.breached_at = now
         case.updated_at = now
@@ -43,15 +47,15 @@ async def mark_breached(
             log.warning("followup.breach_unnotified", extra={"case_id": str(case.id)})
             continue
         notice = notices.case_breached(case_facts(case), recipient, now)
-        rows.append(notification_row(case.tenant_id, case.id, notice))
-    await repository.queue_notifications(uow.session, rows)
+        escalations.append(CaseNotice(case.tenant_id, case.id, notice))
+    await uow.repository.queue_notifications(escalations)
     if cases:
         CASES_BREACHED.inc(len(cases))
         log.info("followup.breached", extra={"cases": len(cases)})
     return len(cases)
 
 
-async def refresh_open_cases(uow: UnitOfWork) -> int:
-    count = await repository.count_open_cases(uow.session)
+async def refresh_open_cases(uow: UnitOfWork[AlertingRepository]) -> int:
+    count = await uow.repository.count_open_cases()
     OPEN_CASES.set(count)
     return count

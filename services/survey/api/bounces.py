@@ -17,6 +17,7 @@ from libs.common.http import UoW, error_responses
 from services.survey import handlers
 from services.survey.adapters.bounces import PROVIDERS, InvalidBounce, parse_dsn, parse_provider_event
 from services.survey.api.runtime import survey_settings
+from services.survey.repository import SurveyRepository
 
 BOUNCES = Counter("nps_survey_bounce_reports_total", "Bounce reports received, by kind", ["kind"])
 
@@ -48,7 +49,7 @@ def _require_bounce_token(request: Request, in_path: str | None = None) -> None:
         raise HTTPException(401, "missing or wrong bounce webhook token")
 
 
-async def _bounced(uow: UnitOfWork, reports: list[Any]) -> BounceResult:
+async def _bounced(uow: UnitOfWork[SurveyRepository], reports: list[Any]) -> BounceResult:
     for report in reports:
         BOUNCES.labels(report.kind.value).inc()
     counts = await handlers.handle_bounces(uow, reports, now=datetime.now(UTC))
@@ -56,7 +57,7 @@ async def _bounced(uow: UnitOfWork, reports: list[Any]) -> BounceResult:
     return BounceResult(**counts)
 
 
-async def _dsn(request: Request, uow: UnitOfWork, token: str | None) -> BounceResult:
+async def _dsn(request: Request, uow: UnitOfWork[SurveyRepository], token: str | None) -> BounceResult:
     _require_bounce_token(request, token)
     try:
         reports = parse_dsn(await request.body())
@@ -66,7 +67,7 @@ async def _dsn(request: Request, uow: UnitOfWork, token: str | None) -> BounceRe
 
 
 async def _provider_event(
-    provider: str, request: Request, uow: UnitOfWork, token: str | None
+    provider: str, request: Request, uow: UnitOfWork[SurveyRepository], token: str | None
 ) -> BounceResult:
     _require_bounce_token(request, token)
     if provider not in PROVIDERS:

@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field
 
 from libs.common.events import FailureReason
 from libs.common.http import Tenant, UoW
-from services.survey import repository
 
 invitations_router = APIRouter(tags=["invitations"])
 
@@ -57,8 +56,8 @@ async def get_invitations(
     state: where delivery stands (`scheduled`, `sending`, `sent`, `failed` with `failure_reason`
     and the error, `responded`, `cancelled`) and when it was sent and answered.
     `?status=failed` lists the invitations that were given up."""
-    rows = await repository.invitations_of_tenant(
-        uow.session, tenant.tenant_id, customer=customer, status=status, limit=limit
+    rows = await uow.repository.invitations_of_tenant(
+        tenant.tenant_id, customer=customer, status=status, limit=limit
     )
     return InvitationList(
         customer=customer,

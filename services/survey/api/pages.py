@@ -37,6 +37,7 @@ from services.survey.domain.ratelimit import PublicLimiter, PublicLimits, client
 from services.survey.domain.tokens import looks_like_token, token_hash
 from services.survey.handlers import SurveyLink
 from services.survey.rendering import page
+from services.survey.repository import SurveyRepository
 
 # The package's name: the logs of the survey's routes have always carried it.
 log = logging.getLogger(__package__)
@@ -177,7 +178,7 @@ def _grace(request: Request) -> timedelta:
 
 
 async def _show(
-    request: Request, uow: UnitOfWork, token: str, selected: int | None, *, clicked: bool
+    request: Request, uow: UnitOfWork[SurveyRepository], token: str, selected: int | None, *, clicked: bool
 ) -> HTMLResponse:
     if (limited := _limited(request, token)) is not None:
         return limited

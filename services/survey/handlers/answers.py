@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from libs.common.db import UnitOfWork
 from libs.common.events import (
@@ -17,13 +17,14 @@ from libs.common.events import (
     SurveyStep,
     SurveyUnsubscribed,
 )
-from services.survey import repository
 from services.survey.domain.answers import AnswerState, FollowUp, answer_state, may_change_score
 from services.survey.domain.languages import choose_language
 from services.survey.domain.tokens import looks_like_token, token_hash, token_matches
 from services.survey.handlers.emitting import emit_hygiene, emit_step, step_event
 from services.survey.handlers.sending import SurveyLook, look_for, questions_in
+from services.survey.models import Response
 from services.survey.rendering import Questions
+from services.survey.repository import ResponseVersion, Stamp, SurveyRepository
 
 _RESPONSE_NAMESPACE = uuid.UUID("a4f0b7c2-8e13-4d6a-b5c9-71e2d3f8a046")
 
@@ -70,13 +71,13 @@ class SurveyLink:
         return max((at for at in (self.sent_at, self.reminded_at) if at is not None), default=None)
 
 
-async def find_link(uow: UnitOfWork, token: str) -> SurveyLink | None:
+async def find_link(uow: UnitOfWork[SurveyRepository], token: str) -> SurveyLink | None:
     if not looks_like_token(token):
         return None
-    row = await repository.invitation_by_token_hash(uow.session, token_hash(token))
+    row = await uow.repository.invitation_by_token_hash(token_hash(token))
     if row is None or not token_matches(token, row.token_hash):
         return None
-    configs = await repository.settings_for(uow.session, [row.tenant_id])
+    configs = await uow.repository.settings_for([row.tenant_id])
     look = look_for(configs, row.tenant_id, row.touchpoint, row.tenant_name)
     return SurveyLink(
         invitation_id=row.id,
@@ -106,29 +107,28 @@ ScoreResult = Literal["recorded", "replaced", "unchanged", "final"]
 
 
 async def record_score(
-    uow: UnitOfWork, link: SurveyLink, score: int, *, now: datetime, grace: timedelta
+    uow: UnitOfWork[SurveyRepository], link: SurveyLink, score: int, *, now: datetime, grace: timedelta
 ) -> tuple[ScoreResult, SurveyLink]:
     """The score counts as soon as it is confirmed (``survey.responded``). A different score inside
     the grace period replaces it (``survey.response_updated``); after that the answer is final.
     Returns what happened and the link as it now stands."""
     response_id = response_id_for(link.invitation_id)
     if link.responded_at is None:
-        recorded = await repository.insert_response(
-            uow.session,
-            {
-                "id": response_id,
-                "invitation_id": link.invitation_id,
-                "tenant_id": link.tenant_id,
-                "customer_id": link.customer_id,
-                "touchpoint": link.touchpoint,
-                "score": score,
-                "comment": None,
-                "responded_at": now,
-            },
+        recorded = await uow.repository.insert_response(
+            Response(
+                id=response_id,
+                invitation_id=link.invitation_id,
+                tenant_id=link.tenant_id,
+                customer_id=link.customer_id,
+                touchpoint=link.touchpoint,
+                score=score,
+                comment=None,
+                responded_at=now,
+            )
         )
         if not recorded:
             return "final", link  # a concurrent first answer won; the person sees the answered page
-        await repository.mark_responded(uow.session, link.invitation_id, now)
+        await uow.repository.mark_responded(link.invitation_id, now)
         data = SurveyResponded(
             response_id=response_id,
             invitation_id=link.invitation_id,
@@ -148,8 +148,8 @@ async def record_score(
         return "final", link
     if score == link.score:
         return "unchanged", link
-    updated = await repository.update_response(
-        uow.session, link.invitation_id, revision=link.revision, values_={"score": score, "updated_at": now}
+    updated = await uow.repository.replace_score(
+        link.invitation_id, revision=link.revision, score=score, at=now
     )
     if updated is None:
         return "final", link
@@ -158,23 +158,14 @@ async def record_score(
 
 
 async def record_follow_up(
-    uow: UnitOfWork, link: SurveyLink, answers: FollowUp, *, now: datetime
+    uow: UnitOfWork[SurveyRepository], link: SurveyLink, answers: FollowUp, *, now: datetime
 ) -> SurveyLink | None:
     """The answers after the score update the response (``survey.response_updated``). Returns the
     link as it now stands; ``None`` if there is no score yet, or a concurrent change won."""
     if link.responded_at is None:
         return None
-    updated = await repository.update_response(
-        uow.session,
-        link.invitation_id,
-        revision=link.revision,
-        values_={
-            "comment": answers.comment,
-            "recommended": answers.recommended,
-            "csat": answers.csat,
-            "effort": answers.effort,
-            "updated_at": now,
-        },
+    updated = await uow.repository.record_follow_up(
+        link.invitation_id, revision=link.revision, follow_up=answers, at=now
     )
     if updated is None:
         return None
@@ -182,7 +173,7 @@ async def record_follow_up(
     return _as_updated(link, updated)
 
 
-def _as_updated(link: SurveyLink, row: Any) -> SurveyLink:
+def _as_updated(link: SurveyLink, row: ResponseVersion) -> SurveyLink:
     return replace(
         link,
         score=row.score,
@@ -194,7 +185,7 @@ def _as_updated(link: SurveyLink, row: Any) -> SurveyLink:
     )
 
 
-def _emit_update(uow: UnitOfWork, link: SurveyLink, row: Any) -> None:
+def _emit_update(uow: UnitOfWork[SurveyRepository], link: SurveyLink, row: ResponseVersion) -> None:
     data = SurveyResponseUpdated(
         response_id=row.id,
         invitation_id=link.invitation_id,
@@ -219,9 +210,9 @@ def _emit_update(uow: UnitOfWork, link: SurveyLink, row: Any) -> None:
 
 
 async def _record_step_once(
-    uow: UnitOfWork, link: SurveyLink, stamp: str, step: type[SurveyStep], now: datetime
+    uow: UnitOfWork[SurveyRepository], link: SurveyLink, stamp: Stamp, step: type[SurveyStep], now: datetime
 ) -> bool:
-    if await repository.stamp_once(uow.session, link.invitation_id, stamp, now):
+    if await uow.repository.stamp_once(link.invitation_id, stamp, now):
         emit_step(uow, step, link.invitation_id, link, now)
         return True
     return False
@@ -232,7 +223,9 @@ async def _record_step_once(
 MACHINE_OPENS = "survey.machine-opens"
 
 
-async def record_opened(uow: UnitOfWork, link: SurveyLink, *, now: datetime, machine: bool) -> bool:
+async def record_opened(
+    uow: UnitOfWork[SurveyRepository], link: SurveyLink, *, now: datetime, machine: bool
+) -> bool:
     """The pixel was fetched. A person's first open is stamped (``opened_at``) and announced; a
     machine's (see :mod:`services.survey.domain.opens`) is announced once as ``machine`` and
     stamps nothing, so a person opening the email later still counts. True if anything new was
@@ -248,26 +241,33 @@ async def record_opened(uow: UnitOfWork, link: SurveyLink, *, now: datetime, mac
     return True
 
 
-async def record_clicked(uow: UnitOfWork, link: SurveyLink, *, now: datetime) -> bool:
+async def record_clicked(uow: UnitOfWork[SurveyRepository], link: SurveyLink, *, now: datetime) -> bool:
     return await _record_step_once(uow, link, "clicked_at", SurveyClicked, now)
 
 
-async def unsubscribe(uow: UnitOfWork, link: SurveyLink, *, now: datetime) -> bool:
+async def unsubscribe(uow: UnitOfWork[SurveyRepository], link: SurveyLink, *, now: datetime) -> bool:
     """No more surveys to this address from this tenant: suppress it, withdraw what is scheduled,
     and tell the trigger. Repeating it changes nothing. True the first time."""
     if not await _record_step_once(uow, link, "unsubscribed_at", SurveyUnsubscribed, now):
         return False
-    await repository.suppress(uow.session, [(link.tenant_id, link.email, "unsubscribed", now)])
-    await repository.cancel_scheduled_to(uow.session, [(link.tenant_id, link.email)])
+    await uow.repository.suppress([(link.tenant_id, link.email, "unsubscribed", now)])
+    await uow.repository.cancel_scheduled_to([(link.tenant_id, link.email)])
     emit_hygiene(uow, link.tenant_id, link.customer_id, link.email, "unsubscribed", now)
     return True
 
 
 async def save_settings(
-    uow: UnitOfWork, tenant_id: uuid.UUID, touchpoint: str, config: dict[str, Any], *, now: datetime
+    uow: UnitOfWork[SurveyRepository],
+    tenant_id: uuid.UUID,
+    touchpoint: str,
+    config: dict[str, object],
+    *,
+    now: datetime,
 ) -> None:
-    await repository.put_settings(uow.session, tenant_id, touchpoint, config, now)
+    await uow.repository.put_settings(tenant_id, touchpoint, config, now)
 
 
-async def load_settings(uow: UnitOfWork, tenant_id: uuid.UUID, touchpoint: str) -> dict[str, Any] | None:
-    return (await repository.settings_for(uow.session, [tenant_id])).get((tenant_id, touchpoint))
+async def load_settings(
+    uow: UnitOfWork[SurveyRepository], tenant_id: uuid.UUID, touchpoint: str
+) -> dict[str, object] | None:
+    return (await uow.repository.settings_for([tenant_id])).get((tenant_id, touchpoint))

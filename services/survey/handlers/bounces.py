@@ -5,35 +5,33 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from libs.common.db import UnitOfWork
 from libs.common.events import SurveyBounced
-from services.survey import repository
 from services.survey.adapters.bounces import BounceKind, BounceReport
 from services.survey.handlers.emitting import emit_hygiene, emit_step
 from services.survey.rendering import invitation_id_from_message_id
+from services.survey.repository import BouncedInvitation, SurveyRepository
 
 #: How far back a bounce report naming only an address is matched to invitations sent to it.
 BOUNCE_LOOKBACK = timedelta(days=14)
 
 
 async def handle_bounces(
-    uow: UnitOfWork, reports: Sequence[BounceReport], *, now: datetime
+    uow: UnitOfWork[SurveyRepository], reports: Sequence[BounceReport], *, now: datetime
 ) -> dict[str, int]:
     """Provider bounce events and DSN emails. A hard bounce or a complaint suppresses the address in
     every tenant that emailed it recently and tells the trigger; a soft bounce changes nothing (the
     server will retry, and so would we). Repeated reports are harmless."""
     matched = await _matched_invitations(uow, reports, now)
     reason = {BounceKind.HARD: "hard_bounce", BounceKind.COMPLAINT: "complaint"}
-    newly = await repository.suppress(
-        uow.session, [(row.tenant_id, row.email, reason[kind], now) for row, kind in matched]
+    newly = await uow.repository.suppress(
+        [(row.tenant_id, row.email, reason[kind], now) for row, kind in matched]
     )
-    stamped = {
-        row.id for row in await repository.mark_bounced(uow.session, [row.id for row, _ in matched], now)
-    }
+    stamped = await uow.repository.mark_bounced([row.id for row, _ in matched], now)
     announced: set[tuple[uuid.UUID, str]] = set()
-    await repository.cancel_scheduled_to(uow.session, [(row.tenant_id, row.email) for row, _ in matched])
+    await uow.repository.cancel_scheduled_to([(row.tenant_id, row.email) for row, _ in matched])
     for row, kind in matched:
         if row.id in stamped:
             emit_step(uow, SurveyBounced, row.id, row, now)
@@ -55,8 +53,8 @@ async def handle_bounces(
 
 
 async def _matched_invitations(
-    uow: UnitOfWork, reports: Sequence[BounceReport], now: datetime
-) -> list[tuple[Any, BounceKind]]:
+    uow: UnitOfWork[SurveyRepository], reports: Sequence[BounceReport], now: datetime
+) -> list[tuple[BouncedInvitation, BounceKind]]:
     """The invitations the lasting reports are about: by the message id our emails carry, or, for
     a report naming only an address, those sent to it recently."""
     lasting = [r for r in reports if r.kind in (BounceKind.HARD, BounceKind.COMPLAINT)]
@@ -66,11 +64,11 @@ async def _matched_invitations(
         if (invitation_id := invitation_id_from_message_id(report.message_id)) is not None
     }
     by_address = [report for report in lasting if invitation_id_from_message_id(report.message_id) is None]
-    rows = await repository.invitations_for_bounces(
-        uow.session, list(by_id), [r.recipient for r in by_address], now - BOUNCE_LOOKBACK
+    rows = await uow.repository.invitations_for_bounces(
+        list(by_id), [r.recipient for r in by_address], now - BOUNCE_LOOKBACK
     )
     kinds = {r.recipient.lower(): r.kind for r in by_address}
-    matched: list[tuple[Any, BounceKind]] = []
+    matched: list[tuple[BouncedInvitation, BounceKind]] = []
     for row in rows:
         report = by_id.get(row.id)
         kind = report.kind if report is not None else kinds.get(row.email.lower())

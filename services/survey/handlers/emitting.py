@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 
 from libs.common.db import UnitOfWork
 from libs.common.events import Contract, CustomerUnsubscribed, Event, SurveyStep
+from services.survey.repository import SurveyRepository
 
 STEP_NAMESPACE = uuid.UUID("5c0f3b7e-1a2d-4e8f-9b6c-3d4e5f607182")
 
@@ -25,7 +26,11 @@ class Invited(Protocol):
 
 
 def emit_step(
-    uow: UnitOfWork, step: type[SurveyStep], invitation_id: uuid.UUID, of: Invited, at: datetime
+    uow: UnitOfWork[SurveyRepository],
+    step: type[SurveyStep],
+    invitation_id: uuid.UUID,
+    of: Invited,
+    at: datetime,
 ) -> None:
     """One event per invitation and step: the id is derived, so repeats are deduplicated downstream."""
     uow.emit(step_event(uow, step, invitation_id, of, at))
@@ -58,7 +63,7 @@ def step_event(
 
 
 def emit_hygiene(
-    uow: UnitOfWork,
+    uow: UnitOfWork[SurveyRepository],
     tenant_id: uuid.UUID,
     customer_id: str,
     email: str,

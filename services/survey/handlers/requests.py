@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from libs.common.db import UnitOfWork
 from libs.common.events import (
@@ -17,13 +16,17 @@ from libs.common.events import (
     SurveyRequested,
 )
 from libs.common.tenancy import TENANCY_HANDLERS
-from services.survey import repository
-from services.survey.domain.delivery import InvitationStatus
 from services.survey.domain.tokens import survey_token, token_hash
+from services.survey.repository import NewInvitation, SurveyRepository
 
 
 async def handle_consumed(
-    events: list[Event[Contract]], uow: UnitOfWork, *, token_secret: str, token_ttl: timedelta, now: datetime
+    events: list[Event[Contract]],
+    uow: UnitOfWork[SurveyRepository],
+    *,
+    token_secret: str,
+    token_ttl: timedelta,
+    now: datetime,
 ) -> None:
     """The consumer's batch: tenancy events one by one, survey requests in one insert."""
     requests: list[Event[SurveyRequested]] = []
@@ -40,15 +43,15 @@ async def handle_consumed(
         elif (tenancy := TENANCY_HANDLERS.get(event.type)) is not None:
             await tenancy(event, uow)
     # A re-subscribe comes before the invitations decided after it (one partition per customer).
-    await repository.lift_suppressions(uow.session, lifted)
+    await uow.repository.lift_suppressions(lifted)
     await schedule_invitations(requests, uow, token_secret=token_secret, token_ttl=token_ttl, now=now)
     # After scheduling: a request and its cancellation share a partition, the cancellation second.
-    await repository.cancel_scheduled(uow.session, cancellations, now)
+    await uow.repository.cancel_scheduled(cancellations, now)
 
 
 async def schedule_invitations(
     requests: Sequence[Event[SurveyRequested]],
-    uow: UnitOfWork,
+    uow: UnitOfWork[SurveyRepository],
     *,
     token_secret: str,
     token_ttl: timedelta,
@@ -57,25 +60,23 @@ async def schedule_invitations(
     """One invitation per invitation id, ``scheduled`` for the requested time. (Requests of a
     tenant this service has not heard of yet never get here: the consumer holds them until the
     tenant's own event arrives, see ``libs.common.kafka``.)"""
-    rows: dict[uuid.UUID, dict[str, Any]] = {}
+    invitations: dict[uuid.UUID, NewInvitation] = {}
     for request in requests:
         data = request.data
-        rows.setdefault(
-            data.invitation_id,
-            {
-                "id": data.invitation_id,
-                "tenant_id": request.tenant,
-                "customer_id": data.customer_id,
-                "email": data.email,
-                "name": data.name,
-                "locale": data.locale,
-                "touchpoint": data.touchpoint,
-                "trigger_event_id": data.trigger_event_id,
-                "token_hash": token_hash(survey_token(token_secret, data.invitation_id)),
-                "status": InvitationStatus.SCHEDULED.value,
-                "send_at": data.send_at,
-                "expires_at": data.send_at + token_ttl,
-                "created_at": now,
-            },
+        if data.invitation_id in invitations:
+            continue
+        invitations[data.invitation_id] = NewInvitation(
+            id=data.invitation_id,
+            tenant_id=request.tenant,
+            customer_id=data.customer_id,
+            email=data.email,
+            name=data.name,
+            locale=data.locale,
+            touchpoint=data.touchpoint,
+            trigger_event_id=data.trigger_event_id,
+            token_hash=token_hash(survey_token(token_secret, data.invitation_id)),
+            send_at=data.send_at,
+            expires_at=data.send_at + token_ttl,
+            created_at=now,
         )
-    await repository.insert_invitations(uow.session, list(rows.values()))
+    await uow.repository.insert_invitations(list(invitations.values()))

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from libs.common.db import UnitOfWork
 from libs.common.events import (
@@ -18,11 +17,11 @@ from libs.common.events import (
     SurveyReminded,
     SurveySent,
 )
-from services.survey import repository
 from services.survey.domain.delivery import Failed, Outcome, Retry, Sent, Wait
 from services.survey.domain.languages import choose_language
 from services.survey.handlers.emitting import STEP_NAMESPACE, emit_hygiene, emit_step
 from services.survey.rendering import Branding, Questions
+from services.survey.repository import DueInvitation, SentInvitation, SurveyRepository
 from services.survey.schemas import tenant_settings, touchpoint_settings
 
 _SENT_NAMESPACE = uuid.UUID("0d7d6c1e-5b1f-4c7e-9d55-2a3c8e9f4b61")
@@ -46,7 +45,7 @@ class SurveyLook:
 
 
 def look_for(
-    configs: dict[tuple[uuid.UUID, str], dict[str, Any]],
+    configs: dict[tuple[uuid.UUID, str], dict[str, object]],
     tenant_id: uuid.UUID,
     touchpoint: str,
     tenant_name: str | None,
@@ -105,11 +104,13 @@ class ClaimedInvitation:
 Outcomes = Sequence[tuple[ClaimedInvitation, Outcome]]
 
 
-async def _claimed(uow: UnitOfWork, rows: Sequence[Any]) -> list[ClaimedInvitation]:
+async def _claimed(
+    uow: UnitOfWork[SurveyRepository], rows: Sequence[DueInvitation]
+) -> list[ClaimedInvitation]:
     tenant_ids = [row.tenant_id for row in rows]
-    names = await repository.tenant_names(uow.session, tenant_ids)
-    configs = await repository.settings_for(uow.session, tenant_ids)
-    suppressed = await repository.suppressed(uow.session, [(row.tenant_id, row.email) for row in rows])
+    names = await uow.repository.tenant_names(tenant_ids)
+    configs = await uow.repository.settings_for(tenant_ids)
+    suppressed = await uow.repository.suppressed([(row.tenant_id, row.email) for row in rows])
     claimed = []
     for row in sorted(rows, key=lambda row: row.send_at):
         look = look_for(configs, row.tenant_id, row.touchpoint, names.get(row.tenant_id))
@@ -133,15 +134,17 @@ async def _claimed(uow: UnitOfWork, rows: Sequence[Any]) -> list[ClaimedInvitati
 
 
 async def claim_due(
-    uow: UnitOfWork, *, now: datetime, sending_timeout: timedelta, limit: int
+    uow: UnitOfWork[SurveyRepository], *, now: datetime, sending_timeout: timedelta, limit: int
 ) -> list[ClaimedInvitation]:
-    rows = await repository.claim_due(uow.session, now=now, stale_before=now - sending_timeout, limit=limit)
+    rows = await uow.repository.claim_due(now=now, stale_before=now - sending_timeout, limit=limit)
     return await _claimed(uow, rows)
 
 
-async def claim_reminders(uow: UnitOfWork, *, now: datetime, limit: int) -> list[ClaimedInvitation]:
+async def claim_reminders(
+    uow: UnitOfWork[SurveyRepository], *, now: datetime, limit: int
+) -> list[ClaimedInvitation]:
     """Reminders due, marked as sent already (at most once); ``survey.reminded`` for each."""
-    rows = await repository.claim_reminders(uow.session, now=now, limit=limit)
+    rows = await uow.repository.claim_reminders(now=now, limit=limit)
     claimed = await _claimed(uow, rows)
     for invitation in claimed:
         if not invitation.suppressed:
@@ -149,19 +152,19 @@ async def claim_reminders(uow: UnitOfWork, *, now: datetime, limit: int) -> list
     return [invitation for invitation in claimed if not invitation.suppressed]
 
 
-async def record_expired(uow: UnitOfWork, *, now: datetime, limit: int) -> int:
-    rows = await repository.record_expired(uow.session, now=now, limit=limit)
+async def record_expired(uow: UnitOfWork[SurveyRepository], *, now: datetime, limit: int) -> int:
+    rows = await uow.repository.record_expired(now=now, limit=limit)
     for row in rows:
         emit_step(uow, SurveyExpired, row.id, row, now)
     return len(rows)
 
 
-async def record_outcomes(uow: UnitOfWork, outcomes: Outcomes, *, now: datetime) -> int:
+async def record_outcomes(uow: UnitOfWork[SurveyRepository], outcomes: Outcomes, *, now: datetime) -> int:
     """Record a batch's deliveries; ``survey.sent`` for each newly sent one. A refused address is a
     hard bounce: it is suppressed, and the trigger hears of it. Returns how many were sent."""
-    newly_sent = await repository.mark_sent(uow.session, _sent(outcomes))
-    await repository.reschedule(uow.session, _retries(outcomes))
-    await repository.put_back(uow.session, _waits(outcomes))
+    newly_sent = await uow.repository.mark_sent(_sent(outcomes))
+    await uow.repository.reschedule(_retries(outcomes))
+    await uow.repository.put_back(_waits(outcomes))
     await _record_failures(uow, outcomes, now)
     await _record_hard_bounces(uow, outcomes, now)
     for row in newly_sent:
@@ -199,35 +202,35 @@ def _waits(outcomes: Outcomes) -> list[tuple[uuid.UUID, int, datetime]]:
     ]
 
 
-async def _record_failures(uow: UnitOfWork, outcomes: Outcomes, now: datetime) -> None:
+async def _record_failures(uow: UnitOfWork[SurveyRepository], outcomes: Outcomes, now: datetime) -> None:
     """Give up the failed invitations; ``survey.failed`` for each this claim was the one to fail."""
     failures = [
         (claimed.id, claimed.attempts, outcome.error, outcome.reason)
         for claimed, outcome in outcomes
         if isinstance(outcome, Failed)
     ]
-    failed = {row.id for row in await repository.fail(uow.session, failures)}
+    failed = await uow.repository.fail(failures)
     for claimed, outcome in outcomes:
         if isinstance(outcome, Failed) and claimed.id in failed:
             _emit_failed(uow, claimed, outcome, now)
 
 
-async def _record_hard_bounces(uow: UnitOfWork, outcomes: Outcomes, now: datetime) -> None:
+async def _record_hard_bounces(uow: UnitOfWork[SurveyRepository], outcomes: Outcomes, now: datetime) -> None:
     """Suppress the addresses the receiving server refused, and tell the trigger."""
     bounced = [
         claimed for claimed, outcome in outcomes if isinstance(outcome, Failed) and outcome.hard_bounce
     ]
     if not bounced:
         return
-    await repository.suppress(
-        uow.session, [(claimed.tenant_id, claimed.email, "hard_bounce", now) for claimed in bounced]
+    await uow.repository.suppress(
+        [(claimed.tenant_id, claimed.email, "hard_bounce", now) for claimed in bounced]
     )
     for claimed in await _newly_bounced(uow, bounced, now):
         emit_step(uow, SurveyBounced, claimed.id, claimed, now)
         emit_hygiene(uow, claimed.tenant_id, claimed.customer_id, claimed.email, "hard_bounce", now)
 
 
-def _emit_sent(uow: UnitOfWork, row: Any) -> None:
+def _emit_sent(uow: UnitOfWork[SurveyRepository], row: SentInvitation) -> None:
     data = SurveySent(
         invitation_id=row.id, customer_id=row.customer_id, touchpoint=row.touchpoint, sent_at=row.sent_at
     )
@@ -240,7 +243,9 @@ def _emit_sent(uow: UnitOfWork, row: Any) -> None:
     )
 
 
-def _emit_failed(uow: UnitOfWork, claimed: ClaimedInvitation, outcome: Failed, at: datetime) -> None:
+def _emit_failed(
+    uow: UnitOfWork[SurveyRepository], claimed: ClaimedInvitation, outcome: Failed, at: datetime
+) -> None:
     """``survey.failed``: the invitation will never be delivered; reporting counts it, the
     trigger stops treating it as outstanding."""
     failed = SurveyFailed(
@@ -261,7 +266,7 @@ def _emit_failed(uow: UnitOfWork, claimed: ClaimedInvitation, outcome: Failed, a
 
 
 async def _newly_bounced(
-    uow: UnitOfWork, claimed: Sequence[ClaimedInvitation], now: datetime
+    uow: UnitOfWork[SurveyRepository], claimed: Sequence[ClaimedInvitation], now: datetime
 ) -> list[ClaimedInvitation]:
-    stamped = {row.id for row in await repository.mark_bounced(uow.session, [c.id for c in claimed], now)}
+    stamped = await uow.repository.mark_bounced([c.id for c in claimed], now)
     return [c for c in claimed if c.id in stamped]
