@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 O = TypeVar("O")  # noqa: E741
+Repo = TypeVar("Repo")
 
 #: The oldest-due age is a query; once every few seconds is plenty for a gauge scraped every 15 s.
 OLDEST_DUE_EVERY_SECONDS = 5.0
@@ -233,10 +234,10 @@ class JobRunner:
 
 
 async def claim_work_record(
-    database: Database[Any],
-    claim: Callable[[UnitOfWork[Any]], Awaitable[Sequence[T]]],
+    database: Database[Repo],
+    claim: Callable[[UnitOfWork[Repo]], Awaitable[Sequence[T]]],
     work: Callable[[Sequence[T]], Awaitable[O]],
-    record: Callable[[UnitOfWork[Any], O], Awaitable[None]],
+    record: Callable[[UnitOfWork[Repo], O], Awaitable[None]],
 ) -> int:
     """The cycle of a job that talks to the outside world: ``claim`` due items in one short
     transaction and commit it, ``work`` on them with no transaction open, ``record`` the outcome in

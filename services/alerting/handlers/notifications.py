@@ -12,7 +12,8 @@ from email.utils import format_datetime, parseaddr
 
 from prometheus_client import Counter
 
-from libs.common.db import Database
+from libs.common.db import Database, UnitOfWork
+from libs.common.jobs import claim_work_record
 from libs.common.logs import redact
 from libs.common.mail import DeliveryError
 from services.alerting.domain import notices
@@ -69,17 +70,18 @@ async def deliver_notifications(
     another short transaction records the outcomes. A crash after the claim sends them again once
     the lease is over: at least once, never lost.
     """
-    async with database.uow() as uow:
-        batch = await uow.repository.claim_notifications(limit, lease)
-        await uow.commit()
-    if not batch:
-        return 0
-    outcomes = await _send_all(batch, send=send, mail_from=mail_from, clock=clock)
-    async with database.uow() as uow:
+
+    async def claim(uow: UnitOfWork[AlertingRepository]) -> Sequence[Notification]:
+        return await uow.repository.claim_notifications(limit, lease)
+
+    async def work(batch: Sequence[Notification]) -> _Outcomes:
+        return await _send_all(batch, send=send, mail_from=mail_from, clock=clock)
+
+    async def record(uow: UnitOfWork[AlertingRepository], outcomes: _Outcomes) -> None:
         await uow.repository.record_sent(outcomes.sent)
         await uow.repository.record_unsent(outcomes.unsent)
-        await uow.commit()
-    return len(batch)
+
+    return await claim_work_record(database, claim, work, record)
 
 
 async def _send_all(
