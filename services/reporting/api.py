@@ -18,10 +18,9 @@ from pydantic import BaseModel, Field
 from libs.common.db import UnitOfWork
 from libs.common.events import FailureReason, Timestamp
 from libs.common.http import Tenant, UoW
-from services.reporting import repository
 from services.reporting.domain import display
 from services.reporting.domain.summary import CaseCounts, FollowUpAnswers, Funnel, ScoreCounts, Summary
-from services.reporting.repository import ReportFilter
+from services.reporting.repository import ReportFilter, ReportingRepository
 
 router = APIRouter(tags=["reports"])
 
@@ -232,25 +231,28 @@ def _scope(touchpoint: str | None, since: datetime | None) -> str:
     return f"{where}, {when}."
 
 
-async def _summaries(uow: UnitOfWork, where: ReportFilter) -> tuple[Summary, dict[str, Summary]]:
+async def _summaries(
+    uow: UnitOfWork[ReportingRepository], where: ReportFilter
+) -> tuple[Summary, dict[str, Summary]]:
     """The summary over everything the filter selects, and one per touchpoint in name order.
 
     Its several queries read one snapshot: under the default isolation each would see what had
     committed by then, and a batch landing in between showed its funnel steps but not its sends."""
-    await repository.read_one_snapshot(uow.session)
+    repository = uow.repository
+    await repository.read_one_snapshot()
     histograms: dict[str, dict[int, int]] = {}
-    for name, score, answers in await repository.answers_by_score(uow.session, where):
+    for name, score, answers in await repository.answers_by_score(where):
         histograms.setdefault(name, {})[score] = answers
-    invitations = await repository.invitations_by_touchpoint(uow.session, where)
-    details = await repository.answer_details_by_touchpoint(uow.session, where)
+    invitations = await repository.invitations_by_touchpoint(where)
+    details = await repository.answer_details_by_touchpoint(where)
     failures: dict[str, dict[str, int]] = {}
-    for name, reason, given_up in await repository.failures_by_touchpoint(uow.session, where):
+    for name, reason, given_up in await repository.failures_by_touchpoint(where):
         failures.setdefault(name, {})[reason] = given_up
     step_counts: dict[str, dict[str, int]] = {}
-    for name, step, reached in await repository.steps_by_touchpoint(uow.session, where):
+    for name, step, reached in await repository.steps_by_touchpoint(where):
         step_counts.setdefault(name, {})[step] = reached
     case_groups: dict[str | None, list[tuple[str, bool, int]]] = {}
-    for case_touchpoint, status, breached, cases in await repository.cases_by_state(uow.session, where):
+    for case_touchpoint, status, breached, cases in await repository.cases_by_state(where):
         case_groups.setdefault(case_touchpoint, []).append((status, breached, cases))
 
     names = {
@@ -310,9 +312,8 @@ async def list_responses(
 ) -> ResponseList:
     """The tenant's answers as they stand now, newest first: score, comment and the follow-up
     questions, each in the customer's latest revision."""
-    rows = await repository.latest_responses(
-        uow.session, ReportFilter(tenant.tenant_id, touchpoint, since), limit
-    )
+    repository: ReportingRepository = uow.repository
+    rows = await repository.latest_responses(ReportFilter(tenant.tenant_id, touchpoint, since), limit)
     return ResponseList(
         responses=[
             ResponseView(

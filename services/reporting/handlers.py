@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from prometheus_client import Counter
 
@@ -25,9 +26,9 @@ from libs.common.events import (
     SurveySent,
     SurveyStep,
 )
-from services.reporting import repository
 from services.reporting.domain.cases import CaseFacts, merge
-from services.reporting.repository import CaseKey
+from services.reporting.models import InvitationFailure, InvitationSent, InvitationStep, Response
+from services.reporting.repository import CaseKey, ReportingRepository
 
 #: The funnel step each ``SurveyStep`` event type records.
 STEP_OF_TYPE = {
@@ -50,7 +51,7 @@ PROJECTED = Counter(
 )
 
 
-async def project(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+async def project(events: list[Event[Contract]], uow: UnitOfWork[ReportingRepository]) -> None:
     """Add a batch of survey and follow-up events to the read model: one statement per table.
 
     Invitations and their funnel steps are facts that never change, so a repeat is simply ignored.
@@ -59,92 +60,106 @@ async def project(events: list[Event[Contract]], uow: UnitOfWork) -> None:
     reordering leave the newest. Cases are merged (see :mod:`services.reporting.domain.cases`)
     within the batch, then with what is stored.
     """
-    invitations: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = {}
-    steps: dict[tuple[uuid.UUID, uuid.UUID, str], dict[str, Any]] = {}
-    answers: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = {}
-    cases: dict[CaseKey, CaseFacts] = {}
-    failures: dict[tuple[uuid.UUID, uuid.UUID], dict[str, Any]] = {}
+    batch = _Projection()
     for event in events:
+        if batch.add(event):
+            PROJECTED.labels(event.type).inc()
+    await batch.save(uow.repository)
+
+
+@dataclass
+class _Projection:
+    """A batch's rows, one per key, in the order first seen."""
+
+    invitations: dict[tuple[uuid.UUID, uuid.UUID], InvitationSent] = field(default_factory=dict)
+    steps: dict[tuple[uuid.UUID, uuid.UUID, str], InvitationStep] = field(default_factory=dict)
+    failures: dict[tuple[uuid.UUID, uuid.UUID], InvitationFailure] = field(default_factory=dict)
+    answers: dict[tuple[uuid.UUID, uuid.UUID], Response] = field(default_factory=dict)
+    cases: dict[CaseKey, CaseFacts] = field(default_factory=dict)
+
+    def add(self, event: Event[Contract]) -> bool:
+        """Take one event into the batch; False if the read model keeps nothing of it."""
         data = event.data
         if isinstance(data, SurveyFailed):
-            tenant_id = event.tenant
-            row = {"tenant_id": tenant_id, "invitation_id": data.invitation_id, "touchpoint": data.touchpoint}
-            failures.setdefault(
-                (tenant_id, data.invitation_id), {**row, "reason": data.reason, "at": data.at}
-            )
-            steps.setdefault(
-                (tenant_id, data.invitation_id, "failed"), {**row, "step": "failed", "at": data.at}
-            )
+            self._add_failure(event.tenant, data)
         elif isinstance(data, SurveySent):
             tenant_id = event.tenant
-            invitations[(tenant_id, data.invitation_id)] = {
-                "tenant_id": tenant_id,
-                "invitation_id": data.invitation_id,
-                "touchpoint": data.touchpoint,
-                "sent_at": data.sent_at,
-            }
+            self.invitations[(tenant_id, data.invitation_id)] = InvitationSent(
+                tenant_id=tenant_id,
+                invitation_id=data.invitation_id,
+                touchpoint=data.touchpoint,
+                sent_at=data.sent_at,
+            )
         elif isinstance(data, SurveyStep) and event.type in STEP_OF_TYPE:
-            tenant_id = event.tenant
             step = (
                 MACHINE_OPENED if event.type == SURVEY_OPENED and data.machine else STEP_OF_TYPE[event.type]
             )
-            steps.setdefault(
-                (tenant_id, data.invitation_id, step),
-                {
-                    "tenant_id": tenant_id,
-                    "invitation_id": data.invitation_id,
-                    "step": step,
-                    "touchpoint": data.touchpoint,
-                    "at": data.at,
-                },
-            )
+            self._add_step(event.tenant, data.invitation_id, step, data.touchpoint, data.at)
         elif isinstance(data, SurveyResponded | SurveyResponseUpdated):
             key = (event.tenant, data.response_id)
-            answer = _answer_row(key[0], data)
+            answer = _answer(key[0], data)
             # Of two versions in one batch the higher revision stays; on a tie, the first seen.
-            if key not in answers or answer["revision"] > answers[key]["revision"]:
-                answers[key] = answer
+            if key not in self.answers or answer.revision > self.answers[key].revision:
+                self.answers[key] = answer
         elif isinstance(data, FollowupOpened | FollowupUpdated):
             key = (event.tenant, data.case_id)
             facts = _case_facts(data)
-            cases[key] = merge(cases[key], facts) if key in cases else facts
+            self.cases[key] = merge(self.cases[key], facts) if key in self.cases else facts
         else:
-            continue
-        PROJECTED.labels(event.type).inc()
-    await repository.record_invitations(uow.session, list(invitations.values()))
-    await repository.record_steps(uow.session, list(steps.values()))
-    await repository.record_failures(uow.session, list(failures.values()))
-    await repository.record_responses(uow.session, list(answers.values()))
-    await repository.merge_cases(uow.session, cases)
+            return False
+        return True
+
+    def _add_failure(self, tenant_id: uuid.UUID, data: SurveyFailed) -> None:
+        key = (tenant_id, data.invitation_id)
+        if key not in self.failures:
+            self.failures[key] = InvitationFailure(
+                tenant_id=tenant_id,
+                invitation_id=data.invitation_id,
+                touchpoint=data.touchpoint,
+                reason=data.reason,
+                at=data.at,
+            )
+        self._add_step(tenant_id, data.invitation_id, "failed", data.touchpoint, data.at)
+
+    def _add_step(
+        self, tenant_id: uuid.UUID, invitation_id: uuid.UUID, step: str, touchpoint: str, at: datetime
+    ) -> None:
+        key = (tenant_id, invitation_id, step)
+        if key not in self.steps:
+            self.steps[key] = InvitationStep(
+                tenant_id=tenant_id, invitation_id=invitation_id, step=step, touchpoint=touchpoint, at=at
+            )
+
+    async def save(self, repository: ReportingRepository) -> None:
+        await repository.record_invitations(list(self.invitations.values()))
+        await repository.record_steps(list(self.steps.values()))
+        await repository.record_failures(list(self.failures.values()))
+        await repository.record_responses(list(self.answers.values()))
+        await repository.merge_cases(self.cases)
 
 
-def _answer_row(tenant_id: uuid.UUID, data: SurveyResponded | SurveyResponseUpdated) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "tenant_id": tenant_id,
-        "response_id": data.response_id,
-        "invitation_id": data.invitation_id,
-        "touchpoint": data.touchpoint,
-        "score": data.score,
-        "responded_at": data.responded_at,
-        "comment": data.comment,
-    }
-    if isinstance(data, SurveyResponded):
-        return {
-            **row,
-            "revision": FIRST_REVISION,
-            "recommended": None,
-            "csat": None,
-            "effort": None,
-            "updated_at": None,
-        }
-    return {
-        **row,
-        "revision": data.revision,
-        "recommended": data.recommended,
-        "csat": data.csat,
-        "effort": data.effort,
-        "updated_at": data.updated_at,
-    }
+def _answer(tenant_id: uuid.UUID, data: SurveyResponded | SurveyResponseUpdated) -> Response:
+    answer = Response(
+        tenant_id=tenant_id,
+        response_id=data.response_id,
+        invitation_id=data.invitation_id,
+        touchpoint=data.touchpoint,
+        score=data.score,
+        responded_at=data.responded_at,
+        comment=data.comment,
+        revision=FIRST_REVISION,
+        recommended=None,
+        csat=None,
+        effort=None,
+        updated_at=None,
+    )
+    if isinstance(data, SurveyResponseUpdated):
+        answer.revision = data.revision
+        answer.recommended = data.recommended
+        answer.csat = data.csat
+        answer.effort = data.effort
+        answer.updated_at = data.updated_at
+    return answer
 
 
 def _case_facts(data: FollowupOpened | FollowupUpdated) -> CaseFacts:

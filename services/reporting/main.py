@@ -13,12 +13,13 @@ from libs.common.tenancy import TENANCY_HANDLERS
 from services.reporting import api, handlers
 from services.reporting.config import ReportingSettings
 from services.reporting.models import COMMON, Base
+from services.reporting.repository import ReportingRepository
 
 
 def build(settings: ReportingSettings) -> ServiceDefinition:
     tenancy = dispatch_by_type(TENANCY_HANDLERS)
 
-    async def consume(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+    async def consume(events: list[Event[Contract]], uow: UnitOfWork[ReportingRepository]) -> None:
         # Tenancy and the read model touch different tables, so their relative order does not
         # matter; the read model takes the batch whole to write each table once.
         await tenancy(events, uow)
@@ -30,6 +31,7 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
         description="A tenant's survey results at a glance: score, response rate and follow-up cases.",
         metadata=Base.metadata,
         tables=COMMON,
+        repository=ReportingRepository,
         migrations=Path(__file__).parent / "migrations",
         routers=[api.router],
         consumers=[

@@ -1,4 +1,5 @@
-"""Every query reporting makes. Writes take a whole batch: one statement per table per batch."""
+"""Every query reporting makes, as one object over a unit of work's session. Writes take a whole
+batch of rows (the models): one statement per table per batch."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, func, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -16,6 +16,7 @@ from sqlalchemy.orm import aliased
 from services.reporting.domain.cases import PROGRESS, CaseFacts
 from services.reporting.domain.summary import FollowUpAnswers
 from services.reporting.models import (
+    Base,
     FollowupCase,
     InvitationFailure,
     InvitationSent,
@@ -24,39 +25,6 @@ from services.reporting.models import (
 )
 
 CaseKey = tuple[uuid.UUID, uuid.UUID]
-
-
-async def read_one_snapshot(session: AsyncSession) -> None:
-    """The rest of this transaction reads one consistent state (it must be its first statement)."""
-    await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-
-
-async def record_invitations(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(pg_insert(InvitationSent).values(list(rows)).on_conflict_do_nothing())
-
-
-async def record_steps(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(pg_insert(InvitationStep).values(list(rows)).on_conflict_do_nothing())
-
-
-async def record_failures(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        await session.execute(pg_insert(InvitationFailure).values(list(rows)).on_conflict_do_nothing())
-
-
-async def failures_by_touchpoint(session: AsyncSession, where: ReportFilter) -> list[tuple[str, str, int]]:
-    """(touchpoint, reason, invitations given up), counted from when they were given up."""
-    query = select(InvitationFailure.touchpoint, InvitationFailure.reason, func.count()).where(
-        InvitationFailure.tenant_id == where.tenant_id
-    )
-    if where.touchpoint is not None:
-        query = query.where(InvitationFailure.touchpoint == where.touchpoint)
-    if where.since is not None:
-        query = query.where(InvitationFailure.at >= where.since)
-    rows = await session.execute(query.group_by(InvitationFailure.touchpoint, InvitationFailure.reason))
-    return [(row[0], row[1], row[2]) for row in rows]
 
 
 #: What a newer revision of an answer replaces; who answered which invitation when stays.
@@ -72,64 +40,13 @@ _REVISED_COLUMNS = (
 )
 
 
-async def record_responses(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Keep each answer in its highest revision, in one statement: a version not newer than the
-    stored one leaves the row alone. The caller passes one row per answer."""
-    if not rows:
-        return
-    insert = pg_insert(Response).values(sorted(rows, key=lambda row: (row["tenant_id"], row["response_id"])))
-    await session.execute(
-        insert.on_conflict_do_update(
-            index_elements=[Response.tenant_id, Response.response_id],
-            set_={name: insert.excluded[name] for name in _REVISED_COLUMNS},
-            where=Response.revision < insert.excluded.revision,
-        )
-    )
+def _columns(row: Base) -> dict[str, object]:
+    """A row not added to the session, as the column values of an insert."""
+    return {column.key: getattr(row, column.key) for column in row.__table__.columns}
 
 
 def _progress(status: SQLColumnExpression[str]) -> ColumnElement[int]:
     return case(*((status == name, rank) for name, rank in PROGRESS.items()), else_=-1)
-
-
-async def merge_cases(session: AsyncSession, cases: Mapping[CaseKey, CaseFacts]) -> None:
-    """Upsert cases by the rule of :func:`services.reporting.domain.cases.merge`, in SQL, so that
-    facts from earlier batches and from this one combine the same way whatever their order.
-
-    The caller merges the batch first: one row per case, as ON CONFLICT DO UPDATE requires.
-    """
-    if not cases:
-        return
-    rows = [
-        {
-            "tenant_id": tenant_id,
-            "case_id": case_id,
-            "touchpoint": facts.touchpoint,
-            "status": facts.status,
-            "breached": facts.breached,
-            "opened_at": facts.opened_at,
-            "due_at": facts.due_at,
-            "updated_at": facts.updated_at,
-        }
-        for (tenant_id, case_id), facts in sorted(cases.items())
-    ]
-    insert = pg_insert(FollowupCase).values(rows)
-    arriving = insert.excluded
-    newer = tuple_(arriving.updated_at, _progress(arriving.status), arriving.breached) > tuple_(
-        FollowupCase.updated_at, _progress(FollowupCase.status), FollowupCase.breached
-    )
-    await session.execute(
-        insert.on_conflict_do_update(
-            index_elements=[FollowupCase.tenant_id, FollowupCase.case_id],
-            set_={
-                "status": case((newer, arriving.status), else_=FollowupCase.status),
-                "breached": case((newer, arriving.breached), else_=FollowupCase.breached),
-                "updated_at": case((newer, arriving.updated_at), else_=FollowupCase.updated_at),
-                "touchpoint": func.coalesce(FollowupCase.touchpoint, arriving.touchpoint),
-                "opened_at": func.coalesce(FollowupCase.opened_at, arriving.opened_at),
-                "due_at": func.coalesce(FollowupCase.due_at, arriving.due_at),
-            },
-        )
-    )
 
 
 @dataclass(frozen=True)
@@ -139,119 +56,207 @@ class ReportFilter:
     since: datetime | None = None
 
 
-async def answers_by_score(session: AsyncSession, where: ReportFilter) -> list[tuple[str, int, int]]:
-    """(touchpoint, score, number of answers): at most 11 rows per touchpoint."""
-    query = select(Response.touchpoint, Response.score, func.count()).where(
-        Response.tenant_id == where.tenant_id
-    )
-    if where.touchpoint is not None:
-        query = query.where(Response.touchpoint == where.touchpoint)
-    if where.since is not None:
-        query = query.where(Response.responded_at >= where.since)
-    rows = await session.execute(query.group_by(Response.touchpoint, Response.score))
-    return [(row[0], row[1], row[2]) for row in rows]
-
-
-async def invitations_by_touchpoint(session: AsyncSession, where: ReportFilter) -> dict[str, int]:
-    query = select(InvitationSent.touchpoint, func.count()).where(InvitationSent.tenant_id == where.tenant_id)
-    if where.touchpoint is not None:
-        query = query.where(InvitationSent.touchpoint == where.touchpoint)
-    if where.since is not None:
-        query = query.where(InvitationSent.sent_at >= where.since)
-    rows = await session.execute(query.group_by(InvitationSent.touchpoint))
-    return {row[0]: row[1] for row in rows}
-
-
-async def cases_by_state(
-    session: AsyncSession, where: ReportFilter
-) -> list[tuple[str | None, str, bool, int]]:
-    """(touchpoint or None while unknown, status, breached, number of cases)."""
-    query = select(FollowupCase.touchpoint, FollowupCase.status, FollowupCase.breached, func.count()).where(
-        FollowupCase.tenant_id == where.tenant_id
-    )
-    if where.touchpoint is not None:
-        query = query.where(FollowupCase.touchpoint == where.touchpoint)
-    if where.since is not None:
-        query = query.where(func.coalesce(FollowupCase.opened_at, FollowupCase.updated_at) >= where.since)
-    rows = await session.execute(
-        query.group_by(FollowupCase.touchpoint, FollowupCase.status, FollowupCase.breached)
-    )
-    return [(row[0], row[1], row[2], row[3]) for row in rows]
-
-
-async def steps_by_touchpoint(session: AsyncSession, where: ReportFilter) -> list[tuple[str, str, int]]:
-    """(touchpoint, funnel step, number of invitations that reached it), steps counted from when
-    they happened. A machine's open counts only where no person opened the invitation."""
-    person = aliased(InvitationStep)
-    opened_by_a_person = (
-        select(person.invitation_id)
-        .where(
-            person.tenant_id == InvitationStep.tenant_id,
-            person.invitation_id == InvitationStep.invitation_id,
-            person.step == "opened",
-        )
-        .exists()
-    )
-    query = select(InvitationStep.touchpoint, InvitationStep.step, func.count()).where(
-        InvitationStep.tenant_id == where.tenant_id,
-        ~and_(InvitationStep.step == "machine_opened", opened_by_a_person),
-    )
-    if where.touchpoint is not None:
-        query = query.where(InvitationStep.touchpoint == where.touchpoint)
-    if where.since is not None:
-        query = query.where(InvitationStep.at >= where.since)
-    rows = await session.execute(query.group_by(InvitationStep.touchpoint, InvitationStep.step))
-    return [(row[0], row[1], row[2]) for row in rows]
-
-
 @dataclass(frozen=True)
 class AnswerDetails:
     responded_invitations: int
     follow_up: FollowUpAnswers
 
 
-async def answer_details_by_touchpoint(
-    session: AsyncSession, where: ReportFilter
-) -> dict[str, AnswerDetails]:
-    """Per touchpoint: how many invitations were answered, and the follow-up questions' totals."""
-    query = select(
-        Response.touchpoint,
-        func.count(func.distinct(Response.invitation_id)),
-        func.count().filter(Response.recommended.is_(True)),
-        func.count(Response.recommended),
-        func.coalesce(func.sum(Response.csat), 0),
-        func.count(Response.csat),
-        func.coalesce(func.sum(Response.effort), 0),
-        func.count(Response.effort),
-    ).where(Response.tenant_id == where.tenant_id)
-    if where.touchpoint is not None:
-        query = query.where(Response.touchpoint == where.touchpoint)
-    if where.since is not None:
-        query = query.where(Response.responded_at >= where.since)
-    rows = await session.execute(query.group_by(Response.touchpoint))
-    return {
-        row[0]: AnswerDetails(
-            responded_invitations=row[1],
-            follow_up=FollowUpAnswers(
-                recommended_yes=row[2],
-                recommended_answers=row[3],
-                csat_total=int(row[4] or 0),
-                csat_answers=row[5],
-                effort_total=int(row[6] or 0),
-                effort_answers=row[7],
-            ),
+class ReportingRepository:
+    """Reporting's queries over one transaction's session (``uow.repository``)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def read_one_snapshot(self) -> None:
+        """The rest of this transaction reads one consistent state (it must be its first statement)."""
+        await self.session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+
+    async def record_invitations(self, invitations: Sequence[InvitationSent]) -> None:
+        await self._add_facts(InvitationSent, invitations)
+
+    async def record_steps(self, steps: Sequence[InvitationStep]) -> None:
+        await self._add_facts(InvitationStep, steps)
+
+    async def record_failures(self, failures: Sequence[InvitationFailure]) -> None:
+        await self._add_facts(InvitationFailure, failures)
+
+    async def _add_facts(self, model: type[Base], facts: Sequence[Base]) -> None:
+        """Facts never change: one insert for the batch, a repeat of a stored one is ignored."""
+        if facts:
+            await self.session.execute(
+                pg_insert(model).values([_columns(fact) for fact in facts]).on_conflict_do_nothing()
+            )
+
+    async def failures_by_touchpoint(self, where: ReportFilter) -> list[tuple[str, str, int]]:
+        """(touchpoint, reason, invitations given up), counted from when they were given up."""
+        query = select(InvitationFailure.touchpoint, InvitationFailure.reason, func.count()).where(
+            InvitationFailure.tenant_id == where.tenant_id
         )
-        for row in rows
-    }
+        if where.touchpoint is not None:
+            query = query.where(InvitationFailure.touchpoint == where.touchpoint)
+        if where.since is not None:
+            query = query.where(InvitationFailure.at >= where.since)
+        rows = await self.session.execute(
+            query.group_by(InvitationFailure.touchpoint, InvitationFailure.reason)
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
 
+    async def record_responses(self, answers: Sequence[Response]) -> None:
+        """Keep each answer in its highest revision, in one statement: a version not newer than the
+        stored one leaves the row alone. The caller passes one row per answer."""
+        if not answers:
+            return
+        ordered = sorted(answers, key=lambda answer: (answer.tenant_id, answer.response_id))
+        insert = pg_insert(Response).values([_columns(answer) for answer in ordered])
+        await self.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=[Response.tenant_id, Response.response_id],
+                set_={name: insert.excluded[name] for name in _REVISED_COLUMNS},
+                where=Response.revision < insert.excluded.revision,
+            )
+        )
 
-async def latest_responses(session: AsyncSession, where: ReportFilter, limit: int) -> Sequence[Response]:
-    query = select(Response).where(Response.tenant_id == where.tenant_id)
-    if where.touchpoint is not None:
-        query = query.where(Response.touchpoint == where.touchpoint)
-    if where.since is not None:
-        query = query.where(Response.responded_at >= where.since)
-    result = await session.scalars(
-        query.order_by(Response.responded_at.desc(), Response.response_id.desc()).limit(limit)
-    )
-    return result.all()
+    async def merge_cases(self, cases: Mapping[CaseKey, CaseFacts]) -> None:
+        """Upsert cases by the rule of :func:`services.reporting.domain.cases.merge`, in SQL, so that
+        facts from earlier batches and from this one combine the same way whatever their order.
+
+        The caller merges the batch first: one row per case, as ON CONFLICT DO UPDATE requires.
+        """
+        if not cases:
+            return
+        rows = [
+            {
+                "tenant_id": tenant_id,
+                "case_id": case_id,
+                "touchpoint": facts.touchpoint,
+                "status": facts.status,
+                "breached": facts.breached,
+                "opened_at": facts.opened_at,
+                "due_at": facts.due_at,
+                "updated_at": facts.updated_at,
+            }
+            for (tenant_id, case_id), facts in sorted(cases.items())
+        ]
+        insert = pg_insert(FollowupCase).values(rows)
+        arriving = insert.excluded
+        newer = tuple_(arriving.updated_at, _progress(arriving.status), arriving.breached) > tuple_(
+            FollowupCase.updated_at, _progress(FollowupCase.status), FollowupCase.breached
+        )
+        await self.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=[FollowupCase.tenant_id, FollowupCase.case_id],
+                set_={
+                    "status": case((newer, arriving.status), else_=FollowupCase.status),
+                    "breached": case((newer, arriving.breached), else_=FollowupCase.breached),
+                    "updated_at": case((newer, arriving.updated_at), else_=FollowupCase.updated_at),
+                    "touchpoint": func.coalesce(FollowupCase.touchpoint, arriving.touchpoint),
+                    "opened_at": func.coalesce(FollowupCase.opened_at, arriving.opened_at),
+                    "due_at": func.coalesce(FollowupCase.due_at, arriving.due_at),
+                },
+            )
+        )
+
+    async def answers_by_score(self, where: ReportFilter) -> list[tuple[str, int, int]]:
+        """(touchpoint, score, number of answers): at most 11 rows per touchpoint."""
+        query = select(Response.touchpoint, Response.score, func.count()).where(
+            Response.tenant_id == where.tenant_id
+        )
+        if where.touchpoint is not None:
+            query = query.where(Response.touchpoint == where.touchpoint)
+        if where.since is not None:
+            query = query.where(Response.responded_at >= where.since)
+        rows = await self.session.execute(query.group_by(Response.touchpoint, Response.score))
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    async def invitations_by_touchpoint(self, where: ReportFilter) -> dict[str, int]:
+        query = select(InvitationSent.touchpoint, func.count()).where(
+            InvitationSent.tenant_id == where.tenant_id
+        )
+        if where.touchpoint is not None:
+            query = query.where(InvitationSent.touchpoint == where.touchpoint)
+        if where.since is not None:
+            query = query.where(InvitationSent.sent_at >= where.since)
+        rows = await self.session.execute(query.group_by(InvitationSent.touchpoint))
+        return {row[0]: row[1] for row in rows}
+
+    async def cases_by_state(self, where: ReportFilter) -> list[tuple[str | None, str, bool, int]]:
+        """(touchpoint or None while unknown, status, breached, number of cases)."""
+        query = select(
+            FollowupCase.touchpoint, FollowupCase.status, FollowupCase.breached, func.count()
+        ).where(FollowupCase.tenant_id == where.tenant_id)
+        if where.touchpoint is not None:
+            query = query.where(FollowupCase.touchpoint == where.touchpoint)
+        if where.since is not None:
+            query = query.where(func.coalesce(FollowupCase.opened_at, FollowupCase.updated_at) >= where.since)
+        rows = await self.session.execute(
+            query.group_by(FollowupCase.touchpoint, FollowupCase.status, FollowupCase.breached)
+        )
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+    async def steps_by_touchpoint(self, where: ReportFilter) -> list[tuple[str, str, int]]:
+        """(touchpoint, funnel step, number of invitations that reached it), steps counted from when
+        they happened. A machine's open counts only where no person opened the invitation."""
+        person = aliased(InvitationStep)
+        opened_by_a_person = (
+            select(person.invitation_id)
+            .where(
+                person.tenant_id == InvitationStep.tenant_id,
+                person.invitation_id == InvitationStep.invitation_id,
+                person.step == "opened",
+            )
+            .exists()
+        )
+        query = select(InvitationStep.touchpoint, InvitationStep.step, func.count()).where(
+            InvitationStep.tenant_id == where.tenant_id,
+            ~and_(InvitationStep.step == "machine_opened", opened_by_a_person),
+        )
+        if where.touchpoint is not None:
+            query = query.where(InvitationStep.touchpoint == where.touchpoint)
+        if where.since is not None:
+            query = query.where(InvitationStep.at >= where.since)
+        rows = await self.session.execute(query.group_by(InvitationStep.touchpoint, InvitationStep.step))
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    async def answer_details_by_touchpoint(self, where: ReportFilter) -> dict[str, AnswerDetails]:
+        """Per touchpoint: how many invitations were answered, and the follow-up questions' totals."""
+        query = select(
+            Response.touchpoint,
+            func.count(func.distinct(Response.invitation_id)),
+            func.count().filter(Response.recommended.is_(True)),
+            func.count(Response.recommended),
+            func.coalesce(func.sum(Response.csat), 0),
+            func.count(Response.csat),
+            func.coalesce(func.sum(Response.effort), 0),
+            func.count(Response.effort),
+        ).where(Response.tenant_id == where.tenant_id)
+        if where.touchpoint is not None:
+            query = query.where(Response.touchpoint == where.touchpoint)
+        if where.since is not None:
+            query = query.where(Response.responded_at >= where.since)
+        rows = await self.session.execute(query.group_by(Response.touchpoint))
+        return {
+            row[0]: AnswerDetails(
+                responded_invitations=row[1],
+                follow_up=FollowUpAnswers(
+                    recommended_yes=row[2],
+                    recommended_answers=row[3],
+                    csat_total=int(row[4] or 0),
+                    csat_answers=row[5],
+                    effort_total=int(row[6] or 0),
+                    effort_answers=row[7],
+                ),
+            )
+            for row in rows
+        }
+
+    async def latest_responses(self, where: ReportFilter, limit: int) -> Sequence[Response]:
+        query = select(Response).where(Response.tenant_id == where.tenant_id)
+        if where.touchpoint is not None:
+            query = query.where(Response.touchpoint == where.touchpoint)
+        if where.since is not None:
+            query = query.where(Response.responded_at >= where.since)
+        result = await self.session.scalars(
+            query.order_by(Response.responded_at.desc(), Response.response_id.desc()).limit(limit)
+        )
+        return result.all()

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from libs.common.http import Tenant, UoW
-from services.scoring import repository
 from services.scoring.domain.nps import Tally
+from services.scoring.repository import ScoringRepository
 
 router = APIRouter(tags=["scores"])
 
@@ -77,7 +77,8 @@ async def get_nps(
     Promoters answered 9-10, passives 7-8, detractors 0-6; NPS is the promoters' share minus the
     detractors' share, in points. Answers are counted a moment after they are given.
     """
-    rows = await repository.tallies_of_tenant(uow.session, tenant.tenant_id, touchpoint)
+    repository: ScoringRepository = uow.repository
+    rows = await repository.tallies_of_tenant(tenant.tenant_id, touchpoint)
     overall = sum((row.tally for row in rows), Tally())
     return NpsReport(
         **_fields(overall),

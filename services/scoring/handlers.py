@@ -11,7 +11,6 @@ from prometheus_client import Counter
 
 from libs.common.db import UnitOfWork
 from libs.common.events import Contract, Event, NpsUpdated, SurveyResponded, SurveyResponseUpdated
-from services.scoring import repository
 from services.scoring.domain.revisions import (
     FIRST_REVISION,
     HeldAnswer,
@@ -20,7 +19,7 @@ from services.scoring.domain.revisions import (
     latest,
     revise,
 )
-from services.scoring.repository import AnswerKey, TouchpointChange, TouchpointCounts
+from services.scoring.repository import AnswerKey, ScoringRepository, TouchpointChange, TouchpointCounts
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,9 @@ def _answer_of(event: Event[Contract]) -> tuple[AnswerKey, HeldAnswer] | None:
     return (event.tenant, data.response_id), HeldAnswer(data.touchpoint, data.score, revision)
 
 
-async def record_responses(events: list[Event[Contract]], uow: UnitOfWork, *, now: datetime) -> None:
+async def record_responses(
+    events: list[Event[Contract]], uow: UnitOfWork[ScoringRepository], *, now: datetime
+) -> None:
     """Count a batch of answers (``survey.responded``) and their revisions
     (``survey.response_updated``) into the running tallies, and announce each changed touchpoint's
     new score with ``nps.updated``.
@@ -82,13 +83,14 @@ async def record_responses(events: list[Event[Contract]], uow: UnitOfWork, *, no
             total, steps = changes.get((tenant_id, touchpoint), (TallyChange(), 0))
             changes[(tenant_id, touchpoint)] = (total + change, steps + 1)
 
-    new_keys = await repository.insert_new_answers(uow.session, arriving, now)
+    repository = uow.repository
+    new_keys = await repository.insert_new_answers(arriving, now)
     new_answers = 0
     for key in sorted(new_keys):
         count(key[0], first_count(arriving[key]))
         RESPONSES_TALLIED.labels(arriving[key].touchpoint, arriving[key].category.value).inc()
         new_answers += 1
-    held = await repository.lock_answers(uow.session, (key for key in arriving if key not in new_keys))
+    held = await repository.lock_answers(key for key in arriving if key not in new_keys)
     newer: dict[AnswerKey, HeldAnswer] = {}
     for key, stored in held.items():
         moved = revise(stored, arriving[key])
@@ -98,9 +100,8 @@ async def record_responses(events: list[Event[Contract]], uow: UnitOfWork, *, no
         count(key[0], moved)
         if moved:
             SCORES_REVISED.labels(arriving[key].touchpoint).inc()
-    await repository.update_answers(uow.session, newer, now)
+    await repository.update_answers(newer, now)
     totals = await repository.change_tallies(
-        uow.session,
         [
             TouchpointChange(tenant_id, touchpoint, change, steps)
             for (tenant_id, touchpoint), (change, steps) in changes.items()

@@ -14,12 +14,13 @@ from libs.common.tenancy import TENANCY_HANDLERS
 from services.scoring import api, handlers
 from services.scoring.config import ScoringSettings
 from services.scoring.models import COMMON, Base
+from services.scoring.repository import ScoringRepository
 
 
 def build(settings: ScoringSettings) -> ServiceDefinition:
     tenancy = dispatch_by_type(TENANCY_HANDLERS)
 
-    async def consume(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+    async def consume(events: list[Event[Contract]], uow: UnitOfWork[ScoringRepository]) -> None:
         # Tenancy and answers touch different tables, so their relative order does not matter;
         # answers and their revisions are handled as a whole batch: a few statements for all of it.
         await tenancy(events, uow)
@@ -31,6 +32,7 @@ def build(settings: ScoringSettings) -> ServiceDefinition:
         description="Counts survey answers into a Net Promoter Score per tenant and touchpoint.",
         metadata=Base.metadata,
         tables=COMMON,
+        repository=ScoringRepository,
         migrations=Path(__file__).parent / "migrations",
         routers=[api.router],
         consumers=[

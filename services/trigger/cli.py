@@ -32,10 +32,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from libs.common.db import Database, UnitOfWork, service_source
 from libs.common.logs import configure_logging
 from libs.common.migrations import upgrade
-from services.trigger import handlers, history, repository
+from services.trigger import handlers, history
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build
 from services.trigger.models import COMMON
+from services.trigger.repository import TriggerRepository
 from services.trigger.schemas import TOUCHPOINT_NAME, TouchpointConfig
 
 
@@ -106,6 +107,7 @@ async def _run(args: argparse.Namespace, settings: TriggerSettings) -> int:
         pool_size=1,
         application_name="nps-cli",
         source=service_source("trigger"),
+        repository=TriggerRepository,
     )
     now = datetime.now(UTC)
     try:
@@ -125,18 +127,21 @@ async def _run(args: argparse.Namespace, settings: TriggerSettings) -> int:
         await database.dispose()
 
 
-async def _tenant_command(uow: UnitOfWork, args: argparse.Namespace, now: datetime) -> int:
+Uow = UnitOfWork[TriggerRepository]
+
+
+async def _tenant_command(uow: Uow, args: argparse.Namespace, now: datetime) -> int:
     if args.command == "create":
         return await _create_tenant(uow, args, now)
     if args.command == "update":
         return await _update_tenant(uow, args, now)
     if args.command == "list":
-        for row in await repository.list_tenants(uow.session):
+        for row in await uow.repository.list_tenants():
             print(f"{row.id}  {row.name}  {row.owner_email or '-'}")
     return 0
 
 
-async def _create_tenant(uow: UnitOfWork, args: argparse.Namespace, now: datetime) -> int:
+async def _create_tenant(uow: Uow, args: argparse.Namespace, now: datetime) -> int:
     try:
         tenant_id = await handlers.create_tenant(
             uow,
@@ -156,7 +161,7 @@ async def _create_tenant(uow: UnitOfWork, args: argparse.Namespace, now: datetim
     return 0
 
 
-async def _update_tenant(uow: UnitOfWork, args: argparse.Namespace, now: datetime) -> int:
+async def _update_tenant(uow: Uow, args: argparse.Namespace, now: datetime) -> int:
     changes = {
         name: value
         for name, value in (
@@ -175,7 +180,7 @@ async def _update_tenant(uow: UnitOfWork, args: argparse.Namespace, now: datetim
     return 0
 
 
-async def _apikey_command(uow: UnitOfWork, args: argparse.Namespace, now: datetime) -> int:
+async def _apikey_command(uow: Uow, args: argparse.Namespace, now: datetime) -> int:
     if args.command == "create":
         try:
             tenant_id, key = await handlers.create_api_key(uow, tenant=args.tenant, now=now)
@@ -194,24 +199,24 @@ async def _apikey_command(uow: UnitOfWork, args: argparse.Namespace, now: dateti
     return 0
 
 
-async def _set_policy(uow: UnitOfWork, args: argparse.Namespace) -> int:
-    row = await repository.tenant_by_name_or_id(uow.session, args.tenant)
+async def _set_policy(uow: Uow, args: argparse.Namespace) -> int:
+    row = await uow.repository.tenant_by_name_or_id(args.tenant)
     if row is None:
         print(f"error: no tenant {args.tenant!r}", file=sys.stderr)
         return 1
-    await repository.set_rest_period(uow.session, row.id, args.rest_period_days, args.rest_clock)
+    await uow.repository.set_rest_period(row.id, args.rest_period_days, args.rest_clock)
     await uow.commit()
     print(f"rest period of {row.name}: {args.rest_period_days} days")
     return 0
 
 
-async def _touchpoint_command(uow: UnitOfWork, args: argparse.Namespace, now: datetime) -> int:
-    row = await repository.tenant_by_name_or_id(uow.session, args.tenant)
+async def _touchpoint_command(uow: Uow, args: argparse.Namespace, now: datetime) -> int:
+    row = await uow.repository.tenant_by_name_or_id(args.tenant)
     if row is None:
         print(f"error: no tenant {args.tenant!r}", file=sys.stderr)
         return 1
     if args.command == "list":
-        stored = await repository.active_touchpoints(uow.session, row.id)
+        stored = await uow.repository.active_touchpoints(row.id)
         if not stored:
             print("(built in) webshop-purchase, support-ticket")
         for touchpoint in stored:
@@ -226,7 +231,7 @@ async def _touchpoint_command(uow: UnitOfWork, args: argparse.Namespace, now: da
         )
         return 1
     if args.command == "retire":
-        if not await repository.retire_touchpoint(uow.session, row.id, args.name, now):
+        if not await uow.repository.retire_touchpoint(row.id, args.name, now):
             print(f"error: no active touchpoint {args.name!r}", file=sys.stderr)
             return 1
         await uow.commit()

@@ -26,13 +26,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from prometheus_client import Counter
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 from tqdm import tqdm
 
 from libs.common.db import UnitOfWork
-from services.trigger import repository
 from services.trigger.domain.history import BadRow, ContactRecord, RefusedFile, merge_duplicates, read_history
+from services.trigger.repository import TriggerRepository
 
 __all__ = ["BATCH_ROWS", "ImportReport", "RefusedFile", "import_history", "run_import_command"]
 
@@ -106,7 +104,7 @@ def _take(rows: Iterator[ContactRecord | BadRow], size: int) -> _Batch:
 
 
 async def import_history(
-    uow: UnitOfWork,
+    uow: UnitOfWork[TriggerRepository],
     tenant_id: uuid.UUID,
     source: BinaryIO,
     *,
@@ -147,7 +145,9 @@ async def import_history(
     return report
 
 
-async def _import_batch(uow: UnitOfWork, tenant_id: uuid.UUID, batch: _Batch, report: ImportReport) -> None:
+async def _import_batch(
+    uow: UnitOfWork[TriggerRepository], tenant_id: uuid.UUID, batch: _Batch, report: ImportReport
+) -> None:
     """Count one batch into the report and write its customers, committing them."""
     report.rows += len(batch.records) + len(batch.bad_rows)
     report.imported += len(batch.records)
@@ -156,7 +156,7 @@ async def _import_batch(uow: UnitOfWork, tenant_id: uuid.UUID, batch: _Batch, re
     HISTORY_ROWS.labels("bad").inc(len(batch.bad_rows))
     if batch.records:
         customers = merge_duplicates(batch.records)
-        created, updated = await upsert_contact_history(uow.session, tenant_id, customers)
+        created, updated = await uow.repository.upsert_contact_history(tenant_id, customers)
         await uow.commit()
         report.created += created
         report.updated += updated
@@ -178,11 +178,11 @@ def _log_imported(tenant_id: uuid.UUID, report: ImportReport) -> None:
     )
 
 
-async def run_import_command(uow: UnitOfWork, tenant: str, path: Path) -> int:
+async def run_import_command(uow: UnitOfWork[TriggerRepository], tenant: str, path: Path) -> int:
     """``nps history import TENANT FILE.csv``: import with a progress bar on stderr (when it is a
     terminal) and a summary on stdout. Exit status 0 once the file was read, bad rows or not;
     1 when the tenant is unknown or the file cannot be read or is refused."""
-    row = await repository.tenant_by_name_or_id(uow.session, tenant)
+    row = await uow.repository.tenant_by_name_or_id(tenant)
     if row is None:
         print(f"error: no tenant {tenant!r}", file=sys.stderr)
         return 1
@@ -213,51 +213,3 @@ async def run_import_command(uow: UnitOfWork, tenant: str, path: Path) -> int:
     for line in report.summary():
         print(line)
     return 0
-
-
-# --- Queries ------------------------------------------------------------------------------------
-# Kept here rather than in repository.py: this is the one statement the import makes.
-
-_UPSERT_CONTACT_HISTORY = text(
-    "WITH written AS ("
-    " INSERT INTO trigger.customers AS customers"
-    " (tenant_id, customer_id, last_invited_at, last_event_at, email)"
-    " SELECT CAST(:tenant AS uuid), batch.customer_id, batch.surveyed_at, batch.surveyed_at, batch.email"
-    " FROM unnest(CAST(:customers AS text[]), CAST(:surveyed AS timestamptz[]), CAST(:emails AS text[]))"
-    " AS batch(customer_id, surveyed_at, email)"
-    " ON CONFLICT (tenant_id, customer_id) DO UPDATE SET"
-    " last_invited_at = GREATEST(customers.last_invited_at, excluded.last_invited_at),"
-    " email = coalesce(customers.email, excluded.email)"
-    # Rows that would not change are left alone: no dead tuple, and they count as unchanged.
-    " WHERE customers.last_invited_at IS NULL"
-    " OR customers.last_invited_at < excluded.last_invited_at"
-    " OR (customers.email IS NULL AND excluded.email IS NOT NULL)"
-    # xmax is 0 on a row this statement inserted, and set on one it updated.
-    " RETURNING (customers.xmax = 0) AS created"
-    ") SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated"
-    " FROM written"
-)
-
-
-async def upsert_contact_history(
-    session: AsyncSession, tenant_id: uuid.UUID, customers: Sequence[ContactRecord]
-) -> tuple[int, int]:
-    """One statement for the batch, whose customer ids must be unique; returns (created, updated).
-
-    Sorted by customer id, so two imports running at once lock shared rows in the same order
-    and cannot deadlock each other.
-    """
-    if not customers:
-        return 0, 0
-    ordered = sorted(customers, key=lambda record: record.customer_id)
-    result = await session.execute(
-        _UPSERT_CONTACT_HISTORY,
-        {
-            "tenant": tenant_id,
-            "customers": [record.customer_id for record in ordered],
-            "surveyed": [record.surveyed_at for record in ordered],
-            "emails": [record.email for record in ordered],
-        },
-    )
-    counts = result.one()
-    return int(counts.created), int(counts.updated)

@@ -13,10 +13,11 @@ from libs.common.service import ServiceDefinition
 from services.trigger import api, handlers
 from services.trigger.config import TriggerSettings
 from services.trigger.models import COMMON, Base
+from services.trigger.repository import TriggerRepository
 
 
 def build(settings: TriggerSettings) -> ServiceDefinition:
-    async def intake(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+    async def intake(events: list[Event[Contract]], uow: UnitOfWork[TriggerRepository]) -> None:
         await handlers.handle_intake_from_kafka(events, uow, now=datetime.now(UTC), settings=settings)
 
     return ServiceDefinition(
@@ -25,6 +26,7 @@ def build(settings: TriggerSettings) -> ServiceDefinition:
         description="Decides who is asked for feedback, when, and records why not.",
         metadata=Base.metadata,
         tables=COMMON,
+        repository=TriggerRepository,
         migrations=Path(__file__).parent / "migrations",
         routers=api.ROUTERS,
         consumers=[

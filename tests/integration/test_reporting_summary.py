@@ -254,7 +254,6 @@ async def test_a_summary_reads_one_moment_even_while_a_batch_lands(start_service
     funnel steps without its sends. Its transaction reads one snapshot."""
     from sqlalchemy import func, select
 
-    from services.reporting import repository
     from services.reporting.models import InvitationSent
 
     reporting = await start_service(build, ReportingSettings)
@@ -262,18 +261,17 @@ async def test_a_summary_reads_one_moment_even_while_a_batch_lands(start_service
     tenant_id = uuid.UUID(tenant.tenant_id)
     count = select(func.count()).where(InvitationSent.tenant_id == tenant_id)
     async with reporting.runtime.database.uow() as reading:
-        await repository.read_one_snapshot(reading.session)
+        await reading.repository.read_one_snapshot()
         assert await reading.session.scalar(count) == 0
         async with reporting.runtime.database.uow() as landing:
-            await repository.record_invitations(
-                landing.session,
+            await landing.repository.record_invitations(
                 [
-                    {
-                        "tenant_id": tenant_id,
-                        "invitation_id": uuid.uuid4(),
-                        "touchpoint": "checkout",
-                        "sent_at": datetime.now(UTC),
-                    }
+                    InvitationSent(
+                        tenant_id=tenant_id,
+                        invitation_id=uuid.uuid4(),
+                        touchpoint="checkout",
+                        sent_at=datetime.now(UTC),
+                    )
                 ],
             )
             await landing.commit()

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.events import Email
 from libs.common.http import UoW, error_responses, runtime_of
-from services.trigger import handlers, repository
+from services.trigger import handlers
+from services.trigger.repository import TriggerRepository
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -89,7 +90,8 @@ async def admin_update_tenant(_: Admin, uow: UoW, tenant: str, body: TenantChang
 @router.get("/tenants")
 async def admin_list_tenants(_: Admin, uow: UoW) -> list[dict[str, Any]]:
     """Every tenant."""
-    rows = await repository.list_tenants(uow.session)
+    repository: TriggerRepository = uow.repository
+    rows = await repository.list_tenants()
     return [
         {
             "tenant_id": str(r.id),

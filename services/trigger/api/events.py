@@ -12,9 +12,10 @@ from pydantic import BaseModel, Field
 
 from libs.common.events import Contract, Event, InvalidEvent, validate
 from libs.common.http import Tenant, UoW, error_body
-from services.trigger import handlers, repository
+from services.trigger import handlers
 from services.trigger.api.dependencies import Settings
 from services.trigger.config import TriggerSettings
+from services.trigger.repository import TriggerRepository
 
 router = APIRouter()
 
@@ -171,7 +172,8 @@ async def get_decisions(
     `reason` (`rest_period`, `sampled_out`, `unsubscribed`, `no_email`, `duplicate`, `filtered`,
     `cancelled`, `quota`) and a `detail`, `cancelled` or `recorded` for consent and cancellation
     events, each with the touchpoint version it used."""
-    rows = await repository.decisions_for_customer(uow.session, tenant.tenant_id, customer, limit)
+    repository: TriggerRepository = uow.repository
+    rows = await repository.decisions_for_customer(tenant.tenant_id, customer, limit)
     return {
         "customer": customer,
         "decisions": [

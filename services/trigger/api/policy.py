@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.http import Tenant, UoW
-from services.trigger import repository
 from services.trigger.api.dependencies import Settings
+from services.trigger.handlers.common import rest_policy
+from services.trigger.repository import TriggerRepository
 
 router = APIRouter()
 
@@ -26,15 +27,14 @@ class PolicyBody(BaseModel):
 @router.get("/v1/policy", tags=["rules"])
 async def get_policy(tenant: Tenant, uow: UoW, settings: Settings) -> dict[str, Any]:
     """The tenant-wide rules: the rest period and what its clock counts from."""
-    days, clock = (await repository.policies(uow.session, [tenant.tenant_id])).get(
-        tenant.tenant_id, (settings.default_rest_period_days, "invitation")
-    )
-    return {"rest_period_days": days, "rest_clock": clock}
+    policy = await rest_policy(uow.repository, tenant.tenant_id, settings)
+    return {"rest_period_days": policy.rest_period.days, "rest_clock": policy.clock}
 
 
 @router.put("/v1/policy", tags=["rules"])
 async def put_policy(tenant: Tenant, uow: UoW, body: PolicyBody) -> dict[str, Any]:
     """Change the tenant-wide rules. They apply to decisions made from now on."""
-    await repository.set_rest_period(uow.session, tenant.tenant_id, body.rest_period_days, body.rest_clock)
+    repository: TriggerRepository = uow.repository
+    await repository.set_rest_period(tenant.tenant_id, body.rest_period_days, body.rest_clock)
     await uow.commit()
     return body.model_dump()

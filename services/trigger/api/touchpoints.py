@@ -9,9 +9,10 @@ from fastapi import APIRouter, HTTPException, Path, Response
 from pydantic import BaseModel
 
 from libs.common.http import Tenant, UoW
-from services.trigger import handlers, repository
+from services.trigger import handlers
 from services.trigger.domain.touchpoints import DEFAULT_TOUCHPOINTS
 from services.trigger.models import Touchpoint
+from services.trigger.repository import TriggerRepository
 from services.trigger.schemas import TOUCHPOINT_NAME, TouchpointConfig
 
 router = APIRouter()
@@ -43,7 +44,8 @@ TouchpointName = Annotated[str, Path(pattern=TOUCHPOINT_NAME, description="e.g. 
 async def list_touchpoints(tenant: Tenant, uow: UoW) -> dict[str, Any]:
     """The tenant's touchpoints in their current versions. A tenant that has configured none gets
     the built-in ones (`webshop-purchase`, `support-ticket`, version 0)."""
-    rows = await repository.active_touchpoints(uow.session, tenant.tenant_id)
+    repository: TriggerRepository = uow.repository
+    rows = await repository.active_touchpoints(tenant.tenant_id)
     if rows:
         return {"touchpoints": [_view(row).model_dump(mode="json") for row in rows]}
     built_in = [
@@ -76,7 +78,8 @@ async def put_touchpoint(
 @router.get("/v1/touchpoints/{name}/versions", tags=["rules"])
 async def touchpoint_history(tenant: Tenant, uow: UoW, name: TouchpointName) -> dict[str, Any]:
     """Every version of a touchpoint, newest first."""
-    rows = await repository.touchpoint_versions(uow.session, tenant.tenant_id, name)
+    repository: TriggerRepository = uow.repository
+    rows = await repository.touchpoint_versions(tenant.tenant_id, name)
     if not rows:
         raise HTTPException(404, f"no touchpoint {name!r}")
     return {"name": name, "versions": [_view(row).model_dump(mode="json") for row in rows]}
@@ -85,7 +88,8 @@ async def touchpoint_history(tenant: Tenant, uow: UoW, name: TouchpointName) -> 
 @router.delete("/v1/touchpoints/{name}", status_code=204, tags=["rules"])
 async def retire_touchpoint(tenant: Tenant, uow: UoW, name: TouchpointName) -> Response:
     """Retire a touchpoint: it takes no more events. Its versions stay, for the decisions that used them."""
-    if not await repository.retire_touchpoint(uow.session, tenant.tenant_id, name, datetime.now(UTC)):
+    repository: TriggerRepository = uow.repository
+    if not await repository.retire_touchpoint(tenant.tenant_id, name, datetime.now(UTC)):
         raise HTTPException(404, f"no active touchpoint {name!r}")
     await uow.commit()
     return Response(status_code=204)

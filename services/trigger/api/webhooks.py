@@ -17,11 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.common.db import UnitOfWork
 from libs.common.events import Contract, Event, InvalidEvent
 from libs.common.http import Tenant, UoW, error_body, error_responses, invalid_request
-from services.trigger import adapters, handlers, repository
+from services.trigger import adapters, handlers
 from services.trigger.adapters import generic
 from services.trigger.adapters.common import Headers, parse_json
 from services.trigger.api.dependencies import Settings
 from services.trigger.config import TriggerSettings
+from services.trigger.models import WebhookEndpoint
+from services.trigger.repository import TriggerRepository
 
 # The logger keeps the name it had before the routes became a package: log queries filter on it.
 log = logging.getLogger("services.trigger.webhook_api")
@@ -82,16 +84,16 @@ async def create_webhook(tenant: Tenant, uow: UoW, body: NewWebhook) -> dict[str
         secret = secrets.token_urlsafe(32)
     endpoint_id = secrets.token_urlsafe(24)
     now = datetime.now(UTC)
+    repository: TriggerRepository = uow.repository
     await repository.insert_endpoint(
-        uow.session,
-        {
-            "id": endpoint_id,
-            "tenant_id": tenant.tenant_id,
-            "platform": body.platform,
-            "secret": secret,
-            "mapping": mapping,
-            "created_at": now,
-        },
+        WebhookEndpoint(
+            id=endpoint_id,
+            tenant_id=tenant.tenant_id,
+            platform=body.platform,
+            secret=secret,
+            mapping=mapping,
+            created_at=now,
+        )
     )
     await uow.commit()
     log.info("webhook.created", extra={"tenant_id": tenant.id, "platform": body.platform})
@@ -108,7 +110,8 @@ async def create_webhook(tenant: Tenant, uow: UoW, body: NewWebhook) -> dict[str
 @router.get("/v1/webhooks")
 async def list_webhooks(tenant: Tenant, uow: UoW) -> dict[str, Any]:
     """The tenant's active webhook receivers. Secrets are never listed."""
-    rows = await repository.active_endpoints(uow.session, tenant.tenant_id)
+    repository: TriggerRepository = uow.repository
+    rows = await repository.active_endpoints(tenant.tenant_id)
     return {
         "webhooks": [
             {
@@ -126,7 +129,8 @@ async def list_webhooks(tenant: Tenant, uow: UoW) -> dict[str, Any]:
 @router.delete("/v1/webhooks/{endpoint_id}", status_code=204)
 async def delete_webhook(tenant: Tenant, uow: UoW, endpoint_id: str) -> Response:
     """Revoke a receiver: deliveries to it are refused from now on."""
-    if not await repository.revoke_endpoint(uow.session, tenant.tenant_id, endpoint_id, datetime.now(UTC)):
+    repository: TriggerRepository = uow.repository
+    if not await repository.revoke_endpoint(tenant.tenant_id, endpoint_id, datetime.now(UTC)):
         raise HTTPException(404, "no active webhook with that id")
     await uow.commit()
     return Response(status_code=204)
@@ -147,7 +151,8 @@ async def receive_webhook(
     body = await request.body()
     if platform not in adapters.PLATFORMS or len(endpoint_id) > _ID_LIMIT:
         raise HTTPException(404, "no such webhook endpoint")
-    endpoint = await repository.active_endpoint(uow.session, endpoint_id, platform)
+    repository: TriggerRepository = uow.repository
+    endpoint = await repository.active_endpoint(endpoint_id, platform)
     if endpoint is None:
         WEBHOOKS.labels(platform, "unauthorized").inc()
         raise HTTPException(404, "no such webhook endpoint")
@@ -197,7 +202,7 @@ async def _decide(
     platform: str,
     tenant_id: str,
     mapped: list[Event[Contract]],
-    uow: UnitOfWork,
+    uow: UnitOfWork[TriggerRepository],
     now: datetime,
     settings: TriggerSettings,
 ) -> JSONResponse:

@@ -144,17 +144,49 @@ def in_rest_period(now: datetime, last: datetime | None, rest_period: timedelta)
     return ends is not None and now < ends
 
 
+def tenant_policy(rest_period_days: int | None, rest_clock: str | None, *, default_days: int) -> Policy:
+    """The tenant-wide rules: the tenant's own rest period where it set one, else the platform's
+    default (``default_days``); counted from the last invitation unless the tenant chose the
+    response clock. A touchpoint's own rest period applies on top (see :func:`resting`)."""
+    days = default_days if rest_period_days is None else rest_period_days
+    return Policy(
+        rest_period=timedelta(days=days), clock="response" if rest_clock == "response" else "invitation"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Resting:
+    """Why a customer may not be asked yet: until when (``None``: until they answer), and a detail."""
+
+    until: datetime | None
+    detail: str | None = None
+
+
+def resting(
+    customer: CustomerState, touchpoint: TouchpointRule, policy: Policy, now: datetime
+) -> Resting | None:
+    """The rest-period rules, in order: an outstanding invitation under the response clock, the
+    tenant-wide rest period, then the touchpoint's own."""
+    if awaits_answer(customer, policy):
+        return Resting(None, f"invitation {customer.outstanding_invitation} is outstanding")
+    last = clock_start(customer, policy)
+    if in_rest_period(now, last, policy.rest_period):
+        return Resting(rest_period_ends(last, policy.rest_period))
+    if touchpoint.rest_period is not None:
+        last_here = customer.touchpoint_invited.get(touchpoint.name)
+        if in_rest_period(now, last_here, touchpoint.rest_period):
+            return Resting(
+                rest_period_ends(last_here, touchpoint.rest_period), f"rest period of {touchpoint.name}"
+            )
+    return None
+
+
 def may_be_asked(customer: CustomerState, touchpoint: TouchpointRule, policy: Policy, now: datetime) -> bool:
     """Whether a known contact passes the consent, email and rest-period rules right now: the
     cohort scheduler draws only accounts with at least one such contact."""
     if customer.suppressed or not customer.email:
         return False
-    if awaits_answer(customer, policy):
-        return False
-    if in_rest_period(now, clock_start(customer, policy), policy.rest_period):
-        return False
-    last_here = customer.touchpoint_invited.get(touchpoint.name)
-    return touchpoint.rest_period is None or not in_rest_period(now, last_here, touchpoint.rest_period)
+    return resting(customer, touchpoint, policy, now) is None
 
 
 def clock_start(customer: CustomerState, policy: Policy) -> datetime | None:
@@ -230,19 +262,9 @@ def _decide_one(
     ledger.decided_sources.add((candidate.source_ref, touchpoint.name))
     if not email:
         return skip(Reason.NO_EMAIL)
-    if awaits_answer(customer, policy):
-        return skip(Reason.REST_PERIOD, detail=f"invitation {customer.outstanding_invitation} is outstanding")
-    last = clock_start(customer, policy)
-    if in_rest_period(now, last, policy.rest_period):
-        return skip(Reason.REST_PERIOD, rest_until=rest_period_ends(last, policy.rest_period))
-    if touchpoint.rest_period is not None:
-        last_here = customer.touchpoint_invited.get(touchpoint.name)
-        if in_rest_period(now, last_here, touchpoint.rest_period):
-            return skip(
-                Reason.REST_PERIOD,
-                rest_until=rest_period_ends(last_here, touchpoint.rest_period),
-                detail=f"rest period of {touchpoint.name}",
-            )
+    rest = resting(customer, touchpoint, policy, now)
+    if rest is not None:
+        return skip(Reason.REST_PERIOD, rest_until=rest.until, detail=rest.detail)
     if touchpoint.sample_percent is not None:
         cycle = cycle_of(now, touchpoint.sample_cycle)
         if not sampled_in(

@@ -12,7 +12,6 @@ from libs.common.db import Database, UnitOfWork
 from libs.common.events import Contract, Event
 from libs.common.jobs import Job
 from libs.common.service import JobFactory
-from services.trigger import repository
 from services.trigger.config import TriggerSettings
 from services.trigger.domain.cohorts import draw_accounts
 from services.trigger.domain.rules import CustomerState, may_be_asked
@@ -20,18 +19,19 @@ from services.trigger.domain.sampling import cycle_of
 from services.trigger.domain.touchpoints import TouchpointRule
 from services.trigger.handlers.common import RelationshipDue, tenant_rules
 from services.trigger.handlers.intake import handle_intake
+from services.trigger.repository import Contact, TouchpointClock, TriggerRepository
 from services.trigger.schemas import rule_from_stored
 
 # The logger keeps the name it had before handlers became a package: log queries filter on it.
 log = logging.getLogger("services.trigger.handlers")
 
 
-async def run_cohorts(uow: UnitOfWork, *, now: datetime, settings: TriggerSettings) -> int:
+async def run_cohorts(uow: UnitOfWork[TriggerRepository], *, now: datetime, settings: TriggerSettings) -> int:
     """Draw this period's accounts for every touchpoint that samples accounts, and decide their
     contacts through the ordinary rules. Idempotent within a period: drawn accounts are recorded,
     and each contact's event id is derived, so a second run the same period adds nothing."""
     invitations = 0
-    for stored in await repository.cohort_touchpoints(uow.session):
+    for stored in await uow.repository.cohort_touchpoints():
         rule = rule_from_stored(stored.name, stored.version, stored.config)
         if rule.accounts_per_period is None:
             continue
@@ -40,18 +40,22 @@ async def run_cohorts(uow: UnitOfWork, *, now: datetime, settings: TriggerSettin
 
 
 async def _run_cohort(
-    uow: UnitOfWork, tenant_id: uuid.UUID, rule: TouchpointRule, now: datetime, settings: TriggerSettings
+    uow: UnitOfWork[TriggerRepository],
+    tenant_id: uuid.UUID,
+    rule: TouchpointRule,
+    now: datetime,
+    settings: TriggerSettings,
 ) -> int:
     assert rule.accounts_per_period is not None
-    session = uow.session
+    repository = uow.repository
     period = cycle_of(now, rule.sample_cycle)
-    state = await repository.cohort_state(session, tenant_id, rule.name, period)
+    state = await repository.cohort_state(tenant_id, rule.name, period)
     wanted = rule.accounts_per_period - state.picked_this_period
     if wanted <= 0:
         return 0
-    accounts = await repository.accounts(session, tenant_id)
-    contacts = await repository.contacts(session, tenant_id, accounts)
-    clocks = await repository.touchpoint_clocks(session, tenant_id, [c.customer_id for c in contacts])
+    accounts = await repository.accounts(tenant_id)
+    contacts = await repository.contacts(tenant_id, accounts)
+    clocks = await repository.touchpoint_clocks(tenant_id, [c.customer_id for c in contacts])
     _, policy = await tenant_rules(uow, tenant_id, settings)
     states = _customer_states(contacts, clocks)
     eligible = {c.account_id for c in contacts if may_be_asked(states[c.customer_id], rule, policy, now)}
@@ -66,7 +70,7 @@ async def _run_cohort(
     picks = [(draw.round, account) for draw in draws for account in draw.accounts]
     if not picks:
         return 0
-    await repository.record_picks(session, tenant_id, rule.name, period, picks, now)
+    await repository.record_picks(tenant_id, rule.name, period, picks, now)
     drawn = {account for _, account in picks}
     due = [
         _relationship_due(uow, tenant_id, rule.name, period, contact, now)
@@ -77,7 +81,9 @@ async def _run_cohort(
     return sum(1 for outcome in outcomes if outcome.decision is not None and outcome.decision.invited)
 
 
-def _customer_states(contacts: Sequence[Any], clocks: Sequence[Any]) -> dict[str, CustomerState]:
+def _customer_states(
+    contacts: Sequence[Contact], clocks: Sequence[TouchpointClock]
+) -> dict[str, CustomerState]:
     """What the rules need to know of each contact of the tenant's accounts."""
     states: dict[str, CustomerState] = {}
     for contact in contacts:
@@ -97,7 +103,12 @@ def _customer_states(contacts: Sequence[Any], clocks: Sequence[Any]) -> dict[str
 
 
 def _relationship_due(
-    uow: UnitOfWork, tenant_id: uuid.UUID, touchpoint: str, period: str, contact: Any, now: datetime
+    uow: UnitOfWork[TriggerRepository],
+    tenant_id: uuid.UUID,
+    touchpoint: str,
+    period: str,
+    contact: Contact,
+    now: datetime,
 ) -> Event[Contract]:
     """A drawn account's contact, as the event the ordinary rules decide (in process: it is never
     emitted). Its id is derived, so a second run in the same period is a duplicate."""

@@ -4,7 +4,6 @@ and a tenant's touchpoint rules and rest-period policy."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Annotated
 
 from pydantic import StringConstraints
@@ -12,11 +11,11 @@ from pydantic import StringConstraints
 from libs.common import topics
 from libs.common.db import UnitOfWork
 from libs.common.events import Contract, Email, Identifier, Touchpoint
-from services.trigger import repository
 from services.trigger.config import TriggerSettings
 from services.trigger.domain.cohorts import RELATIONSHIP_DUE
-from services.trigger.domain.rules import Policy
+from services.trigger.domain.rules import Policy, tenant_policy
 from services.trigger.domain.touchpoints import DEFAULT_TOUCHPOINTS, TouchpointRule
+from services.trigger.repository import TriggerRepository
 from services.trigger.schemas import rule_from_stored
 
 _INVITATION_NAMESPACE = uuid.UUID("7f1c5a52-3d8e-4c59-9a52-6b3f0b1e2d10")
@@ -44,13 +43,20 @@ def invitation_id_for(tenant_id: str, event_id: str) -> uuid.UUID:
 
 
 async def tenant_rules(
-    uow: UnitOfWork, tenant_id: uuid.UUID, settings: TriggerSettings
+    uow: UnitOfWork[TriggerRepository], tenant_id: uuid.UUID, settings: TriggerSettings
 ) -> tuple[list[TouchpointRule], Policy]:
-    stored = await repository.active_touchpoints(uow.session, tenant_id)
+    stored = await uow.repository.active_touchpoints(tenant_id)
     rules = [rule_from_stored(t.name, t.version, t.config) for t in stored] or list(DEFAULT_TOUCHPOINTS)
-    days, clock = (await repository.policies(uow.session, [tenant_id])).get(
-        tenant_id, (settings.default_rest_period_days, "invitation")
-    )
-    return rules, Policy(
-        rest_period=timedelta(days=days), clock="response" if clock == "response" else "invitation"
+    return rules, await rest_policy(uow.repository, tenant_id, settings)
+
+
+async def rest_policy(
+    repository: TriggerRepository, tenant_id: uuid.UUID, settings: TriggerSettings
+) -> Policy:
+    """The tenant's rest period and clock, or the platform's default where it set none."""
+    own = await repository.policy(tenant_id)
+    return tenant_policy(
+        own.rest_period_days if own else None,
+        own.rest_clock if own else None,
+        default_days=settings.default_rest_period_days,
     )

@@ -36,11 +36,20 @@ from libs.common.events import (
     TicketClosed,
 )
 from libs.common.kafka import RejectEvent
-from services.trigger import repository
 from services.trigger.config import TriggerSettings
 from services.trigger.domain.cohorts import RELATIONSHIP_DUE
 from services.trigger.domain.rules import Candidate, Decision, Ledger, Outcome, Reason, decide
 from services.trigger.handlers.common import RelationshipDue, invitation_id_for, tenant_rules
+from services.trigger.repository import (
+    Answered,
+    ClosedInvitation,
+    ConsentChange,
+    CustomerUpdate,
+    DecisionRecord,
+    SourceUpdate,
+    TouchpointClock,
+    TriggerRepository,
+)
 
 #: The source record of an order cancelled before (or whatever) any touchpoint decided it.
 CANCELLED_MARK = "*"
@@ -122,7 +131,7 @@ class IntakeOutcome:
 
 async def handle_intake(
     events: list[Event[Contract]],
-    uow: UnitOfWork,
+    uow: UnitOfWork[TriggerRepository],
     *,
     now: datetime,
     settings: TriggerSettings,
@@ -140,7 +149,7 @@ async def handle_intake(
 
 async def decide_intake(
     events: list[Event[Contract]],
-    uow: UnitOfWork,
+    uow: UnitOfWork[TriggerRepository],
     *,
     now: datetime,
     settings: TriggerSettings,
@@ -158,8 +167,7 @@ async def decide_intake(
     by_tenant: dict[uuid.UUID, list[Event[Contract]]] = {}
     for event in events:
         by_tenant.setdefault(event.tenant, []).append(event)
-    await repository.lock_customers(
-        uow.session,
+    await uow.repository.lock_customers(
         [(event.tenant_id, subject) for event in events if (subject := _lock_subject(event)) is not None],
     )
     for tenant, tenant_events in by_tenant.items():
@@ -169,9 +177,12 @@ async def decide_intake(
 
 
 class _TenantBatch:
+    #: The tenant's rest period, recorded with each decision; :meth:`run` reads it first.
+    rest_days: int
+
     def __init__(
         self,
-        uow: UnitOfWork,
+        uow: UnitOfWork[TriggerRepository],
         tenant_id: uuid.UUID,
         events: list[Event[Contract]],
         now: datetime,
@@ -186,21 +197,20 @@ class _TenantBatch:
         self.now = now
         self.settings = settings
         self.ledger = Ledger()
-        self.customer_rows: dict[str, dict[str, Any]] = {}
-        self.clock_rows: dict[tuple[str, str], datetime] = {}
-        self.source_rows: dict[tuple[str, str], dict[str, Any]] = {}
-        self.decision_rows: list[dict[str, Any]] = []
+        self.customers: dict[str, CustomerUpdate] = {}
+        self.clocks: dict[tuple[str, str], datetime] = {}
+        self.sources: dict[tuple[str, str], SourceUpdate] = {}
+        self.decisions: list[DecisionRecord] = []
         self.invitations_by_source: dict[str, list[tuple[uuid.UUID, str]]] = {}
         self.pending_by_customer: dict[str, list[uuid.UUID]] = {}
         self.cancelled_invitations: set[uuid.UUID] = set()
         self.quota_added: dict[str, int] = {}
-        self.rest_days = settings.default_rest_period_days
-        self.consent_changes: dict[str, tuple[datetime | None, str | None, str | None]] = {}
+        self.consent_changes: dict[str, ConsentChange] = {}
         self.email_suppressions: list[tuple[str, str]] = []
         self.cancelled_refs: set[str] = set()
         #: Stored name and locale per customer, for events that carry none.
         self.contact_details: dict[str, tuple[str | None, str | None]] = {}
-        self.closed_invitations: list[tuple[uuid.UUID, str, uuid.UUID]] = []
+        self.closed_invitations: list[ClosedInvitation] = []
 
     async def run(self) -> dict[tuple[str, str], Decision]:
         rules, policy = await tenant_rules(self.uow, self.tenant_id, self.settings)
@@ -222,7 +232,7 @@ class _TenantBatch:
         return decided
 
     async def _load(self) -> None:
-        session = self.uow.session
+        repository = self.uow.repository
         customer_ids = {c for c in (_customer_of(e) for e in self.events) if c}
         refs = set()
         emails = set()
@@ -236,59 +246,51 @@ class _TenantBatch:
             if isinstance(email, str):
                 emails.add(email)
             if isinstance(data, CustomerUnsubscribed) and data.email:
-                customer_ids.update(
-                    await repository.customers_with_email(session, self.tenant_id, data.email)
-                )
-        for row in await repository.load_customers(session, self.tenant_id, customer_ids):
-            state = self.ledger.customer(row.customer_id)
-            state.last_invited_at = row.last_invited_at
-            state.last_responded_at = row.last_responded_at
-            state.email = row.email
-            state.time_zone = row.time_zone
-            state.suppressed = row.suppressed_at is not None
-            if row.outstanding_invitation_id is not None:
-                state.outstanding_invitation = str(row.outstanding_invitation_id)
-            self.contact_details[row.customer_id] = (row.name, row.locale)
-        self.ledger.suppressed_emails = await repository.suppressed_emails(session, self.tenant_id, emails)
-        for row in await repository.touchpoint_clocks(session, self.tenant_id, customer_ids):
-            self.ledger.customer(row.customer_id).touchpoint_invited[row.touchpoint] = row.last_invited_at
-        for row in await repository.load_sources(session, self.tenant_id, refs):
-            if row.cancelled_at is not None:
-                self.ledger.cancelled_sources.add(row.source_ref)
-            if row.touchpoint != CANCELLED_MARK:
-                self.ledger.decided_sources.add((row.source_ref, row.touchpoint))
-            if row.invitation_id is not None and row.cancelled_at is None:
-                self.invitations_by_source.setdefault(row.source_ref, []).append(
-                    (row.invitation_id, row.customer_id)
+                customer_ids.update(await repository.customers_with_email(self.tenant_id, data.email))
+        for known in await repository.load_customers(self.tenant_id, customer_ids):
+            state = self.ledger.customer(known.customer_id)
+            state.last_invited_at = known.last_invited_at
+            state.last_responded_at = known.last_responded_at
+            state.email = known.email
+            state.time_zone = known.time_zone
+            state.suppressed = known.suppressed_at is not None
+            if known.outstanding_invitation_id is not None:
+                state.outstanding_invitation = str(known.outstanding_invitation_id)
+            self.contact_details[known.customer_id] = (known.name, known.locale)
+        self.ledger.suppressed_emails = await repository.suppressed_emails(self.tenant_id, emails)
+        for clock in await repository.touchpoint_clocks(self.tenant_id, customer_ids):
+            self.ledger.customer(clock.customer_id).touchpoint_invited[clock.touchpoint] = (
+                clock.last_invited_at
+            )
+        for source in await repository.load_sources(self.tenant_id, refs):
+            if source.cancelled_at is not None:
+                self.ledger.cancelled_sources.add(source.source_ref)
+            if source.touchpoint != CANCELLED_MARK:
+                self.ledger.decided_sources.add((source.source_ref, source.touchpoint))
+            if source.invitation_id is not None and source.cancelled_at is None:
+                self.invitations_by_source.setdefault(source.source_ref, []).append(
+                    (source.invitation_id, source.customer_id)
                 )
         if any(isinstance(event.data, CustomerUnsubscribed) for event in self.events):
             since = self.now - _PENDING_LOOKBACK
-            for row in await repository.pending_invitations(session, self.tenant_id, customer_ids, since):
-                self.pending_by_customer.setdefault(row.customer_id, []).append(row.invitation_id)
+            for pending in await repository.pending_invitations(self.tenant_id, customer_ids, since):
+                self.pending_by_customer.setdefault(pending.customer_id, []).append(pending.invitation_id)
         self.ledger.quota_used = {
             (name, self.now.date()): used
-            for name, used in (await repository.quota_used(session, self.tenant_id, self.now.date())).items()
+            for name, used in (await repository.quota_used(self.tenant_id, self.now.date())).items()
         }
 
-    def _customer_row(self, customer_id: str) -> dict[str, Any]:
-        return self.customer_rows.setdefault(
-            customer_id,
-            {
-                "tenant_id": self.tenant_id,
-                "customer_id": customer_id,
-                "last_invited_at": None,
-                "last_event_at": self.now,
-            },
-        )
+    def _customer(self, customer_id: str) -> CustomerUpdate:
+        update = self.customers.get(customer_id)
+        if update is None:
+            update = self.customers[customer_id] = CustomerUpdate(self.tenant_id, customer_id, self.now)
+        return update
 
     def _apply_decision(self, event: Event[Contract], decision: Decision) -> None:
         data = event.data
         assert isinstance(data, PurchaseCompleted | TicketClosed | RelationshipDue)
-        row = self._customer_row(data.customer_id)
-        for name in ("email", "name", "locale", "time_zone", "account_id"):
-            value = getattr(data, name, None)
-            if value is not None:
-                row[name] = value
+        update = self._customer(data.customer_id)
+        _learn_details(update, data)
         self._learn_contact(data.customer_id, getattr(data, "name", None), getattr(data, "locale", None))
         touchpoint = decision.touchpoint
         if touchpoint is None or decision.reason in (
@@ -300,21 +302,20 @@ class _TenantBatch:
             return
         candidate = decision.candidate
         invitation_id = invitation_id_for(event.tenant_id, event.id) if decision.invited else None
-        self.source_rows[(candidate.source_ref, touchpoint.name)] = {
-            "tenant_id": self.tenant_id,
-            "source_ref": candidate.source_ref,
-            "touchpoint": touchpoint.name,
-            "customer_id": candidate.customer_id,
-            "invitation_id": invitation_id,
-            "send_at": decision.send_at,
-            "cancelled_at": None,
-            "decided_at": self.now,
-        }
+        self.sources[(candidate.source_ref, touchpoint.name)] = SourceUpdate(
+            self.tenant_id,
+            candidate.source_ref,
+            touchpoint.name,
+            candidate.customer_id,
+            decided_at=self.now,
+            invitation_id=invitation_id,
+            send_at=decision.send_at,
+        )
         if not decision.invited or invitation_id is None:
             return
-        row["last_invited_at"] = self.now
-        row["outstanding_invitation_id"] = invitation_id
-        self.clock_rows[(candidate.customer_id, touchpoint.name)] = self.now
+        update.last_invited_at = self.now
+        update.outstanding_invitation_id = invitation_id
+        self.clocks[(candidate.customer_id, touchpoint.name)] = self.now
         self.quota_added[touchpoint.name] = self.quota_added.get(touchpoint.name, 0) + 1
         self.invitations_by_source.setdefault(candidate.source_ref, []).append(
             (invitation_id, candidate.customer_id)
@@ -349,16 +350,9 @@ class _TenantBatch:
         ref = f"order:{data.order_id}"
         self.ledger.cancelled_sources.add(ref)
         withdrawn = self._withdraw(self.invitations_by_source.pop(ref, []), "cancelled")
-        self.source_rows[(ref, CANCELLED_MARK)] = {
-            "tenant_id": self.tenant_id,
-            "source_ref": ref,
-            "touchpoint": CANCELLED_MARK,
-            "customer_id": data.customer_id,
-            "invitation_id": None,
-            "send_at": None,
-            "cancelled_at": self.now,
-            "decided_at": self.now,
-        }
+        self.sources[(ref, CANCELLED_MARK)] = SourceUpdate(
+            self.tenant_id, ref, CANCELLED_MARK, data.customer_id, decided_at=self.now, cancelled_at=self.now
+        )
         self.cancelled_refs.add(ref)
         outcome = Outcome.CANCELLED if withdrawn else Outcome.RECORDED
         return Decision(
@@ -383,14 +377,14 @@ class _TenantBatch:
         withdrawn = 0
         for target in sorted(set(targets)):
             self.ledger.customer(target).suppressed = True
-            self.consent_changes[target] = (self.now, data.reason, data.email)
+            self.consent_changes[target] = ConsentChange(target, self.now, data.reason, data.email)
             withdrawn += self._withdraw(
                 [(i, target) for i in self.pending_by_customer.pop(target, [])], "unsubscribed"
             )
         if not targets and data.email:
             # Nobody known by that address yet: remember it, so that they are never asked.
             placeholder = f"email:{data.email.lower()}"
-            self.consent_changes[placeholder] = (self.now, data.reason, data.email)
+            self.consent_changes[placeholder] = ConsentChange(placeholder, self.now, data.reason, data.email)
             candidate = Candidate(
                 event_id=event.id,
                 event_type=event.type,
@@ -413,7 +407,7 @@ class _TenantBatch:
         state.suppressed = False
         if state.email:
             self.ledger.suppressed_emails.discard(state.email.lower())
-        self.consent_changes[data.customer_id] = (None, None, None)
+        self.consent_changes[data.customer_id] = ConsentChange(data.customer_id)
         if state.email:
             # The survey keeps its own suppression list by address: without this it would keep
             # refusing the invitations decided from now on.
@@ -427,12 +421,8 @@ class _TenantBatch:
         return Decision(candidate, Outcome.RECORDED, detail="re-subscribed")
 
     def _upsert_contact(self, data: CustomerUpserted, candidate: Candidate) -> Decision:
-        row = self._customer_row(data.customer_id)
+        _learn_details(self._customer(data.customer_id), data)
         state = self.ledger.customer(data.customer_id)
-        for name in ("email", "name", "locale", "time_zone", "account_id"):
-            value = getattr(data, name)
-            if value is not None:
-                row[name] = value
         state.email = data.email or state.email
         state.time_zone = data.time_zone or state.time_zone
         self._learn_contact(data.customer_id, data.name, data.locale)
@@ -453,7 +443,7 @@ class _TenantBatch:
             state = self.ledger.customer(customer_id)
             if state.outstanding_invitation == str(invitation_id):
                 state.outstanding_invitation = None
-            self.closed_invitations.append((self.tenant_id, customer_id, invitation_id))
+            self.closed_invitations.append(ClosedInvitation(self.tenant_id, customer_id, invitation_id))
             data = SurveyCancelled(
                 invitation_id=invitation_id,
                 customer_id=customer_id,
@@ -475,52 +465,57 @@ class _TenantBatch:
             DECISIONS.labels(
                 touchpoint.name if touchpoint else "none", decision.outcome.value, reason or "none"
             ).inc()
-        self.decision_rows.append(
-            {
-                "tenant_id": self.tenant_id,
-                "event_id": event.id,
-                "event_type": event.type,
-                "customer_id": decision.candidate.customer_id[:200],
-                "touchpoint": touchpoint.name if touchpoint else None,
-                "touchpoint_version": touchpoint.version if touchpoint else None,
-                "outcome": decision.outcome.value,
-                "reason": reason,
-                "invitation_id": invitation_id_for(event.tenant_id, event.id) if decision.invited else None,
-                "rest_until": decision.rest_until,
-                "rest_period_days": self.rest_days,
-                "send_at": decision.send_at,
-                "detail": decision.detail[:300] if decision.detail else None,
-                "decided_at": self.now,
-            }
+        self.decisions.append(
+            DecisionRecord(
+                tenant_id=self.tenant_id,
+                event_id=event.id,
+                event_type=event.type,
+                customer_id=decision.candidate.customer_id[:200],
+                outcome=decision.outcome.value,
+                rest_period_days=self.rest_days,
+                decided_at=self.now,
+                touchpoint=touchpoint.name if touchpoint else None,
+                touchpoint_version=touchpoint.version if touchpoint else None,
+                reason=reason,
+                invitation_id=invitation_id_for(event.tenant_id, event.id) if decision.invited else None,
+                rest_until=decision.rest_until,
+                send_at=decision.send_at,
+                detail=decision.detail[:300] if decision.detail else None,
+            )
         )
 
     async def _save(self) -> None:
-        session = self.uow.session
-        await repository.save_customers(session, list(self.customer_rows.values()))
-        await repository.close_invitations(session, self.closed_invitations)
-        for customer_id, (suppressed_at, reason, email) in sorted(self.consent_changes.items()):
-            await repository.set_consent(
-                session,
-                self.tenant_id,
-                customer_id,
-                email=email,
-                suppressed_at=suppressed_at,
-                reason=reason,
-                at=self.now,
-            )
+        repository = self.uow.repository
+        await repository.save_customers(list(self.customers.values()))
+        await repository.close_invitations(self.closed_invitations)
+        for _, change in sorted(self.consent_changes.items()):
+            await repository.set_consent(self.tenant_id, change, self.now)
         for email, reason in self.email_suppressions:
-            await repository.suppress_by_email(session, self.tenant_id, email, reason, self.now)
+            await repository.suppress_by_email(self.tenant_id, email, reason, self.now)
         await repository.save_touchpoint_clocks(
-            session, [(self.tenant_id, c, t, at) for (c, t), at in sorted(self.clock_rows.items())]
+            self.tenant_id, [TouchpointClock(c, t, at) for (c, t), at in sorted(self.clocks.items())]
         )
         for ref in self.cancelled_refs:
-            for (source_ref, _), row in self.source_rows.items():
+            for (source_ref, _), source in self.sources.items():
                 if source_ref == ref:
-                    row["cancelled_at"] = self.now
-        await repository.save_sources(session, list(self.source_rows.values()))
-        await repository.cancel_sources(session, self.tenant_id, sorted(self.cancelled_refs), self.now)
-        await repository.add_quota_usage(session, self.tenant_id, self.now.date(), self.quota_added)
-        await repository.record_decisions(session, self.decision_rows)
+                    source.cancelled_at = self.now
+        await repository.save_sources(list(self.sources.values()))
+        await repository.cancel_sources(self.tenant_id, sorted(self.cancelled_refs), self.now)
+        await repository.add_quota_usage(self.tenant_id, self.now.date(), self.quota_added)
+        await repository.record_decisions(self.decisions)
+
+
+#: Contact details an event may carry; a value it leaves out (``None``) keeps the known one.
+_DETAILS = ("email", "name", "locale", "time_zone", "account_id")
+
+
+def _learn_details(
+    update: CustomerUpdate, data: PurchaseCompleted | TicketClosed | RelationshipDue | CustomerUpserted
+) -> None:
+    for name in _DETAILS:
+        value = getattr(data, name, None)
+        if value is not None:
+            setattr(update, name, value)
 
 
 def _survey_requested(
@@ -549,9 +544,13 @@ def _survey_requested(
 
 
 async def handle_intake_from_kafka(
-    events: list[Event[Contract]], uow: UnitOfWork, *, now: datetime, settings: TriggerSettings
+    events: list[Event[Contract]],
+    uow: UnitOfWork[TriggerRepository],
+    *,
+    now: datetime,
+    settings: TriggerSettings,
 ) -> None:
-    known = await repository.known_tenants(uow.session, [event.tenant_id for event in events])
+    known = await uow.repository.known_tenants([event.tenant_id for event in events])
     unknown = sorted({event.tenant_id for event in events} - known)
     if unknown:
         raise RejectEvent(f"tenantid: unknown tenant {unknown[0]!r}")
@@ -559,23 +558,23 @@ async def handle_intake_from_kafka(
     await decide_intake(events, uow, now=now, settings=settings)
 
 
-async def on_survey_events(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+async def on_survey_events(events: list[Event[Contract]], uow: UnitOfWork[TriggerRepository]) -> None:
     """The `responses` consumer of nps.survey-events: answers move the response clock, and
     answers, expiries and failures close the invitation they name."""
     await on_survey_responded(events, uow)
     await on_invitation_closed(events, uow)
 
 
-async def on_survey_responded(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+async def on_survey_responded(events: list[Event[Contract]], uow: UnitOfWork[TriggerRepository]) -> None:
     """The response clock: a tenant may count the rest period from the last answer. An answer
     closes its invitation: it is no longer outstanding."""
     answers = [event.data for event in events if isinstance(event.data, SurveyResponded)]
     tenants = [event.tenant for event in events if isinstance(event.data, SurveyResponded)]
-    await repository.set_responded(
-        uow.session, [(t, a.customer_id, a.responded_at) for t, a in zip(tenants, answers, strict=True)]
+    await uow.repository.set_responded(
+        [Answered(t, a.customer_id, a.responded_at) for t, a in zip(tenants, answers, strict=True)]
     )
-    await repository.close_invitations(
-        uow.session, [(t, a.customer_id, a.invitation_id) for t, a in zip(tenants, answers, strict=True)]
+    await uow.repository.close_invitations(
+        [ClosedInvitation(t, a.customer_id, a.invitation_id) for t, a in zip(tenants, answers, strict=True)]
     )
 
 
@@ -584,12 +583,12 @@ async def on_survey_responded(events: list[Event[Contract]], uow: UnitOfWork) ->
 CLOSING_TYPES = frozenset({SURVEY_EXPIRED, SURVEY_FAILED, SURVEY_BOUNCED})
 
 
-async def on_invitation_closed(events: list[Event[Contract]], uow: UnitOfWork) -> None:
+async def on_invitation_closed(events: list[Event[Contract]], uow: UnitOfWork[TriggerRepository]) -> None:
     """An invitation expired, failed or bounced: it is no longer outstanding, so the response clock may
     count again (from the last answer, or the last invitation for someone who never answered)."""
     closed = [
-        (event.tenant, event.data.customer_id, event.data.invitation_id)
+        ClosedInvitation(event.tenant, event.data.customer_id, event.data.invitation_id)
         for event in events
         if event.type in CLOSING_TYPES and isinstance(event.data, SurveyStep | SurveyFailed)
     ]
-    await repository.close_invitations(uow.session, closed)
+    await uow.repository.close_invitations(closed)
