@@ -39,6 +39,13 @@ from libs.common.kafka import RejectEvent
 from services.trigger.config import TriggerSettings
 from services.trigger.domain.cohorts import RELATIONSHIP_DUE
 from services.trigger.domain.rules import Candidate, Decision, Ledger, Outcome, Reason, decide
+from services.trigger.domain.withdrawals import (
+    PendingInvitation,
+    WithdrawalReason,
+    still_outstanding,
+    unsubscribed_customers,
+    withdraw,
+)
 from services.trigger.handlers.common import RelationshipDue, invitation_id_for, tenant_rules
 from services.trigger.repository import (
     Answered,
@@ -349,7 +356,8 @@ class _TenantBatch:
     def _cancel_order(self, data: OrderCancelled, candidate: Candidate) -> Decision:
         ref = f"order:{data.order_id}"
         self.ledger.cancelled_sources.add(ref)
-        withdrawn = self._withdraw(self.invitations_by_source.pop(ref, []), "cancelled")
+        pending = [PendingInvitation(i, c) for i, c in self.invitations_by_source.pop(ref, [])]
+        withdrawn = self._withdraw(pending, "cancelled")
         self.sources[(ref, CANCELLED_MARK)] = SourceUpdate(
             self.tenant_id, ref, CANCELLED_MARK, data.customer_id, decided_at=self.now, cancelled_at=self.now
         )
@@ -365,22 +373,18 @@ class _TenantBatch:
     def _unsubscribe(
         self, event: Event[Contract], data: CustomerUnsubscribed, candidate: Candidate
     ) -> Decision:
-        targets = [data.customer_id] if data.customer_id else []
+        targets = unsubscribed_customers(
+            data.customer_id, data.email, {c: state.email for c, state in self.ledger.customers.items()}
+        )
         if data.email:
-            targets += [
-                c
-                for c, state in self.ledger.customers.items()
-                if state.email and state.email.lower() == data.email.lower()
-            ]
             self.ledger.suppressed_emails.add(data.email.lower())
             self.email_suppressions.append((data.email, data.reason))
         withdrawn = 0
-        for target in sorted(set(targets)):
+        for target in targets:
             self.ledger.customer(target).suppressed = True
             self.consent_changes[target] = ConsentChange(target, self.now, data.reason, data.email)
-            withdrawn += self._withdraw(
-                [(i, target) for i in self.pending_by_customer.pop(target, [])], "unsubscribed"
-            )
+            pending = [PendingInvitation(i, target) for i in self.pending_by_customer.pop(target, [])]
+            withdrawn += self._withdraw(pending, "unsubscribed")
         if not targets and data.email:
             # Nobody known by that address yet: remember it, so that they are never asked.
             placeholder = f"email:{data.email.lower()}"
@@ -432,31 +436,29 @@ class _TenantBatch:
         known_name, known_locale = self.contact_details.get(customer_id, (None, None))
         self.contact_details[customer_id] = (name or known_name, locale or known_locale)
 
-    def _withdraw(self, invitations: list[tuple[uuid.UUID, str]], reason: str) -> int:
-        """Cancel pending invitations (each with its customer): they are no longer outstanding."""
-        withdrawn = 0
-        for invitation_id, customer_id in invitations:
-            if invitation_id in self.cancelled_invitations:
-                continue
-            self.cancelled_invitations.add(invitation_id)
-            withdrawn += 1
-            state = self.ledger.customer(customer_id)
-            if state.outstanding_invitation == str(invitation_id):
-                state.outstanding_invitation = None
-            self.closed_invitations.append(ClosedInvitation(self.tenant_id, customer_id, invitation_id))
-            data = SurveyCancelled(
-                invitation_id=invitation_id,
-                customer_id=customer_id,
-                reason="cancelled" if reason == "cancelled" else "unsubscribed",
+    def _withdraw(self, pending: list[PendingInvitation], reason: WithdrawalReason) -> int:
+        """Withdraw pending invitations (the domain says which): each is announced as cancelled,
+        closed, and no longer its customer's outstanding one."""
+        withdrawals = withdraw(pending, reason, withdrawn_before=self.cancelled_invitations)
+        for withdrawal in withdrawals:
+            self.cancelled_invitations.add(withdrawal.invitation_id)
+            state = self.ledger.customer(withdrawal.customer_id)
+            state.outstanding_invitation = still_outstanding(state.outstanding_invitation, [withdrawal])
+            self.closed_invitations.append(
+                ClosedInvitation(self.tenant_id, withdrawal.customer_id, withdrawal.invitation_id)
             )
             self.uow.emit(
-                data,
+                SurveyCancelled(
+                    invitation_id=withdrawal.invitation_id,
+                    customer_id=withdrawal.customer_id,
+                    reason=withdrawal.reason,
+                ),
                 tenant_id=self.tenant_id,
-                subject=customer_id,
-                event_id=f"cancel:{invitation_id}",
+                subject=withdrawal.customer_id,
+                event_id=withdrawal.event_id,
                 time=self.now,
             )
-        return withdrawn
+        return len(withdrawals)
 
     def _record(self, event: Event[Contract], decision: Decision) -> None:
         touchpoint = decision.touchpoint
