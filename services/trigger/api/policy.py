@@ -7,9 +7,9 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common.http import Tenant, UoW
+from libs.common.deps import Tenant, UoW
 from services.trigger import repository
-from services.trigger.api.dependencies import Settings
+from services.trigger.api.dependencies import TriggerConfig
 
 router = APIRouter()
 
@@ -24,7 +24,7 @@ class PolicyBody(BaseModel):
 
 
 @router.get("/v1/policy", tags=["rules"])
-async def get_policy(tenant: Tenant, uow: UoW, settings: Settings) -> dict[str, Any]:
+async def get_policy(tenant: Tenant, uow: UoW, settings: TriggerConfig) -> dict[str, Any]:
     """The tenant-wide rules: the rest period and what its clock counts from."""
     days, clock = (await repository.policies(uow.session, [tenant.tenant_id])).get(
         tenant.tenant_id, (settings.default_rest_period_days, "invitation")
