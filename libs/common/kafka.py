@@ -511,6 +511,18 @@ class ConsumerRunner:
         copy = value[:DLQ_COPY_BYTES] if truncated else value
         if key is not None and len(key) > _DLQ_HEADER_BYTES:
             key = key[:_DLQ_HEADER_BYTES]
+        await self._produce_dead_letter(topic, offset, copy, key, headers)
+        self._metrics.dead_lettered.labels(topic, code).inc()
+        log.warning(
+            "consumer.dead_lettered",
+            extra={"topic": topic, "partition": partition, "offset": offset, "code": code, "reason": reason},
+        )
+
+    async def _produce_dead_letter(
+        self, topic: str, offset: int, copy: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """Publish the copy to ``<topic>.dlq``, waiting out a broker that is away. A copy the broker
+        refuses as such is sent again without its payload; a refusal of that too is logged."""
         delay = 0.2
         while True:
             try:
@@ -532,11 +544,6 @@ class ConsumerRunner:
                 log.warning("dlq.retrying", extra={"topic": topic, "error": repr(error)[:300]})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self._metrics.dead_lettered.labels(topic, code).inc()
-        log.warning(
-            "consumer.dead_lettered",
-            extra={"topic": topic, "partition": partition, "offset": offset, "code": code, "reason": reason},
-        )
 
 
 def _check_tenant_id(event: Event[Contract]) -> None:
