@@ -473,6 +473,33 @@ class ConsumerRunner:
         if count_consumed:
             self._metrics.consumed.labels(record.topic, "dead_lettered").inc()
 
+    async def _produce_dead_letter(
+        self, topic: str, offset: int, copy: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """Publish the copy to ``<topic>.dlq``, waiting out a broker that is away. A copy the broker
+        refuses as such is sent again without its payload; a refusal of that too is logged."""
+        delay = 0.2
+        while True:
+            try:
+                await self._producer.send_and_wait(dlq(topic), copy, key=key, headers=headers)
+                break
+            except KafkaError as error:
+                if not getattr(error, "retriable", False) and not isinstance(error, KafkaConnectionError):
+                    if copy:
+                        # Refused as such (e.g. a broker with a smaller size limit): the facts alone.
+                        log.warning("dlq.copy_refused", extra={"topic": topic, "error": repr(error)[:300]})
+                        copy = b""
+                        headers = [h for h in headers if h[0] != "nps-dlq-truncated"]
+                        headers.append(("nps-dlq-truncated", b"true"))
+                        continue
+                    log.error(
+                        "dlq.refused", extra={"topic": topic, "offset": offset, "error": repr(error)[:300]}
+                    )
+                    break
+                log.warning("dlq.retrying", extra={"topic": topic, "error": repr(error)[:300]})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def _send_dead_letter(
         self,
         *,
@@ -517,33 +544,6 @@ class ConsumerRunner:
             "consumer.dead_lettered",
             extra={"topic": topic, "partition": partition, "offset": offset, "code": code, "reason": reason},
         )
-
-    async def _produce_dead_letter(
-        self, topic: str, offset: int, copy: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> None:
-        """Publish the copy to ``<topic>.dlq``, waiting out a broker that is away. A copy the broker
-        refuses as such is sent again without its payload; a refusal of that too is logged."""
-        delay = 0.2
-        while True:
-            try:
-                await self._producer.send_and_wait(dlq(topic), copy, key=key, headers=headers)
-                break
-            except KafkaError as error:
-                if not getattr(error, "retriable", False) and not isinstance(error, KafkaConnectionError):
-                    if copy:
-                        # Refused as such (e.g. a broker with a smaller size limit): the facts alone.
-                        log.warning("dlq.copy_refused", extra={"topic": topic, "error": repr(error)[:300]})
-                        copy = b""
-                        headers = [h for h in headers if h[0] != "nps-dlq-truncated"]
-                        headers.append(("nps-dlq-truncated", b"true"))
-                        continue
-                    log.error(
-                        "dlq.refused", extra={"topic": topic, "offset": offset, "error": repr(error)[:300]}
-                    )
-                    break
-                log.warning("dlq.retrying", extra={"topic": topic, "error": repr(error)[:300]})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
 
 def _check_tenant_id(event: Event[Contract]) -> None:
