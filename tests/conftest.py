@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from libs.common.app import create_app
 from libs.common.config import ServiceSettings
 from libs.common.events import APIKEY_CREATED, TENANT_CREATED, ApiKeyCreated, TenantCreated, new_event
 from libs.common.kafka import ensure_topics
-from libs.common.service import Runtime, ServiceDefinition, create_app
+from libs.common.service import Runtime, ServiceDefinition
 from libs.common.tenancy import TENANCY_HANDLERS, generate_api_key
 from libs.common.topics import ALL_TOPICS
 from libs.devstack.kafka import EmbeddedKafka

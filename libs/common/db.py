@@ -58,7 +58,18 @@ class CommonTables:
 
 def add_common_tables(metadata: MetaData) -> CommonTables:
     """Declare the shared tables in a service's metadata (its schema comes from the metadata)."""
-    outbox = Table(
+    return CommonTables(
+        outbox=_outbox(metadata),
+        processed_events=_processed_events(metadata),
+        relay_state=_relay_state(metadata),
+        tenants=_tenants(metadata),
+        api_keys=_api_keys(metadata),
+        held_events=_held_events(metadata),
+    )
+
+
+def _outbox(metadata: MetaData) -> Table:
+    return Table(
         "outbox",
         metadata,
         Column("id", BigInteger, primary_key=True, autoincrement=True),
@@ -73,7 +84,10 @@ def add_common_tables(metadata: MetaData) -> CommonTables:
         Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
         Index("ix_outbox_published_at", "published_at"),
     )
-    processed_events = Table(
+
+
+def _processed_events(metadata: MetaData) -> Table:
+    return Table(
         "processed_events",
         metadata,
         Column("consumer", String(100), primary_key=True),
@@ -82,13 +96,19 @@ def add_common_tables(metadata: MetaData) -> CommonTables:
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Index("ix_processed_events_processed_at", "processed_at"),
     )
-    relay_state = Table(
+
+
+def _relay_state(metadata: MetaData) -> Table:
+    return Table(
         "relay_state",
         metadata,
         Column("name", String(100), primary_key=True),
         Column("value", Text, nullable=False),
     )
-    tenants = Table(
+
+
+def _tenants(metadata: MetaData) -> Table:
+    return Table(
         "tenants",
         metadata,
         Column("id", Uuid, primary_key=True),
@@ -98,7 +118,10 @@ def add_common_tables(metadata: MetaData) -> CommonTables:
         #: How the company is named to its customers ("Acme Inc."); ``name`` is the slug.
         Column("display_name", String(200), nullable=True),
     )
-    api_keys = Table(
+
+
+def _api_keys(metadata: MetaData) -> Table:
+    return Table(
         "api_keys",
         metadata,
         Column("key_id", String(16), primary_key=True),
@@ -107,7 +130,10 @@ def add_common_tables(metadata: MetaData) -> CommonTables:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("revoked_at", DateTime(timezone=True), nullable=True),
     )
-    held_events = Table(
+
+
+def _held_events(metadata: MetaData) -> Table:
+    return Table(
         "held_events",
         metadata,
         # Events of a tenant this service has not heard of yet: its tenant.created may still be on
@@ -124,7 +150,6 @@ def add_common_tables(metadata: MetaData) -> CommonTables:
         Column("held_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Index("ix_held_events_tenant", "consumer", "tenant_id", "id"),
     )
-    return CommonTables(outbox, processed_events, relay_state, tenants, api_keys, held_events)
 
 
 async def copy_rows(

@@ -1,6 +1,7 @@
 """HTTP edge pieces every service uses: errors as JSON in one shape, a body-size limit, JSON bodies
-sent without a JSON content type, NUL bytes refused, auth, the OpenAPI error responses, the API
-docs served offline, and health."""
+sent without a JSON content type, NUL bytes refused, the OpenAPI error responses, the API docs
+served offline, and health. The dependencies routes take (settings, tenant, unit of work) are in
+:mod:`libs.common.deps`."""
 
 from __future__ import annotations
 
@@ -8,30 +9,24 @@ import http
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
 import fastapi_offline
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute, iter_route_contexts
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from libs.common.db import UnitOfWork
 from libs.common.kafka import is_transient
 from libs.common.metrics import ServiceMetrics
-from libs.common.tenancy import TenantContext
-
-if TYPE_CHECKING:
-    from libs.common.service import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -422,45 +417,6 @@ async def reject_nul_bytes(request: Request) -> None:
         )
 
 
-def runtime_of(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
-
-
-_bearer = HTTPBearer(
-    auto_error=False,
-    scheme_name="ApiKeyBearer",
-    description="The tenant's API key: `Authorization: Bearer <key>`",
-)
-_api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, scheme_name="ApiKeyHeader", description="The tenant's API key"
-)
-
-
-async def require_tenant(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    api_key: Annotated[str | None, Depends(_api_key_header)],
-) -> TenantContext:
-    """Every tenant-scoped route: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
-    presented = api_key if api_key is not None else (bearer.credentials.strip() if bearer else None)
-    if not presented:
-        raise HTTPException(
-            401, "missing API key: send 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"}
-        )
-    tenant = await runtime_of(request).verifier.verify(presented)
-    if tenant is None:
-        raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
-    return tenant
-
-
-async def unit_of_work(request: Request) -> AsyncIterator[UnitOfWork[Any]]:
-    async with runtime_of(request).database.uow() as uow:
-        yield uow
-
-
-Tenant = Annotated[TenantContext, Depends(require_tenant)]
-UoW = Annotated[UnitOfWork[Any], Depends(unit_of_work)]
-
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 
 
@@ -573,18 +529,25 @@ def _install_docs(app: FastAPI) -> None:
         )
 
 
-def install(app: FastAPI, runtime: Runtime) -> None:
+def install(
+    app: FastAPI,
+    *,
+    service: str,
+    metrics: ServiceMetrics,
+    max_body_bytes: int,
+    check_dependencies: Callable[[], Awaitable[dict[str, str]]],
+) -> None:
     """Error handlers, size limit, JSON without a content type, request metrics, the API docs,
-    /healthz, /readyz and /metrics. The app is made with ``docs_url=None, redoc_url=None``."""
-    app.state.runtime = runtime
+    /healthz, /readyz and /metrics. The app is made with ``docs_url=None, redoc_url=None``;
+    ``check_dependencies`` answers /readyz with one ``"ok"`` or reason per dependency."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     # The last resort, for what escapes the middleware below (Starlette's ServerErrorMiddleware).
     app.add_exception_handler(Exception, _unhandled)
 
-    app.add_middleware(RequestMetrics, metrics=runtime.metrics)
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(JsonWithoutContentType)
-    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
 
     generate = app.openapi
 
@@ -599,7 +562,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         """Liveness: the process is up and serving."""
-        return {"status": "ok", "service": runtime.definition.name}
+        return {"status": "ok", "service": service}
 
     @app.get(
         "/readyz",
@@ -611,7 +574,7 @@ def install(app: FastAPI, runtime: Runtime) -> None:
     )
     async def readyz() -> JSONResponse:
         """Readiness: the database and the Kafka broker are reachable."""
-        checks = await runtime.check_dependencies()
+        checks = await check_dependencies()
         ready = all(value == "ok" for value in checks.values())
         return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "checks": checks})
 

@@ -474,6 +474,33 @@ class ConsumerRunner:
         if count_consumed:
             self._metrics.consumed.labels(record.topic, "dead_lettered").inc()
 
+    async def _produce_dead_letter(
+        self, topic: str, offset: int, copy: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """Publish the copy to ``<topic>.dlq``, waiting out a broker that is away. A copy the broker
+        refuses as such is sent again without its payload; a refusal of that too is logged."""
+        delay = 0.2
+        while True:
+            try:
+                await self._producer.send_and_wait(dlq(topic), copy, key=key, headers=headers)
+                break
+            except KafkaError as error:
+                if not getattr(error, "retriable", False) and not isinstance(error, KafkaConnectionError):
+                    if copy:
+                        # Refused as such (e.g. a broker with a smaller size limit): the facts alone.
+                        log.warning("dlq.copy_refused", extra={"topic": topic, "error": repr(error)[:300]})
+                        copy = b""
+                        headers = [h for h in headers if h[0] != "nps-dlq-truncated"]
+                        headers.append(("nps-dlq-truncated", b"true"))
+                        continue
+                    log.error(
+                        "dlq.refused", extra={"topic": topic, "offset": offset, "error": repr(error)[:300]}
+                    )
+                    break
+                log.warning("dlq.retrying", extra={"topic": topic, "error": repr(error)[:300]})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def _send_dead_letter(
         self,
         *,
@@ -512,27 +539,7 @@ class ConsumerRunner:
         copy = value[:DLQ_COPY_BYTES] if truncated else value
         if key is not None and len(key) > _DLQ_HEADER_BYTES:
             key = key[:_DLQ_HEADER_BYTES]
-        delay = 0.2
-        while True:
-            try:
-                await self._producer.send_and_wait(dlq(topic), copy, key=key, headers=headers)
-                break
-            except KafkaError as error:
-                if not getattr(error, "retriable", False) and not isinstance(error, KafkaConnectionError):
-                    if copy:
-                        # Refused as such (e.g. a broker with a smaller size limit): the facts alone.
-                        log.warning("dlq.copy_refused", extra={"topic": topic, "error": repr(error)[:300]})
-                        copy = b""
-                        headers = [h for h in headers if h[0] != "nps-dlq-truncated"]
-                        headers.append(("nps-dlq-truncated", b"true"))
-                        continue
-                    log.error(
-                        "dlq.refused", extra={"topic": topic, "offset": offset, "error": repr(error)[:300]}
-                    )
-                    break
-                log.warning("dlq.retrying", extra={"topic": topic, "error": repr(error)[:300]})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        await self._produce_dead_letter(topic, offset, copy, key, headers)
         self._metrics.dead_lettered.labels(topic, code).inc()
         log.warning(
             "consumer.dead_lettered",

@@ -1,33 +1,29 @@
-"""The composition root every service shares: settings -> database, producer, consumers, the job
-runner (the outbox relay and the service's background jobs) and the FastAPI app.
-``python -m services.<name>`` ends up in :func:`main`; tests build the same :class:`Runtime`
-in-process.
+"""The composition root every service shares: settings -> database, producer, consumers and the
+job runner (the outbox relay and the service's background jobs). The FastAPI app is assembled over
+a :class:`Runtime` by :mod:`libs.common.app`, where ``python -m services.<name>`` ends up; tests
+build the same :class:`Runtime` in-process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common import http
 from libs.common.config import ServiceSettings
 from libs.common.db import CommonTables, Database, no_repository, service_source
 from libs.common.jobs import Job, JobRunner
 from libs.common.kafka import ConsumerRunner, ConsumerSpec, make_producer
-from libs.common.logs import configure_logging
 from libs.common.metrics import ServiceMetrics, metrics_for
 from libs.common.migrations import upgrade
 from libs.common.outbox import OutboxRelay
@@ -37,7 +33,6 @@ log = logging.getLogger(__name__)
 
 #: Builds one of a service's background jobs once the runtime has its database and producer.
 JobFactory = Callable[["Runtime"], Job]
-S = TypeVar("S", bound=ServiceSettings)
 
 
 @dataclass
@@ -200,64 +195,3 @@ class Runtime:
 
     def migrate(self) -> None:
         upgrade(self.definition.migrations, self.settings.database_url)
-
-
-def create_app(runtime: Runtime) -> FastAPI:
-    definition = runtime.definition
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
-        try:
-            yield
-        finally:
-            await runtime.stop()
-
-    app = FastAPI(
-        title=definition.title,
-        description=definition.description,
-        version="1.0",
-        lifespan=lifespan,
-        # Served from the platform's own files by http.install: the defaults load from a CDN.
-        docs_url=None,
-        redoc_url=None,
-        # A redirect to the added or dropped slash would echo the request's Host header.
-        redirect_slashes=False,
-        dependencies=[Depends(http.reject_nul_bytes)],
-    )
-    http.install(app, runtime)
-    for router in definition.routers:
-        app.include_router(router)
-    return app
-
-
-def main(build: Callable[[S], ServiceDefinition], settings_class: type[S]) -> None:
-    """Entry point of ``python -m services.<name> [serve|migrate]``."""
-    import uvicorn
-
-    settings = settings_class()
-    definition = build(settings)
-    configure_logging(definition.name, settings.log_level)
-    command = sys.argv[1] if len(sys.argv) > 1 else "serve"
-    runtime = Runtime(definition, settings)
-    if command == "migrate" or settings.migrate_on_start:
-        runtime.migrate()
-        log.info("migrations.done", extra={"service": definition.name})
-    if command == "migrate":
-        return
-    if command != "serve":
-        raise SystemExit(f"unknown command {command!r}; use 'serve' or 'migrate'")
-    uvicorn.run(create_app(runtime), **server_options(settings))
-
-
-def server_options(settings: ServiceSettings) -> dict[str, Any]:
-    """How uvicorn serves a service (``uvicorn.run`` / ``uvicorn.Config`` keywords)."""
-    return {
-        "host": settings.http_host,
-        "port": settings.http_port,
-        "log_config": None,
-        "access_log": False,
-        "timeout_graceful_shutdown": 10,
-        "proxy_headers": True,
-        "forwarded_allow_ips": settings.forwarded_allow_ips,
-    }

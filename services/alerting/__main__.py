@@ -1,4 +1,4 @@
-from libs.common.service import main
+from libs.common.app import main
 from services.alerting.config import AlertingSettings
 from services.alerting.main import build
 

@@ -9,7 +9,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common.http import Tenant, UoW, error_responses
+from libs.common.deps import Tenant, UoW
+from libs.common.http import error_responses
 from services.alerting import handlers
 from services.alerting.domain.cases import CaseStatus, InvalidTransition
 from services.alerting.models import FollowupCase

@@ -1,4 +1,4 @@
-from libs.common.service import main
+from libs.common.app import main
 from services.reporting.config import ReportingSettings
 from services.reporting.main import build
 

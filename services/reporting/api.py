@@ -16,8 +16,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import BaseModel, Field
 
 from libs.common.db import UnitOfWork
+from libs.common.deps import Tenant, UoW
 from libs.common.events import FailureReason, Timestamp
-from libs.common.http import Tenant, UoW
 from services.reporting.domain import display
 from services.reporting.domain.summary import CaseCounts, FollowUpAnswers, Funnel, ScoreCounts, Summary
 from services.reporting.repository import ReportFilter, ReportingRepository

@@ -1,4 +1,4 @@
-from libs.common.service import main
+from libs.common.app import main
 from services.scoring.config import ScoringSettings
 from services.scoring.main import build
 

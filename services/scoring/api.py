@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from libs.common.http import Tenant, UoW
+from libs.common.deps import Tenant, UoW
 from services.scoring.domain.nps import Tally
 from services.scoring.repository import ScoringRepository
 

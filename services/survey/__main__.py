@@ -1,4 +1,4 @@
-from libs.common.service import main
+from libs.common.app import main
 from services.survey.config import SurveySettings
 from services.survey.main import build
 

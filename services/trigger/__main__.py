@@ -1,4 +1,4 @@
-from libs.common.service import main
+from libs.common.app import main
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build
 

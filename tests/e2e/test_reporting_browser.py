@@ -11,8 +11,8 @@ import pytest
 import uvicorn
 from playwright.async_api import Browser
 
+from libs.common.app import create_app
 from libs.common.events import SURVEY_OPENED
-from libs.common.service import create_app
 from libs.devstack.ports import free_port
 from services.reporting.config import ReportingSettings
 from services.reporting.main import build

@@ -23,8 +23,8 @@ import uvicorn
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright
 
 from libs.common import topics
+from libs.common.app import create_app
 from libs.common.events import SURVEY_RESPONDED, SURVEY_RESPONSE_UPDATED
-from libs.common.service import create_app
 from libs.devstack.ports import free_port
 from services.survey.config import SurveySettings
 from services.survey.main import build

@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 from fastapi import APIRouter
 
-from libs.common.service import Runtime, create_app
+from libs.common.app import create_app
+from libs.common.service import Runtime
 from libs.devstack.ports import free_port
 from services.alerting.config import AlertingSettings
 from services.alerting.main import build as build_alerting

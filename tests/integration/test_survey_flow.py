@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from libs.common import topics
+from libs.common.app import create_app
 from libs.common.events import (
     CUSTOMER_UNSUBSCRIBED,
     SURVEY_BOUNCED,
@@ -33,7 +34,7 @@ from libs.common.events import (
     SurveyRequested,
     new_event,
 )
-from libs.common.service import Runtime, create_app
+from libs.common.service import Runtime
 from libs.devstack.ports import free_port
 from libs.devstack.smtp_sink import read_messages
 from services.survey import handlers

@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
 from libs.common import topics
+from libs.common.app import create_app, server_options
 from libs.common.events import SURVEY_OPENED, SURVEY_REQUESTED, SurveyRequested, new_event
-from libs.common.service import create_app, server_options
 from libs.devstack.ports import free_port
 from services.reporting.config import ReportingSettings
 from services.reporting.main import build as build_reporting

@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from libs.common.deps import Tenant, UoW
 from libs.common.events import FailureReason
-from libs.common.http import Tenant, UoW
 
 invitations_router = APIRouter(tags=["invitations"])
 

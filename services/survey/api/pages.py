@@ -19,10 +19,11 @@ from fastapi.responses import HTMLResponse, Response
 from prometheus_client import Counter
 
 from libs.common.db import UnitOfWork
+from libs.common.deps import UoW
 from libs.common.events import nps_category
-from libs.common.http import UoW, error_responses
+from libs.common.http import error_responses
 from services.survey import handlers
-from services.survey.api.runtime import survey_settings
+from services.survey.api.dependencies import SurveyConfig, survey_settings
 from services.survey.domain.answers import (
     MAX_COMMENT_LENGTH,
     AnswerState,
@@ -83,7 +84,7 @@ def _html(
 def _limiter(request: Request) -> PublicLimiter:
     state = request.app.state
     limiter = getattr(state, "public_limiter", None)
-    if limiter is None:
+    if not isinstance(limiter, PublicLimiter):
         settings = survey_settings(request)
         limiter = state.public_limiter = PublicLimiter(
             PublicLimits(
@@ -92,7 +93,6 @@ def _limiter(request: Request) -> PublicLimiter:
                 client_per_minute=settings.public_rate_per_minute,
             )
         )
-    assert isinstance(limiter, PublicLimiter)
     return limiter
 
 
@@ -322,7 +322,7 @@ async def answer_follow_up(
 
 
 @public_router.get("/o/{token}.gif", include_in_schema=False)
-async def open_pixel(request: Request, token: str, uow: UoW) -> Response:
+async def open_pixel(request: Request, token: str, uow: UoW, settings: SurveyConfig) -> Response:
     """The tracking pixel: "opened" in the funnel, where the tenant allows it, told apart from a
     machine's fetch (``machine`` in ``survey.opened.v1``). Never refused: the image proxies of
     Apple and the webmail providers fetch for many people from few addresses, and an open that
@@ -336,7 +336,7 @@ async def open_pixel(request: Request, token: str, uow: UoW) -> Response:
             client_address=_client(request),
             emailed_at=link.last_emailed_at,
             now=now,
-            on_delivery=timedelta(seconds=survey_settings(request).machine_open_seconds),
+            on_delivery=timedelta(seconds=settings.machine_open_seconds),
         )
         machine = opener is not OpenedBy.PERSON
         if await handlers.record_opened(uow, link, now=now, machine=machine):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from libs.common.http import Tenant, UoW
+from libs.common.deps import Tenant, UoW
 from services.survey import handlers
 from services.survey.schemas import SurveySettingsIn, TouchpointSettingsIn
 

@@ -6,12 +6,13 @@ import hmac
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, Security
+from fastapi import APIRouter, Depends, HTTPException, Response, Security
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.common.deps import Settings, UoW
 from libs.common.events import Email
-from libs.common.http import UoW, error_responses, runtime_of
+from libs.common.http import error_responses
 from services.trigger import handlers
 from services.trigger.repository import TriggerRepository
 
@@ -23,9 +24,9 @@ _admin_token = APIKeyHeader(
 )
 
 
-async def require_admin(request: Request, token: Annotated[str | None, Security(_admin_token)]) -> None:
+async def require_admin(settings: Settings, token: Annotated[str | None, Security(_admin_token)]) -> None:
     presented = token or ""
-    expected = runtime_of(request).settings.admin_token.get_secret_value()
+    expected = settings.admin_token.get_secret_value()
     if not presented or not hmac.compare_digest(presented.encode(), expected.encode()):
         raise HTTPException(401, "missing or wrong admin token: send 'X-Admin-Token'")
 

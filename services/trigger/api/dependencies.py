@@ -1,19 +1,12 @@
-"""What the trigger's routes share: the settings as a dependency."""
+"""What the trigger's routes share beyond the common dependencies: its own settings, typed."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
-from libs.common.http import runtime_of
+from libs.common.deps import settings_of
 from services.trigger.config import TriggerSettings
 
-
-def _settings(request: Request) -> TriggerSettings:
-    settings = runtime_of(request).settings
-    assert isinstance(settings, TriggerSettings)
-    return settings
-
-
-Settings = Annotated[TriggerSettings, Depends(_settings)]
+TriggerConfig = Annotated[TriggerSettings, Depends(settings_of(TriggerSettings))]

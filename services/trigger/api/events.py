@@ -10,10 +10,11 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from libs.common.deps import Tenant, UoW
 from libs.common.events import Contract, Event, InvalidEvent, validate
-from libs.common.http import Tenant, UoW, error_body
+from libs.common.http import error_body
 from services.trigger import handlers
-from services.trigger.api.dependencies import Settings
+from services.trigger.api.dependencies import TriggerConfig
 from services.trigger.config import TriggerSettings
 from services.trigger.repository import TriggerRepository
 
@@ -50,7 +51,7 @@ EVENTS_EXAMPLE = {
         }
     },
 )
-async def post_events(tenant: Tenant, uow: UoW, settings: Settings, request: Request) -> JSONResponse:
+async def post_events(tenant: Tenant, uow: UoW, settings: TriggerConfig, request: Request) -> JSONResponse:
     """Take one CloudEvent, or a JSON array of up to 1,000: `purchase.completed.v1`,
     `ticket.closed.v1` (decided: invite or not), `order.cancelled.v1` (withdraws a pending
     invitation), `customer.upserted.v1`, `customer.unsubscribed.v1`, `customer.resubscribed.v1`.
@@ -216,7 +217,7 @@ class DryRunView(BaseModel):
         }
     },
 )
-async def dry_run_decision(tenant: Tenant, uow: UoW, settings: Settings, request: Request) -> DryRunView:
+async def dry_run_decision(tenant: Tenant, uow: UoW, settings: TriggerConfig, request: Request) -> DryRunView:
     """What would happen to one CloudEvent (as for `POST /v1/events`; `tenantid` optional) if it
     arrived now: the outcome, reason, detail, touchpoint and send time, decided by the same code on
     the tenant's real state and rules. Nothing is recorded: no decision, no rest-period clock, no

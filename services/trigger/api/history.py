@@ -8,7 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 
-from libs.common.http import Tenant, UoW, error_body
+from libs.common.deps import Tenant, UoW
+from libs.common.http import error_body
 from services.trigger import history
 
 router = APIRouter(tags=["history"])

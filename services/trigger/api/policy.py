@@ -7,8 +7,8 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common.http import Tenant, UoW
-from services.trigger.api.dependencies import Settings
+from libs.common.deps import Tenant, UoW
+from services.trigger.api.dependencies import TriggerConfig
 from services.trigger.handlers.common import rest_policy
 from services.trigger.repository import TriggerRepository
 
@@ -25,7 +25,7 @@ class PolicyBody(BaseModel):
 
 
 @router.get("/v1/policy", tags=["rules"])
-async def get_policy(tenant: Tenant, uow: UoW, settings: Settings) -> dict[str, Any]:
+async def get_policy(tenant: Tenant, uow: UoW, settings: TriggerConfig) -> dict[str, Any]:
     """The tenant-wide rules: the rest period and what its clock counts from."""
     policy = await rest_policy(uow.repository, tenant.tenant_id, settings)
     return {"rest_period_days": policy.rest_period.days, "rest_clock": policy.clock}

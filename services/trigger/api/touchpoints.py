@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Response
 from pydantic import BaseModel
 
-from libs.common.http import Tenant, UoW
+from libs.common.deps import Tenant, UoW
 from services.trigger import handlers
 from services.trigger.domain.touchpoints import DEFAULT_TOUCHPOINTS
 from services.trigger.models import Touchpoint

@@ -15,12 +15,13 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.db import UnitOfWork
+from libs.common.deps import Tenant, UoW
 from libs.common.events import Contract, Event, InvalidEvent
-from libs.common.http import Tenant, UoW, error_body, error_responses, invalid_request
+from libs.common.http import error_body, error_responses, invalid_request
 from services.trigger import adapters, handlers
 from services.trigger.adapters import generic
 from services.trigger.adapters.common import Headers, parse_json
-from services.trigger.api.dependencies import Settings
+from services.trigger.api.dependencies import TriggerConfig
 from services.trigger.config import TriggerSettings
 from services.trigger.models import WebhookEndpoint
 from services.trigger.repository import TriggerRepository
@@ -138,7 +139,7 @@ async def delete_webhook(tenant: Tenant, uow: UoW, endpoint_id: str) -> Response
 
 @router.post("/v1/hooks/{platform}/{endpoint_id}", tags=["intake"], responses=error_responses(400, 401))
 async def receive_webhook(
-    platform: str, endpoint_id: str, request: Request, uow: UoW, settings: Settings
+    platform: str, endpoint_id: str, request: Request, uow: UoW, settings: TriggerConfig
 ) -> JSONResponse:
     """Where Shopify, WooCommerce, Zendesk, Freshdesk or a generic sender posts.
 
