@@ -334,7 +334,8 @@ def _finished(
 
 
 class SenderJob(Job):
-    """The sender as a job of the service's runner: one batch per cycle."""
+    """The sender as a job of the service's runner: one batch per cycle. Whatever a failed cycle
+    claimed stays ``sending`` and is claimed again after the timeout."""
 
     name = "survey-sender"
 
@@ -345,7 +346,6 @@ class SenderJob(Job):
         self.every = settings.send_poll_seconds
 
     async def run_once(self) -> int:
-        # Whatever a failed cycle claimed stays ``sending`` and is claimed again after the timeout.
         return await self._sender.send_due()
 
     async def oldest_due(self) -> datetime | None:
@@ -353,15 +353,13 @@ class SenderJob(Job):
             return await uow.repository.oldest_due_to_send(datetime.now(UTC))
 
 
-class RemindersJob(Job):
+class RemindersJob(SenderJob):
     """Reminders and expiry, on their own clock so that a busy sender does not delay them."""
 
     name = "survey-reminders"
 
     def __init__(self, database: Database[SurveyRepository], settings: SurveySettings) -> None:
-        self._database = database
-        self._sender = Sender(database, settings)
-        self.batch_size = settings.send_batch_size
+        super().__init__(database, settings)
         self.every = settings.lifecycle_poll_seconds
 
     async def run_once(self) -> int:
