@@ -31,6 +31,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from bench.survey_stack import announce_tenant
 from bench.trigger_throughput import wait_ready
 from libs.common import topics
 from libs.common.events import SURVEY_REQUESTED, SurveyRequested, new_event
@@ -126,16 +127,17 @@ async def main() -> None:
             f"survey kill -9: {EMAILS:,} invitations, {KILLS} x SIGKILL while sending, "
             f"SEND_BATCH_SIZE={BATCH}, SEND_CONCURRENCY={CONCURRENCY}"
         )
-        tenant_id = uuid.uuid4()
-        # The tenant's sending rate (600 a minute by default) would be all this measured.
-        connection = await asyncpg.connect(dsn)
-        await connection.execute(
-            "INSERT INTO survey.tenant_settings (tenant_id, touchpoint, config, updated_at) "
-            "VALUES ($1, '', $2::jsonb, now())",
-            tenant_id,
-            '{"send_rate_per_minute": 100000}',
+        # A tenant the survey has not heard of has its requests held (up to UNKNOWN_TENANT_HOLD_SECONDS)
+        # until its tenant.created arrives: announce it first, as the trigger would. Its sending rate
+        # (600 a minute by default) would be all this measured, so it is raised.
+        base_url = f"http://127.0.0.1:{port}"
+        tenant_id, _ = await announce_tenant(
+            kafka.bootstrap,
+            "bench-kill",
+            lambda client, headers: client.put(
+                f"{base_url}/v1/survey-settings", json={"send_rate_per_minute": 100000}, headers=headers
+            ),
         )
-        await connection.close()
         await produce(kafka.bootstrap, tenant_id)
         for kill in range(KILLS):
             target = EMAILS * (kill + 1) // (KILLS + 1)
