@@ -304,6 +304,8 @@ class SurveyStep(Contract):
     in the email was followed), reminded, bounced, unsubscribed or expired unanswered. Each step is
     its own subclass, with these fields; :func:`new_event` still accepts this base for any step type."""
 
+    topic = topics.SURVEY_EVENTS
+
     invitation_id: uuid.UUID
     customer_id: Identifier
     touchpoint: Touchpoint
@@ -315,32 +317,26 @@ class SurveyStep(Contract):
 
 class SurveyOpened(SurveyStep):
     event_type = "survey.opened.v1"
-    topic = topics.SURVEY_EVENTS
 
 
 class SurveyClicked(SurveyStep):
     event_type = "survey.clicked.v1"
-    topic = topics.SURVEY_EVENTS
 
 
 class SurveyReminded(SurveyStep):
     event_type = "survey.reminded.v1"
-    topic = topics.SURVEY_EVENTS
 
 
 class SurveyBounced(SurveyStep):
     event_type = "survey.bounced.v1"
-    topic = topics.SURVEY_EVENTS
 
 
 class SurveyUnsubscribed(SurveyStep):
     event_type = "survey.unsubscribed.v1"
-    topic = topics.SURVEY_EVENTS
 
 
 class SurveyExpired(SurveyStep):
     event_type = "survey.expired.v1"
-    topic = topics.SURVEY_EVENTS
 
 
 FailureReason = Literal[

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from services.alerting.domain.notices import Notice
 from services.alerting.models import COMMON, Answer, Base, FollowupCase, Notification
@@ -96,13 +97,7 @@ class AlertingRepository:
 
     async def insert_answer(self, answer: Answer) -> bool:
         """Hold a first version of an answer; false when one is held already."""
-        created = await self._session.scalar(
-            pg_insert(Answer)
-            .values(**_given_columns(answer))
-            .on_conflict_do_nothing(index_elements=[Answer.response_id])
-            .returning(Answer.response_id)
-        )
-        return created is not None
+        return await self._insert_first(answer, Answer.response_id)
 
     async def case_of_response(self, tenant_id: uuid.UUID, response_id: uuid.UUID) -> FollowupCase | None:
         """The answer's case, locked: a request may be changing it at the same moment."""
@@ -114,11 +109,17 @@ class AlertingRepository:
 
     async def insert_case(self, case: FollowupCase) -> bool:
         """Insert a case unless its answer has one already; true when this call created it."""
+        return await self._insert_first(case, FollowupCase.response_id)
+
+    async def _insert_first(
+        self, row: Answer | FollowupCase, unique: InstrumentedAttribute[uuid.UUID]
+    ) -> bool:
+        """Insert ``row`` unless one with the same ``unique`` value exists; true when this call did."""
         created = await self._session.scalar(
-            pg_insert(FollowupCase)
-            .values(**_given_columns(case))
-            .on_conflict_do_nothing(index_elements=[FollowupCase.response_id])
-            .returning(FollowupCase.id)
+            pg_insert(type(row))
+            .values(**_given_columns(row))
+            .on_conflict_do_nothing(index_elements=[unique])
+            .returning(unique)
         )
         return created is not None
 
