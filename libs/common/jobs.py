@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -47,7 +48,7 @@ FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 10.0
 
 
-class Job:
+class Job(ABC):
     """One kind of background work. Subclasses implement :meth:`run_once`; the rest has defaults.
 
     ``batch_size``: a cycle that handled this many items runs again at once (there is probably
@@ -62,10 +63,11 @@ class Job:
 
     async def prepare(self) -> None:
         """Run once before the first cycle; retried with backoff until it succeeds."""
+        return None
 
+    @abstractmethod
     async def run_once(self) -> int:
         """One cycle; returns how many items it handled."""
-        raise NotImplementedError
 
     async def oldest_due(self) -> datetime | None:
         """When the oldest item that is due now became due (None: nothing is due, or not known)."""
@@ -73,6 +75,7 @@ class Job:
 
     async def drain(self) -> None:
         """Run once after the last cycle on a clean stop."""
+        return None
 
 
 class JobMetrics:
