@@ -465,6 +465,34 @@ class ApiKeyRevoked(Contract):
     revoked_at: Timestamp
 
 
+class SessionStarted(Contract):
+    """A person signed in at the case desk; every service with pages keeps the session so that one
+    sign-in opens them all. Only the token's SHA-256 travels."""
+
+    event_type = "session.started.v1"
+    topic = topics.TENANTS
+
+    session_id: Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{16}$")]
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID
+    role: Literal["agent", "team_lead", "cx_manager", "admin"]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    token_hash: Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{64}$")]
+    started_at: Timestamp
+    expires_at: Timestamp
+
+
+class SessionEnded(Contract):
+    """A person signed out, or was deactivated: the session stops working everywhere."""
+
+    event_type = "session.ended.v1"
+    topic = topics.TENANTS
+
+    session_id: Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{16}$")]
+    tenant_id: uuid.UUID
+    ended_at: Timestamp
+
+
 #: Every public contract: what may travel between the services.
 PUBLIC_CONTRACTS: tuple[type[Contract], ...] = (
     PurchaseCompleted,
@@ -493,6 +521,8 @@ PUBLIC_CONTRACTS: tuple[type[Contract], ...] = (
     TenantUpdated,
     ApiKeyCreated,
     ApiKeyRevoked,
+    SessionStarted,
+    SessionEnded,
 )
 
 #: Every public contract: event type -> (data model, the topic it travels on).
@@ -524,6 +554,8 @@ TENANT_CREATED = TenantCreated.event_type
 TENANT_UPDATED = TenantUpdated.event_type
 APIKEY_CREATED = ApiKeyCreated.event_type
 APIKEY_REVOKED = ApiKeyRevoked.event_type
+SESSION_STARTED = SessionStarted.event_type
+SESSION_ENDED = SessionEnded.event_type
 
 #: What producers may send in: to ``POST /v1/events`` or straight onto the intake topics.
 INTAKE_TYPES = frozenset(

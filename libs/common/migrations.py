@@ -89,3 +89,14 @@ def add_tenant_display_name_and_held_events(schema: str) -> None:
     op.execute(f'ALTER TABLE "{schema}".tenants ADD COLUMN IF NOT EXISTS display_name varchar(200)')
     metadata = MetaData(schema=schema)
     add_common_tables(metadata).held_events.create(op.get_bind(), checkfirst=True)
+
+
+def create_session_table(schema: str) -> None:
+    """Issue 10, in the services with pages (alerting, reporting): people's sessions."""
+    from alembic import op
+
+    from libs.common.sessions import add_session_table
+
+    metadata = MetaData(schema=schema)
+    add_session_table(metadata)
+    metadata.create_all(op.get_bind())

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
+    Numeric,
     SmallInteger,
     String,
     Text,
@@ -21,9 +25,11 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.common.db import add_common_tables
+from libs.common.sessions import add_session_table
 
 SCHEMA = "alerting"
 
@@ -33,6 +39,10 @@ class Base(DeclarativeBase):
 
 
 COMMON = add_common_tables(Base.metadata)
+SESSIONS = add_session_table(Base.metadata)
+
+#: Who a person is to the case desk; agents see their own and their team's cases, the others all.
+ROLES = ("agent", "team_lead", "cx_manager", "admin")
 
 
 class FollowupCase(Base):
@@ -64,6 +74,35 @@ class FollowupCase(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     breached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: ``urgent`` (score 0-4) or ``normal`` (5-6): which SLA targets apply.
+    priority: Mapped[str] = mapped_column(String(10), server_default="normal")
+    assignee_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    #: The routing rule that placed the case (null: the fallback or nobody), and why, in words.
+    routing_rule_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    routing_reason: Mapped[str | None] = mapped_column(Text)
+    resolution_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution_breached_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The SLA steps already taken (reminder, breach, escalations): each is taken once.
+    sla_done: Mapped[list[str]] = mapped_column(ARRAY(String(30)), server_default="{}")
+    #: When the SLA job next has to look at this case; null when nothing more can happen.
+    next_check_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    root_cause: Mapped[str | None] = mapped_column(String(100))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    reopened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What the answer was about, as the survey's context told it.
+    order_id: Mapped[str | None] = mapped_column(String(200))
+    ticket_id: Mapped[str | None] = mapped_column(String(200))
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 4))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    account_id: Mapped[str | None] = mapped_column(String(200))
+    account_owner_email: Mapped[str | None] = mapped_column(String(320))
+    attributes: Mapped[dict[str, str]] = mapped_column(JSONB, server_default="{}")
+    # Did following up work: the recovery survey, sent a set number of days after resolution.
+    recovery_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recovery_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recovery_score: Mapped[int | None] = mapped_column(SmallInteger)
+    recovery_answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         # One case per answer, however often the answer is delivered.
@@ -77,7 +116,149 @@ class FollowupCase(Base):
             "due_at",
             postgresql_where=text("status = 'open' AND breached_at IS NULL"),
         ),
+        CheckConstraint("priority IN ('urgent', 'normal')", name="ck_followup_cases_priority"),
+        # The SLA job loads only the cases whose next step is due.
+        Index(
+            "ix_followup_cases_next_check",
+            "next_check_at",
+            postgresql_where=text("next_check_at IS NOT NULL"),
+        ),
+        # The desk's lists: all, mine, my team's, each by due time.
+        Index("ix_followup_cases_tenant_due", "tenant_id", "due_at"),
+        Index("ix_followup_cases_assignee_due", "tenant_id", "assignee_user_id", "due_at"),
+        Index("ix_followup_cases_team_due", "tenant_id", "team_id", "due_at"),
+        # The customer's earlier cases, on every case page.
+        Index("ix_followup_cases_customer", "tenant_id", "customer_id"),
+        # Recovery surveys to request.
+        Index(
+            "ix_followup_cases_recovery_due",
+            "recovery_due_at",
+            postgresql_where=text("recovery_due_at IS NOT NULL AND recovery_requested_at IS NULL"),
+        ),
     )
+
+
+class CaseEvent(Base):
+    """The case's timeline: notes, contacts, assignments, status changes and every step of the SLA
+    clock. Rows are only ever added; nothing on a timeline is overwritten."""
+
+    __tablename__ = "case_events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    case_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: opened, routed, assigned, note, contact, contacted, resolved, reopened, reminder, breached,
+    #: escalated, resolution_breached, recovery_requested, recovery_answered, score_changed
+    kind: Mapped[str] = mapped_column(String(30))
+    actor_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    #: Who did it, as people read it: a user's name, or ``system``.
+    actor: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, object]] = mapped_column(JSONB, server_default="{}")
+    #: Makes a step taken by a job idempotent: a retried step finds its row already there.
+    dedup_key: Mapped[str | None] = mapped_column(String(100))
+
+    __table_args__ = (
+        Index("ix_case_events_case", "case_id", "id"),
+        UniqueConstraint("case_id", "dedup_key", name="uq_case_events_dedup"),
+    )
+
+
+class User(Base):
+    """A person of the tenant who signs in to the case desk and the report."""
+
+    __tablename__ = "users"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    #: Stored lower-cased: one person, one address, however it is typed.
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "email", name="uq_users_tenant_email"),
+        CheckConstraint(f"role IN {ROLES!r}", name="ck_users_role"),
+        # Signing in finds the person by address alone; the link then says which tenant.
+        Index("ix_users_email", "email"),
+    )
+
+
+class Team(Base):
+    __tablename__ = "teams"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    name: Mapped[str] = mapped_column(String(100))
+    lead_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    #: Incoming webhooks the team's notifications also go to; secrets, never shown whole.
+    slack_webhook_url: Mapped[str | None] = mapped_column(Text)
+    teams_webhook_url: Mapped[str | None] = mapped_column(Text)
+    #: Where round-robin routing continues.
+    cursor: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_teams_tenant_name"),)
+
+
+class TeamMember(Base):
+    __tablename__ = "team_members"
+    team_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    #: Round-robin goes through members in the order they joined.
+    joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_team_members_user", "user_id"),)
+
+
+class MagicLink(Base):
+    """A one-time sign-in link: only its SHA-256 is kept, it expires in minutes, and it is used once."""
+
+    __tablename__ = "magic_links"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    #: Where to go after signing in (a path on this site only), e.g. the case a notification named.
+    next_path: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_magic_links_user", "user_id", "created_at"),)
+
+
+class RoutingRule(Base):
+    """One of a tenant's ordered routing rules: the first that matches a new case places it."""
+
+    __tablename__ = "routing_rules"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(100))
+    #: As the API takes them (services/alerting/schemas.py): ``when`` and ``then``.
+    conditions: Mapped[dict[str, object]] = mapped_column(JSONB)
+    target: Mapped[dict[str, object]] = mapped_column(JSONB)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("tenant_id", "position", name="uq_routing_rules_position"),)
+
+
+class DeskSettings(Base):
+    """A tenant's case-desk settings (business hours, SLA targets, escalation, root causes, the
+    recovery survey, the routing fallback), one validated document; absent means the defaults."""
+
+    __tablename__ = "desk_settings"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    config: Mapped[dict[str, object]] = mapped_column(JSONB)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Answer(Base):
@@ -104,6 +285,11 @@ class Answer(Base):
     effort: Mapped[int | None] = mapped_column(SmallInteger)
     responded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: What the answer was about (the survey's context: order or ticket, account, attributes).
+    context: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+
+    #: The customer's earlier scores, on every case page.
+    __table_args__ = (Index("ix_answers_customer", "tenant_id", "customer_id", "responded_at"),)
 
 
 class Notification(Base):
@@ -113,9 +299,15 @@ class Notification(Base):
     __tablename__ = "notifications"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    case_id: Mapped[uuid.UUID] = mapped_column(Uuid)
-    kind: Mapped[str] = mapped_column(String(20))
+    #: Null for a digest, which tells of many cases.
+    case_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    kind: Mapped[str] = mapped_column(String(40))
+    #: ``email``, or ``slack`` / ``teams`` (then the recipient is the team's id: the webhook URL is
+    #: looked up when sending, so its secret is not copied into the queue).
+    channel: Mapped[str] = mapped_column(String(10), server_default="email")
     recipient: Mapped[str] = mapped_column(String(320))
+    #: One notification per case, kind, channel and recipient; a digest per person and day.
+    dedup_key: Mapped[str] = mapped_column(String(200))
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
     # Queued "now" by the database's clock: the caller's ``now`` may be an SLA check's chosen instant.
@@ -127,7 +319,7 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
-        UniqueConstraint("case_id", "kind", name="uq_notifications_case_kind"),
+        UniqueConstraint("dedup_key", name="uq_notifications_dedup_key"),
         Index(
             "ix_notifications_pending",
             "next_attempt_at",

@@ -39,11 +39,20 @@ class TenantInfo:
 
 @dataclass(frozen=True, slots=True)
 class CaseNotice:
-    """An email to queue about a case."""
+    """A notification to queue about a case (``case_id``), or a digest of many (``None``)."""
 
     tenant_id: uuid.UUID
-    case_id: uuid.UUID
+    case_id: uuid.UUID | None
     notice: Notice
+    #: ``email``; ``slack`` or ``teams`` with the team's id as the notice's recipient.
+    channel: str = "email"
+    #: Tells apart notices of one kind to one recipient, e.g. a digest's date.
+    key: str | None = None
+
+    @property
+    def dedup_key(self) -> str:
+        subject = str(self.case_id) if self.case_id is not None else f"digest:{self.key}"
+        return f"{subject}:{self.notice.kind.value}:{self.channel}:{self.notice.recipient}"[:200]
 
 
 class NotificationSent(NamedTuple):
@@ -135,6 +144,8 @@ class AlertingRepository:
                 "tenant_id": queued.tenant_id,
                 "case_id": queued.case_id,
                 "kind": queued.notice.kind.value,
+                "channel": queued.channel,
+                "dedup_key": queued.dedup_key,
                 "recipient": queued.notice.recipient,
                 "subject": queued.notice.subject,
                 "body": queued.notice.body,
@@ -148,7 +159,7 @@ class AlertingRepository:
         await self._session.execute(
             pg_insert(Notification)
             .values(rows)
-            .on_conflict_do_nothing(index_elements=[Notification.case_id, Notification.kind])
+            .on_conflict_do_nothing(index_elements=[Notification.dedup_key])
         )
 
     async def rewrite_pending(self, case_id: uuid.UUID, kind: str, *, subject: str, body: str) -> bool:

@@ -13,6 +13,7 @@ from sqlalchemy import Boolean, DateTime, Index, Integer, MetaData, SmallInteger
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.common.db import add_common_tables
+from libs.common.sessions import add_session_table
 
 SCHEMA = "reporting"
 
@@ -22,6 +23,7 @@ class Base(DeclarativeBase):
 
 
 COMMON = add_common_tables(Base.metadata)
+SESSIONS = add_session_table(Base.metadata)
 
 
 class InvitationSent(Base):

@@ -117,6 +117,17 @@ SAMPLES: dict[str, Contract] = {
         key_id="0123456789abcdef", tenant_id=ID, key_hash="a" * 64, created_at=NOW
     ),
     events.APIKEY_REVOKED: events.ApiKeyRevoked(key_id="0123456789abcdef", tenant_id=ID, revoked_at=NOW),
+    events.SESSION_STARTED: events.SessionStarted(
+        session_id="0123456789abcdef",
+        tenant_id=ID,
+        user_id=ID,
+        role="agent",
+        name="Mette Hansen",
+        token_hash="a" * 64,
+        started_at=NOW,
+        expires_at=NOW,
+    ),
+    events.SESSION_ENDED: events.SessionEnded(session_id="0123456789abcdef", tenant_id=ID, ended_at=NOW),
 }
 
 
