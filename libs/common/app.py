@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI
 
-from libs.common import deps, http
+from libs.common import deps, http, web
 from libs.common.config import ServiceSettings
 from libs.common.logs import configure_logging
 from libs.common.service import Runtime, ServiceDefinition
@@ -50,7 +50,13 @@ def create_app(runtime: Runtime) -> FastAPI:
         dependencies=[Depends(http.reject_nul_bytes)],
     )
     deps.attach(
-        app, deps.Edge(settings=runtime.settings, database=runtime.database, verifier=runtime.verifier)
+        app,
+        deps.Edge(
+            settings=runtime.settings,
+            database=runtime.database,
+            verifier=runtime.verifier,
+            sessions=definition.sessions,
+        ),
     )
     http.install(
         app,
@@ -59,6 +65,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         max_body_bytes=runtime.settings.max_body_bytes,
         check_dependencies=runtime.check_dependencies,
     )
+    if definition.sessions is not None:
+        web.install(app)
     for router in definition.routers:
         app.include_router(router)
     return app

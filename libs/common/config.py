@@ -61,6 +61,22 @@ class ServiceSettings(BaseSettings):
     #: How long an event of a tenant this service has not heard of waits for the tenant's
     #: ``tenant.created`` before it is dead-lettered.
     unknown_tenant_hold_seconds: float = Field(default=900.0, gt=0)
+    #: Where people reach the case desk (alerting) and the report (reporting): links in emails and
+    #: chat messages, and between the two pages. Behind a proxy, the public addresses.
+    desk_public_url: str = "http://127.0.0.1:8004"
+    report_public_url: str = "http://127.0.0.1:8005"
+
+    @field_validator("desk_public_url", "report_public_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("a public URL starts with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies are ``Secure`` everywhere but on a developer's machine (plain http://127.0.0.1)."""
+        return self.nps_env != "development"
 
     @field_validator("database_url")
     @classmethod

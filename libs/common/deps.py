@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Table
 
 from libs.common.config import ServiceSettings
 from libs.common.db import Database, UnitOfWork
@@ -30,13 +31,15 @@ class Edge:
     settings: ServiceSettings
     database: Database[Any]
     verifier: ApiKeyVerifier
+    #: People's sessions, in a service with pages; ``None`` elsewhere.
+    sessions: Table | None = None
 
 
 def attach(app: FastAPI, edge: Edge) -> None:
     app.state.edge = edge
 
 
-def _edge(request: Request) -> Edge:
+def edge_of(request: Request) -> Edge:
     edge = getattr(request.app.state, "edge", None)
     if not isinstance(edge, Edge):
         raise RuntimeError("the app was not assembled by libs.common.app.create_app")
@@ -50,7 +53,7 @@ def settings_of(kind: type[S]) -> Callable[[Request], S]:
     settings fails here, loudly, whatever the route."""
 
     def settings(request: Request) -> S:
-        found = _edge(request).settings
+        found = edge_of(request).settings
         if not isinstance(found, kind):
             raise TypeError(f"the service runs with {type(found).__name__}, not {kind.__name__}")
         return found
@@ -80,7 +83,7 @@ async def require_tenant(
         raise HTTPException(
             401, "missing API key: send 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"}
         )
-    tenant = await _edge(request).verifier.verify(presented)
+    tenant = await edge_of(request).verifier.verify(presented)
     if tenant is None:
         raise HTTPException(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     return tenant
@@ -89,7 +92,7 @@ async def require_tenant(
 async def unit_of_work(request: Request) -> AsyncIterator[UnitOfWork[Any]]:
     """One unit of work per request. A service wanting its repository typed names it in its own
     alias: ``Annotated[UnitOfWork[TheRepository], Depends(unit_of_work)]``."""
-    async with _edge(request).database.uow() as uow:
+    async with edge_of(request).database.uow() as uow:
         yield uow
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.config import ServiceSettings
@@ -50,6 +50,8 @@ class ServiceDefinition:
     jobs: Sequence[JobFactory] = ()
     #: Builds the service's repository over a unit of work's session (``uow.repository``).
     repository: Callable[[AsyncSession], Any] = no_repository
+    #: The service's copy of people's sessions (``libs/common/sessions.py``), if it has pages.
+    sessions: Table | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -450,6 +450,8 @@ class Stack:
             or _secret_in_file(self.data_dir / "survey_token_secret"),
             # An explicit public URL (a tunnel, a LAN address) wins over the local one.
             "SURVEY_PUBLIC_URL": self.environ.get("SURVEY_PUBLIC_URL") or survey.url,
+            "DESK_PUBLIC_URL": self.environ.get("DESK_PUBLIC_URL") or self.services["alerting"].url,
+            "REPORT_PUBLIC_URL": self.environ.get("REPORT_PUBLIC_URL") or self.services["reporting"].url,
             "PYTHONUNBUFFERED": "1",
         }
         # Only a broker we started is fresh and empty; the epoch tells services to re-publish into it.

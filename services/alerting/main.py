@@ -20,7 +20,7 @@ from libs.common.tenancy import TENANCY_HANDLERS
 from services.alerting import api, handlers
 from services.alerting.config import AlertingSettings
 from services.alerting.domain.cases import BREACHABLE_STATUSES
-from services.alerting.models import COMMON, Base
+from services.alerting.models import COMMON, SESSIONS, Base
 from services.alerting.repository import AlertingRepository
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,8 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
         tables=COMMON,
         repository=AlertingRepository,
         migrations=Path(__file__).parent / "migrations",
-        routers=[api.router],
+        routers=api.ROUTERS,
+        sessions=SESSIONS,
         consumers=[
             ConsumerSpec(
                 name="followups",

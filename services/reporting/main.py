@@ -9,15 +9,17 @@ from libs.common.db import UnitOfWork
 from libs.common.events import Contract, Event
 from libs.common.kafka import ConsumerSpec, dispatch_by_type
 from libs.common.service import ServiceDefinition
+from libs.common.sessions import session_handlers
 from libs.common.tenancy import TENANCY_HANDLERS
 from services.reporting import api, handlers
 from services.reporting.config import ReportingSettings
-from services.reporting.models import COMMON, Base
+from services.reporting.models import COMMON, SESSIONS, Base
 from services.reporting.repository import ReportingRepository
 
 
 def build(settings: ReportingSettings) -> ServiceDefinition:
-    tenancy = dispatch_by_type(TENANCY_HANDLERS)
+    # Sessions too: a person signed in at the case desk opens the report with the same cookie.
+    tenancy = dispatch_by_type({**TENANCY_HANDLERS, **session_handlers(SESSIONS)})
 
     async def consume(events: list[Event[Contract]], uow: UnitOfWork[ReportingRepository]) -> None:
         # Tenancy and the read model touch different tables, so their relative order does not
@@ -34,6 +36,7 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
         repository=ReportingRepository,
         migrations=Path(__file__).parent / "migrations",
         routers=[api.router],
+        sessions=SESSIONS,
         consumers=[
             ConsumerSpec(
                 name="read-model",
