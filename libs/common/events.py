@@ -391,6 +391,8 @@ class NpsUpdated(Contract):
 
 
 CaseStatus = Literal["open", "contacted", "resolved"]
+#: Score 0-4 is urgent ("ready to trash you on social media"), 5-6 normal: which SLA applies.
+Priority = Literal["urgent", "normal"]
 
 
 class FollowupOpened(Contract):
@@ -406,9 +408,19 @@ class FollowupOpened(Contract):
     owner_email: Email | None = None
     opened_at: Timestamp
     due_at: Timestamp
+    priority: Priority | None = None
+    #: Where routing placed the case, and why (the rule's name and the conditions that held).
+    assignee_user_id: uuid.UUID | None = None
+    assignee_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    team_id: uuid.UUID | None = None
+    team_name: Annotated[str, StringConstraints(max_length=100)] | None = None
+    routing_reason: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 
 class FollowupUpdated(Contract):
+    """The case as it now stands. The optional fields are the whole current state, not a change:
+    a consumer keeps the newest by ``updated_at``."""
+
     event_type = "followup.updated.v1"
     topic = topics.FOLLOWUPS
 
@@ -416,6 +428,23 @@ class FollowupUpdated(Contract):
     status: CaseStatus
     breached: bool
     updated_at: Timestamp
+    touchpoint: Touchpoint | None = None
+    priority: Priority | None = None
+    assignee_user_id: uuid.UUID | None = None
+    assignee_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    team_id: uuid.UUID | None = None
+    team_name: Annotated[str, StringConstraints(max_length=100)] | None = None
+    opened_at: Timestamp | None = None
+    #: The first time somebody reached the customer, and how long after the answer (wall clock).
+    contacted_at: Timestamp | None = None
+    seconds_to_contact: float | None = Field(default=None, ge=0)
+    #: Whether the first contact came within the SLA's first-contact time (business hours).
+    contact_within_sla: bool | None = None
+    resolved_at: Timestamp | None = None
+    seconds_to_resolution: float | None = Field(default=None, ge=0)
+    root_cause: Annotated[str, StringConstraints(max_length=100)] | None = None
+    #: The recovery survey's score, once the customer answered it.
+    recovery_score: Score | None = None
 
 
 DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]

@@ -78,6 +78,9 @@ class FollowupCase(Base):
     priority: Mapped[str] = mapped_column(String(10), server_default="normal")
     assignee_user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     team_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    #: Who owned it and in which team, by name at the time: what reports group breaches by.
+    assignee_name: Mapped[str | None] = mapped_column(String(200))
+    team_name: Mapped[str | None] = mapped_column(String(100))
     #: The routing rule that placed the case (null: the fallback or nobody), and why, in words.
     routing_rule_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     routing_reason: Mapped[str | None] = mapped_column(Text)

@@ -47,8 +47,30 @@ def case_facts(case: FollowupCase) -> notices.CaseFacts:
 def emit_updated(uow: UnitOfWork[Any], case: FollowupCase, change: str, now: datetime) -> None:
     """``followup.updated``: the case as it now stands."""
     data = FollowupUpdated(
-        case_id=case.id, status=case.status, breached=case.breached_at is not None, updated_at=now
+        case_id=case.id,
+        status=case.status,
+        breached=case.breached_at is not None,
+        updated_at=now,
+        touchpoint=case.touchpoint,
+        priority=case.priority,
+        assignee_user_id=case.assignee_user_id,
+        assignee_name=case.assignee_name,
+        team_id=case.team_id,
+        team_name=case.team_name,
+        opened_at=case.opened_at,
+        contacted_at=case.contacted_at,
+        seconds_to_contact=_seconds(case.opened_at, case.contacted_at),
+        # The due time is the first-contact deadline in the tenant's business hours.
+        contact_within_sla=None if case.contacted_at is None else case.contacted_at <= case.due_at,
+        resolved_at=case.resolved_at,
+        seconds_to_resolution=_seconds(case.opened_at, case.resolved_at),
+        root_cause=case.root_cause,
+        recovery_score=case.recovery_score,
     )
     uow.emit(
         data, tenant_id=case.tenant_id, subject=str(case.id), event_id=event_id(case.id, change), time=now
     )
+
+
+def _seconds(start: datetime, end: datetime | None) -> float | None:
+    return None if end is None else max(0.0, (end - start).total_seconds())

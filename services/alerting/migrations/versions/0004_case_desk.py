@@ -26,6 +26,8 @@ _CASE_COLUMNS = [
     sa.Column("priority", sa.String(10), nullable=False, server_default="normal"),
     sa.Column("assignee_user_id", sa.Uuid),
     sa.Column("team_id", sa.Uuid),
+    sa.Column("assignee_name", sa.String(200)),
+    sa.Column("team_name", sa.String(100)),
     sa.Column("routing_rule_id", sa.Uuid),
     sa.Column("routing_reason", sa.Text),
     sa.Column("resolution_due_at", sa.DateTime(timezone=True)),
