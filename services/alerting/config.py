@@ -1,18 +1,14 @@
 from __future__ import annotations
 
-from datetime import timedelta
 from email.utils import parseaddr
-from typing import Any
 
 from pydantic import Field, field_validator
 
 from libs.common.config import ServiceSettings
-from libs.common.events import Email
 
 
 class AlertingSettings(ServiceSettings):
     http_port: int = Field(default=8004, ge=1, le=65535)
-    followup_sla_hours: float = Field(default=24, gt=0, le=24 * 366)
     sla_check_seconds: float = Field(default=30, gt=0)
     notify_poll_seconds: float = Field(default=0.5, gt=0)
     notify_batch_size: int = Field(default=20, ge=1, le=1000)
@@ -20,15 +16,6 @@ class AlertingSettings(ServiceSettings):
     #: the next page goes with it (the email is rewritten when it arrives). 0 sends at once.
     notify_delay_seconds: float = Field(default=120, ge=0, le=24 * 3600)
     mail_from: str = "NPS Alerts <alerts@nps.localhost>"
-    escalation_email: Email | None = Field(
-        default=None, description="who hears of overdue cases; the tenant's owner when unset"
-    )
-
-    @field_validator("escalation_email", mode="before")
-    @classmethod
-    def _blank_is_unset(cls, value: Any) -> Any:
-        # ESCALATION_EMAIL= in an env file means "not set", not "an invalid address".
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("mail_from")
     @classmethod
@@ -37,7 +24,3 @@ class AlertingSettings(ServiceSettings):
         if "@" not in address:
             raise ValueError("MAIL_FROM must hold an address, e.g. 'NPS Alerts <alerts@example.com>'")
         return value
-
-    @property
-    def followup_sla(self) -> timedelta:
-        return timedelta(hours=self.followup_sla_hours)

@@ -19,7 +19,6 @@ from libs.common.service import ServiceDefinition
 from libs.common.tenancy import TENANCY_HANDLERS
 from services.alerting import api, handlers
 from services.alerting.config import AlertingSettings
-from services.alerting.domain.cases import BREACHABLE_STATUSES
 from services.alerting.models import COMMON, SESSIONS, Base
 from services.alerting.repository import AlertingRepository
 
@@ -31,41 +30,36 @@ SMTP_TIMEOUT_SECONDS = 15.0
 def _record_answer(
     settings: AlertingSettings,
 ) -> Callable[[Event[Any], UnitOfWork[AlertingRepository]], Awaitable[None]]:
-    sla = settings.followup_sla
     notify_delay = timedelta(seconds=settings.notify_delay_seconds)
 
     async def answered(event: Event[Any], uow: UnitOfWork[AlertingRepository]) -> None:
-        await handlers.record_answer(event, uow, sla=sla, now=datetime.now(UTC), notify_delay=notify_delay)
+        await handlers.record_answer(event, uow, now=datetime.now(UTC), notify_delay=notify_delay)
 
     return answered
 
 
 class SlaCheck(Job):
-    """Stamp the cases nobody contacted in time and escalate them; refresh the open-cases gauge."""
+    """Take the SLA clock's steps that came due (reminders, breaches, escalations) and refresh the
+    open-cases gauge. Only cases whose next step is due are loaded (``next_check_at``)."""
 
     name = "sla-check"
     batch_size = handlers.BREACH_BATCH
 
     def __init__(self, database: Database[AlertingRepository], settings: AlertingSettings) -> None:
         self._database = database
-        self._escalation_email = settings.escalation_email
         self.every = settings.sla_check_seconds
 
     async def run_once(self) -> int:
         async with self._database.uow() as uow:
-            breached = await handlers.mark_breached(
-                uow, datetime.now(UTC), escalation_email=self._escalation_email
-            )
+            taken = await handlers.run_clock(uow, datetime.now(UTC))
             await uow.commit()
         async with self._database.uow() as uow:
             await handlers.refresh_open_cases(uow)
-        return breached
+        return taken
 
     async def oldest_due(self) -> datetime | None:
         async with self._database.uow() as uow:
-            return await uow.repository.oldest_unbreached_due(
-                datetime.now(UTC), statuses=[status.value for status in BREACHABLE_STATUSES]
-            )
+            return await uow.repository.oldest_clock_due(datetime.now(UTC))
 
 
 class Notifier(Job):

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     column,
+    delete,
     func,
     inspect,
     select,
@@ -28,7 +29,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from services.alerting.domain.notices import Notice
-from services.alerting.models import COMMON, Answer, Base, FollowupCase, Notification
+from services.alerting.domain.policy import DeskPolicy
+from services.alerting.models import (
+    COMMON,
+    Answer,
+    Base,
+    CaseEvent,
+    DeskSettings,
+    FollowupCase,
+    Notification,
+    RoutingRule,
+    Team,
+    TeamMember,
+    User,
+)
+from services.alerting.schemas import desk_policy
 
 
 @dataclass(frozen=True)
@@ -87,9 +102,24 @@ def _given_columns(row: Base) -> dict[str, object]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class People:
+    """A tenant's people and teams as routing and escalation see them."""
+
+    users: dict[uuid.UUID, User]
+    teams: dict[uuid.UUID, Team]
+    #: (team, user), each team's members in the order they joined.
+    members: list[tuple[uuid.UUID, uuid.UUID]]
+    open_cases: dict[uuid.UUID, int]
+
+
 class AlertingRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        # Read once per unit of work (a consumer's batch): settings and people change rarely.
+        self._policies: dict[uuid.UUID, DeskPolicy] = {}
+        self._people: dict[uuid.UUID, People] = {}
+        self._rules: dict[uuid.UUID, Sequence[RoutingRule]] = {}
 
     async def tenant_info(self, tenant_id: uuid.UUID) -> TenantInfo:
         table = COMMON.tenants
@@ -192,29 +222,6 @@ class AlertingRepository:
         )
         return result.first() is not None
 
-    async def breach_candidates(
-        self, now: datetime, *, statuses: Iterable[str], limit: int
-    ) -> Sequence[FollowupCase]:
-        """Up to ``limit`` cases that may have breached by ``now``, oldest due first, locked: those in
-        a status that can breach, past their due time and not stamped yet. Whether each did is the
-        domain's to say (``is_breached``); this only narrows the search to what the index holds.
-
-        SKIP LOCKED lets replicas share the work and leaves a case being changed by a request for the
-        next round, when its new status decides whether it breached at all.
-        """
-        result = await self._session.scalars(
-            select(FollowupCase)
-            .where(
-                FollowupCase.status.in_(list(statuses)),
-                FollowupCase.due_at < now,
-                FollowupCase.breached_at.is_(None),
-            )
-            .order_by(FollowupCase.due_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return result.all()
-
     async def list_cases(
         self, tenant_id: uuid.UUID, *, status: str | None, breached: bool | None, limit: int
     ) -> Sequence[FollowupCase]:
@@ -243,6 +250,131 @@ class AlertingRepository:
             select(func.count()).select_from(FollowupCase).where(FollowupCase.status == "open")
         )
         return int(count or 0)
+
+    # Desk policy, routing and the SLA clock
+
+    async def desk_config(self, tenant_id: uuid.UUID) -> dict[str, object] | None:
+        return await self._session.scalar(
+            select(DeskSettings.config).where(DeskSettings.tenant_id == tenant_id)
+        )
+
+    async def desk_policies(self, tenant_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DeskPolicy]:
+        """The policy of each tenant, one query for them all; those without settings get the defaults."""
+        wanted = set(tenant_ids)
+        missing = wanted - self._policies.keys()
+        if missing:
+            rows = await self._session.execute(
+                select(DeskSettings.tenant_id, DeskSettings.config).where(DeskSettings.tenant_id.in_(missing))
+            )
+            stored = {row.tenant_id: row.config for row in rows}
+            for tenant_id in missing:
+                self._policies[tenant_id] = desk_policy(stored.get(tenant_id))
+        return {tenant_id: self._policies[tenant_id] for tenant_id in wanted}
+
+    async def desk_policy(self, tenant_id: uuid.UUID) -> DeskPolicy:
+        return (await self.desk_policies([tenant_id]))[tenant_id]
+
+    async def save_desk_config(self, tenant_id: uuid.UUID, config: dict[str, object], now: datetime) -> None:
+        statement = pg_insert(DeskSettings).values(tenant_id=tenant_id, config=config, updated_at=now)
+        await self._session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[DeskSettings.tenant_id], set_={"config": config, "updated_at": now}
+            )
+        )
+        self._policies.pop(tenant_id, None)
+
+    async def routing_rules(self, tenant_id: uuid.UUID) -> Sequence[RoutingRule]:
+        """The tenant's rules in order (``when`` in ``conditions``, ``then`` in ``target``), kept for
+        the unit of work."""
+        if tenant_id not in self._rules:
+            result = await self._session.scalars(
+                select(RoutingRule).where(RoutingRule.tenant_id == tenant_id).order_by(RoutingRule.position)
+            )
+            self._rules[tenant_id] = result.all()
+        return self._rules[tenant_id]
+
+    async def replace_routing_rules(self, tenant_id: uuid.UUID, rules: Sequence[RoutingRule]) -> None:
+        """The tenant's rules become ``rules``, in one transaction: cases already open keep their owner."""
+        await self._session.execute(delete(RoutingRule).where(RoutingRule.tenant_id == tenant_id))
+        self._session.add_all(rules)
+        await self._session.flush()
+        self._rules.pop(tenant_id, None)
+
+    async def known_people(
+        self, tenant_id: uuid.UUID, user_ids: Iterable[uuid.UUID], team_ids: Iterable[uuid.UUID]
+    ) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
+        """Which of these users and teams are the tenant's."""
+        users = await self._session.scalars(
+            select(User.id).where(User.tenant_id == tenant_id, User.id.in_(list(user_ids)))
+        )
+        teams = await self._session.scalars(
+            select(Team.id).where(Team.tenant_id == tenant_id, Team.id.in_(list(team_ids)))
+        )
+        return set(users.all()), set(teams.all())
+
+    async def people(self, tenant_id: uuid.UUID) -> People:
+        """The tenant's people and teams (members in the order they joined) and each person's open
+        cases: what routing and escalation need, three queries, kept for the unit of work."""
+        if tenant_id in self._people:
+            return self._people[tenant_id]
+        users = (await self._session.scalars(select(User).where(User.tenant_id == tenant_id))).all()
+        teams = (await self._session.scalars(select(Team).where(Team.tenant_id == tenant_id))).all()
+        members = await self._session.execute(
+            select(TeamMember.team_id, TeamMember.user_id)
+            .where(TeamMember.tenant_id == tenant_id)
+            .order_by(TeamMember.joined_at, TeamMember.user_id)
+        )
+        load = await self._session.execute(
+            select(FollowupCase.assignee_user_id, func.count())
+            .where(
+                FollowupCase.tenant_id == tenant_id,
+                FollowupCase.status != "resolved",
+                FollowupCase.assignee_user_id.is_not(None),
+            )
+            .group_by(FollowupCase.assignee_user_id)
+        )
+        found = People(
+            users={user.id: user for user in users},
+            teams={team.id: team for team in teams},
+            members=[(row.team_id, row.user_id) for row in members],
+            open_cases={row[0]: row[1] for row in load if row[0] is not None},
+        )
+        self._people[tenant_id] = found
+        return found
+
+    async def advance_team_cursor(self, team_id: uuid.UUID, cursor: int) -> None:
+        await self._session.execute(update(Team).where(Team.id == team_id).values(cursor=cursor))
+
+    async def clock_due(self, now: datetime, limit: int) -> Sequence[FollowupCase]:
+        """Up to ``limit`` cases whose SLA clock has a step due by ``now``, earliest first, locked;
+        SKIP LOCKED lets replicas share the work and leaves a case being changed for the next round."""
+        result = await self._session.scalars(
+            select(FollowupCase)
+            .where(FollowupCase.next_check_at.is_not(None), FollowupCase.next_check_at <= now)
+            .order_by(FollowupCase.next_check_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return result.all()
+
+    async def oldest_clock_due(self, now: datetime) -> datetime | None:
+        return await self._session.scalar(
+            select(func.min(FollowupCase.next_check_at)).where(
+                FollowupCase.next_check_at.is_not(None), FollowupCase.next_check_at <= now
+            )
+        )
+
+    async def add_case_events(self, events: Sequence[CaseEvent]) -> None:
+        """Append to cases' timelines, one statement; a step already recorded (same dedup key) is not
+        recorded twice."""
+        if not events:
+            return
+        rows = [_given_columns(event) for event in events]
+        await self._session.execute(
+            pg_insert(CaseEvent)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=[CaseEvent.case_id, CaseEvent.dedup_key])
+        )
 
     async def claim_notifications(self, limit: int, lease: timedelta) -> Sequence[Notification]:
         """Claim a batch of due notifications for ``lease``: each spends an attempt and is not due
@@ -322,17 +454,6 @@ class AlertingRepository:
                 last_error=batch.c.error,
             )
         )
-
-    async def oldest_unbreached_due(self, now: datetime, *, statuses: Iterable[str]) -> datetime | None:
-        """The due time of the longest-overdue case the SLA check has not stamped yet."""
-        due: datetime | None = await self._session.scalar(
-            select(func.min(FollowupCase.due_at)).where(
-                FollowupCase.status.in_(list(statuses)),
-                FollowupCase.due_at < now,
-                FollowupCase.breached_at.is_(None),
-            )
-        )
-        return due
 
     async def oldest_notification_due(self) -> datetime | None:
         """When the longest-waiting notification that is due became due, by the database's clock."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from collections.abc import Sequence
+from datetime import time, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -31,7 +32,10 @@ from pydantic import (
     model_validator,
 )
 
+from services.alerting.domain.business_hours import BusinessHours
+from services.alerting.domain.policy import DEFAULT_RECOVERY_DAYS, DEFAULT_ROOT_CAUSES, DeskPolicy
 from services.alerting.domain.routing import Conditions, Rule, ScoreBand, Strategy, Target, TargetKind
+from services.alerting.domain.sla import Priority, SlaPolicy, Targets
 
 MAX_RULES = 200
 MAX_ATTRIBUTES = 20
@@ -293,3 +297,148 @@ class FallbackIn(RootModel[FallbackTargetIn | None]):
         if target is not None and target.kind is TargetKind.ACCOUNT_OWNER:
             raise ValueError("the fallback is a user or a team, not the account owner")
         return cls(_then_of(target) if target is not None else None)
+
+
+# The tenant's desk settings: business hours, SLA, root causes, recovery survey, fallback, escalation.
+
+DayName = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAY_NAMES: tuple[DayName, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+LocalTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+RootCause = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_printable)
+]
+
+
+class BusinessHoursIn(BaseModel):
+    """When the team works. SLA times count only these hours."""
+
+    model_config = ConfigDict(extra="forbid")
+    time_zone: str = Field(default="UTC", max_length=64, description="IANA name, e.g. `Europe/Copenhagen`")
+    working_days: list[DayName] = Field(
+        default_factory=lambda: list(DAY_NAMES[:5]), min_length=1, max_length=7
+    )
+    opens: LocalTime = Field(default="09:00", description="local time, `HH:MM`")
+    closes: LocalTime = Field(default="17:00", description="local time, `HH:MM`; `00:00`-`00:00` is all day")
+    holiday_country: str | None = Field(
+        default=None,
+        max_length=3,
+        description="ISO 3166-1 code whose public holidays are days off, e.g. `DK`",
+    )
+    holiday_subdivision: str | None = Field(default=None, max_length=10, description="e.g. `BY` for Bavaria")
+
+    def to_hours(self) -> BusinessHours:
+        return BusinessHours(
+            time_zone=self.time_zone,
+            working_days=frozenset(DAY_NAMES.index(day) for day in self.working_days),
+            opens=time.fromisoformat(self.opens),
+            closes=time.fromisoformat(self.closes),
+            holiday_country=self.holiday_country,
+            holiday_subdivision=self.holiday_subdivision,
+        )
+
+    @classmethod
+    def of(cls, hours: BusinessHours) -> BusinessHoursIn:
+        return cls(
+            time_zone=hours.time_zone,
+            working_days=[DAY_NAMES[day] for day in sorted(hours.working_days)],
+            opens=hours.opens.strftime("%H:%M"),
+            closes=hours.closes.strftime("%H:%M"),
+            holiday_country=hours.holiday_country,
+            holiday_subdivision=hours.holiday_subdivision,
+        )
+
+
+class TargetsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    first_contact_hours: float = Field(gt=0, le=24 * 366, description="business hours to the first contact")
+    resolution_hours: float = Field(gt=0, le=24 * 366, description="business hours to resolution")
+
+
+class SlaIn(BaseModel):
+    """Targets per priority (urgent: score 0-4, normal: 5-6), in business hours."""
+
+    model_config = ConfigDict(extra="forbid")
+    urgent: TargetsIn = Field(default_factory=lambda: TargetsIn(first_contact_hours=4, resolution_hours=16))
+    normal: TargetsIn = Field(default_factory=lambda: TargetsIn(first_contact_hours=24, resolution_hours=40))
+    reminder_percent: float = Field(
+        default=75, gt=0, lt=100, description="the owner is reminded at this share of the first-contact time"
+    )
+    escalation_repeat_hours: float = Field(
+        default=4,
+        gt=0,
+        le=24 * 31,
+        description="business hours from the breach (team lead) to the CX manager",
+    )
+
+
+class DeskSettingsIn(BaseModel):
+    """A tenant's case-desk settings; every part left out keeps the platform's default."""
+
+    model_config = ConfigDict(extra="forbid")
+    business_hours: BusinessHoursIn = Field(default_factory=BusinessHoursIn)
+    sla: SlaIn = Field(default_factory=SlaIn)
+    root_causes: list[RootCause] = Field(
+        default_factory=lambda: list(DEFAULT_ROOT_CAUSES),
+        min_length=1,
+        max_length=50,
+        description="what a case is resolved with; the recovery rate is reported per root cause",
+    )
+    recovery_days: int | None = Field(
+        default=DEFAULT_RECOVERY_DAYS,
+        ge=1,
+        le=365,
+        description="days after resolution the customer is asked the NPS question again; `null`: never",
+    )
+    fallback: FallbackTargetIn | None = Field(
+        default=None, description='who takes a case no rule places: `{"user": id}` or `{"team": id, ...}`'
+    )
+    cx_manager_emails: list[
+        Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+    ] = Field(
+        default_factory=list,
+        max_length=20,
+        description="who hears of the second escalation; empty: the tenant's active CX managers",
+    )
+    digest_hour: int | None = Field(
+        default=8, ge=0, le=23, description="local hour of each person's daily digest; `null`: none"
+    )
+
+    @model_validator(mode="after")
+    def _coherent(self) -> DeskSettingsIn:
+        self.to_policy()  # business hours and targets check themselves, naming the problem
+        return self
+
+    def to_policy(self) -> DeskPolicy:
+        sla = self.sla
+        try:
+            policy = SlaPolicy(
+                targets={
+                    Priority.URGENT: _targets(sla.urgent),
+                    Priority.NORMAL: _targets(sla.normal),
+                },
+                reminder_fraction=sla.reminder_percent / 100,
+                escalation_repeat=timedelta(hours=sla.escalation_repeat_hours),
+                hours=self.business_hours.to_hours(),
+            )
+        except ValueError as error:
+            raise ValueError(str(error)) from None
+        return DeskPolicy(
+            sla=policy,
+            root_causes=tuple(dict.fromkeys(self.root_causes)),
+            recovery_days=self.recovery_days,
+            fallback=_to_target(self.fallback) if self.fallback is not None else None,
+            cx_manager_emails=tuple(email.lower() for email in self.cx_manager_emails),
+            digest_hour=self.digest_hour,
+        )
+
+
+def _targets(targets: TargetsIn) -> Targets:
+    return Targets(
+        first_contact=timedelta(hours=targets.first_contact_hours),
+        resolution=timedelta(hours=targets.resolution_hours),
+    )
+
+
+def desk_policy(config: dict[str, object] | None) -> DeskPolicy:
+    """The policy a stored settings document describes; the defaults when there is none."""
+    return DeskSettingsIn.model_validate(config or {}).to_policy()

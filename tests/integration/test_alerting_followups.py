@@ -3,6 +3,7 @@ worked through the API, and a case nobody contacted in time is escalated."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
@@ -25,6 +26,7 @@ from libs.common.events import (
 from libs.devstack.smtp_sink import read_messages
 from services.alerting import handlers
 from services.alerting.config import AlertingSettings
+from services.alerting.domain.sla import DEFAULT_POLICY, Priority, clock
 from services.alerting.main import build
 from tests.conftest import (
     Mailbox,
@@ -38,8 +40,6 @@ from tests.conftest import (
 )
 
 pytestmark = pytest.mark.integration
-
-SLA = timedelta(hours=24)
 
 
 async def _alerting(start_service: StartService, **overrides: Any) -> ServiceUnderTest:
@@ -130,6 +130,8 @@ async def test_a_detractor_opens_a_case_and_its_owner_is_emailed(
 
     (case,) = await eventually(lambda: _cases(sut, tenant), within=30)
     responded_at = answer.data.responded_at
+    # A new tenant's SLA: score 3 is urgent, first contact within 4 business hours (Mon-Fri 09-17 UTC).
+    due = clock(responded_at, Priority.URGENT, DEFAULT_POLICY).first_contact_due
     assert case["status"] == "open"
     assert case["score"] == 3
     assert case["touchpoint"] == "webshop-purchase"
@@ -137,7 +139,7 @@ async def test_a_detractor_opens_a_case_and_its_owner_is_emailed(
     assert case["comment"] == "The delivery was two weeks late."
     assert case["owner_email"] == tenant.owner_email
     assert _at(case["opened_at"]) == responded_at
-    assert _at(case["due_at"]) == responded_at + SLA
+    assert _at(case["due_at"]) == due
     assert case["breached"] is False and case["breached_at"] is None
     assert "email" not in case
 
@@ -154,7 +156,7 @@ async def test_a_detractor_opens_a_case_and_its_owner_is_emailed(
     assert "score 3" in mail["Subject"]
     assert "A detractor (score 3) answered the survey at touchpoint webshop-purchase" in body
     assert "The delivery was two weeks late." in body
-    assert f"due by {(responded_at + SLA).strftime('%Y-%m-%d %H:%M')} UTC" in body
+    assert f"due by {due.strftime('%Y-%m-%d %H:%M')} UTC" in body
     assert f"PATCH /v1/cases/{case['id']}" in body
 
     (opened,) = await read_topic(
@@ -162,7 +164,9 @@ async def test_a_detractor_opens_a_case_and_its_owner_is_emailed(
     )
     event = json.loads(opened.value)
     assert event["tenantid"] == tenant.tenant_id
-    assert _at(event["data"]["due_at"]) == responded_at + SLA
+    assert _at(event["data"]["due_at"]) == due
+    assert event["data"]["priority"] == "urgent"
+    assert "no rule matched" in event["data"]["routing_reason"]
     assert event["data"]["owner_email"] == tenant.owner_email
 
     # The platform's own log lines; the test's Kafka client and mail sink log raw payloads at debug.
@@ -295,16 +299,20 @@ async def test_cases_are_private_to_their_tenant_and_updates_are_validated(
     assert still.json()["status"] == "open"
 
 
-async def test_a_case_nobody_contacted_in_time_breaches_and_is_escalated(
+async def test_a_case_nobody_contacted_in_time_breaches_and_is_escalated_to_the_tenants_people(
     start_service: StartService, kafka_bootstrap: str, smtp_sink: Mailbox
 ) -> None:
-    escalations = f"escalations-{uuid.uuid4().hex[:8]}@acme.example"
-    sut = await _alerting(start_service, escalation_email=escalations)
+    sut = await _alerting(start_service)
     tenant = await provision_tenant(sut.runtime)
+    cx_manager = f"cx-{uuid.uuid4().hex[:8]}@acme.example"
+    settings = await sut.client.put(
+        "/v1/desk/settings", json={"cx_manager_emails": [cx_manager]}, headers=tenant.headers
+    )
+    assert settings.status_code == 200, settings.text
     now = datetime.now(UTC)
-    forgotten = _answer(tenant, score=2, responded_at=now - timedelta(hours=25))
-    # Due a minute from now and contacted straight away: in time, however late the check runs.
-    handled = _answer(tenant, score=5, responded_at=now - SLA + timedelta(minutes=1))
+    # Ten days ago: past every SLA time a new tenant's business hours give, whatever today is.
+    forgotten = _answer(tenant, score=2, responded_at=now - timedelta(days=10))
+    handled = _answer(tenant, score=5, responded_at=now - timedelta(minutes=1))
     await _publish(kafka_bootstrap, forgotten)
     await _publish(kafka_bootstrap, handled)
     cases = await eventually(lambda: _by_customer(sut, tenant, 2), within=30)
@@ -316,12 +324,10 @@ async def test_a_case_nobody_contacted_in_time_breaches_and_is_escalated(
     assert contacted.status_code == 200
 
     check_at = datetime.now(UTC) + timedelta(minutes=2)
-    settings = sut.runtime.settings
-    assert isinstance(settings, AlertingSettings)
     async with sut.runtime.database.uow() as uow:
-        breached = await handlers.mark_breached(uow, check_at, escalation_email=settings.escalation_email)
+        taken = await handlers.run_clock(uow, check_at)
         await uow.commit()
-    assert breached >= 1
+    assert taken >= 3
 
     after = await _by_customer(sut, tenant, 2)
     assert after[forgotten.data.customer_id]["breached"] is True
@@ -330,46 +336,34 @@ async def test_a_case_nobody_contacted_in_time_breaches_and_is_escalated(
     assert after[handled.data.customer_id]["breached"] is False
     assert [c["id"] for c in await _cases(sut, tenant, breached="true")] == [forgotten_case["id"]]
 
-    async def escalation_mail() -> list[EmailMessage]:
-        return _mail_to(smtp_sink, escalations)
+    async def mail_to(address: str, subject: str) -> list[EmailMessage]:
+        return [
+            m
+            for m in _mail_to(smtp_sink, address)
+            if forgotten_case["id"] in _body(m) and subject in m["Subject"]
+        ]
 
-    (escalation,) = await eventually(escalation_mail, within=20)
-    assert forgotten_case["id"] in _body(escalation)
-    assert "overdue" in escalation["Subject"]
+    # The owner (here the tenant's owner email: no routing rules) hears of the breach; the CX
+    # manager the tenant named hears of the escalation. Nobody else does.
+    (overdue,) = await eventually(lambda: mail_to(tenant.owner_email, "overdue"), within=20)
+    assert "not been contacted in time" in _body(overdue)
+    (escalation,) = await eventually(lambda: mail_to(cx_manager, "Escalated to you (CX manager)"), within=20)
+    assert forgotten.data.customer_id in _body(escalation)
     await read_topic(
         kafka_bootstrap,
         topics.FOLLOWUPS,
         _followup("followup.updated.v1", forgotten_case["id"], status="open", breached=True),
     )
 
-    # A second check finds nothing new to escalate about this case.
+    # A second run of the clock takes no step twice.
     async with sut.runtime.database.uow() as uow:
-        await handlers.mark_breached(uow, check_at + timedelta(minutes=1), escalation_email=escalations)
+        assert await handlers.run_clock(uow, check_at + timedelta(minutes=1)) == 0
         await uow.commit()
     assert (await _by_customer(sut, tenant, 2))[forgotten.data.customer_id]["breached_at"] == after[
         forgotten.data.customer_id
     ]["breached_at"]
-
-
-async def test_without_an_escalation_address_the_owner_hears_of_the_breach(
-    start_service: StartService, kafka_bootstrap: str, smtp_sink: Mailbox
-) -> None:
-    sut = await _alerting(start_service)
-    tenant = await provision_tenant(sut.runtime)
-    await _publish(
-        kafka_bootstrap, _answer(tenant, score=4, responded_at=datetime.now(UTC) - timedelta(hours=30))
-    )
-    (case,) = await eventually(lambda: _cases(sut, tenant), within=30)
-
-    async with sut.runtime.database.uow() as uow:
-        await handlers.mark_breached(uow, datetime.now(UTC))
-        await uow.commit()
-
-    async def overdue_mail() -> list[EmailMessage]:
-        return [m for m in _mail_to(smtp_sink, tenant.owner_email) if "overdue" in m["Subject"]]
-
-    (mail,) = await eventually(overdue_mail, within=20)
-    assert case["id"] in _body(mail)
+    await asyncio.sleep(1)
+    assert len(_mail_to(smtp_sink, cx_manager)) == 1
 
 
 async def _by_customer(sut: ServiceUnderTest, tenant: TestTenant, count: int) -> dict[str, dict[str, Any]]:
@@ -421,7 +415,7 @@ async def _handle(sut: ServiceUnderTest, *events: Event[Any], delay: timedelta) 
     the session's notifier will not send the email during the test."""
     for event in events:
         async with sut.runtime.database.uow() as uow:
-            await handlers.record_answer(event, uow, sla=SLA, now=datetime.now(UTC), notify_delay=delay)
+            await handlers.record_answer(event, uow, now=datetime.now(UTC), notify_delay=delay)
             await uow.commit()
 
 

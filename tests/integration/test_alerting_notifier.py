@@ -106,7 +106,7 @@ async def _detractor(runtime: Runtime, tenant: TestTenant) -> None:
         SURVEY_RESPONDED, tenant_id=tenant.tenant_id, data=data, subject="customer-1", source="/t"
     )
     async with runtime.database.uow() as uow:
-        await handlers.record_answer(event, uow, sla=timedelta(hours=24), now=datetime.now(UTC))
+        await handlers.record_answer(event, uow, now=datetime.now(UTC))
         await uow.commit()
 
 

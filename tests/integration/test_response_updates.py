@@ -28,6 +28,7 @@ from libs.common.events import (
     new_event,
 )
 from services.alerting.config import AlertingSettings
+from services.alerting.domain.sla import DEFAULT_POLICY, Priority, clock
 from services.alerting.main import build as build_alerting
 from services.reporting.config import ReportingSettings
 from services.reporting.main import build as build_reporting
@@ -44,8 +45,6 @@ from tests.conftest import (
 )
 
 pytestmark = pytest.mark.integration
-
-SLA = timedelta(hours=24)
 
 
 async def _services(
@@ -285,7 +284,7 @@ async def test_a_corrected_misclick_turns_the_detractor_into_a_promoter_everywhe
     assert cases[2]["status"] == "open"
 
 
-async def test_a_passive_who_lowers_their_score_gets_a_case_due_a_day_later(
+async def test_a_passive_who_lowers_their_score_gets_a_case_on_the_clock_of_the_lowered_score(
     start_service: StartService, kafka_bootstrap: str
 ) -> None:
     scoring, alerting, _ = await _services(start_service)
@@ -303,7 +302,9 @@ async def test_a_passive_who_lowers_their_score_gets_a_case_due_a_day_later(
     assert case["effort"] == 6
     assert case["owner_email"] == tenant.owner_email
     assert isinstance(lowered.data, SurveyResponseUpdated)
-    assert datetime.fromisoformat(case["due_at"]) == lowered.data.updated_at + SLA
+    # Score 4 is urgent: 4 business hours from when the customer lowered it.
+    due = clock(lowered.data.updated_at, Priority.URGENT, DEFAULT_POLICY).first_contact_due
+    assert datetime.fromisoformat(case["due_at"]) == due
 
     async def detractor() -> dict[str, Any] | None:
         current = await _nps(scoring, tenant)

@@ -2,7 +2,7 @@
 tests that drive the alerting handlers through :class:`tests.support.fakes.FakeUnitOfWork`.
 
 It overrides every query the answer handler (``record_answer``), the case API's handler
-(``update_case``) and the SLA check (``mark_breached``, ``refresh_open_cases``) make, with the
+(``update_case``) and the SLA clock (``run_clock``, ``refresh_open_cases``) make, with the
 semantics the database gives them: one held answer and one case per response (the unique keys
 decide, as ``ON CONFLICT DO NOTHING`` does), one notification per case and kind, and pending means
 neither sent nor failed. Rows are kept as the ORM objects the real queries return, so a handler
@@ -31,8 +31,9 @@ from libs.common.events import (
     SurveyResponseUpdated,
     new_event,
 )
-from services.alerting.models import Answer, Base, FollowupCase, Notification
-from services.alerting.repository import AlertingRepository, CaseNotice, TenantInfo
+from services.alerting.domain.policy import DEFAULT_DESK_POLICY, DeskPolicy
+from services.alerting.models import Answer, Base, CaseEvent, FollowupCase, Notification, RoutingRule
+from services.alerting.repository import AlertingRepository, CaseNotice, People, TenantInfo
 
 Row = TypeVar("Row", bound=Base)
 
@@ -63,6 +64,12 @@ class FakeAlertingRepository(AlertingRepository):
         self.notifications: dict[tuple[uuid.UUID, str], Notification] = {}
         #: The delay each notification was queued with (the database's clock is not faked).
         self.notification_delays: dict[tuple[uuid.UUID, str], timedelta | None] = {}
+        #: Per tenant: its desk policy (default: what a new tenant gets), people, routing rules.
+        self.policies: dict[uuid.UUID, DeskPolicy] = {}
+        self.directory: dict[uuid.UUID, People] = {}
+        self.rules: dict[uuid.UUID, list[RoutingRule]] = {}
+        #: Every case's timeline lines, in the order written.
+        self.timeline: list[CaseEvent] = []
         self._clock = clock
         self._next_notification_id = 1
 
@@ -97,16 +104,33 @@ class FakeAlertingRepository(AlertingRepository):
         case = self.cases.get(case_id)
         return case if case is not None and case.tenant_id == tenant_id else None
 
-    async def breach_candidates(
-        self, now: datetime, *, statuses: Iterable[str], limit: int
-    ) -> Sequence[FollowupCase]:
-        wanted = set(statuses)
-        candidates = [
+    async def desk_policies(self, tenant_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, DeskPolicy]:
+        return {tenant_id: self.policies.get(tenant_id, DEFAULT_DESK_POLICY) for tenant_id in tenant_ids}
+
+    async def people(self, tenant_id: uuid.UUID) -> People:
+        return self.directory.setdefault(tenant_id, People(users={}, teams={}, members=[], open_cases={}))
+
+    async def routing_rules(self, tenant_id: uuid.UUID) -> Sequence[RoutingRule]:
+        return self.rules.get(tenant_id, [])
+
+    async def advance_team_cursor(self, team_id: uuid.UUID, cursor: int) -> None:
+        for people in self.directory.values():
+            if team_id in people.teams:
+                people.teams[team_id].cursor = cursor
+
+    async def add_case_events(self, events: Sequence[CaseEvent]) -> None:
+        for event in events:
+            taken = {(line.case_id, line.dedup_key) for line in self.timeline if line.dedup_key is not None}
+            if event.dedup_key is None or (event.case_id, event.dedup_key) not in taken:
+                self.timeline.append(_copy(event))
+
+    async def clock_due(self, now: datetime, limit: int) -> Sequence[FollowupCase]:
+        due = [
             case
             for case in self.cases.values()
-            if case.status in wanted and case.due_at < now and case.breached_at is None
+            if case.next_check_at is not None and case.next_check_at <= now
         ]
-        return sorted(candidates, key=lambda case: case.due_at)[:limit]
+        return sorted(due, key=lambda case: case.next_check_at or now)[:limit]
 
     async def count_open_cases(self) -> int:
         return sum(1 for case in self.cases.values() if case.status == "open")
@@ -115,6 +139,7 @@ class FakeAlertingRepository(AlertingRepository):
         self, notices: Sequence[CaseNotice], *, after: timedelta | None = None
     ) -> None:
         for queued in notices:
+            assert queued.case_id is not None, "digests are not faked"
             key = (queued.case_id, queued.notice.kind.value)
             if key in self.notifications:
                 continue

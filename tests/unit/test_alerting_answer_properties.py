@@ -32,7 +32,6 @@ from tests.support.fakes import FakeUnitOfWork
 
 TENANT = uuid.UUID("7d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d")
 OWNER = "owner@acme.example"
-SLA = timedelta(hours=24)
 RESPONDED_AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 CONSUMER = "followups"
 
@@ -106,7 +105,7 @@ async def _deliver(
             # As the consumer runner does, or the handler on its own, which must hold up alone.
             if not claim_first or await uow.claim(CONSUMER, [event]):
                 now = RESPONDED_AT + timedelta(hours=1, seconds=step)
-                await record_answer(event, uow, sla=SLA, now=now)
+                await record_answer(event, uow, now=now)
             await uow.commit()
     return repository, uow
 

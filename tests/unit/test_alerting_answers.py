@@ -17,9 +17,9 @@ from services.alerting.domain.revisions import Resolution
 from services.alerting.handlers import (
     CaseNotFound,
     case_id_for,
-    mark_breached,
     record_answer,
     refresh_open_cases,
+    run_clock,
     update_case,
 )
 from services.alerting.repository import AlertingRepository
@@ -28,7 +28,7 @@ from tests.support.fakes import FakeUnitOfWork
 
 TENANT = uuid.UUID("3f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0")
 OWNER = "owner@acme.example"
-SLA = timedelta(hours=24)
+# A Monday at opening time, in the business hours a new tenant gets (Mon-Fri 09-17 UTC).
 RESPONDED_AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 NOW = RESPONDED_AT + timedelta(hours=1)
 
@@ -53,7 +53,7 @@ def _service(owner: str | None = OWNER) -> tuple[FakeAlertingRepository, Uow]:
 
 async def _handle(uow: Uow, event: Event[Any], now: datetime = NOW, **options: Any) -> None:
     async with uow:
-        await record_answer(event, uow, sla=SLA, now=now, **options)
+        await record_answer(event, uow, now=now, **options)
         await uow.commit()
 
 
@@ -66,7 +66,10 @@ async def test_a_detractor_answer_opens_a_case_for_the_owner_and_queues_the_emai
     case = repository.cases[case_id_for(answer.response_id)]
     assert (case.status, case.score, case.owner_email) == (CaseStatus.OPEN.value, 3, OWNER)
     assert case.customer_email == f"{answer.customer_id}@shoppers.example"
-    assert case.due_at == RESPONDED_AT + SLA
+    # Score 3 is urgent: first contact within 4 business hours, by 13:00 the same Monday.
+    assert (case.priority, case.due_at) == ("urgent", RESPONDED_AT + timedelta(hours=4))
+    assert [line.kind for line in repository.timeline] == ["opened", "routed"]
+    assert "owner email" in (case.routing_reason or "")
     [opened] = uow.of_type(FOLLOWUP_OPENED)
     assert opened.envelope.subject == str(case.id)
     notification = repository.notifications[(case.id, NoticeKind.CASE_OPENED.value)]
@@ -137,8 +140,9 @@ async def test_back_to_a_detractor_score_reopens_the_same_case_on_a_fresh_clock(
 
     [case] = repository.cases.values()
     assert (case.status, case.resolution, case.score) == (CaseStatus.OPEN.value, None, 4)
-    # The third version was given two minutes after the first: its SLA runs from then.
-    assert case.due_at == RESPONDED_AT + timedelta(minutes=2) + SLA
+    # The third version was given two minutes after the first: its SLA (urgent, 4 business hours)
+    # runs from then.
+    assert case.due_at == RESPONDED_AT + timedelta(minutes=2) + timedelta(hours=4)
     assert len(uow.of_type(FOLLOWUP_OPENED)) == 1
     assert len(uow.of_type(FOLLOWUP_UPDATED)) == 2
 
@@ -223,20 +227,23 @@ async def test_a_case_nobody_contacted_in_time_is_stamped_and_escalated_once() -
             now=NOW,
         )
         await uow.commit()
-    check_at = RESPONDED_AT + SLA + timedelta(minutes=1)
+    # Score 1 is urgent: due by 13:00; by 13:01 the breach and the escalation are due (the
+    # reminder at 12:00 no longer is: time has run out).
+    check_at = RESPONDED_AT + timedelta(hours=4, minutes=1)
 
     for minutes in (0, 5):
         async with uow:
-            await mark_breached(
-                uow, check_at + timedelta(minutes=minutes), escalation_email="boss@acme.example"
-            )
+            await run_clock(uow, check_at + timedelta(minutes=minutes))
             await uow.commit()
 
     case = repository.cases[case_id_for(late.response_id)]
     assert case.breached_at == check_at
+    assert set(case.sla_done) == {"breach", "escalate_team_lead"}
     assert repository.cases[case_id_for(contacted.response_id)].breached_at is None
-    escalation = repository.notifications[(case.id, NoticeKind.CASE_BREACHED.value)]
-    assert escalation.recipient == "boss@acme.example"
+    breach = repository.notifications[(case.id, NoticeKind.CASE_BREACHED.value)]
+    assert breach.recipient == OWNER
+    escalated = [line for line in repository.timeline if line.case_id == case.id and line.kind == "escalated"]
+    assert [line.body for line in escalated] == ["no team lead to tell"]
     assert [event.envelope.subject for event in uow.of_type(FOLLOWUP_UPDATED)] == [
         str(case_id_for(contacted.response_id)),
         str(case.id),

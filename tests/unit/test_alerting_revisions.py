@@ -97,7 +97,7 @@ def test_going_back_to_a_detractor_score_reopens_the_case_on_a_fresh_clock() -> 
     )
     given_at = OPENED + timedelta(days=3)
 
-    reopened = reopened_by_score_change(resolved, old_score=9, new_score=2, given_at=given_at, sla=SLA)
+    reopened = reopened_by_score_change(resolved, old_score=9, new_score=2, due_at=given_at + SLA)
 
     assert reopened == CaseState(
         status=CaseStatus.OPEN,

@@ -1,9 +1,9 @@
-"""Follow-up cases: which answers open one, the SLA clock, and how a case may move on."""
+"""Follow-up cases: which answers open one, and how a case may move on (the SLA clock is
+``services/alerting/domain/sla.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
 from enum import StrEnum
 
 from libs.common.events import NpsCategory, nps_category
@@ -22,9 +22,6 @@ TRANSITIONS: Mapping[CaseStatus, frozenset[CaseStatus]] = {
     CaseStatus.RESOLVED: frozenset(),
 }
 
-#: Only a case nobody has reached out about can breach the SLA: contacting the customer stops the clock.
-BREACHABLE_STATUSES: frozenset[CaseStatus] = frozenset({CaseStatus.OPEN})
-
 
 def is_detractor(score: int) -> bool:
     """A detractor's answer opens a case; the groups are :func:`libs.common.events.nps_category`."""
@@ -32,18 +29,6 @@ def is_detractor(score: int) -> bool:
         return nps_category(score) is NpsCategory.DETRACTOR
     except ValueError:
         raise ValueError(f"an NPS score is 0-10, not {score}") from None
-
-
-def due_at(responded_at: datetime, sla: timedelta) -> datetime:
-    """The SLA runs from the moment the customer answered, not from when we heard of it."""
-    return responded_at + sla
-
-
-def is_breached(status: CaseStatus, due: datetime, now: datetime) -> bool:
-    """A case is breached when it is still untouched after its due time (the due instant itself is
-    still in time). The SLA check stamps exactly the cases this says have breached; its query only
-    fetches the candidates."""
-    return status in BREACHABLE_STATUSES and due < now
 
 
 class InvalidTransition(Exception):

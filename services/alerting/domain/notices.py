@@ -11,6 +11,10 @@ from enum import StrEnum
 class NoticeKind(StrEnum):
     CASE_OPENED = "case_opened"
     CASE_BREACHED = "case_breached"
+    SLA_REMINDER = "sla_reminder"
+    ESCALATION_TEAM_LEAD = "escalation_team_lead"
+    ESCALATION_CX_MANAGER = "escalation_cx_manager"
+    RESOLUTION_REMINDER = "resolution_reminder"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +133,52 @@ def retry_delay(attempts: int) -> timedelta | None:
         return None
     # Cap the exponent before multiplying so a huge count cannot overflow timedelta.
     return min(FIRST_RETRY * (1 << min(attempts - 1, 20)), LONGEST_RETRY)
+
+
+# --- The SLA clock's messages ----------------------------------------------------------------------
+
+
+def sla_reminder(case: CaseFacts, recipient: str) -> Notice:
+    """To the owner, before the first-contact time runs out."""
+    subject = f"Reminder: contact the detractor at {case.touchpoint} by {utc_text(case.due_at)}"
+    lines = [
+        f"Time is running out to contact a detractor (score {case.score}): due by {utc_text(case.due_at)}.",
+        "A customer contacted within a day often turns passive; two weeks is too late.",
+        "",
+        *_customer_lines(case),
+        "",
+        f"Case: {case.case_id}",
+    ]
+    return Notice(NoticeKind.SLA_REMINDER, recipient, subject, "\n".join(lines) + "\n")
+
+
+def escalation(case: CaseFacts, recipient: str, at: datetime, *, level: NoticeKind) -> Notice:
+    """To the team lead at the breach, then to the CX manager: nobody has contacted the customer."""
+    who = "team lead" if level is NoticeKind.ESCALATION_TEAM_LEAD else "CX manager"
+    owner = case.owner_email or "nobody"
+    subject = (
+        f"Escalated to you ({who}): detractor at {case.touchpoint} not contacted, due {utc_text(case.due_at)}"
+    )
+    lines = [
+        f"A detractor case is overdue and has been escalated to you as {who}.",
+        f"It was due by {utc_text(case.due_at)} and nobody has reached the customer as of {utc_text(at)}.",
+        "",
+        f"Score {case.score} at touchpoint {case.touchpoint}. Owner: {owner}.",
+        "",
+        *_customer_lines(case),
+        "",
+        f"Case: {case.case_id}",
+    ]
+    return Notice(level, recipient, subject, "\n".join(lines) + "\n")
+
+
+def resolution_reminder(case: CaseFacts, recipient: str, resolution_due: datetime) -> Notice:
+    subject = f"Reminder: resolve the detractor case at {case.touchpoint} by {utc_text(resolution_due)}"
+    lines = [
+        f"A detractor case (score {case.score}) should be resolved by {utc_text(resolution_due)}.",
+        "",
+        *_customer_lines(case),
+        "",
+        f"Case: {case.case_id}",
+    ]
+    return Notice(NoticeKind.RESOLUTION_REMINDER, recipient, subject, "\n".join(lines) + "\n")

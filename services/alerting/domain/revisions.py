@@ -10,10 +10,10 @@ corrected mis-click closes it again, and only a case closed that way reopens.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
-from services.alerting.domain.cases import CaseStatus, due_at, is_detractor
+from services.alerting.domain.cases import CaseStatus, is_detractor
 
 #: ``survey.responded`` carries no revision: it is the first.
 FIRST_REVISION = 1
@@ -97,7 +97,7 @@ def resolved_by_score_change(case: CaseState, *, old_score: int, new_score: int,
 
 
 def reopened_by_score_change(
-    case: CaseState, *, old_score: int, new_score: int, given_at: datetime, sla: timedelta
+    case: CaseState, *, old_score: int, new_score: int, due_at: datetime
 ) -> CaseState:
     """The case once the customer has gone back to a detractor score: open again, on a fresh SLA
     clock that runs from when they gave the new score, so an old breach no longer counts."""
@@ -107,6 +107,6 @@ def reopened_by_score_change(
         resolved_at=None,
         resolution=None,
         breached_at=None,
-        due_at=due_at(given_at, sla),
+        due_at=due_at,
         note=reopened_note(old_score, new_score),
     )

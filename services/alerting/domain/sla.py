@@ -5,9 +5,9 @@ counted in business time, :class:`~services.alerting.domain.business_hours.Busin
 SLA job can keep each open case's ``next_check_at`` in an index and only ever load cases that are due.
 
 When a step is due: a reminder is due *at* its time (``now >= reminder_at``), but a breach only
-*after* its due time: the due instant itself is still in time (``now > first_contact_due``), as in
-:func:`services.alerting.domain.cases.is_breached`. The escalation to the team lead comes with the
-breach; the one to the CX manager ``escalation_repeat`` of business time after the due time.
+*after* its due time: the due instant itself is still in time (``now > first_contact_due``). The
+escalation to the team lead comes with the breach; the one to the CX manager ``escalation_repeat``
+of business time after the due time.
 """
 
 from __future__ import annotations

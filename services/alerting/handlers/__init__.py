@@ -7,7 +7,7 @@ from services.alerting.handlers.answers import record_answer
 from services.alerting.handlers.cases import CaseNotFound, update_case
 from services.alerting.handlers.common import case_id_for
 from services.alerting.handlers.notifications import DEFAULT_LEASE, Mailer, deliver_notifications
-from services.alerting.handlers.sla import BREACH_BATCH, mark_breached, refresh_open_cases
+from services.alerting.handlers.sla import BREACH_BATCH, refresh_open_cases, run_clock
 
 __all__ = [
     "BREACH_BATCH",
@@ -16,8 +16,8 @@ __all__ = [
     "Mailer",
     "case_id_for",
     "deliver_notifications",
-    "mark_breached",
     "record_answer",
     "refresh_open_cases",
+    "run_clock",
     "update_case",
 ]

@@ -14,7 +14,7 @@ from libs.common.db import UnitOfWork
 from libs.common.events import Event, FollowupOpened, SurveyResponded, SurveyResponseUpdated
 from libs.common.kafka import RejectEvent
 from services.alerting.domain import notices
-from services.alerting.domain.cases import CaseStatus, due_at
+from services.alerting.domain.cases import CaseStatus
 from services.alerting.domain.revisions import (
     FIRST_REVISION,
     CaseAction,
@@ -25,12 +25,16 @@ from services.alerting.domain.revisions import (
     reopened_by_score_change,
     resolved_by_score_change,
 )
+from services.alerting.domain.sla import Priority, clock, priority_of
 from services.alerting.handlers.common import (
     case_facts,
     case_id_for,
     emit_updated,
     event_id,
 )
+from services.alerting.handlers.routing import place_case
+from services.alerting.handlers.timeline import entry, opening_timeline, routing_facts
+from services.alerting.handlers.timeline import place as _place
 from services.alerting.models import Answer, FollowupCase
 from services.alerting.repository import AlertingRepository, CaseNotice
 
@@ -128,14 +132,13 @@ async def record_answer(
     event: Event[SurveyResponded] | Event[SurveyResponseUpdated],
     uow: UnitOfWork[AlertingRepository],
     *,
-    sla: timedelta,
     now: datetime,
     notify_delay: timedelta = timedelta(0),
 ) -> None:
     """Hold the answer's newest version and keep its case in step with it: a detractor's answer
-    opens one case, assigned to the tenant's owner, who is emailed; a score changed away from
-    detractor resolves the case, and one changed to detractor opens it. A version not newer than
-    the one held only fills in contact details still missing."""
+    opens one case, routed by the tenant's rules and emailed to whoever takes it, on the tenant's
+    SLA clock; a score changed away from detractor resolves the case, and one changed to detractor
+    opens it. A version not newer than the one held only fills in contact details still missing."""
     tenant_id = event.tenant
     version = _Version.of(event.data)
     held = await _held_version(uow, tenant_id, version, now)
@@ -150,16 +153,14 @@ async def record_answer(
     resolution = Resolution(case.resolution) if case is not None and case.resolution else None
     action = case_action(status, resolution, version.score)
     if action is CaseAction.OPEN:
-        await _open_case(
-            event.tenant_id, tenant_id, version, held, uow, sla=sla, now=now, notify_delay=notify_delay
-        )
+        await _open_case(event.tenant_id, tenant_id, version, held, uow, now=now, notify_delay=notify_delay)
         return
     if case is None:
         return
     await _refresh_case(case, action, version, held, uow, now=now)
     old_score = previous_score if previous_score is not None else case.score
     if action in (CaseAction.RESOLVE, CaseAction.REOPEN):
-        await _follow_score_change(case, action, version, old_score, uow, sla=sla, now=now)
+        await _follow_score_change(case, action, version, old_score, uow, now=now)
 
 
 async def _held_version(
@@ -210,7 +211,6 @@ async def _follow_score_change(
     old_score: int,
     uow: UnitOfWork[AlertingRepository],
     *,
-    sla: timedelta,
     now: datetime,
 ) -> None:
     """Resolve or reopen the case as the domain says a score change does, and tell the others."""
@@ -225,11 +225,21 @@ async def _follow_score_change(
             "not sent: the customer changed the score before the email went out",
         )
         CASES_RESOLVED_BY_CUSTOMER.inc()
+        case.next_check_at = None
     else:
-        reopened = reopened_by_score_change(
-            _state(case), old_score=old_score, new_score=version.score, given_at=version.given_at, sla=sla
-        )
-        _apply(case, reopened)
+        await _restart_clock(case, version, uow, old_score=old_score, now=now)
+    await uow.repository.add_case_events(
+        [
+            entry(
+                case,
+                "score_changed",
+                version.given_at,
+                body=case.note,
+                data={"from": old_score, "to": version.score, "status": case.status},
+                dedup_key=f"revision:{version.revision}",
+            )
+        ]
+    )
     # One change per revision at most, so the revision names it.
     emit_updated(uow, case, f"revision:{version.revision}", now)
     log.info(
@@ -241,6 +251,30 @@ async def _follow_score_change(
             "by": "score_change",
         },
     )
+
+
+async def _restart_clock(
+    case: FollowupCase,
+    version: _Version,
+    uow: UnitOfWork[AlertingRepository],
+    *,
+    old_score: int,
+    now: datetime,
+) -> None:
+    """A case reopened by a detractor score again: the clock starts afresh from the new score, and
+    every step may be taken again."""
+    policy = await uow.repository.desk_policy(case.tenant_id)
+    case.priority = priority_of(version.score).value
+    times = clock(version.given_at, Priority(case.priority), policy.sla)
+    reopened = reopened_by_score_change(
+        _state(case), old_score=old_score, new_score=version.score, due_at=times.first_contact_due
+    )
+    _apply(case, reopened)
+    case.reopened_at = version.given_at
+    case.resolution_due_at = times.resolution_due
+    case.sla_done = []
+    case.recovery_due_at = None
+    case.next_check_at = now
 
 
 def _state(case: FollowupCase) -> CaseState:
@@ -303,7 +337,6 @@ async def _open_case(
     held: Answer | None,
     uow: UnitOfWork[AlertingRepository],
     *,
-    sla: timedelta,
     now: datetime,
     notify_delay: timedelta = timedelta(0),
 ) -> None:
@@ -312,12 +345,25 @@ async def _open_case(
         # Never for a tenant that does not exist. The consumer holds a tenant's events until its
         # tenant.created has arrived, so this is a safety net, not the way a late tenant is handled.
         raise RejectEvent(f"tenantid: unknown tenant {tenant_text!r}")
-    facts = _opening_facts(version, held, tenant.owner_email, sla)
-    if not await uow.repository.insert_case(_new_case(tenant_id, version, facts, now)):
+    policy = await uow.repository.desk_policy(tenant_id)
+    priority = priority_of(version.score)
+    times = clock(version.given_at, priority, policy.sla)
+    placement = await place_case(
+        uow,
+        tenant_id,
+        routing_facts(version.touchpoint, version.score),
+        policy=policy,
+        owner_email=tenant.owner_email,
+    )
+    facts = _opening_facts(version, held, placement.routed.notify_email, times.first_contact_due)
+    case = _new_case(tenant_id, version, facts, now)
+    _place(case, placement, priority, times, policy, now)
+    if not await uow.repository.insert_case(case):
         log.info("followup.duplicate_answer", extra={"case_id": str(facts.case_id), "tenant_id": tenant_text})
         return
+    await uow.repository.add_case_events(opening_timeline(case, placement))
     uow.emit(
-        _case_opened(version, facts),
+        _case_opened(version, facts, case),
         tenant_id=tenant_text,
         subject=str(facts.case_id),
         event_id=event_id(facts.case_id, "opened"),
@@ -342,7 +388,7 @@ async def _open_case(
 
 
 def _opening_facts(
-    version: _Version, held: Answer | None, owner_email: str | None, sla: timedelta
+    version: _Version, held: Answer | None, owner_email: str | None, due: datetime
 ) -> notices.CaseFacts:
     """The new case as its owner's email tells it; contact details the held version knows fill in
     those this version lacks."""
@@ -355,7 +401,7 @@ def _opening_facts(
         score=version.score,
         comment=version.comment,
         opened_at=version.given_at,
-        due_at=due_at(version.given_at, sla),
+        due_at=due,
         owner_email=owner_email,
         recommended=version.recommended,
         csat=version.csat,
@@ -388,8 +434,14 @@ def _new_case(
     )
 
 
-def _case_opened(version: _Version, facts: notices.CaseFacts) -> FollowupOpened:
+def _case_opened(version: _Version, facts: notices.CaseFacts, case: FollowupCase) -> FollowupOpened:
     return FollowupOpened(
+        priority=case.priority,
+        assignee_user_id=case.assignee_user_id,
+        assignee_name=case.assignee_name,
+        team_id=case.team_id,
+        team_name=case.team_name,
+        routing_reason=case.routing_reason,
         case_id=facts.case_id,
         response_id=version.response_id,
         invitation_id=version.invitation_id,

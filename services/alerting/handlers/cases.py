@@ -10,6 +10,7 @@ from libs.common.db import UnitOfWork
 from services.alerting.domain.cases import CaseStatus, transition
 from services.alerting.domain.revisions import Resolution
 from services.alerting.handlers.common import emit_updated
+from services.alerting.handlers.timeline import after_change
 from services.alerting.models import FollowupCase
 from services.alerting.repository import AlertingRepository
 
@@ -42,6 +43,7 @@ async def update_case(
     if note is not None:
         case.note = note
     case.updated_at = now
+    after_change(case, await uow.repository.desk_policy(tenant_id), now)
     emit_updated(uow, case, f"status:{status.value}", now)
     log.info(
         "followup.updated",

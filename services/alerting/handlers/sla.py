@@ -1,58 +1,168 @@
-"""The SLA: stamp the cases nobody contacted in time and escalate them."""
+"""The SLA clock: take each case's steps when they come due (the reminder before the first-contact
+time runs out, the breach, the escalations to the team lead and then the CX manager, the resolution
+reminder and breach), record each on the case's timeline, and queue who must hear of it.
+
+One transaction per batch holds the case rows (SKIP LOCKED), the timeline lines, the notifications
+and the outgoing events, and each step is recorded in ``sla_done`` and under a dedup key: a job
+killed mid-batch leaves nothing taken, and one re-run after a crash takes nothing twice.
+"""
 
 from __future__ import annotations
 
 import logging
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from prometheus_client import Counter, Gauge
 
 from libs.common.db import UnitOfWork
 from services.alerting.domain import notices
-from services.alerting.domain.cases import BREACHABLE_STATUSES, CaseStatus, is_breached
+from services.alerting.domain.policy import DeskPolicy
+from services.alerting.domain.sla import Step, due_steps
 from services.alerting.handlers.common import case_facts, emit_updated
-from services.alerting.repository import AlertingRepository, CaseNotice
+from services.alerting.handlers.timeline import clock_state, entry
+from services.alerting.models import CaseEvent, FollowupCase
+from services.alerting.repository import AlertingRepository, CaseNotice, People
 
 log = logging.getLogger(__name__)
 
 CASES_BREACHED = Counter(
     "nps_alerting_cases_breached_total", "Follow-up cases not contacted by their due time"
 )
+SLA_STEPS = Counter("nps_alerting_sla_steps_total", "SLA clock steps taken, by step", ["step"])
 OPEN_CASES = Gauge("nps_alerting_open_cases", "Cases nobody has contacted yet, as of the last SLA check")
-
 
 BREACH_BATCH = 1000
 
 
-async def mark_breached(
-    uow: UnitOfWork[AlertingRepository],
-    now: datetime,
-    *,
-    escalation_email: str | None = None,
-    limit: int = BREACH_BATCH,
-) -> int:
-    """Stamp every case still open after its due time as breached (up to ``limit`` per call), tell
-    the others, and queue an escalation to ``escalation_email``, or else the case's owner."""
-    candidates = await uow.repository.breach_candidates(
-        now, statuses=[status.value for status in BREACHABLE_STATUSES], limit=limit
-    )
-    cases = [case for case in candidates if is_breached(CaseStatus(case.status), case.due_at, now)]
-    escalations: list[CaseNotice] = []
+@dataclass
+class _Batch:
+    entries: list[CaseEvent] = field(default_factory=list)
+    queued: list[CaseNotice] = field(default_factory=list)
+
+    def tell(self, case: FollowupCase, notice: notices.Notice) -> None:
+        self.queued.append(CaseNotice(case.tenant_id, case.id, notice))
+
+
+async def run_clock(uow: UnitOfWork[AlertingRepository], now: datetime, *, limit: int = BREACH_BATCH) -> int:
+    """Take every step due by ``now`` on up to ``limit`` cases; the number of steps taken."""
+    repository = uow.repository
+    cases = await repository.clock_due(now, limit)
+    policies = await repository.desk_policies({case.tenant_id for case in cases})
+    batch = _Batch()
+    taken = 0
     for case in cases:
+        policy = policies[case.tenant_id]
+        due = due_steps(clock_state(case), policy.sla, now)
+        for step in due.steps:
+            await _take(step, case, policy, uow, batch, now)
+            SLA_STEPS.labels(step=step.value).inc()
+        taken += len(due.steps)
+        case.sla_done = [*(case.sla_done or []), *(step.value for step in due.steps)]
+        case.next_check_at = due_steps(clock_state(case), policy.sla, now).next_check_at
+    await repository.add_case_events(batch.entries)
+    await repository.queue_notifications(batch.queued)
+    if taken:
+        log.info("followup.sla_steps", extra={"cases": len(cases), "steps": taken})
+    return taken
+
+
+async def _take(
+    step: Step,
+    case: FollowupCase,
+    policy: DeskPolicy,
+    uow: UnitOfWork[AlertingRepository],
+    batch: _Batch,
+    now: datetime,
+) -> None:
+    facts = case_facts(case)
+    if step is Step.REMINDER:
+        batch.entries.append(entry(case, "reminder", now, body=_told(case.owner_email), dedup_key=step.value))
+        if case.owner_email:
+            batch.tell(case, notices.sla_reminder(facts, case.owner_email))
+    elif step is Step.BREACH:
         case.breached_at = now
         case.updated_at = now
         emit_updated(uow, case, "breached", now)
-        recipient = escalation_email or case.owner_email
-        if recipient is None:
-            log.warning("followup.breach_unnotified", extra={"case_id": str(case.id)})
-            continue
-        notice = notices.case_breached(case_facts(case), recipient, now)
-        escalations.append(CaseNotice(case.tenant_id, case.id, notice))
-    await uow.repository.queue_notifications(escalations)
-    if cases:
-        CASES_BREACHED.inc(len(cases))
-        log.info("followup.breached", extra={"cases": len(cases)})
-    return len(cases)
+        CASES_BREACHED.inc()
+        batch.entries.append(entry(case, "breached", now, body=_told(case.owner_email), dedup_key=step.value))
+        if case.owner_email:
+            batch.tell(case, notices.case_breached(facts, case.owner_email, now))
+    elif step in (Step.ESCALATE_TEAM_LEAD, Step.ESCALATE_CX_MANAGER):
+        await _escalate(step, case, policy, uow, batch, now)
+    elif step is Step.RESOLUTION_REMINDER:
+        batch.entries.append(
+            entry(case, "resolution_reminder", now, body=_told(case.owner_email), dedup_key=step.value)
+        )
+        if case.owner_email and case.resolution_due_at is not None:
+            batch.tell(case, notices.resolution_reminder(facts, case.owner_email, case.resolution_due_at))
+    else:
+        case.resolution_breached_at = now
+        case.updated_at = now
+        emit_updated(uow, case, "resolution_breached", now)
+        batch.entries.append(entry(case, "resolution_breached", now, dedup_key=step.value))
+
+
+async def _escalate(
+    step: Step,
+    case: FollowupCase,
+    policy: DeskPolicy,
+    uow: UnitOfWork[AlertingRepository],
+    batch: _Batch,
+    now: datetime,
+) -> None:
+    """Escalate to this tenant's people only: the case's team lead, then its CX managers."""
+    people = await uow.repository.people(case.tenant_id)
+    if step is Step.ESCALATE_TEAM_LEAD:
+        level, recipients = notices.NoticeKind.ESCALATION_TEAM_LEAD, team_leads(case, people)
+    else:
+        level = notices.NoticeKind.ESCALATION_CX_MANAGER
+        owner_email = await _owner_email(uow, case.tenant_id)
+        recipients = cx_managers(people, policy, owner_email)
+    label = "team lead" if level is notices.NoticeKind.ESCALATION_TEAM_LEAD else "CX manager"
+    body = f"escalated to the {label}: {', '.join(recipients)}" if recipients else f"no {label} to tell"
+    batch.entries.append(
+        entry(
+            case, "escalated", now, body=body, data={"level": label, "to": recipients}, dedup_key=step.value
+        )
+    )
+    for recipient in recipients:
+        batch.tell(case, notices.escalation(case_facts(case), recipient, now, level=level))
+    if not recipients:
+        log.warning("followup.escalation_unnotified", extra={"case_id": str(case.id), "level": label})
+
+
+def team_leads(case: FollowupCase, people: People) -> list[str]:
+    """The lead of the case's team, or of the owner's teams; active people only."""
+    team_ids = [case.team_id] if case.team_id is not None else []
+    if not team_ids and case.assignee_user_id is not None:
+        team_ids = [team for team, user in people.members if user == case.assignee_user_id]
+    leads: list[str] = []
+    for team_id in team_ids:
+        team = people.teams.get(team_id)
+        lead = people.users.get(team.lead_user_id) if team is not None and team.lead_user_id else None
+        if lead is not None and lead.active and lead.email not in leads:
+            leads.append(lead.email)
+    return leads
+
+
+def cx_managers(people: People, policy: DeskPolicy, owner_email: str | None) -> list[str]:
+    """The addresses the tenant named, else its active CX managers, else its owner email."""
+    if policy.cx_manager_emails:
+        return list(policy.cx_manager_emails)
+    managers = sorted(
+        user.email for user in people.users.values() if user.active and user.role == "cx_manager"
+    )
+    return managers or ([owner_email] if owner_email else [])
+
+
+async def _owner_email(uow: UnitOfWork[AlertingRepository], tenant_id: uuid.UUID) -> str | None:
+    return (await uow.repository.tenant_info(tenant_id)).owner_email
+
+
+def _told(recipient: str | None) -> str:
+    return f"told {recipient}" if recipient else "nobody to tell: the case has no owner"
 
 
 async def refresh_open_cases(uow: UnitOfWork[AlertingRepository]) -> int:
