@@ -222,7 +222,10 @@ async def post_json(
     ``Host`` and in TLS. ``timeout`` bounds the whole exchange, resolution included.
 
     Raises ``UnsafeUrl`` for a target that must not be reached, ``OutboundError`` for a failed
-    delivery (timeouts, connection errors, a non-2xx answer), with ``retryable`` set."""
+    delivery (timeouts, connection errors, a non-2xx answer), with ``retryable`` set.
+
+    ``client`` speaks HTTP/1.1 (httpx's default): each request asks for its connection to be closed
+    after it (see ``_send``), which HTTP/2 does not allow."""
     checked = httpx.URL(check_webhook_url(url, allow_private=allow_private))
     shown = redact(str(checked))
     body = json.dumps(dict(payload), separators=(",", ":")).encode()

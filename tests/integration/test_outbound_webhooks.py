@@ -1,6 +1,7 @@
 """Chat webhooks against a real HTTP server on this machine: by default it is a private address and
 nothing reaches it; allowed (as in local tests), the Slack message arrives as JSON, and what the
-server answers decides whether a failed delivery is worth retrying."""
+server answers decides whether a failed delivery is worth retrying. Over TLS, the connection goes to
+the checked address while the certificate is still checked against the host name."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -22,6 +27,7 @@ from services.alerting.domain.chat import ChatNotice, slack_payload
 pytestmark = pytest.mark.integration
 
 SECRET_PATH = "/services/T0000/B0000/sEcReTtOkEn"
+KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")  # quick to make, unlike RSA
 
 
 @dataclass
@@ -72,14 +78,13 @@ class WebhookServer:
         return f"{scheme}://{host}:{self.port}{SECRET_PATH}"
 
 
-@pytest.fixture
-async def webhook_server() -> AsyncIterator[WebhookServer]:
-    server = WebhookServer()
-    listeners = [await asyncio.start_server(server.handle, host="127.0.0.1", port=0)]
+@contextlib.asynccontextmanager
+async def serving(server: WebhookServer, tls: ssl.SSLContext | None = None) -> AsyncIterator[WebhookServer]:
+    listeners = [await asyncio.start_server(server.handle, host="127.0.0.1", port=0, ssl=tls)]
     server.port = listeners[0].sockets[0].getsockname()[1]
     # `localhost` may resolve to ::1 first: listen there too, on the same port, where there is IPv6.
     with contextlib.suppress(OSError):
-        listeners.append(await asyncio.start_server(server.handle, host="::1", port=server.port))
+        listeners.append(await asyncio.start_server(server.handle, host="::1", port=server.port, ssl=tls))
     try:
         yield server
     finally:
@@ -87,6 +92,58 @@ async def webhook_server() -> AsyncIterator[WebhookServer]:
         for listener in listeners:
             listener.close()
             await listener.wait_closed()
+
+
+@pytest.fixture
+async def webhook_server() -> AsyncIterator[WebhookServer]:
+    async with serving(WebhookServer()) as server:
+        yield server
+
+
+@dataclass
+class Certificates:
+    ca: Path
+    localhost: tuple[Path, Path]
+    elsewhere: tuple[Path, Path]
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A test CA, and two server certificates it signed: one for `localhost`, one for another name."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make test certificates")
+    folder = tmp_path_factory.mktemp("tls")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(
+            ["openssl", *args], cwd=folder, check=True, capture_output=True, stdin=subprocess.DEVNULL
+        )
+
+    openssl(
+        "req", "-x509", *KEY, "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=outbound test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    made = {}
+    for name in ("localhost", "elsewhere.example"):
+        (folder / f"{name}.ext").write_text(f"subjectAltName=DNS:{name}\n")
+        openssl(
+            "req", *KEY, "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN={name}",
+        )  # fmt: skip
+        openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", f"{name}.ext", "-out", f"{name}.pem",
+        )  # fmt: skip
+        made[name] = (folder / f"{name}.pem", folder / f"{name}.key")
+    return Certificates(folder / "ca.pem", made["localhost"], made["elsewhere.example"])
+
+
+def server_tls(certificate: tuple[Path, Path], names_seen: list[str | None]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    context.sni_callback = lambda _socket, name, _context: names_seen.append(name)
+    return context
 
 
 def case_notice() -> ChatNotice:
@@ -169,3 +226,32 @@ async def test_a_closed_port_is_a_connection_error_worth_retrying() -> None:
             await post_json(client, closed, {"text": "hi"}, allow_private=True)
     assert failed.value.retryable is True
     assert "sEcReTtOkEn" not in str(failed.value)
+
+
+async def test_tls_verifies_the_host_name_although_the_connection_goes_to_the_checked_address(
+    certificates: Certificates,
+) -> None:
+    names_seen: list[str | None] = []
+    trust = ssl.create_default_context(cafile=certificates.ca)
+    async with (
+        serving(WebhookServer(), server_tls(certificates.localhost, names_seen)) as server,
+        httpx.AsyncClient(verify=trust) as client,
+    ):
+        status = await post_json(client, server.url("localhost", "https"), {"text": "hi"}, allow_private=True)
+
+    assert status == 200
+    # The name went to the server in the TLS handshake, and its certificate was checked against it,
+    # although the connection was made to the address resolved and checked before.
+    assert names_seen == ["localhost"]
+    [request] = server.received
+    assert request.headers["host"] == f"localhost:{server.port}"
+
+
+async def test_a_certificate_for_another_name_is_refused(certificates: Certificates) -> None:
+    trust = ssl.create_default_context(cafile=certificates.ca)
+    async with serving(WebhookServer(), server_tls(certificates.elsewhere, [])) as server:
+        async with httpx.AsyncClient(verify=trust) as client:
+            with pytest.raises(OutboundError, match="the connection failed") as failed:
+                await post_json(client, server.url("localhost", "https"), {"text": "hi"}, allow_private=True)
+        assert server.received == []
+    assert "hostname mismatch" in str(failed.value.__cause__).lower()
