@@ -1,0 +1,295 @@
+"""Outbound HTTP to URLs a tenant configures (chat webhooks). Outbound HTTP refuses private addresses.
+
+A webhook URL is a tenant's input and the services run inside a private network, so a URL naming
+an internal address (the cloud metadata service, a database, localhost) would let a tenant reach it
+from inside (server-side request forgery). Three defences, each closing a gap the previous leaves:
+
+- ``check_webhook_url`` when the URL is configured: https, a plain host name or a public IP in
+  canonical form (``2130706433``, ``0177.0.0.1`` and ``0x7f.1`` all mean 127.0.0.1 to some parsers),
+  no user info, no local names;
+- ``resolve_public`` when sending: a public name can resolve to a private address, so every address
+  the name resolves to must be public;
+- ``post_json`` connects to the address that was checked, not to the name again: a DNS answer that
+  changes between the check and the connection (rebinding) cannot send it elsewhere. TLS still
+  verifies the real host name (``sni_hostname``), and redirects are not followed.
+
+Webhook URLs carry their secret in the path (Slack's ``/services/T…/B…/…``), so no message, log
+line or exception here shows more of a URL than ``redact`` does: ``https://hooks.slack.com/…``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import ipaddress
+import json
+import logging
+import re
+import socket
+from collections.abc import Mapping
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+import httpx
+
+MAX_URL_LENGTH = 2000
+MAX_HOST_NAME_LENGTH = 253
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+# Names that only mean something inside a network (RFC 6761, RFC 6762, RFC 8375, common practice).
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain", ".home.arpa")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+# Controls (C0, DEL, C1) and whitespace: a parser that strips them sees another URL than one that keeps them.
+_UNSAFE_CHARACTERS = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
+# 64:ff9b::/96 is NAT64, ::/96 the deprecated IPv4-compatible form: both carry an IPv4 address.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+# What a webhook says when it refuses (Slack: ``invalid_token``, ``no_service``): short, and no secret.
+_ERROR_CODE = re.compile(r"[a-z][a-z_]{1,59}")
+_SHOWN_HOST = re.compile(r"[a-z0-9.:-]{1,253}")
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class UnsafeUrl(ValueError):
+    """The URL names a target the platform must not reach; the message says what is wrong with it."""
+
+
+class OutboundError(Exception):
+    """A request that could not be delivered. ``retryable``: a later attempt may succeed (timeouts,
+    connection failures, 5xx, 429); otherwise the target refused it (other 4xx, redirects).
+    The message names the target only as ``redact`` shows it."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = message
+        self.retryable = retryable
+        self.status = status
+
+
+def redact(url: str) -> str:
+    """The scheme and host of a URL, never its path or query: ``https://hooks.slack.com/…``."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "(an unreadable URL)"
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not host or not _SHOWN_HOST.fullmatch(host):
+        return "(a URL without a readable host)"
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc = f"{netloc}:{port}"
+    return f"{scheme}://{netloc}/…"
+
+
+def is_public_address(address: IpAddress) -> bool:
+    """Globally routable and unicast; an IPv6 address carrying an IPv4 one is judged by that one too."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return is_public_address(address.ipv4_mapped)
+        if address in _IPV4_COMPATIBLE:
+            return False
+        embedded = [address.sixtofour, *(address.teredo or ())]
+        if address in _NAT64:
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if any(inner is not None and not is_public_address(inner) for inner in embedded):
+            return False
+    return address.is_global and not address.is_multicast
+
+
+def check_webhook_url(url: str, *, allow_private: bool = False) -> str:
+    """Check a webhook URL when it is configured and return it normalised (lower-case scheme and
+    host, no default port, no fragment). ``allow_private`` (local tests only) also allows http,
+    local names and private addresses. Raises ``UnsafeUrl`` naming the problem."""
+    if len(url) > MAX_URL_LENGTH:
+        raise UnsafeUrl(f"the URL is longer than {MAX_URL_LENGTH} characters")
+    if _UNSAFE_CHARACTERS.search(url):
+        raise UnsafeUrl("the URL contains a control character, whitespace or a backslash")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise UnsafeUrl("the URL cannot be read (a malformed host or a port that is not a number)") from None
+    scheme = parts.scheme.lower()
+    if scheme != "https" and not (allow_private and scheme == "http"):
+        raise UnsafeUrl(f"the URL must use https, not {scheme or 'no scheme'}")
+    if "@" in parts.netloc:
+        raise UnsafeUrl("the URL must not carry a user name or password")
+    if port == 0:
+        raise UnsafeUrl("the URL's port must be between 1 and 65535")
+    host = _checked_host(parts.hostname, allow_private=allow_private)
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc = f"{netloc}:{port}"
+    return urlunsplit(SplitResult(scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def _checked_host(host: str | None, *, allow_private: bool) -> str:
+    if not host:
+        raise UnsafeUrl("the URL has no host")
+    if not host.isascii():
+        raise UnsafeUrl("the host must be ASCII (write an international name in punycode)")
+    address = _ip_literal(host)
+    if address is not None:
+        if not allow_private and not is_public_address(address):
+            raise UnsafeUrl(f"the host {address} is not a public address")
+        return address.compressed
+    name = host.removesuffix(".")
+    labels = name.split(".")
+    if len(name) > MAX_HOST_NAME_LENGTH or not all(_LABEL.fullmatch(label) for label in labels):
+        raise UnsafeUrl(f"the host {name[:80]!r} is not a valid host name")
+    if allow_private:
+        return name
+    if name == "localhost" or name.endswith(_LOCAL_SUFFIXES):
+        raise UnsafeUrl(f"the host {name} is a local name")
+    if len(labels) == 1:
+        raise UnsafeUrl(f"the host {name} has no domain (a single label resolves inside the local network)")
+    return name
+
+
+def _ip_literal(host: str) -> IpAddress | None:
+    """The address when ``host`` is an IP in canonical form; None for a host name. Numbers that are
+    not canonical (decimal, octal, hex, shortened: what ``inet_aton`` reads) are refused: parsers
+    disagree on them, which is how a check is got around."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    last_label = host.removesuffix(".").rsplit(".", 1)[-1]
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        if not last_label.isdigit():
+            return None
+    raise UnsafeUrl(f"the host {host[:80]!r} is an IP address in a non-canonical form")
+
+
+async def resolve_public(host: str, port: int, *, allow_private: bool = False) -> str:
+    """Resolve ``host`` and return one address to connect to. Raises ``UnsafeUrl`` if any address
+    it resolves to is not public (unless ``allow_private``): an attacker who controls a name can
+    answer with a private address next to a public one, and the client may pick either."""
+    loop = asyncio.get_running_loop()
+    try:
+        answers = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        # EAI_AGAIN is the resolver's "try again later"; any other answer will not change by itself.
+        raise OutboundError(
+            f"the host {host} did not resolve ({exc.strerror})", retryable=exc.errno == socket.EAI_AGAIN
+        ) from exc
+    addresses = list(
+        dict.fromkeys(
+            str(sockaddr[0])
+            for family, _, _, _, sockaddr in answers
+            if family in (socket.AF_INET, socket.AF_INET6)
+        )
+    )
+    if not addresses:
+        raise OutboundError(f"the host {host} resolved to no IP address", retryable=False)
+    if not allow_private:
+        for text in addresses:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+            if not is_public_address(address):
+                raise UnsafeUrl(f"the host {host} resolves to {address}, which is not a public address")
+    return addresses[0]
+
+
+# httpx logs every request's full URL at INFO; while post_json sends, the filter below cuts it to redact().
+_SENDING_WEBHOOK: contextvars.ContextVar[bool] = contextvars.ContextVar("sending_webhook", default=False)
+
+
+class _WebhookUrlFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _SENDING_WEBHOOK.get() and isinstance(record.args, tuple):
+            record.args = tuple(
+                redact(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_WebhookUrlFilter())
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    payload: Mapping[str, object],
+    *,
+    allow_private: bool = False,
+    # A parameter rather than the caller's asyncio.timeout: it bounds httpx's own phases as well as the whole.
+    timeout: float = 5.0,  # noqa: ASYNC109
+) -> int:
+    """POST ``payload`` as JSON to a webhook and return the (2xx) status. The URL is checked, its
+    host resolved and checked, and the request sent to the checked address with the host name in
+    ``Host`` and in TLS. ``timeout`` bounds the whole exchange, resolution included.
+
+    Raises ``UnsafeUrl`` for a target that must not be reached, ``OutboundError`` for a failed
+    delivery (timeouts, connection errors, a non-2xx answer), with ``retryable`` set.
+
+    ``client`` speaks HTTP/1.1 (httpx's default): each request asks for its connection to be closed
+    after it (see ``_send``), which HTTP/2 does not allow."""
+    checked = httpx.URL(check_webhook_url(url, allow_private=allow_private))
+    shown = redact(str(checked))
+    body = json.dumps(dict(payload), separators=(",", ":")).encode()
+    try:
+        async with asyncio.timeout(timeout):
+            port = checked.port or _DEFAULT_PORTS[checked.scheme]
+            address = await resolve_public(checked.host, port, allow_private=allow_private)
+            status, hint = await _send(client, checked, address, body, timeout)
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        raise OutboundError(f"{shown}: no answer within {timeout:g} s", retryable=True) from exc
+    except httpx.TransportError as exc:
+        raise OutboundError(f"{shown}: the connection failed ({type(exc).__name__})", retryable=True) from exc
+    if 200 <= status < 300:
+        return status
+    raise OutboundError(
+        f"{shown}: answered {status}{hint}", retryable=status == 429 or status >= 500, status=status
+    )
+
+
+async def _send(
+    client: httpx.AsyncClient, checked: httpx.URL, address: str, body: bytes, seconds: float
+) -> tuple[int, str]:
+    host = checked.host
+    host_header = f"[{host}]" if ":" in host else host
+    if checked.port is not None:
+        host_header = f"{host_header}:{checked.port}"
+    headers = {
+        "Host": host_header,
+        "Content-Type": "application/json",
+        # The pool knows connections by address only: reused for another name on the same address,
+        # one would carry that name's request over TLS verified for the first.
+        "Connection": "close",
+    }
+    pinned_to_name = checked.scheme == "https" and address != host
+    extensions = {"sni_hostname": host} if pinned_to_name else {}
+    token = _SENDING_WEBHOOK.set(True)
+    try:
+        async with client.stream(
+            "POST",
+            checked.copy_with(host=address),
+            content=body,
+            headers=headers,
+            extensions=extensions,
+            follow_redirects=False,
+            timeout=seconds,
+        ) as response:
+            return response.status_code, await _refusal_hint(response)
+    finally:
+        _SENDING_WEBHOOK.reset(token)
+
+
+async def _refusal_hint(response: httpx.Response) -> str:
+    """A few words on why a webhook refused: its error code when it gives one, never its whole body."""
+    if response.is_success:
+        return ""
+    if response.is_redirect:
+        return " (a redirect, not followed)"
+    head = b""
+    if response.is_stream_consumed:  # a transport that answered with the body already read
+        head = response.content
+    else:
+        async for chunk in response.aiter_raw():
+            head += chunk
+            if len(head) >= 64:
+                break
+    text = head[:64].decode("ascii", "replace").strip()
+    return f" ({text})" if _ERROR_CODE.fullmatch(text) else ""
