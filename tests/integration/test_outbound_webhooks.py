@@ -111,7 +111,9 @@ class Certificates:
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     """A test CA, and two server certificates it signed: one for `localhost`, one for another name."""
     if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make test certificates")
+        pytest.fail(
+            "needs the openssl command to make test certificates (apt-get install -y openssl)", pytrace=False
+        )
     folder = tmp_path_factory.mktemp("tls")
 
     def openssl(*args: str) -> None:
