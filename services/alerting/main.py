@@ -9,6 +9,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from libs.common import topics
 from libs.common.db import Database, UnitOfWork
 from libs.common.events import SURVEY_RESPONDED, SURVEY_RESPONSE_UPDATED, Event
@@ -19,6 +21,7 @@ from libs.common.service import ServiceDefinition
 from libs.common.tenancy import TENANCY_HANDLERS
 from services.alerting import api, handlers
 from services.alerting.config import AlertingSettings
+from services.alerting.handlers import chat
 from services.alerting.models import COMMON, SESSIONS, Base
 from services.alerting.repository import AlertingRepository
 
@@ -33,7 +36,9 @@ def _record_answer(
     notify_delay = timedelta(seconds=settings.notify_delay_seconds)
 
     async def answered(event: Event[Any], uow: UnitOfWork[AlertingRepository]) -> None:
-        await handlers.record_answer(event, uow, now=datetime.now(UTC), notify_delay=notify_delay)
+        await handlers.record_answer(
+            event, uow, now=datetime.now(UTC), notify_delay=notify_delay, desk_url=settings.desk_public_url
+        )
 
     return answered
 
@@ -47,11 +52,12 @@ class SlaCheck(Job):
 
     def __init__(self, database: Database[AlertingRepository], settings: AlertingSettings) -> None:
         self._database = database
+        self._desk_url = settings.desk_public_url
         self.every = settings.sla_check_seconds
 
     async def run_once(self) -> int:
         async with self._database.uow() as uow:
-            taken = await handlers.run_clock(uow, datetime.now(UTC))
+            taken = await handlers.run_clock(uow, datetime.now(UTC), desk_url=self._desk_url)
             await uow.commit()
         async with self._database.uow() as uow:
             await handlers.refresh_open_cases(uow)
@@ -94,6 +100,30 @@ class Notifier(Job):
             return await uow.repository.oldest_notification_due()
 
 
+class ChatNotifier(Job):
+    """Post the Slack and Teams messages the handlers queued, concurrently, each within a timeout:
+    a job of its own, so a slow webhook never holds up the emails."""
+
+    name = "chat-notifier"
+
+    def __init__(self, database: Database[AlertingRepository], settings: AlertingSettings) -> None:
+        self._database = database
+        self.batch_size = settings.notify_batch_size
+        self.every = settings.notify_poll_seconds
+        self._lease = timedelta(seconds=chat.TIMEOUT_SECONDS * 2 + 60)
+        self._client = httpx.AsyncClient()
+
+    async def run_once(self) -> int:
+        return await chat.deliver_chat(self._database, self._client, limit=self.batch_size, lease=self._lease)
+
+    async def drain(self) -> None:
+        await self._client.aclose()
+
+    async def oldest_due(self) -> datetime | None:
+        async with self._database.uow() as uow:
+            return await uow.repository.oldest_notification_due(channels=chat.CHANNELS)
+
+
 def build(settings: AlertingSettings) -> ServiceDefinition:
     answered = _record_answer(settings)
     return ServiceDefinition(
@@ -119,5 +149,6 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
         jobs=[
             lambda runtime: SlaCheck(runtime.database, settings),
             lambda runtime: Notifier(runtime.database, settings),
+            lambda runtime: ChatNotifier(runtime.database, settings),
         ],
     )

@@ -192,13 +192,16 @@ class AlertingRepository:
             .on_conflict_do_nothing(index_elements=[Notification.dedup_key])
         )
 
-    async def rewrite_pending(self, case_id: uuid.UUID, kind: str, *, subject: str, body: str) -> bool:
+    async def rewrite_pending(
+        self, case_id: uuid.UUID, kind: str, *, subject: str, body: str, channel: str = "email"
+    ) -> bool:
         """Rewrite a notification not sent yet (the answer changed meanwhile); false if it went out."""
         result = await self._session.execute(
             update(Notification)
             .where(
                 Notification.case_id == case_id,
                 Notification.kind == kind,
+                Notification.channel == channel,
                 Notification.sent_at.is_(None),
                 Notification.failed_at.is_(None),
             )
@@ -364,6 +367,19 @@ class AlertingRepository:
             )
         )
 
+    async def webhook_urls(self, team_ids: Iterable[uuid.UUID]) -> dict[tuple[str, str], str]:
+        """(team id, channel) -> the team's webhook URL, for the teams that still have one."""
+        rows = await self._session.execute(
+            select(Team.id, Team.slack_webhook_url, Team.teams_webhook_url).where(Team.id.in_(list(team_ids)))
+        )
+        urls: dict[tuple[str, str], str] = {}
+        for row in rows:
+            if row.slack_webhook_url:
+                urls[(str(row.id), "slack")] = row.slack_webhook_url
+            if row.teams_webhook_url:
+                urls[(str(row.id), "teams")] = row.teams_webhook_url
+        return urls
+
     async def add_case_events(self, events: Sequence[CaseEvent]) -> None:
         """Append to cases' timelines, one statement; a step already recorded (same dedup key) is not
         recorded twice."""
@@ -376,7 +392,9 @@ class AlertingRepository:
             .on_conflict_do_nothing(index_elements=[CaseEvent.case_id, CaseEvent.dedup_key])
         )
 
-    async def claim_notifications(self, limit: int, lease: timedelta) -> Sequence[Notification]:
+    async def claim_notifications(
+        self, limit: int, lease: timedelta, *, channels: Sequence[str] = ("email",)
+    ) -> Sequence[Notification]:
         """Claim a batch of due notifications for ``lease``: each spends an attempt and is not due
         again until the lease is over, so the claim can be committed before the emails are sent. A
         notifier that dies before it records the outcome leaves them to be sent again when the lease
@@ -390,6 +408,7 @@ class AlertingRepository:
                 Notification.sent_at.is_(None),
                 Notification.failed_at.is_(None),
                 Notification.next_attempt_at <= func.now(),
+                Notification.channel.in_(list(channels)),
             )
             .order_by(Notification.next_attempt_at, Notification.id)
             .limit(limit)
@@ -455,13 +474,14 @@ class AlertingRepository:
             )
         )
 
-    async def oldest_notification_due(self) -> datetime | None:
+    async def oldest_notification_due(self, *, channels: Sequence[str] = ("email",)) -> datetime | None:
         """When the longest-waiting notification that is due became due, by the database's clock."""
         due: datetime | None = await self._session.scalar(
             select(func.min(Notification.next_attempt_at)).where(
                 Notification.sent_at.is_(None),
                 Notification.failed_at.is_(None),
                 Notification.next_attempt_at <= func.now(),
+                Notification.channel.in_(list(channels)),
             )
         )
         return due

@@ -163,8 +163,10 @@ class FakeAlertingRepository(AlertingRepository):
             return None
         return notification
 
-    async def rewrite_pending(self, case_id: uuid.UUID, kind: str, *, subject: str, body: str) -> bool:
-        notification = self._pending(case_id, kind)
+    async def rewrite_pending(
+        self, case_id: uuid.UUID, kind: str, *, subject: str, body: str, channel: str = "email"
+    ) -> bool:
+        notification = self._pending(case_id, kind) if channel == "email" else None
         if notification is None:
             return False
         notification.subject = subject

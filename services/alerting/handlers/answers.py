@@ -26,6 +26,7 @@ from services.alerting.domain.revisions import (
     resolved_by_score_change,
 )
 from services.alerting.domain.sla import Priority, clock, priority_of
+from services.alerting.handlers.chat import DEFAULT_DESK_URL, chat_notices
 from services.alerting.handlers.common import (
     case_facts,
     case_id_for,
@@ -39,7 +40,6 @@ from services.alerting.models import Answer, FollowupCase
 from services.alerting.repository import AlertingRepository, CaseNotice
 
 log = logging.getLogger(__name__)
-
 CASES_OPENED = Counter("nps_alerting_cases_opened_total", "Follow-up cases opened for detractors")
 CASES_RESOLVED_BY_CUSTOMER = Counter(
     "nps_alerting_cases_resolved_by_score_change_total",
@@ -134,6 +134,7 @@ async def record_answer(
     *,
     now: datetime,
     notify_delay: timedelta = timedelta(0),
+    desk_url: str = DEFAULT_DESK_URL,
 ) -> None:
     """Hold the answer's newest version and keep its case in step with it: a detractor's answer
     opens one case, routed by the tenant's rules and emailed to whoever takes it, on the tenant's
@@ -153,11 +154,20 @@ async def record_answer(
     resolution = Resolution(case.resolution) if case is not None and case.resolution else None
     action = case_action(status, resolution, version.score)
     if action is CaseAction.OPEN:
-        await _open_case(event.tenant_id, tenant_id, version, held, uow, now=now, notify_delay=notify_delay)
+        await _open_case(
+            event.tenant_id,
+            tenant_id,
+            version,
+            held,
+            uow,
+            now=now,
+            notify_delay=notify_delay,
+            desk_url=desk_url,
+        )
         return
     if case is None:
         return
-    await _refresh_case(case, action, version, held, uow, now=now)
+    await _refresh_case(case, action, version, held, uow, now=now, desk_url=desk_url)
     old_score = previous_score if previous_score is not None else case.score
     if action in (CaseAction.RESOLVE, CaseAction.REOPEN):
         await _follow_score_change(case, action, version, old_score, uow, now=now)
@@ -192,16 +202,33 @@ async def _refresh_case(
     uow: UnitOfWork[AlertingRepository],
     *,
     now: datetime,
+    desk_url: str,
 ) -> None:
-    """Show the answer's current version on its case, and in the owner's email still waiting."""
+    """Show the answer's current version on its case, and in the messages still waiting."""
     _show_answer(case, version, held)
     case.updated_at = now
-    if case.owner_email is not None and action is not CaseAction.RESOLVE:
-        # The "why" usually follows the score by a minute: the waiting email carries it.
-        notice = notices.case_opened(case_facts(case), case.owner_email)
+    if action is CaseAction.RESOLVE:
+        return
+    # The "why" usually follows the score by a minute: the waiting email and chat messages carry it.
+    waiting = await _opening_notices(uow, case, case.owner_email, desk_url)
+    for queued in waiting:
+        notice = queued.notice
         await uow.repository.rewrite_pending(
-            case.id, notice.kind.value, subject=notice.subject, body=notice.body
+            case.id, notice.kind.value, subject=notice.subject, body=notice.body, channel=queued.channel
         )
+
+
+async def _opening_notices(
+    uow: UnitOfWork[AlertingRepository], case: FollowupCase, owner_email: str | None, desk_url: str
+) -> list[CaseNotice]:
+    """The case-opened email to its owner and the messages to its team's channels."""
+    queued = []
+    if owner_email is not None:
+        queued.append(CaseNotice(case.tenant_id, case.id, notices.case_opened(case_facts(case), owner_email)))
+    team = (await uow.repository.people(case.tenant_id)).teams.get(case.team_id) if case.team_id else None
+    title = f"New detractor case ({case.priority}): score {case.score}"
+    queued.extend(chat_notices(case, team, notices.NoticeKind.CASE_OPENED, title, desk_url))
+    return queued
 
 
 async def _follow_score_change(
@@ -339,6 +366,7 @@ async def _open_case(
     *,
     now: datetime,
     notify_delay: timedelta = timedelta(0),
+    desk_url: str = DEFAULT_DESK_URL,
 ) -> None:
     tenant = await uow.repository.tenant_info(tenant_id)
     if not tenant.known:
@@ -369,9 +397,10 @@ async def _open_case(
         event_id=event_id(facts.case_id, "opened"),
         time=now,
     )
-    if facts.owner_email is not None:
-        await _queue_case_opened(uow, tenant_id, facts, facts.owner_email, notify_delay)
-    else:
+    await uow.repository.queue_notifications(
+        await _opening_notices(uow, case, facts.owner_email, desk_url), after=notify_delay
+    )
+    if facts.owner_email is None:
         CASES_UNASSIGNED.inc()
     CASES_OPENED.inc()
     log.info(
@@ -452,14 +481,3 @@ def _case_opened(version: _Version, facts: notices.CaseFacts, case: FollowupCase
         opened_at=facts.opened_at,
         due_at=facts.due_at,
     )
-
-
-async def _queue_case_opened(
-    uow: UnitOfWork[AlertingRepository],
-    tenant_id: uuid.UUID,
-    facts: notices.CaseFacts,
-    owner_email: str,
-    notify_delay: timedelta,
-) -> None:
-    notice = CaseNotice(tenant_id, facts.case_id, notices.case_opened(facts, owner_email))
-    await uow.repository.queue_notifications([notice], after=notify_delay)

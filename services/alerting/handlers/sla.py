@@ -20,6 +20,7 @@ from libs.common.db import UnitOfWork
 from services.alerting.domain import notices
 from services.alerting.domain.policy import DeskPolicy
 from services.alerting.domain.sla import Step, due_steps
+from services.alerting.handlers.chat import DEFAULT_DESK_URL, chat_notices
 from services.alerting.handlers.common import case_facts, emit_updated
 from services.alerting.handlers.timeline import clock_state, entry
 from services.alerting.models import CaseEvent, FollowupCase
@@ -38,6 +39,7 @@ BREACH_BATCH = 1000
 
 @dataclass
 class _Batch:
+    desk_url: str
     entries: list[CaseEvent] = field(default_factory=list)
     queued: list[CaseNotice] = field(default_factory=list)
 
@@ -45,12 +47,18 @@ class _Batch:
         self.queued.append(CaseNotice(case.tenant_id, case.id, notice))
 
 
-async def run_clock(uow: UnitOfWork[AlertingRepository], now: datetime, *, limit: int = BREACH_BATCH) -> int:
+async def run_clock(
+    uow: UnitOfWork[AlertingRepository],
+    now: datetime,
+    *,
+    limit: int = BREACH_BATCH,
+    desk_url: str = DEFAULT_DESK_URL,
+) -> int:
     """Take every step due by ``now`` on up to ``limit`` cases; the number of steps taken."""
     repository = uow.repository
     cases = await repository.clock_due(now, limit)
     policies = await repository.desk_policies({case.tenant_id for case in cases})
-    batch = _Batch()
+    batch = _Batch(desk_url=desk_url)
     taken = 0
     for case in cases:
         policy = policies[case.tenant_id]
@@ -129,6 +137,9 @@ async def _escalate(
     )
     for recipient in recipients:
         batch.tell(case, notices.escalation(case_facts(case), recipient, now, level=level))
+    team = people.teams.get(case.team_id) if case.team_id else None
+    title = f"Escalated to the {label}: detractor not contacted in time (score {case.score})"
+    batch.queued.extend(chat_notices(case, team, level, title, batch.desk_url))
     if not recipients:
         log.warning("followup.escalation_unnotified", extra={"case_id": str(case.id), "level": label})
 
