@@ -447,6 +447,26 @@ class FollowupUpdated(Contract):
     recovery_score: Score | None = None
 
 
+
+class FollowupRecoveryDue(Contract):
+    """A resolved case's recovery survey is due: ask the customer the NPS question once more, to
+    learn whether following up won them back. The trigger decides (it knows unsubscribes) and asks
+    the survey service for it."""
+
+    event_type = "followup.recovery_due.v1"
+    topic = topics.FOLLOWUPS
+
+    case_id: uuid.UUID
+    response_id: uuid.UUID
+    customer_id: Identifier
+    email: Email
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    touchpoint: Touchpoint
+    score: Score
+    resolved_at: Timestamp
+    root_cause: Annotated[str, StringConstraints(max_length=100)] | None = None
+    due_at: Timestamp
+
 DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
@@ -546,6 +566,7 @@ PUBLIC_CONTRACTS: tuple[type[Contract], ...] = (
     NpsUpdated,
     FollowupOpened,
     FollowupUpdated,
+    FollowupRecoveryDue,
     TenantCreated,
     TenantUpdated,
     ApiKeyCreated,
@@ -579,6 +600,7 @@ SUPPRESSION_LIFTED = SuppressionLifted.event_type
 NPS_UPDATED = NpsUpdated.event_type
 FOLLOWUP_OPENED = FollowupOpened.event_type
 FOLLOWUP_UPDATED = FollowupUpdated.event_type
+FOLLOWUP_RECOVERY_DUE = FollowupRecoveryDue.event_type
 TENANT_CREATED = TenantCreated.event_type
 TENANT_UPDATED = TenantUpdated.event_type
 APIKEY_CREATED = ApiKeyCreated.event_type

@@ -10,6 +10,8 @@ from libs.common.config import ServiceSettings
 class AlertingSettings(ServiceSettings):
     http_port: int = Field(default=8004, ge=1, le=65535)
     sla_check_seconds: float = Field(default=30, gt=0)
+    #: How often it is looked whether a tenant's digest hour has come.
+    digest_check_seconds: float = Field(default=300, gt=0)
     notify_poll_seconds: float = Field(default=0.5, gt=0)
     notify_batch_size: int = Field(default=20, ge=1, le=1000)
     #: The case-opened email waits this long after the score, so that the "why" the person adds on

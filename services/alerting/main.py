@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -21,7 +22,7 @@ from libs.common.service import ServiceDefinition
 from libs.common.tenancy import TENANCY_HANDLERS
 from services.alerting import api, handlers
 from services.alerting.config import AlertingSettings
-from services.alerting.handlers import chat
+from services.alerting.handlers import chat, digest, recovery
 from services.alerting.models import COMMON, SESSIONS, Base
 from services.alerting.repository import AlertingRepository
 
@@ -100,6 +101,57 @@ class Notifier(Job):
             return await uow.repository.oldest_notification_due()
 
 
+class RecoveryRequests(Job):
+    """Request the recovery survey of resolved cases whose day has come."""
+
+    name = "recovery-requests"
+    batch_size = recovery.RECOVERY_BATCH
+
+    def __init__(self, database: Database[AlertingRepository], settings: AlertingSettings) -> None:
+        self._database = database
+        self.every = settings.sla_check_seconds
+
+    async def run_once(self) -> int:
+        async with self._database.uow() as uow:
+            requested = await recovery.request_recoveries(uow, datetime.now(UTC))
+            await uow.commit()
+        return requested
+
+    async def oldest_due(self) -> datetime | None:
+        async with self._database.uow() as uow:
+            return await uow.repository.oldest_recovery_due(datetime.now(UTC))
+
+
+class Digests(Job):
+    """Each tenant's daily digest, at its digest hour; checked every few minutes, sent once a day
+    (the notifications' key is person and local date)."""
+
+    name = "digests"
+
+    def __init__(self, database: Database[AlertingRepository], settings: AlertingSettings) -> None:
+        self._database = database
+        self._desk_url = settings.desk_public_url
+        self.every = settings.digest_check_seconds
+        #: When each tenant's last digest was queued by this process: it looks again a day later.
+        self._done: dict[uuid.UUID, datetime] = {}
+
+    async def run_once(self) -> int:
+        now = datetime.now(UTC)
+        queued = 0
+        async with self._database.uow() as uow:
+            tenants = await uow.repository.tenants_with_people()
+        for tenant_id in tenants:
+            if tenant_id in self._done and now - self._done[tenant_id] < timedelta(hours=20):
+                continue
+            async with self._database.uow() as uow:
+                day = await digest.queue_digests(uow, tenant_id, now, self._desk_url)
+                await uow.commit()
+            if day is not None:
+                self._done[tenant_id] = now
+                queued += 1
+        return queued
+
+
 class ChatNotifier(Job):
     """Post the Slack and Teams messages the handlers queued, concurrently, each within a timeout:
     a job of its own, so a slow webhook never holds up the emails."""
@@ -150,5 +202,7 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
             lambda runtime: SlaCheck(runtime.database, settings),
             lambda runtime: Notifier(runtime.database, settings),
             lambda runtime: ChatNotifier(runtime.database, settings),
+            lambda runtime: RecoveryRequests(runtime.database, settings),
+            lambda runtime: Digests(runtime.database, settings),
         ],
     )

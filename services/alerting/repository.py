@@ -367,6 +367,44 @@ class AlertingRepository:
             )
         )
 
+    async def unresolved_cases(self, tenant_id: uuid.UUID) -> Sequence[FollowupCase]:
+        """The tenant's open and contacted cases, soonest due first (the daily digest)."""
+        result = await self._session.scalars(
+            select(FollowupCase)
+            .where(FollowupCase.tenant_id == tenant_id, FollowupCase.status != "resolved")
+            .order_by(FollowupCase.due_at)
+        )
+        return result.all()
+
+    async def tenants_with_people(self) -> Sequence[uuid.UUID]:
+        result = await self._session.scalars(select(User.tenant_id).where(User.active).distinct())
+        return result.all()
+
+    async def recoveries_due(self, now: datetime, limit: int) -> Sequence[FollowupCase]:
+        """Resolved cases whose recovery survey is due and not requested yet, locked (SKIP LOCKED)."""
+        result = await self._session.scalars(
+            select(FollowupCase)
+            .where(
+                FollowupCase.recovery_due_at.is_not(None),
+                FollowupCase.recovery_requested_at.is_(None),
+                FollowupCase.recovery_due_at <= now,
+                FollowupCase.status == "resolved",
+            )
+            .order_by(FollowupCase.recovery_due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return result.all()
+
+    async def oldest_recovery_due(self, now: datetime) -> datetime | None:
+        return await self._session.scalar(
+            select(func.min(FollowupCase.recovery_due_at)).where(
+                FollowupCase.recovery_due_at.is_not(None),
+                FollowupCase.recovery_requested_at.is_(None),
+                FollowupCase.recovery_due_at <= now,
+            )
+        )
+
     async def webhook_urls(self, team_ids: Iterable[uuid.UUID]) -> dict[tuple[str, str], str]:
         """(team id, channel) -> the team's webhook URL, for the teams that still have one."""
         rows = await self._session.execute(

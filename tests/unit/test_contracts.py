@@ -117,6 +117,17 @@ SAMPLES: dict[str, Contract] = {
         key_id="0123456789abcdef", tenant_id=ID, key_hash="a" * 64, created_at=NOW
     ),
     events.APIKEY_REVOKED: events.ApiKeyRevoked(key_id="0123456789abcdef", tenant_id=ID, revoked_at=NOW),
+    events.FOLLOWUP_RECOVERY_DUE: events.FollowupRecoveryDue(
+        case_id=ID,
+        response_id=ID,
+        customer_id="c1",
+        email="jane@example.com",
+        touchpoint="webshop",
+        score=3,
+        resolved_at=NOW,
+        root_cause="Delivery",
+        due_at=NOW,
+    ),
     events.SESSION_STARTED: events.SessionStarted(
         session_id="0123456789abcdef",
         tenant_id=ID,

@@ -15,6 +15,7 @@ class NoticeKind(StrEnum):
     ESCALATION_TEAM_LEAD = "escalation_team_lead"
     ESCALATION_CX_MANAGER = "escalation_cx_manager"
     RESOLUTION_REMINDER = "resolution_reminder"
+    DIGEST = "digest"
 
 
 @dataclass(frozen=True, slots=True)
