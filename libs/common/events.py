@@ -60,6 +60,30 @@ LOWEST_SCORE = 0
 HIGHEST_SCORE = 10
 Score = Annotated[int, Field(ge=LOWEST_SCORE, le=HIGHEST_SCORE)]
 
+MAX_ATTRIBUTES = 20
+_ATTRIBUTE_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_ATTRIBUTE_VALUE_LIMIT = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _valid_attributes(value: dict[str, str]) -> dict[str, str]:
+    """Routing keys such as ``country`` or ``store``: few, short, plain text. Every error names the key."""
+    if len(value) > MAX_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, not {len(value)}")
+    for key, item in value.items():
+        if not _ATTRIBUTE_KEY.match(key):
+            raise ValueError(f"attribute key {key[:50]!r} must match {_ATTRIBUTE_KEY.pattern}")
+        if not 1 <= len(item) <= _ATTRIBUTE_VALUE_LIMIT:
+            raise ValueError(f"attribute {key!r}: a value is 1 to {_ATTRIBUTE_VALUE_LIMIT} characters")
+        if _CONTROL.search(item):
+            raise ValueError(f"attribute {key!r}: a value must not contain control characters")
+    return value
+
+
+#: Free-form facts about a customer, an order or a ticket that follow-up cases are routed by, e.g.
+#: ``{"country": "DK", "store": "copenhagen"}``: at most 20 keys, values of 1-200 characters.
+Attributes = Annotated[dict[str, str], AfterValidator(_valid_attributes)]
+
 
 class NpsCategory(StrEnum):
     PROMOTER = "promoter"
@@ -147,6 +171,8 @@ class PurchaseCompleted(Contract):
     test: bool = False
     account_id: Identifier | None = None
     time_zone: TimeZone | None = None
+    #: The order's own attributes (store, product category...); they win over the customer's.
+    attributes: Attributes | None = None
 
 
 class TicketClosed(Contract):
@@ -163,6 +189,8 @@ class TicketClosed(Contract):
     status: Status | None = None
     account_id: Identifier | None = None
     time_zone: TimeZone | None = None
+    #: The ticket's own attributes (priority, group...); they win over the customer's.
+    attributes: Attributes | None = None
 
 
 class OrderCancelled(Contract):
@@ -190,6 +218,10 @@ class CustomerUpserted(Contract):
     time_zone: TimeZone | None = None
     account_id: Identifier | None = None
     account_name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    #: Who owns the account (e.g. its key account manager): a follow-up case may be routed to them.
+    account_owner_email: Email | None = None
+    #: The whole current set; left out, the known attributes stay.
+    attributes: Attributes | None = None
 
 
 class CustomerUnsubscribed(Contract):
@@ -222,6 +254,25 @@ class CustomerResubscribed(Contract):
 # --- Platform events ------------------------------------------------------------------------
 
 
+class SurveyContext(BaseModel):
+    """What a survey is about, carried from the trigger's request to the answer, so that a follow-up
+    case can show the order or ticket and be routed by the customer's attributes and account owner."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    order_id: Identifier | None = None
+    ticket_id: Identifier | None = None
+    amount: Decimal | None = Field(default=None, ge=0, max_digits=18, decimal_places=4)
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
+    account_id: Identifier | None = None
+    account_owner_email: Email | None = None
+    #: The customer's attributes (``customer.upserted.v1``), overlaid by the order's or ticket's own.
+    attributes: Attributes = Field(default_factory=dict)
+    purpose: Literal["survey", "recovery"] = "survey"
+    #: A recovery survey: the follow-up case it asks about.
+    recovery_case_id: uuid.UUID | None = None
+
+
 class SurveyRequested(Contract):
     event_type = "survey.requested.v1"
     topic = topics.SURVEY_REQUESTS
@@ -235,6 +286,7 @@ class SurveyRequested(Contract):
     trigger_event_id: Identifier
     trigger_event_type: str
     send_at: Timestamp
+    context: SurveyContext | None = None
 
 
 class SurveyCancelled(Contract):
@@ -271,6 +323,7 @@ class SurveyResponded(Contract):
     score: Score
     comment: Annotated[str, StringConstraints(max_length=5000)] | None = None
     responded_at: Timestamp
+    context: SurveyContext | None = None
 
 
 class SurveyResponseUpdated(Contract):
@@ -297,6 +350,7 @@ class SurveyResponseUpdated(Contract):
     effort: Annotated[int, Field(ge=1, le=7)] | None = None
     responded_at: Timestamp
     updated_at: Timestamp
+    context: SurveyContext | None = None
 
 
 class SurveyStep(Contract):

@@ -74,6 +74,8 @@ class Invitation(Base):
     #: Withdrawn by the trigger after it was sent (the order refunded, the customer unsubscribed):
     #: the email is out, but no reminder follows it.
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The request's ``context`` (a ``SurveyContext`` as JSON), passed on with the answer.
+    context: Mapped[dict[str, object] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         Index("ux_invitations_token_hash", "token_hash", unique=True),

@@ -72,6 +72,8 @@ class NewInvitation:
     send_at: datetime
     expires_at: datetime
     created_at: datetime
+    #: The request's ``SurveyContext`` as JSON, if it carried one.
+    context: dict[str, object] | None = None
 
 
 class DueInvitation(NamedTuple):
@@ -143,6 +145,8 @@ class InvitationLink(NamedTuple):
     csat: int | None
     effort: int | None
     revision: int | None
+    #: The request's ``SurveyContext`` as JSON, if it carried one.
+    context: dict[str, object] | None
 
 
 class ResponseVersion(NamedTuple):
@@ -218,6 +222,7 @@ class SurveyRepository:
                 "send_at": invitation.send_at,
                 "expires_at": invitation.expires_at,
                 "created_at": invitation.created_at,
+                "context": invitation.context,
             }
             for invitation in invitations
         ]
@@ -385,6 +390,7 @@ class SurveyRepository:
                     Response.csat,
                     Response.effort,
                     Response.revision,
+                    Invitation.context,
                 )
                 .outerjoin(tenants, tenants.c.id == Invitation.tenant_id)
                 .outerjoin(Response, Response.invitation_id == Invitation.id)

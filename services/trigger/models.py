@@ -52,6 +52,9 @@ class Customer(Base):
     suppression_reason: Mapped[str | None] = mapped_column(String(20))
     #: Requested or sent, and not yet answered, expired, failed or cancelled.
     outstanding_invitation_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    #: From ``customer.upserted.v1``: who owns the account, and the customer's routing attributes.
+    account_owner_email: Mapped[str | None] = mapped_column(String(320))
+    attributes: Mapped[dict[str, str] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         Index("ix_customers_email_lower", "tenant_id", func.lower(email)),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ class KnownCustomer(NamedTuple):
     time_zone: str | None
     suppressed_at: datetime | None
     outstanding_invitation_id: uuid.UUID | None
+    account_id: str | None = None
+    account_owner_email: str | None = None
+    attributes: dict[str, str] | None = None
 
 
 class TouchpointClock(NamedTuple):
@@ -131,6 +135,9 @@ class CustomerUpdate:
     time_zone: str | None = None
     account_id: str | None = None
     outstanding_invitation_id: uuid.UUID | None = None
+    account_owner_email: str | None = None
+    #: Replaces the stored set when given (``customer.upserted.v1`` sends the whole current one).
+    attributes: dict[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -212,11 +219,11 @@ def _lock_key(tenant_id: str, subject: str) -> int:
 
 _SAVE_CUSTOMERS = text(
     "INSERT INTO trigger.customers (tenant_id, customer_id, last_invited_at, last_event_at, email, name, "
-    "locale, time_zone, account_id, outstanding_invitation_id) "
+    "locale, time_zone, account_id, outstanding_invitation_id, account_owner_email, attributes) "
     "SELECT * FROM unnest(CAST(:tenants AS uuid[]), CAST(:customers AS text[]), "
     "CAST(:invited AS timestamptz[]), CAST(:seen AS timestamptz[]), CAST(:emails AS text[]), "
     "CAST(:names AS text[]), CAST(:locales AS text[]), CAST(:zones AS text[]), CAST(:accounts AS text[]), "
-    "CAST(:outstanding AS uuid[])) "
+    "CAST(:outstanding AS uuid[]), CAST(:owners AS text[]), CAST(:attributes AS jsonb[])) "
     "ON CONFLICT (tenant_id, customer_id) DO UPDATE SET last_event_at = excluded.last_event_at, "
     "last_invited_at = GREATEST(excluded.last_invited_at, customers.last_invited_at), "
     "email = coalesce(excluded.email, customers.email), name = coalesce(excluded.name, customers.name), "
@@ -224,7 +231,9 @@ _SAVE_CUSTOMERS = text(
     "time_zone = coalesce(excluded.time_zone, customers.time_zone), "
     "account_id = coalesce(excluded.account_id, customers.account_id), "
     "outstanding_invitation_id = coalesce(excluded.outstanding_invitation_id, "
-    "customers.outstanding_invitation_id)"
+    "customers.outstanding_invitation_id), "
+    "account_owner_email = coalesce(excluded.account_owner_email, customers.account_owner_email), "
+    "attributes = coalesce(excluded.attributes, customers.attributes)"
 )
 
 _CLOSE_INVITATIONS = text(
@@ -377,6 +386,9 @@ class TriggerRepository:
                 Customer.time_zone,
                 Customer.suppressed_at,
                 Customer.outstanding_invitation_id,
+                Customer.account_id,
+                Customer.account_owner_email,
+                Customer.attributes,
             ).where(Customer.tenant_id == tenant_id, Customer.customer_id == any_(_ids(customer_ids)))
         )
         return [KnownCustomer(*row) for row in rows]
@@ -400,6 +412,9 @@ class TriggerRepository:
                 "zones": [c.time_zone for c in customers],
                 "accounts": [c.account_id for c in customers],
                 "outstanding": [c.outstanding_invitation_id for c in customers],
+                "owners": [c.account_owner_email for c in customers],
+                # JSON text: asyncpg's jsonb codec takes a str.
+                "attributes": [None if c.attributes is None else json.dumps(c.attributes) for c in customers],
             },
         )
 

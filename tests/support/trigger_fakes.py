@@ -117,6 +117,9 @@ class FakeTriggerRepository(TriggerRepository):
                 c.time_zone,
                 c.suppressed_at,
                 c.outstanding_invitation_id,
+                c.account_id,
+                c.account_owner_email,
+                c.attributes,
             )
             for c in found
             if c is not None
@@ -132,6 +135,8 @@ class FakeTriggerRepository(TriggerRepository):
             stored.locale = _coalesce(update.locale, stored.locale)
             stored.time_zone = _coalesce(update.time_zone, stored.time_zone)
             stored.account_id = _coalesce(update.account_id, stored.account_id)
+            stored.account_owner_email = _coalesce(update.account_owner_email, stored.account_owner_email)
+            stored.attributes = _coalesce(update.attributes, stored.attributes)
             stored.outstanding_invitation_id = _coalesce(
                 update.outstanding_invitation_id, stored.outstanding_invitation_id
             )

@@ -88,6 +88,7 @@ def test_a_paid_shopify_order_completes_a_purchase_with_its_customer() -> None:
         occurred_at=datetime(2022, 1, 1, 0, 0, tzinfo=UTC),
         status="paid",
         test=False,
+        attributes={"country": "US"},
     )
 
 
@@ -199,6 +200,7 @@ def test_the_woocommerce_sample_is_a_guest_purchase_keyed_by_the_billing_email()
         currency="USD",
         occurred_at=datetime(2017, 3, 22, 19, 28, 8, tzinfo=UTC),
         status="processing",
+        attributes={"country": "US"},
     )
 
 
@@ -249,6 +251,7 @@ def test_a_zendesk_status_change_to_solved_closes_the_ticket_for_the_requester_i
         status="solved",
         closed_at=datetime(2025, 1, 8, 16, 45, 20, 987654, tzinfo=UTC),
         account_id="8447346622462",
+        attributes={"priority": "high", "group_id": "8447320466430"},
     )
     assert isinstance(event.data, TicketClosed)
     assert event.data.email is None
@@ -329,6 +332,7 @@ def test_a_freshdesk_change_to_resolved_or_closed_closes_the_ticket(
         email="requester-bob@example.com",
         name="Requester Bob",
         status=status,
+        attributes={"priority": "low"},
     )
     assert event.id == event_id
 

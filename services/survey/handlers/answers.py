@@ -11,6 +11,7 @@ from typing import Literal
 from libs.common.db import UnitOfWork
 from libs.common.events import (
     SurveyClicked,
+    SurveyContext,
     SurveyOpened,
     SurveyResponded,
     SurveyResponseUpdated,
@@ -57,6 +58,8 @@ class SurveyLink:
     unsubscribed: bool = False
     sent_at: datetime | None = None
     reminded_at: datetime | None = None
+    #: What the survey is about, from its request; the answer's events carry it on.
+    context: SurveyContext | None = None
 
     def state(self, now: datetime) -> AnswerState:
         return answer_state(responded_at=self.responded_at, expires_at=self.expires_at, now=now)
@@ -100,6 +103,7 @@ async def find_link(uow: UnitOfWork[SurveyRepository], token: str) -> SurveyLink
         unsubscribed=row.unsubscribed_at is not None,
         sent_at=row.sent_at,
         reminded_at=row.reminded_at,
+        context=SurveyContext.model_validate(row.context) if row.context is not None else None,
     )
 
 
@@ -139,6 +143,7 @@ async def record_score(
             score=score,
             comment=None,
             responded_at=now,
+            context=link.context,
         )
         uow.emit(
             data, tenant_id=link.tenant_id, subject=link.customer_id, event_id=str(response_id), time=now
@@ -199,6 +204,7 @@ def _emit_update(uow: UnitOfWork[SurveyRepository], link: SurveyLink, row: Respo
         effort=row.effort,
         responded_at=row.responded_at,
         updated_at=row.updated_at,
+        context=link.context,
     )
     uow.emit(
         data,

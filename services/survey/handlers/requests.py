@@ -78,5 +78,6 @@ async def schedule_invitations(
             send_at=data.send_at,
             expires_at=data.send_at + token_ttl,
             created_at=now,
+            context=data.context.model_dump(mode="json", exclude_none=True) if data.context else None,
         )
     await uow.repository.insert_invitations(list(invitations.values()))

@@ -11,12 +11,15 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeAlias
 
-from libs.common.events import INTAKE_TYPES, Contract, Event, validate
+from pydantic import TypeAdapter, ValidationError
+
+from libs.common.events import INTAKE_TYPES, Attributes, Contract, Event, validate
 
 Headers: TypeAlias = Mapping[str, str]
 
 _LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 _NAME_LIMIT = 200
+_ATTRIBUTES: TypeAdapter[dict[str, str]] = TypeAdapter(Attributes)
 
 
 class Unauthorized(Exception):
@@ -145,3 +148,19 @@ def decimal_text(value: Any) -> str | None:
     except InvalidOperation:
         return None
     return str(amount) if amount.is_finite() else None
+
+
+def attributes(**values: Any) -> dict[str, str] | None:
+    """Routing attributes from a platform's fields: the texts our contract accepts as attribute
+    values; a missing or unfit one is left out, not refused. ``None`` when there are none."""
+    found: dict[str, str] = {}
+    for key, value in values.items():
+        candidate = text(value)
+        if candidate is None:
+            continue
+        try:
+            _ATTRIBUTES.validate_python({key: candidate})
+        except ValidationError:
+            continue
+        found[key] = candidate
+    return found or None

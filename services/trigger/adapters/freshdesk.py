@@ -23,6 +23,7 @@ from services.trigger.adapters.common import (
     Ignored,
     MapResult,
     Unauthorized,
+    attributes,
     build_event,
     email_as_customer,
     full_name,
@@ -106,6 +107,9 @@ def map(delivery: Delivery) -> MapResult:
         "name": full_name(fields.get("requester_name")),
         "agent_email": text(fields.get("agent_email")),
         "status": STATUSES[after],
+        "attributes": attributes(
+            priority=(text(fields.get("ticket_priority")) or "").lower(), group=fields.get("ticket_group")
+        ),
     }
     # Freshdesk sends no delivery id. The ticket and the change name the delivery, so a rule that
     # fires twice for one change is a duplicate (as is a re-resolve after a reopen: one survey).

@@ -17,6 +17,7 @@ from services.trigger.adapters.common import (
     Ignored,
     MapResult,
     Unauthorized,
+    attributes,
     build_event,
     decimal_text,
     email_as_customer,
@@ -88,6 +89,7 @@ def map(delivery: Delivery) -> MapResult:
         "occurred_at": text(order.get("processed_at")) or text(order.get("created_at")),
         "status": PURCHASE_TOPICS[topic],
         "test": order.get("test") is True,
+        "attributes": attributes(country=_country(order)),
     }
     return [_event(PURCHASE_COMPLETED, delivery_id, delivery, purchase)]
 
@@ -97,6 +99,13 @@ def _undone(order: dict[str, Any], topic: str) -> str | None:
     if topic == CANCEL_TOPIC or text(order.get("cancelled_at")):
         return "cancelled"
     return UNDONE.get(text(order.get("financial_status")) or "")
+
+
+def _country(order: dict[str, Any]) -> str | None:
+    """Where the order goes, else where it is billed: ISO 3166-1 alpha-2 (``country_code``)."""
+    return text(object_at(order, "shipping_address").get("country_code")) or text(
+        object_at(order, "billing_address").get("country_code")
+    )
 
 
 def _event(event_type: str, delivery_id: str, delivery: Delivery, data: dict[str, Any]) -> Event[Contract]:

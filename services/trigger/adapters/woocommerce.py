@@ -19,6 +19,7 @@ from services.trigger.adapters.common import (
     Ignored,
     MapResult,
     Unauthorized,
+    attributes,
     build_event,
     decimal_text,
     email_as_customer,
@@ -108,6 +109,10 @@ def map(delivery: Delivery) -> MapResult:
         # WooCommerce's *_gmt times are UTC without a zone; the contract reads zone-less as UTC.
         "occurred_at": occurred,
         "status": status,
+        # Shipping, else billing: an ISO 3166-1 alpha-2 code; a virtual order has no shipping address.
+        "attributes": attributes(
+            country=text(object_at(order, "shipping").get("country")) or text(billing.get("country"))
+        ),
     }
     return [_event(PURCHASE_COMPLETED, delivery_id, delivery, purchase)]
 

@@ -19,6 +19,7 @@ from services.trigger.adapters.common import (
     Ignored,
     MapResult,
     Unauthorized,
+    attributes,
     build_event,
     email_as_customer,
     full_name,
@@ -101,6 +102,8 @@ def _from_event(payload: dict[str, Any], event_type: str, delivery: Delivery) ->
         "status": status,
         "closed_at": text(payload.get("time")) or text(detail.get("updated_at")),
         "account_id": _organization(detail.get("organization_id")),
+        # Events name the group by id only.
+        "attributes": attributes(priority=_priority(detail.get("priority")), group_id=detail.get("group_id")),
     }
     return [_event(delivery_id, delivery, closed)]
 
@@ -127,6 +130,7 @@ def _from_trigger(payload: dict[str, Any], delivery: Delivery) -> MapResult:
         "agent_email": text(payload.get("assignee_email")),
         "status": status,
         "account_id": _organization(payload.get("organization_id")),
+        "attributes": attributes(priority=_priority(payload.get("priority")), group=payload.get("group")),
     }
     return [_event(delivery_id, delivery, closed)]
 
@@ -134,6 +138,12 @@ def _from_trigger(payload: dict[str, Any], delivery: Delivery) -> MapResult:
 def _organization(value: Any) -> str | None:
     organization = identifier(value)
     return organization if organization not in (None, "0") else None
+
+
+def _priority(value: Any) -> str | None:
+    """Lower-cased (events say ``HIGH``, placeholders ``High``); ``-`` is Zendesk's "no priority"."""
+    priority = (text(value) or "").lower()
+    return priority if priority not in ("", "-") else None
 
 
 def _locale(value: Any) -> str | None:

@@ -6,7 +6,7 @@ commit."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,7 @@ from libs.common.events import (
     PurchaseCompleted,
     SuppressionLifted,
     SurveyCancelled,
+    SurveyContext,
     SurveyFailed,
     SurveyRequested,
     SurveyResponded,
@@ -38,6 +39,7 @@ from libs.common.events import (
 from libs.common.kafka import RejectEvent
 from services.trigger.config import TriggerSettings
 from services.trigger.domain.cohorts import RELATIONSHIP_DUE
+from services.trigger.domain.context import CustomerProfile, account_owner, merged_attributes
 from services.trigger.domain.rules import Candidate, Decision, Ledger, Outcome, Reason, decide
 from services.trigger.domain.withdrawals import (
     PendingInvitation,
@@ -217,6 +219,8 @@ class _TenantBatch:
         self.cancelled_refs: set[str] = set()
         #: Stored name and locale per customer, for events that carry none.
         self.contact_details: dict[str, tuple[str | None, str | None]] = {}
+        #: Stored account, owner and attributes per customer, for the survey context.
+        self.profiles: dict[str, CustomerProfile] = {}
         self.closed_invitations: list[ClosedInvitation] = []
 
     async def run(self) -> dict[tuple[str, str], Decision]:
@@ -264,6 +268,9 @@ class _TenantBatch:
             if known.outstanding_invitation_id is not None:
                 state.outstanding_invitation = str(known.outstanding_invitation_id)
             self.contact_details[known.customer_id] = (known.name, known.locale)
+            self.profiles[known.customer_id] = CustomerProfile(
+                known.account_id, known.account_owner_email, known.attributes or {}
+            )
         self.ledger.suppressed_emails = await repository.suppressed_emails(self.tenant_id, emails)
         for clock in await repository.touchpoint_clocks(self.tenant_id, customer_ids):
             self.ledger.customer(clock.customer_id).touchpoint_invited[clock.touchpoint] = (
@@ -299,6 +306,9 @@ class _TenantBatch:
         update = self._customer(data.customer_id)
         _learn_details(update, data)
         self._learn_contact(data.customer_id, getattr(data, "name", None), getattr(data, "locale", None))
+        profile = self.profiles.get(data.customer_id, CustomerProfile())
+        if data.account_id is not None:
+            self.profiles[data.customer_id] = replace(profile, account_id=data.account_id)
         touchpoint = decision.touchpoint
         if touchpoint is None or decision.reason in (
             Reason.FILTERED,
@@ -330,7 +340,9 @@ class _TenantBatch:
         self.pending_by_customer.setdefault(candidate.customer_id, []).append(invitation_id)
         known_name, known_locale = self.contact_details.get(candidate.customer_id, (None, None))
         self.uow.emit(
-            _survey_requested(event, decision, invitation_id, name=known_name, locale=known_locale),
+            _survey_requested(
+                event, decision, invitation_id, name=known_name, locale=known_locale, profile=profile
+            ),
             tenant_id=event.tenant_id,
             subject=data.customer_id,
             event_id=str(invitation_id),
@@ -425,7 +437,17 @@ class _TenantBatch:
         return Decision(candidate, Outcome.RECORDED, detail="re-subscribed")
 
     def _upsert_contact(self, data: CustomerUpserted, candidate: Candidate) -> Decision:
-        _learn_details(self._customer(data.customer_id), data)
+        update = self._customer(data.customer_id)
+        _learn_details(update, data)
+        if data.attributes is not None:
+            # Only the customer's own: an order's or ticket's attributes describe that order or ticket.
+            update.attributes = data.attributes
+        known = self.profiles.get(data.customer_id, CustomerProfile())
+        self.profiles[data.customer_id] = CustomerProfile(
+            data.account_id or known.account_id,
+            data.account_owner_email or known.account_owner_email,
+            known.attributes if data.attributes is None else data.attributes,
+        )
         state = self.ledger.customer(data.customer_id)
         state.email = data.email or state.email
         state.time_zone = data.time_zone or state.time_zone
@@ -508,7 +530,7 @@ class _TenantBatch:
 
 
 #: Contact details an event may carry; a value it leaves out (``None``) keeps the known one.
-_DETAILS = ("email", "name", "locale", "time_zone", "account_id")
+_DETAILS = ("email", "name", "locale", "time_zone", "account_id", "account_owner_email")
 
 
 def _learn_details(
@@ -527,6 +549,7 @@ def _survey_requested(
     *,
     name: str | None,
     locale: str | None,
+    profile: CustomerProfile,
 ) -> SurveyRequested:
     """The event's own name and locale win; the stored ones (``customer.upserted.v1``) fill in."""
     data = event.data
@@ -542,6 +565,23 @@ def _survey_requested(
         trigger_event_id=event.id,
         trigger_event_type=event.type,
         send_at=decision.send_at or event.envelope.time or datetime.now(UTC),
+        context=_survey_context(data, profile),
+    )
+
+
+def _survey_context(
+    data: PurchaseCompleted | TicketClosed | RelationshipDue, profile: CustomerProfile
+) -> SurveyContext:
+    """What the survey is about (the order or ticket), and what its follow-up is routed by."""
+    purchase = data if isinstance(data, PurchaseCompleted) else None
+    return SurveyContext(
+        order_id=purchase.order_id if purchase else None,
+        ticket_id=data.ticket_id if isinstance(data, TicketClosed) else None,
+        amount=purchase.amount if purchase else None,
+        currency=purchase.currency if purchase else None,
+        account_id=data.account_id or profile.account_id,
+        account_owner_email=account_owner(profile, data.account_id),
+        attributes=merged_attributes(profile.attributes, getattr(data, "attributes", None)),
     )
 
 
