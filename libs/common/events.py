@@ -273,6 +273,13 @@ class SurveyContext(BaseModel):
     recovery_case_id: uuid.UUID | None = None
 
 
+def is_recovery_answer(data: Contract) -> bool:
+    """An answer to a follow-up case's recovery survey: it measures whether following up worked,
+    and is kept out of the NPS itself (those customers were asked because they were detractors)."""
+    context = getattr(data, "context", None)
+    return isinstance(context, SurveyContext) and context.purpose == "recovery"
+
+
 class SurveyRequested(Contract):
     event_type = "survey.requested.v1"
     topic = topics.SURVEY_REQUESTS
@@ -501,7 +508,6 @@ class FollowupUpdated(Contract):
     recovery_score: Score | None = None
 
 
-
 class FollowupRecoveryDue(Contract):
     """A resolved case's recovery survey is due: ask the customer the NPS question once more, to
     learn whether following up won them back. The trigger decides (it knows unsubscribes) and asks
@@ -520,6 +526,7 @@ class FollowupRecoveryDue(Contract):
     resolved_at: Timestamp
     root_cause: Annotated[str, StringConstraints(max_length=100)] | None = None
     due_at: Timestamp
+
 
 DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 

@@ -25,6 +25,7 @@ from libs.common.events import (
     SurveyResponseUpdated,
     SurveySent,
     SurveyStep,
+    is_recovery_answer,
 )
 from services.reporting.domain.cases import CaseFacts, merge
 from services.reporting.models import InvitationFailure, InvitationSent, InvitationStep, Response
@@ -95,6 +96,9 @@ class _Projection:
                 MACHINE_OPENED if event.type == SURVEY_OPENED and data.machine else STEP_OF_TYPE[event.type]
             )
             self._add_step(event.tenant, data.invitation_id, step, data.touchpoint, data.at)
+        elif isinstance(data, SurveyResponded | SurveyResponseUpdated) and is_recovery_answer(data):
+            # The recovery rate comes from the case (followup.updated); the NPS leaves it out.
+            return True
         elif isinstance(data, SurveyResponded | SurveyResponseUpdated):
             key = (event.tenant, data.response_id)
             answer = _answer(key[0], data)

@@ -10,7 +10,14 @@ from datetime import datetime
 from prometheus_client import Counter
 
 from libs.common.db import UnitOfWork
-from libs.common.events import Contract, Event, NpsUpdated, SurveyResponded, SurveyResponseUpdated
+from libs.common.events import (
+    Contract,
+    Event,
+    NpsUpdated,
+    SurveyResponded,
+    SurveyResponseUpdated,
+    is_recovery_answer,
+)
 from services.scoring.domain.revisions import (
     FIRST_REVISION,
     HeldAnswer,
@@ -48,6 +55,9 @@ def nps_updated_id(tenant_id: uuid.UUID, touchpoint: str, version: int) -> str:
 
 def _answer_of(event: Event[Contract]) -> tuple[AnswerKey, HeldAnswer] | None:
     data = event.data
+    if is_recovery_answer(data):
+        # A recovery survey's answer measures the follow-up (reporting's recovery rate), not the NPS.
+        return None
     if isinstance(data, SurveyResponded):
         revision = FIRST_REVISION
     elif isinstance(data, SurveyResponseUpdated):

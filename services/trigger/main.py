@@ -12,6 +12,7 @@ from libs.common.kafka import ConsumerSpec
 from libs.common.service import ServiceDefinition
 from services.trigger import api, handlers
 from services.trigger.config import TriggerSettings
+from services.trigger.handlers.recovery import on_recovery_due
 from services.trigger.models import COMMON, Base
 from services.trigger.repository import TriggerRepository
 
@@ -19,6 +20,9 @@ from services.trigger.repository import TriggerRepository
 def build(settings: TriggerSettings) -> ServiceDefinition:
     async def intake(events: list[Event[Contract]], uow: UnitOfWork[TriggerRepository]) -> None:
         await handlers.handle_intake_from_kafka(events, uow, now=datetime.now(UTC), settings=settings)
+
+    async def recoveries(events: list[Event[Contract]], uow: UnitOfWork[TriggerRepository]) -> None:
+        await on_recovery_due(events, uow, now=datetime.now(UTC))
 
     return ServiceDefinition(
         name="trigger",
@@ -42,6 +46,13 @@ def build(settings: TriggerSettings) -> ServiceDefinition:
                 name="responses",
                 topics=[topics.SURVEY_EVENTS],
                 handle=handlers.on_survey_events,
+                unknown_tenants="reject",
+            ),
+            ConsumerSpec(
+                name="recoveries",
+                topics=[topics.FOLLOWUPS],
+                # The topic carries every case change; only recovery_due is the trigger's.
+                handle=recoveries,
                 unknown_tenants="reject",
             ),
         ],

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from prometheus_client import Counter
 
 from libs.common.db import UnitOfWork
-from libs.common.events import Event, FollowupOpened, SurveyResponded, SurveyResponseUpdated
+from libs.common.events import Event, FollowupOpened, SurveyContext, SurveyResponded, SurveyResponseUpdated
 from libs.common.kafka import RejectEvent
 from services.alerting.domain import notices
 from services.alerting.domain.cases import CaseStatus
@@ -33,6 +33,7 @@ from services.alerting.handlers.common import (
     emit_updated,
     event_id,
 )
+from services.alerting.handlers.recovery import record_recovery
 from services.alerting.handlers.routing import place_case
 from services.alerting.handlers.timeline import entry, opening_timeline, routing_facts
 from services.alerting.handlers.timeline import place as _place
@@ -70,6 +71,15 @@ class _Version:
     given_at: datetime
     customer_email: str | None
     customer_name: str | None
+    #: What the survey was about (order or ticket, account, attributes), and whether it was a
+    #: recovery survey of a case.
+    context: SurveyContext | None = None
+
+    @property
+    def recovery_of(self) -> uuid.UUID | None:
+        """The case whose recovery survey this answers, if it is one."""
+        context = self.context
+        return context.recovery_case_id if context is not None and context.purpose == "recovery" else None
 
     @classmethod
     def of(cls, answer: SurveyResponded | SurveyResponseUpdated) -> _Version:
@@ -89,6 +99,7 @@ class _Version:
                 given_at=answer.responded_at,
                 customer_email=answer.email,
                 customer_name=answer.name,
+                context=answer.context,
             )
         return cls(
             response_id=answer.response_id,
@@ -105,6 +116,7 @@ class _Version:
             given_at=answer.updated_at,
             customer_email=None,
             customer_name=None,
+            context=answer.context,
         )
 
     def held(self, tenant_id: uuid.UUID, now: datetime) -> Answer:
@@ -125,6 +137,7 @@ class _Version:
             effort=self.effort,
             responded_at=self.responded_at,
             updated_at=now,
+            context=self.context.model_dump(mode="json") if self.context is not None else None,
         )
 
 
@@ -143,6 +156,9 @@ async def record_answer(
     tenant_id = event.tenant
     version = _Version.of(event.data)
     held = await _held_version(uow, tenant_id, version, now)
+    if version.recovery_of is not None:
+        await _recovery_answer(uow, tenant_id, version, held, now)
+        return
     case = await uow.repository.case_of_response(tenant_id, version.response_id)
     if held is not None and not is_newer(held.revision, version.revision):
         _keep_held(held, version, case, event.tenant_id)
@@ -171,6 +187,26 @@ async def record_answer(
     old_score = previous_score if previous_score is not None else case.score
     if action in (CaseAction.RESOLVE, CaseAction.REOPEN):
         await _follow_score_change(case, action, version, old_score, uow, now=now)
+
+
+async def _recovery_answer(
+    uow: UnitOfWork[AlertingRepository],
+    tenant_id: uuid.UUID,
+    version: _Version,
+    held: Answer | None,
+    now: datetime,
+) -> None:
+    """An answer to a case's recovery survey goes on that case, never opening one of its own."""
+    if held is not None and not is_newer(held.revision, version.revision):
+        return
+    if held is not None:
+        _hold(held, version, now)
+    case_id = version.recovery_of
+    case = await uow.repository.get_case(tenant_id, case_id, for_update=True) if case_id else None
+    if case is None:
+        log.warning("followup.recovery_unknown_case", extra={"tenant_id": str(tenant_id)})
+        return
+    await record_recovery(uow, case, version.score, version.revision, now)
 
 
 async def _held_version(
@@ -376,15 +412,22 @@ async def _open_case(
     policy = await uow.repository.desk_policy(tenant_id)
     priority = priority_of(version.score)
     times = clock(version.given_at, priority, policy.sla)
+    context = version.context or _held_context(held)
     placement = await place_case(
         uow,
         tenant_id,
-        routing_facts(version.touchpoint, version.score),
+        routing_facts(
+            version.touchpoint,
+            version.score,
+            context.attributes if context else None,
+            context.account_owner_email if context else None,
+        ),
         policy=policy,
         owner_email=tenant.owner_email,
     )
     facts = _opening_facts(version, held, placement.routed.notify_email, times.first_contact_due)
     case = _new_case(tenant_id, version, facts, now)
+    _about(case, context)
     _place(case, placement, priority, times, policy, now)
     if not await uow.repository.insert_case(case):
         log.info("followup.duplicate_answer", extra={"case_id": str(facts.case_id), "tenant_id": tenant_text})
@@ -414,6 +457,26 @@ async def _open_case(
             "assigned": facts.owner_email is not None,
         },
     )
+
+
+def _held_context(held: Answer | None) -> SurveyContext | None:
+    if held is None or held.context is None:
+        return None
+    return SurveyContext.model_validate(held.context)
+
+
+def _about(case: FollowupCase, context: SurveyContext | None) -> None:
+    """What the answer was about: the order or ticket, the account, the customer's attributes."""
+    if context is None:
+        case.attributes = {}
+        return
+    case.order_id = context.order_id
+    case.ticket_id = context.ticket_id
+    case.amount = context.amount
+    case.currency = context.currency
+    case.account_id = context.account_id
+    case.account_owner_email = context.account_owner_email
+    case.attributes = dict(context.attributes)
 
 
 def _opening_facts(

@@ -50,7 +50,6 @@ def place(
     case.due_at = times.first_contact_due
     case.resolution_due_at = times.resolution_due
     case.sla_done = []
-    case.attributes = case.attributes or {}
     case.next_check_at = next_check(case, policy, now)
 
 
