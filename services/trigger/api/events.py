@@ -171,8 +171,9 @@ async def get_decisions(
 ) -> dict[str, Any]:
     """A customer's decisions, newest first: `invited`, `delayed` (with `send_at`), `skipped` with a
     `reason` (`rest_period`, `sampled_out`, `unsubscribed`, `no_email`, `duplicate`, `filtered`,
-    `cancelled`, `quota`) and a `detail`, `cancelled` or `recorded` for consent and cancellation
-    events, each with the touchpoint version it used."""
+    `cancelled`, `quota`) and a `detail`, `invited` with the reason `recovery` for the recovery
+    survey of a follow-up case, `cancelled` or `recorded` for consent and cancellation events, each
+    with the touchpoint version it used."""
     repository: TriggerRepository = uow.repository
     rows = await repository.decisions_for_customer(tenant.tenant_id, customer, limit)
     return {
