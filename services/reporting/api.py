@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
+import io
 import re
 import uuid
 from datetime import datetime
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import BaseModel, Field
 
@@ -19,6 +21,13 @@ from libs.common.db import UnitOfWork
 from libs.common.deps import Tenant, UoW
 from libs.common.events import FailureReason, Timestamp
 from services.reporting.domain import display
+from services.reporting.domain.followups import (
+    BreachRow,
+    FollowupReport,
+    Interval,
+    RecoveryRow,
+    followup_report,
+)
 from services.reporting.domain.summary import CaseCounts, FollowUpAnswers, Funnel, ScoreCounts, Summary
 from services.reporting.repository import ReportFilter, ReportingRepository
 
@@ -221,6 +230,7 @@ async def get_summary_page(
         scope=_scope(touchpoint, since),
         overall=overall,
         by_touchpoint=list(per_touchpoint.items()),
+        followups=await _followup_report(uow, ReportFilter(tenant.tenant_id, touchpoint, since)),
     )
     return HTMLResponse(page, headers=_SUMMARY_PAGE_HEADERS)
 
@@ -332,3 +342,219 @@ async def list_responses(
             for row in rows
         ]
     )
+
+
+class IntervalView(BaseModel):
+    """A 95 % Wilson score interval for a share (0-1, rounded to 4 decimals)."""
+
+    low: float
+    high: float
+
+
+class BreachView(BaseModel):
+    name: str = Field(
+        description="the owner (Unassigned when nobody owns the case), the team (No team) or the "
+        "touchpoint (Unknown while only an older-style update of the case has arrived)"
+    )
+    cases: int = Field(description="cases of this owner, team or touchpoint")
+    breached: int = Field(description="of them, cases not contacted by their due time, resolved since or not")
+    share_of_breaches: float | None = Field(
+        description="this group's share of all breaches (0-1, 4 decimals); null when nothing breached"
+    )
+    breach_rate: float | None = Field(description="breached of this group's cases (0-1, 4 decimals)")
+
+
+class RecoveryView(BaseModel):
+    group: str = Field(
+        description="by contact speed: 'within 24 h' (first contact at most 86,400 s after opening), "
+        "'later' or 'never contacted'; by root cause: the cause, or 'Not recorded'"
+    )
+    n: int = Field(description="cases whose customer answered the recovery survey: small n, wide interval")
+    recovered: int = Field(description="of them, customers now passive or promoter (recovery score 7-10)")
+    rate: float | None = Field(description="recovered / n (0-1, 4 decimals); null when n is 0")
+    interval_95: IntervalView | None = Field(
+        description="95 % Wilson score interval of the rate; null when n is 0"
+    )
+
+
+class FollowupReportView(BaseModel):
+    cases: int = Field(description="follow-up cases selected, open or not")
+    contacted: int = Field(description="cases whose customer was reached (time to first contact known)")
+    contact_hours_p50: float | None = Field(
+        description="median hours from opening to first contact over contacted cases (linear "
+        "interpolation between ranks, as percentile_cont; 2 decimals); null when none was contacted"
+    )
+    contact_hours_p90: float | None = Field(description="90th percentile of the same, as the median")
+    within_sla: int = Field(description="cases first contacted within the SLA's first-contact time")
+    sla_known: int = Field(
+        description="cases whose SLA outcome is known: contacted ones that say whether in time, and "
+        "breached ones (a breach is a missed first contact)"
+    )
+    within_sla_share: float | None = Field(
+        description="within_sla / sla_known (0-1, 4 decimals); null when no outcome is known"
+    )
+    breached: int = Field(description="cases not contacted by their due time, resolved since or not")
+    resolved: int
+    resolution_hours_p50: float | None = Field(
+        description="median hours from opening to resolution over resolved cases; null when none was"
+    )
+    resolution_hours_p90: float | None = Field(description="90th percentile of the same")
+    recovery: RecoveryView = Field(description="every case with a recovery score (group 'all')")
+    breaches_by_owner: list[BreachView] = Field(description="most breaches first, then by name")
+    breaches_by_team: list[BreachView]
+    breaches_by_touchpoint: list[BreachView]
+    recovery_by_contact_speed: list[RecoveryView] = Field(
+        description="always the three groups, in the order within 24 h, later, never contacted"
+    )
+    recovery_by_root_cause: list[RecoveryView] = Field(description="largest n first, then by cause")
+
+
+async def _followup_report(uow: UnitOfWork[ReportingRepository], where: ReportFilter) -> FollowupReport:
+    """The report from three grouped queries; the caller starts the transaction's snapshot first."""
+    repository = uow.repository
+    return followup_report(
+        await repository.case_totals(where),
+        await repository.case_breakdown(where),
+        await repository.recovery_scores(where),
+    )
+
+
+def _interval_view(interval: Interval | None) -> IntervalView | None:
+    return (
+        None if interval is None else IntervalView(low=round(interval.low, 4), high=round(interval.high, 4))
+    )
+
+
+def _recovery_view(row: RecoveryRow) -> RecoveryView:
+    return RecoveryView(
+        group=row.group,
+        n=row.n,
+        recovered=row.recovered,
+        rate=_rounded(row.rate, 4),
+        interval_95=_interval_view(row.interval),
+    )
+
+
+def _breach_views(rows: list[BreachRow]) -> list[BreachView]:
+    return [
+        BreachView(
+            name=row.name,
+            cases=row.cases,
+            breached=row.breached,
+            share_of_breaches=_rounded(row.share_of_breaches, 4),
+            breach_rate=_rounded(row.breach_rate, 4),
+        )
+        for row in rows
+    ]
+
+
+def _followup_view(report: FollowupReport) -> FollowupReportView:
+    totals = report.totals
+    (contact_p50, contact_p90), (resolution_p50, resolution_p90) = (
+        report.contact_hours,
+        report.resolution_hours,
+    )
+    return FollowupReportView(
+        cases=totals.cases,
+        contacted=totals.contacted,
+        contact_hours_p50=_rounded(contact_p50, 2),
+        contact_hours_p90=_rounded(contact_p90, 2),
+        within_sla=totals.within_sla,
+        sla_known=totals.sla_known,
+        within_sla_share=_rounded(report.within_sla_share, 4),
+        breached=totals.breached,
+        resolved=totals.resolved,
+        resolution_hours_p50=_rounded(resolution_p50, 2),
+        resolution_hours_p90=_rounded(resolution_p90, 2),
+        recovery=_recovery_view(report.recovery_overall),
+        breaches_by_owner=_breach_views(report.breaches_by_owner),
+        breaches_by_team=_breach_views(report.breaches_by_team),
+        breaches_by_touchpoint=_breach_views(report.breaches_by_touchpoint),
+        recovery_by_contact_speed=[_recovery_view(row) for row in report.recovery_by_contact_speed],
+        recovery_by_root_cause=[_recovery_view(row) for row in report.recovery_by_root_cause],
+    )
+
+
+@router.get("/v1/reports/followups")
+async def get_followups(
+    tenant: Tenant,
+    uow: UoW,
+    touchpoint: TouchpointQuery = None,
+    since: SinceQuery = None,
+) -> FollowupReportView:
+    """Did following up work? Over the tenant's follow-up cases: time to first contact (p50, p90),
+    the share contacted within the SLA, breaches by owner, team and touchpoint, time to
+    resolution, and the recovery rate (customers passive or promoter in the recovery survey) by
+    how fast they were contacted and by root cause, each with n and a 95 % Wilson interval.
+
+    Cases count from when they were opened (from their first update while the opening has not
+    reached reporting). The same rows as CSV: ``GET /v1/reports/followups.csv``."""
+    await uow.repository.read_one_snapshot()
+    report = await _followup_report(uow, ReportFilter(tenant.tenant_id, touchpoint, since))
+    return _followup_view(report)
+
+
+#: The CSV's columns; a cell that does not apply to the row's breakdown is empty.
+FOLLOWUP_CSV_COLUMNS = (
+    "breakdown",
+    "group",
+    "cases",
+    "breached",
+    "share_of_breaches",
+    "breach_rate",
+    "recovery_n",
+    "recovered",
+    "recovery_rate",
+    "recovery_ci_low",
+    "recovery_ci_high",
+)
+
+
+@router.get(
+    "/v1/reports/followups.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "one row per group, header first"}},
+)
+async def get_followups_csv(
+    tenant: Tenant,
+    uow: UoW,
+    touchpoint: TouchpointQuery = None,
+    since: SinceQuery = None,
+) -> Response:
+    """The follow-up report's breakdowns as CSV (RFC 4180, UTF-8, header row): breakdown
+    (breaches_by_owner, breaches_by_team, breaches_by_touchpoint, recovery_by_contact_speed,
+    recovery_by_root_cause), group, cases, breached, share_of_breaches, breach_rate, recovery_n,
+    recovered, recovery_rate, recovery_ci_low, recovery_ci_high. Shares are 0-1."""
+    await uow.repository.read_one_snapshot()
+    report = await _followup_report(uow, ReportFilter(tenant.tenant_id, touchpoint, since))
+    return Response(_followup_csv(_followup_view(report)), media_type="text/csv; charset=utf-8")
+
+
+def _followup_csv(view: FollowupReportView) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(FOLLOWUP_CSV_COLUMNS)
+    breakdowns = (
+        ("breaches_by_owner", view.breaches_by_owner),
+        ("breaches_by_team", view.breaches_by_team),
+        ("breaches_by_touchpoint", view.breaches_by_touchpoint),
+    )
+    for breakdown, breaches in breakdowns:
+        for breach in breaches:
+            shares = (_cell(breach.share_of_breaches), _cell(breach.breach_rate))
+            writer.writerow((breakdown, breach.name, breach.cases, breach.breached, *shares, *("",) * 5))
+    recoveries = (
+        ("recovery_by_contact_speed", view.recovery_by_contact_speed),
+        ("recovery_by_root_cause", view.recovery_by_root_cause),
+    )
+    for breakdown, groups in recoveries:
+        for group in groups:
+            interval = group.interval_95
+            bounds = ("", "") if interval is None else (interval.low, interval.high)
+            recovery = (group.n, group.recovered, _cell(group.rate), *bounds)
+            writer.writerow((breakdown, group.group, *("",) * 4, *recovery))
+    return out.getvalue()
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else str(value)

@@ -175,5 +175,25 @@ def _case_facts(data: FollowupOpened | FollowupUpdated) -> CaseFacts:
             touchpoint=data.touchpoint,
             opened_at=data.opened_at,
             due_at=data.due_at,
+            priority=data.priority,
+            assignee_name=data.assignee_name,
+            team_name=data.team_name,
         )
-    return CaseFacts(status=data.status, breached=data.breached, updated_at=data.updated_at)
+    return CaseFacts(
+        status=data.status,
+        breached=data.breached,
+        updated_at=data.updated_at,
+        # An update from an emitter that sends the whole state places a case whose opening is late.
+        touchpoint=data.touchpoint,
+        opened_at=data.opened_at,
+        priority=data.priority,
+        assignee_name=data.assignee_name,
+        team_name=data.team_name,
+        contacted_at=data.contacted_at,
+        seconds_to_contact=data.seconds_to_contact,
+        contact_within_sla=data.contact_within_sla,
+        resolved_at=data.resolved_at,
+        seconds_to_resolution=data.seconds_to_resolution,
+        root_cause=data.root_cause,
+        recovery_score=data.recovery_score,
+    )

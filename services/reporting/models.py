@@ -9,7 +9,19 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, MetaData, SmallInteger, String, Text, Uuid
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    Uuid,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.common.db import add_common_tables
@@ -96,3 +108,26 @@ class FollowupCase(Base):
     opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: How the case went, as its latest snapshot said (null until an emitter that sends it).
+    priority: Mapped[str | None] = mapped_column(String(20))
+    assignee_name: Mapped[str | None] = mapped_column(String(200))
+    team_name: Mapped[str | None] = mapped_column(String(100))
+    contacted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    seconds_to_contact: Mapped[float | None] = mapped_column(Float)
+    contact_within_sla: Mapped[bool | None] = mapped_column(Boolean)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    seconds_to_resolution: Mapped[float | None] = mapped_column(Float)
+    root_cause: Mapped[str | None] = mapped_column(String(100))
+    recovery_score: Mapped[int | None] = mapped_column(SmallInteger)
+
+    # Reports select a tenant's cases by when they were opened (when only known to be updated, by
+    # that), optionally of one touchpoint: the expression must match the queries' exactly.
+    __table_args__ = (
+        Index("ix_cases_tenant_opened", "tenant_id", text("coalesce(opened_at, updated_at)")),
+        Index(
+            "ix_cases_tenant_touchpoint_opened",
+            "tenant_id",
+            "touchpoint",
+            text("coalesce(opened_at, updated_at)"),
+        ),
+    )

@@ -3,17 +3,28 @@ batch of rows (the models): one statement per table per batch."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, func, select, text, tuple_
+from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, func, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from services.reporting.domain.cases import PROGRESS, CaseFacts
+from services.reporting.domain.cases import FIRST_KNOWN, LATEST_KNOWN, PROGRESS, CaseFacts
+from services.reporting.domain.followups import (
+    FAST_CONTACT_SECONDS,
+    LATER,
+    NEVER_CONTACTED,
+    WITHIN_24_H,
+    BreakdownCount,
+    BreakdownDimension,
+    CaseTotals,
+    RecoveryCount,
+)
 from services.reporting.domain.summary import FollowUpAnswers
 from services.reporting.models import (
     Base,
@@ -126,16 +137,7 @@ class ReportingRepository:
         if not cases:
             return
         rows = [
-            {
-                "tenant_id": tenant_id,
-                "case_id": case_id,
-                "touchpoint": facts.touchpoint,
-                "status": facts.status,
-                "breached": facts.breached,
-                "opened_at": facts.opened_at,
-                "due_at": facts.due_at,
-                "updated_at": facts.updated_at,
-            }
+            {"tenant_id": tenant_id, "case_id": case_id, **dataclasses.asdict(facts)}
             for (tenant_id, case_id), facts in sorted(cases.items())
         ]
         insert = pg_insert(FollowupCase).values(rows)
@@ -143,6 +145,17 @@ class ReportingRepository:
         newer = tuple_(arriving.updated_at, _progress(arriving.status), arriving.breached) > tuple_(
             FollowupCase.updated_at, _progress(FollowupCase.status), FollowupCase.breached
         )
+        first_known = {
+            name: func.coalesce(getattr(FollowupCase, name), arriving[name]) for name in FIRST_KNOWN
+        }
+        # Each field from the newer of the two where it has one, else from the other.
+        latest_known = {
+            name: case(
+                (newer, func.coalesce(arriving[name], getattr(FollowupCase, name))),
+                else_=func.coalesce(getattr(FollowupCase, name), arriving[name]),
+            )
+            for name in LATEST_KNOWN
+        }
         await self.session.execute(
             insert.on_conflict_do_update(
                 index_elements=[FollowupCase.tenant_id, FollowupCase.case_id],
@@ -150,9 +163,8 @@ class ReportingRepository:
                     "status": case((newer, arriving.status), else_=FollowupCase.status),
                     "breached": case((newer, arriving.breached), else_=FollowupCase.breached),
                     "updated_at": case((newer, arriving.updated_at), else_=FollowupCase.updated_at),
-                    "touchpoint": func.coalesce(FollowupCase.touchpoint, arriving.touchpoint),
-                    "opened_at": func.coalesce(FollowupCase.opened_at, arriving.opened_at),
-                    "due_at": func.coalesce(FollowupCase.due_at, arriving.due_at),
+                    **first_known,
+                    **latest_known,
                 },
             )
         )
@@ -260,3 +272,116 @@ class ReportingRepository:
             query.order_by(Response.responded_at.desc(), Response.response_id.desc()).limit(limit)
         )
         return result.all()
+
+    async def case_totals(self, where: ReportFilter) -> CaseTotals:
+        """Counts and percentiles (``percentile_cont``: see :func:`followups.percentile`) over the
+        selected cases, in one row. A breach is a missed first-contact deadline, resolved or not."""
+        within = FollowupCase.contact_within_sla
+        query = select(
+            func.count(),
+            func.count(FollowupCase.seconds_to_contact),
+            *_percentiles(FollowupCase.seconds_to_contact),
+            func.count().filter(within.is_(True)),
+            func.count().filter(or_(within.is_not(None), FollowupCase.breached)),
+            func.count().filter(FollowupCase.breached),
+            func.count().filter(FollowupCase.status == "resolved"),
+            *_percentiles(FollowupCase.seconds_to_resolution),
+        ).where(*_cases_selected(where))
+        row = (await self.session.execute(query)).one()
+        return CaseTotals(
+            cases=row[0],
+            contacted=row[1],
+            contact_p50_seconds=_float(row[2]),
+            contact_p90_seconds=_float(row[3]),
+            within_sla=int(row[4]),
+            sla_known=int(row[5]),
+            breached=int(row[6]),
+            resolved=int(row[7]),
+            resolution_p50_seconds=_float(row[8]),
+            resolution_p90_seconds=_float(row[9]),
+        )
+
+    async def case_breakdown(self, where: ReportFilter) -> list[BreakdownCount]:
+        """Cases and breaches per owner, per team and per touchpoint (null where the case has none),
+        in one grouped query."""
+        owner, team, touchpoint = FollowupCase.assignee_name, FollowupCase.team_name, FollowupCase.touchpoint
+        query = (
+            select(
+                func.grouping(owner),
+                func.grouping(team),
+                owner,
+                team,
+                touchpoint,
+                func.count(),
+                func.count().filter(FollowupCase.breached),
+            )
+            .where(*_cases_selected(where))
+            .group_by(func.grouping_sets(owner, team, touchpoint))
+        )
+        counts: list[BreakdownCount] = []
+        for row in await self.session.execute(query):
+            # grouping() is 0 for the column the row is grouped by.
+            dimension: BreakdownDimension = (
+                "owner" if row[0] == 0 else "team" if row[1] == 0 else "touchpoint"
+            )
+            name = row[2] if dimension == "owner" else row[3] if dimension == "team" else row[4]
+            counts.append(BreakdownCount(dimension=dimension, name=name, cases=row[5], breached=row[6]))
+        return counts
+
+    async def recovery_scores(self, where: ReportFilter) -> list[RecoveryCount]:
+        """Cases per recovery score, by contact speed and by root cause, in one grouped query; cases
+        without a recovery score are left out."""
+        seconds = FollowupCase.seconds_to_contact
+        speed = case(
+            (seconds.is_(None), NEVER_CONTACTED),
+            (seconds <= FAST_CONTACT_SECONDS, WITHIN_24_H),
+            else_=LATER,
+        )
+        # Grouped outside the subquery: the labels are bound parameters, and a GROUP BY expression
+        # with parameters of its own would not match the select list's.
+        cases = (
+            select(
+                speed.label("speed"),
+                FollowupCase.root_cause.label("cause"),
+                FollowupCase.recovery_score.label("score"),
+            )
+            .where(*_cases_selected(where), FollowupCase.recovery_score.is_not(None))
+            .subquery()
+        )
+        query = select(
+            func.grouping(cases.c.speed), cases.c.speed, cases.c.cause, cases.c.score, func.count()
+        ).group_by(
+            func.grouping_sets(tuple_(cases.c.speed, cases.c.score), tuple_(cases.c.cause, cases.c.score))
+        )
+        counts: list[RecoveryCount] = []
+        for row in await self.session.execute(query):
+            by_speed = row[0] == 0
+            counts.append(
+                RecoveryCount(
+                    dimension="contact_speed" if by_speed else "root_cause",
+                    group=row[1] if by_speed else row[2],
+                    recovery_score=row[3],
+                    cases=row[4],
+                )
+            )
+        return counts
+
+
+def _cases_selected(where: ReportFilter) -> list[ColumnElement[bool]]:
+    """The filter's cases: opened (or, while the opening is unknown, updated) from ``since`` on.
+
+    The expression is the one ``ix_cases_tenant_opened`` indexes."""
+    conditions = [FollowupCase.tenant_id == where.tenant_id]
+    if where.touchpoint is not None:
+        conditions.append(FollowupCase.touchpoint == where.touchpoint)
+    if where.since is not None:
+        conditions.append(func.coalesce(FollowupCase.opened_at, FollowupCase.updated_at) >= where.since)
+    return conditions
+
+
+def _percentiles(column: SQLColumnExpression[float | None]) -> tuple[ColumnElement[float], ...]:
+    return tuple(func.percentile_cont(fraction).within_group(column) for fraction in (0.5, 0.9))
+
+
+def _float(value: object) -> float | None:
+    return None if value is None else float(str(value))

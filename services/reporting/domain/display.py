@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.reporting.domain.followups import Interval
 from services.reporting.domain.summary import FUNNEL_STEPS, Summary
 
 NOTHING = "—"
@@ -109,3 +110,17 @@ def follow_up_cells(summary: Summary) -> FollowUpCells:
         average_effort=one_decimal(answers.average_effort),
         effort_answers=count(answers.effort_answers),
     )
+
+
+def hours(value: float | None) -> str:
+    """A duration in hours as "3.5 h"."""
+    return NOTHING if value is None else f"{value:,.1f} h"
+
+
+def of(part: int, whole: int) -> str:
+    return f"{count(part)} of {count(whole)}"
+
+
+def percent_range(interval: Interval | None) -> str:
+    """A 0-1 interval as "45.0 to 95.0 %"; nothing when there is no base for one."""
+    return NOTHING if interval is None else f"{interval.low * 100:.1f} to {interval.high * 100:.1f} %"
