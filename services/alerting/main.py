@@ -35,7 +35,14 @@ def _record_answer(
     notify_delay = timedelta(seconds=settings.notify_delay_seconds)
 
     async def answered(event: Event[Any], uow: UnitOfWork[AlertingRepository]) -> None:
-        await handlers.record_answer(event, uow, sla=sla, now=datetime.now(UTC), notify_delay=notify_delay)
+        await handlers.record_answer(
+            event,
+            uow,
+            sla=sla,
+            now=datetime.now(UTC),
+            notify_delay=notify_delay,
+            desk_url=settings.desk_public_url,
+        )
 
     return answered
 
@@ -49,12 +56,13 @@ class SlaCheck(Job):
     def __init__(self, database: Database[AlertingRepository], settings: AlertingSettings) -> None:
         self._database = database
         self._escalation_email = settings.escalation_email
+        self._desk_url = settings.desk_public_url
         self.every = settings.sla_check_seconds
 
     async def run_once(self) -> int:
         async with self._database.uow() as uow:
             breached = await handlers.mark_breached(
-                uow, datetime.now(UTC), escalation_email=self._escalation_email
+                uow, datetime.now(UTC), escalation_email=self._escalation_email, desk_url=self._desk_url
             )
             await uow.commit()
         async with self._database.uow() as uow:

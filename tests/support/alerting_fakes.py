@@ -31,7 +31,7 @@ from libs.common.events import (
     SurveyResponseUpdated,
     new_event,
 )
-from services.alerting.models import Answer, Base, FollowupCase, Notification
+from services.alerting.models import Answer, Base, CaseEvent, FollowupCase, Notification, Team, User
 from services.alerting.repository import AlertingRepository, CaseNotice, TenantInfo
 
 Row = TypeVar("Row", bound=Base)
@@ -65,6 +65,35 @@ class FakeAlertingRepository(AlertingRepository):
         self.notification_delays: dict[tuple[uuid.UUID, str], timedelta | None] = {}
         self._clock = clock
         self._next_notification_id = 1
+        # The case desk: timelines, people and teams, and each tenant's desk settings.
+        self.case_events: list[CaseEvent] = []
+        self.users: dict[uuid.UUID, User] = {}
+        self.teams: dict[uuid.UUID, Team] = {}
+        self.memberships: set[tuple[uuid.UUID, uuid.UUID]] = set()
+        self.desk_configs: dict[uuid.UUID, dict[str, object]] = {}
+
+    async def add_case_event(self, event: CaseEvent) -> int:
+        event.id = len(self.case_events) + 1
+        self.case_events.append(event)
+        return event.id
+
+    async def team_ids_of(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> tuple[uuid.UUID, ...]:
+        return tuple(
+            team_id
+            for team_id, member in sorted(self.memberships)
+            if member == user_id and self.teams[team_id].tenant_id == tenant_id
+        )
+
+    async def tenant_user(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> User | None:
+        user = self.users.get(user_id)
+        return user if user is not None and user.tenant_id == tenant_id else None
+
+    async def tenant_team(self, tenant_id: uuid.UUID, team_id: uuid.UUID) -> Team | None:
+        team = self.teams.get(team_id)
+        return team if team is not None and team.tenant_id == tenant_id else None
+
+    async def desk_config(self, tenant_id: uuid.UUID) -> dict[str, object] | None:
+        return self.desk_configs.get(tenant_id)
 
     async def tenant_info(self, tenant_id: uuid.UUID) -> TenantInfo:
         known = tenant_id in self.tenants
@@ -115,6 +144,8 @@ class FakeAlertingRepository(AlertingRepository):
         self, notices: Sequence[CaseNotice], *, after: timedelta | None = None
     ) -> None:
         for queued in notices:
+            # The handlers faked here queue only notices about one case; digests are not faked.
+            assert queued.case_id is not None, "FakeAlertingRepository does not fake digests"
             key = (queued.case_id, queued.notice.kind.value)
             if key in self.notifications:
                 continue

@@ -15,6 +15,7 @@ from libs.common.events import Event, FollowupOpened, SurveyResponded, SurveyRes
 from libs.common.kafka import RejectEvent
 from services.alerting.domain import notices
 from services.alerting.domain.cases import CaseStatus, due_at
+from services.alerting.domain.desk import band
 from services.alerting.domain.revisions import (
     FIRST_REVISION,
     CaseAction,
@@ -131,6 +132,7 @@ async def record_answer(
     sla: timedelta,
     now: datetime,
     notify_delay: timedelta = timedelta(0),
+    desk_url: str | None = None,
 ) -> None:
     """Hold the answer's newest version and keep its case in step with it: a detractor's answer
     opens one case, assigned to the tenant's owner, who is emailed; a score changed away from
@@ -151,12 +153,20 @@ async def record_answer(
     action = case_action(status, resolution, version.score)
     if action is CaseAction.OPEN:
         await _open_case(
-            event.tenant_id, tenant_id, version, held, uow, sla=sla, now=now, notify_delay=notify_delay
+            event.tenant_id,
+            tenant_id,
+            version,
+            held,
+            uow,
+            sla=sla,
+            now=now,
+            notify_delay=notify_delay,
+            desk_url=desk_url,
         )
         return
     if case is None:
         return
-    await _refresh_case(case, action, version, held, uow, now=now)
+    await _refresh_case(case, action, version, held, uow, now=now, desk_url=desk_url)
     old_score = previous_score if previous_score is not None else case.score
     if action in (CaseAction.RESOLVE, CaseAction.REOPEN):
         await _follow_score_change(case, action, version, old_score, uow, sla=sla, now=now)
@@ -191,13 +201,14 @@ async def _refresh_case(
     uow: UnitOfWork[AlertingRepository],
     *,
     now: datetime,
+    desk_url: str | None = None,
 ) -> None:
     """Show the answer's current version on its case, and in the owner's email still waiting."""
     _show_answer(case, version, held)
     case.updated_at = now
     if case.owner_email is not None and action is not CaseAction.RESOLVE:
         # The "why" usually follows the score by a minute: the waiting email carries it.
-        notice = notices.case_opened(case_facts(case), case.owner_email)
+        notice = notices.case_opened(case_facts(case, desk_url), case.owner_email)
         await uow.repository.rewrite_pending(
             case.id, notice.kind.value, subject=notice.subject, body=notice.body
         )
@@ -306,13 +317,14 @@ async def _open_case(
     sla: timedelta,
     now: datetime,
     notify_delay: timedelta = timedelta(0),
+    desk_url: str | None = None,
 ) -> None:
     tenant = await uow.repository.tenant_info(tenant_id)
     if not tenant.known:
         # Never for a tenant that does not exist. The consumer holds a tenant's events until its
         # tenant.created has arrived, so this is a safety net, not the way a late tenant is handled.
         raise RejectEvent(f"tenantid: unknown tenant {tenant_text!r}")
-    facts = _opening_facts(version, held, tenant.owner_email, sla)
+    facts = _opening_facts(version, held, tenant.owner_email, sla, desk_url)
     if not await uow.repository.insert_case(_new_case(tenant_id, version, facts, now)):
         log.info("followup.duplicate_answer", extra={"case_id": str(facts.case_id), "tenant_id": tenant_text})
         return
@@ -342,7 +354,7 @@ async def _open_case(
 
 
 def _opening_facts(
-    version: _Version, held: Answer | None, owner_email: str | None, sla: timedelta
+    version: _Version, held: Answer | None, owner_email: str | None, sla: timedelta, desk_url: str | None
 ) -> notices.CaseFacts:
     """The new case as its owner's email tells it; contact details the held version knows fill in
     those this version lacks."""
@@ -360,6 +372,7 @@ def _opening_facts(
         recommended=version.recommended,
         csat=version.csat,
         effort=version.effort,
+        case_url=notices.case_url(desk_url, case_id_for(version.response_id)) if desk_url else None,
     )
 
 
@@ -381,6 +394,7 @@ def _new_case(
         csat=facts.csat,
         effort=facts.effort,
         status=CaseStatus.OPEN.value,
+        priority=band(facts.score).value,
         owner_email=facts.owner_email,
         opened_at=facts.opened_at,
         due_at=facts.due_at,

@@ -30,6 +30,7 @@ async def mark_breached(
     *,
     escalation_email: str | None = None,
     limit: int = BREACH_BATCH,
+    desk_url: str | None = None,
 ) -> int:
     """Stamp every case still open after its due time as breached (up to ``limit`` per call), tell
     the others, and queue an escalation to ``escalation_email``, or else the case's owner."""
@@ -46,7 +47,7 @@ async def mark_breached(
         if recipient is None:
             log.warning("followup.breach_unnotified", extra={"case_id": str(case.id)})
             continue
-        notice = notices.case_breached(case_facts(case), recipient, now)
+        notice = notices.case_breached(case_facts(case, desk_url), recipient, now)
         escalations.append(CaseNotice(case.tenant_id, case.id, notice))
     await uow.repository.queue_notifications(escalations)
     if cases:
