@@ -71,6 +71,7 @@ async def test_the_lists_and_the_case_render_for_a_signed_in_agent(
         assert "Late again." in page.text and "Log a contact" in page.text
         for field in ("contact-channel", "contact-outcome", "resolve-cause", "resolve-text", "note-text"):
             assert f'<label for="{field}">' in page.text
+        assert "Ann Agent (1 open)" in page.text  # whom to give a case to, by their load
         css = await browser.get("/desk/assets/desk.css")
         assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
         assert (await browser.get("/desk/assets/secrets.txt")).status_code == 404

@@ -142,6 +142,7 @@ async def _case_page(
     if detail is None or not desk.visible(person, detail.row.case, teams):
         return not_found(person)
     users, all_teams = await uow.repository.desk_choices(person.tenant_id)
+    open_counts = await uow.repository.open_case_counts(person.tenant_id)
     causes = desk.root_causes(await uow.repository.desk_config(person.tenant_id))
     return render(
         "desk_case.html",
@@ -150,6 +151,7 @@ async def _case_page(
         title=f"Case of {detail.row.case.customer_name or detail.row.case.customer_id}",
         **views.case_context(detail, datetime.now(UTC)),
         users=users,
+        open_counts={str(user_id): count for user_id, count in open_counts.items()},
         teams=all_teams,
         root_causes=causes,
         channels=views.CHANNELS,
