@@ -13,13 +13,17 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Integer,
+    Select,
     Table,
     Text,
     column,
     delete,
+    false,
     func,
     inspect,
+    or_,
     select,
+    tuple_,
     update,
     values,
 )
@@ -28,6 +32,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from services.alerting.desk_rows import CaseDetail, Choice, DeskPage, DeskRow
+from services.alerting.domain.desk import BAND_SCORES, UNASSIGNED, CaseFilter, Cursor, Scope
 from services.alerting.domain.notices import Notice
 from services.alerting.domain.policy import DeskPolicy
 from services.alerting.models import (
@@ -523,3 +529,158 @@ class AlertingRepository:
             )
         )
         return due
+
+    # The case desk
+
+    async def team_ids_of(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> tuple[uuid.UUID, ...]:
+        result = await self._session.scalars(
+            select(TeamMember.team_id).where(TeamMember.tenant_id == tenant_id, TeamMember.user_id == user_id)
+        )
+        return tuple(result.all())
+
+    async def tenant_user(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> User | None:
+        """A user of this tenant (another tenant's id is as unknown as a made-up one)."""
+        return await self._session.scalar(select(User).where(User.id == user_id, User.tenant_id == tenant_id))
+
+    async def tenant_team(self, tenant_id: uuid.UUID, team_id: uuid.UUID) -> Team | None:
+        return await self._session.scalar(select(Team).where(Team.id == team_id, Team.tenant_id == tenant_id))
+
+    async def desk_choices(self, tenant_id: uuid.UUID) -> tuple[list[Choice], list[Choice]]:
+        """The tenant's active users and its teams, by name: whom a case may be assigned to."""
+        users = await self._session.execute(
+            select(User.id, User.name)
+            .where(User.tenant_id == tenant_id, User.active.is_(True))
+            .order_by(User.name, User.id)
+        )
+        teams = await self._session.execute(
+            select(Team.id, Team.name).where(Team.tenant_id == tenant_id).order_by(Team.name, Team.id)
+        )
+        return [Choice(row.id, row.name) for row in users], [Choice(row.id, row.name) for row in teams]
+
+    async def add_case_event(self, event: CaseEvent) -> int:
+        """Append to a case's timeline; the new entry's id (timelines are ordered by it)."""
+        self._session.add(event)
+        await self._session.flush()
+        return event.id
+
+    def _desk_select(self, tenant_id: uuid.UUID) -> _DeskSelect:
+        # Outer joins within the tenant: one query gives each case with its owner's and team's names.
+        return (
+            select(FollowupCase, User.name, Team.name)
+            .outerjoin(User, (User.id == FollowupCase.assignee_user_id) & (User.tenant_id == tenant_id))
+            .outerjoin(Team, (Team.id == FollowupCase.team_id) & (Team.tenant_id == tenant_id))
+            .where(FollowupCase.tenant_id == tenant_id)
+        )
+
+    async def desk_cases(
+        self,
+        tenant_id: uuid.UUID,
+        *,
+        where: CaseFilter,
+        scope: Scope,
+        after: Cursor | None,
+        limit: int,
+    ) -> DeskPage:
+        """A page of the cases ``scope`` may show that match ``where``, soonest due first (then by
+        id), starting after ``after``: one query, keyset-paginated so a page deep in a long list
+        costs what the first does."""
+        query = _scoped(_filtered(self._desk_select(tenant_id), where), scope)
+        if after is not None:
+            query = query.where(tuple_(FollowupCase.due_at, FollowupCase.id) > (after.due_at, after.case_id))
+        result = await self._session.execute(
+            query.order_by(FollowupCase.due_at, FollowupCase.id).limit(limit + 1)
+        )
+        rows = [DeskRow(case, assignee, team) for case, assignee, team in result.all()]
+        return DeskPage(rows=rows[:limit], more=len(rows) > limit)
+
+    async def timelines(self, case_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[CaseEvent]]:
+        """The timelines of many cases in one query, each oldest first."""
+        found: dict[uuid.UUID, list[CaseEvent]] = {case_id: [] for case_id in case_ids}
+        if case_ids:
+            result = await self._session.scalars(
+                select(CaseEvent)
+                .where(CaseEvent.case_id.in_(list(case_ids)))
+                .order_by(CaseEvent.case_id, CaseEvent.id)
+            )
+            for event in result:
+                found[event.case_id].append(event)
+        return found
+
+    async def case_detail(self, tenant_id: uuid.UUID, case_id: uuid.UUID) -> CaseDetail | None:
+        """A case with its owner, team, timeline, and the customer's earlier answers and cases."""
+        found = (
+            await self._session.execute(self._desk_select(tenant_id).where(FollowupCase.id == case_id))
+        ).first()
+        if found is None:
+            return None
+        case, assignee, team = found
+        timeline = (await self.timelines([case.id]))[case.id]
+        answers = await self._session.scalars(
+            select(Answer)
+            .where(
+                Answer.tenant_id == tenant_id,
+                Answer.customer_id == case.customer_id,
+                Answer.response_id != case.response_id,
+            )
+            .order_by(Answer.responded_at.desc(), Answer.response_id)
+            .limit(EARLIER_LIMIT)
+        )
+        cases = await self._session.scalars(
+            select(FollowupCase)
+            .where(
+                FollowupCase.tenant_id == tenant_id,
+                FollowupCase.customer_id == case.customer_id,
+                FollowupCase.id != case.id,
+            )
+            .order_by(FollowupCase.opened_at.desc(), FollowupCase.id)
+            .limit(EARLIER_LIMIT)
+        )
+        return CaseDetail(DeskRow(case, assignee, team), timeline, answers.all(), cases.all())
+
+    async def open_case_counts(self, tenant_id: uuid.UUID) -> dict[uuid.UUID, int]:
+        """How many cases each user has that are not resolved yet (users with none are left out)."""
+        result = await self._session.execute(
+            select(FollowupCase.assignee_user_id, func.count())
+            .where(
+                FollowupCase.tenant_id == tenant_id,
+                FollowupCase.assignee_user_id.is_not(None),
+                FollowupCase.status != "resolved",
+            )
+            .group_by(FollowupCase.assignee_user_id)
+        )
+        return {user_id: int(count) for user_id, count in result.all() if user_id is not None}
+
+
+#: How many of a customer's earlier answers and cases a case shows.
+EARLIER_LIMIT = 20
+
+#: A case with its owner's and team's names (null through the outer joins, whatever the type says).
+_DeskSelect = Select[FollowupCase, str, str]
+
+
+def _filtered(query: _DeskSelect, where: CaseFilter) -> _DeskSelect:
+    if where.status is not None:
+        query = query.where(FollowupCase.status == where.status.value)
+    if where.touchpoint is not None:
+        query = query.where(FollowupCase.touchpoint == where.touchpoint)
+    if where.band is not None:
+        lowest, highest = BAND_SCORES[where.band]
+        query = query.where(FollowupCase.score.between(lowest, highest))
+    if where.assignee == UNASSIGNED:
+        query = query.where(FollowupCase.assignee_user_id.is_(None))
+    elif isinstance(where.assignee, uuid.UUID):
+        query = query.where(FollowupCase.assignee_user_id == where.assignee)
+    if where.team_id is not None:
+        query = query.where(FollowupCase.team_id == where.team_id)
+    if where.breached is not None:
+        breached = FollowupCase.breached_at
+        query = query.where(breached.is_not(None) if where.breached else breached.is_(None))
+    return query
+
+
+def _scoped(query: _DeskSelect, scope: Scope) -> _DeskSelect:
+    if scope.everything:
+        return query
+    mine = FollowupCase.assignee_user_id == scope.user_id if scope.user_id is not None else false()
+    teams = FollowupCase.team_id.in_(scope.team_ids) if scope.team_ids else false()
+    return query.where(or_(mine, teams))

@@ -225,7 +225,7 @@ async def test_the_same_answer_twice_opens_one_case_and_sends_one_email(
     assert sorted("score 2" in m["Subject"] for m in mails) == [False, True]
 
 
-async def test_a_case_is_contacted_then_resolved_and_never_reopened(
+async def test_a_case_is_contacted_then_resolved_and_patch_cannot_move_it_back(
     start_service: StartService, kafka_bootstrap: str
 ) -> None:
     sut = await _alerting(start_service)
@@ -252,6 +252,8 @@ async def test_a_case_is_contacted_then_resolved_and_never_reopened(
     assert backwards.status_code == 409
     assert backwards.json()["error"] == "conflict"
     assert "from resolved to contacted" in backwards.json()["detail"]
+    # Reopening is its own action (POST /v1/cases/{id}/reopen), not a PATCH.
+    assert "open (by reopening it)" in backwards.json()["detail"]
 
     assert [c["id"] for c in await _cases(sut, tenant, status="resolved")] == [case["id"]]
     assert await _cases(sut, tenant, status="open") == []

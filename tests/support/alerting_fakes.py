@@ -32,7 +32,16 @@ from libs.common.events import (
     new_event,
 )
 from services.alerting.domain.policy import DEFAULT_DESK_POLICY, DeskPolicy
-from services.alerting.models import Answer, Base, CaseEvent, FollowupCase, Notification, RoutingRule
+from services.alerting.models import (
+    Answer,
+    Base,
+    CaseEvent,
+    FollowupCase,
+    Notification,
+    RoutingRule,
+    Team,
+    User,
+)
 from services.alerting.repository import AlertingRepository, CaseNotice, People, TenantInfo
 
 Row = TypeVar("Row", bound=Base)
@@ -68,10 +77,33 @@ class FakeAlertingRepository(AlertingRepository):
         self.policies: dict[uuid.UUID, DeskPolicy] = {}
         self.directory: dict[uuid.UUID, People] = {}
         self.rules: dict[uuid.UUID, list[RoutingRule]] = {}
-        #: Every case's timeline lines, in the order written.
-        self.timeline: list[CaseEvent] = []
         self._clock = clock
         self._next_notification_id = 1
+        # The case desk: timelines, people and teams, and each tenant's desk settings.
+        self.case_events: list[CaseEvent] = []
+        self.users: dict[uuid.UUID, User] = {}
+        self.teams: dict[uuid.UUID, Team] = {}
+        self.memberships: set[tuple[uuid.UUID, uuid.UUID]] = set()
+
+    async def add_case_event(self, event: CaseEvent) -> int:
+        event.id = len(self.case_events) + 1
+        self.case_events.append(event)
+        return event.id
+
+    async def team_ids_of(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> tuple[uuid.UUID, ...]:
+        return tuple(
+            team_id
+            for team_id, member in sorted(self.memberships)
+            if member == user_id and self.teams[team_id].tenant_id == tenant_id
+        )
+
+    async def tenant_user(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> User | None:
+        user = self.users.get(user_id)
+        return user if user is not None and user.tenant_id == tenant_id else None
+
+    async def tenant_team(self, tenant_id: uuid.UUID, team_id: uuid.UUID) -> Team | None:
+        team = self.teams.get(team_id)
+        return team if team is not None and team.tenant_id == tenant_id else None
 
     async def tenant_info(self, tenant_id: uuid.UUID) -> TenantInfo:
         known = tenant_id in self.tenants
@@ -118,11 +150,18 @@ class FakeAlertingRepository(AlertingRepository):
             if team_id in people.teams:
                 people.teams[team_id].cursor = cursor
 
+    @property
+    def timeline(self) -> list[CaseEvent]:
+        """Every case's timeline lines, in the order written."""
+        return self.case_events
+
     async def add_case_events(self, events: Sequence[CaseEvent]) -> None:
         for event in events:
-            taken = {(line.case_id, line.dedup_key) for line in self.timeline if line.dedup_key is not None}
+            taken = {
+                (line.case_id, line.dedup_key) for line in self.case_events if line.dedup_key is not None
+            }
             if event.dedup_key is None or (event.case_id, event.dedup_key) not in taken:
-                self.timeline.append(_copy(event))
+                await self.add_case_event(_copy(event))
 
     async def clock_due(self, now: datetime, limit: int) -> Sequence[FollowupCase]:
         due = [
@@ -139,7 +178,8 @@ class FakeAlertingRepository(AlertingRepository):
         self, notices: Sequence[CaseNotice], *, after: timedelta | None = None
     ) -> None:
         for queued in notices:
-            assert queued.case_id is not None, "digests are not faked"
+            # The handlers faked here queue only notices about one case; digests are not faked.
+            assert queued.case_id is not None, "FakeAlertingRepository does not fake digests"
             key = (queued.case_id, queued.notice.kind.value)
             if key in self.notifications:
                 continue

@@ -76,3 +76,15 @@ def test_retry_waits_never_shrink_never_exceed_an_hour_and_end(attempts: int) ->
     assert timedelta(0) < delay <= notices.LONGEST_RETRY
     following = notices.retry_delay(attempts + 1)
     assert following is None or following >= delay
+
+
+def test_every_notification_links_to_the_case_on_the_desk() -> None:
+    url = notices.case_url("https://desk.acme.example/", CASE.case_id)
+    assert url == f"https://desk.acme.example/desk/cases/{CASE.case_id}"
+    linked = dataclasses.replace(CASE, case_url=url)
+    breached_at = datetime(2024, 5, 2, 13, 0, tzinfo=UTC)
+    for notice in (
+        notices.case_opened(linked, "a@x.example"),
+        notices.case_breached(linked, "a@x.example", breached_at),
+    ):
+        assert f"Open the case on the case desk: {url}" in notice.body

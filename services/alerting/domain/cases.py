@@ -15,11 +15,12 @@ class CaseStatus(StrEnum):
     RESOLVED = "resolved"
 
 
-#: Where a case may go from each status. A resolved case is final; nothing moves backwards.
+#: Where a case may go from each status. Forward only, except that a resolved case may be reopened
+#: (the desk's own action, ``domain/desk.py``): it is open again, its history kept.
 TRANSITIONS: Mapping[CaseStatus, frozenset[CaseStatus]] = {
     CaseStatus.OPEN: frozenset({CaseStatus.CONTACTED, CaseStatus.RESOLVED}),
     CaseStatus.CONTACTED: frozenset({CaseStatus.RESOLVED}),
-    CaseStatus.RESOLVED: frozenset(),
+    CaseStatus.RESOLVED: frozenset({CaseStatus.OPEN}),
 }
 
 
@@ -33,7 +34,10 @@ def is_detractor(score: int) -> bool:
 
 class InvalidTransition(Exception):
     def __init__(self, current: CaseStatus, target: CaseStatus) -> None:
-        allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing (it is final)"
+        allowed = ", ".join(
+            f"{status.value} (by reopening it)" if status is CaseStatus.OPEN else status.value
+            for status in sorted(TRANSITIONS[current])
+        )
         super().__init__(
             f"a case cannot go from {current.value} to {target.value}; from {current.value} it may go to "
             f"{allowed}"

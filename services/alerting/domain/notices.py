@@ -35,6 +35,8 @@ class CaseFacts:
     recommended: bool | None = None
     csat: int | None = None
     effort: int | None = None
+    #: The case's page on the case desk, where it is worked: every notification links to it.
+    case_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +78,14 @@ def _follow_up_lines(case: CaseFacts) -> list[str]:
     return ["", *lines] if lines else []
 
 
+def case_url(desk_public_url: str, case_id: uuid.UUID) -> str:
+    return f"{desk_public_url.rstrip('/')}/desk/cases/{case_id}"
+
+
 def _how_to_update(case: CaseFacts) -> list[str]:
+    desk = [f"Open the case on the case desk: {case.case_url}", ""] if case.case_url else []
     return [
+        *desk,
         "When you have reached out, mark the case through the alerting API:",
         f'  PATCH /v1/cases/{case.case_id}  {{"status": "contacted"}}',
         f'and once it is settled:  PATCH /v1/cases/{case.case_id}  {{"status": "resolved"}}',

@@ -260,7 +260,8 @@ async def _opening_notices(
     """The case-opened email to its owner and the messages to its team's channels."""
     queued = []
     if owner_email is not None:
-        queued.append(CaseNotice(case.tenant_id, case.id, notices.case_opened(case_facts(case), owner_email)))
+        facts = case_facts(case, desk_url)
+        queued.append(CaseNotice(case.tenant_id, case.id, notices.case_opened(facts, owner_email)))
     team = (await uow.repository.people(case.tenant_id)).teams.get(case.team_id) if case.team_id else None
     title = f"New detractor case ({case.priority}): score {case.score}"
     queued.extend(chat_notices(case, team, notices.NoticeKind.CASE_OPENED, title, desk_url))
@@ -425,7 +426,7 @@ async def _open_case(
         policy=policy,
         owner_email=tenant.owner_email,
     )
-    facts = _opening_facts(version, held, placement.routed.notify_email, times.first_contact_due)
+    facts = _opening_facts(version, held, placement.routed.notify_email, times.first_contact_due, desk_url)
     case = _new_case(tenant_id, version, facts, now)
     _about(case, context)
     _place(case, placement, priority, times, policy, now)
@@ -480,7 +481,7 @@ def _about(case: FollowupCase, context: SurveyContext | None) -> None:
 
 
 def _opening_facts(
-    version: _Version, held: Answer | None, owner_email: str | None, due: datetime
+    version: _Version, held: Answer | None, owner_email: str | None, due: datetime, desk_url: str
 ) -> notices.CaseFacts:
     """The new case as its owner's email tells it; contact details the held version knows fill in
     those this version lacks."""
@@ -498,6 +499,7 @@ def _opening_facts(
         recommended=version.recommended,
         csat=version.csat,
         effort=version.effort,
+        case_url=notices.case_url(desk_url, case_id_for(version.response_id)),
     )
 
 

@@ -4,13 +4,17 @@ the ``followup.updated`` event every change of a case emits."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from libs.common.db import UnitOfWork
 from libs.common.events import FollowupUpdated
+from libs.common.sessions import Person
 from services.alerting.domain import notices
-from services.alerting.models import FollowupCase
+from services.alerting.handlers.timeline import after_change
+from services.alerting.models import CaseEvent, FollowupCase
+from services.alerting.repository import AlertingRepository
 
 _CASE_NAMESPACE = uuid.UUID("0b7f4e1c-6a2d-4f0e-9c3b-8d5a1e2f7c64")
 
@@ -26,7 +30,7 @@ def event_id(case_id: uuid.UUID, change: str) -> str:
     return str(uuid.uuid5(case_id, change))
 
 
-def case_facts(case: FollowupCase) -> notices.CaseFacts:
+def case_facts(case: FollowupCase, desk_url: str | None = None) -> notices.CaseFacts:
     return notices.CaseFacts(
         case_id=case.id,
         customer_id=case.customer_id,
@@ -41,6 +45,7 @@ def case_facts(case: FollowupCase) -> notices.CaseFacts:
         recommended=case.recommended,
         csat=case.csat,
         effort=case.effort,
+        case_url=notices.case_url(desk_url, case.id) if desk_url else None,
     )
 
 
@@ -70,6 +75,54 @@ def emit_updated(uow: UnitOfWork[Any], case: FollowupCase, change: str, now: dat
     uow.emit(
         data, tenant_id=case.tenant_id, subject=str(case.id), event_id=event_id(case.id, change), time=now
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who changes a case: a signed-in person (whose view of the tenant's cases may be narrowed),
+    or a machine with the tenant's API key, which sees them all."""
+
+    name: str
+    user_id: uuid.UUID | None = None
+    person: Person | None = None
+
+    @classmethod
+    def of(cls, person: Person) -> Actor:
+        return cls(person.name, person.user_id, person)
+
+
+API_ACTOR = Actor("API")
+
+
+async def record_case_event(
+    uow: UnitOfWork[AlertingRepository],
+    case: FollowupCase,
+    actor: Actor,
+    kind: str,
+    now: datetime,
+    *,
+    body: str | None = None,
+    data: dict[str, object] | None = None,
+    change: str | None = None,
+) -> int:
+    """Append the change to the case's timeline and tell the others (``followup.updated``). The
+    event id is the timeline entry's unless ``change`` names it: each entry is one change."""
+    entry = CaseEvent(
+        tenant_id=case.tenant_id,
+        case_id=case.id,
+        at=now,
+        kind=kind,
+        actor=actor.name,
+        actor_user_id=actor.user_id,
+        body=body,
+        data=data or {},
+    )
+    entry_id = await uow.repository.add_case_event(entry)
+    case.updated_at = now
+    # The SLA clock and the recovery survey follow the change (a contact, a resolution, a reopening).
+    after_change(case, await uow.repository.desk_policy(case.tenant_id), now)
+    emit_updated(uow, case, change or f"{kind}:{entry_id}", now)
+    return entry_id
 
 
 def _seconds(start: datetime, end: datetime | None) -> float | None:

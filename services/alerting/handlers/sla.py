@@ -84,7 +84,7 @@ async def _take(
     batch: _Batch,
     now: datetime,
 ) -> None:
-    facts = case_facts(case)
+    facts = case_facts(case, batch.desk_url)
     if step is Step.REMINDER:
         batch.entries.append(entry(case, "reminder", now, body=_told(case.owner_email), dedup_key=step.value))
         if case.owner_email:
@@ -136,7 +136,7 @@ async def _escalate(
         )
     )
     for recipient in recipients:
-        batch.tell(case, notices.escalation(case_facts(case), recipient, now, level=level))
+        batch.tell(case, notices.escalation(case_facts(case, batch.desk_url), recipient, now, level=level))
     team = people.teams.get(case.team_id) if case.team_id else None
     title = f"Escalated to the {label}: detractor not contacted in time (score {case.score})"
     batch.queued.extend(chat_notices(case, team, level, title, batch.desk_url))

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from services.alerting.domain.policy import DeskPolicy
 from services.alerting.domain.routing import CaseFacts
-from services.alerting.domain.sla import Clock, ClockState, Priority, Step, due_steps
+from services.alerting.domain.sla import Clock, ClockState, Priority, Step, due_steps, priority_of
 from services.alerting.handlers.routing import Placement
 from services.alerting.models import CaseEvent, FollowupCase
 
@@ -57,7 +57,8 @@ def clock_state(case: FollowupCase) -> ClockState:
     """The case as the SLA clock sees it. A reopened case's clock runs from its reopening."""
     return ClockState(
         opened_at=case.reopened_at or case.opened_at,
-        priority=Priority(case.priority),
+        # Cases opened before priorities existed have none: the score tells it.
+        priority=Priority(case.priority) if case.priority else priority_of(case.score),
         contacted_at=case.contacted_at,
         resolved_at=case.resolved_at,
         done=frozenset(Step(step) for step in case.sla_done or ()),
