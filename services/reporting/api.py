@@ -542,7 +542,9 @@ def _followup_csv(view: FollowupReportView) -> str:
     for breakdown, breaches in breakdowns:
         for breach in breaches:
             shares = (_cell(breach.share_of_breaches), _cell(breach.breach_rate))
-            writer.writerow((breakdown, breach.name, breach.cases, breach.breached, *shares, *("",) * 5))
+            writer.writerow(
+                (breakdown, _text(breach.name), breach.cases, breach.breached, *shares, *("",) * 5)
+            )
     recoveries = (
         ("recovery_by_contact_speed", view.recovery_by_contact_speed),
         ("recovery_by_root_cause", view.recovery_by_root_cause),
@@ -552,8 +554,15 @@ def _followup_csv(view: FollowupReportView) -> str:
             interval = group.interval_95
             bounds = ("", "") if interval is None else (interval.low, interval.high)
             recovery = (group.n, group.recovered, _cell(group.rate), *bounds)
-            writer.writerow((breakdown, group.group, *("",) * 4, *recovery))
+            writer.writerow((breakdown, _text(group.group), *("",) * 4, *recovery))
     return out.getvalue()
+
+
+def _text(value: str) -> str:
+    """A tenant's own text (an owner's or team's name, a root cause) as a spreadsheet reads it: a
+    leading ``=``, ``+``, ``-``, ``@``, tab or carriage return would make it a formula, so it is
+    quoted with an apostrophe (OWASP's advice against CSV injection)."""
+    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _cell(value: float | None) -> str:

@@ -3,6 +3,8 @@ snapshots with and without the follow-up fields merge."""
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -201,6 +203,13 @@ def test_the_csv_has_a_header_and_a_row_per_group() -> None:
     assert lines[2] == "recovery_by_contact_speed,within 24 h,,,,,3,3,1.0,0.4385,1.0"
     assert lines[3] == "recovery_by_contact_speed,later,,,,,0,0,,,"
     assert FollowupReportView.model_validate(view.model_dump()) == view
+
+
+def test_a_name_a_spreadsheet_would_run_as_a_formula_is_quoted_in_the_csv() -> None:
+    breakdown = [BreakdownCount("owner", '=HYPERLINK("https://evil.example","x")', cases=1, breached=1)]
+    view = _followup_view(followup_report(CaseTotals(cases=1, breached=1), breakdown, RECOVERY[:1]))
+    row = next(csv.reader(io.StringIO(_followup_csv(view).split("\r\n")[1])))
+    assert row[1] == '\'=HYPERLINK("https://evil.example","x")'
 
 
 def test_the_follow_up_section_has_captioned_tables_and_escapes_names() -> None:
