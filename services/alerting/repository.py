@@ -231,21 +231,6 @@ class AlertingRepository:
         )
         return result.first() is not None
 
-    async def list_cases(
-        self, tenant_id: uuid.UUID, *, status: str | None, breached: bool | None, limit: int
-    ) -> Sequence[FollowupCase]:
-        query = select(FollowupCase).where(FollowupCase.tenant_id == tenant_id)
-        if status is not None:
-            query = query.where(FollowupCase.status == status)
-        if breached is not None:
-            query = query.where(
-                FollowupCase.breached_at.is_not(None) if breached else FollowupCase.breached_at.is_(None)
-            )
-        result = await self._session.scalars(
-            query.order_by(FollowupCase.opened_at.desc(), FollowupCase.id.desc()).limit(limit)
-        )
-        return result.all()
-
     async def get_case(
         self, tenant_id: uuid.UUID, case_id: uuid.UUID, *, for_update: bool = False
     ) -> FollowupCase | None:

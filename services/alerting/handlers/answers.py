@@ -25,7 +25,7 @@ from services.alerting.domain.revisions import (
     reopened_by_score_change,
     resolved_by_score_change,
 )
-from services.alerting.domain.sla import Priority, clock, priority_of
+from services.alerting.domain.sla import clock, priority_of
 from services.alerting.handlers.chat import DEFAULT_DESK_URL, chat_notices
 from services.alerting.handlers.common import (
     case_facts,
@@ -35,7 +35,7 @@ from services.alerting.handlers.common import (
 )
 from services.alerting.handlers.recovery import record_recovery
 from services.alerting.handlers.routing import place_case
-from services.alerting.handlers.timeline import entry, opening_timeline, routing_facts
+from services.alerting.handlers.timeline import entry, opening_timeline, restart_clock, routing_facts
 from services.alerting.handlers.timeline import place as _place
 from services.alerting.models import Answer, FollowupCase
 from services.alerting.repository import AlertingRepository, CaseNotice
@@ -327,17 +327,13 @@ async def _restart_clock(
 ) -> None:
     """A case reopened by a detractor score again: the clock starts afresh from the new score, and
     every step may be taken again."""
-    policy = await uow.repository.desk_policy(case.tenant_id)
     case.priority = priority_of(version.score).value
-    times = clock(version.given_at, Priority(case.priority), policy.sla)
+    times = await restart_clock(uow, case, version.given_at)
     reopened = reopened_by_score_change(
         _state(case), old_score=old_score, new_score=version.score, due_at=times.first_contact_due
     )
     _apply(case, reopened)
-    case.reopened_at = version.given_at
-    case.resolution_due_at = times.resolution_due
-    case.sla_done = []
-    case.recovery_due_at = None
+    # The job looks at once: the new score may have been given a while ago.
     case.next_check_at = now
 
 

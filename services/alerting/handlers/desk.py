@@ -17,6 +17,7 @@ from services.alerting.domain.cases import CaseStatus
 from services.alerting.domain.revisions import Resolution
 from services.alerting.handlers.cases import CaseNotFound
 from services.alerting.handlers.common import Actor, record_case_event
+from services.alerting.handlers.timeline import restart_clock
 from services.alerting.models import FollowupCase
 from services.alerting.repository import AlertingRepository
 
@@ -81,6 +82,11 @@ async def assign(
     case = await visible_case(uow, tenant_id, case_id, actor, for_update=True)
     case.assignee_user_id = user_id
     case.team_id = team_id
+    # The new owner is who the clock's reminders and breaches now go to, and reports name.
+    case.assignee_name = user.name if user else None
+    case.team_name = team.name if team else None
+    if user is not None:
+        case.owner_email = user.email
     names = [name for name in (user.name if user else None, team.name if team else None) if name]
     data: dict[str, object] = {
         "user_id": str(user_id) if user_id else None,
@@ -191,6 +197,7 @@ async def reopen(
     case.resolution = None
     case.root_cause = None
     case.resolution_note = None
+    await restart_clock(uow, case, now)
     await record_case_event(uow, case, actor, "reopened", now, body=text, data=data)
     _logged(case, "reopened")
     return case

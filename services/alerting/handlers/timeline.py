@@ -7,11 +7,13 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
+from libs.common.db import UnitOfWork
 from services.alerting.domain.policy import DeskPolicy
 from services.alerting.domain.routing import CaseFacts
-from services.alerting.domain.sla import Clock, ClockState, Priority, Step, due_steps, priority_of
+from services.alerting.domain.sla import Clock, ClockState, Priority, Step, clock, due_steps, priority_of
 from services.alerting.handlers.routing import Placement
 from services.alerting.models import CaseEvent, FollowupCase
+from services.alerting.repository import AlertingRepository
 
 SYSTEM = "system"
 
@@ -137,3 +139,20 @@ def after_change(case: FollowupCase, policy: DeskPolicy, now: datetime) -> None:
     case.next_check_at = next_check(case, policy, now)
     if case.recovery_requested_at is None:
         case.recovery_due_at = None
+
+
+async def restart_clock(uow: UnitOfWork[AlertingRepository], case: FollowupCase, start: datetime) -> Clock:
+    """A reopened case runs on a fresh SLA clock from ``start``: new due times, every step may be
+    taken again, and a recovery survey not asked yet is off. An earlier breach stays on its timeline."""
+    policy = await uow.repository.desk_policy(case.tenant_id)
+    case.reopened_at = start
+    times = clock(start, Priority(case.priority) if case.priority else priority_of(case.score), policy.sla)
+    case.due_at = times.first_contact_due
+    case.resolution_due_at = times.resolution_due
+    case.sla_done = []
+    case.breached_at = None
+    case.resolution_breached_at = None
+    if case.recovery_requested_at is None:
+        case.recovery_due_at = None
+    case.next_check_at = next_check(case, policy, start)
+    return times
