@@ -20,6 +20,8 @@ class AlertingSettings(ServiceSettings):
     #: the next page goes with it (the email is rewritten when it arrives). 0 sends at once.
     notify_delay_seconds: float = Field(default=120, ge=0, le=24 * 3600)
     mail_from: str = "NPS Alerts <alerts@nps.localhost>"
+    #: How long a person stays signed in to the case desk and the report after following a link.
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)
     escalation_email: Email | None = Field(
         default=None, description="who hears of overdue cases; the tenant's owner when unset"
     )
@@ -41,3 +43,7 @@ class AlertingSettings(ServiceSettings):
     @property
     def followup_sla(self) -> timedelta:
         return timedelta(hours=self.followup_sla_hours)
+
+    @property
+    def session_lifetime(self) -> timedelta:
+        return timedelta(hours=self.session_hours)
