@@ -58,11 +58,13 @@ _CSS_HASH = base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
 
 
 def _headers(settings: AlertingSettings) -> dict[str, str]:
-    # A form may lead on to the report (another origin) after signing in: form-action names it.
+    # Signing in leads on to the desk's public address or to the report (another origin): a
+    # form's redirect must be allowed to go there too.
     return {
         "Content-Security-Policy": (
             f"default-src 'none'; style-src 'sha256-{_CSS_HASH}'; "
-            f"form-action 'self' {settings.report_public_url}; frame-ancestors 'none'; base-uri 'none'"
+            f"form-action 'self' {settings.desk_public_url} {settings.report_public_url}; "
+            "frame-ancestors 'none'; base-uri 'none'"
         ),
         "Referrer-Policy": "no-referrer",
         "X-Content-Type-Options": "nosniff",
