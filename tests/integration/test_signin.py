@@ -15,7 +15,10 @@ import pytest
 from sqlalchemy import text
 
 from libs.common.sessions import csrf_token
+from libs.devstack.ports import free_port
 from libs.devstack.smtp_sink import read_messages
+from services.alerting.config import AlertingSettings
+from services.alerting.main import build
 from services.reporting.config import ReportingSettings
 from services.reporting.main import build as build_reporting
 from tests.conftest import Mailbox, ServiceUnderTest, StartService, TestTenant, eventually, provision_tenant
@@ -355,3 +358,21 @@ async def test_deactivating_a_user_ends_their_sessions(
     assert open_sessions == 0
     assert CHECK_YOUR_EMAIL in (await browser.ask_for_link(address)).text
     assert len(_mail_to(smtp_sink, address)) == 1
+
+
+async def test_a_mail_server_that_is_down_gives_a_try_again_page(start_service: StartService) -> None:
+    # Its own alerting (fresh: its own consumer groups), whose mail server is not there.
+    alerting = await start_service(
+        build,
+        AlertingSettings,
+        fresh=True,
+        smtp_url=f"smtp://127.0.0.1:{free_port()}",
+        sla_check_seconds=3600,
+    )
+    tenant = await provision_tenant(alerting.runtime)
+    address = _address()
+    await _user(alerting, tenant, address)
+
+    answer = await Browser(alerting).ask_for_link(address)
+    assert answer.status_code == 503
+    assert "could not be sent" in answer.text and "try again" in answer.text.lower()
