@@ -12,10 +12,12 @@ from collections.abc import AsyncIterator
 import pytest
 import uvicorn
 from playwright.async_api import Browser, Route
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from libs.common.app import create_app
 from libs.devstack.ports import free_port
-from tests.conftest import Mailbox, ServiceUnderTest, StartService, provision_tenant
+from tests.conftest import Mailbox, ServiceUnderTest, StartService, eventually, provision_tenant
+from tests.e2e.test_reporting_browser import reporting_site  # noqa: F401 - the fixture
 from tests.e2e.test_survey_browser import browser, chromium, screenshot_path  # noqa: F401 - fixtures
 from tests.integration.test_alerting_followups import _alerting
 from tests.integration.test_signin import DESK, _address, _links, _one_mail, _user
@@ -88,5 +90,51 @@ async def test_a_person_signs_in_by_keyboard_on_a_phone(
         await page.get_by_text("This sign-in link has expired or was already used.").wait_for()
         await page.get_by_role("link", name="Ask for a new sign-in link").click()
         await page.get_by_label("Email address").wait_for()
+    finally:
+        await context.close()
+
+
+async def test_the_report_opens_without_a_key_for_a_person_signed_in(
+    browser: Browser,  # noqa: F811 - the fixture
+    desk_site: tuple[ServiceUnderTest, str],
+    reporting_site: tuple[ServiceUnderTest, str],  # noqa: F811 - the fixture
+    smtp_sink: Mailbox,
+) -> None:
+    desk, desk_url = desk_site
+    reporting, report_url = reporting_site
+    tenant = await provision_tenant(desk.runtime, reporting.runtime)
+    address = _address()
+    await _user(desk, tenant, address)
+    context = await browser.new_context()
+    page = await context.new_page()
+    try:
+        await page.goto(f"{report_url}/")
+        await page.locator("#api-key").wait_for()
+        sign_in = await page.get_attribute("#desk-sign-in", "href")
+        assert sign_in is not None and sign_in.startswith(f"{DESK}/signin?next=")
+
+        await page.goto(f"{desk_url}/signin")
+        await page.get_by_label("Email address").fill(address)
+        await page.get_by_role("button", name="Email me a sign-in link").click()
+        await page.get_by_role("heading", name="Check your email").wait_for()
+        (link,) = _links(await _one_mail(smtp_sink, address))
+        await page.goto(link.replace(DESK, desk_url))
+        await page.route(f"{DESK}/desk**", lambda route: route.fulfill(status=200, body="desk"))
+        await page.get_by_role("button", name="Continue").click()
+        await page.wait_for_url(f"{DESK}/desk")
+
+        # Cookies are per host, not per port: the desk's cookie goes to the report on 127.0.0.1 too,
+        # which accepts it once it has heard of the session (session.started on nps.tenants).
+        async def report_shown() -> bool:
+            await page.goto(f"{report_url}/")
+            try:
+                await page.locator("#report-body table").first.wait_for(timeout=2000)
+            except PlaywrightTimeout:
+                return False
+            return True
+
+        await eventually(report_shown, within=20, interval=0.5)
+        assert not await page.locator("#api-key").is_visible()
+        assert not await page.locator("#forget").is_visible()
     finally:
         await context.close()
