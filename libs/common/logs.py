@@ -16,8 +16,9 @@ from typing import IO, Any
 from pythonjsonlogger.json import JsonFormatter
 
 _EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
-# Survey tokens and API key secrets are long url-safe strings; paths like /s/<token> carry them.
-_TOKEN_PATH = re.compile(r"(/s/)[A-Za-z0-9_-]{16,}")
+# Survey tokens, sign-in links and API key secrets are long url-safe strings; paths like /s/<token>
+# and /signin/<token> carry them.
+_TOKEN_PATH = re.compile(r"(/s/|/signin/)[A-Za-z0-9_-]{16,}")
 _API_KEY = re.compile(r"\bnps_[a-f0-9]{16}_[A-Za-z0-9_-]{20,}")
 
 #: How long a repeating record (same logger, event or message template, level) stays quiet.

@@ -16,10 +16,12 @@ from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.datastructures import FormData
 
-from libs.common.deps import edge_of
+from libs.common.deps import _api_key_header, _bearer, edge_of, require_tenant
 from libs.common.sessions import COOKIE, CSRF_FIELD, Person, csrf_ok, person_of
+from libs.common.tenancy import TenantContext
 
 
 class SignInRequired(Exception):
@@ -96,3 +98,22 @@ async def _to_sign_in(request: Request, exc: Exception) -> Response:
 def install(app: FastAPI) -> None:
     """A page whose visitor is not signed in sends them to sign in (and back)."""
     app.add_exception_handler(SignInRequired, _to_sign_in)
+
+
+async def require_tenant_or_person(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+) -> TenantContext:
+    """A route machines call with an API key and pages call with the person's session cookie: the
+    key when one is sent (as :func:`libs.common.deps.require_tenant`), else the signed-in person's
+    tenant (``key_id`` ``session:<id>``). Neither answers 401 as a missing key does."""
+    if api_key is None and bearer is None:
+        person = await current_person(request)
+        if person is not None:
+            return TenantContext(tenant_id=person.tenant_id, key_id=f"session:{person.session_id}")
+    return await require_tenant(request, bearer, api_key)
+
+
+#: The tenant of an API key, or of the person signed in (reporting's JSON that the report page reads).
+TenantOrPerson = Annotated[TenantContext, Depends(require_tenant_or_person)]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from email.utils import parseaddr
 
 from pydantic import Field, field_validator
@@ -18,6 +19,8 @@ class AlertingSettings(ServiceSettings):
     #: the next page goes with it (the email is rewritten when it arrives). 0 sends at once.
     notify_delay_seconds: float = Field(default=120, ge=0, le=24 * 3600)
     mail_from: str = "NPS Alerts <alerts@nps.localhost>"
+    #: How long a person stays signed in to the case desk and the report after following a link.
+    session_hours: float = Field(default=12, gt=0, le=24 * 30)
 
     @field_validator("mail_from")
     @classmethod
@@ -26,3 +29,7 @@ class AlertingSettings(ServiceSettings):
         if "@" not in address:
             raise ValueError("MAIL_FROM must hold an address, e.g. 'NPS Alerts <alerts@example.com>'")
         return value
+
+    @property
+    def session_lifetime(self) -> timedelta:
+        return timedelta(hours=self.session_hours)

@@ -3,6 +3,7 @@ a unit of work's session (``uow.repository``)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,11 +39,13 @@ from services.alerting.domain.notices import Notice
 from services.alerting.domain.policy import DeskPolicy
 from services.alerting.models import (
     COMMON,
+    SESSIONS,
     Answer,
     Base,
     CaseEvent,
     DeskSettings,
     FollowupCase,
+    MagicLink,
     Notification,
     RoutingRule,
     Team,
@@ -92,6 +95,19 @@ class NotificationUnsent(NamedTuple):
     next_attempt_at: datetime | None
     failed_at: datetime | None
     error: str
+
+
+class TenantRef(NamedTuple):
+    id: uuid.UUID
+    name: str
+
+
+class MagicLinkUse(NamedTuple):
+    """A magic link that was just used: whose it was, and where it was to lead."""
+
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID
+    next_path: str | None
 
 
 _NOTIFICATIONS = cast(Table, Notification.__table__)
@@ -634,6 +650,191 @@ class AlertingRepository:
             .group_by(FollowupCase.assignee_user_id)
         )
         return {user_id: int(count) for user_id, count in result.all() if user_id is not None}
+
+    # People, teams and sign-in
+
+    async def tenant_by_name_or_id(self, reference: str) -> TenantRef | None:
+        """A tenant of alerting's copy of the registry, by its name or its id."""
+        table = COMMON.tenants
+        condition = table.c.name == reference
+        with contextlib.suppress(ValueError):
+            condition = or_(condition, table.c.id == uuid.UUID(reference))
+        row = (await self._session.execute(select(table.c.id, table.c.name).where(condition))).first()
+        return TenantRef(row.id, row.name) if row is not None else None
+
+    async def tenant_display_names(self, tenant_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """How each tenant is named to people: its display name, else its name."""
+        table = COMMON.tenants
+        rows = await self._session.execute(
+            select(table.c.id, func.coalesce(table.c.display_name, table.c.name)).where(
+                table.c.id.in_(list(tenant_ids))
+            )
+        )
+        return {row[0]: row[1] for row in rows}
+
+    async def insert_user(self, user: User) -> bool:
+        """Add a user unless the tenant has one with the address; true when this call added it."""
+        created = await self._session.scalar(
+            pg_insert(User)
+            .values(**_given_columns(user))
+            .on_conflict_do_nothing(constraint="uq_users_tenant_email")
+            .returning(User.id)
+        )
+        return created is not None
+
+    async def get_user(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, *, for_update: bool = False
+    ) -> User | None:
+        query = select(User).where(User.id == user_id, User.tenant_id == tenant_id)
+        return await self._session.scalar(query.with_for_update() if for_update else query)
+
+    async def user_by_email(self, tenant_id: uuid.UUID, email: str) -> User | None:
+        return await self._session.scalar(
+            select(User).where(User.tenant_id == tenant_id, User.email == email)
+        )
+
+    async def list_users(
+        self, tenant_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+    ) -> Sequence[User]:
+        """A page of the tenant's users in id order, those after the cursor ``after``."""
+        query = select(User).where(User.tenant_id == tenant_id)
+        if after is not None:
+            query = query.where(User.id > after)
+        return (await self._session.scalars(query.order_by(User.id).limit(limit))).all()
+
+    async def active_users_with_email(self, email: str) -> Sequence[User]:
+        """Every active user with the address, in whichever tenant: one person may work for several."""
+        query = select(User).where(User.email == email, User.active.is_(True)).order_by(User.tenant_id)
+        return (await self._session.scalars(query)).all()
+
+    async def links_sent_since(self, user_id: uuid.UUID, since: datetime) -> int:
+        count = await self._session.scalar(
+            select(func.count())
+            .select_from(MagicLink)
+            .where(MagicLink.user_id == user_id, MagicLink.created_at > since)
+        )
+        return int(count or 0)
+
+    async def insert_magic_link(self, link: MagicLink) -> None:
+        await self._session.execute(pg_insert(MagicLink).values(**_given_columns(link)))
+
+    async def use_magic_link(self, token_hash: str, now: datetime) -> MagicLinkUse | None:
+        """Mark a link used, in one statement, if it is unused and unexpired: of two concurrent
+        uses, exactly one gets the row back."""
+        row = (
+            await self._session.execute(
+                update(MagicLink)
+                .where(
+                    MagicLink.token_hash == token_hash,
+                    MagicLink.used_at.is_(None),
+                    MagicLink.expires_at > now,
+                )
+                .values(used_at=now)
+                .returning(MagicLink.tenant_id, MagicLink.user_id, MagicLink.next_path)
+            )
+        ).first()
+        return MagicLinkUse(row.tenant_id, row.user_id, row.next_path) if row is not None else None
+
+    async def end_sessions_of_user(
+        self, tenant_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+    ) -> list[str]:
+        """End every open session of the user; the ids of those this call ended."""
+        result = await self._session.execute(
+            update(SESSIONS)
+            .where(
+                SESSIONS.c.tenant_id == tenant_id,
+                SESSIONS.c.user_id == user_id,
+                SESSIONS.c.ended_at.is_(None),
+            )
+            .values(ended_at=now)
+            .returning(SESSIONS.c.id)
+        )
+        return [row.id for row in result]
+
+    async def end_session(self, tenant_id: uuid.UUID, session_id: str, now: datetime) -> bool:
+        """End one open session; false when it had ended already."""
+        ended = await self._session.scalar(
+            update(SESSIONS)
+            .where(
+                SESSIONS.c.id == session_id, SESSIONS.c.tenant_id == tenant_id, SESSIONS.c.ended_at.is_(None)
+            )
+            .values(ended_at=now)
+            .returning(SESSIONS.c.id)
+        )
+        return ended is not None
+
+    async def insert_team(self, team: Team) -> bool:
+        """Add a team unless the tenant has one of the name; true when this call added it."""
+        created = await self._session.scalar(
+            pg_insert(Team)
+            .values(**_given_columns(team))
+            .on_conflict_do_nothing(constraint="uq_teams_tenant_name")
+            .returning(Team.id)
+        )
+        return created is not None
+
+    async def get_team(
+        self, tenant_id: uuid.UUID, team_id: uuid.UUID, *, for_update: bool = False
+    ) -> Team | None:
+        query = select(Team).where(Team.id == team_id, Team.tenant_id == tenant_id)
+        return await self._session.scalar(query.with_for_update() if for_update else query)
+
+    async def team_by_name(self, tenant_id: uuid.UUID, name: str) -> Team | None:
+        return await self._session.scalar(select(Team).where(Team.tenant_id == tenant_id, Team.name == name))
+
+    async def list_teams(
+        self, tenant_id: uuid.UUID, *, after: uuid.UUID | None, limit: int
+    ) -> Sequence[Team]:
+        query = select(Team).where(Team.tenant_id == tenant_id)
+        if after is not None:
+            query = query.where(Team.id > after)
+        return (await self._session.scalars(query.order_by(Team.id).limit(limit))).all()
+
+    async def team_name_taken(self, tenant_id: uuid.UUID, name: str, other_than: uuid.UUID) -> bool:
+        found = await self._session.scalar(
+            select(Team.id).where(Team.tenant_id == tenant_id, Team.name == name, Team.id != other_than)
+        )
+        return found is not None
+
+    async def delete_team(self, tenant_id: uuid.UUID, team_id: uuid.UUID) -> bool:
+        deleted = await self._session.scalar(
+            delete(Team).where(Team.id == team_id, Team.tenant_id == tenant_id).returning(Team.id)
+        )
+        return deleted is not None
+
+    async def team_members(self, team_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
+        """Each team's members, in the order they joined (one query for all the teams)."""
+        rows = await self._session.execute(
+            select(TeamMember.team_id, TeamMember.user_id)
+            .where(TeamMember.team_id.in_(list(team_ids)))
+            .order_by(TeamMember.joined_at, TeamMember.user_id)
+        )
+        members: dict[uuid.UUID, list[uuid.UUID]] = {team_id: [] for team_id in team_ids}
+        for team_id, user_id in rows:
+            members[team_id].append(user_id)
+        return members
+
+    async def add_member(self, member: TeamMember) -> bool:
+        """Add a member unless they are one already; true when this call added them."""
+        added = await self._session.scalar(
+            pg_insert(TeamMember)
+            .values(**_given_columns(member))
+            .on_conflict_do_nothing(index_elements=[TeamMember.team_id, TeamMember.user_id])
+            .returning(TeamMember.user_id)
+        )
+        return added is not None
+
+    async def remove_member(self, tenant_id: uuid.UUID, team_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        removed = await self._session.scalar(
+            delete(TeamMember)
+            .where(
+                TeamMember.team_id == team_id,
+                TeamMember.user_id == user_id,
+                TeamMember.tenant_id == tenant_id,
+            )
+            .returning(TeamMember.user_id)
+        )
+        return removed is not None
 
 
 #: How many of a customer's earlier answers and cases a case shows.

@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
+import html
 import io
 import re
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
@@ -18,8 +20,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import BaseModel, Field
 
 from libs.common.db import UnitOfWork
-from libs.common.deps import Tenant, UoW
+from libs.common.deps import Settings, UoW
 from libs.common.events import FailureReason, Timestamp
+from libs.common.web import TenantOrPerson
 from services.reporting.domain import display
 from services.reporting.domain.followups import (
     BreachRow,
@@ -81,9 +84,11 @@ _PAGE_HEADERS = {
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def report_page() -> HTMLResponse:
-    """The report page. It asks for the API key and keeps it in the browser tab only."""
-    return HTMLResponse(_PAGE, headers=_PAGE_HEADERS)
+async def report_page(settings: Settings) -> HTMLResponse:
+    """The report page. A person signed in at the case desk sees the report at once; otherwise it
+    asks for the API key (kept in the browser tab only), or offers to sign in at the desk."""
+    sign_in = f"{settings.desk_public_url}/signin?next={quote(settings.report_public_url + '/', safe='')}"
+    return HTMLResponse(_PAGE.replace("{{SIGN_IN_URL}}", html.escape(sign_in)), headers=_PAGE_HEADERS)
 
 
 class CasesView(BaseModel):
@@ -188,7 +193,7 @@ SinceQuery = Annotated[
 
 @router.get("/v1/reports/summary")
 async def get_summary(
-    tenant: Tenant,
+    tenant: TenantOrPerson,
     uow: UoW,
     touchpoint: TouchpointQuery = None,
     since: SinceQuery = None,
@@ -216,7 +221,7 @@ async def get_summary(
 
 @router.get("/v1/reports/summary.html", response_class=HTMLResponse)
 async def get_summary_page(
-    tenant: Tenant,
+    tenant: TenantOrPerson,
     uow: UoW,
     touchpoint: TouchpointQuery = None,
     since: SinceQuery = None,
@@ -314,7 +319,7 @@ class ResponseList(BaseModel):
 
 @router.get("/v1/reports/responses")
 async def list_responses(
-    tenant: Tenant,
+    tenant: TenantOrPerson,
     uow: UoW,
     touchpoint: TouchpointQuery = None,
     since: Annotated[Timestamp | None, Query(description="only answers given from then on")] = None,
@@ -477,7 +482,7 @@ def _followup_view(report: FollowupReport) -> FollowupReportView:
 
 @router.get("/v1/reports/followups")
 async def get_followups(
-    tenant: Tenant,
+    tenant: TenantOrPerson,
     uow: UoW,
     touchpoint: TouchpointQuery = None,
     since: SinceQuery = None,
@@ -516,7 +521,7 @@ FOLLOWUP_CSV_COLUMNS = (
     responses={200: {"content": {"text/csv": {}}, "description": "one row per group, header first"}},
 )
 async def get_followups_csv(
-    tenant: Tenant,
+    tenant: TenantOrPerson,
     uow: UoW,
     touchpoint: TouchpointQuery = None,
     since: SinceQuery = None,

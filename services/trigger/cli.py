@@ -8,6 +8,8 @@
     nps policy set TENANT --rest-period-days N [--rest-clock invitation|response]
     nps touchpoint set TENANT NAME CONFIG.json | list TENANT | retire TENANT NAME
     nps history import TENANT FILE.csv
+    nps user add|list|deactivate ...  and  nps team create|add-member|list ...   (the case desk's
+                                      people: services/alerting/cli.py)
 
 It writes to the trigger's database through the same handlers as the admin API; the trigger's
 outbox relay then tells the other services. The database is ``DATABASE_URL`` or, when that is not
@@ -32,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from libs.common.db import Database, UnitOfWork, service_source
 from libs.common.logs import configure_logging
 from libs.common.migrations import upgrade
+from services.alerting import cli as people_cli
 from services.trigger import handlers, history
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build
@@ -97,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     history_import.add_argument("tenant", help="tenant name or id")
     history_import.add_argument("file", type=Path, help="the CSV file")
+    people_cli.add_parsers(groups)
     return parser
 
 
@@ -324,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NO_DATABASE
     configure_logging("nps-cli", "WARNING")
     try:
+        if args.group in people_cli.GROUPS:
+            return people_cli.run(args, settings.database_url)
         upgrade(build(settings).migrations, settings.database_url)
         return asyncio.run(_run(args, settings))
     except (SQLAlchemyError, OSError) as error:

@@ -1,12 +1,20 @@
 """HTTP routes of alerting, one module per resource: ``cases`` (the REST API of follow-up cases),
-``routing`` (desk settings and routing rules), ``desk_api`` (the case desk's actions over REST) and ``desk``
-(the case desk's pages)."""
+``routing`` (desk settings and routing rules), ``desk_api`` (the case desk's actions over REST),
+``desk`` (the case desk's pages), ``people`` (users and teams, REST) and ``signin`` (the sign-in
+pages people use)."""
 
 from fastapi import APIRouter
 
-from services.alerting.api import cases, desk, desk_api, routing
+from services.alerting.api import cases, desk, desk_api, people, routing, signin
 
 #: In the order they are wired, which is the order of the OpenAPI document.
-ROUTERS: list[APIRouter] = [cases.router, desk_api.router, routing.router, desk.router]
+ROUTERS: list[APIRouter] = [
+    cases.router,
+    desk_api.router,
+    routing.router,
+    people.router,
+    signin.router,
+    desk.router,
+]
 
 __all__ = ["ROUTERS"]
