@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from email.utils import parseaddr
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from libs.common.config import ServiceSettings
 
@@ -11,6 +11,9 @@ from libs.common.config import ServiceSettings
 class AlertingSettings(ServiceSettings):
     http_port: int = Field(default=8004, ge=1, le=65535)
     sla_check_seconds: float = Field(default=30, gt=0)
+    #: Development and tests only: post chat messages to private addresses (a local receiver). The
+    #: API refuses such addresses whatever this says; it is refused outside development.
+    outbound_allow_private: bool = False
     #: How often it is looked whether a tenant's digest hour has come.
     digest_check_seconds: float = Field(default=300, gt=0)
     notify_poll_seconds: float = Field(default=0.5, gt=0)
@@ -21,6 +24,12 @@ class AlertingSettings(ServiceSettings):
     mail_from: str = "NPS Alerts <alerts@nps.localhost>"
     #: How long a person stays signed in to the case desk and the report after following a link.
     session_hours: float = Field(default=12, gt=0, le=24 * 30)
+
+    @model_validator(mode="after")
+    def _private_outbound_only_in_development(self) -> AlertingSettings:
+        if self.outbound_allow_private and self.nps_env == "production":
+            raise ValueError("OUTBOUND_ALLOW_PRIVATE must not be set in production: it would allow SSRF")
+        return self
 
     @field_validator("mail_from")
     @classmethod

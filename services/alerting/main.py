@@ -163,10 +163,17 @@ class ChatNotifier(Job):
         self.batch_size = settings.notify_batch_size
         self.every = settings.notify_poll_seconds
         self._lease = timedelta(seconds=chat.TIMEOUT_SECONDS * 2 + 60)
+        self._allow_private = settings.outbound_allow_private
         self._client = httpx.AsyncClient()
 
     async def run_once(self) -> int:
-        return await chat.deliver_chat(self._database, self._client, limit=self.batch_size, lease=self._lease)
+        return await chat.deliver_chat(
+            self._database,
+            self._client,
+            limit=self.batch_size,
+            lease=self._lease,
+            allow_private=self._allow_private,
+        )
 
     async def drain(self) -> None:
         await self._client.aclose()

@@ -48,6 +48,8 @@ async def _alerting(start_service: StartService, **overrides: Any) -> ServiceUnd
         "sla_check_seconds": 3600,
         "notify_poll_seconds": 0.1,
         "notify_delay_seconds": 0,
+        # Chat messages go to a receiver on this machine (tests/integration/test_closed_loop.py).
+        "outbound_allow_private": True,
         **overrides,
     }
     return await start_service(build, AlertingSettings, **values)

@@ -27,9 +27,7 @@ from libs.common.events import (
     SurveyStep,
     new_event,
 )
-from services.alerting.config import AlertingSettings
 from services.alerting.domain.sla import DEFAULT_POLICY, Priority, clock
-from services.alerting.main import build as build_alerting
 from services.reporting.config import ReportingSettings
 from services.reporting.main import build as build_reporting
 from services.scoring.config import ScoringSettings
@@ -43,6 +41,7 @@ from tests.conftest import (
     provision_tenant,
     read_topic,
 )
+from tests.integration.test_alerting_followups import _alerting
 
 pytestmark = pytest.mark.integration
 
@@ -51,14 +50,8 @@ async def _services(
     start_service: StartService,
 ) -> tuple[ServiceUnderTest, ServiceUnderTest, ServiceUnderTest]:
     scoring = await start_service(build_scoring, ScoringSettings)
-    # The same settings as the alerting tests, so the session shares one alerting service.
-    alerting = await start_service(
-        build_alerting,
-        AlertingSettings,
-        sla_check_seconds=3600,
-        notify_poll_seconds=0.1,
-        notify_delay_seconds=0,
-    )
+    # The alerting tests' own helper, so the session shares one alerting service.
+    alerting = await _alerting(start_service)
     reporting = await start_service(build_reporting, ReportingSettings)
     return scoring, alerting, reporting
 

@@ -15,6 +15,7 @@ from libs.common.db import UnitOfWork
 from libs.common.deps import Tenant, unit_of_work
 from libs.common.events import Email
 from libs.common.http import error_responses
+from libs.common.outbound import UnsafeUrl, check_webhook_url, redact
 from services.alerting.domain.people import EMAIL_MAX_LENGTH, Role
 from services.alerting.handlers import people
 from services.alerting.models import Team, User
@@ -92,6 +93,8 @@ class TeamView(BaseModel):
     name: str
     lead_user_id: uuid.UUID | None
     members: list[uuid.UUID] = Field(description="the members' user ids, in the order they joined")
+    slack_webhook: str | None = Field(description="the Slack incoming webhook, its secret path hidden")
+    teams_webhook: str | None = Field(description="the Microsoft Teams webhook, its secret path hidden")
     created_at: datetime
     updated_at: datetime
 
@@ -102,6 +105,8 @@ class TeamView(BaseModel):
             name=team.name,
             lead_user_id=team.lead_user_id,
             members=list(members),
+            slack_webhook=redact(team.slack_webhook_url) if team.slack_webhook_url else None,
+            teams_webhook=redact(team.teams_webhook_url) if team.teams_webhook_url else None,
             created_at=team.created_at,
             updated_at=team.updated_at,
         )
@@ -238,6 +243,42 @@ async def update_team(tenant: Tenant, uow: UoW, team_id: uuid.UUID, body: TeamCh
         raise HTTPException(409, str(error)) from None
     except people.UnknownLead as error:
         raise HTTPException(422, str(error)) from None
+    view = await _team_view(uow, team)
+    await uow.commit()
+    return view
+
+
+class TeamWebhooks(BaseModel):
+    """The incoming webhooks a team's notifications also go to; `null` removes one."""
+
+    model_config = ConfigDict(extra="forbid")
+    slack: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="a Slack incoming webhook, `https://hooks.slack.com/services/...`",
+    )
+    teams: str | None = Field(
+        default=None, max_length=2000, description="a Microsoft Teams incoming webhook or Workflows URL"
+    )
+
+
+@router.put("/v1/teams/{team_id}/webhooks", responses=error_responses(404, 422))
+async def set_team_webhooks(tenant: Tenant, uow: UoW, team_id: uuid.UUID, body: TeamWebhooks) -> TeamView:
+    """Send the team's case notifications (new case, escalations) to Slack and/or Teams as well as by
+    email. Only public `https://` addresses are taken: a private, loopback or link-local address, an
+    IP written in an unusual form or a name like `localhost` answers 422 naming the problem (and a
+    name that resolves to a private address is refused again when sending). The URLs are secrets:
+    they are never shown back in full."""
+    try:
+        slack = check_webhook_url(body.slack) if body.slack else None
+        teams = check_webhook_url(body.teams) if body.teams else None
+    except UnsafeUrl as error:
+        raise HTTPException(422, f"webhook refused: {error}") from None
+    team = await uow.repository.get_team(tenant.tenant_id, team_id, for_update=True)
+    if team is None:
+        raise HTTPException(404, f"no team {team_id}")
+    team.slack_webhook_url, team.teams_webhook_url = slack, teams
+    team.updated_at = datetime.now(UTC)
     view = await _team_view(uow, team)
     await uow.commit()
     return view
