@@ -83,6 +83,8 @@ class Run:
     #: Seconds from produce to visible, of each answer that became visible.
     latencies: list[float]
     produced_per_second: float
+    #: How fast cases became visible, from the first to the last: what the consumer kept up with.
+    visible_per_second: float
     missing: int
     #: Seconds from produce to its followup.opened read back from nps.followups (project only).
     published: list[float]
@@ -233,10 +235,12 @@ async def measure(
         stop_reading.set()
         await reading
     rate = (len(sent_at) - 1) / (sent_at[-1] - sent_at[0])
+    spread = max(seen.values(), default=0.0) - min(seen.values(), default=0.0)
     published = [] if followups is None else [at - sent_at[index] for index, at in followups.seen.items()]
     return Run(
         latencies=[at - sent_at[index] for index, at in seen.items()],
         produced_per_second=rate,
+        visible_per_second=(len(seen) - 1) / spread if spread > 0 else 0.0,
         missing=len(ids) - len(seen),
         published=published,
     )
@@ -352,8 +356,9 @@ def figures(run: Run) -> str:
         return "nothing became visible"
     return (
         f"p50 {ms(quantile(run.latencies, 0.5))}, p99 {ms(quantile(run.latencies, 0.99))}, "
-        f"max {ms(max(run.latencies))}; produced at {run.produced_per_second:.1f}/s, "
-        f"{len(run.latencies):,} of {len(run.latencies) + run.missing:,} visible"
+        f"max {ms(max(run.latencies))}; produced at {run.produced_per_second:.1f}/s, visible at "
+        f"{run.visible_per_second:.1f}/s, {len(run.latencies):,} of {len(run.latencies) + run.missing:,} "
+        "visible"
     )
 
 

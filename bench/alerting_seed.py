@@ -17,16 +17,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 
 from libs.common.migrations import upgrade
-from services.alerting.config import AlertingSettings
+from services import alerting
 from services.alerting.domain.sla import DEFAULT_POLICY, clock, priority_of
 from services.alerting.handlers.common import case_id_for
-from services.alerting.main import build
 
 SCHEMA = "alerting"
+MIGRATIONS = Path(alerting.__file__).parent / "migrations"
 AGENTS_PER_TENANT = 4
 CASE_COLUMNS = (
     "id",
@@ -76,8 +77,7 @@ class Desk:
 async def migrate(database_url: str) -> None:
     """The alerting schema at head, by the service's own migrations (as ``python -m services.alerting``
     runs them at start-up)."""
-    migrations = build(AlertingSettings(database_url=database_url)).migrations
-    await asyncio.to_thread(upgrade, migrations, database_url)
+    await asyncio.to_thread(upgrade, MIGRATIONS, database_url)
 
 
 async def add_tenants(connection: asyncpg.Connection, tenant_ids: Sequence[uuid.UUID], now: datetime) -> None:
