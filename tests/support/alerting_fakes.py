@@ -109,6 +109,9 @@ class FakeAlertingRepository(AlertingRepository):
         known = tenant_id in self.tenants
         return TenantInfo(known=known, owner_email=self.tenants.get(tenant_id))
 
+    async def owner_emails(self, tenant_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+        return {tenant_id: self.tenants[tenant_id] for tenant_id in tenant_ids if tenant_id in self.tenants}
+
     async def lock_answer(self, response_id: uuid.UUID) -> Answer | None:
         return self.answers.get(response_id)
 

@@ -19,7 +19,7 @@ from prometheus_client import Counter, Gauge
 from libs.common.db import UnitOfWork
 from services.alerting.domain import notices
 from services.alerting.domain.policy import DeskPolicy
-from services.alerting.domain.sla import Step, due_steps
+from services.alerting.domain.sla import Due, Step, due_steps
 from services.alerting.handlers.chat import DEFAULT_DESK_URL, chat_notices
 from services.alerting.handlers.common import case_facts, emit_updated
 from services.alerting.handlers.timeline import clock_state, entry
@@ -37,11 +37,17 @@ OPEN_CASES = Gauge("nps_alerting_open_cases", "Cases nobody has contacted yet, a
 BREACH_BATCH = 1000
 
 
+_ESCALATIONS = frozenset({Step.ESCALATE_TEAM_LEAD, Step.ESCALATE_CX_MANAGER})
+
+
 @dataclass
 class _Batch:
     desk_url: str
     entries: list[CaseEvent] = field(default_factory=list)
     queued: list[CaseNotice] = field(default_factory=list)
+    #: Who escalations reach, of each tenant with one due in the batch.
+    people: dict[uuid.UUID, People] = field(default_factory=dict)
+    owner_emails: dict[uuid.UUID, str | None] = field(default_factory=dict)
 
     def tell(self, case: FollowupCase, notice: notices.Notice) -> None:
         self.queued.append(CaseNotice(case.tenant_id, case.id, notice))
@@ -58,11 +64,11 @@ async def run_clock(
     repository = uow.repository
     cases = await repository.clock_due(now, limit)
     policies = await repository.desk_policies({case.tenant_id for case in cases})
-    batch = _Batch(desk_url=desk_url)
+    dues = [(case, due_steps(clock_state(case), policies[case.tenant_id].sla, now)) for case in cases]
+    batch = await _escalation_people(repository, dues, desk_url)
     taken = 0
-    for case in cases:
+    for case, due in dues:
         policy = policies[case.tenant_id]
-        due = due_steps(clock_state(case), policy.sla, now)
         for step in due.steps:
             await _take(step, case, policy, uow, batch, now)
             SLA_STEPS.labels(step=step.value).inc()
@@ -74,6 +80,19 @@ async def run_clock(
     if taken:
         log.info("followup.sla_steps", extra={"cases": len(cases), "steps": taken})
     return taken
+
+
+async def _escalation_people(
+    repository: AlertingRepository, dues: list[tuple[FollowupCase, Due]], desk_url: str
+) -> _Batch:
+    """The people and owner email of each tenant with an escalation due in the batch, looked up once
+    per tenant, not per case, and before any case changes (each query would flush the changes so
+    far, case by case)."""
+    tenants = {case.tenant_id for case, due in dues if _ESCALATIONS.intersection(due.steps)}
+    batch = _Batch(desk_url=desk_url, owner_emails=await repository.owner_emails(tenants))
+    for tenant_id in tenants:
+        batch.people[tenant_id] = await repository.people(tenant_id)
+    return batch
 
 
 async def _take(
@@ -98,7 +117,7 @@ async def _take(
         if case.owner_email:
             batch.tell(case, notices.case_breached(facts, case.owner_email, now))
     elif step in (Step.ESCALATE_TEAM_LEAD, Step.ESCALATE_CX_MANAGER):
-        await _escalate(step, case, policy, uow, batch, now)
+        _escalate(step, case, policy, batch, now)
     elif step is Step.RESOLUTION_REMINDER:
         batch.entries.append(
             entry(case, "resolution_reminder", now, body=_told(case.owner_email), dedup_key=step.value)
@@ -112,22 +131,14 @@ async def _take(
         batch.entries.append(entry(case, "resolution_breached", now, dedup_key=step.value))
 
 
-async def _escalate(
-    step: Step,
-    case: FollowupCase,
-    policy: DeskPolicy,
-    uow: UnitOfWork[AlertingRepository],
-    batch: _Batch,
-    now: datetime,
-) -> None:
+def _escalate(step: Step, case: FollowupCase, policy: DeskPolicy, batch: _Batch, now: datetime) -> None:
     """Escalate to this tenant's people only: the case's team lead, then its CX managers."""
-    people = await uow.repository.people(case.tenant_id)
+    people = batch.people[case.tenant_id]
     if step is Step.ESCALATE_TEAM_LEAD:
         level, recipients = notices.NoticeKind.ESCALATION_TEAM_LEAD, team_leads(case, people)
     else:
         level = notices.NoticeKind.ESCALATION_CX_MANAGER
-        owner_email = await _owner_email(uow, case.tenant_id)
-        recipients = cx_managers(people, policy, owner_email)
+        recipients = cx_managers(people, policy, batch.owner_emails.get(case.tenant_id))
     label = "team lead" if level is notices.NoticeKind.ESCALATION_TEAM_LEAD else "CX manager"
     body = f"escalated to the {label}: {', '.join(recipients)}" if recipients else f"no {label} to tell"
     batch.entries.append(
@@ -141,7 +152,7 @@ async def _escalate(
     title = f"Escalated to the {label}: detractor not contacted in time (score {case.score})"
     batch.queued.extend(chat_notices(case, team, level, title, batch.desk_url))
     if not recipients:
-        log.warning("followup.escalation_unnotified", extra={"case_id": str(case.id), "level": label})
+        log.warning("followup.escalation_unnotified", extra={"case_id": str(case.id), "escalation": label})
 
 
 def team_leads(case: FollowupCase, people: People) -> list[str]:
@@ -166,10 +177,6 @@ def cx_managers(people: People, policy: DeskPolicy, owner_email: str | None) -> 
         user.email for user in people.users.values() if user.active and user.role == "cx_manager"
     )
     return managers or ([owner_email] if owner_email else [])
-
-
-async def _owner_email(uow: UnitOfWork[AlertingRepository], tenant_id: uuid.UUID) -> str | None:
-    return (await uow.repository.tenant_info(tenant_id)).owner_email
 
 
 def _told(recipient: str | None) -> str:
