@@ -4,7 +4,7 @@ a unit of work's session (``uow.repository``)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple, cast
@@ -102,6 +102,18 @@ def _given_columns(row: Base) -> dict[str, object]:
     }
 
 
+#: Postgres takes at most this many parameters in one statement.
+_MAX_PARAMETERS = 32_767
+
+
+def _fitting(rows: Sequence[dict[str, object]]) -> Iterator[Sequence[dict[str, object]]]:
+    """``rows`` in slices of a multi-row INSERT each statement of which stays under the limit (an
+    SLA batch of 1000 cases can have 4000 timeline lines of 9 columns)."""
+    size = max(1, _MAX_PARAMETERS // max(len(row) for row in rows))
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
 @dataclass(frozen=True, slots=True)
 class People:
     """A tenant's people and teams as routing and escalation see them."""
@@ -165,7 +177,7 @@ class AlertingRepository:
     async def queue_notifications(
         self, notices: Sequence[CaseNotice], *, after: timedelta | None = None
     ) -> None:
-        """Queue emails, one statement for the batch; a case's email of a kind is queued once. Due
+        """Queue emails, one statement per few thousand; a case's email of a kind is queued once. Due
         now by the database's clock (which the notifier compares against), or ``after`` that."""
         if not notices:
             return
@@ -186,11 +198,12 @@ class AlertingRepository:
         if after is not None:
             for row in rows:
                 row["next_attempt_at"] = func.now() + after
-        await self._session.execute(
-            pg_insert(Notification)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=[Notification.dedup_key])
-        )
+        for fitting in _fitting(rows):
+            await self._session.execute(
+                pg_insert(Notification)
+                .values(fitting)
+                .on_conflict_do_nothing(index_elements=[Notification.dedup_key])
+            )
 
     async def rewrite_pending(
         self, case_id: uuid.UUID, kind: str, *, subject: str, body: str, channel: str = "email"
@@ -419,16 +432,17 @@ class AlertingRepository:
         return urls
 
     async def add_case_events(self, events: Sequence[CaseEvent]) -> None:
-        """Append to cases' timelines, one statement; a step already recorded (same dedup key) is not
-        recorded twice."""
+        """Append to cases' timelines, one statement per few thousand lines; a step already recorded
+        (same dedup key) is not recorded twice."""
         if not events:
             return
         rows = [_given_columns(event) for event in events]
-        await self._session.execute(
-            pg_insert(CaseEvent)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=[CaseEvent.case_id, CaseEvent.dedup_key])
-        )
+        for fitting in _fitting(rows):
+            await self._session.execute(
+                pg_insert(CaseEvent)
+                .values(fitting)
+                .on_conflict_do_nothing(index_elements=[CaseEvent.case_id, CaseEvent.dedup_key])
+            )
 
     async def claim_notifications(
         self, limit: int, lease: timedelta, *, channels: Sequence[str] = ("email",)
