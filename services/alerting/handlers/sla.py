@@ -42,6 +42,8 @@ class _Batch:
     desk_url: str
     entries: list[CaseEvent] = field(default_factory=list)
     queued: list[CaseNotice] = field(default_factory=list)
+    #: Each tenant's owner email, read once a batch: every read flushes the batch's changed cases.
+    owner_emails: dict[uuid.UUID, str | None] = field(default_factory=dict)
 
     def tell(self, case: FollowupCase, notice: notices.Notice) -> None:
         self.queued.append(CaseNotice(case.tenant_id, case.id, notice))
@@ -126,7 +128,7 @@ async def _escalate(
         level, recipients = notices.NoticeKind.ESCALATION_TEAM_LEAD, team_leads(case, people)
     else:
         level = notices.NoticeKind.ESCALATION_CX_MANAGER
-        owner_email = await _owner_email(uow, case.tenant_id)
+        owner_email = await _owner_email(uow, batch, case.tenant_id)
         recipients = cx_managers(people, policy, owner_email)
     label = "team lead" if level is notices.NoticeKind.ESCALATION_TEAM_LEAD else "CX manager"
     body = f"escalated to the {label}: {', '.join(recipients)}" if recipients else f"no {label} to tell"
@@ -168,8 +170,12 @@ def cx_managers(people: People, policy: DeskPolicy, owner_email: str | None) -> 
     return managers or ([owner_email] if owner_email else [])
 
 
-async def _owner_email(uow: UnitOfWork[AlertingRepository], tenant_id: uuid.UUID) -> str | None:
-    return (await uow.repository.tenant_info(tenant_id)).owner_email
+async def _owner_email(
+    uow: UnitOfWork[AlertingRepository], batch: _Batch, tenant_id: uuid.UUID
+) -> str | None:
+    if tenant_id not in batch.owner_emails:
+        batch.owner_emails[tenant_id] = (await uow.repository.tenant_info(tenant_id)).owner_email
+    return batch.owner_emails[tenant_id]
 
 
 def _told(recipient: str | None) -> str:
