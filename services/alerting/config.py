@@ -18,6 +18,10 @@ class AlertingSettings(ServiceSettings):
     digest_check_seconds: float = Field(default=300, gt=0)
     notify_poll_seconds: float = Field(default=0.5, gt=0)
     notify_batch_size: int = Field(default=20, ge=1, le=1000)
+    #: How long a claimed batch of emails is left to the notifier that claimed it: after a crash, how
+    #: long its batch waits to be sent again. Unset: longer than the batch can take even if every
+    #: message waits out the SMTP timeout.
+    notify_lease_seconds: float | None = Field(default=None, gt=0)
     #: The case-opened email waits this long after the score, so that the "why" the person adds on
     #: the next page goes with it (the email is rewritten when it arrives). 0 sends at once.
     notify_delay_seconds: float = Field(default=120, ge=0, le=24 * 3600)

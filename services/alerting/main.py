@@ -82,7 +82,8 @@ class Notifier(Job):
         self.batch_size = settings.notify_batch_size
         self.every = settings.notify_poll_seconds
         # Longer than the batch can take even if every message waits out the SMTP timeout.
-        self._lease = timedelta(seconds=SMTP_TIMEOUT_SECONDS * settings.notify_batch_size + 60)
+        lease = settings.notify_lease_seconds or SMTP_TIMEOUT_SECONDS * settings.notify_batch_size + 60
+        self._lease = timedelta(seconds=lease)
 
     async def _send(self, message: EmailMessage) -> None:
         await send_email(self._smtp, message, timeout_seconds=SMTP_TIMEOUT_SECONDS)

@@ -199,7 +199,7 @@ class AlertingRepository:
     async def queue_notifications(
         self, notices: Sequence[CaseNotice], *, after: timedelta | None = None
     ) -> None:
-        """Queue emails, one statement for the batch; a case's email of a kind is queued once. Due
+        """Queue emails, one statement per few thousand; a case's email of a kind is queued once. Due
         now by the database's clock (which the notifier compares against), or ``after`` that."""
         if not notices:
             return
@@ -438,8 +438,8 @@ class AlertingRepository:
         return urls
 
     async def add_case_events(self, events: Sequence[CaseEvent]) -> None:
-        """Append to cases' timelines, one statement; a step already recorded (same dedup key) is not
-        recorded twice."""
+        """Append to cases' timelines, one statement per few thousand lines; a step already recorded
+        (same dedup key) is not recorded twice."""
         if not events:
             return
         rows = [_given_columns(event) for event in events]

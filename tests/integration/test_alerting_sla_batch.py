@@ -1,0 +1,54 @@
+"""A full SLA batch: 1000 overdue cases, each with every step but the reminders due at once, are
+taken in one pass (their 4000 timeline lines once went into one INSERT of more parameters than
+Postgres takes, and the job failed on that batch for ever)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+
+from services.alerting import handlers
+from services.alerting.config import AlertingSettings
+from services.alerting.main import build
+from tests.conftest import StartService, provision_tenant
+
+pytestmark = pytest.mark.integration
+
+CASES = handlers.BREACH_BATCH
+
+SEED = """
+INSERT INTO alerting.followup_cases (
+    id, tenant_id, response_id, invitation_id, customer_id, touchpoint, score, status, owner_email,
+    priority, opened_at, due_at, resolution_due_at, updated_at, sla_done, next_check_at)
+SELECT gen_random_uuid(), :tenant, gen_random_uuid(), gen_random_uuid(), 'customer-' || n, 'checkout', 2,
+    'open', 'agent@shop.example', 'urgent', now() - interval '10 days', now() - interval '9 days',
+    now() - interval '8 days', now() - interval '10 days', '{}', now() - interval '9 days'
+FROM generate_series(1, :cases) AS n
+"""
+
+
+async def test_a_full_batch_of_overdue_cases_is_taken_in_one_pass(start_service: StartService) -> None:
+    # The SLA loop checks once at start and then not again during the test: the test drives it.
+    sut = await start_service(build, AlertingSettings, sla_check_seconds=3600, notify_poll_seconds=3600)
+    tenant = await provision_tenant(sut.runtime)
+    tenant_id = uuid.UUID(tenant.tenant_id)
+    database = sut.runtime.database
+    async with database.uow() as uow:
+        await uow.session.execute(text(SEED), {"tenant": tenant_id, "cases": CASES})
+        await uow.commit()
+
+    async with database.uow() as uow:
+        taken = await handlers.run_clock(uow, datetime.now(UTC))
+        await uow.commit()
+
+    # The breach, both escalations (nobody to tell at the team-lead level) and the resolution breach.
+    assert taken == 4 * CASES
+    counts = []
+    async with database.uow() as uow:
+        for table in ("case_events", "notifications"):
+            query = text(f"SELECT count(*) FROM alerting.{table} WHERE tenant_id = :tenant")
+            counts.append(await uow.session.scalar(query, {"tenant": tenant_id}))
+    assert counts == [4 * CASES, 2 * CASES]
