@@ -1,8 +1,8 @@
 """The case desk's list over one tenant's 100,000 open cases: 200 GETs of one URL, p50/p95, next to
 the raw SQL of the same list on the same data.
 
-    .venv/bin/python -m bench.desk_list '/v1/cases?limit=50'     # what make bench runs, for now
-    .venv/bin/python -m bench.desk_list                          # /desk?tab=all: needs the TODO below
+    .venv/bin/python -m bench.desk_list                          # /desk?tab=all, as a CX manager
+    .venv/bin/python -m bench.desk_list '/v1/cases?limit=50'     # the REST list (make bench runs both)
     BENCH_CASES=20000 BENCH_GETS=500 .venv/bin/python -m bench.desk_list '/v1/cases?limit=50'
 
 The alerting service is a real process (``bench.alerting_stack``); the cases go straight into its
@@ -25,14 +25,15 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
 
 from bench.alerting_seed import add_cases, add_desks
-from bench.alerting_stack import AlertingStack, BenchTenant, alerting_stack, announce_tenant
+from bench.alerting_stack import BenchTenant, alerting_stack, announce_tenant
+from libs.common.sessions import COOKIE, new_session
 
 CASES = int(os.environ.get("BENCH_CASES", "100000"))
 GETS = int(os.environ.get("BENCH_GETS", "200"))
@@ -46,27 +47,32 @@ COLUMNS = (
 )
 
 
-def signed_in_cookie(stack: AlertingStack, tenant: BenchTenant) -> dict[str, str]:
-    """TODO(lead, once the desk page is merged): sign a person of ``tenant`` in to the desk and
-    return the request headers that carry the session, e.g. ``{"Cookie": "nps_desk=..."}``: make
-    a user (``bench.alerting_seed.add_desks`` makes an agent, a team lead and a CX manager per
-    tenant; the list's ``tab=all`` wants a role that sees every case), then either follow the
-    magic-link flow over HTTP (POST the sign-in form, read the link from the SMTP sink under
-    ``stack.workdir / "mail"``, GET it, keep the ``Set-Cookie``) or insert a session row the way the
-    desk's own tests do."""
-    raise NotImplementedError(
-        f"signing in to the desk is not written yet (tenant {tenant.tenant_id}, {stack.url}); "
-        "run with a /v1/ URL, e.g. '/v1/cases?limit=50'"
+async def signed_in_cookie(connection: asyncpg.Connection, tenant: BenchTenant) -> dict[str, str]:
+    """The request headers of the tenant's CX manager signed in to the desk (who sees every case, as
+    ``tab=all`` wants): a session stored as the magic-link sign-in stores it, only its hash."""
+    manager = await connection.fetchval(
+        "SELECT id FROM alerting.users WHERE tenant_id = $1 AND role = 'cx_manager'", tenant.tenant_id
     )
+    session = new_session()
+    now = datetime.now(UTC)
+    await connection.execute(
+        "INSERT INTO alerting.web_sessions (id, token_hash, tenant_id, user_id, role, name, created_at, "
+        "expires_at) VALUES ($1, $2, $3, $4, 'cx_manager', 'CX Manager', $5, $6)",
+        session.session_id,
+        session.token_hash,
+        tenant.tenant_id,
+        manager,
+        now,
+        now + timedelta(hours=1),
+    )
+    return {"Cookie": f"{COOKIE}={session.token}"}
 
 
 def list_order(path: str) -> tuple[str, int]:
     """The ORDER BY and LIMIT of the list the URL shows."""
     query = parse_qs(urlsplit(path).query)
-    limit = int(query.get("limit", ["50"])[0])
-    if path.startswith("/v1/cases"):
-        return "opened_at DESC, id DESC", limit
-    return "due_at, id", limit
+    # The desk shows 50 a page; both list soonest due first.
+    return "due_at, id", int(query.get("limit", ["50"])[0])
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -118,13 +124,15 @@ async def main(path: str) -> None:
     # SLA_CHECK_SECONDS: the job's first check runs at start, before the cases exist; no other.
     async with alerting_stack("nps-bench-desk-", {"SLA_CHECK_SECONDS": "86400"}) as stack:
         tenant = await announce_tenant(stack, "desk-shop")
-        headers = tenant.headers if path.startswith("/v1/") else signed_in_cookie(stack, tenant)
         connection = await asyncpg.connect(stack.dsn)
         try:
             started = time.perf_counter()
             now = datetime.now(UTC)
             desks = await add_desks(connection, [tenant.tenant_id], now)
             await add_cases(connection, desks, CASES, now)
+            headers = (
+                tenant.headers if path.startswith("/v1/") else await signed_in_cookie(connection, tenant)
+            )
             print(f"  (seeded in {time.perf_counter() - started:.1f} s)")
             project = await time_gets(stack.url, path, headers, limit)
             baseline = await time_sql(connection, tenant, order, limit)
