@@ -66,6 +66,11 @@ async def test_the_lists_and_the_case_render_for_a_signed_in_agent(
         assert f'href="/desk/cases/{case_id}"' in listed.text
         assert "Jane Doe" in listed.text and "My cases" in listed.text and "urgent" in listed.text
         assert "?tab=all" not in listed.text  # agents have no "All" tab
+        # One sign-in for both pages: the desk links to the report, and a person can sign out.
+        assert 'href="/report"' in listed.text and 'action="/signout"' in listed.text
+        to_report = await browser.get("/report")
+        assert to_report.status_code == 303
+        assert to_report.headers["location"] == f"{sut.runtime.settings.report_public_url}/"
         page = await browser.get(f"/desk/cases/{case_id}")
         assert page.status_code == 200
         assert "Late again." in page.text and "Log a contact" in page.text
@@ -75,6 +80,9 @@ async def test_the_lists_and_the_case_render_for_a_signed_in_agent(
         css = await browser.get("/desk/assets/desk.css")
         assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
         assert (await browser.get("/desk/assets/secrets.txt")).status_code == 404
+        signed_out = await browser.post("/signout", data={"csrf_token": _csrf(listed.text)})
+        assert signed_out.status_code == 303
+        assert (await browser.get("/desk")).status_code == 303  # the session is over
 
 
 async def test_forms_act_then_redirect_and_errors_show_on_the_page(

@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.datastructures import FormData
 
 from libs.common.db import UnitOfWork
-from libs.common.deps import unit_of_work
+from libs.common.deps import Settings, unit_of_work
 from libs.common.sessions import Person
 from libs.common.web import CheckedForm, SignedInPage
 from services.alerting import handlers
@@ -61,6 +61,12 @@ def render(template: str, status: int = 200, **context: object) -> HTMLResponse:
 
 def not_found(person: Person) -> HTMLResponse:
     return render("desk_not_found.html", 404, person=person, title="Case not found")
+
+
+@router.get("/report", include_in_schema=False)
+async def to_the_report(settings: Settings) -> RedirectResponse:
+    """The report, on the reporting service: the same sign-in opens it."""
+    return RedirectResponse(f"{settings.report_public_url}/", status_code=303)
 
 
 @router.get("/desk/assets/{name}")
