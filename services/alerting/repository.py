@@ -369,7 +369,10 @@ class AlertingRepository:
 
     async def clock_due(self, now: datetime, limit: int) -> Sequence[FollowupCase]:
         """Up to ``limit`` cases whose SLA clock has a step due by ``now``, earliest first, locked;
-        SKIP LOCKED lets replicas share the work and leaves a case being changed for the next round."""
+        SKIP LOCKED lets replicas share the work and leaves a case being changed for the next round.
+
+        The rows come detached from the session: the clock changes different columns of each, which
+        the ORM would write back one UPDATE a case; :meth:`save_clock` writes them in one statement."""
         result = await self._session.scalars(
             select(FollowupCase)
             .where(FollowupCase.next_check_at.is_not(None), FollowupCase.next_check_at <= now)
@@ -377,7 +380,29 @@ class AlertingRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return result.all()
+        cases = result.all()
+        for case in cases:
+            self._session.expunge(case)
+        return cases
+
+    async def save_clock(self, cases: Sequence[FollowupCase]) -> None:
+        """What the SLA clock changed on ``cases`` (from :meth:`clock_due`): one executemany UPDATE."""
+        if not cases:
+            return
+        await self._session.execute(
+            update(FollowupCase),
+            [
+                {
+                    "id": case.id,
+                    "breached_at": case.breached_at,
+                    "resolution_breached_at": case.resolution_breached_at,
+                    "sla_done": case.sla_done,
+                    "next_check_at": case.next_check_at,
+                    "updated_at": case.updated_at,
+                }
+                for case in cases
+            ],
+        )
 
     async def oldest_clock_due(self, now: datetime) -> datetime | None:
         return await self._session.scalar(

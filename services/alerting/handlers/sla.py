@@ -75,6 +75,7 @@ async def run_clock(
         taken += len(due.steps)
         case.sla_done = [*(case.sla_done or []), *(step.value for step in due.steps)]
         case.next_check_at = due_steps(clock_state(case), policy.sla, now).next_check_at
+    await repository.save_clock(cases)
     await repository.add_case_events(batch.entries)
     await repository.queue_notifications(batch.queued)
     if taken:
