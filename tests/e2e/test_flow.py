@@ -10,13 +10,14 @@ import signal
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
 import pytest
 
+from services.alerting.domain.sla import DEFAULT_POLICY, Priority, clock
 from tests.conftest import eventually
 from tests.support.factories import purchase
 from tests.support.stack import Stack, StackLauncher, new_tenant, ready, stack_launcher, stop
@@ -99,8 +100,12 @@ async def test_purchase_to_survey_to_nps_to_follow_up_case(stack: Stack, client:
 
     [case] = await eventually(one_open_case, within=30)
     assert case["status"] == "open" and case["score"] == 3 and case["customer_id"] == customer
-    due = datetime.fromisoformat(case["due_at"]) - datetime.fromisoformat(case["opened_at"])
-    assert due == timedelta(hours=24)
+    # A new tenant's SLA: score 3 is urgent, first contact within 4 business hours (Mon-Fri 09-17 UTC).
+    opened = datetime.fromisoformat(case["opened_at"])
+    assert (
+        datetime.fromisoformat(case["due_at"])
+        == clock(opened, Priority.URGENT, DEFAULT_POLICY).first_contact_due
+    )
     [owner_mail] = await eventually(lambda: _async(stack.mail_to(owner)), within=30)
     owner_text = owner_mail.get_body(("plain",))
     assert owner_text is not None and "The parcel came a week late." in owner_text.get_content()

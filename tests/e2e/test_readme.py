@@ -15,7 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.alerting.domain.sla import DEFAULT_POLICY, Priority, clock
 from tests.support.stack import Stack, stack_launcher, stop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -207,11 +208,15 @@ def test_every_shell_example_in_the_readme_runs_as_written(stack: Stack, tmp_pat
     assert skipped == set(NOT_RUN), f"NOT_RUN names lines the README no longer has: {set(NOT_RUN) - skipped}"
     assert waited == {what for what, _ in WAIT_BEFORE.values()}, "WAIT_BEFORE names lines the README lacks"
 
-    # What the first example promises: one email, NPS -100, one open case due 24 h after the answer.
+    # What the first example promises: one email, NPS -100, one open urgent case.
     [nps_output] = [out for line, out in outputs.items() if line.startswith("curl -s localhost:8003/v1/nps")]
     assert json.loads(nps_output)["nps"] == -100
     assert len(stack.mail_to(CUSTOMER_EMAIL)) == 1
     [case] = context.get("alerting", "/v1/cases")["cases"]
     assert (case["customer_id"], case["score"], case["status"]) == ("c-42", 3, "open")
-    due = datetime.fromisoformat(case["due_at"]) - datetime.fromisoformat(case["opened_at"])
-    assert due == timedelta(hours=24)
+    # A new tenant's SLA: score 3 is urgent, first contact within 4 business hours (Mon-Fri 09-17 UTC).
+    opened = datetime.fromisoformat(case["opened_at"])
+    assert (
+        datetime.fromisoformat(case["due_at"])
+        == clock(opened, Priority.URGENT, DEFAULT_POLICY).first_contact_due
+    )
