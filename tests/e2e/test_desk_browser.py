@@ -44,7 +44,7 @@ from tests.conftest import (
 from tests.integration.test_alerting_followups import _alerting, _answer, _body, _cases, _mail_to, _publish
 from tests.integration.test_case_desk_api import _one_case
 from tests.integration.test_signin import _links
-from tests.support.desk import make_user, sign_in_cookie
+from tests.support.desk import make_team, make_user, sign_in_cookie
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As tests/e2e/test_survey_browser.py launches it: no sandbox, no GPU, nothing phoning home.
@@ -341,3 +341,40 @@ async def test_the_desk_fits_a_phone_screen_and_marks_an_overdue_case_in_words(
 async def _two(sut: ServiceUnderTest, tenant: TestTenant) -> list[dict[str, Any]]:
     cases = await _cases(sut, tenant)
     return cases if len(cases) == 2 else []
+
+
+async def test_an_admin_adds_a_person_by_keyboard_on_a_phone(browser: Browser, desk: Desk) -> None:
+    sut = desk.service
+    tenant = await provision_tenant(sut.runtime)
+    admin = await make_user(sut.runtime, tenant.tenant_id, name="Ada Admin", role="admin")
+    team = await make_team(sut.runtime, tenant.tenant_id, "Returns and refunds")
+    await make_user(sut.runtime, tenant.tenant_id, name="Tea Member-With-A-Long-Name", teams=[team])
+    cookie = await sign_in_cookie(sut.runtime, tenant.tenant_id, admin, role="admin", name="Ada Admin")
+    context = await _context(browser, phone=True)
+    await context.add_cookies(
+        [{"name": name, "value": value, "url": desk.base_url} for name, value in cookie.items()]
+    )
+    address = f"nia-{uuid.uuid4().hex[:10]}@a-rather-long-company-domain.example"
+    try:
+        page = await context.new_page()
+        await page.goto(f"{desk.base_url}/desk")
+        await page.get_by_role("link", name="People").click()
+        await page.wait_for_url(f"{desk.base_url}/desk/people")
+        await _tab_to(page, "user-email")
+        await page.keyboard.type(address)
+        await page.keyboard.press("Tab")
+        await page.keyboard.type("Nia New")
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("ArrowDown")  # from Agent to Team lead
+        await page.keyboard.press("Tab")
+        async with page.expect_navigation():
+            await page.keyboard.press("Enter")
+        assert page.url == f"{desk.base_url}/desk/people"
+        row = page.locator("table.people tbody tr", has_text=address)
+        assert "Nia New" in await row.inner_text()
+        assert await row.locator("select").input_value() == "team_lead"
+        await page.screenshot(path=shot("people"), full_page=True)
+        scroll_width = await page.evaluate("document.documentElement.scrollWidth")
+        assert scroll_width <= PHONE["width"], f"/desk/people scrolls sideways ({scroll_width} px)"
+    finally:
+        await context.close()

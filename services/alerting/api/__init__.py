@@ -1,11 +1,11 @@
 """HTTP routes of alerting, one module per resource: ``cases`` (the REST API of follow-up cases),
 ``routing`` (desk settings and routing rules), ``desk_api`` (the case desk's actions over REST),
-``desk`` (the case desk's pages), ``people`` (users and teams, REST) and ``signin`` (the sign-in
-pages people use)."""
+``desk`` (the case desk's pages), ``desk_people`` (the desk's People page, for admins), ``people``
+(users and teams, REST) and ``signin`` (the sign-in pages people use)."""
 
 from fastapi import APIRouter
 
-from services.alerting.api import cases, desk, desk_api, people, routing, signin
+from services.alerting.api import cases, desk, desk_api, desk_people, people, routing, signin
 
 #: In the order they are wired, which is the order of the OpenAPI document.
 ROUTERS: list[APIRouter] = [
@@ -14,6 +14,7 @@ ROUTERS: list[APIRouter] = [
     routing.router,
     people.router,
     signin.router,
+    desk_people.router,
     desk.router,
 ]
 

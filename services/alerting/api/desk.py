@@ -27,6 +27,7 @@ from services.alerting import handlers
 from services.alerting.api import desk_views as views
 from services.alerting.domain import desk
 from services.alerting.domain.cases import CaseStatus, InvalidTransition
+from services.alerting.domain.people import Role
 from services.alerting.handlers.common import Actor
 from services.alerting.repository import AlertingRepository
 
@@ -52,6 +53,14 @@ _PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 TABS = {"mine": "My cases", "team": "My team's", "all": "All"}
+
+
+def manages_people(person: Person) -> bool:
+    """Whether the header links to the People page: only for those the roles let manage people."""
+    return Role(person.role).manages_people
+
+
+_TEMPLATES.globals["manages_people"] = manages_people
 
 
 def render(template: str, status: int = 200, **context: object) -> HTMLResponse:
