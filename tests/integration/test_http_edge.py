@@ -16,14 +16,13 @@ from fastapi import APIRouter
 from libs.common.app import create_app
 from libs.common.service import Runtime
 from libs.devstack.ports import free_port
-from services.alerting.config import AlertingSettings
-from services.alerting.main import build as build_alerting
 from services.scoring.config import ScoringSettings
 from services.scoring.main import build as build_scoring
 from services.survey.domain.tokens import survey_token
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build as build_trigger
 from tests.conftest import StartService, TestTenant, provision_tenant
+from tests.integration.test_alerting_followups import _alerting
 from tests.integration.test_survey_flow import (
     SECRET,
     asked_once,
@@ -173,7 +172,7 @@ async def test_the_openapi_document_declares_the_real_error_answers(start_servic
 
 
 async def test_the_docs_load_nothing_from_elsewhere(start_service: StartService) -> None:
-    service = await start_service(build_alerting, AlertingSettings)
+    service = await _alerting(start_service)
     for page in ("/docs", "/redoc"):
         html = (await service.client.get(page)).text
         assert not re.search(r"(src|href)=[\"']?(https?:)?//", html), html
@@ -243,7 +242,7 @@ async def test_nul_bytes_are_refused_naming_the_field(start_service: StartServic
         "body.label.en"
     ]
 
-    alerting = await start_service(build_alerting, AlertingSettings)
+    alerting = await _alerting(start_service)
     alerting_tenant = await provision_tenant(alerting.runtime)
     patched = await alerting.client.patch(
         f"/v1/cases/{uuid.uuid4()}",

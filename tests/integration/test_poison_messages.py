@@ -37,6 +37,7 @@ from services.survey.models import Invitation
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build as build_trigger
 from tests.conftest import Mailbox, StartService, eventually, produce, read_topic
+from tests.integration.test_alerting_followups import _alerting
 from tests.integration.test_survey_flow import SECRET, mail_to, request_survey, unique_address
 
 #: Every consumer group and the topics it reads.
@@ -56,7 +57,7 @@ async def _all_services(start_service: StartService) -> None:
         build_survey, SurveySettings, survey_token_secret=SECRET, survey_public_url="http://testserver"
     )
     await start_service(build_scoring, ScoringSettings)
-    await start_service(build_alerting, AlertingSettings)
+    await _alerting(start_service)
     await start_service(build_reporting, ReportingSettings)
 
 
