@@ -116,8 +116,8 @@ class MagicLinkUse(NamedTuple):
 
 
 _NOTIFICATIONS = cast(Table, Notification.__table__)
-_NewRow = TypeVar("_NewRow", Answer, FollowupCase)
 _CASE_EVENTS = cast(Table, CaseEvent.__table__)
+_NewRow = TypeVar("_NewRow", Answer, FollowupCase)
 
 
 def _given_columns(row: Base) -> dict[str, object]:
@@ -505,6 +505,13 @@ class AlertingRepository:
         return found
 
     async def advance_team_cursor(self, team_id: uuid.UUID, cursor: int) -> None:
+        if self._batch is not None:
+            loaded = (people.teams[team_id] for people in self._people.values() if team_id in people.teams)
+            team = next(loaded, None)
+            if team is not None:
+                # A row of this session: written when it flushes, with the batch's other changes.
+                team.cursor = cursor
+                return
         await self._session.execute(update(Team).where(Team.id == team_id).values(cursor=cursor))
 
     async def clock_due(self, now: datetime, limit: int) -> Sequence[FollowupCase]:

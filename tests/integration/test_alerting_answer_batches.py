@@ -16,6 +16,7 @@ from libs.common.events import SURVEY_RESPONDED, Event, new_event
 from services.alerting import handlers
 from tests.conftest import ServiceUnderTest, StartService, TestTenant, provision_tenant
 from tests.integration.test_alerting_followups import _alerting, _answer, _update
+from tests.integration.test_closed_loop import _api, _people
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +107,39 @@ async def test_a_batch_recorded_together_ends_as_the_same_events_one_at_a_time_d
     assert expected["revised"]["notices"] == ["case_opened:email:false::true"]
     assert expected["corrected"]["status"] == "resolved"
     assert await _state(sut, together) == expected
+
+
+async def test_round_robin_takes_turns_within_a_batch_and_the_next_batch_goes_on(
+    start_service: StartService,
+) -> None:
+    sut = await _alerting(start_service)
+    tenant = await provision_tenant(sut.runtime)
+    people = await _people(sut, tenant)
+    team_id = people["team"]["id"]
+    rule = {
+        "name": "Every urgent one",
+        "when": {"bands": ["urgent"]},
+        "then": {"team": team_id, "strategy": "round_robin"},
+    }
+    await _api(sut, tenant, "PUT", "/v1/routing/rules", {"rules": [rule]})
+    answers = [_answer(tenant, score=2, customer_id=f"turn{index}-{tenant.tenant_id}") for index in range(4)]
+    for events in (answers[:3], answers[3:]):
+        async with sut.runtime.database.uow() as uow:
+            await handlers.record_answers(
+                events, uow, now=datetime.now(UTC), notify_delay=timedelta(minutes=2)
+            )
+            await uow.commit()
+
+    async with sut.runtime.database.uow() as uow:
+        rows = await uow.session.execute(
+            text(
+                "SELECT customer_id, assignee_user_id FROM alerting.followup_cases "
+                "WHERE tenant_id = :tenant ORDER BY customer_id"
+            ),
+            {"tenant": uuid.UUID(tenant.tenant_id)},
+        )
+        assignees = [str(row.assignee_user_id) for row in rows]
+    first, second = assignees[0], assignees[1]
+    assert {first, second} == {people["ana"]["id"], people["bo"]["id"]}
+    # The turn the first batch left is where the next one starts.
+    assert assignees == [first, second, first, second]
