@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -14,9 +13,9 @@ import httpx
 
 from libs.common import topics
 from libs.common.db import Database, UnitOfWork
-from libs.common.events import SURVEY_RESPONDED, SURVEY_RESPONSE_UPDATED, Event
+from libs.common.events import SURVEY_RESPONDED, SURVEY_RESPONSE_UPDATED, Contract, Event
 from libs.common.jobs import Job
-from libs.common.kafka import ConsumerSpec, dispatch_by_type
+from libs.common.kafka import BatchHandler, ConsumerSpec, dispatch_by_type
 from libs.common.mail import SmtpTarget, send_email
 from libs.common.service import ServiceDefinition
 from libs.common.tenancy import TENANCY_HANDLERS
@@ -31,17 +30,34 @@ log = logging.getLogger(__name__)
 SMTP_TIMEOUT_SECONDS = 15.0
 
 
-def _record_answer(
-    settings: AlertingSettings,
-) -> Callable[[Event[Any], UnitOfWork[AlertingRepository]], Awaitable[None]]:
-    notify_delay = timedelta(seconds=settings.notify_delay_seconds)
+ANSWER_TYPES = frozenset({SURVEY_RESPONDED, SURVEY_RESPONSE_UPDATED})
 
-    async def answered(event: Event[Any], uow: UnitOfWork[AlertingRepository]) -> None:
-        await handlers.record_answer(
-            event, uow, now=datetime.now(UTC), notify_delay=notify_delay, desk_url=settings.desk_public_url
+
+def _followups(settings: AlertingSettings) -> BatchHandler:
+    """The followups consumer's batch handler: each run of answers in a batch is recorded together
+    (a few queries for the run, not several an answer), the registry's events one by one, in order."""
+    notify_delay = timedelta(seconds=settings.notify_delay_seconds)
+    registry = dispatch_by_type(TENANCY_HANDLERS)
+
+    async def record(answers: list[Event[Any]], uow: UnitOfWork[AlertingRepository]) -> None:
+        await handlers.record_answers(
+            answers, uow, now=datetime.now(UTC), notify_delay=notify_delay, desk_url=settings.desk_public_url
         )
 
-    return answered
+    async def handle(events: list[Event[Contract]], uow: UnitOfWork[Any]) -> None:
+        answers: list[Event[Any]] = []
+        for event in events:
+            if event.type in ANSWER_TYPES:
+                answers.append(event)
+                continue
+            if answers:
+                await record(answers, uow)
+                answers = []
+            await registry([event], uow)
+        if answers:
+            await record(answers, uow)
+
+    return handle
 
 
 class SlaCheck(Job):
@@ -185,7 +201,6 @@ class ChatNotifier(Job):
 
 
 def build(settings: AlertingSettings) -> ServiceDefinition:
-    answered = _record_answer(settings)
     return ServiceDefinition(
         name="alerting",
         title="NPS alerting",
@@ -201,9 +216,7 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
             ConsumerSpec(
                 name="followups",
                 topics=[topics.SURVEY_EVENTS, topics.TENANTS],
-                handle=dispatch_by_type(
-                    {SURVEY_RESPONDED: answered, SURVEY_RESPONSE_UPDATED: answered, **TENANCY_HANDLERS}
-                ),
+                handle=_followups(settings),
             )
         ],
         jobs=[

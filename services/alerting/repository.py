@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple, cast
+from typing import NamedTuple, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     DateTime,
     Integer,
     Select,
     Table,
     Text,
+    Uuid,
+    any_,
+    bindparam,
     column,
     delete,
     false,
@@ -29,6 +33,7 @@ from sqlalchemy import (
     values,
 )
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
@@ -112,6 +117,7 @@ class MagicLinkUse(NamedTuple):
 
 _NOTIFICATIONS = cast(Table, Notification.__table__)
 _CASE_EVENTS = cast(Table, CaseEvent.__table__)
+_NewRow = TypeVar("_NewRow", Answer, FollowupCase)
 
 
 def _given_columns(row: Base) -> dict[str, object]:
@@ -136,6 +142,28 @@ class People:
     open_cases: dict[uuid.UUID, int]
 
 
+@dataclass(slots=True)
+class _AnswerBatch:
+    """A consumer batch of answers as :meth:`AlertingRepository.answer_batch` holds it: the answers,
+    cases and tenants it is about, read up front in one query each (rows locked), and the timeline
+    lines and notifications it adds, written together."""
+
+    #: Response id -> its held version (``None``: none held). New versions join it as they are held.
+    answers: dict[uuid.UUID, Answer | None]
+    #: Response id -> its case (``None``: none). New cases join it as they are opened.
+    cases: dict[uuid.UUID, FollowupCase | None]
+    tenants: dict[uuid.UUID, TenantInfo]
+    case_events: list[CaseEvent] = field(default_factory=list)
+    notices: list[CaseNotice] = field(default_factory=list)
+    #: The ``after`` of the notices waiting (one delay per statement).
+    notice_delay: timedelta | None = None
+
+
+def _uuids(name: str, ids: Iterable[uuid.UUID]) -> BindParameter[Sequence[uuid.UUID]]:
+    """An array parameter, for ``= ANY(...)``: one cached statement whatever the batch's size."""
+    return bindparam(name, sorted(set(ids)), type_=ARRAY(Uuid[uuid.UUID]()))
+
+
 class AlertingRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -143,8 +171,63 @@ class AlertingRepository:
         self._policies: dict[uuid.UUID, DeskPolicy] = {}
         self._people: dict[uuid.UUID, People] = {}
         self._rules: dict[uuid.UUID, Sequence[RoutingRule]] = {}
+        self._batch: _AnswerBatch | None = None
+
+    @contextlib.asynccontextmanager
+    async def answer_batch(self, answers: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> AsyncIterator[None]:
+        """Serve a batch of answers ((tenant, response id) pairs) from state read up front: their
+        held versions and cases (locked), their tenants, desk policies, people and routing rules,
+        one query each for the whole batch; new answers and cases are added to the session (written
+        when it flushes) and timeline lines and notifications are written together at the end.
+        Nothing is written if the block fails: its transaction is to be rolled back."""
+        await self.prefetch_answers(answers)
+        try:
+            yield
+            await self._write_batch()
+        finally:
+            self._batch = None
+
+    async def prefetch_answers(self, answers: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+        """Read what :meth:`answer_batch` serves, for these (tenant, response id) pairs."""
+        response_ids = [response_id for _, response_id in answers]
+        tenant_ids = {tenant_id for tenant_id, _ in answers}
+        held = await self._session.scalars(
+            select(Answer)
+            .where(Answer.response_id == any_(_uuids("response_ids", response_ids)))
+            .order_by(Answer.response_id)
+            .with_for_update()
+        )
+        cases = await self._session.scalars(
+            select(FollowupCase)
+            .where(FollowupCase.response_id == any_(_uuids("response_ids", response_ids)))
+            .order_by(FollowupCase.id)
+            .with_for_update()
+        )
+        batch = _AnswerBatch(
+            answers=dict.fromkeys(response_ids),
+            cases=dict.fromkeys(response_ids),
+            tenants={tenant_id: TenantInfo(known=False, owner_email=None) for tenant_id in tenant_ids},
+        )
+        batch.answers.update({answer.response_id: answer for answer in held})
+        batch.cases.update({case.response_id: case for case in cases})
+        owners = await self.owner_emails(tenant_ids)
+        batch.tenants.update({tenant_id: TenantInfo(True, email) for tenant_id, email in owners.items()})
+        await self.desk_policies(tenant_ids)
+        self._batch = batch
+
+    async def _write_batch(self) -> None:
+        """Write what the batch added and is still waiting: its timeline lines and notifications."""
+        batch = self._batch
+        if batch is None:
+            return
+        events, batch.case_events = batch.case_events, []
+        await self._insert_case_events(events)
+        notices, batch.notices = batch.notices, []
+        await self._insert_notifications(notices, after=batch.notice_delay)
 
     async def tenant_info(self, tenant_id: uuid.UUID) -> TenantInfo:
+        if self._batch is not None and tenant_id in self._batch.tenants:
+            return self._batch.tenants[tenant_id]
         table = COMMON.tenants
         row = (
             await self._session.execute(select(table.c.owner_email).where(table.c.id == tenant_id))
@@ -158,22 +241,30 @@ class AlertingRepository:
             return {}
         table = COMMON.tenants
         rows = await self._session.execute(
-            select(table.c.id, table.c.owner_email).where(table.c.id.in_(wanted))
+            select(table.c.id, table.c.owner_email).where(table.c.id == any_(_uuids("tenant_ids", wanted)))
         )
         return {row.id: row.owner_email for row in rows}
 
     async def lock_answer(self, response_id: uuid.UUID) -> Answer | None:
         """The held version of an answer, locked until the transaction ends."""
+        if self._batch is not None and response_id in self._batch.answers:
+            return self._batch.answers[response_id]
         return await self._session.scalar(
             select(Answer).where(Answer.response_id == response_id).with_for_update()
         )
 
     async def insert_answer(self, answer: Answer) -> bool:
         """Hold a first version of an answer; false when one is held already."""
+        batch = self._batch
+        if batch is not None and answer.response_id in batch.answers:
+            return self._add_first(batch.answers, answer.response_id, answer)
         return await self._insert_first(answer, Answer.response_id)
 
     async def case_of_response(self, tenant_id: uuid.UUID, response_id: uuid.UUID) -> FollowupCase | None:
         """The answer's case, locked: a request may be changing it at the same moment."""
+        if self._batch is not None and response_id in self._batch.cases:
+            case = self._batch.cases[response_id]
+            return case if case is not None and case.tenant_id == tenant_id else None
         return await self._session.scalar(
             select(FollowupCase)
             .where(FollowupCase.response_id == response_id, FollowupCase.tenant_id == tenant_id)
@@ -182,7 +273,20 @@ class AlertingRepository:
 
     async def insert_case(self, case: FollowupCase) -> bool:
         """Insert a case unless its answer has one already; true when this call created it."""
+        batch = self._batch
+        if batch is not None and case.response_id in batch.cases:
+            return self._add_first(batch.cases, case.response_id, case)
         return await self._insert_first(case, FollowupCase.response_id)
+
+    def _add_first(self, held: dict[uuid.UUID, _NewRow | None], response_id: uuid.UUID, row: _NewRow) -> bool:
+        """A batch's new answer or case, unless it has one: added to the session, which writes the
+        batch's new rows together when it flushes (their response ids are unique, so a row another
+        transaction wrote meanwhile fails the batch, and the consumer handles its events again)."""
+        if held[response_id] is not None:
+            return False
+        held[response_id] = row
+        self._session.add(row)
+        return True
 
     async def _insert_first(
         self, row: Answer | FollowupCase, unique: InstrumentedAttribute[uuid.UUID]
@@ -200,7 +304,20 @@ class AlertingRepository:
         self, notices: Sequence[CaseNotice], *, after: timedelta | None = None
     ) -> None:
         """Queue emails, one statement per few thousand; a case's email of a kind is queued once. Due
-        now by the database's clock (which the notifier compares against), or ``after`` that."""
+        now by the database's clock (which the notifier compares against), or ``after`` that. In a
+        batch of answers, queued with the batch's others at its end."""
+        batch = self._batch
+        if batch is None:
+            await self._insert_notifications(notices, after=after)
+            return
+        if batch.notices and batch.notice_delay != after:
+            await self._write_batch()
+        batch.notices.extend(notices)
+        batch.notice_delay = after
+
+    async def _insert_notifications(
+        self, notices: Sequence[CaseNotice], *, after: timedelta | None = None
+    ) -> None:
         if not notices:
             return
         rows: list[dict[str, object]] = [
@@ -230,6 +347,7 @@ class AlertingRepository:
         self, case_id: uuid.UUID, kind: str, *, subject: str, body: str, channel: str = "email"
     ) -> bool:
         """Rewrite a notification not sent yet (the answer changed meanwhile); false if it went out."""
+        await self._write_batch()
         result = await self._session.execute(
             update(Notification)
             .where(
@@ -246,6 +364,7 @@ class AlertingRepository:
 
     async def withdraw_pending(self, case_id: uuid.UUID, kind: str, reason: str) -> bool:
         """Never send a notification that no longer holds (the case closed before it went out)."""
+        await self._write_batch()
         result = await self._session.execute(
             update(Notification)
             .where(
@@ -309,11 +428,25 @@ class AlertingRepository:
         """The tenant's rules in order (``when`` in ``conditions``, ``then`` in ``target``), kept for
         the unit of work."""
         if tenant_id not in self._rules:
+            wanted = self._with_batch_tenants(tenant_id, self._rules.keys())
             result = await self._session.scalars(
-                select(RoutingRule).where(RoutingRule.tenant_id == tenant_id).order_by(RoutingRule.position)
+                select(RoutingRule)
+                .where(RoutingRule.tenant_id == any_(_uuids("tenant_ids", wanted)))
+                .order_by(RoutingRule.tenant_id, RoutingRule.position)
             )
-            self._rules[tenant_id] = result.all()
+            rules: dict[uuid.UUID, list[RoutingRule]] = {each: [] for each in wanted}
+            for rule in result:
+                rules[rule.tenant_id].append(rule)
+            self._rules.update(rules)
         return self._rules[tenant_id]
+
+    def _with_batch_tenants(self, tenant_id: uuid.UUID, cached: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """The tenant, and in a batch of answers the batch's other tenants not read yet: what one
+        query reads at once."""
+        wanted = {tenant_id}
+        if self._batch is not None:
+            wanted |= self._batch.tenants.keys() - set(cached)
+        return wanted
 
     async def replace_routing_rules(self, tenant_id: uuid.UUID, rules: Sequence[RoutingRule]) -> None:
         """The tenant's rules become ``rules``, in one transaction: cases already open keep their owner."""
@@ -336,35 +469,49 @@ class AlertingRepository:
 
     async def people(self, tenant_id: uuid.UUID) -> People:
         """The tenant's people and teams (members in the order they joined) and each person's open
-        cases: what routing and escalation need, three queries, kept for the unit of work."""
-        if tenant_id in self._people:
-            return self._people[tenant_id]
-        users = (await self._session.scalars(select(User).where(User.tenant_id == tenant_id))).all()
-        teams = (await self._session.scalars(select(Team).where(Team.tenant_id == tenant_id))).all()
+        cases: what routing and escalation need, four queries (for all the tenants of a batch of
+        answers at once), kept for the unit of work."""
+        if tenant_id not in self._people:
+            wanted = self._with_batch_tenants(tenant_id, self._people.keys())
+            self._people.update(await self._load_people(wanted))
+        return self._people[tenant_id]
+
+    async def _load_people(self, tenant_ids: set[uuid.UUID]) -> dict[uuid.UUID, People]:
+        found = {tenant_id: People(users={}, teams={}, members=[], open_cases={}) for tenant_id in tenant_ids}
+        tenants = _uuids("tenant_ids", tenant_ids)
+        for user in await self._session.scalars(select(User).where(User.tenant_id == any_(tenants))):
+            found[user.tenant_id].users[user.id] = user
+        for team in await self._session.scalars(select(Team).where(Team.tenant_id == any_(tenants))):
+            found[team.tenant_id].teams[team.id] = team
         members = await self._session.execute(
-            select(TeamMember.team_id, TeamMember.user_id)
-            .where(TeamMember.tenant_id == tenant_id)
+            select(TeamMember.tenant_id, TeamMember.team_id, TeamMember.user_id)
+            .where(TeamMember.tenant_id == any_(tenants))
             .order_by(TeamMember.joined_at, TeamMember.user_id)
         )
+        for row in members:
+            found[row.tenant_id].members.append((row.team_id, row.user_id))
         load = await self._session.execute(
-            select(FollowupCase.assignee_user_id, func.count())
+            select(FollowupCase.tenant_id, FollowupCase.assignee_user_id, func.count())
             .where(
-                FollowupCase.tenant_id == tenant_id,
+                FollowupCase.tenant_id == any_(tenants),
                 FollowupCase.status != "resolved",
                 FollowupCase.assignee_user_id.is_not(None),
             )
-            .group_by(FollowupCase.assignee_user_id)
+            .group_by(FollowupCase.tenant_id, FollowupCase.assignee_user_id)
         )
-        found = People(
-            users={user.id: user for user in users},
-            teams={team.id: team for team in teams},
-            members=[(row.team_id, row.user_id) for row in members],
-            open_cases={row[0]: row[1] for row in load if row[0] is not None},
-        )
-        self._people[tenant_id] = found
+        for tenant_id, user_id, count in load:
+            if user_id is not None:
+                found[tenant_id].open_cases[user_id] = count
         return found
 
     async def advance_team_cursor(self, team_id: uuid.UUID, cursor: int) -> None:
+        if self._batch is not None:
+            loaded = (people.teams[team_id] for people in self._people.values() if team_id in people.teams)
+            team = next(loaded, None)
+            if team is not None:
+                # A row of this session: written when it flushes, with the batch's other changes.
+                team.cursor = cursor
+                return
         await self._session.execute(update(Team).where(Team.id == team_id).values(cursor=cursor))
 
     async def clock_due(self, now: datetime, limit: int) -> Sequence[FollowupCase]:
@@ -464,7 +611,14 @@ class AlertingRepository:
 
     async def add_case_events(self, events: Sequence[CaseEvent]) -> None:
         """Append to cases' timelines, one statement per few thousand lines; a step already recorded
-        (same dedup key) is not recorded twice."""
+        (same dedup key) is not recorded twice. In a batch of answers, with the batch's others at
+        its end."""
+        if self._batch is not None:
+            self._batch.case_events.extend(events)
+            return
+        await self._insert_case_events(events)
+
+    async def _insert_case_events(self, events: Sequence[CaseEvent]) -> None:
         if not events:
             return
         rows = [_given_columns(event) for event in events]

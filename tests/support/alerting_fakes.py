@@ -112,6 +112,9 @@ class FakeAlertingRepository(AlertingRepository):
     async def owner_emails(self, tenant_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str | None]:
         return {tenant_id: self.tenants[tenant_id] for tenant_id in tenant_ids if tenant_id in self.tenants}
 
+    async def prefetch_answers(self, answers: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+        """Nothing to read ahead: the fake answers every query from memory."""
+
     async def lock_answer(self, response_id: uuid.UUID) -> Answer | None:
         return self.answers.get(response_id)
 

@@ -3,7 +3,7 @@ changes, the outgoing events and the emails to send in the unit of work, and ret
 commit, except :func:`deliver_notifications`, which talks to the mail server and so owns its short
 transactions, holding none while it sends."""
 
-from services.alerting.handlers.answers import record_answer
+from services.alerting.handlers.answers import record_answer, record_answers
 from services.alerting.handlers.cases import CaseNotFound, update_case
 from services.alerting.handlers.common import API_ACTOR, Actor, case_id_for
 from services.alerting.handlers.desk import NotInTenant, add_note, assign, log_contact, reopen, resolve
@@ -24,6 +24,7 @@ __all__ = [
     "deliver_notifications",
     "log_contact",
     "record_answer",
+    "record_answers",
     "refresh_open_cases",
     "reopen",
     "resolve",
