@@ -212,6 +212,39 @@ async def test_the_case_api_moves_a_case_on_and_says_so() -> None:
             )
 
 
+async def test_the_owner_is_reminded_at_three_quarters_of_the_time_and_a_contact_stops_the_clock() -> None:
+    repository, uow = _service()
+    answer = _answer(2)  # urgent: first contact within 4 business hours, by 13:00
+    await _handle(uow, answer.version(1))
+    case = repository.cases[case_id_for(answer.response_id)]
+    # Not before three quarters of the time (12:00): nothing to do yet.
+    async with uow:
+        assert await run_clock(uow, RESPONDED_AT + timedelta(hours=2, minutes=59)) == 0
+        await uow.commit()
+    async with uow:
+        assert await run_clock(uow, RESPONDED_AT + timedelta(hours=3)) == 1
+        await uow.commit()
+    reminder = repository.notifications[(case.id, NoticeKind.SLA_REMINDER.value)]
+    assert reminder.recipient == OWNER and "by 2026-03-02 13:00 UTC" in reminder.subject
+    assert case.sla_done == ["reminder"]
+    async with uow:
+        await update_case(
+            uow,
+            tenant_id=TENANT,
+            case_id=case.id,
+            status=CaseStatus.CONTACTED,
+            note="Called",
+            now=RESPONDED_AT + timedelta(hours=3, minutes=10),
+        )
+        await uow.commit()
+    # Contacted in time: no breach and no escalation, however late the clock runs.
+    async with uow:
+        await run_clock(uow, RESPONDED_AT + timedelta(days=30))
+        await uow.commit()
+    assert case.breached_at is None
+    assert "breach" not in case.sla_done and "escalate_team_lead" not in case.sla_done
+
+
 async def test_a_case_nobody_contacted_in_time_is_stamped_and_escalated_once() -> None:
     repository, uow = _service()
     late, contacted = _answer(1), _answer(2)
