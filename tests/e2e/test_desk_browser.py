@@ -22,13 +22,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import uvicorn
-from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.app import create_app
@@ -41,46 +40,13 @@ from tests.conftest import (
     eventually,
     provision_tenant,
 )
+from tests.e2e.test_survey_browser import PHONE, SCREENSHOTS, browser, chromium  # noqa: F401 - fixtures
 from tests.integration.test_alerting_followups import _alerting, _answer, _body, _cases, _mail_to, _publish
 from tests.integration.test_case_desk_api import _one_case
 from tests.integration.test_signin import _links
 from tests.support.desk import make_team, make_user, sign_in_cookie
 
-CHROMIUM = Path("/usr/bin/chromium")
-# As tests/e2e/test_survey_browser.py launches it: no sandbox, no GPU, nothing phoning home.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-PHONE: ViewportSize = {"width": 390, "height": 844}
 SIGN_IN_SUBJECT = "Sign in to the NPS case desk"
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    # A missing browser fails the tests rather than skipping them.
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: the browser tests need Debian's chromium", pytrace=False)
-    return str(CHROMIUM)
-
-
-@pytest.fixture(scope="module")
-async def browser(chromium: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 @dataclass
@@ -153,10 +119,10 @@ def shot(name: str) -> str:
     return str(SCREENSHOTS / f"desk-{name}.png")
 
 
-async def _context(browser: Browser, *, phone: bool = False) -> BrowserContext:
+async def _context(opened: Browser, *, phone: bool = False) -> BrowserContext:
     if phone:
-        return await browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-    return await browser.new_context()
+        return await opened.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    return await opened.new_context()
 
 
 async def _mail(mailbox: Mailbox, address: str, subject: str) -> EmailMessage:
@@ -227,7 +193,10 @@ async def _signs_in_from_the_link(
 
 
 async def test_the_owner_signs_in_from_the_email_logs_the_call_by_keyboard_and_resolves_the_case(
-    browser: Browser, desk: Desk, kafka_bootstrap: str, smtp_sink: Mailbox
+    browser: Browser,  # noqa: F811 - the fixture
+    desk: Desk,
+    kafka_bootstrap: str,
+    smtp_sink: Mailbox,
 ) -> None:
     tenant, address, case_id = await _routed_to_a_new_owner(desk, kafka_bootstrap)
     # The rule sent the case, and its email, to her: the email links the case on the desk.
@@ -307,7 +276,9 @@ async def _owner_with_a_case(desk: Desk, kafka_bootstrap: str) -> tuple[TestTena
 
 
 async def test_the_desk_fits_a_phone_screen_and_marks_an_overdue_case_in_words(
-    browser: Browser, desk: Desk, kafka_bootstrap: str
+    browser: Browser,  # noqa: F811 - the fixture
+    desk: Desk,
+    kafka_bootstrap: str,
 ) -> None:
     tenant, case_id, cookie = await _owner_with_a_case(desk, kafka_bootstrap)
     # Ten days ago: well past a normal case's three working days, whatever the weekday.
@@ -343,7 +314,10 @@ async def _two(sut: ServiceUnderTest, tenant: TestTenant) -> list[dict[str, Any]
     return cases if len(cases) == 2 else []
 
 
-async def test_an_admin_adds_a_person_by_keyboard_on_a_phone(browser: Browser, desk: Desk) -> None:
+async def test_an_admin_adds_a_person_by_keyboard_on_a_phone(
+    browser: Browser,  # noqa: F811 - the fixture
+    desk: Desk,
+) -> None:
     sut = desk.service
     tenant = await provision_tenant(sut.runtime)
     admin = await make_user(sut.runtime, tenant.tenant_id, name="Ada Admin", role="admin")
