@@ -15,7 +15,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
@@ -254,6 +254,19 @@ class CustomerResubscribed(Contract):
 # --- Platform events ------------------------------------------------------------------------
 
 
+#: A customer who paid in more currencies than this within a year is summed in the first ones seen.
+MAX_CURRENCIES = 10
+
+
+class Money(BaseModel):
+    """An amount in the currency's minor units (cents, øre), never converted to another currency."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    amount_minor: int = Field(ge=0, le=10**15)
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
 class SurveyContext(BaseModel):
     """What a survey is about, carried from the trigger's request to the answer, so that a follow-up
     case can show the order or ticket and be routed by the customer's attributes and account owner."""
@@ -271,6 +284,11 @@ class SurveyContext(BaseModel):
     purpose: Literal["survey", "recovery"] = "survey"
     #: A recovery survey: the follow-up case it asks about.
     recovery_case_id: uuid.UUID | None = None
+    #: The language the customer was asked in, as the trigger chose it (the event's or the customer's).
+    locale: Locale | None = None
+    #: What the customer spent with the tenant in the 12 months up to the survey, per currency (never
+    #: converted): revenue at risk is reckoned from it.
+    spend_12m: Annotated[list[Money], Field(max_length=MAX_CURRENCIES)] | None = None
 
 
 def is_recovery_answer(data: Contract) -> bool:
@@ -438,7 +456,51 @@ class SuppressionLifted(Contract):
     at: Timestamp
 
 
+NpsBucket = Literal["all", "day", "week", "month"]
+#: A segment's dimension, e.g. ``country``, ``store``, ``category``: named as attribute keys are.
+SegmentDimension = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+SegmentValue = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class NpsWindow(BaseModel):
+    """The answers a score counts, by when they were given: all so far, or one UTC day, ISO week
+    (Monday to Sunday) or calendar month, from ``start`` up to the day before ``end``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bucket: NpsBucket = "all"
+    start: date | None = None
+    end: date | None = None
+
+
+class NpsSegment(BaseModel):
+    """The answers of customers with one value of one attribute, as it was when they were asked."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dimension: SegmentDimension
+    value: SegmentValue
+
+
+#: Answers per score, 0 to 10.
+Distribution = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=11, max_length=11)]
+
+
+class NpsInterval(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    low: float = Field(ge=-100, le=100)
+    high: float = Field(ge=-100, le=100)
+    level: float = Field(gt=0, lt=1)
+
+
 class NpsUpdated(Contract):
+    """A score changed: the counts of one touchpoint, in one window, for everybody or one segment.
+
+    ``version`` grows with every change of that one cell (touchpoint, window, segment): a consumer
+    keeps the highest it has seen, so redeliveries and reordering are harmless.
+    """
+
     event_type = "nps.updated.v1"
     topic = topics.SCORES
 
@@ -449,6 +511,11 @@ class NpsUpdated(Contract):
     responses: int = Field(ge=0)
     nps: float = Field(ge=-100, le=100)
     as_of: Timestamp
+    distribution: Distribution | None = None
+    confidence_interval: NpsInterval | None = None
+    window: NpsWindow = Field(default_factory=NpsWindow)
+    segment: NpsSegment | None = None
+    version: int | None = Field(default=None, ge=1)
 
 
 CaseStatus = Literal["open", "contacted", "resolved"]

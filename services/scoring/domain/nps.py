@@ -1,21 +1,19 @@
 """The Net Promoter Score: classifying a 0-10 answer, tallying answers, and how sure the score is.
 
-NPS is the promoters' share minus the detractors' share, in points from -100 to 100. Each answer
-is worth +1 (promoter), 0 (passive) or -1 (detractor) and NPS is 100 times their mean, so the
-confidence interval follows from the variance of that per-answer value.
+NPS is the promoters' share minus the detractors' share, in points from -100 to 100. The
+confidence interval is the adjusted Wald interval of ``libs/common/nps.py``, which reporting uses
+too, so the API and the report page agree on every interval.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from libs.common import nps as maths
 from libs.common.events import NpsCategory, nps_category
 
-#: Two-sided 95 %: the normal approximation is what NPS reports conventionally quote.
-CONFIDENCE_LEVEL = 0.95
-_Z_95 = 1.96
+CONFIDENCE_LEVEL = maths.CONFIDENCE_LEVEL
 
 
 #: The NPS groups are defined once, beside the score contract; scoring names them as it always has.
@@ -23,11 +21,7 @@ Category = NpsCategory
 classify = nps_category
 
 
-@dataclass(frozen=True, slots=True)
-class ConfidenceInterval:
-    low: float
-    high: float
-    level: float = CONFIDENCE_LEVEL
+ConfidenceInterval = maths.Interval
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +77,10 @@ class Tally:
             self.detractors + other.detractors,
         )
 
+    @property
+    def counts(self) -> maths.Counts:
+        return maths.Counts(self.promoters, self.passives, self.detractors)
+
     def confidence_interval(self) -> ConfidenceInterval | None:
-        """The 95 % interval around the NPS, clipped to the scale's ends; None without answers."""
-        nps = self.nps
-        if nps is None:
-            return None
-        n = self.responses
-        promoter_share = self.promoters / n
-        detractor_share = self.detractors / n
-        # Mean of squares minus squared mean of the +1/0/-1 values; floating point can dip below 0.
-        variance = max(0.0, promoter_share + detractor_share - (promoter_share - detractor_share) ** 2)
-        margin = _Z_95 * 100 * math.sqrt(variance / n)
-        return ConfidenceInterval(low=max(-100.0, nps - margin), high=min(100.0, nps + margin))
+        """The 95 % interval around the NPS (adjusted Wald), within -100..100; None without answers."""
+        return maths.interval(self.counts)
