@@ -11,8 +11,9 @@ from libs.common.kafka import ConsumerSpec, dispatch_by_type
 from libs.common.service import ServiceDefinition
 from libs.common.sessions import session_handlers
 from libs.common.tenancy import TENANCY_HANDLERS
-from services.reporting import api, handlers
+from services.reporting import api
 from services.reporting.config import ReportingSettings
+from services.reporting.handlers import read_model
 from services.reporting.models import COMMON, SESSIONS, Base
 from services.reporting.repository import ReportingRepository
 
@@ -25,7 +26,7 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
         # Tenancy and the read model touch different tables, so their relative order does not
         # matter; the read model takes the batch whole to write each table once.
         await tenancy(events, uow)
-        await handlers.project(events, uow)
+        await read_model.project(events, uow)
 
     return ServiceDefinition(
         name="reporting",
@@ -35,7 +36,7 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
         tables=COMMON,
         repository=ReportingRepository,
         migrations=Path(__file__).parent / "migrations",
-        routers=[api.router],
+        routers=api.routers,
         sessions=SESSIONS,
         consumers=[
             ConsumerSpec(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.reporting.api import _TEMPLATES
+from services.reporting.api.summary import _TEMPLATES
 from services.reporting.domain import display
 from services.reporting.domain.summary import FollowUpAnswers, Funnel, Summary
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.reporting.api import _TEMPLATES, FollowupReportView, _followup_csv, _followup_view
+from services.reporting.api.summary import _TEMPLATES, FollowupReportView, _followup_csv, _followup_view
 from services.reporting.domain import display
 from services.reporting.domain.cases import LATEST_KNOWN, CaseFacts, merge
 from services.reporting.domain.followups import (

@@ -59,7 +59,7 @@ def _csp_for(page: str) -> str:
 
 
 _TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    loader=FileSystemLoader(Path(__file__).parents[1] / "templates"),
     # Touchpoint names are the tenant's own text: everything is escaped unless marked safe.
     autoescape=True,
     undefined=StrictUndefined,
@@ -74,7 +74,7 @@ _SUMMARY_PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-_PAGE = (Path(__file__).parent / "report.html").read_text(encoding="utf-8")
+_PAGE = (Path(__file__).parents[1] / "report.html").read_text(encoding="utf-8")
 _PAGE_HEADERS = {
     "Content-Security-Policy": _csp_for(_PAGE),
     "Referrer-Policy": "no-referrer",

@@ -1,0 +1,9 @@
+"""Reporting's HTTP routes, one module per part of the report; ``routers`` lists them all."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from services.reporting.api import summary
+
+routers: list[APIRouter] = [summary.router]
