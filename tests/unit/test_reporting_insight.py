@@ -23,6 +23,8 @@ from services.reporting.domain.insight import (
     buckets,
     counts_of,
     plan,
+    position_fits,
+    sort_position,
     sparkline,
 )
 
@@ -156,3 +158,15 @@ def test_the_sparkline_has_a_point_per_week_and_none_where_nobody_answered() -> 
     weeks = buckets("week", Period(date(2026, 3, 2), date(2026, 3, 23)))
     line = sparkline(weeks, {date(2026, 3, 9): [0] * 10 + [3], date(2026, 3, 16): [1] + [0] * 9 + [2]})
     assert line == [None, 100.0, 33.33]
+
+
+def test_a_cursor_is_a_position_of_its_sort_with_values_the_database_can_compare() -> None:
+    assert position_fits("-responses", sort_position("-responses", 12, 50.0, "web", "DK"))
+    assert position_fits("nps", sort_position("nps", 0, None, "web", "DK"))
+    assert position_fits("-value", sort_position("-value", 3, 1.0, "web", "DK"))
+    assert not position_fits("nps", sort_position("responses", 12, 50.0, "web", "DK"))
+    assert not position_fits("responses", [True, "web", "DK"])
+    assert not position_fits("responses", [2**70, "web", "DK"])
+    assert not position_fits("nps", [False, float("nan"), "web", "DK"])
+    assert not position_fits("value", ["D\x00K", "web"])
+    assert not position_fits("value", [])

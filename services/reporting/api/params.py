@@ -5,7 +5,8 @@ own checks name it.
 - ``since``, ``until``: an ISO date or date-time (UTC when it has no zone); ``since`` inclusive,
   ``until`` exclusive. The panels built from cells (:class:`DayRange`) work in whole UTC days: a
   date-time counts from its date. Default ``until`` tomorrow (so today is in), ``since`` 90 days
-  before it; ``since`` must be before ``until``, and at most 1096 days (3 years) before it.
+  before it; ``since`` must be before ``until``, and at most 1096 days (3 years) before it;
+  both from 1970 to 2200.
 - ``touchpoint``: a touchpoint's name; ``segment``: ``dimension:value``; ``limit``: 1-500;
   ``cursor``: the ``next_cursor`` the previous page returned.
 """
@@ -33,6 +34,9 @@ DEFAULT_DAYS = 90
 MAX_DAYS = 1096
 MAX_SEGMENT_VALUE = 200
 MAX_CURSOR = 1000
+#: Days a panel can be about: the previous period and whole buckets around them stay real dates.
+EARLIEST = date(1970, 1, 1)
+LATEST = date(2200, 1, 1)
 
 
 def invalid(parameter: str, message: str, value: object = None) -> RequestValidationError:
@@ -77,7 +81,11 @@ def checked_until(since: datetime | None, until: datetime | None) -> None:
 def day_range(since: datetime | None, until: datetime | None, today: date) -> Period:
     """The whole UTC days the parameters select, with the defaults and limits above."""
     last = until.astimezone(UTC).date() if until is not None else today + timedelta(days=1)
+    if not EARLIEST <= last <= LATEST:
+        raise invalid("until", f"must be from {EARLIEST} to {LATEST}", str(last))
     first = since.astimezone(UTC).date() if since is not None else last - timedelta(days=DEFAULT_DAYS)
+    if not EARLIEST <= first <= LATEST:
+        raise invalid("since", f"must be from {EARLIEST} to {LATEST}", str(first))
     if first >= last:
         raise invalid("since", "must be a day before until (panels count whole UTC days)", str(first))
     if (last - first).days > MAX_DAYS:

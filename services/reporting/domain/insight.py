@@ -9,6 +9,7 @@ cells per group rather than ~1,100. Everything here is pure: dates in, dates out
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -198,13 +199,20 @@ def sort_position(
     return [value, touchpoint]
 
 
+#: What a cursor may hold: counts a BIGINT holds, finite scores, text Postgres can compare.
+_LARGEST_COUNT = 2**62
+_LONGEST_TEXT = 200
+
+
 def _is(kind: type, item: object) -> bool:
     # JSON's true is a bool, which Python also counts as an int; and 3 is a fine float.
-    if kind is bool:
-        return isinstance(item, bool)
+    if isinstance(item, bool):
+        return kind is bool
+    if kind is int:
+        return isinstance(item, int) and 0 <= item <= _LARGEST_COUNT
     if kind is float:
-        return isinstance(item, int | float) and not isinstance(item, bool)
-    return isinstance(item, kind) and not isinstance(item, bool)
+        return isinstance(item, int | float) and math.isfinite(item) and -100 <= item <= 100
+    return isinstance(item, str) and len(item) <= _LONGEST_TEXT and "\x00" not in item
 
 
 def position_fits(sort: SegmentSort, position: Sequence[object]) -> bool:
