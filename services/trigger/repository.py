@@ -16,7 +16,18 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import NamedTuple, cast
 
-from sqlalchemy import BindParameter, Table, Text, any_, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -111,6 +122,14 @@ class TenantRecord(NamedTuple):
     display_name: str | None
 
 
+class CustomerSpend(NamedTuple):
+    """One customer's total in one currency, in its minor units."""
+
+    customer_id: str
+    currency: str
+    amount_minor: int
+
+
 @dataclass(frozen=True)
 class CohortState:
     current_round: int
@@ -172,6 +191,18 @@ class DecisionRecord:
     rest_until: datetime | None = None
     send_at: datetime | None = None
     detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseRecord:
+    """One order's amount as the purchases ledger keeps it."""
+
+    tenant_id: uuid.UUID
+    order_id: str
+    customer_id: str
+    amount_minor: int
+    currency: str
+    occurred_at: datetime
 
 
 class ClosedInvitation(NamedTuple):
@@ -295,6 +326,22 @@ _SAVE_SOURCES = text(
     "cancelled_at = coalesce(source_records.cancelled_at, excluded.cancelled_at), "
     "invitation_id = coalesce(source_records.invitation_id, excluded.invitation_id), "
     "send_at = coalesce(source_records.send_at, excluded.send_at)"
+)
+
+_PURCHASE_COLUMNS = ("tenant_id", "order_id", "customer_id", "amount_minor", "currency", "occurred_at")
+_PURCHASE_CASTS = ("uuid", "text", "text", "bigint", "text", "timestamptz")
+_RECORD_PURCHASES = text(
+    f"INSERT INTO trigger.purchases ({', '.join(_PURCHASE_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(_PURCHASE_COLUMNS, _PURCHASE_CASTS, strict=True))
+    + ") ON CONFLICT (tenant_id, order_id) DO NOTHING"
+)
+
+# One probe of ix_purchases_customer per customer (the index holds currency and amount too).
+_SPEND = text(
+    "SELECT p.customer_id, p.currency, sum(p.amount_minor) AS amount_minor "
+    "FROM unnest(CAST(:customers AS text[])) AS wanted(customer_id) "
+    "JOIN trigger.purchases AS p ON p.tenant_id = :tenant AND p.customer_id = wanted.customer_id "
+    "AND p.occurred_at >= :since GROUP BY p.customer_id, p.currency"
 )
 
 DECISION_COLUMNS = (
@@ -691,6 +738,26 @@ class TriggerRepository:
             .limit(limit)
         )
         return list(result)
+
+    # --- Purchases ------------------------------------------------------------------------------
+
+    async def record_purchases(self, purchases: Sequence[PurchaseRecord]) -> None:
+        """Add orders to the ledger, once per (tenant, order): a repeated order keeps the amount
+        first recorded. One statement per batch."""
+        if purchases:
+            await self.session.execute(
+                _RECORD_PURCHASES, {c: [getattr(p, c) for p in purchases] for c in _PURCHASE_COLUMNS}
+            )
+
+    async def spend(
+        self, tenant_id: uuid.UUID, customer_ids: Iterable[str], since: datetime
+    ) -> list[CustomerSpend]:
+        """What each of these customers spent since ``since``, per currency: one grouped query."""
+        wanted = sorted(set(customer_ids))
+        if not wanted:
+            return []
+        rows = await self.session.execute(_SPEND, {"customers": wanted, "tenant": tenant_id, "since": since})
+        return [CustomerSpend(row.customer_id, row.currency, int(row.amount_minor)) for row in rows]
 
     # --- The tenant registry --------------------------------------------------------------------
 
