@@ -133,6 +133,8 @@ class Decision(Base):
     __table_args__ = (
         Index("ix_decisions_customer", "tenant_id", "customer_id", "decided_at"),
         Index("ux_decisions_event", "tenant_id", "event_id", unique=True),
+        #: The decisions export reads a tenant's range in (decided_at, id) order, in keyset batches.
+        Index("ix_decisions_tenant_time", "tenant_id", "decided_at", "id"),
     )
 
 

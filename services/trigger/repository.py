@@ -26,6 +26,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -120,6 +121,25 @@ class TenantRecord(NamedTuple):
     owner_email: str | None
     created_at: datetime
     display_name: str | None
+
+
+class ExportedDecision(NamedTuple):
+    """A decision as the decisions export writes it (field names are the table's columns)."""
+
+    id: int
+    decided_at: datetime
+    event_id: str
+    event_type: str
+    customer_id: str
+    touchpoint: str | None
+    touchpoint_version: int | None
+    outcome: str
+    reason: str | None
+    detail: str | None
+    invitation_id: uuid.UUID | None
+    rest_period_days: int
+    rest_until: datetime | None
+    send_at: datetime | None
 
 
 class CustomerSpend(NamedTuple):
@@ -738,6 +758,26 @@ class TriggerRepository:
             .limit(limit)
         )
         return list(result)
+
+    async def decisions_between(
+        self,
+        tenant_id: uuid.UUID,
+        since: datetime,
+        until: datetime,
+        *,
+        after: tuple[datetime, int] | None,
+        limit: int,
+    ) -> list[ExportedDecision]:
+        """One keyset page of the tenant's decisions with ``since <= decided_at < until``, in
+        (decided_at, id) order, after the key ``after`` (the last row of the previous page): each
+        page one probe of ``ix_decisions_tenant_time``, however deep into the range."""
+        query = select(*(getattr(Decision, name) for name in ExportedDecision._fields)).where(
+            Decision.tenant_id == tenant_id, Decision.decided_at >= since, Decision.decided_at < until
+        )
+        if after is not None:
+            query = query.where(tuple_(Decision.decided_at, Decision.id) > tuple_(*after))
+        rows = await self.session.execute(query.order_by(Decision.decided_at, Decision.id).limit(limit))
+        return [ExportedDecision(*row) for row in rows]
 
     # --- Purchases ------------------------------------------------------------------------------
 

@@ -1,8 +1,11 @@
 """The trigger against real Postgres and Kafka: what customers spent, kept per order in the purchases
-ledger, travels as the 12-month snapshot on each survey request."""
+ledger, travels as the 12-month snapshot on each survey request; and the decisions CSV streams a
+tenant's decisions, complete and quoted against formulas."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -76,3 +79,45 @@ async def test_a_customer_without_amounts_is_surveyed_with_no_spend(start_servic
     customer = f"c-{uuid.uuid4().hex}"
     await post_events(service, tenant, [_unasked(customer, currency="DKK")])
     assert await _spend_on_survey(service, tenant, customer) is None
+
+
+async def test_the_decisions_csv_streams_every_decision_of_the_range_quoted(
+    start_service: StartService,
+) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    formulas = ["=HYPERLINK(1)", "+1", "-1", "@SUM(1)"]
+    customers = formulas + [f"c-{index}" for index in range(2500 - len(formulas))]
+    events = [_unasked(customer) for customer in customers]
+    # Batches of 900: the export's pages of 1,000 then end inside a batch, among equal decision times.
+    for start in range(0, len(events), 900):
+        await post_events(service, tenant, events[start : start + 900])
+
+    since = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    response = await service.client.get("/v1/decisions.csv", params={"since": since}, headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    assert response.text.endswith("\r\n")
+    [header, *rows] = list(csv.reader(io.StringIO(response.text, newline="")))
+    assert header[:5] == ["decided_at", "event_id", "event_type", "customer_id", "touchpoint"]
+    assert len(rows) == len(events)
+    by_event = {row[1]: dict(zip(header, row, strict=True)) for row in rows}
+    assert set(by_event) == {event["id"] for event in events}
+    exported = {row["customer_id"] for row in by_event.values()}
+    assert {f"'{formula}" for formula in formulas} <= exported
+    assert not exported & set(formulas)
+    assert {(row["outcome"], row["reason"]) for row in by_event.values()} == {("skipped", "no_email")}
+
+
+async def test_the_decisions_csv_refuses_a_range_backwards_or_over_three_years(
+    start_service: StartService,
+) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    for params in (
+        {"since": "2026-02-01", "until": "2026-01-01"},
+        {"since": "2020-01-01", "until": "2026-01-01"},
+    ):
+        response = await service.client.get("/v1/decisions.csv", params=params, headers=tenant.headers)
+        assert response.status_code == 422, response.text
+        assert [problem["field"] for problem in response.json()["problems"]] == ["query.since"]
+    response = await service.client.get("/v1/decisions.csv", params={"until": "soon"}, headers=tenant.headers)
+    assert [problem["field"] for problem in response.json()["problems"]] == ["query.until"]
