@@ -49,6 +49,9 @@ _REVISED_COLUMNS = (
     "effort",
     "updated_at",
 )
+#: The survey context's snapshot: a revision carries it again, so where one arrives without it
+#: (or an older row lacks it) the known value stays.
+_SNAPSHOT_COLUMNS = ("customer_id", "locale", "account_id", "attributes", "spend_12m")
 
 
 def _columns(row: Base) -> dict[str, object]:
@@ -123,7 +126,13 @@ class ReportingRepository:
         await self.session.execute(
             insert.on_conflict_do_update(
                 index_elements=[Response.tenant_id, Response.response_id],
-                set_={name: insert.excluded[name] for name in _REVISED_COLUMNS},
+                set_={
+                    **{name: insert.excluded[name] for name in _REVISED_COLUMNS},
+                    **{
+                        name: func.coalesce(insert.excluded[name], getattr(Response, name))
+                        for name in _SNAPSHOT_COLUMNS
+                    },
+                },
                 where=Response.revision < insert.excluded.revision,
             )
         )
