@@ -255,6 +255,7 @@ async def test_the_feed_shows_what_customers_wrote_newest_first_with_filters_pag
         ({"since": "2026-02-01", "until": "2026-01-01"}, "query.since"),
         ({"since": "2020-01-01", "until": "2026-01-01"}, "query.since"),
         ({"until": "tomorrow"}, "query.until"),
+        ({"until": "0001-01-02"}, "query.until"),
     ],
 )
 async def test_hostile_parameters_are_refused_naming_the_parameter(

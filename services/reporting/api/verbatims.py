@@ -90,6 +90,8 @@ def period_of(
         tomorrow = datetime.now(UTC).date() + timedelta(days=1)
         until = datetime.combine(tomorrow, time(), tzinfo=UTC)
     if since is None:
+        if until - datetime.min.replace(tzinfo=UTC) < timedelta(days=DEFAULT_DAYS):
+            raise invalid("until", f"at least {DEFAULT_DAYS} days after 0001-01-01 when since is not given")
         since = until - timedelta(days=DEFAULT_DAYS)
     if since >= until:
         raise invalid("since", "must be before until")
