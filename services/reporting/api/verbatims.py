@@ -105,7 +105,7 @@ def segment_of(text: str | None) -> Segment | None:
     if text is None:
         return None
     dimension, separator, value = text.partition(":")
-    if not separator or not DIMENSION.match(dimension):
+    if not separator or not DIMENSION.fullmatch(dimension):
         raise invalid("segment", f"dimension:value, the dimension matching {DIMENSION.pattern}")
     if not 1 <= len(value) <= MAX_SEGMENT_VALUE or _CONTROL.search(value):
         raise invalid("segment", f"the value is 1 to {MAX_SEGMENT_VALUE} characters, no control characters")
