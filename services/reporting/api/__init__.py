@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.reporting.api import insight, stream, summary
+from services.reporting.api import export, insight, stream, summary, verbatims
 
-routers: list[APIRouter] = [summary.router, insight.router, stream.router]
+routers: list[APIRouter] = [summary.router, insight.router, stream.router, verbatims.router, export.router]
