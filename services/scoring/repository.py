@@ -5,15 +5,24 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import Row, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.scoring.domain.cells import ZERO, Bins, CellChange, CellKey, CountedAnswer
 from services.scoring.domain.nps import Tally
 from services.scoring.domain.revisions import HeldAnswer, TallyChange
-from services.scoring.models import ScoredAnswer, TouchpointTally
+from services.scoring.domain.segments import Segment
+from services.scoring.models import (
+    SCORE_COLUMNS,
+    Cell,
+    ScoredAnswer,
+    SegmentDimension,
+    SegmentValue,
+    TouchpointTally,
+)
 
 AnswerKey = tuple[uuid.UUID, uuid.UUID]
 
@@ -24,6 +33,8 @@ class TouchpointCounts:
     touchpoint: str
     tally: Tally
     version: int = 0
+    #: Answers per score, 0-10; None where the tally counts answers held before scores were kept.
+    distribution: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +44,27 @@ class TouchpointChange:
     change: TallyChange
     #: How many answers were counted or moved: the tally's version grows by that much.
     steps: int
+    bins: Bins = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class CellQuery:
+    """Which cells to sum: one segment (``''``/``''`` for everybody), one bucket, a range of starts."""
+
+    dimension: str = ""
+    value: str = ""
+    bucket: str = "month"
+    since: date | None = None
+    until: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CellState:
+    """A cell's absolute state after a change."""
+
+    key: CellKey
+    bins: Bins
+    version: int
 
 
 def _answer_row(key: AnswerKey, answer: HeldAnswer, at: datetime) -> dict[str, object]:
@@ -46,6 +78,41 @@ def _answer_row(key: AnswerKey, answer: HeldAnswer, at: datetime) -> dict[str, o
     }
 
 
+def _counted_row(key: AnswerKey, counted: CountedAnswer, at: datetime) -> dict[str, object]:
+    return {
+        **_answer_row(key, counted.answer, at),
+        "responded_on": counted.day,
+        "segments": [[segment.dimension, segment.value] for segment in counted.segments],
+    }
+
+
+def _bins_of(row: Row[tuple[object, ...]] | object) -> Bins:
+    return Bins(tuple(int(getattr(row, name)) for name in SCORE_COLUMNS))
+
+
+def _distribution_of(row: object, tally: Tally) -> tuple[int, ...] | None:
+    counts = _bins_of(row).counts
+    return counts if sum(counts) == tally.responses else None
+
+
+_CELL_KEY_COLUMNS = ("tenant_id", "touchpoint", "dimension", "value", "bucket", "start")
+_CELL_ARRAY_TYPES = ("uuid", "text", "text", "text", "text", "date", *("bigint",) * 11, "bigint")
+_CELL_COLUMNS = (*_CELL_KEY_COLUMNS, *SCORE_COLUMNS, "version")
+# unnest() of one array per column: one cached statement whatever the batch size, and no limit on
+# parameters; WITH ORDINALITY keeps the rows in the order given, which is what locks them in order.
+_CHANGE_CELLS = text(
+    f"INSERT INTO scoring.cells ({', '.join(_CELL_COLUMNS)}, updated_at) "
+    f"SELECT {', '.join(f'c.{name}' for name in _CELL_COLUMNS)}, :at FROM unnest("
+    + ", ".join(
+        f"CAST(:{name} AS {kind}[])" for name, kind in zip(_CELL_COLUMNS, _CELL_ARRAY_TYPES, strict=True)
+    )
+    + f") WITH ORDINALITY AS c({', '.join(_CELL_COLUMNS)}, position) ORDER BY c.position "
+    f"ON CONFLICT ({', '.join(_CELL_KEY_COLUMNS)}) DO UPDATE SET "
+    + ", ".join(f"{name} = cells.{name} + excluded.{name}" for name in (*SCORE_COLUMNS, "version"))
+    + f", updated_at = excluded.updated_at RETURNING {', '.join(_CELL_COLUMNS)}"
+)
+
+
 class ScoringRepository:
     """Scoring's queries over one transaction's session (``uow.repository``)."""
 
@@ -53,7 +120,7 @@ class ScoringRepository:
         self.session = session
 
     async def insert_new_answers(
-        self, answers: Mapping[AnswerKey, HeldAnswer], at: datetime
+        self, answers: Mapping[AnswerKey, CountedAnswer], at: datetime
     ) -> set[AnswerKey]:
         """Insert the answers scoring has not held yet, in one statement; return their keys.
 
@@ -62,7 +129,7 @@ class ScoringRepository:
         """
         if not answers:
             return set()
-        rows = [_answer_row(key, answer, at) for key, answer in sorted(answers.items())]
+        rows = [_counted_row(key, answer, at) for key, answer in sorted(answers.items())]
         statement = (
             pg_insert(ScoredAnswer)
             .values(rows)
@@ -71,8 +138,9 @@ class ScoringRepository:
         )
         return {(row.tenant_id, row.response_id) for row in await self.session.execute(statement)}
 
-    async def lock_answers(self, keys: Iterable[AnswerKey]) -> dict[AnswerKey, HeldAnswer]:
-        """The held versions of these answers, locked until the transaction ends, in one query."""
+    async def lock_answers(self, keys: Iterable[AnswerKey]) -> dict[AnswerKey, CountedAnswer]:
+        """The held versions of these answers, and where they were counted, locked until the
+        transaction ends, in one query."""
         wanted = sorted(set(keys))
         if not wanted:
             return {}
@@ -83,13 +151,19 @@ class ScoringRepository:
                 ScoredAnswer.touchpoint,
                 ScoredAnswer.score,
                 ScoredAnswer.revision,
+                ScoredAnswer.responded_on,
+                ScoredAnswer.segments,
             )
             .where(tuple_(ScoredAnswer.tenant_id, ScoredAnswer.response_id).in_(wanted))
             .order_by(ScoredAnswer.tenant_id, ScoredAnswer.response_id)
             .with_for_update()
         )
         return {
-            (row.tenant_id, row.response_id): HeldAnswer(row.touchpoint, row.score, row.revision)
+            (row.tenant_id, row.response_id): CountedAnswer(
+                HeldAnswer(row.touchpoint, row.score, row.revision),
+                row.responded_on,
+                tuple(Segment(dimension, value) for dimension, value in row.segments),
+            )
             for row in await self.session.execute(query)
         }
 
@@ -119,6 +193,7 @@ class ScoringRepository:
                 "detractors": item.change.detractors,
                 "version": item.steps,
                 "updated_at": at,
+                **dict(zip(SCORE_COLUMNS, item.bins.counts, strict=True)),
             }
             for item in sorted(changes, key=lambda item: (item.tenant_id, item.touchpoint))
         ]
@@ -132,6 +207,7 @@ class ScoringRepository:
                 "detractors": TouchpointTally.detractors + excluded.detractors,
                 "version": TouchpointTally.version + excluded.version,
                 "updated_at": excluded.updated_at,
+                **{name: getattr(TouchpointTally, name) + excluded[name] for name in SCORE_COLUMNS},
             },
         ).returning(
             TouchpointTally.tenant_id,
@@ -140,13 +216,17 @@ class ScoringRepository:
             TouchpointTally.passives,
             TouchpointTally.detractors,
             TouchpointTally.version,
+            *(getattr(TouchpointTally, name) for name in SCORE_COLUMNS),
         )
-        return [
-            TouchpointCounts(
-                row.tenant_id, row.touchpoint, Tally(row.promoters, row.passives, row.detractors), row.version
+        totals = []
+        for row in await self.session.execute(statement):
+            tally = Tally(row.promoters, row.passives, row.detractors)
+            totals.append(
+                TouchpointCounts(
+                    row.tenant_id, row.touchpoint, tally, row.version, _distribution_of(row, tally)
+                )
             )
-            for row in await self.session.execute(statement)
-        ]
+        return totals
 
     async def tallies_of_tenant(
         self, tenant_id: uuid.UUID, touchpoint: str | None = None
@@ -164,3 +244,104 @@ class ScoringRepository:
             TouchpointCounts(tenant_id, row.touchpoint, Tally(row.promoters, row.passives, row.detractors))
             for row in rows
         ]
+
+    async def change_cells(self, changes: Mapping[CellKey, CellChange], at: datetime) -> list[CellState]:
+        """Apply a batch's signed changes to the cells in one statement; return their new states.
+
+        In SQL, as the tallies are, so concurrent consumers lose nothing; in key order, so they
+        lock the cells in the same order and cannot deadlock.
+        """
+        if not changes:
+            return []
+        ordered = sorted(changes.items())
+        columns: dict[str, list[object]] = {name: [] for name in _CELL_COLUMNS}
+        for key, change in ordered:
+            for name in _CELL_KEY_COLUMNS:
+                columns[name].append(getattr(key, name))
+            for name, count in zip(SCORE_COLUMNS, change.bins.counts, strict=True):
+                columns[name].append(count)
+            columns["version"].append(change.steps)
+        rows = await self.session.execute(_CHANGE_CELLS, {**columns, "at": at})
+        return [
+            CellState(
+                CellKey(row.tenant_id, row.touchpoint, row.dimension, row.value, row.bucket, row.start),
+                _bins_of(row),
+                row.version,
+            )
+            for row in rows
+        ]
+
+    async def declared_dimensions(self, tenant_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+        """The attribute keys each of these tenants segments by, in the order declared: one query."""
+        wanted = sorted(set(tenant_ids))
+        if not wanted:
+            return {}
+        query = (
+            select(SegmentDimension.tenant_id, SegmentDimension.dimension)
+            .where(SegmentDimension.tenant_id.in_(wanted))
+            .order_by(SegmentDimension.tenant_id, SegmentDimension.position)
+        )
+        declared: dict[uuid.UUID, list[str]] = {}
+        for row in await self.session.execute(query):
+            declared.setdefault(row.tenant_id, []).append(row.dimension)
+        return declared
+
+    async def declare_dimensions(self, tenant_id: uuid.UUID, dimensions: Sequence[str]) -> None:
+        """Replace the tenant's declared dimensions. Values already seen stay known."""
+        await self.session.execute(delete(SegmentDimension).where(SegmentDimension.tenant_id == tenant_id))
+        if dimensions:
+            rows = [
+                {"tenant_id": tenant_id, "dimension": name, "position": position}
+                for position, name in enumerate(dimensions)
+            ]
+            await self.session.execute(pg_insert(SegmentDimension).values(rows))
+
+    async def known_values(
+        self, dimensions: Iterable[tuple[uuid.UUID, str]]
+    ) -> dict[tuple[uuid.UUID, str], set[str]]:
+        """The values these tenant x dimensions hold already, in one query."""
+        wanted = sorted(set(dimensions))
+        if not wanted:
+            return {}
+        query = select(SegmentValue.tenant_id, SegmentValue.dimension, SegmentValue.value).where(
+            tuple_(SegmentValue.tenant_id, SegmentValue.dimension).in_(wanted)
+        )
+        known: dict[tuple[uuid.UUID, str], set[str]] = {}
+        for row in await self.session.execute(query):
+            known.setdefault((row.tenant_id, row.dimension), set()).add(row.value)
+        return known
+
+    async def add_values(self, values: Iterable[tuple[uuid.UUID, Segment]], at: datetime) -> None:
+        """Record values first seen, in one statement (a concurrent insert of one wins, harmlessly)."""
+        rows = [
+            {"tenant_id": tenant, "dimension": segment.dimension, "value": segment.value, "first_seen_at": at}
+            for tenant, segment in sorted(set(values))
+        ]
+        if rows:
+            statement = pg_insert(SegmentValue).values(rows).on_conflict_do_nothing()
+            await self.session.execute(statement)
+
+    async def cell_tallies(
+        self, tenant_id: uuid.UUID, where: CellQuery, touchpoint: str | None = None
+    ) -> list[TouchpointCounts]:
+        """Each touchpoint's counts summed over the cells of one segment and bucket, from ``since``
+        (inclusive) to ``until`` (exclusive) when given."""
+        sums = [func.sum(getattr(Cell, name)).label(name) for name in SCORE_COLUMNS]
+        query = select(Cell.touchpoint, *sums).where(
+            Cell.tenant_id == tenant_id,
+            Cell.dimension == where.dimension,
+            Cell.value == where.value,
+            Cell.bucket == where.bucket,
+        )
+        if where.since is not None:
+            query = query.where(Cell.start >= where.since)
+        if where.until is not None:
+            query = query.where(Cell.start < where.until)
+        if touchpoint is not None:
+            query = query.where(Cell.touchpoint == touchpoint)
+        rows = await self.session.execute(query.group_by(Cell.touchpoint).order_by(Cell.touchpoint))
+        result = []
+        for row in rows:
+            bins = _bins_of(row)
+            result.append(TouchpointCounts(tenant_id, row.touchpoint, bins.tally(), distribution=bins.counts))
+        return result
