@@ -565,12 +565,12 @@ def _survey_requested(
         trigger_event_id=event.id,
         trigger_event_type=event.type,
         send_at=decision.send_at or event.envelope.time or datetime.now(UTC),
-        context=_survey_context(data, profile),
+        context=_survey_context(data, profile, locale),
     )
 
 
 def _survey_context(
-    data: PurchaseCompleted | TicketClosed | RelationshipDue, profile: CustomerProfile
+    data: PurchaseCompleted | TicketClosed | RelationshipDue, profile: CustomerProfile, locale: str | None
 ) -> SurveyContext:
     """What the survey is about (the order or ticket), and what its follow-up is routed by."""
     purchase = data if isinstance(data, PurchaseCompleted) else None
@@ -582,6 +582,7 @@ def _survey_context(
         account_id=data.account_id or profile.account_id,
         account_owner_email=account_owner(profile, data.account_id),
         attributes=merged_attributes(profile.attributes, getattr(data, "attributes", None)),
+        locale=getattr(data, "locale", None) or locale,
     )
 
 
