@@ -3,10 +3,11 @@ events in the unit of work, and return. They never commit."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from prometheus_client import Counter
 
@@ -26,10 +27,12 @@ from libs.common.events import (
 )
 from services.scoring.domain.cells import (
     Bins,
+    Bucket,
     CellKey,
     CountedAnswer,
     Rollup,
     all_time,
+    bucket_end,
     first_count,
     revision,
     utc_day,
@@ -223,17 +226,27 @@ def _emit_nps_updated(uow: UnitOfWork, total: TouchpointCounts, now: datetime) -
     )
 
 
+# A batch announces many cells of the same few windows and segments; the models are frozen.
+@functools.lru_cache(maxsize=4096)
+def _window(bucket: Bucket, start: date) -> NpsWindow:
+    return NpsWindow(bucket=bucket, start=start, end=bucket_end(bucket, start))
+
+
+@functools.lru_cache(maxsize=4096)
+def _segment(dimension: str, value: str) -> NpsSegment | None:
+    return NpsSegment(dimension=dimension, value=value) if dimension else None
+
+
 def _emit_cell_updated(uow: UnitOfWork, state: CellState, now: datetime) -> None:
     key = state.key
-    segment = key.segment
     data = _score(
         state.bins.tally(),
         state.bins.counts,
         now,
         touchpoint=key.touchpoint,
         version=state.version,
-        window=NpsWindow(bucket=key.bucket, start=key.start, end=key.end),
-        segment=None if segment is None else NpsSegment(dimension=segment.dimension, value=segment.value),
+        window=_window(key.bucket, key.start),
+        segment=_segment(key.dimension, key.value),
     )
     uow.emit(
         data,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,14 +79,6 @@ def _answer_row(key: AnswerKey, answer: HeldAnswer, at: datetime) -> dict[str, o
     }
 
 
-def _counted_row(key: AnswerKey, counted: CountedAnswer, at: datetime) -> dict[str, object]:
-    return {
-        **_answer_row(key, counted.answer, at),
-        "responded_on": counted.day,
-        "segments": [[segment.dimension, segment.value] for segment in counted.segments],
-    }
-
-
 def _bins_of(row: Row[tuple[object, ...]] | object) -> Bins:
     return Bins(tuple(int(getattr(row, name)) for name in SCORE_COLUMNS))
 
@@ -93,6 +86,23 @@ def _bins_of(row: Row[tuple[object, ...]] | object) -> Bins:
 def _distribution_of(row: object, tally: Tally) -> tuple[int, ...] | None:
     counts = _bins_of(row).counts
     return counts if sum(counts) == tally.responses else None
+
+
+# Arrays rather than a VALUES list: one cached statement whatever the batch size.
+_INSERT_ANSWERS = text(
+    "INSERT INTO scoring.answers "
+    "(tenant_id, response_id, touchpoint, score, revision, updated_at, responded_on, segments) "
+    "SELECT a.tenant_id, a.response_id, a.touchpoint, a.score, a.revision, :at, a.responded_on, "
+    "CAST(a.segments AS jsonb) FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:response_ids AS uuid[]), "
+    "CAST(:touchpoints AS text[]), CAST(:scores AS smallint[]), CAST(:revisions AS integer[]), "
+    "CAST(:days AS date[]), CAST(:segments AS text[])) WITH ORDINALITY "
+    "AS a(tenant_id, response_id, touchpoint, score, revision, responded_on, segments, position) "
+    "ORDER BY a.position ON CONFLICT (tenant_id, response_id) DO NOTHING RETURNING tenant_id, response_id"
+)
+
+
+def _cell_key(key: CellKey) -> tuple[object, ...]:
+    return (key.tenant_id, key.touchpoint, key.dimension, key.value, key.bucket, key.start)
 
 
 _CELL_KEY_COLUMNS = ("tenant_id", "touchpoint", "dimension", "value", "bucket", "start")
@@ -129,14 +139,22 @@ class ScoringRepository:
         """
         if not answers:
             return set()
-        rows = [_counted_row(key, answer, at) for key, answer in sorted(answers.items())]
-        statement = (
-            pg_insert(ScoredAnswer)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=[ScoredAnswer.tenant_id, ScoredAnswer.response_id])
-            .returning(ScoredAnswer.tenant_id, ScoredAnswer.response_id)
-        )
-        return {(row.tenant_id, row.response_id) for row in await self.session.execute(statement)}
+        ordered = sorted(answers.items())
+        parameters = {
+            "tenant_ids": [key[0] for key, _ in ordered],
+            "response_ids": [key[1] for key, _ in ordered],
+            "touchpoints": [counted.answer.touchpoint for _, counted in ordered],
+            "scores": [counted.answer.score for _, counted in ordered],
+            "revisions": [counted.answer.revision for _, counted in ordered],
+            "days": [counted.day for _, counted in ordered],
+            "segments": [
+                json.dumps([[segment.dimension, segment.value] for segment in counted.segments])
+                for _, counted in ordered
+            ],
+            "at": at,
+        }
+        rows = await self.session.execute(_INSERT_ANSWERS, parameters)
+        return {(row.tenant_id, row.response_id) for row in rows}
 
     async def lock_answers(self, keys: Iterable[AnswerKey]) -> dict[AnswerKey, CountedAnswer]:
         """The held versions of these answers, and where they were counted, locked until the
@@ -253,22 +271,16 @@ class ScoringRepository:
         """
         if not changes:
             return []
-        ordered = sorted(changes.items())
-        columns: dict[str, list[object]] = {name: [] for name in _CELL_COLUMNS}
-        for key, change in ordered:
-            for name in _CELL_KEY_COLUMNS:
-                columns[name].append(getattr(key, name))
-            for name, count in zip(SCORE_COLUMNS, change.bins.counts, strict=True):
-                columns[name].append(count)
-            columns["version"].append(change.steps)
-        rows = await self.session.execute(_CHANGE_CELLS, {**columns, "at": at})
+        rows = [(*_cell_key(key), *change.bins.counts, change.steps) for key, change in changes.items()]
+        rows.sort(key=lambda row: row[:6])
+        columns = {
+            name: list(values) for name, values in zip(_CELL_COLUMNS, zip(*rows, strict=True), strict=True)
+        }
+        result = await self.session.execute(_CHANGE_CELLS, {**columns, "at": at})
+        keys, scores = len(_CELL_KEY_COLUMNS), len(SCORE_COLUMNS)
         return [
-            CellState(
-                CellKey(row.tenant_id, row.touchpoint, row.dimension, row.value, row.bucket, row.start),
-                _bins_of(row),
-                row.version,
-            )
-            for row in rows
+            CellState(CellKey(*row[:keys]), Bins(tuple(row[keys : keys + scores])), row[keys + scores])
+            for row in result
         ]
 
     async def declared_dimensions(self, tenant_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
