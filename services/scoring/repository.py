@@ -299,7 +299,14 @@ class ScoringRepository:
         return declared
 
     async def declare_dimensions(self, tenant_id: uuid.UUID, dimensions: Sequence[str]) -> None:
-        """Replace the tenant's declared dimensions. Values already seen stay known."""
+        """Replace the tenant's declared dimensions. Values already seen stay known.
+
+        Two replacements at once take turns (a lock on the tenant for the transaction), so the
+        list is one or the other, never a mix or a duplicate key."""
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))"),
+            {"lock": f"scoring.segment_dimensions:{tenant_id}"},
+        )
         await self.session.execute(delete(SegmentDimension).where(SegmentDimension.tenant_id == tenant_id))
         if dimensions:
             rows = [

@@ -102,3 +102,8 @@ def test_no_dimension_ever_holds_more_than_the_bound_and_a_value_keeps_its_cell(
         seen = {value for d, value in arriving if d == dimension}
         if dimension == "plan":
             assert held == min(len(seen), MAX_VALUES)
+
+
+def test_control_characters_are_left_out_of_a_value() -> None:
+    assert segments_of(SurveyContext(account_id="acme\x00\x07 ")) == (Segment("account", "acme"),)
+    assert segments_of(SurveyContext(account_id="\x00")) == ()

@@ -25,6 +25,7 @@ OTHER = "(other)"
 #: Named as attribute keys are, so a declared dimension is an attribute key.
 DIMENSION = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _MAX_VALUE_LENGTH = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 #: Attributes read by a built-in dimension other than its own name.
 _CATEGORY_KEYS = ("category", "categories")
 
@@ -51,9 +52,11 @@ def declared_problem(dimensions: Iterable[str]) -> str | None:
 
 
 def _clean(value: str | None) -> str | None:
+    """Trimmed, at most 200 characters; control characters (which an account id may carry, and
+    which neither the API's ``segment`` parameter nor Postgres' JSON can hold) are left out."""
     if value is None:
         return None
-    trimmed = value.strip()[:_MAX_VALUE_LENGTH].strip()
+    trimmed = _CONTROL.sub("", value).strip()[:_MAX_VALUE_LENGTH].strip()
     return trimmed or None
 
 
