@@ -121,15 +121,28 @@ async def _as_counted(
 ) -> dict[AnswerKey, CountedAnswer]:
     """Each answer as it would be counted if new: its UTC date and its segments, bounded to the
     values its tenant's dimensions hold (one read of the declarations, one of the values, one
-    insert of the values first seen)."""
+    insert of the values first seen; a lock and a second read when the batch admits new values)."""
     declared = await repository.declared_dimensions(key[0] for key in arriving)
     raw = {key: segments_of(item.context, declared.get(key[0], ())) for key, item in arriving.items()}
     wanted = {(key[0], segment.dimension) for key, segments in raw.items() for segment in segments}
+
+    def bounded(values: KnownValues) -> dict[AnswerKey, CountedAnswer]:
+        return {
+            key: CountedAnswer(item.answer, utc_day(item.responded_at), values.bounded(key[0], raw[key]))
+            for key, item in sorted(arriving.items())
+        }
+
     values = KnownValues(await repository.known_values(wanted))
-    counted = {
-        key: CountedAnswer(item.answer, utc_day(item.responded_at), values.bounded(key[0], raw[key]))
-        for key, item in sorted(arriving.items())
-    }
+    counted = bounded(values)
+    if values.new_values():
+        # Another consumer may be admitting values to the same dimensions: take turns, then count
+        # again from what is known now, so a dimension never holds more than the bound. (Only the
+        # dimensions seen admitting can admit again: known values never go away.)
+        await repository.lock_dimensions(
+            {(tenant, segment.dimension) for tenant, segment in values.new_values()}
+        )
+        values = KnownValues(await repository.known_values(wanted))
+        counted = bounded(values)
     await repository.add_values(values.new_values(), now)
     return counted
 
@@ -141,9 +154,9 @@ async def record_responses(
     (``survey.response_updated``) into the cells and the running tallies, and announce each
     changed cell's and touchpoint's new state with ``nps.updated``.
 
-    Statements per batch, not per answer: two reads and one insert for the segments, one insert
-    of the answers, and for those already held one locking read and one update, then one upsert
-    of the tallies and one of the cells.
+    Statements per batch, not per answer: two reads and one insert for the segments (two more when
+    new values are admitted), one insert of the answers, and for those already held one locking
+    read and one update, then one upsert of the tallies and one of the cells.
     """
     arriving = _arriving_answers(events)
     if not arriving:

@@ -105,6 +105,10 @@ def _cell_key(key: CellKey) -> tuple[object, ...]:
     return (key.tenant_id, key.touchpoint, key.dimension, key.value, key.bucket, key.start)
 
 
+_LOCK_DIMENSIONS = text(
+    "SELECT pg_advisory_xact_lock(lock) FROM (SELECT hashtextextended(key, 0) AS lock "
+    "FROM unnest(CAST(:keys AS text[])) AS key ORDER BY lock) AS ordered"
+)
 _CELL_KEY_COLUMNS = ("tenant_id", "touchpoint", "dimension", "value", "bucket", "start")
 _CELL_ARRAY_TYPES = ("uuid", "text", "text", "text", "text", "date", *("bigint",) * 11, "bigint")
 _CELL_COLUMNS = (*_CELL_KEY_COLUMNS, *SCORE_COLUMNS, "version")
@@ -329,6 +333,13 @@ class ScoringRepository:
         for row in await self.session.execute(query):
             known.setdefault((row.tenant_id, row.dimension), set()).add(row.value)
         return known
+
+    async def lock_dimensions(self, dimensions: Iterable[tuple[uuid.UUID, str]]) -> None:
+        """Hold these tenant x dimensions until the transaction ends (one statement), so that two
+        consumers admitting values to one of them take turns. In one order, so they cannot deadlock."""
+        keys = sorted(f"scoring.segment_values:{tenant}:{dimension}" for tenant, dimension in set(dimensions))
+        if keys:
+            await self.session.execute(_LOCK_DIMENSIONS, {"keys": keys})
 
     async def add_values(self, values: Iterable[tuple[uuid.UUID, Segment]], at: datetime) -> None:
         """Record values first seen, in one statement (a concurrent insert of one wins, harmlessly)."""

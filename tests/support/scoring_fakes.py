@@ -34,6 +34,7 @@ class FakeScoringRepository(ScoringRepository):
         self.cells: dict[CellKey, CellState] = {}
         self.dimensions: dict[uuid.UUID, list[str]] = {}
         self.values: dict[tuple[uuid.UUID, str], set[str]] = {}
+        self.locked_dimensions: set[tuple[uuid.UUID, str]] = set()
 
     async def insert_new_answers(
         self, answers: Mapping[AnswerKey, CountedAnswer], at: datetime
@@ -99,6 +100,9 @@ class FakeScoringRepository(ScoringRepository):
         self, dimensions: Iterable[tuple[uuid.UUID, str]]
     ) -> dict[tuple[uuid.UUID, str], set[str]]:
         return {key: set(self.values[key]) for key in set(dimensions) if key in self.values}
+
+    async def lock_dimensions(self, dimensions: Iterable[tuple[uuid.UUID, str]]) -> None:
+        self.locked_dimensions = set(dimensions)
 
     async def add_values(self, values: Iterable[tuple[uuid.UUID, Segment]], at: datetime) -> None:
         for tenant, segment in values:

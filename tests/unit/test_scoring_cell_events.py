@@ -5,6 +5,7 @@ recovery answers stay out."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from libs.common.events import (
@@ -20,6 +21,7 @@ from libs.common.events import (
     new_event,
 )
 from services.scoring.domain.cells import CellKey
+from services.scoring.domain.segments import MAX_VALUES, OTHER
 from services.scoring.handlers import cell_updated_id, record_responses
 from tests.support.fakes import FakeUnitOfWork
 from tests.support.scoring_fakes import FakeScoringRepository
@@ -113,3 +115,19 @@ async def test_a_new_comment_changes_no_cell_and_a_recovery_answer_counts_nowher
     recovery = SurveyContext(purpose="recovery", recovery_case_id=uuid.uuid4(), attributes={"country": "DK"})
     assert await _score(repository, [_answer(2, 10, recovery)]) == []
     assert sum(state.bins.tally().responses for state in repository.cells.values()) == 3 * 3
+
+
+async def test_a_value_admitted_meanwhile_by_another_consumer_counts_towards_the_bound() -> None:
+    class Concurrent(FakeScoringRepository):
+        async def lock_dimensions(self, dimensions: Iterable[tuple[uuid.UUID, str]]) -> None:
+            await super().lock_dimensions(dimensions)
+            # What the other consumer committed while this one waited for its turn.
+            self.values[(TENANT, "store")].add("taken-meanwhile")
+
+    repository = Concurrent()
+    repository.values[(TENANT, "store")] = {f"store-{n}" for n in range(MAX_VALUES - 1)}
+    announced = await _score(repository, [_answer(1, 9, SurveyContext(attributes={"store": "late"}))])
+    assert repository.locked_dimensions == {(TENANT, "store")}
+    [store] = _cell(announced, "day", "store")
+    assert store.segment is not None and store.segment.value == OTHER
+    assert len(repository.values[(TENANT, "store")]) == MAX_VALUES
