@@ -15,6 +15,7 @@ from services.reporting.domain.funnel_days import (
     MACHINE_OPENED,
     OPENED,
     DayPlan,
+    Edge,
     FunnelCounts,
     NewStep,
     RollupKey,
@@ -37,7 +38,7 @@ def midnight(day: date) -> datetime:
 
 
 def parts_holding(plan: DayPlan, moment: datetime) -> int:
-    held = sum(edge.since <= moment < edge.until for edge in plan.edges)
+    held = sum(edge.since <= moment and (edge.until is None or moment < edge.until) for edge in plan.edges)
     days = plan.days
     if days is not None:
         after_first = days.first is None or moment >= midnight(days.first)
@@ -68,7 +69,7 @@ def test_the_facts_are_read_for_at_most_two_partial_days(
     plan = plan_funnel_days(since, until)
     assert len(plan.edges) <= 2
     for edge in plan.edges:
-        assert edge.since < edge.until
+        assert edge.until is not None and edge.since < edge.until
         # Within two adjacent UTC days, and under one day beside whole days.
         assert (utc_day(edge.until - timedelta(microseconds=1)) - utc_day(edge.since)).days <= 1
         assert edge.until - edge.since < timedelta(days=2 if plan.days is None else 1)
@@ -82,6 +83,12 @@ def test_a_range_of_whole_days_reads_the_rollup_only() -> None:
     assert plan.days is not None
     assert (plan.days.first, plan.days.stop) == (date(2025, 3, 1), date(2025, 3, 4))
     assert plan_funnel_days(None, None).edges == ()
+
+
+def test_a_since_on_the_last_day_there_is_reads_the_facts_from_then_on() -> None:
+    since = datetime(9999, 12, 31, 10, tzinfo=UTC)
+    assert plan_funnel_days(since, None) == DayPlan(None, (Edge(since, None),))
+    assert parts_holding(plan_funnel_days(since, None), since + timedelta(hours=1)) == 1
 
 
 TENANTS = [uuid.UUID(int=1), uuid.UUID(int=2)]

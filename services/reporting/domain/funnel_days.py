@@ -32,10 +32,11 @@ class WholeDays:
 
 @dataclass(frozen=True, slots=True)
 class Edge:
-    """A stretch inside at most two adjacent UTC days, counted from the raw facts."""
+    """A stretch inside at most two adjacent UTC days, counted from the raw facts; ``until`` is
+    None only for a ``since`` on the last day a date can have."""
 
     since: datetime
-    until: datetime
+    until: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,23 +51,23 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
-def _day_after(moment: datetime) -> date:
-    """The first UTC day starting at or after ``moment``."""
+def _day_after(moment: datetime) -> date | None:
+    """The first UTC day starting at or after ``moment``; None after the last day there is."""
     day = moment.astimezone(UTC).date()
-    return day if _midnight(day) == moment else day + timedelta(days=1)
+    if _midnight(day) == moment:
+        return day
+    return None if day == date.max else day + timedelta(days=1)
 
 
 def plan_funnel_days(since: datetime | None, until: datetime | None) -> DayPlan:
     """Split [since, until) (None: unbounded) into the whole UTC days it holds and the partial
     days at its ends. Where it holds no whole day, one edge is the whole range (under 48 hours)."""
+    if since is not None and until is not None and since >= until:
+        return DayPlan(None)
     first = None if since is None else _day_after(since)
     stop = None if until is None else until.astimezone(UTC).date()
-    if since is not None and until is not None:
-        if since >= until:
-            return DayPlan(None)
-        assert first is not None and stop is not None
-        if first >= stop:
-            return DayPlan(None, (Edge(since, until),))
+    if since is not None and (first is None or (stop is not None and first >= stop)):
+        return DayPlan(None, (Edge(since, until),))
     edges = []
     if since is not None and first is not None and _midnight(first) != since:
         edges.append(Edge(since, _midnight(first)))
