@@ -146,6 +146,9 @@ class _Projection:
             for step in await repository.record_steps(list(self.steps.values()))
         ]
         failures = await repository.record_failures(list(self.failures.values()))
+        # Whether a machine's open still counts depends on the invitation's other open: read after
+        # this batch's insert. An invitation's events share the customer's key, so one consumer
+        # at a time sees them, in order.
         opened = {(s.tenant_id, s.invitation_id) for s in steps if s.step in (OPENED, MACHINE_OPENED)}
         changes = rollup_changes(
             [(row.tenant_id, row.touchpoint, row.sent_at) for row in invitations],
