@@ -207,3 +207,21 @@ class NpsCell(Base):
             "ix_nps_cells_tenant_segment_bucket_start", "tenant_id", "dimension", "value", "bucket", "start"
         ),
     )
+
+
+class FunnelDay(Base):
+    """The funnel's daily rollup: invitations per touchpoint, UTC day and step, counted as the
+    projection adds each fact (see :mod:`services.reporting.domain.funnel_days`). Steps: ``sent``,
+    those of ``invitation_steps`` (a machine's open only while no person opened the invitation),
+    and ``failed_by_reason`` with the reason code; ``reason`` is ``''`` for the others."""
+
+    __tablename__ = "funnel_days"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    step: Mapped[str] = mapped_column(String(20), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(30), primary_key=True)
+    invitations: Mapped[int] = mapped_column(BigInteger)
+
+    # A touchpoint's days are the primary key's prefix; all of a tenant's days, this index.
+    __table_args__ = (Index("ix_funnel_days_tenant_day", "tenant_id", "day"),)

@@ -7,10 +7,10 @@ import dataclasses
 import functools
 import operator
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ARRAY,
@@ -47,6 +47,16 @@ from services.reporting.domain.followups import (
     CaseTotals,
     RecoveryCount,
 )
+from services.reporting.domain.funnel_days import (
+    FAILED_BY_REASON,
+    MACHINE_OPENED,
+    OPENED,
+    FunnelCounts,
+    InvitationKey,
+    RollupKey,
+    WholeDays,
+    plan_funnel_days,
+)
 from services.reporting.domain.insight import SegmentSort, Span
 from services.reporting.domain.summary import FollowUpAnswers
 from services.reporting.domain.verbatims import MAX_CATEGORIES, Position
@@ -54,6 +64,7 @@ from services.reporting.models import (
     SCORE_COLUMNS,
     Base,
     FollowupCase,
+    FunnelDay,
     InvitationFailure,
     InvitationSent,
     InvitationStep,
@@ -62,6 +73,7 @@ from services.reporting.models import (
 )
 
 CaseKey = tuple[uuid.UUID, uuid.UUID]
+FactT = TypeVar("FactT", InvitationSent, InvitationStep, InvitationFailure)
 
 
 #: What a newer revision of an answer replaces; who answered which invitation when stays.
@@ -170,21 +182,116 @@ class ReportingRepository:
         """The rest of this transaction reads one consistent state (it must be its first statement)."""
         await self.session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
 
-    async def record_invitations(self, invitations: Sequence[InvitationSent]) -> None:
-        await self._add_facts(InvitationSent, invitations)
+    async def record_invitations(self, invitations: Sequence[InvitationSent]) -> list[InvitationSent]:
+        """Returns the invitations this added: the rollup counts those, never a repeat."""
+        return await self._add_facts(InvitationSent, invitations)
 
-    async def record_steps(self, steps: Sequence[InvitationStep]) -> None:
-        await self._add_facts(InvitationStep, steps)
+    async def record_steps(self, steps: Sequence[InvitationStep]) -> list[InvitationStep]:
+        return await self._add_facts(InvitationStep, steps)
 
-    async def record_failures(self, failures: Sequence[InvitationFailure]) -> None:
-        await self._add_facts(InvitationFailure, failures)
+    async def record_failures(self, failures: Sequence[InvitationFailure]) -> list[InvitationFailure]:
+        return await self._add_facts(InvitationFailure, failures)
 
-    async def _add_facts(self, model: type[Base], facts: Sequence[Base]) -> None:
-        """Facts never change: one insert for the batch, a repeat of a stored one is ignored."""
-        if facts:
-            await self.session.execute(
-                pg_insert(model).values([_columns(fact) for fact in facts]).on_conflict_do_nothing()
+    async def _add_facts(self, model: type[FactT], facts: Sequence[FactT]) -> list[FactT]:
+        """Facts never change: one insert for the batch, a repeat of a stored one is ignored. In key
+        order, so that two batches adding the same facts cannot deadlock; returns the rows added."""
+        if not facts:
+            return []
+        keys = [column.key for column in model.__table__.primary_key]
+        ordered = sorted(facts, key=lambda fact: tuple(str(getattr(fact, key)) for key in keys))
+        added = await self.session.scalars(
+            pg_insert(model)
+            .values([_columns(fact) for fact in ordered])
+            .on_conflict_do_nothing()
+            .returning(model)
+        )
+        return list(added.all())
+
+    async def opens_of(
+        self, invitations: Collection[InvitationKey]
+    ) -> dict[InvitationKey, dict[str, tuple[str, datetime]]]:
+        """Per invitation, its stored opens (person's and machine's) as (touchpoint, at)."""
+        if not invitations:
+            return {}
+        rows = await self.session.execute(
+            select(
+                InvitationStep.tenant_id,
+                InvitationStep.invitation_id,
+                InvitationStep.step,
+                InvitationStep.touchpoint,
+                InvitationStep.at,
+            ).where(
+                tuple_(InvitationStep.tenant_id, InvitationStep.invitation_id).in_(sorted(invitations)),
+                InvitationStep.step.in_([OPENED, MACHINE_OPENED]),
             )
+        )
+        opens: dict[InvitationKey, dict[str, tuple[str, datetime]]] = {}
+        for tenant_id, invitation_id, step, touchpoint, at in rows:
+            opens.setdefault((tenant_id, invitation_id), {})[step] = (touchpoint, at)
+        return opens
+
+    async def add_to_funnel_days(self, changes: Mapping[RollupKey, int]) -> None:
+        """Add each change to its rollup row, in one statement, in key order so that concurrent
+        batches cannot deadlock."""
+        if not changes:
+            return
+        rows = [
+            {
+                "tenant_id": tenant_id,
+                "touchpoint": touchpoint,
+                "day": day,
+                "step": step,
+                "reason": reason,
+                "invitations": delta,
+            }
+            for (tenant_id, touchpoint, day, step, reason), delta in sorted(changes.items())
+        ]
+        insert = pg_insert(FunnelDay).values(rows)
+        await self.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=list(FunnelDay.__table__.primary_key),
+                set_={"invitations": FunnelDay.invitations + insert.excluded.invitations},
+            )
+        )
+
+    async def funnel_by_touchpoint(self, where: ReportFilter) -> dict[str, FunnelCounts]:
+        """Per touchpoint (in name order, only those with something to count), the funnel of the
+        filter's range: its whole UTC days from the rollup, the partial days at its ends from the
+        facts (see :func:`plan_funnel_days`)."""
+        plan = plan_funnel_days(where.since, where.until)
+        funnels: dict[str, FunnelCounts] = {}
+        if plan.days is not None:
+            for touchpoint, step, reason, invitations in await self._funnel_days(where, plan.days):
+                funnel = funnels.setdefault(touchpoint, FunnelCounts())
+                if step == FAILED_BY_REASON:
+                    funnel.add_failures(reason, invitations)
+                else:
+                    funnel.add_step(step, invitations)
+        for edge in plan.edges:
+            part = ReportFilter(where.tenant_id, where.touchpoint, edge.since, edge.until)
+            for touchpoint, sent in (await self.invitations_by_touchpoint(part)).items():
+                funnels.setdefault(touchpoint, FunnelCounts()).add_step("sent", sent)
+            for touchpoint, step, invitations in await self.steps_by_touchpoint(part):
+                funnels.setdefault(touchpoint, FunnelCounts()).add_step(step, invitations)
+            for touchpoint, reason, invitations in await self.failures_by_touchpoint(part):
+                funnels.setdefault(touchpoint, FunnelCounts()).add_failures(reason, invitations)
+        counted = {name: funnel.without_zeros() for name, funnel in sorted(funnels.items())}
+        return {name: funnel for name, funnel in counted.items() if not funnel.empty}
+
+    async def _funnel_days(self, where: ReportFilter, days: WholeDays) -> list[tuple[str, str, str, int]]:
+        query = select(
+            FunnelDay.touchpoint, FunnelDay.step, FunnelDay.reason, func.sum(FunnelDay.invitations)
+        ).where(FunnelDay.tenant_id == where.tenant_id)
+        if where.touchpoint is not None:
+            query = query.where(FunnelDay.touchpoint == where.touchpoint)
+        if days.first is not None:
+            query = query.where(FunnelDay.day >= days.first)
+        if days.stop is not None:
+            query = query.where(FunnelDay.day < days.stop)
+        rows = await self.session.execute(
+            query.group_by(FunnelDay.touchpoint, FunnelDay.step, FunnelDay.reason)
+        )
+        return [(row[0], row[1], row[2], int(row[3])) for row in rows]
 
     async def failures_by_touchpoint(self, where: ReportFilter) -> list[tuple[str, str, int]]:
         """(touchpoint, reason, invitations given up), counted from when they were given up."""

@@ -18,6 +18,7 @@ import binascii
 import json
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
@@ -93,24 +94,6 @@ def day_range(since: datetime | None, until: datetime | None, today: date) -> Pe
     return Period(first, last)
 
 
-def exact_range(since: datetime | None, until: datetime | None, now: datetime) -> tuple[datetime, datetime]:
-    """The range as given, to the microsecond (the feed and the exports read the answers themselves),
-    with the same defaults and limits as :func:`day_range`."""
-    if until is None:
-        until = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), tzinfo=UTC)
-    if not EARLIEST <= until.astimezone(UTC).date() <= LATEST:
-        raise invalid("until", f"must be from {EARLIEST} to {LATEST}", until.isoformat())
-    if since is None:
-        since = until - timedelta(days=DEFAULT_DAYS)
-    if not EARLIEST <= since.astimezone(UTC).date() <= LATEST:
-        raise invalid("since", f"must be from {EARLIEST} to {LATEST}", since.isoformat())
-    if since >= until:
-        raise invalid("since", "must be before until", since.isoformat())
-    if until - since > timedelta(days=MAX_DAYS):
-        raise invalid("since", f"must be at most {MAX_DAYS} days (3 years) before until", since.isoformat())
-    return since, until
-
-
 async def report_days(since: SinceQuery = None, until: UntilQuery = None) -> Period:
     """The dependency of the panels built from cells: the range in whole UTC days."""
     return day_range(since, until, datetime.now(UTC).date())
@@ -150,3 +133,37 @@ def decode_cursor(token: str) -> list[object]:
     if not isinstance(position, list):
         raise invalid("cursor", "is not a cursor this API returned", token)
     return position
+
+
+@dataclass(frozen=True, slots=True)
+class Moments:
+    """From ``since`` (inclusive) to ``until`` (exclusive), to the microsecond, in UTC."""
+
+    since: datetime
+    until: datetime
+
+
+def moment_range(since: datetime | None, until: datetime | None, today: date) -> Moments:
+    """The range the parameters select where a panel keeps their time of day (the funnel's), with
+    the defaults and limits of :func:`day_range`; only ``since`` before ``until`` is required."""
+    lowest, highest = (_midnight(day) for day in (EARLIEST, LATEST))
+    last = until.astimezone(UTC) if until is not None else _midnight(today + timedelta(days=1))
+    if not lowest <= last <= highest:
+        raise invalid("until", f"must be from {EARLIEST} to {LATEST}", last.isoformat())
+    first = since.astimezone(UTC) if since is not None else last - timedelta(days=DEFAULT_DAYS)
+    if not lowest <= first <= highest:
+        raise invalid("since", f"must be from {EARLIEST} to {LATEST}", first.isoformat())
+    if first >= last:
+        raise invalid("since", "must be before until", first.isoformat())
+    if last - first > timedelta(days=MAX_DAYS):
+        raise invalid("since", f"must be at most {MAX_DAYS} days (3 years) before until", first.isoformat())
+    return Moments(first, last)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+async def report_moments(since: SinceQuery = None, until: UntilQuery = None) -> Moments:
+    """The dependency of the panels that keep a date-time's time of day."""
+    return moment_range(since, until, datetime.now(UTC).date())

@@ -22,8 +22,8 @@ from services.reporting.api.params import (
     SinceQuery,
     TouchpointQuery,
     UntilQuery,
-    exact_range,
     invalid,
+    moment_range,
     segment_of,
 )
 from services.reporting.domain.verbatims import (
@@ -51,8 +51,8 @@ def period_of(
     tenant_id: uuid.UUID, since: datetime | None, until: datetime | None, touchpoint: str | None
 ) -> Period:
     """The period asked for, with the defaults: until tomorrow (UTC), since 90 days before until."""
-    first, last = exact_range(since, until, datetime.now(UTC))
-    return Period(tenant_id=tenant_id, since=first, until=last, touchpoint=touchpoint)
+    moments = moment_range(since, until, datetime.now(UTC).date())
+    return Period(tenant_id=tenant_id, since=moments.since, until=moments.until, touchpoint=touchpoint)
 
 
 def position_of(cursor: str | None) -> Position | None:
