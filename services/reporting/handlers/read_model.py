@@ -28,6 +28,7 @@ from libs.common.events import (
     is_recovery_answer,
 )
 from services.reporting.domain.cases import CaseFacts, merge
+from services.reporting.handlers import purchases
 from services.reporting.models import InvitationFailure, InvitationSent, InvitationStep, Response
 from services.reporting.repository import CaseKey, ReportingRepository
 
@@ -138,7 +139,9 @@ class _Projection:
         await repository.record_invitations(list(self.invitations.values()))
         await repository.record_steps(list(self.steps.values()))
         await repository.record_failures(list(self.failures.values()))
+        await purchases.lock_answers(repository, self.answers.values())
         await repository.record_responses(list(self.answers.values()))
+        await purchases.match_answers(repository, self.answers.values())
         await repository.merge_cases(self.cases)
 
 
