@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import operator
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -58,6 +59,7 @@ from services.reporting.domain.funnel_days import (
     plan_funnel_days,
 )
 from services.reporting.domain.insight import SegmentSort, Span
+from services.reporting.domain.repurchase import ScoreCount
 from services.reporting.domain.summary import FollowUpAnswers
 from services.reporting.domain.verbatims import MAX_CATEGORIES, Position
 from services.reporting.models import (
@@ -69,6 +71,7 @@ from services.reporting.models import (
     InvitationSent,
     InvitationStep,
     NpsCell,
+    RecordedPurchase,
     Response,
 )
 
@@ -748,6 +751,114 @@ class ReportingRepository:
                 )
             )
         return counts
+
+    # --- Repurchases (see services/reporting/domain/repurchase.py) ------------------------------
+
+    async def lock_purchasers(self, customers: Iterable[tuple[uuid.UUID, str]]) -> None:
+        """Serialise, per (tenant, customer), the answers and the purchases that meet in this
+        transaction: whichever commits second sees the other, so neither order loses a repurchase.
+        Keys in ascending order, so two batches sharing customers cannot deadlock."""
+        keys = sorted({_purchaser_key(tenant_id, customer) for tenant_id, customer in customers})
+        if keys:
+            await self.session.execute(_LOCK_PURCHASERS, {"keys": keys})
+
+    async def record_purchases(self, purchases: Sequence[RecordedPurchase]) -> list[RecordedPurchase]:
+        """Keep each purchase once per (tenant, order), the first recorded, for answers that arrive
+        after it; returns those this added (a repeat is not)."""
+        if not purchases:
+            return []
+        ordered = sorted(purchases, key=lambda p: (p.tenant_id, p.order_id))
+        insert = pg_insert(RecordedPurchase).values([_columns(purchase) for purchase in ordered])
+        added = await self.session.execute(
+            insert.on_conflict_do_nothing().returning(RecordedPurchase.tenant_id, RecordedPurchase.order_id)
+        )
+        keys = {(row.tenant_id, row.order_id) for row in added}
+        return [purchase for purchase in ordered if (purchase.tenant_id, purchase.order_id) in keys]
+
+    async def mark_repurchases(self, purchases: Sequence[RecordedPurchase]) -> None:
+        """Each answer of these purchases' customers given within the year before one of them keeps
+        the earliest such purchase as its first repurchase: one statement."""
+        if purchases:
+            await self.session.execute(
+                _MARK_BY_PURCHASES,
+                {
+                    "tenants": [p.tenant_id for p in purchases],
+                    "customers": [p.customer_id for p in purchases],
+                    "times": [p.occurred_at for p in purchases],
+                },
+            )
+
+    async def find_repurchases(self, answers: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> None:
+        """Each of these answers (tenant, response id) keeps the earliest purchase of its customer
+        already known that is a repurchase of it: one statement."""
+        keys = sorted(set(answers))
+        if keys:
+            await self.session.execute(
+                _MARK_BY_ANSWERS,
+                {"tenants": [tenant for tenant, _ in keys], "responses": [response for _, response in keys]},
+            )
+
+    async def repurchase_counts(
+        self, where: ReportFilter, answered_by: datetime, days: int
+    ) -> list[ScoreCount]:
+        """Per current score: the answers of the range given by ``answered_by``, and of them those
+        whose first repurchase came within ``days``. One grouped scan of the range's answers."""
+        came_back = Response.repurchased_at <= Response.responded_at + timedelta(days=days)
+        query = (
+            select(Response.score, func.count(), func.count().filter(came_back))
+            .where(*_answers_selected(where), Response.responded_at <= answered_by)
+            .group_by(Response.score)
+        )
+        rows = await self.session.execute(query)
+        return [ScoreCount(score=row[0], answers=row[1], repurchased=row[2]) for row in rows]
+
+
+def _answers_selected(where: ReportFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [Response.tenant_id == where.tenant_id]
+    if where.touchpoint is not None:
+        conditions.append(Response.touchpoint == where.touchpoint)
+    if where.since is not None:
+        conditions.append(Response.responded_at >= where.since)
+    if where.until is not None:
+        conditions.append(Response.responded_at < where.until)
+    return conditions
+
+
+def _purchaser_key(tenant_id: uuid.UUID, customer_id: str) -> int:
+    digest = hashlib.blake2b(
+        f"reporting:purchaser:{tenant_id}:{customer_id}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_LOCK_PURCHASERS = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
+
+# The year before each purchase, on ix_responses_tenant_customer_responded_at; an answer keeps the
+# earlier of its known first repurchase and the batch's, so the order purchases arrive in is moot.
+_MARK_BY_PURCHASES = text(
+    "UPDATE reporting.responses AS r SET repurchased_at = m.first_at FROM ("
+    "SELECT a.tenant_id, a.response_id, min(b.occurred_at) AS first_at "
+    "FROM unnest(CAST(:tenants AS uuid[]), CAST(:customers AS text[]), CAST(:times AS timestamptz[])) "
+    "AS b(tenant_id, customer_id, occurred_at) "
+    "JOIN reporting.responses AS a ON a.tenant_id = b.tenant_id AND a.customer_id = b.customer_id "
+    "AND a.responded_at < b.occurred_at AND a.responded_at >= b.occurred_at - interval '365 days' "
+    "GROUP BY a.tenant_id, a.response_id) AS m "
+    "WHERE r.tenant_id = m.tenant_id AND r.response_id = m.response_id "
+    "AND (r.repurchased_at IS NULL OR r.repurchased_at > m.first_at)"
+)
+
+# The year after each answer, on ix_purchases_tenant_customer_occurred_at.
+_MARK_BY_ANSWERS = text(
+    "UPDATE reporting.responses AS r SET repurchased_at = m.first_at FROM ("
+    "SELECT a.tenant_id, a.response_id, min(p.occurred_at) AS first_at "
+    "FROM unnest(CAST(:tenants AS uuid[]), CAST(:responses AS uuid[])) AS b(tenant_id, response_id) "
+    "JOIN reporting.responses AS a ON a.tenant_id = b.tenant_id AND a.response_id = b.response_id "
+    "JOIN reporting.purchases AS p ON p.tenant_id = a.tenant_id AND p.customer_id = a.customer_id "
+    "AND p.occurred_at > a.responded_at AND p.occurred_at <= a.responded_at + interval '365 days' "
+    "GROUP BY a.tenant_id, a.response_id) AS m "
+    "WHERE r.tenant_id = m.tenant_id AND r.response_id = m.response_id "
+    "AND (r.repurchased_at IS NULL OR r.repurchased_at > m.first_at)"
+)
 
 
 def _segment_keys(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.reporting.api import export, funnel, insight, stream, summary, verbatims
+from services.reporting.api import export, funnel, insight, repurchase, stream, summary, verbatims
 
 routers: list[APIRouter] = [
     summary.router,
@@ -13,4 +13,5 @@ routers: list[APIRouter] = [
     verbatims.router,
     export.router,
     funnel.router,
+    repurchase.router,
 ]

@@ -29,6 +29,7 @@ from libs.common.events import (
 )
 from services.reporting.domain.cases import CaseFacts, merge
 from services.reporting.domain.funnel_days import MACHINE_OPENED, OPENED, NewStep, rollup_changes
+from services.reporting.handlers import purchases
 from services.reporting.models import InvitationFailure, InvitationSent, InvitationStep, Response
 from services.reporting.repository import CaseKey, ReportingRepository
 
@@ -134,7 +135,9 @@ class _Projection:
 
     async def save(self, repository: ReportingRepository) -> None:
         await self._save_funnel(repository)
+        await purchases.lock_answers(repository, self.answers.values())
         await repository.record_responses(list(self.answers.values()))
+        await purchases.match_answers(repository, self.answers.values())
         await repository.merge_cases(self.cases)
 
     async def _save_funnel(self, repository: ReportingRepository) -> None:
