@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.reporting.api import summary
+from services.reporting.api import page, summary
 
-routers: list[APIRouter] = [summary.router]
+routers: list[APIRouter] = [summary.router, page.router]
