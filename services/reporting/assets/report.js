@@ -235,6 +235,11 @@
     return [Math.max(-100, Math.floor(low / 10) * 10 - 10), Math.min(100, Math.ceil(high / 10) * 10 + 10)];
   }
 
+  function axisDate(seconds, bucket) {
+    const format = bucket === "month" ? { month: "short", year: "numeric" } : { day: "numeric", month: "short" };
+    return new Date(seconds * 1000).toLocaleDateString("en-GB", { ...format, timeZone: "UTC" });
+  }
+
   function drawTrend(body) {
     const points = body.points;
     const xs = points.map((point) => Date.parse(point.start + "T00:00:00Z") / 1000);
@@ -253,7 +258,10 @@
         { label: "95 % interval, low", stroke: "rgba(11, 105, 163, 0.35)", width: 1, points: { show: false } },
       ],
       bands: [{ series: [2, 3], fill: "rgba(11, 105, 163, 0.15)" }],
-      axes: [{}, { values: (u, splits) => splits.map((v) => signed(v).replace(".0", "")) }],
+      axes: [
+        { space: 70, values: (u, splits) => splits.map((ts) => axisDate(ts, body.bucket)) },
+        { values: (u, splits) => splits.map((v) => signed(v).replace(".0", "")) },
+      ],
     }, [xs, nps, high, low]);
     fillTable("trend-table", points.map((point) => [
       shownDate(point.start), point.score.responses ? signed(point.score.nps) : "no answers",
@@ -400,7 +408,9 @@
     meta.append(element("span", "badge " + verbatim.category, String(verbatim.score)),
       element("span", "", CATEGORY_NAMES[verbatim.category] || verbatim.category),
       element("span", "", verbatim.touchpoint));
-    const when = element("time", "", new Date(verbatim.responded_at).toLocaleString("en-GB"));
+    const when = element("time", "", new Date(verbatim.responded_at).toLocaleString("en-GB", {
+      dateStyle: "medium", timeStyle: "short",
+    }));
     when.dateTime = verbatim.responded_at;
     meta.append(when);
     const link = verbatim.case ? caseLink(verbatim.case) : null;
