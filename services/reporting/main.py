@@ -12,8 +12,9 @@ from libs.common.service import ServiceDefinition
 from libs.common.sessions import session_handlers
 from libs.common.tenancy import TENANCY_HANDLERS
 from services.reporting import api
+from services.reporting.api import stream
 from services.reporting.config import ReportingSettings
-from services.reporting.handlers import read_model
+from services.reporting.handlers import read_model, scores
 from services.reporting.models import COMMON, SESSIONS, Base
 from services.reporting.repository import ReportingRepository
 
@@ -43,6 +44,12 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
                 name="read-model",
                 topics=[topics.SURVEY_EVENTS, topics.FOLLOWUPS, topics.TENANTS],
                 handle=consume,
-            )
+            ),
+            # Cells only. Its events' tenants become known through the read model's consumer (the
+            # registry on nps.tenants): a cell of a tenant not known yet is held by the runner and
+            # handed over once that consumer has recorded the tenant, so this one need not read
+            # nps.tenants and handle each tenancy event a second time.
+            ConsumerSpec(name="scores", topics=[topics.SCORES], handle=scores.record),
         ],
+        jobs=[stream.listener],
     )

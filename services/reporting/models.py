@@ -7,10 +7,12 @@ row it made the first time.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     Index,
@@ -129,5 +131,45 @@ class FollowupCase(Base):
             "tenant_id",
             "touchpoint",
             text("coalesce(opened_at, updated_at)"),
+        ),
+    )
+
+
+#: The 0-10 distribution's columns of a cell, ``s0`` to ``s10``.
+SCORE_COLUMNS = tuple(f"s{score}" for score in range(11))
+
+
+class NpsCell(Base):
+    """One cell as scoring last announced it (``nps.updated.v1``): the answers of one touchpoint
+    in one UTC day, ISO week or calendar month starting at ``start``, for everybody (dimension and
+    value ``''``) or one segment, as the 0-10 distribution. Only the highest version is kept."""
+
+    __tablename__ = "nps_cells"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(5), primary_key=True)
+    start: Mapped[date] = mapped_column(Date, primary_key=True)
+    s0: Mapped[int] = mapped_column(BigInteger)
+    s1: Mapped[int] = mapped_column(BigInteger)
+    s2: Mapped[int] = mapped_column(BigInteger)
+    s3: Mapped[int] = mapped_column(BigInteger)
+    s4: Mapped[int] = mapped_column(BigInteger)
+    s5: Mapped[int] = mapped_column(BigInteger)
+    s6: Mapped[int] = mapped_column(BigInteger)
+    s7: Mapped[int] = mapped_column(BigInteger)
+    s8: Mapped[int] = mapped_column(BigInteger)
+    s9: Mapped[int] = mapped_column(BigInteger)
+    s10: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[int] = mapped_column(BigInteger)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    # The panels read a tenant's cells of one segment (or everybody) and bucket over a range of
+    # starts, for one touchpoint (the primary key) or across them all (this index); the segments
+    # table reads one dimension's values the same way.
+    __table_args__ = (
+        Index(
+            "ix_nps_cells_tenant_segment_bucket_start", "tenant_id", "dimension", "value", "bucket", "start"
         ),
     )

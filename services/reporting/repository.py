@@ -4,12 +4,32 @@ batch of rows (the models): one statement per table per batch."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, SQLColumnExpression, and_, case, func, or_, select, text, tuple_
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    Float,
+    Label,
+    SQLColumnExpression,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -25,13 +45,16 @@ from services.reporting.domain.followups import (
     CaseTotals,
     RecoveryCount,
 )
+from services.reporting.domain.insight import SegmentSort, Span
 from services.reporting.domain.summary import FollowUpAnswers
 from services.reporting.models import (
+    SCORE_COLUMNS,
     Base,
     FollowupCase,
     InvitationFailure,
     InvitationSent,
     InvitationStep,
+    NpsCell,
     Response,
 )
 
@@ -65,6 +88,29 @@ class ReportFilter:
     tenant_id: uuid.UUID
     touchpoint: str | None = None
     since: datetime | None = None
+    #: Exclusive: what happened before then.
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CellFilter:
+    """The cells of a tenant, of one touchpoint or all, for everybody (dimension ``''``), one
+    segment, or (value None) each value of one dimension."""
+
+    tenant_id: uuid.UUID
+    touchpoint: str | None = None
+    dimension: str = ""
+    value: str | None = ""
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    touchpoint: str
+    value: str
+    distribution: list[int]
+    responses: int
+    #: As the database computed it for the order: the next page's cursor carries it exactly.
+    nps: float | None
 
 
 @dataclass(frozen=True)
@@ -108,6 +154,8 @@ class ReportingRepository:
             query = query.where(InvitationFailure.touchpoint == where.touchpoint)
         if where.since is not None:
             query = query.where(InvitationFailure.at >= where.since)
+        if where.until is not None:
+            query = query.where(InvitationFailure.at < where.until)
         rows = await self.session.execute(
             query.group_by(InvitationFailure.touchpoint, InvitationFailure.reason)
         )
@@ -127,6 +175,95 @@ class ReportingRepository:
                 where=Response.revision < insert.excluded.revision,
             )
         )
+
+    async def record_cells(self, cells: Sequence[NpsCell]) -> list[NpsCell]:
+        """Keep each cell at its highest version, in one statement; returns the cells this changed
+        (new, or a higher version than stored), as stored now. One row per cell, as ON CONFLICT
+        DO UPDATE requires."""
+        if not cells:
+            return []
+        # In key order, so that two batches upserting the same cells cannot deadlock.
+        ordered = sorted(cells, key=_cell_key)
+        insert = pg_insert(NpsCell).values([_columns(cell) for cell in ordered])
+        changed = await self.session.scalars(
+            insert.on_conflict_do_update(
+                index_elements=list(NpsCell.__table__.primary_key),
+                set_={name: insert.excluded[name] for name in (*SCORE_COLUMNS, "version", "as_of")},
+                where=NpsCell.version < insert.excluded.version,
+            ).returning(NpsCell)
+        )
+        return list(changed.all())
+
+    async def notify(self, channel: str, payloads: Sequence[str]) -> None:
+        """``pg_notify`` each payload on ``channel``, in one statement: Postgres delivers them to
+        every listener when (and only if) this transaction commits."""
+        if payloads:
+            statement = text("SELECT pg_notify(:channel, payload) FROM unnest(:payloads) AS payload")
+            await self.session.execute(
+                statement.bindparams(bindparam("payloads", type_=ARRAY(Text))),
+                {"channel": channel, "payloads": list(payloads)},
+            )
+
+    async def distribution_over(self, where: CellFilter, spans: Sequence[Span]) -> list[int]:
+        """Answers per score 0-10 over the cells of the spans, summed in one row."""
+        row = (await self.session.execute(select(*_summed()).where(*_cells_selected(where, spans)))).one()
+        return _distribution(row)
+
+    async def distributions_by_start(self, where: CellFilter, span: Span) -> dict[date, list[int]]:
+        """Per cell start in the span, answers per score summed over touchpoints: the trend."""
+        query = (
+            select(NpsCell.start, *_summed()).where(*_cells_selected(where, [span])).group_by(NpsCell.start)
+        )
+        return {row[0]: _distribution(row, 1) for row in await self.session.execute(query)}
+
+    async def segment_page(
+        self,
+        where: CellFilter,
+        spans: Sequence[Span],
+        sort: SegmentSort,
+        after: Sequence[object] | None,
+        limit: int,
+    ) -> list[SegmentRow]:
+        """One page of a dimension's values (per touchpoint) over the spans, in ``sort``'s order
+        after the cursor's position (see :func:`insight.sort_position`), in one query."""
+        groups = (
+            select(NpsCell.touchpoint, NpsCell.value, *_summed())
+            .where(*_cells_selected(where, spans))
+            .group_by(NpsCell.touchpoint, NpsCell.value)
+            .subquery()
+        )
+        columns = [groups.c[name] for name in SCORE_COLUMNS]
+        responses = functools.reduce(operator.add, columns)
+        promoters, detractors = columns[9] + columns[10], functools.reduce(operator.add, columns[:7])
+        nps = case(
+            (responses > 0, cast(100 * (promoters - detractors), Float) / cast(responses, Float)), else_=None
+        )
+        keys = _segment_keys(
+            sort, groups.c.touchpoint.collate("C"), groups.c.value.collate("C"), responses, nps
+        )
+        query = select(groups.c.touchpoint, groups.c.value, *columns, responses, nps)
+        if after is not None:
+            query = query.where(_after(keys, after))
+        query = query.order_by(*(key.desc() if descending else key.asc() for key, descending in keys))
+        return [
+            SegmentRow(row[0], row[1], _distribution(row, 2), int(row[13]), row[14])
+            for row in await self.session.execute(query.limit(limit))
+        ]
+
+    async def weekly_by_segment(
+        self, where: CellFilter, segments: Sequence[tuple[str, str]], weeks: Span
+    ) -> dict[tuple[str, str], dict[date, list[int]]]:
+        """The week cells of the given (touchpoint, value) pairs: the sparklines of a page."""
+        if not segments:
+            return {}
+        query = select(NpsCell.touchpoint, NpsCell.value, NpsCell.start, *_summed()).where(
+            *_cells_selected(where, [weeks]), tuple_(NpsCell.touchpoint, NpsCell.value).in_(list(segments))
+        )
+        query = query.group_by(NpsCell.touchpoint, NpsCell.value, NpsCell.start)
+        found: dict[tuple[str, str], dict[date, list[int]]] = {}
+        for row in await self.session.execute(query):
+            found.setdefault((row[0], row[1]), {})[row[2]] = _distribution(row, 3)
+        return found
 
     async def merge_cases(self, cases: Mapping[CaseKey, CaseFacts]) -> None:
         """Upsert cases by the rule of :func:`services.reporting.domain.cases.merge`, in SQL, so that
@@ -178,6 +315,8 @@ class ReportingRepository:
             query = query.where(Response.touchpoint == where.touchpoint)
         if where.since is not None:
             query = query.where(Response.responded_at >= where.since)
+        if where.until is not None:
+            query = query.where(Response.responded_at < where.until)
         rows = await self.session.execute(query.group_by(Response.touchpoint, Response.score))
         return [(row[0], row[1], row[2]) for row in rows]
 
@@ -189,6 +328,8 @@ class ReportingRepository:
             query = query.where(InvitationSent.touchpoint == where.touchpoint)
         if where.since is not None:
             query = query.where(InvitationSent.sent_at >= where.since)
+        if where.until is not None:
+            query = query.where(InvitationSent.sent_at < where.until)
         rows = await self.session.execute(query.group_by(InvitationSent.touchpoint))
         return {row[0]: row[1] for row in rows}
 
@@ -201,6 +342,8 @@ class ReportingRepository:
             query = query.where(FollowupCase.touchpoint == where.touchpoint)
         if where.since is not None:
             query = query.where(func.coalesce(FollowupCase.opened_at, FollowupCase.updated_at) >= where.since)
+        if where.until is not None:
+            query = query.where(func.coalesce(FollowupCase.opened_at, FollowupCase.updated_at) < where.until)
         rows = await self.session.execute(
             query.group_by(FollowupCase.touchpoint, FollowupCase.status, FollowupCase.breached)
         )
@@ -227,6 +370,8 @@ class ReportingRepository:
             query = query.where(InvitationStep.touchpoint == where.touchpoint)
         if where.since is not None:
             query = query.where(InvitationStep.at >= where.since)
+        if where.until is not None:
+            query = query.where(InvitationStep.at < where.until)
         rows = await self.session.execute(query.group_by(InvitationStep.touchpoint, InvitationStep.step))
         return [(row[0], row[1], row[2]) for row in rows]
 
@@ -246,6 +391,8 @@ class ReportingRepository:
             query = query.where(Response.touchpoint == where.touchpoint)
         if where.since is not None:
             query = query.where(Response.responded_at >= where.since)
+        if where.until is not None:
+            query = query.where(Response.responded_at < where.until)
         rows = await self.session.execute(query.group_by(Response.touchpoint))
         return {
             row[0]: AnswerDetails(
@@ -268,6 +415,8 @@ class ReportingRepository:
             query = query.where(Response.touchpoint == where.touchpoint)
         if where.since is not None:
             query = query.where(Response.responded_at >= where.since)
+        if where.until is not None:
+            query = query.where(Response.responded_at < where.until)
         result = await self.session.scalars(
             query.order_by(Response.responded_at.desc(), Response.response_id.desc()).limit(limit)
         )
@@ -367,6 +516,69 @@ class ReportingRepository:
         return counts
 
 
+def _segment_keys(
+    sort: SegmentSort,
+    touchpoint: ColumnElement[str],
+    value: ColumnElement[str],
+    responses: ColumnElement[int],
+    nps: ColumnElement[float | None],
+) -> list[tuple[ColumnElement[Any], bool]]:
+    """The order ``sort`` names, as (expression, descending), matching :func:`insight.sort_position`."""
+    descending = sort.startswith("-")
+    if sort in ("responses", "-responses"):
+        return [(responses, descending), (touchpoint, False), (value, False)]
+    if sort in ("nps", "-nps"):
+        return [
+            (nps.is_(None), False),
+            (func.coalesce(nps, 0.0), descending),
+            (touchpoint, False),
+            (value, False),
+        ]
+    return [(value, descending), (touchpoint, False)]
+
+
+def _cells_selected(where: CellFilter, spans: Sequence[Span]) -> list[ColumnElement[bool]]:
+    """The filter's cells in the spans: the primary key's prefix with a touchpoint, else the
+    segment index's."""
+    conditions = [NpsCell.tenant_id == where.tenant_id, NpsCell.dimension == where.dimension]
+    if where.value is not None:
+        conditions.append(NpsCell.value == where.value)
+    if where.touchpoint is not None:
+        conditions.append(NpsCell.touchpoint == where.touchpoint)
+    conditions.append(
+        or_(
+            *(
+                and_(NpsCell.bucket == span.bucket, NpsCell.start >= span.first, NpsCell.start < span.stop)
+                for span in spans
+            )
+        )
+    )
+    return conditions
+
+
+def _summed() -> list[Label[int]]:
+    return [cast(func.sum(getattr(NpsCell, name)), BigInteger).label(name) for name in SCORE_COLUMNS]
+
+
+def _distribution(row: Sequence[Any], offset: int = 0) -> list[int]:
+    return [int(row[offset + index] or 0) for index in range(len(SCORE_COLUMNS))]
+
+
+def _after(
+    keys: Sequence[tuple[ColumnElement[Any], bool]], position: Sequence[object]
+) -> ColumnElement[bool]:
+    """Rows after ``position`` in the order of ``keys`` (expression, descending): the keyset."""
+    alternatives = []
+    for index, (key, descending) in enumerate(keys):
+        beyond = key < position[index] if descending else key > position[index]
+        alternatives.append(and_(*(k == position[i] for i, (k, _) in enumerate(keys[:index])), beyond))
+    return or_(*alternatives)
+
+
+def _cell_key(cell: NpsCell) -> tuple[uuid.UUID, str, str, str, str, date]:
+    return (cell.tenant_id, cell.touchpoint, cell.dimension, cell.value, cell.bucket, cell.start)
+
+
 def _cases_selected(where: ReportFilter) -> list[ColumnElement[bool]]:
     """The filter's cases: opened (or, while the opening is unknown, updated) from ``since`` on.
 
@@ -376,6 +588,8 @@ def _cases_selected(where: ReportFilter) -> list[ColumnElement[bool]]:
         conditions.append(FollowupCase.touchpoint == where.touchpoint)
     if where.since is not None:
         conditions.append(func.coalesce(FollowupCase.opened_at, FollowupCase.updated_at) >= where.since)
+    if where.until is not None:
+        conditions.append(func.coalesce(FollowupCase.opened_at, FollowupCase.updated_at) < where.until)
     return conditions
 
 

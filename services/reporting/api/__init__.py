@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.reporting.api import page, summary
+from services.reporting.api import insight, page, stream, summary
 
-routers: list[APIRouter] = [summary.router, page.router]
+routers: list[APIRouter] = [summary.router, insight.router, stream.router, page.router]

@@ -18,6 +18,7 @@ from libs.common.db import UnitOfWork
 from libs.common.deps import UoW
 from libs.common.events import FailureReason, Timestamp
 from libs.common.web import TenantOrPerson
+from services.reporting.api.params import checked_until
 from services.reporting.domain import display
 from services.reporting.domain.followups import (
     BreachRow,
@@ -149,6 +150,10 @@ SinceQuery = Annotated[
     Timestamp | None,
     Query(description="only what happened from then on: an ISO date (UTC midnight) or date-time"),
 ]
+UntilQuery = Annotated[
+    Timestamp | None,
+    Query(description="only what happened before then (exclusive): an ISO date (UTC midnight) or date-time"),
+]
 
 
 @router.get("/v1/reports/summary")
@@ -157,6 +162,7 @@ async def get_summary(
     uow: UoW,
     touchpoint: TouchpointQuery = None,
     since: SinceQuery = None,
+    until: UntilQuery = None,
 ) -> SummaryReport:
     """The tenant's results: Net Promoter Score, invitations sent, response rate, follow-up
     cases, the invitations' funnel (sent, opened by a person, opened only by a machine such as
@@ -167,9 +173,11 @@ async def get_summary(
     Scores are each answer's current one: a score the customer replaced within the grace period
     counts as replaced. Invitations count from when they were sent, answers from when they were
     given, funnel steps from when they happened, cases from when they were opened. Cases whose
-    opening has not reached reporting yet count in the totals only.
+    opening has not reached reporting yet count in the totals only. ``since`` (inclusive) and
+    ``until`` (exclusive) select by those times; ``since`` must come before ``until``.
     """
-    overall, per_touchpoint = await _summaries(uow, ReportFilter(tenant.tenant_id, touchpoint, since))
+    checked_until(since, until)
+    overall, per_touchpoint = await _summaries(uow, ReportFilter(tenant.tenant_id, touchpoint, since, until))
     return SummaryReport(
         **_fields(overall),
         by_touchpoint=[
@@ -185,24 +193,29 @@ async def get_summary_page(
     uow: UoW,
     touchpoint: TouchpointQuery = None,
     since: SinceQuery = None,
+    until: UntilQuery = None,
 ) -> HTMLResponse:
     """The same summary as an HTML document, as the report page shows it: the score, answers
     and cases, the survey funnel with each step's share of the invitations sent, and the
-    follow-up questions, per touchpoint and for all of them."""
-    overall, per_touchpoint = await _summaries(uow, ReportFilter(tenant.tenant_id, touchpoint, since))
+    follow-up questions, per touchpoint and for all of them; ``since`` (inclusive) and ``until``
+    (exclusive) as for ``/v1/reports/summary``."""
+    checked_until(since, until)
+    overall, per_touchpoint = await _summaries(uow, ReportFilter(tenant.tenant_id, touchpoint, since, until))
     page = _TEMPLATES.get_template("summary.html").render(
         fmt=display,
-        scope=_scope(touchpoint, since),
+        scope=_scope(touchpoint, since, until),
         overall=overall,
         by_touchpoint=list(per_touchpoint.items()),
-        followups=await _followup_report(uow, ReportFilter(tenant.tenant_id, touchpoint, since)),
+        followups=await _followup_report(uow, ReportFilter(tenant.tenant_id, touchpoint, since, until)),
     )
     return HTMLResponse(page, headers=_SUMMARY_PAGE_HEADERS)
 
 
-def _scope(touchpoint: str | None, since: datetime | None) -> str:
+def _scope(touchpoint: str | None, since: datetime | None, until: datetime | None = None) -> str:
     where = f"Touchpoint {touchpoint}" if touchpoint else "All touchpoints"
     when = f"since {since.isoformat()}" if since else "everything so far"
+    if until is not None:
+        when = f"{when} until {until.isoformat()}" if since else f"everything before {until.isoformat()}"
     return f"{where}, {when}."
 
 
@@ -284,11 +297,16 @@ async def list_responses(
     touchpoint: TouchpointQuery = None,
     since: Annotated[Timestamp | None, Query(description="only answers given from then on")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    until: Annotated[
+        Timestamp | None, Query(description="only answers given before then (exclusive)")
+    ] = None,
 ) -> ResponseList:
     """The tenant's answers as they stand now, newest first: score, comment and the follow-up
-    questions, each in the customer's latest revision."""
+    questions, each in the customer's latest revision. ``since`` (inclusive) and ``until``
+    (exclusive) select them by when they were first given."""
+    checked_until(since, until)
     repository: ReportingRepository = uow.repository
-    rows = await repository.latest_responses(ReportFilter(tenant.tenant_id, touchpoint, since), limit)
+    rows = await repository.latest_responses(ReportFilter(tenant.tenant_id, touchpoint, since, until), limit)
     return ResponseList(
         responses=[
             ResponseView(
@@ -446,6 +464,7 @@ async def get_followups(
     uow: UoW,
     touchpoint: TouchpointQuery = None,
     since: SinceQuery = None,
+    until: UntilQuery = None,
 ) -> FollowupReportView:
     """Did following up work? Over the tenant's follow-up cases: time to first contact (p50, p90),
     the share contacted within the SLA, breaches by owner, team and touchpoint, time to
@@ -453,9 +472,11 @@ async def get_followups(
     how fast they were contacted and by root cause, each with n and a 95 % Wilson interval.
 
     Cases count from when they were opened (from their first update while the opening has not
-    reached reporting). The same rows as CSV: ``GET /v1/reports/followups.csv``."""
+    reached reporting): ``since`` (inclusive) and ``until`` (exclusive) select by that time. The
+    same rows as CSV: ``GET /v1/reports/followups.csv``."""
+    checked_until(since, until)
     await uow.repository.read_one_snapshot()
-    report = await _followup_report(uow, ReportFilter(tenant.tenant_id, touchpoint, since))
+    report = await _followup_report(uow, ReportFilter(tenant.tenant_id, touchpoint, since, until))
     return _followup_view(report)
 
 
@@ -485,13 +506,16 @@ async def get_followups_csv(
     uow: UoW,
     touchpoint: TouchpointQuery = None,
     since: SinceQuery = None,
+    until: UntilQuery = None,
 ) -> Response:
     """The follow-up report's breakdowns as CSV (RFC 4180, UTF-8, header row): breakdown
     (breaches_by_owner, breaches_by_team, breaches_by_touchpoint, recovery_by_contact_speed,
     recovery_by_root_cause), group, cases, breached, share_of_breaches, breach_rate, recovery_n,
-    recovered, recovery_rate, recovery_ci_low, recovery_ci_high. Shares are 0-1."""
+    recovered, recovery_rate, recovery_ci_low, recovery_ci_high. Shares are 0-1. ``since`` and
+    ``until`` (exclusive) as for ``/v1/reports/followups``."""
+    checked_until(since, until)
     await uow.repository.read_one_snapshot()
-    report = await _followup_report(uow, ReportFilter(tenant.tenant_id, touchpoint, since))
+    report = await _followup_report(uow, ReportFilter(tenant.tenant_id, touchpoint, since, until))
     return Response(_followup_csv(_followup_view(report)), media_type="text/csv; charset=utf-8")
 
 
