@@ -178,8 +178,9 @@
     if (card.hidden) return;
     const { change, previous } = body;
     const before = previous
-      ? "Previous period " + shownDate(previous.since) + " – " + shownDate(dayBefore(previous.until))
-        + ": " + signed(previous.score.nps) + ", n = " + answers(previous.score.responses) + ". "
+      ? "Previous period " + shownDate(previous.since) + " – " + shownDate(dayBefore(previous.until)) + ": "
+        + (previous.score.responses ? signed(previous.score.nps) + ", n = " + answers(previous.score.responses)
+          : "no answers") + "."
       : "";
     if (!change || change.too_few || change.difference === null) {
       showValue(byId("change-value"), "Too few answers", "few");
