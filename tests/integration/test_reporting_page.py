@@ -281,3 +281,13 @@ async def test_the_page_needs_the_key_and_shows_nothing_yet_without_data(
     assert script.headers["content-type"].startswith("text/javascript")
     assert "sessionStorage" in script.text
     assert "/v1/reports/summary.html" in script.text
+    # Only the page's own files are served, each as what it is, never sniffed as something else.
+    chart = await reporting.client.get("/assets/vendor/uplot/uPlot.iife.min.js")
+    assert chart.headers["content-type"].startswith("text/javascript")
+    styles = await reporting.client.get("/assets/report.css")
+    assert styles.headers["content-type"].startswith("text/css")
+    for served in (script, chart, styles):
+        assert served.headers["x-content-type-options"] == "nosniff"
+        assert served.headers["cache-control"].startswith("public, max-age=")
+    for elsewhere in ("vendor/uplot/LICENSE", "../report.html", "..%2Fconfig.py", "report.js.map"):
+        assert (await reporting.client.get(f"/assets/{elsewhere}")).status_code == 404
