@@ -264,6 +264,12 @@
         { values: (u, splits) => splits.map((v) => signed(v).replace(".0", "")) },
       ],
     }, [xs, nps, high, low]);
+    const answered = points.filter((point) => point.score.responses > 0);
+    const latest = answered[answered.length - 1];
+    byId("trend-chart").setAttribute("aria-label", "NPS by " + body.bucket + ", " + points.length + " "
+      + body.bucket + "s, " + answered.length + " with answers"
+      + (latest ? "; the latest from " + shownDate(latest.start) + ": " + signed(latest.score.nps) + ", "
+        + answers(latest.score.responses) : "") + ". The table that follows lists each.");
     fillTable("trend-table", points.map((point) => [
       shownDate(point.start), point.score.responses ? signed(point.score.nps) : "no answers",
       range(point.score.interval), String(point.score.responses),
@@ -283,6 +289,8 @@
         series("Promoters", COLOURS.promoter)],
       axes: [{ splits: () => scores, values: (u, splits) => splits.map(String), grid: { show: false } }, {}],
     }, [scores, only(0, 6), only(7, 8), only(9, 10)]);
+    byId("distribution-chart").setAttribute("aria-label", "Answers by score: "
+      + distribution.map((count, score) => score + ": " + count).join(", ") + ".");
     fillTable("distribution-table", distribution.map((count, score) => [String(score), String(count)]));
   }
 
@@ -475,6 +483,13 @@
     const page = new DOMParser().parseFromString(await response.text(), "text/html");
     const report = page.getElementById("report-body");
     byId("report-body").replaceChildren(...(report ? report.childNodes : []));
+    // A table wider than a phone scrolls in its box: the box takes focus so a keyboard can scroll it.
+    for (const box of byId("report-body").querySelectorAll(".scroll")) {
+      const caption = box.querySelector("caption");
+      box.tabIndex = 0;
+      box.setAttribute("role", "region");
+      box.setAttribute("aria-label", caption ? caption.textContent : "Table");
+    }
   }
 
   // ---- live updates -----------------------------------------------------------------------------
