@@ -24,6 +24,7 @@ from sqlalchemy import (
     Uuid,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.common.db import add_common_tables
@@ -66,8 +67,37 @@ class Response(Base):
     csat: Mapped[int | None] = mapped_column(SmallInteger)
     effort: Mapped[int | None] = mapped_column(SmallInteger)
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: Who answered, and the survey context's snapshot the answer's segments come from (the
+    #: verbatims feed filters by them; see ``services/reporting/domain/verbatims.py``). Null in rows
+    #: recorded before reporting kept them, and where the survey had no context.
+    customer_id: Mapped[str | None] = mapped_column(String(200))
+    locale: Mapped[str | None] = mapped_column(Text)
+    account_id: Mapped[str | None] = mapped_column(String(200))
+    attributes: Mapped[dict[str, str] | None] = mapped_column(JSONB(none_as_null=True))
+    #: ``[{"amount_minor", "currency"}]`` as the context carried it.
+    spend_12m: Mapped[list[dict[str, object]] | None] = mapped_column(JSONB(none_as_null=True))
 
-    __table_args__ = (Index("ix_responses_tenant_responded_at", "tenant_id", "responded_at"),)
+    # (tenant, responded_at, response_id) is the keyset the feed and the exports page by. The feed
+    # shows only answers with a comment, mostly a small share of them: its own partial indexes
+    # (the predicate must be the queries' exactly) skip the rest.
+    __table_args__ = (
+        Index("ix_responses_tenant_responded_at", "tenant_id", "responded_at", "response_id"),
+        Index(
+            "ix_responses_commented",
+            "tenant_id",
+            "responded_at",
+            "response_id",
+            postgresql_where=text("comment <> ''"),
+        ),
+        Index(
+            "ix_responses_commented_touchpoint",
+            "tenant_id",
+            "touchpoint",
+            "responded_at",
+            "response_id",
+            postgresql_where=text("comment <> ''"),
+        ),
+    )
 
 
 class InvitationStep(Base):
@@ -121,17 +151,21 @@ class FollowupCase(Base):
     seconds_to_resolution: Mapped[float | None] = mapped_column(Float)
     root_cause: Mapped[str | None] = mapped_column(String(100))
     recovery_score: Mapped[int | None] = mapped_column(SmallInteger)
+    #: The answer the case follows up (``followup.opened``); null until the opening arrives.
+    response_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
     # Reports select a tenant's cases by when they were opened (when only known to be updated, by
-    # that), optionally of one touchpoint: the expression must match the queries' exactly.
+    # that), optionally of one touchpoint: the expression must match the queries' exactly. The case
+    # id after it is the export's keyset.
     __table_args__ = (
-        Index("ix_cases_tenant_opened", "tenant_id", text("coalesce(opened_at, updated_at)")),
+        Index("ix_cases_tenant_opened", "tenant_id", text("coalesce(opened_at, updated_at)"), "case_id"),
         Index(
             "ix_cases_tenant_touchpoint_opened",
             "tenant_id",
             "touchpoint",
             text("coalesce(opened_at, updated_at)"),
         ),
+        Index("ix_cases_tenant_response", "tenant_id", "response_id"),
     )
 
 

@@ -25,6 +25,8 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal,
+    literal_column,
     or_,
     select,
     text,
@@ -47,6 +49,7 @@ from services.reporting.domain.followups import (
 )
 from services.reporting.domain.insight import SegmentSort, Span
 from services.reporting.domain.summary import FollowUpAnswers
+from services.reporting.domain.verbatims import MAX_CATEGORIES, Position
 from services.reporting.models import (
     SCORE_COLUMNS,
     Base,
@@ -72,6 +75,9 @@ _REVISED_COLUMNS = (
     "effort",
     "updated_at",
 )
+#: The survey context's snapshot: a revision carries it again, so where one arrives without it
+#: (or an older row lacks it) the known value stays.
+_SNAPSHOT_COLUMNS = ("customer_id", "locale", "account_id", "attributes", "spend_12m")
 
 
 def _columns(row: Base) -> dict[str, object]:
@@ -111,6 +117,41 @@ class SegmentRow:
     responses: int
     #: As the database computed it for the order: the next page's cursor carries it exactly.
     nps: float | None
+
+
+@dataclass(frozen=True)
+class Period:
+    """What an export or the feed selects: a tenant's, from ``since`` (inclusive) to ``until``
+    (exclusive), optionally of one touchpoint."""
+
+    tenant_id: uuid.UUID
+    since: datetime
+    until: datetime
+    touchpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    dimension: str
+    value: str
+
+
+@dataclass(frozen=True)
+class VerbatimFilter:
+    period: Period
+    segment: Segment | None = None
+    #: The scores of the NPS group asked for (see ``domain.verbatims.scores_in``); None for all.
+    scores: Sequence[int] | None = None
+    #: A case-insensitive substring of the comment.
+    q: str | None = None
+    #: Where the previous page ended.
+    after: Position | None = None
+
+
+@dataclass(frozen=True)
+class CaseLink:
+    case_id: uuid.UUID
+    status: str
 
 
 @dataclass(frozen=True)
@@ -171,7 +212,13 @@ class ReportingRepository:
         await self.session.execute(
             insert.on_conflict_do_update(
                 index_elements=[Response.tenant_id, Response.response_id],
-                set_={name: insert.excluded[name] for name in _REVISED_COLUMNS},
+                set_={
+                    **{name: insert.excluded[name] for name in _REVISED_COLUMNS},
+                    **{
+                        name: func.coalesce(insert.excluded[name], getattr(Response, name))
+                        for name in _SNAPSHOT_COLUMNS
+                    },
+                },
                 where=Response.revision < insert.excluded.revision,
             )
         )
@@ -422,6 +469,86 @@ class ReportingRepository:
         )
         return result.all()
 
+    async def verbatims(self, where: VerbatimFilter, limit: int) -> Sequence[Response]:
+        """Answers with a comment, newest first, from after ``where.after`` on: at most ``limit``.
+
+        The conditions are the partial indexes' (``comment <> ''``, written as a literal so that a
+        generic plan can use them too); q, segment and group filter the keyset scan."""
+        query = select(Response).where(
+            Response.tenant_id == where.period.tenant_id,
+            _COMMENTED,
+            Response.responded_at >= where.period.since,
+            Response.responded_at < where.period.until,
+        )
+        if where.period.touchpoint is not None:
+            query = query.where(Response.touchpoint == where.period.touchpoint)
+        if where.segment is not None:
+            query = query.where(_in_segment(where.segment))
+        if where.scores is not None:
+            query = query.where(Response.score.in_(where.scores))
+        if where.q is not None:
+            query = query.where(Response.comment.ilike(f"%{_like_escaped(where.q)}%", escape="\\"))
+        if where.after is not None:
+            query = query.where(
+                tuple_(Response.responded_at, Response.response_id)
+                < tuple_(where.after.responded_at, where.after.response_id)
+            )
+        result = await self.session.scalars(
+            query.order_by(Response.responded_at.desc(), Response.response_id.desc()).limit(limit)
+        )
+        return result.all()
+
+    async def cases_of_answers(
+        self, tenant_id: uuid.UUID, response_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, CaseLink]:
+        """The follow-up case of each answer that has one (the latest opened, should there be two)."""
+        if not response_ids:
+            return {}
+        opened = func.coalesce(FollowupCase.opened_at, FollowupCase.updated_at)
+        rows = await self.session.execute(
+            select(FollowupCase.response_id, FollowupCase.case_id, FollowupCase.status)
+            .where(FollowupCase.tenant_id == tenant_id, FollowupCase.response_id.in_(response_ids))
+            .order_by(opened, FollowupCase.case_id)
+        )
+        # Ordered oldest first: the latest opened case of an answer is the one left in the dict.
+        return {row[0]: CaseLink(case_id=row[1], status=row[2]) for row in rows if row[0] is not None}
+
+    async def responses_after(self, period: Period, after: Position | None, limit: int) -> Sequence[Response]:
+        """One batch of the responses export: every answer in the period, oldest first, after the
+        position (the keyset of ``ix_responses_tenant_responded_at``)."""
+        query = select(Response).where(
+            Response.tenant_id == period.tenant_id,
+            Response.responded_at >= period.since,
+            Response.responded_at < period.until,
+        )
+        if period.touchpoint is not None:
+            query = query.where(Response.touchpoint == period.touchpoint)
+        if after is not None:
+            query = query.where(
+                tuple_(Response.responded_at, Response.response_id)
+                > tuple_(after.responded_at, after.response_id)
+            )
+        result = await self.session.scalars(
+            query.order_by(Response.responded_at, Response.response_id).limit(limit)
+        )
+        return result.all()
+
+    async def cases_after(
+        self, period: Period, after: tuple[datetime, uuid.UUID] | None, limit: int
+    ) -> Sequence[FollowupCase]:
+        """One batch of the cases export: cases opened (while the opening is unknown, updated) in the
+        period, in that order, after the position (the keyset of ``ix_cases_tenant_opened``)."""
+        opened = func.coalesce(FollowupCase.opened_at, FollowupCase.updated_at)
+        query = select(FollowupCase).where(
+            FollowupCase.tenant_id == period.tenant_id, opened >= period.since, opened < period.until
+        )
+        if period.touchpoint is not None:
+            query = query.where(FollowupCase.touchpoint == period.touchpoint)
+        if after is not None:
+            query = query.where(tuple_(opened, FollowupCase.case_id) > tuple_(*after))
+        result = await self.session.scalars(query.order_by(opened, FollowupCase.case_id).limit(limit))
+        return result.all()
+
     async def case_totals(self, where: ReportFilter) -> CaseTotals:
         """Counts and percentiles (``percentile_cont``: see :func:`followups.percentile`) over the
         selected cases, in one row. A breach is a missed first-contact deadline, resolved or not."""
@@ -591,6 +718,37 @@ def _cases_selected(where: ReportFilter) -> list[ColumnElement[bool]]:
     if where.until is not None:
         conditions.append(func.coalesce(FollowupCase.opened_at, FollowupCase.updated_at) < where.until)
     return conditions
+
+
+#: An answer with a comment: the predicate of the feed's partial indexes, exactly.
+_COMMENTED = Response.comment.op("<>")(literal_column("''"))
+
+
+def _like_escaped(text: str) -> str:
+    """The text as a LIKE pattern matching only itself (with ``ESCAPE '\\'``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _in_segment(segment: Segment) -> ColumnElement[bool]:
+    """The answer is in the segment, by the rule of :mod:`services.reporting.domain.verbatims`."""
+    if segment.dimension == "language":
+        primary = func.split_part(func.replace(Response.locale, "_", "-"), "-", 1)
+        return func.lower(func.btrim(primary)) == segment.value
+    if segment.dimension == "account":
+        return func.btrim(Response.account_id) == segment.value
+    if segment.dimension == "category":
+        raw = func.coalesce(Response.attributes["category"].astext, Response.attributes["categories"].astext)
+        parts = (
+            func.unnest(func.string_to_array(raw, ","))
+            .table_valued("part", with_ordinality="n")
+            .render_derived()
+        )
+        value = func.btrim(parts.c.part)
+        categories = (
+            select(value).select_from(parts).where(value != "").order_by(parts.c.n).limit(MAX_CATEGORIES)
+        )
+        return literal(segment.value).in_(categories)
+    return func.btrim(Response.attributes[segment.dimension].astext) == segment.value
 
 
 def _percentiles(column: SQLColumnExpression[float | None]) -> tuple[ColumnElement[float], ...]:

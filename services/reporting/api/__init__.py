@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.reporting.api import insight, page, stream, summary
+from services.reporting.api import export, insight, page, stream, summary, verbatims
 
-routers: list[APIRouter] = [summary.router, insight.router, stream.router, page.router]
+routers: list[APIRouter] = [
+    summary.router,
+    insight.router,
+    stream.router,
+    verbatims.router,
+    export.router,
+    page.router,
+]

@@ -27,6 +27,7 @@ from services.reporting.domain.followups import (
     RecoveryRow,
     followup_report,
 )
+from services.reporting.domain.spreadsheet import text_cell as _text
 from services.reporting.domain.summary import CaseCounts, FollowUpAnswers, Funnel, ScoreCounts, Summary
 from services.reporting.repository import ReportFilter, ReportingRepository
 
@@ -545,13 +546,6 @@ def _followup_csv(view: FollowupReportView) -> str:
             recovery = (group.n, group.recovered, _cell(group.rate), *bounds)
             writer.writerow((breakdown, _text(group.group), *("",) * 4, *recovery))
     return out.getvalue()
-
-
-def _text(value: str) -> str:
-    """A tenant's own text (an owner's or team's name, a root cause) as a spreadsheet reads it: a
-    leading ``=``, ``+``, ``-``, ``@``, tab or carriage return would make it a formula, so it is
-    quoted with an apostrophe (OWASP's advice against CSV injection)."""
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def _cell(value: float | None) -> str:

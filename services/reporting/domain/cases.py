@@ -3,7 +3,8 @@
 ``followup.opened`` and ``followup.updated`` travel on different partitions, so an update can
 arrive before the case's opening, and an older update after a newer one. Merging facts must give
 the same case whatever the order: the latest status wins (ties go to the further status, then to
-breached), and whatever only the opening knows (touchpoint, opened_at, due_at) is kept once known.
+breached), and whatever only the opening knows (touchpoint, opened_at, due_at, the answer's response_id) is
+kept once known.
 
 How the case went (owner, team, times to contact and resolution, root cause, recovery score) is
 taken from the latest snapshot that carries it: each field on its own, so an event from an older
@@ -15,6 +16,7 @@ one. Neither matters once every emitter sends the whole state and fields, once s
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -43,6 +45,8 @@ class CaseFacts:
     seconds_to_resolution: float | None = None
     root_cause: str | None = None
     recovery_score: int | None = None
+    #: The answer the case follows up: only the opening says it.
+    response_id: uuid.UUID | None = None
 
     @property
     def precedence(self) -> tuple[datetime, int, bool]:
@@ -50,7 +54,7 @@ class CaseFacts:
 
 
 #: Known once the case is opened: the first value known stays.
-FIRST_KNOWN = ("touchpoint", "opened_at", "due_at")
+FIRST_KNOWN = ("touchpoint", "opened_at", "due_at", "response_id")
 #: The case's state as of a snapshot: the latest snapshot's value where it has one.
 LATEST_KNOWN = (
     "priority",
@@ -85,6 +89,7 @@ def merge(stored: CaseFacts, arriving: CaseFacts) -> CaseFacts:
         seconds_to_resolution=_known(latest.seconds_to_resolution, earlier.seconds_to_resolution),
         root_cause=_known(latest.root_cause, earlier.root_cause),
         recovery_score=_known(latest.recovery_score, earlier.recovery_score),
+        response_id=_known(stored.response_id, arriving.response_id),
     )
 
 

@@ -143,6 +143,8 @@ class _Projection:
 
 
 def _answer(tenant_id: uuid.UUID, data: SurveyResponded | SurveyResponseUpdated) -> Response:
+    """The answer's row, with the survey context's snapshot its segments are taken from."""
+    context = data.context
     answer = Response(
         tenant_id=tenant_id,
         response_id=data.response_id,
@@ -156,6 +158,13 @@ def _answer(tenant_id: uuid.UUID, data: SurveyResponded | SurveyResponseUpdated)
         csat=None,
         effort=None,
         updated_at=None,
+        customer_id=data.customer_id,
+        locale=context.locale if context else None,
+        account_id=context.account_id if context else None,
+        attributes=dict(context.attributes) if context else None,
+        spend_12m=(
+            [money.model_dump() for money in context.spend_12m] if context and context.spend_12m else None
+        ),
     )
     if isinstance(data, SurveyResponseUpdated):
         answer.revision = data.revision
@@ -175,6 +184,7 @@ def _case_facts(data: FollowupOpened | FollowupUpdated) -> CaseFacts:
             touchpoint=data.touchpoint,
             opened_at=data.opened_at,
             due_at=data.due_at,
+            response_id=data.response_id,
             priority=data.priority,
             assignee_name=data.assignee_name,
             team_name=data.team_name,
