@@ -10,6 +10,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -291,6 +292,15 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
             "The parcel arrived two days late",
             "Parcel fine, the app was slow",
         }
+        # With a key in the tab, the export is fetched with it and saved from a Blob.
+        async with page.expect_download() as downloading:
+            await page.click("#export-responses")
+        download = await downloading.value
+        assert download.suggested_filename == "responses.csv"
+        exported = await asyncio.to_thread(Path(await download.path()).read_text, encoding="utf-8")
+        assert "The parcel arrived two days late" in exported
+        assert "Lovely staff in the shop" in exported
+
         # Nothing was answered in the 90 days before: no change to speak of, and the page says so.
         await page.check("#compare")
         await page.click("#filters button[type=submit]")
