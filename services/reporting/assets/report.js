@@ -332,11 +332,20 @@
       }
       run = [];
     };
+    let last = null;
     values.forEach((value, index) => {
       if (value === null) return flush();
-      run.push((index * step).toFixed(1) + "," + ((height / 2) * (1 - value / 100)).toFixed(1));
+      last = [index * step, (height / 2 - 2) * (1 - value / 100) + 2];
+      run.push(last[0].toFixed(1) + "," + last[1].toFixed(1));
     });
     flush();
+    if (last) {
+      const dot = document.createElementNS(NS, "circle");
+      dot.setAttribute("cx", String(Math.min(width - 2.5, Math.max(2.5, last[0]))));
+      dot.setAttribute("cy", String(last[1]));
+      dot.setAttribute("r", "2.5");
+      svg.append(dot);
+    }
     return svg;
   }
 
