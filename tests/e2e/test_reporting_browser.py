@@ -269,6 +269,11 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
 
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: refused.append(message.text) if "Content Security" in message.text else None,
+    )
     try:
         await page.goto(f"{base_url}/?touchpoint={touchpoint}")
         await page.fill("#api-key", tenant.api_key)
@@ -323,5 +328,6 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
         await page.locator("#trend-chart canvas").first.wait_for()
         await _no_sideways_scroll(page)
         await page.screenshot(path=str(screenshot_path("reporting", "report-390")), full_page=True)
+        assert refused == [], "the page's own scripts and styles are enough under its CSP"
     finally:
         await context.close()
