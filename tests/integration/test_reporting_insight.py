@@ -25,6 +25,7 @@ from services.reporting.config import ReportingSettings
 from services.reporting.domain.insight import Bucket, bucket_end, counts_of
 from services.reporting.main import build
 from tests.conftest import ServiceUnderTest, StartService, TestTenant, eventually, provision_tenant
+from tests.integration.test_reporting_summary import Customer
 
 pytestmark = pytest.mark.integration
 
@@ -266,3 +267,23 @@ async def test_the_stream_pushes_a_changed_cell_of_the_tenant(
     assert pushed["score"]["responses"] == 4 and pushed["score"]["nps"] == 50.0
     assert pushed["distribution"] == scores(promoters=3, detractors=1)
     assert set(pushed) == {"touchpoint", "segment", "window", "score", "distribution", "version"}
+
+
+async def test_until_ends_the_summary_and_the_answers_before_it(
+    start_service: StartService, kafka_bootstrap: str
+) -> None:
+    reporting = await start_service(build, ReportingSettings)
+    tenant = await provision_tenant(reporting.runtime)
+    customer = Customer(kafka_bootstrap, tenant, f"until-{uuid.uuid4().hex[:8]}")
+    await customer.responded(uuid.uuid4(), uuid.uuid4(), 9)
+    now = datetime.now(UTC)
+    later, earlier = (now + timedelta(days=1)).isoformat(), (now - timedelta(days=1)).isoformat()
+
+    async def answered() -> bool:
+        return bool((await get(reporting, tenant, "/v1/reports/summary", until=later))["responses"] == 1)
+
+    await eventually(answered, within=15)
+    assert (await get(reporting, tenant, "/v1/reports/summary", until=earlier))["responses"] == 0
+    assert (await get(reporting, tenant, "/v1/reports/responses", until=earlier))["responses"] == []
+    assert len((await get(reporting, tenant, "/v1/reports/responses", until=later))["responses"]) == 1
+    assert (await get(reporting, tenant, "/v1/reports/followups", until=earlier))["cases"] == 0
