@@ -19,8 +19,10 @@ from playwright.async_api import Browser, Page, expect
 from libs.common import topics
 from libs.common.app import create_app
 from libs.common.events import (
+    FOLLOWUP_OPENED,
     NPS_UPDATED,
     SURVEY_OPENED,
+    FollowupOpened,
     NpsInterval,
     NpsSegment,
     NpsUpdated,
@@ -32,7 +34,7 @@ from libs.common.nps import interval as nps_interval
 from libs.devstack.ports import free_port
 from services.reporting.config import ReportingSettings
 from services.reporting.main import build
-from tests.conftest import ServiceUnderTest, StartService, TestTenant, eventually, provision_tenant
+from tests.conftest import ServiceUnderTest, StartService, TestTenant, eventually, produce, provision_tenant
 from tests.e2e.test_survey_browser import browser, chromium, screenshot_path  # noqa: F401 - fixtures
 from tests.integration.test_reporting_page import Invitation, page_of, rows_of
 
@@ -196,12 +198,15 @@ async def _projected(service: ServiceUnderTest, tenant: TestTenant, touchpoint: 
             scores.status_code == verbatims.status_code == 200
             and scores.json()["score"]["responses"] == responses
             and len(verbatims.json()["verbatims"]) == 3
+            and any(verbatim["case"] for verbatim in verbatims.json()["verbatims"])
         )
 
     await eventually(arrived, within=30)
 
 
-async def _comments(kafka_bootstrap: str, tenant: TestTenant, touchpoint: str) -> None:
+async def _comments(kafka_bootstrap: str, tenant: TestTenant, touchpoint: str) -> uuid.UUID:
+    """Three answers with a comment; the detractor's gets a follow-up case, whose id is returned."""
+    invitations = []
     for score, comment in (
         (3, "The parcel arrived two days late"),
         (10, "Lovely staff in the shop"),
@@ -211,6 +216,29 @@ async def _comments(kafka_bootstrap: str, tenant: TestTenant, touchpoint: str) -
         await invitation.sent()
         await invitation.responded(score)
         await invitation.answered_more(score, comment=comment)
+        invitations.append(invitation)
+    detractor, case_id = invitations[0], uuid.uuid4()
+    opened = FollowupOpened(
+        case_id=case_id,
+        response_id=detractor.response_id,
+        invitation_id=detractor.invitation_id,
+        customer_id=detractor.customer_id,
+        touchpoint=touchpoint,
+        score=3,
+        opened_at=detractor.responded_at,
+        due_at=detractor.responded_at + timedelta(hours=48),
+    )
+    event = new_event(
+        FOLLOWUP_OPENED,
+        tenant_id=tenant.tenant_id,
+        data=opened,
+        subject=detractor.customer_id,
+        source="/tests",
+    )
+    await produce(
+        kafka_bootstrap, topics.FOLLOWUPS, event.envelope.to_json(), key=detractor.customer_id.encode()
+    )
+    return case_id
 
 
 async def _check_cards_and_charts(page: Page, everybody: Counts, distribution: list[int]) -> None:
@@ -264,7 +292,7 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
     }
     given = [score for by_country in days.values() for scores in by_country.values() for score in scores]
     await _publish_cells(kafka_bootstrap, tenant, _cells(touchpoint, days, version=1))
-    await _comments(kafka_bootstrap, tenant, touchpoint)
+    case_id = await _comments(kafka_bootstrap, tenant, touchpoint)
     await _projected(service, tenant, touchpoint, len(given))
 
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
@@ -297,6 +325,9 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
             "The parcel arrived two days late",
             "Parcel fine, the app was slow",
         }
+        case_link = page.locator("#verbatims li", has_text="two days late").get_by_role("link")
+        assert (await case_link.get_attribute("href") or "").endswith(f"/desk/cases/{case_id}")
+        assert "Case (open)" in await case_link.inner_text()
         # With a key in the tab, the export is fetched with it and saved from a Blob.
         async with page.expect_download() as downloading:
             await page.click("#export-responses")
