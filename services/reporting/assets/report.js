@@ -11,6 +11,7 @@
   const CATEGORY_NAMES = { promoter: "Promoter", passive: "Passive", detractor: "Detractor" };
   //: The filters kept in the address, so that a link shows the same report.
   const QUERY_FIELDS = ["touchpoint", "segment", "since", "until", "bucket", "dimension", "category", "q"];
+  const DEFAULTS = { bucket: "week", dimension: "country" };
   const byId = (id) => document.getElementById(id);
   const state = { sort: "-responses", segmentsCursor: null, verbatimsCursor: null, charts: {} };
 
@@ -97,15 +98,12 @@
   }
 
   // ---- filters and the address ----------------------------------------------------------------
-  function defaultRange() {
-    const now = new Date();
-    const until = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1));
-    return { since: isoDate(new Date(until.getTime() - DEFAULT_DAYS * DAY_MS)), until: isoDate(until) };
-  }
-
+  // The APIs' own default, spelled out so that every panel and the exports cover the same days:
+  // the 90 days up to today (until is exclusive: tomorrow, UTC).
   function filters() {
-    const defaults = defaultRange();
-    const until = byId("until").value || defaults.until;
+    const now = new Date();
+    const tomorrow = isoDate(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1)));
+    const until = byId("until").value || tomorrow;
     const since = byId("since").value
       || isoDate(new Date(Date.parse(until + "T00:00:00Z") - DEFAULT_DAYS * DAY_MS));
     return {
@@ -118,23 +116,25 @@
     };
   }
 
+  // Also on going back: a filter the address does not name returns to its default.
   function readAddress() {
     const query = new URLSearchParams(location.search);
     for (const name of QUERY_FIELDS) {
+      const field = byId(name);
       const value = query.get(name);
-      if (value !== null) byId(name).value = value;
+      const known = field.tagName !== "SELECT" || [...field.options].some((option) => option.value === value);
+      field.value = value !== null && known ? value : DEFAULTS[name] || "";
     }
     byId("compare").checked = query.get("compare") === "previous";
     const sort = query.get("sort");
-    if (sort && /^-?(value|responses|nps)$/.test(sort)) state.sort = sort;
+    state.sort = sort && /^-?(value|responses|nps)$/.test(sort) ? sort : "-responses";
     showSort();
   }
 
   function writeAddress() {
     const params = {};
     for (const name of QUERY_FIELDS) params[name] = byId(name).value.trim();
-    if (params.bucket === "week") delete params.bucket;
-    if (params.dimension === "country") delete params.dimension;
+    for (const [name, value] of Object.entries(DEFAULTS)) if (params[name] === value) delete params[name];
     if (byId("compare").checked) params.compare = "previous";
     if (state.sort !== "-responses") params.sort = state.sort;
     const address = withQuery(location.pathname, params);
@@ -651,7 +651,8 @@
       writeAddress();
       guarded(byId("verbatims"), () => loadVerbatims(filters(), false)).catch(signedOut);
     });
-    byId("dimension").addEventListener("change", () => {
+    byId("dimension-form").addEventListener("submit", (event) => {
+      event.preventDefault();
       writeAddress();
       guarded(byId("segments"), () => loadSegments(filters(), false)).catch(signedOut);
     });
