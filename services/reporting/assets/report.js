@@ -9,7 +9,7 @@
   const PAGE_SIZE = 20;
   const COLOURS = { detractor: "#c0392b", passive: "#a16207", promoter: "#1f7a4d", line: "#0b69a3" };
   const CATEGORY_NAMES = { promoter: "Promoter", passive: "Passive", detractor: "Detractor" };
-  //: The filters kept in the address, so that a link shows the same report.
+  // The filters kept in the address, so that a link shows the same report.
   const QUERY_FIELDS = ["touchpoint", "segment", "since", "until", "bucket", "dimension", "category", "q"];
   const DEFAULTS = { bucket: "week", dimension: "country" };
   const byId = (id) => document.getElementById(id);
@@ -173,10 +173,11 @@
   }
 
   function showChange(body) {
-    const card = byId("change-card");
-    card.hidden = !filters().compare;
-    if (card.hidden) return;
     const { change, previous } = body;
+    // Asked for with compare=previous, which always names the previous period.
+    const card = byId("change-card");
+    card.hidden = !previous;
+    if (card.hidden) return;
     const before = previous
       ? "Previous period " + shownDate(previous.since) + " – " + shownDate(dayBefore(previous.until)) + ": "
         + (previous.score.responses ? signed(previous.score.nps) + ", n = " + answers(previous.score.responses)
