@@ -13,7 +13,8 @@
   const QUERY_FIELDS = ["touchpoint", "segment", "since", "until", "bucket", "dimension", "category", "q"];
   const DEFAULTS = { bucket: "week", dimension: "country" };
   const byId = (id) => document.getElementById(id);
-  const state = { sort: "-responses", segmentsCursor: null, verbatimsCursor: null, charts: {} };
+  // where: the filters as last submitted; paging, sorting and live refreshes keep to them.
+  const state = { sort: "-responses", segmentsCursor: null, verbatimsCursor: null, charts: {}, where: null };
 
   class SignedOut extends Error {}
 
@@ -395,7 +396,7 @@
     else state.sort = key === "value" ? key : "-" + key;
     showSort();
     writeAddress();
-    guarded(byId("segments"), () => loadSegments(filters(), false)).catch(signedOut);
+    guarded(byId("segments"), () => loadSegments(state.where, false)).catch(signedOut);
   }
 
   // ---- verbatims --------------------------------------------------------------------------------
@@ -533,7 +534,7 @@
   }
 
   async function listen(controller) {
-    const where = filters();
+    const where = state.where;
     const response = await request("/v1/nps/stream",
       { touchpoint: where.touchpoint, segment: where.segment }, "text/event-stream", controller.signal);
     showLive("Live", "on");
@@ -565,7 +566,7 @@
   function refreshSoon() {
     clearTimeout(live.refresh);
     live.refresh = setTimeout(async () => {
-      const where = filters();
+      const where = state.where;
       await Promise.all([guarded(byId("score-cards"), () => loadScores(where)),
         guarded(byId("trend-chart"), () => loadTrend(where))]);
       showLive("Live · updated " + new Date().toLocaleTimeString("en-GB"), "on");
@@ -606,6 +607,7 @@
   async function load() {
     setStatus("Loading…");
     const where = filters();
+    state.where = where;
     try {
       await loadSummary(where);
     } catch (error) {
@@ -650,20 +652,20 @@
     byId("verbatim-filters").addEventListener("submit", (event) => {
       event.preventDefault();
       writeAddress();
-      guarded(byId("verbatims"), () => loadVerbatims(filters(), false)).catch(signedOut);
+      guarded(byId("verbatims"), () => loadVerbatims(state.where, false)).catch(signedOut);
     });
     byId("dimension-form").addEventListener("submit", (event) => {
       event.preventDefault();
       writeAddress();
-      guarded(byId("segments"), () => loadSegments(filters(), false)).catch(signedOut);
+      guarded(byId("segments"), () => loadSegments(state.where, false)).catch(signedOut);
     });
     for (const th of byId("segments").querySelectorAll("th[data-sort]")) {
       th.querySelector("button").addEventListener("click", () => sortBy(th.dataset.sort));
     }
     byId("segments-more").addEventListener("click",
-      () => guarded(byId("segments"), () => loadSegments(filters(), true)).catch(signedOut));
+      () => guarded(byId("segments"), () => loadSegments(state.where, true)).catch(signedOut));
     byId("verbatims-more").addEventListener("click",
-      () => guarded(byId("verbatims"), () => loadVerbatims(filters(), true)).catch(signedOut));
+      () => guarded(byId("verbatims"), () => loadVerbatims(state.where, true)).catch(signedOut));
     byId("export-responses").addEventListener("click", download);
     byId("export-cases").addEventListener("click", download);
     byId("forget").addEventListener("click", () => {
