@@ -243,6 +243,8 @@
     return new Date(seconds * 1000).toLocaleDateString("en-GB", { ...format, timeZone: "UTC" });
   }
 
+  const shown = (u, value) => signed(value);
+
   function drawTrend(body) {
     const points = body.points;
     const xs = points.map((point) => Date.parse(point.start + "T00:00:00Z") / 1000);
@@ -251,14 +253,15 @@
     const low = points.map((point) => (point.score.interval ? point.score.interval.low : null));
     replaceChart("trend", byId("trend-chart"), {
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
-      legend: { show: false },
+      // The legend reads out the point under the pointer.
+      legend: { live: true },
       cursor: { drag: { x: false, y: false } },
       scales: { y: { range: scoreRange } },
       series: [
-        {},
-        { label: "NPS", stroke: COLOURS.line, width: 2, points: { show: true, size: 6 } },
-        { label: "95 % interval, high", stroke: "rgba(11, 105, 163, 0.35)", width: 1, points: { show: false } },
-        { label: "95 % interval, low", stroke: "rgba(11, 105, 163, 0.35)", width: 1, points: { show: false } },
+        { label: "From", value: (u, ts) => (ts === null ? "—" : axisDate(ts, "day")) },
+        { label: "NPS", stroke: COLOURS.line, width: 2, points: { show: true, size: 6 }, value: shown },
+        { label: "high", stroke: "rgba(11, 105, 163, 0.35)", width: 1, points: { show: false }, value: shown },
+        { label: "low", stroke: "rgba(11, 105, 163, 0.35)", width: 1, points: { show: false }, value: shown },
       ],
       bands: [{ series: [2, 3], fill: "rgba(11, 105, 163, 0.15)" }],
       axes: [
