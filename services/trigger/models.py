@@ -133,6 +133,33 @@ class Decision(Base):
     __table_args__ = (
         Index("ix_decisions_customer", "tenant_id", "customer_id", "decided_at"),
         Index("ux_decisions_event", "tenant_id", "event_id", unique=True),
+        #: The decisions export reads a tenant's range in (decided_at, id) order, in keyset batches.
+        Index("ix_decisions_tenant_time", "tenant_id", "decided_at", "id"),
+    )
+
+
+class Purchase(Base):
+    """What a customer spent on one order, once per (tenant, order): in the minor units of its own
+    currency (never converted), for the spend snapshot each survey request carries."""
+
+    __tablename__ = "purchases"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    #: ISO 4217, e.g. ``DKK``.
+    currency: Mapped[str] = mapped_column(String(3))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index(
+            "ix_purchases_customer",
+            "tenant_id",
+            "customer_id",
+            "occurred_at",
+            postgresql_include=["currency", "amount_minor"],
+        ),
+        CheckConstraint("amount_minor >= 0", name="ck_purchases_amount"),
     )
 
 

@@ -16,7 +16,19 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import NamedTuple, cast
 
-from sqlalchemy import BindParameter, Table, Text, any_, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -111,6 +123,33 @@ class TenantRecord(NamedTuple):
     display_name: str | None
 
 
+class ExportedDecision(NamedTuple):
+    """A decision as the decisions export writes it (field names are the table's columns)."""
+
+    id: int
+    decided_at: datetime
+    event_id: str
+    event_type: str
+    customer_id: str
+    touchpoint: str | None
+    touchpoint_version: int | None
+    outcome: str
+    reason: str | None
+    detail: str | None
+    invitation_id: uuid.UUID | None
+    rest_period_days: int
+    rest_until: datetime | None
+    send_at: datetime | None
+
+
+class CustomerSpend(NamedTuple):
+    """One customer's total in one currency, in its minor units."""
+
+    customer_id: str
+    currency: str
+    amount_minor: int
+
+
 @dataclass(frozen=True)
 class CohortState:
     current_round: int
@@ -172,6 +211,18 @@ class DecisionRecord:
     rest_until: datetime | None = None
     send_at: datetime | None = None
     detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseRecord:
+    """One order's amount as the purchases ledger keeps it."""
+
+    tenant_id: uuid.UUID
+    order_id: str
+    customer_id: str
+    amount_minor: int
+    currency: str
+    occurred_at: datetime
 
 
 class ClosedInvitation(NamedTuple):
@@ -295,6 +346,22 @@ _SAVE_SOURCES = text(
     "cancelled_at = coalesce(source_records.cancelled_at, excluded.cancelled_at), "
     "invitation_id = coalesce(source_records.invitation_id, excluded.invitation_id), "
     "send_at = coalesce(source_records.send_at, excluded.send_at)"
+)
+
+_PURCHASE_COLUMNS = ("tenant_id", "order_id", "customer_id", "amount_minor", "currency", "occurred_at")
+_PURCHASE_CASTS = ("uuid", "text", "text", "bigint", "text", "timestamptz")
+_RECORD_PURCHASES = text(
+    f"INSERT INTO trigger.purchases ({', '.join(_PURCHASE_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(_PURCHASE_COLUMNS, _PURCHASE_CASTS, strict=True))
+    + ") ON CONFLICT (tenant_id, order_id) DO NOTHING"
+)
+
+# One probe of ix_purchases_customer per customer (the index holds currency and amount too).
+_SPEND = text(
+    "SELECT p.customer_id, p.currency, sum(p.amount_minor) AS amount_minor "
+    "FROM unnest(CAST(:customers AS text[])) AS wanted(customer_id) "
+    "JOIN trigger.purchases AS p ON p.tenant_id = :tenant AND p.customer_id = wanted.customer_id "
+    "AND p.occurred_at >= :since GROUP BY p.customer_id, p.currency"
 )
 
 DECISION_COLUMNS = (
@@ -691,6 +758,46 @@ class TriggerRepository:
             .limit(limit)
         )
         return list(result)
+
+    async def decisions_between(
+        self,
+        tenant_id: uuid.UUID,
+        since: datetime,
+        until: datetime,
+        *,
+        after: tuple[datetime, int] | None,
+        limit: int,
+    ) -> list[ExportedDecision]:
+        """One keyset page of the tenant's decisions with ``since <= decided_at < until``, in
+        (decided_at, id) order, after the key ``after`` (the last row of the previous page): each
+        page one probe of ``ix_decisions_tenant_time``, however deep into the range."""
+        query = select(*(getattr(Decision, name) for name in ExportedDecision._fields)).where(
+            Decision.tenant_id == tenant_id, Decision.decided_at >= since, Decision.decided_at < until
+        )
+        if after is not None:
+            query = query.where(tuple_(Decision.decided_at, Decision.id) > tuple_(*after))
+        rows = await self.session.execute(query.order_by(Decision.decided_at, Decision.id).limit(limit))
+        return [ExportedDecision(*row) for row in rows]
+
+    # --- Purchases ------------------------------------------------------------------------------
+
+    async def record_purchases(self, purchases: Sequence[PurchaseRecord]) -> None:
+        """Add orders to the ledger, once per (tenant, order): a repeated order keeps the amount
+        first recorded. One statement per batch."""
+        if purchases:
+            await self.session.execute(
+                _RECORD_PURCHASES, {c: [getattr(p, c) for p in purchases] for c in _PURCHASE_COLUMNS}
+            )
+
+    async def spend(
+        self, tenant_id: uuid.UUID, customer_ids: Iterable[str], since: datetime
+    ) -> list[CustomerSpend]:
+        """What each of these customers spent since ``since``, per currency: one grouped query."""
+        wanted = sorted(set(customer_ids))
+        if not wanted:
+            return []
+        rows = await self.session.execute(_SPEND, {"customers": wanted, "tenant": tenant_id, "since": since})
+        return [CustomerSpend(row.customer_id, row.currency, int(row.amount_minor)) for row in rows]
 
     # --- The tenant registry --------------------------------------------------------------------
 

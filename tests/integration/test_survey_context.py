@@ -62,6 +62,8 @@ async def _upsert_then_buy(
         "account_owner_email": OWNER,
         "attributes": {"store": "copenhagen", "product_category": "shoes", "country": "DK", "segment": "vip"},
         "purpose": "survey",
+        # The customer's 12 months of spend: this order, in øre.
+        "spend_12m": [{"amount_minor": 4990, "currency": "DKK"}],
     }
     return bought["invitation_id"], expected
 

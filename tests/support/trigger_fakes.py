@@ -35,10 +35,12 @@ from services.trigger.repository import (
     Answered,
     ClosedInvitation,
     ConsentChange,
+    CustomerSpend,
     CustomerUpdate,
     DecisionRecord,
     KnownCustomer,
     PendingInvitation,
+    PurchaseRecord,
     SourceUpdate,
     StoredPolicy,
     StoredSource,
@@ -73,6 +75,8 @@ class FakeTriggerRepository(TriggerRepository):
         self.sources: dict[tuple[uuid.UUID, str, str], SourceUpdate] = {}
         self.quota: dict[tuple[uuid.UUID, str, date], int] = {}
         self.decisions: list[DecisionRecord] = []
+        #: The purchases ledger, by (tenant, order): the first recorded stays.
+        self.purchases: dict[tuple[uuid.UUID, str], PurchaseRecord] = {}
         #: Every batch of (tenant, customer) subjects intake locked, in order.
         self.locked: list[list[tuple[str, str]]] = []
 
@@ -255,6 +259,23 @@ class FakeTriggerRepository(TriggerRepository):
 
     async def record_decisions(self, decisions: Sequence[DecisionRecord]) -> None:
         self.decisions.extend(decisions)
+
+    # --- Purchases ------------------------------------------------------------------------------
+
+    async def record_purchases(self, purchases: Sequence[PurchaseRecord]) -> None:
+        for purchase in purchases:
+            self.purchases.setdefault((purchase.tenant_id, purchase.order_id), purchase)
+
+    async def spend(
+        self, tenant_id: uuid.UUID, customer_ids: Iterable[str], since: datetime
+    ) -> list[CustomerSpend]:
+        wanted = set(customer_ids)
+        totals: dict[tuple[str, str], int] = {}
+        for (tenant, _), purchase in self.purchases.items():
+            if tenant == tenant_id and purchase.customer_id in wanted and purchase.occurred_at >= since:
+                key = (purchase.customer_id, purchase.currency)
+                totals[key] = totals.get(key, 0) + purchase.amount_minor
+        return [CustomerSpend(customer, currency, amount) for (customer, currency), amount in totals.items()]
 
 
 def _same_email(stored: str | None, email: str) -> bool:

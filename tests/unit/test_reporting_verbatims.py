@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from libs.common.events import Money, NpsCategory, SurveyContext, SurveyResponded
 from services.reporting.api.export import csv_lines
-from services.reporting.api.verbatims import period_of, segment_of
+from services.reporting.api.params import segment_of
+from services.reporting.api.verbatims import period_of
 from services.reporting.domain.cases import CaseFacts, merge
 from services.reporting.domain.spreadsheet import text_cell
 from services.reporting.domain.verbatims import (
@@ -62,6 +63,7 @@ def test_a_cursor_keeps_the_instant_whatever_the_zone_it_was_given_in() -> None:
         "MjAyNi0wMS0wMVQwMDowMDowMHwwMDAwMDAwMC0wMDAwLTAwMDAtMDAwMC0wMDAwMDAwMDAwMDc",
         "__8",  # not UTF-8 once decoded
         "MjAyNi0wMS0wMVQwMDowMDowMCswMDowMA",  # a time and no id
+        encode_cursor(Position(datetime(2026, 1, 1, tzinfo=UTC), uuid.UUID(int=7))) + "\n",
     ],
 )
 def test_a_token_the_feed_did_not_make_is_refused(token: str) -> None:
@@ -208,7 +210,7 @@ def test_the_period_defaults_to_the_90_days_up_to_tomorrow_and_refuses_what_make
 
 
 @pytest.mark.parametrize(
-    "text", ["country", ":DK", "Country:DK", "country:", "country:a\x01b", "c:" + "x" * 201]
+    "text", ["country", ":DK", "Country:DK", "country\n:DK", "country:", "country:a\x01b", "c:" + "x" * 201]
 )
 def test_a_segment_is_a_dimension_and_a_value(text: str) -> None:
     assert _refused(lambda: segment_of(text)) == "query.segment"

@@ -14,6 +14,7 @@ from libs.common.events import (
     PURCHASE_COMPLETED,
     TICKET_CLOSED,
     CustomerUpserted,
+    Money,
     PurchaseCompleted,
     SurveyContext,
     TicketClosed,
@@ -65,6 +66,7 @@ async def test_a_purchase_carries_its_order_and_the_customers_owner_and_attribut
         account_id="acct-9",
         account_owner_email=OWNER,
         attributes={"store": "copenhagen", "product_category": "shoes", "country": "DK"},
+        spend_12m=[Money(amount_minor=4990, currency="DKK")],
     )
     # The order's attributes are the order's: the customer's stored ones are unchanged.
     stored = trigger.repository.customers[(trigger.tenant_id, "ann")]

@@ -18,8 +18,7 @@ import binascii
 import json
 import re
 import unicodedata
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 from fastapi import Query
@@ -27,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 
 from libs.common.events import Timestamp
 from services.reporting.domain.insight import Period
+from services.reporting.repository import Segment as Segment
 
 TOUCHPOINT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 DIMENSION_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -93,15 +93,27 @@ def day_range(since: datetime | None, until: datetime | None, today: date) -> Pe
     return Period(first, last)
 
 
+def exact_range(since: datetime | None, until: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """The range as given, to the microsecond (the feed and the exports read the answers themselves),
+    with the same defaults and limits as :func:`day_range`."""
+    if until is None:
+        until = datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(), tzinfo=UTC)
+    if not EARLIEST <= until.astimezone(UTC).date() <= LATEST:
+        raise invalid("until", f"must be from {EARLIEST} to {LATEST}", until.isoformat())
+    if since is None:
+        since = until - timedelta(days=DEFAULT_DAYS)
+    if not EARLIEST <= since.astimezone(UTC).date() <= LATEST:
+        raise invalid("since", f"must be from {EARLIEST} to {LATEST}", since.isoformat())
+    if since >= until:
+        raise invalid("since", "must be before until", since.isoformat())
+    if until - since > timedelta(days=MAX_DAYS):
+        raise invalid("since", f"must be at most {MAX_DAYS} days (3 years) before until", since.isoformat())
+    return since, until
+
+
 async def report_days(since: SinceQuery = None, until: UntilQuery = None) -> Period:
     """The dependency of the panels built from cells: the range in whole UTC days."""
     return day_range(since, until, datetime.now(UTC).date())
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    dimension: str
-    value: str
 
 
 def segment_of(raw: str | None) -> Segment | None:
@@ -109,7 +121,7 @@ def segment_of(raw: str | None) -> Segment | None:
     if raw is None:
         return None
     dimension, colon, value = raw.partition(":")
-    if not colon or not DIMENSION_PATTERN.match(dimension):
+    if not colon or not DIMENSION_PATTERN.fullmatch(dimension):
         raise invalid("segment", "must be dimension:value, the dimension as country or store_id", raw)
     if not 1 <= len(value) <= MAX_SEGMENT_VALUE:
         raise invalid("segment", f"the value must be 1 to {MAX_SEGMENT_VALUE} characters", raw)

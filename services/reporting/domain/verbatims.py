@@ -83,7 +83,7 @@ def encode_cursor(position: Position) -> str:
 
 def decode_cursor(token: str) -> Position:
     """The position a token names; :class:`InvalidCursor` when it is not one this feed made."""
-    if len(token) > MAX_CURSOR_LENGTH or not _BASE64URL.match(token):
+    if len(token) > MAX_CURSOR_LENGTH or not _BASE64URL.fullmatch(token):
         raise InvalidCursor("not a cursor this feed returned")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")

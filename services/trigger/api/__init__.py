@@ -1,14 +1,15 @@
 """HTTP routes of the trigger, one module per resource: ``events`` (intake, decisions, dry run),
-``policy``, ``touchpoints``, ``admin`` (tenants and API keys), ``history`` (contact-history import)
-and ``webhooks`` (receivers and the route platforms post to)."""
+``exports`` (the decisions CSV), ``policy``, ``touchpoints``, ``admin`` (tenants and API keys),
+``history`` (contact-history import) and ``webhooks`` (receivers and the route platforms post to)."""
 
 from fastapi import APIRouter
 
-from services.trigger.api import admin, events, history, policy, touchpoints, webhooks
+from services.trigger.api import admin, events, exports, history, policy, touchpoints, webhooks
 
 #: In the order they are wired, which is the order of the OpenAPI document.
 ROUTERS: list[APIRouter] = [
     events.router,
+    exports.router,
     policy.router,
     touchpoints.router,
     admin.router,

@@ -25,6 +25,7 @@ from libs.common.events import (
     CustomerUnsubscribed,
     CustomerUpserted,
     Event,
+    Money,
     OrderCancelled,
     PurchaseCompleted,
     SuppressionLifted,
@@ -49,6 +50,7 @@ from services.trigger.domain.withdrawals import (
     withdraw,
 )
 from services.trigger.handlers.common import RelationshipDue, invitation_id_for, tenant_rules
+from services.trigger.handlers.spend import record_and_read_spend
 from services.trigger.repository import (
     Answered,
     ClosedInvitation,
@@ -222,11 +224,17 @@ class _TenantBatch:
         #: Stored account, owner and attributes per customer, for the survey context.
         self.profiles: dict[str, CustomerProfile] = {}
         self.closed_invitations: list[ClosedInvitation] = []
+        #: The 12-month spend of each customer the batch may survey (``context.spend_12m``).
+        self.spend: dict[str, list[Money]] = {}
 
     async def run(self) -> dict[tuple[str, str], Decision]:
         rules, policy = await tenant_rules(self.uow, self.tenant_id, self.settings)
         self.rest_days = policy.rest_period.days
         await self._load()
+        surveyed = [event for event in self.events if event.type in SURVEYED_TYPES]
+        self.spend = await record_and_read_spend(
+            self.uow, self.tenant_id, self.events, {c for e in surveyed if (c := _customer_of(e))}, self.now
+        )
         decided: dict[tuple[str, str], Decision] = {}
         tenant = str(self.tenant_id)
         for event in self.events:
@@ -341,7 +349,13 @@ class _TenantBatch:
         known_name, known_locale = self.contact_details.get(candidate.customer_id, (None, None))
         self.uow.emit(
             _survey_requested(
-                event, decision, invitation_id, name=known_name, locale=known_locale, profile=profile
+                event,
+                decision,
+                invitation_id,
+                name=known_name,
+                locale=known_locale,
+                profile=profile,
+                spend_12m=self.spend.get(data.customer_id),
             ),
             tenant_id=event.tenant_id,
             subject=data.customer_id,
@@ -550,6 +564,7 @@ def _survey_requested(
     name: str | None,
     locale: str | None,
     profile: CustomerProfile,
+    spend_12m: list[Money] | None = None,
 ) -> SurveyRequested:
     """The event's own name and locale win; the stored ones (``customer.upserted.v1``) fill in."""
     data = event.data
@@ -565,12 +580,14 @@ def _survey_requested(
         trigger_event_id=event.id,
         trigger_event_type=event.type,
         send_at=decision.send_at or event.envelope.time or datetime.now(UTC),
-        context=_survey_context(data, profile),
+        context=_survey_context(data, profile, spend_12m),
     )
 
 
 def _survey_context(
-    data: PurchaseCompleted | TicketClosed | RelationshipDue, profile: CustomerProfile
+    data: PurchaseCompleted | TicketClosed | RelationshipDue,
+    profile: CustomerProfile,
+    spend_12m: list[Money] | None = None,
 ) -> SurveyContext:
     """What the survey is about (the order or ticket), and what its follow-up is routed by."""
     purchase = data if isinstance(data, PurchaseCompleted) else None
@@ -582,6 +599,7 @@ def _survey_context(
         account_id=data.account_id or profile.account_id,
         account_owner_email=account_owner(profile, data.account_id),
         attributes=merged_attributes(profile.attributes, getattr(data, "attributes", None)),
+        spend_12m=spend_12m,
     )
 
 

@@ -9,9 +9,10 @@ from collections import defaultdict
 from datetime import datetime
 
 from libs.common.db import UnitOfWork
-from libs.common.events import Contract, Event, FollowupRecoveryDue, SurveyContext, SurveyRequested
+from libs.common.events import Contract, Event, FollowupRecoveryDue, Money, SurveyContext, SurveyRequested
 from services.trigger.domain.recovery import recovery_invitation_id, recovery_outcome
 from services.trigger.domain.rules import Outcome
+from services.trigger.handlers.spend import spend_snapshots
 from services.trigger.repository import CustomerUpdate, DecisionRecord, KnownCustomer, TriggerRepository
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,8 @@ log = logging.getLogger(__name__)
 async def on_recovery_due(
     events: list[Event[Contract]], uow: UnitOfWork[TriggerRepository], *, now: datetime
 ) -> None:
-    """Decide each due recovery survey, one customer lookup per tenant in the batch."""
+    """Decide each due recovery survey, one customer lookup (and one spend query) per tenant in the
+    batch."""
     due = [event for event in events if isinstance(event.data, FollowupRecoveryDue)]
     by_tenant: dict[uuid.UUID, list[Event[Contract]]] = defaultdict(list)
     for event in due:
@@ -32,8 +34,10 @@ async def on_recovery_due(
         known = {
             customer.customer_id: customer for customer in await uow.repository.load_customers(tenant_id, ids)
         }
+        spend = await spend_snapshots(uow, tenant_id, ids, now)
         for event in tenant_events:
-            decision, update = _decide(event, known.get(_data(event).customer_id), uow, now)
+            customer_id = _data(event).customer_id
+            decision, update = _decide(event, known.get(customer_id), spend.get(customer_id), uow, now)
             decisions.append(decision)
             if update is not None:
                 updates.append(update)
@@ -47,7 +51,11 @@ def _data(event: Event[Contract]) -> FollowupRecoveryDue:
 
 
 def _decide(
-    event: Event[Contract], customer: KnownCustomer | None, uow: UnitOfWork[TriggerRepository], now: datetime
+    event: Event[Contract],
+    customer: KnownCustomer | None,
+    spend_12m: list[Money] | None,
+    uow: UnitOfWork[TriggerRepository],
+    now: datetime,
 ) -> tuple[DecisionRecord, CustomerUpdate | None]:
     data = _data(event)
     outcome, reason = recovery_outcome(customer.suppressed_at if customer is not None else None)
@@ -70,7 +78,7 @@ def _decide(
         log.info("recovery.skipped", extra={"tenant_id": event.tenant_id, "reason": reason})
         return decision, None
     uow.emit(
-        _requested(event, data, invitation_id, customer, now),
+        _requested(event, data, invitation_id, customer, now, spend_12m),
         tenant_id=event.tenant_id,
         subject=data.customer_id,
         event_id=str(invitation_id),
@@ -92,6 +100,7 @@ def _requested(
     invitation_id: uuid.UUID,
     customer: KnownCustomer | None,
     now: datetime,
+    spend_12m: list[Money] | None = None,
 ) -> SurveyRequested:
     return SurveyRequested(
         invitation_id=invitation_id,
@@ -103,5 +112,5 @@ def _requested(
         trigger_event_id=event.id,
         trigger_event_type=event.type,
         send_at=now,
-        context=SurveyContext(purpose="recovery", recovery_case_id=data.case_id),
+        context=SurveyContext(purpose="recovery", recovery_case_id=data.case_id, spend_12m=spend_12m),
     )

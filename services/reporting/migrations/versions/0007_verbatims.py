@@ -13,7 +13,6 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0007"
-# Relinked to "0006" (nps_cells) on merge.
 down_revision = "0006"
 branch_labels = None
 depends_on = None
