@@ -1,22 +1,40 @@
 """The reporting page in a real browser (Debian chromium via Playwright): the key typed into the
-page, the server-rendered report swapped in by the page's script, and nothing shown for a wrong key."""
+page, the server-rendered report swapped in by the page's script, and nothing shown for a wrong key;
+the morning report's cards, charts, segment table, comments and live updates from cells published as
+scoring publishes them."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.async_api import Browser
+from playwright.async_api import Browser, Page, expect
 
+from libs.common import topics
 from libs.common.app import create_app
-from libs.common.events import SURVEY_OPENED
+from libs.common.events import (
+    FOLLOWUP_OPENED,
+    NPS_UPDATED,
+    SURVEY_OPENED,
+    FollowupOpened,
+    NpsInterval,
+    NpsSegment,
+    NpsUpdated,
+    NpsWindow,
+    new_event,
+)
+from libs.common.nps import Counts
+from libs.common.nps import interval as nps_interval
 from libs.devstack.ports import free_port
 from services.reporting.config import ReportingSettings
 from services.reporting.main import build
-from tests.conftest import ServiceUnderTest, StartService, eventually, provision_tenant
+from tests.conftest import ServiceUnderTest, StartService, TestTenant, eventually, produce, provision_tenant
 from tests.e2e.test_survey_browser import browser, chromium, screenshot_path  # noqa: F401 - fixtures
 from tests.integration.test_reporting_page import Invitation, page_of, rows_of
 
@@ -78,3 +96,269 @@ async def test_the_report_page_shows_the_funnel_after_the_key_is_typed(
         await page.screenshot(path=str(screenshot_path("reporting", "funnel")), full_page=True)
     finally:
         await page.close()
+
+
+# ---- the morning report: cards, charts, segments, comments and live updates --------------------
+
+Day = dict[str | None, list[int]]
+"""One UTC day's scores, by country (None: the customers without one; they count only for everybody)."""
+
+
+def _category_counts(scores: list[int]) -> Counts:
+    return Counts(
+        promoters=sum(score >= 9 for score in scores),
+        passives=sum(7 <= score <= 8 for score in scores),
+        detractors=sum(score <= 6 for score in scores),
+    )
+
+
+def _windows(day: date) -> list[NpsWindow]:
+    week = day - timedelta(days=day.weekday())
+    month = day.replace(day=1)
+    next_month = (month + timedelta(days=32)).replace(day=1)
+    return [
+        NpsWindow(bucket="day", start=day, end=day + timedelta(days=1)),
+        NpsWindow(bucket="week", start=week, end=week + timedelta(days=7)),
+        NpsWindow(bucket="month", start=month, end=next_month),
+    ]
+
+
+def _cells(touchpoint: str, days: dict[date, Day], version: int) -> list[NpsUpdated]:
+    """Every cell the answers of ``days`` count in, as scoring emits them: each of day, week and
+    month, for everybody and for each country, with its absolute counts."""
+    scores: dict[tuple[NpsWindow, str | None], list[int]] = {}
+    for day, by_country in days.items():
+        for window in _windows(day):
+            for country, given in by_country.items():
+                scores.setdefault((window, None), []).extend(given)
+                if country is not None:
+                    scores.setdefault((window, country), []).extend(given)
+    cells = []
+    for (window, country), given in scores.items():
+        counts, low_high = _category_counts(given), nps_interval(_category_counts(given))
+        assert counts.nps is not None and low_high is not None
+        cells.append(
+            NpsUpdated(
+                touchpoint=touchpoint,
+                promoters=counts.promoters,
+                passives=counts.passives,
+                detractors=counts.detractors,
+                responses=counts.responses,
+                nps=round(counts.nps, 2),
+                as_of=datetime.now(UTC),
+                distribution=[given.count(score) for score in range(11)],
+                confidence_interval=NpsInterval(low=low_high.low, high=low_high.high, level=low_high.level),
+                window=window,
+                segment=None if country is None else NpsSegment(dimension="country", value=country),
+                version=version,
+            )
+        )
+    return cells
+
+
+async def _publish_cells(bootstrap: str, tenant: TestTenant, cells: list[NpsUpdated]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for cell in cells:
+            event = new_event(
+                NPS_UPDATED, tenant_id=tenant.tenant_id, data=cell, subject=cell.touchpoint, source="/tests"
+            )
+            key = f"{tenant.tenant_id}:{cell.touchpoint}".encode()
+            await producer.send(topics.SCORES, event.envelope.to_json(), key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(number) for number in re.findall(r"[+-]?\d+(?:\.\d+)?", text)]
+
+
+def _close(shown: str, expected: float) -> bool:
+    """The page shows one decimal: within rounding of the exact value."""
+    return abs(float(shown) - expected) <= 0.051
+
+
+async def _no_sideways_scroll(page: Page) -> None:
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+async def _projected(service: ServiceUnderTest, tenant: TestTenant, touchpoint: str, responses: int) -> None:
+    async def arrived() -> bool:
+        scores = await service.client.get(
+            "/v1/reports/scores", headers=tenant.headers, params={"touchpoint": touchpoint}
+        )
+        verbatims = await service.client.get(
+            "/v1/reports/verbatims", headers=tenant.headers, params={"touchpoint": touchpoint}
+        )
+        return (
+            scores.status_code == verbatims.status_code == 200
+            and scores.json()["score"]["responses"] == responses
+            and len(verbatims.json()["verbatims"]) == 3
+            and any(verbatim["case"] for verbatim in verbatims.json()["verbatims"])
+        )
+
+    await eventually(arrived, within=30)
+
+
+async def _comments(kafka_bootstrap: str, tenant: TestTenant, touchpoint: str) -> uuid.UUID:
+    """Three answers with a comment; the detractor's gets a follow-up case, whose id is returned."""
+    invitations = []
+    for score, comment in (
+        (3, "The parcel arrived two days late"),
+        (10, "Lovely staff in the shop"),
+        (8, "Parcel fine, the app was slow"),
+    ):
+        invitation = Invitation(kafka_bootstrap, tenant, touchpoint, f"c-{uuid.uuid4().hex[:8]}")
+        await invitation.sent()
+        await invitation.responded(score)
+        await invitation.answered_more(score, comment=comment)
+        invitations.append(invitation)
+    detractor, case_id = invitations[0], uuid.uuid4()
+    opened = FollowupOpened(
+        case_id=case_id,
+        response_id=detractor.response_id,
+        invitation_id=detractor.invitation_id,
+        customer_id=detractor.customer_id,
+        touchpoint=touchpoint,
+        score=3,
+        opened_at=detractor.responded_at,
+        due_at=detractor.responded_at + timedelta(hours=48),
+    )
+    event = new_event(
+        FOLLOWUP_OPENED,
+        tenant_id=tenant.tenant_id,
+        data=opened,
+        subject=detractor.customer_id,
+        source="/tests",
+    )
+    await produce(
+        kafka_bootstrap, topics.FOLLOWUPS, event.envelope.to_json(), key=detractor.customer_id.encode()
+    )
+    return case_id
+
+
+async def _check_cards_and_charts(page: Page, everybody: Counts, distribution: list[int]) -> None:
+    assert everybody.nps is not None
+    expected = nps_interval(everybody)
+    assert expected is not None
+    assert _close(await page.inner_text("#nps-value"), everybody.nps)
+    low, high = _numbers(await page.inner_text("#nps-interval"))[-2:]
+    assert _close(str(low), expected.low) and _close(str(high), expected.high)
+    assert f"n = {everybody.responses} answers" in await page.inner_text("#nps-n")
+
+    canvas = page.locator("#trend-chart canvas").first
+    box = await canvas.bounding_box()
+    assert box is not None and box["width"] > 100 and box["height"] > 100
+    trend = await page.locator("#trend-table tbody tr").all_inner_texts()
+    answered = [row.split("\t") for row in trend if not row.endswith("\t0")]
+    assert len(answered) == 3, trend
+    bars = await page.locator("#distribution-table tbody tr").all_inner_texts()
+    assert [row.split("\t") for row in bars] == [[str(score), str(n)] for score, n in enumerate(distribution)]
+
+
+async def _check_segments_by_keyboard(page: Page, dk: Counts, se: Counts) -> None:
+    assert dk.nps is not None and se.nps is not None
+    values = page.locator("#segments tbody td.segment-value")
+    await page.locator("#segments th[data-sort=nps] button").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#segments th[data-sort=nps]")).to_have_attribute("aria-sort", "descending")
+    best_first = ["DK", "SE"] if dk.nps > se.nps else ["SE", "DK"]
+    await expect(values).to_have_text(best_first)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#segments th[data-sort=nps]")).to_have_attribute("aria-sort", "ascending")
+    await expect(values).to_have_text(best_first[::-1])
+    assert "sort=nps" in page.url
+    spark = page.locator("#segments tbody svg.spark").first
+    assert "Weekly NPS" in (await spark.get_attribute("aria-label") or "")
+
+
+async def test_the_morning_report_shows_scores_charts_segments_comments_and_live_changes(
+    browser: Browser,  # noqa: F811 - the fixture
+    reporting_site: tuple[ServiceUnderTest, str],
+    kafka_bootstrap: str,
+) -> None:
+    service, base_url = reporting_site
+    tenant = await provision_tenant(service.runtime)
+    touchpoint = f"shop-{uuid.uuid4().hex[:8]}"
+    today = datetime.now(UTC).date()
+    days: dict[date, Day] = {
+        today - timedelta(days=14): {"DK": [10, 10, 9, 9, 8, 3], "SE": [10, 6, 5, 2]},
+        today - timedelta(days=7): {"DK": [10, 9, 9, 7, 7, 0], "SE": [9, 4, 6], None: [10]},
+        today: {"DK": [10, 10, 9, 8, 6], "SE": [3, 2, 10]},
+    }
+    given = [score for by_country in days.values() for scores in by_country.values() for score in scores]
+    await _publish_cells(kafka_bootstrap, tenant, _cells(touchpoint, days, version=1))
+    case_id = await _comments(kafka_bootstrap, tenant, touchpoint)
+    await _projected(service, tenant, touchpoint, len(given))
+
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: refused.append(message.text) if "Content Security" in message.text else None,
+    )
+    try:
+        await page.goto(f"{base_url}/?touchpoint={touchpoint}")
+        await page.fill("#api-key", tenant.api_key)
+        await page.click("text=Show report")
+        # The stream is opened once every panel has loaded.
+        await expect(page.locator("#live")).to_have_class(re.compile(r"\bon\b"))
+        await _check_cards_and_charts(
+            page, _category_counts(given), [given.count(score) for score in range(11)]
+        )
+        by_country = {
+            country: _category_counts([s for day in days.values() for s in day.get(country, [])])
+            for country in ("DK", "SE")
+        }
+        await _check_segments_by_keyboard(page, by_country["DK"], by_country["SE"])
+
+        await page.fill("#q", "parcel")
+        await page.press("#q", "Enter")
+        comments = page.locator("#verbatims blockquote")
+        await expect(comments).to_have_count(2)
+        assert {" ".join(text.split()) for text in await comments.all_inner_texts()} == {
+            "The parcel arrived two days late",
+            "Parcel fine, the app was slow",
+        }
+        case_link = page.locator("#verbatims li", has_text="two days late").get_by_role("link")
+        assert (await case_link.get_attribute("href") or "").endswith(f"/desk/cases/{case_id}")
+        assert "Case (open)" in await case_link.inner_text()
+        # With a key in the tab, the export is fetched with it and saved from a Blob.
+        async with page.expect_download() as downloading:
+            await page.click("#export-responses")
+        download = await downloading.value
+        assert download.suggested_filename == "responses.csv"
+        exported = await asyncio.to_thread(Path(await download.path()).read_text, encoding="utf-8")
+        assert "The parcel arrived two days late" in exported
+        assert "Lovely staff in the shop" in exported
+
+        # Nothing was answered in the 90 days before: no change to speak of, and the page says so.
+        await page.check("#compare")
+        await page.click("#filters button[type=submit]")
+        await expect(page.locator("#change-value")).to_have_text("Too few answers")
+        assert "compare=previous" in page.url
+        await _no_sideways_scroll(page)
+        await page.screenshot(path=str(screenshot_path("reporting", "report-1280")), full_page=True)
+
+        # A new answer reaches the page through the stream: no reload (the marker survives).
+        await page.evaluate("window.stillTheSamePage = true")
+        days[today]["DK"] = [*days[today]["DK"], 10, 10, 10, 10, 10]
+        after = _category_counts([*given, 10, 10, 10, 10, 10])
+        assert after.nps is not None
+        await _publish_cells(kafka_bootstrap, tenant, _cells(touchpoint, {today: days[today]}, version=2))
+        await expect(page.locator("#nps-n")).to_have_text(f"n = {after.responses} answers", timeout=15000)
+        assert _close(await page.inner_text("#nps-value"), after.nps)
+        assert await page.evaluate("window.stillTheSamePage === true")
+
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await page.locator("#trend-chart canvas").first.wait_for()
+        await _no_sideways_scroll(page)
+        await page.screenshot(path=str(screenshot_path("reporting", "report-390")), full_page=True)
+        assert refused == [], "the page's own scripts and styles are enough under its CSP"
+    finally:
+        await context.close()

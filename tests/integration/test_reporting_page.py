@@ -272,8 +272,22 @@ async def test_the_page_needs_the_key_and_shows_nothing_yet_without_data(
     assert parser.tables["follow-up"][1] == ["Nothing to show yet."]
     assert "<script" not in page
 
-    # The sign-in page itself is unchanged: public, the key entered in the tab.
+    # The sign-in page itself is public, the key entered in the tab; its script is a file of its own.
     sign_in = await reporting.client.get("/")
     assert sign_in.status_code == 200
-    assert "sessionStorage" in sign_in.text
-    assert "/v1/reports/summary.html" in sign_in.text
+    assert "script-src 'self'; style-src 'self'" in sign_in.headers["content-security-policy"]
+    assert '<script src="/assets/report.js"' in sign_in.text
+    script = await reporting.client.get("/assets/report.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "sessionStorage" in script.text
+    assert "/v1/reports/summary.html" in script.text
+    # Only the page's own files are served, each as what it is, never sniffed as something else.
+    chart = await reporting.client.get("/assets/vendor/uplot/uPlot.iife.min.js")
+    assert chart.headers["content-type"].startswith("text/javascript")
+    styles = await reporting.client.get("/assets/report.css")
+    assert styles.headers["content-type"].startswith("text/css")
+    for served in (script, chart, styles):
+        assert served.headers["x-content-type-options"] == "nosniff"
+        assert served.headers["cache-control"].startswith("public, max-age=")
+    for elsewhere in ("vendor/uplot/LICENSE", "../report.html", "..%2Fconfig.py", "report.js.map"):
+        assert (await reporting.client.get(f"/assets/{elsewhere}")).status_code == 404

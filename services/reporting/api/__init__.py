@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.reporting.api import export, funnel, insight, repurchase, stream, summary, verbatims
+from services.reporting.api import export, funnel, insight, page, repurchase, stream, summary, verbatims
 
 routers: list[APIRouter] = [
     summary.router,
@@ -14,4 +14,5 @@ routers: list[APIRouter] = [
     export.router,
     funnel.router,
     repurchase.router,
+    page.router,
 ]

@@ -1,18 +1,13 @@
-"""HTTP routes of reporting: the summary as JSON, and a small page that shows it."""
+"""HTTP routes of reporting: the summary as JSON, and as the HTML the report page shows."""
 
 from __future__ import annotations
 
-import base64
 import csv
-import hashlib
-import html
 import io
-import re
 import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import quote
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
@@ -20,7 +15,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import BaseModel, Field
 
 from libs.common.db import UnitOfWork
-from libs.common.deps import Settings, UoW
+from libs.common.deps import UoW
 from libs.common.events import FailureReason, Timestamp
 from libs.common.web import TenantOrPerson
 from services.reporting.api.params import checked_until
@@ -42,25 +37,6 @@ router = APIRouter(tags=["reports"])
 TOUCHPOINT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 
-def _csp_for(page: str) -> str:
-    """Allow exactly the page's own inline script and style (by hash) and requests to this origin.
-
-    Everything the page shows comes from the API, so a stray script there could not run.
-    """
-
-    def hashes(tag: str) -> str:
-        blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL)
-        return " ".join(
-            f"'sha256-{base64.b64encode(hashlib.sha256(block.encode()).digest()).decode()}'"
-            for block in blocks
-        )
-
-    return (
-        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
-        "connect-src 'self'; img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
-    )
-
-
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parents[1] / "templates"),
     # Touchpoint names are the tenant's own text: everything is escaped unless marked safe.
@@ -76,22 +52,6 @@ _SUMMARY_PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-
-_PAGE = (Path(__file__).parents[1] / "report.html").read_text(encoding="utf-8")
-_PAGE_HEADERS = {
-    "Content-Security-Policy": _csp_for(_PAGE),
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-cache",
-}
-
-
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def report_page(settings: Settings) -> HTMLResponse:
-    """The report page. A person signed in at the case desk sees the report at once; otherwise it
-    asks for the API key (kept in the browser tab only), or offers to sign in at the desk."""
-    sign_in = f"{settings.desk_public_url}/signin?next={quote(settings.report_public_url + '/', safe='')}"
-    return HTMLResponse(_PAGE.replace("{{SIGN_IN_URL}}", html.escape(sign_in)), headers=_PAGE_HEADERS)
 
 
 class CasesView(BaseModel):
