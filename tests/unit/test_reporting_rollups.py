@@ -18,6 +18,7 @@ from services.reporting.domain.rollups import (
     AnswerVersion,
     DayKey,
     Edge,
+    ReadPlan,
     Tally,
     delta,
     kept,
@@ -184,7 +185,10 @@ def test_dates_read_only_the_rollup_and_a_range_inside_a_day_only_the_answers() 
     morning, noon = datetime(2026, 1, 1, 6, tzinfo=UTC), datetime(2026, 1, 1, 12, tzinfo=UTC)
     inside = read_plan(morning, noon)
     assert (inside.whole_days, inside.edges) == (False, (Edge(morning, noon),))
-    assert read_plan(None, None) == read_plan(None, None).__class__(True, None, None, ())
+    assert read_plan(None, None) == ReadPlan(True, None, None, ())
+    last_day = datetime(9999, 12, 31, 12, tzinfo=UTC)
+    assert read_plan(last_day, None).edges == (Edge(last_day, datetime.max.replace(tzinfo=UTC)),)
+    assert read_plan(None, last_day).edges == (Edge(datetime(9999, 12, 31, tzinfo=UTC), last_day),)
 
 
 def test_the_recommended_panel_counts_each_score_and_group_with_its_interval() -> None:

@@ -148,6 +148,10 @@ def read_plan(since: datetime | None, until: datetime | None) -> ReadPlan:
     to ``until`` (exclusive), either open. Each edge lies inside one UTC day; there are at most two."""
     since = None if since is None else since.astimezone(UTC)
     until = None if until is None else until.astimezone(UTC)
+    if since is not None and since.date() == date.max:
+        # No midnight follows: the rest of the calendar's last day is all there is.
+        end = datetime.max.replace(tzinfo=UTC) if until is None else until
+        return ReadPlan(False, None, None, (Edge(since, end),) if since < end else ())
     # The first midnight from since on, and the last up to until.
     first = None if since is None else _midnight(since.date())
     if first is not None and since is not None and first < since:
