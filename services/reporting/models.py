@@ -245,3 +245,26 @@ class FunnelDay(Base):
 
     # A touchpoint's days are the primary key's prefix; all of a tenant's days, this index.
     __table_args__ = (Index("ix_funnel_days_tenant_day", "tenant_id", "day"),)
+
+
+class AnswerDay(Base):
+    """The daily rollup of answers (see :mod:`services.reporting.domain.rollups`): per touchpoint,
+    UTC day of the first answer and current score, the answers and their follow-up questions, kept
+    in step with ``responses`` by the projection, in the same transaction. A row whose answers all
+    moved on stays, at zero."""
+
+    __tablename__ = "answer_days"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    score: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    answers: Mapped[int] = mapped_column(BigInteger)
+    recommended_yes: Mapped[int] = mapped_column(BigInteger)
+    recommended_no: Mapped[int] = mapped_column(BigInteger)
+    csat_total: Mapped[int] = mapped_column(BigInteger)
+    csat_answers: Mapped[int] = mapped_column(BigInteger)
+    effort_total: Mapped[int] = mapped_column(BigInteger)
+    effort_answers: Mapped[int] = mapped_column(BigInteger)
+
+    # One touchpoint's days are the primary key's prefix; every touchpoint's, this index.
+    __table_args__ = (Index("ix_answer_days_tenant_day", "tenant_id", "day"),)

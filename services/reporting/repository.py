@@ -19,6 +19,7 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     Label,
+    Select,
     SQLColumnExpression,
     Text,
     and_,
@@ -32,8 +33,10 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -60,10 +63,11 @@ from services.reporting.domain.funnel_days import (
 )
 from services.reporting.domain.insight import SegmentSort, Span
 from services.reporting.domain.repurchase import ScoreCount
-from services.reporting.domain.summary import FollowUpAnswers
+from services.reporting.domain.rollups import AnswerVersion, DayKey, Tally, read_plan
 from services.reporting.domain.verbatims import MAX_CATEGORIES, Position
 from services.reporting.models import (
     SCORE_COLUMNS,
+    AnswerDay,
     Base,
     FollowupCase,
     FunnelDay,
@@ -77,6 +81,8 @@ from services.reporting.models import (
 
 CaseKey = tuple[uuid.UUID, uuid.UUID]
 FactT = TypeVar("FactT", InvitationSent, InvitationStep, InvitationFailure)
+#: (tenant, response id).
+AnswerKey = tuple[uuid.UUID, uuid.UUID]
 
 
 #: What a newer revision of an answer replaces; who answered which invitation when stays.
@@ -93,6 +99,55 @@ _REVISED_COLUMNS = (
 #: The survey context's snapshot: a revision carries it again, so where one arrives without it
 #: (or an older row lacks it) the known value stays.
 _SNAPSHOT_COLUMNS = ("customer_id", "locale", "account_id", "attributes", "spend_12m")
+
+
+#: What the rollup counts of a stored answer (:class:`rollups.AnswerVersion`'s fields, in order).
+_ROLLED_UP = (
+    Response.touchpoint,
+    Response.responded_at,
+    Response.score,
+    Response.revision,
+    Response.recommended,
+    Response.csat,
+    Response.effort,
+)
+#: The rollup's counts (:class:`rollups.Tally`'s fields, in order).
+_TALLY_COLUMNS = tuple(field.name for field in dataclasses.fields(Tally))
+
+
+def _version(row: Sequence[Any], offset: int) -> AnswerVersion:
+    return AnswerVersion(*row[offset : offset + len(_ROLLED_UP)])
+
+
+def _day_counts() -> list[Label[int]]:
+    return [cast(func.sum(getattr(AnswerDay, name)), BigInteger).label(name) for name in _TALLY_COLUMNS]
+
+
+def _raw_counts() -> list[Label[int]]:
+    """An answer's :class:`rollups.Tally` summed over raw rows, as the rollup's columns."""
+    counts = (
+        func.count(),
+        func.count().filter(Response.recommended.is_(True)),
+        func.count().filter(Response.recommended.is_(False)),
+        func.coalesce(func.sum(Response.csat), 0),
+        func.count(Response.csat),
+        func.coalesce(func.sum(Response.effort), 0),
+        func.count(Response.effort),
+    )
+    return [cast(count, BigInteger).label(name) for count, name in zip(counts, _TALLY_COLUMNS, strict=True)]
+
+
+def _days_selected(
+    tenant_id: uuid.UUID, touchpoint: str | None, first_day: date | None, stop_day: date | None
+) -> list[ColumnElement[bool]]:
+    conditions = [AnswerDay.tenant_id == tenant_id]
+    if touchpoint is not None:
+        conditions.append(AnswerDay.touchpoint == touchpoint)
+    if first_day is not None:
+        conditions.append(AnswerDay.day >= first_day)
+    if stop_day is not None:
+        conditions.append(AnswerDay.day < stop_day)
+    return conditions
 
 
 def _columns(row: Base) -> dict[str, object]:
@@ -169,10 +224,14 @@ class CaseLink:
     status: str
 
 
-@dataclass(frozen=True)
-class AnswerDetails:
-    responded_invitations: int
-    follow_up: FollowUpAnswers
+class AnswersRaced(OperationalError):
+    """Another transaction stored answers of this batch between its locking read and its upsert:
+    the batch's rollup deltas would be wrong, so the consumer retries it (as after a deadlock)."""
+
+    def __init__(self, answers: int) -> None:
+        super().__init__(
+            "INSERT INTO reporting.responses", None, RuntimeError(f"{answers} answers stored concurrently")
+        )
 
 
 class ReportingRepository:
@@ -312,14 +371,37 @@ class ReportingRepository:
         )
         return [(row[0], row[1], row[2]) for row in rows]
 
-    async def record_responses(self, answers: Sequence[Response]) -> None:
+    async def held_answers(self, keys: Collection[AnswerKey]) -> dict[AnswerKey, AnswerVersion]:
+        """The stored versions of these answers, as the rollup counts them, locked (``FOR UPDATE``)
+        until the transaction ends: one statement, in key order, so two batches cannot deadlock."""
+        if not keys:
+            return {}
+        key = tuple_(Response.tenant_id, Response.response_id)
+        rows = await self.session.execute(
+            select(Response.tenant_id, Response.response_id, *_ROLLED_UP)
+            .where(key.in_(sorted(keys)))
+            .order_by(Response.tenant_id, Response.response_id)
+            .with_for_update()
+        )
+        return {(row[0], row[1]): _version(row, 2) for row in rows}
+
+    async def record_responses(
+        self, answers: Sequence[Response], held: Collection[AnswerKey]
+    ) -> dict[AnswerKey, AnswerVersion]:
         """Keep each answer in its highest revision, in one statement: a version not newer than the
-        stored one leaves the row alone. The caller passes one row per answer."""
+        stored one leaves the row alone. The caller passes one row per answer, and ``held``: the
+        answers :meth:`held_answers` found (and locked). Returns the answers this stored (new, or
+        newer than held), as stored now.
+
+        Only held answers are updated: an answer that another transaction stored after the
+        locking read was not counted against what it held, so the batch is refused with
+        :class:`AnswersRaced` (a transient error the consumer retries) rather than miscounted."""
         if not answers:
-            return
+            return {}
         ordered = sorted(answers, key=lambda answer: (answer.tenant_id, answer.response_id))
         insert = pg_insert(Response).values([_columns(answer) for answer in ordered])
-        await self.session.execute(
+        key = tuple_(Response.tenant_id, Response.response_id)
+        stored = await self.session.execute(
             insert.on_conflict_do_update(
                 index_elements=[Response.tenant_id, Response.response_id],
                 set_={
@@ -329,9 +411,81 @@ class ReportingRepository:
                         for name in _SNAPSHOT_COLUMNS
                     },
                 },
-                where=Response.revision < insert.excluded.revision,
+                where=and_(Response.revision < insert.excluded.revision, key.in_(sorted(held))),
+            ).returning(Response.tenant_id, Response.response_id, *_ROLLED_UP)
+        )
+        changed = {(row[0], row[1]): _version(row, 2) for row in stored}
+        raced = [
+            (answer.tenant_id, answer.response_id)
+            for answer in ordered
+            if (answer.tenant_id, answer.response_id) not in held
+            and (answer.tenant_id, answer.response_id) not in changed
+        ]
+        if raced:
+            raise AnswersRaced(len(raced))
+        return changed
+
+    async def add_to_answer_days(self, changes: Mapping[tuple[uuid.UUID, DayKey], Tally]) -> None:
+        """Add each change to its rollup row (created at zero), in one statement, in key order so
+        that concurrent batches cannot deadlock."""
+        if not changes:
+            return
+        rows = [
+            {
+                "tenant_id": tenant_id,
+                "touchpoint": touchpoint,
+                "day": day,
+                "score": score,
+                **dataclasses.asdict(change),
+            }
+            for (tenant_id, (touchpoint, day, score)), change in sorted(changes.items())
+        ]
+        insert = pg_insert(AnswerDay).values(rows)
+        await self.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=list(AnswerDay.__table__.primary_key),
+                set_={name: getattr(AnswerDay, name) + insert.excluded[name] for name in _TALLY_COLUMNS},
             )
         )
+
+    async def answer_tallies(self, where: ReportFilter) -> dict[str, dict[int, Tally]]:
+        """Per touchpoint and score, what the filter's answers add up to, in one statement: the
+        rollup's whole UTC days, and the raw answers of a partial first or last day only (see
+        :func:`rollups.read_plan`)."""
+        plan = read_plan(where.since, where.until)
+        parts: list[Select[*tuple[Any, ...]]] = []
+        if plan.whole_days:
+            days = select(AnswerDay.touchpoint, AnswerDay.score, *_day_counts()).where(
+                *_days_selected(where.tenant_id, where.touchpoint, plan.first_day, plan.stop_day)
+            )
+            parts.append(days.group_by(AnswerDay.touchpoint, AnswerDay.score))
+        for edge in plan.edges:
+            raw = select(Response.touchpoint, Response.score, *_raw_counts()).where(
+                Response.tenant_id == where.tenant_id,
+                Response.responded_at >= edge.since,
+                Response.responded_at < edge.until,
+            )
+            if where.touchpoint is not None:
+                raw = raw.where(Response.touchpoint == where.touchpoint)
+            parts.append(raw.group_by(Response.touchpoint, Response.score))
+        if not parts:
+            return {}
+        found: dict[str, dict[int, Tally]] = {}
+        for row in await self.session.execute(parts[0] if len(parts) == 1 else union_all(*parts)):
+            by_score = found.setdefault(row[0], {})
+            by_score[row[1]] = by_score.get(row[1], Tally()) + Tally(*(int(count) for count in row[2:]))
+        return found
+
+    async def answer_days_by_score(
+        self, tenant_id: uuid.UUID, touchpoint: str | None, first_day: date, stop_day: date
+    ) -> dict[int, Tally]:
+        """Per score, what the rollup's days from ``first_day`` to ``stop_day`` (exclusive) add up
+        to, over one touchpoint or all."""
+        query = select(AnswerDay.score, *_day_counts()).where(
+            *_days_selected(tenant_id, touchpoint, first_day, stop_day)
+        )
+        rows = await self.session.execute(query.group_by(AnswerDay.score))
+        return {row[0]: Tally(*(int(count) for count in row[1:])) for row in rows}
 
     async def record_cells(self, cells: Sequence[NpsCell]) -> list[NpsCell]:
         """Keep each cell at its highest version, in one statement; returns the cells this changed
@@ -463,20 +617,6 @@ class ReportingRepository:
             )
         )
 
-    async def answers_by_score(self, where: ReportFilter) -> list[tuple[str, int, int]]:
-        """(touchpoint, score, number of answers): at most 11 rows per touchpoint."""
-        query = select(Response.touchpoint, Response.score, func.count()).where(
-            Response.tenant_id == where.tenant_id
-        )
-        if where.touchpoint is not None:
-            query = query.where(Response.touchpoint == where.touchpoint)
-        if where.since is not None:
-            query = query.where(Response.responded_at >= where.since)
-        if where.until is not None:
-            query = query.where(Response.responded_at < where.until)
-        rows = await self.session.execute(query.group_by(Response.touchpoint, Response.score))
-        return [(row[0], row[1], row[2]) for row in rows]
-
     async def invitations_by_touchpoint(self, where: ReportFilter) -> dict[str, int]:
         query = select(InvitationSent.touchpoint, func.count()).where(
             InvitationSent.tenant_id == where.tenant_id
@@ -531,40 +671,6 @@ class ReportingRepository:
             query = query.where(InvitationStep.at < where.until)
         rows = await self.session.execute(query.group_by(InvitationStep.touchpoint, InvitationStep.step))
         return [(row[0], row[1], row[2]) for row in rows]
-
-    async def answer_details_by_touchpoint(self, where: ReportFilter) -> dict[str, AnswerDetails]:
-        """Per touchpoint: how many invitations were answered, and the follow-up questions' totals."""
-        query = select(
-            Response.touchpoint,
-            func.count(func.distinct(Response.invitation_id)),
-            func.count().filter(Response.recommended.is_(True)),
-            func.count(Response.recommended),
-            func.coalesce(func.sum(Response.csat), 0),
-            func.count(Response.csat),
-            func.coalesce(func.sum(Response.effort), 0),
-            func.count(Response.effort),
-        ).where(Response.tenant_id == where.tenant_id)
-        if where.touchpoint is not None:
-            query = query.where(Response.touchpoint == where.touchpoint)
-        if where.since is not None:
-            query = query.where(Response.responded_at >= where.since)
-        if where.until is not None:
-            query = query.where(Response.responded_at < where.until)
-        rows = await self.session.execute(query.group_by(Response.touchpoint))
-        return {
-            row[0]: AnswerDetails(
-                responded_invitations=row[1],
-                follow_up=FollowUpAnswers(
-                    recommended_yes=row[2],
-                    recommended_answers=row[3],
-                    csat_total=int(row[4] or 0),
-                    csat_answers=row[5],
-                    effort_total=int(row[6] or 0),
-                    effort_answers=row[7],
-                ),
-            )
-            for row in rows
-        }
 
     async def latest_responses(self, where: ReportFilter, limit: int) -> Sequence[Response]:
         query = select(Response).where(Response.tenant_id == where.tenant_id)

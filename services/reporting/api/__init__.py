@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.reporting.api import export, funnel, insight, page, repurchase, stream, summary, verbatims
+from services.reporting.api import (
+    export,
+    funnel,
+    insight,
+    page,
+    recommended,
+    repurchase,
+    stream,
+    summary,
+    verbatims,
+)
 
 routers: list[APIRouter] = [
     summary.router,
@@ -14,5 +24,6 @@ routers: list[APIRouter] = [
     export.router,
     funnel.router,
     repurchase.router,
+    recommended.router,
     page.router,
 ]

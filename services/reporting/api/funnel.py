@@ -114,8 +114,8 @@ async def get_funnel(
     funnels = await repository.funnel_by_touchpoint(where)
     # Answered comes from the answers, as the summary's "responded" does.
     answered = {
-        name: details.responded_invitations
-        for name, details in (await repository.answer_details_by_touchpoint(where)).items()
+        name: sum(tally.answers for tally in by_score.values())
+        for name, by_score in (await repository.answer_tallies(where)).items()
     }
     names = sorted({*funnels, *answered})
     return FunnelReport(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +30,7 @@ from services.reporting.domain.followups import (
     followup_report,
 )
 from services.reporting.domain.funnel_days import FunnelCounts
+from services.reporting.domain.rollups import Tally
 from services.reporting.domain.spreadsheet import text_cell as _text
 from services.reporting.domain.summary import CaseCounts, FollowUpAnswers, Funnel, ScoreCounts, Summary
 from services.reporting.repository import ReportFilter, ReportingRepository
@@ -230,11 +233,13 @@ async def _summaries(
     committed by then, and a batch landing in between showed its funnel steps but not its sends."""
     repository = uow.repository
     await repository.read_one_snapshot()
-    histograms: dict[str, dict[int, int]] = {}
-    for name, score, answers in await repository.answers_by_score(where):
-        histograms.setdefault(name, {})[score] = answers
+    tallies = await repository.answer_tallies(where)
+    histograms = {
+        name: {score: tally.answers for score, tally in by_score.items()}
+        for name, by_score in tallies.items()
+    }
+    details = {name: _details(by_score.values()) for name, by_score in tallies.items()}
     funnels = await repository.funnel_by_touchpoint(where)
-    details = await repository.answer_details_by_touchpoint(where)
     case_groups: dict[str | None, list[tuple[str, bool, int]]] = {}
     for case_touchpoint, status, breached, cases in await repository.cases_by_state(where):
         case_groups.setdefault(case_touchpoint, []).append((status, breached, cases))
@@ -249,7 +254,7 @@ async def _summaries(
             funnel=Funnel.from_counts(
                 {
                     **funnels.get(name, no_funnel).steps,
-                    "responded": details[name].responded_invitations if name in details else 0,
+                    "responded": details[name].answers if name in details else 0,
                 }
             ),
             failed_by_reason=funnels.get(name, no_funnel).failed_by_reason,
@@ -260,6 +265,29 @@ async def _summaries(
     unplaced = Summary(cases=CaseCounts.from_groups(case_groups.get(None, [])))
     overall = sum(per_touchpoint.values(), unplaced)
     return overall, per_touchpoint
+
+
+@dataclass(frozen=True, slots=True)
+class _AnswerDetails:
+    #: Answers, which is also the invitations answered: the survey derives an answer's id from its
+    #: invitation's (``response_id_for``), so an invitation has one answer.
+    answers: int
+    follow_up: FollowUpAnswers
+
+
+def _details(tallies: Iterable[Tally]) -> _AnswerDetails:
+    total = sum(tallies, Tally())
+    return _AnswerDetails(
+        answers=total.answers,
+        follow_up=FollowUpAnswers(
+            recommended_yes=total.recommended_yes,
+            recommended_answers=total.recommended_answers,
+            csat_total=total.csat_total,
+            csat_answers=total.csat_answers,
+            effort_total=total.effort_total,
+            effort_answers=total.effort_answers,
+        ),
+    )
 
 
 class ResponseView(BaseModel):

@@ -29,6 +29,7 @@ from libs.common.events import (
 )
 from services.reporting.domain.cases import CaseFacts, merge
 from services.reporting.domain.funnel_days import MACHINE_OPENED, OPENED, NewStep, rollup_changes
+from services.reporting.domain.rollups import DayKey, Tally, delta
 from services.reporting.handlers import purchases
 from services.reporting.models import InvitationFailure, InvitationSent, InvitationStep, Response
 from services.reporting.repository import CaseKey, ReportingRepository
@@ -57,8 +58,9 @@ async def project(events: list[Event[Contract]], uow: UnitOfWork[ReportingReposi
     Invitations and their funnel steps are facts that never change, so a repeat is simply ignored.
     An answer is kept in its highest revision: ``survey.responded`` is revision 1, and
     ``survey.response_updated`` repeats the whole answer with a higher one, so repeats and
-    reordering leave the newest. Cases are merged (see :mod:`services.reporting.domain.cases`)
-    within the batch, then with what is stored.
+    reordering leave the newest; the daily rollup of answers moves with it, by the difference
+    between the version held before and the one stored. Cases are merged (see
+    :mod:`services.reporting.domain.cases`) within the batch, then with what is stored.
     """
     batch = _Projection()
     for event in events:
@@ -136,7 +138,7 @@ class _Projection:
     async def save(self, repository: ReportingRepository) -> None:
         await self._save_funnel(repository)
         await purchases.lock_answers(repository, self.answers.values())
-        await repository.record_responses(list(self.answers.values()))
+        await _record_answers(repository, list(self.answers.values()))
         await purchases.match_answers(repository, self.answers.values())
         await repository.merge_cases(self.cases)
 
@@ -160,6 +162,19 @@ class _Projection:
             await repository.opens_of(opened),
         )
         await repository.add_to_funnel_days(changes)
+
+
+async def _record_answers(repository: ReportingRepository, answers: list[Response]) -> None:
+    """Store the answers and move the daily rollup by what changed, in three statements: lock and
+    read the versions held, upsert, add the deltas (see :mod:`services.reporting.domain.rollups`)."""
+    held = await repository.held_answers([(answer.tenant_id, answer.response_id) for answer in answers])
+    stored = await repository.record_responses(answers, held=held.keys())
+    changes: dict[tuple[uuid.UUID, DayKey], Tally] = {}
+    for (tenant_id, response_id), version in stored.items():
+        for row, change in delta(held.get((tenant_id, response_id)), version).items():
+            key = (tenant_id, row)
+            changes[key] = changes.get(key, Tally()) + change
+    await repository.add_to_answer_days({key: change for key, change in changes.items() if change})
 
 
 def _answer(tenant_id: uuid.UUID, data: SurveyResponded | SurveyResponseUpdated) -> Response:
