@@ -262,6 +262,31 @@ async def seed_nps_cells(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: datetime
         await connection.execute(_NPS_LONGER_CELLS, tenant_id, now)
 
 
+#: The funnel's days as the projection keeps them (the rule of ``0009_funnel_days``'s backfill, the
+#: branch that adds the table): invitations sent, each step (a machine's open only while no person
+#: opened), and those given up by reason, per touchpoint and UTC day.
+_FUNNEL_DAYS = """
+INSERT INTO reporting.funnel_days (tenant_id, touchpoint, day, step, reason, invitations)
+SELECT $1, touchpoint, (sent_at AT TIME ZONE 'UTC')::date, 'sent', '', count(*)
+FROM reporting.invitations_sent WHERE tenant_id = $1 GROUP BY 2, 3
+UNION ALL
+SELECT $1, s.touchpoint, (s.at AT TIME ZONE 'UTC')::date, s.step, '', count(*)
+FROM reporting.invitation_steps AS s
+WHERE s.tenant_id = $1 AND NOT (s.step = 'machine_opened' AND EXISTS (
+    SELECT 1 FROM reporting.invitation_steps AS person
+    WHERE person.tenant_id = s.tenant_id AND person.invitation_id = s.invitation_id
+      AND person.step = 'opened'))
+GROUP BY 2, 3, 4
+UNION ALL
+SELECT $1, touchpoint, (at AT TIME ZONE 'UTC')::date, 'failed_by_reason', reason, count(*)
+FROM reporting.invitation_failures WHERE tenant_id = $1 GROUP BY 2, 3, 5
+"""
+
+
+async def seed_funnel_days(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: datetime) -> None:
+    await pool.execute(_FUNNEL_DAYS, tenant_id)
+
+
 Rollup = Callable[[asyncpg.Pool, uuid.UUID, datetime], Awaitable[None]]
 
 #: Each rollup table the panels read, and the function that fills it from the seeded rows. A new
@@ -269,6 +294,8 @@ Rollup = Callable[[asyncpg.Pool, uuid.UUID, datetime], Awaitable[None]]
 #: table listed whose migration is not in this checkout is skipped.
 ROLLUPS: dict[str, Rollup] = {
     "reporting.nps_cells": seed_nps_cells,
+    "reporting.funnel_days": seed_funnel_days,
+    # "reporting.answer_days": seed_answer_days,  (on its way: the answers' daily rollup)
 }
 #: Rollups known to be on their way: if one exists without a seeder, the bench says so.
 EXPECTED_ROLLUPS = ("reporting.answer_days", "reporting.funnel_days")
