@@ -11,15 +11,18 @@ settings: ``bench.report_live.reporting_stack``); a tenant and its API key annou
 ``nps.tenants``. The answers (2 years, 5 touchpoints, ~15 % with a comment, country / store /
 category in the survey context's snapshot), their invitations and a case for each detractor go
 straight into the tables with server-side SQL, and the rollups (``reporting.nps_cells``: day, ISO
-week and month cells, everybody and each segment) are built from them with one SQL aggregate
-each, exactly as the events would have left them: see ``bench.report_seed``. Then ANALYZE.
+week and month cells, everybody and each segment; ``reporting.funnel_days`` once it is in the
+checkout) are built from them with SQL aggregates, exactly as the events would have left them:
+see ``bench.report_seed``, where a new rollup adds its function. Then VACUUM ANALYZE. The
+statements run side by side on one connection per core; the bench cluster gets max_wal_size 8 GB.
 
 Measured: ``BENCH_GETS`` GETs per panel with the tenant's key, one after another after 5
 unmeasured ones, over real HTTP; the range rotates over the last 7, 30, 90 and 365 days and the
-last whole calendar year (the trend: always the last 365 days). A panel stops early once its GETs
-took ``BENCH_PANEL_SECONDS`` (default 120 s; the table says how many were measured), so a panel
-that scans millions of rows cannot hold the run for an hour. The CSV export is timed to its first
-data row (the header line comes before any query), then the download is dropped.
+last whole calendar year (the trend: always the last 365 days). A panel stops early once its
+measured GETs took ``BENCH_PANEL_SECONDS`` (default 120 s; the table says how many were
+measured), so a panel that scans millions of rows cannot hold the run for an hour. The CSV
+export is timed to its first data row (the header line comes before any query), then the
+download is dropped.
 
 Baseline, same run, same rows, same ranges: asyncpg, a prepared statement over
 ``reporting.responses`` (``reporting.cases`` for the follow-ups) computing the panel's aggregate:
@@ -27,6 +30,18 @@ GROUP BY score for the scores (both periods in one scan), ``date_trunc('week')``
 trend, touchpoint, store and score for the segments, the feed's ``ORDER BY ... LIMIT 51`` for the
 verbatims, touchpoint and score for the summary, counts and a percentile for the follow-ups, the
 export's first batch (``LIMIT 2000``) for the CSV.
+
+Last full run, 2026-12-01, 10 M answers, 2 cores shared with other work (load average 9-13):
+seeding 947 s (answers, invitations, 2.2 M cases 577 s; 650,802 cells 369 s). p50 / p95 (SQL p50):
+scores 38 / 56 ms (2,564 ms); trend 14 / 20 ms (9,027 ms); segments by store 165 / 379 ms
+(2,977 ms); verbatims 39 / 83 ms (1.9 ms), with q and a group 47 / 68 ms (1.7 ms); summary
+501 / 4,948 ms (1,357 ms; only 2 GETs in the budget); followups 1,439 / 9,048 ms (407 ms); the
+export's first row 454 / 723 ms (30 ms). The summary, the follow-ups and the export's first row
+read the raw tables (see the report of that run for the plans).
+
+``BENCH_SLOW_LOG=1`` logs each statement of 50 ms or more (the service's too) to the cluster's
+``server.log`` and keeps its directory; ``BENCH_KEEP=1`` keeps it (10 M answers: ~15 GB with WAL)
+to start it again and EXPLAIN.
 """
 
 from __future__ import annotations
@@ -234,9 +249,11 @@ async def time_panel(
         for number, span in enumerate(rotation):
             start = time.perf_counter()
             await _get(client, panel, span)
-            if number >= WARM_UP:
-                seconds.append(time.perf_counter() - start)
-            if time.perf_counter() - began > PANEL_SECONDS and seconds:
+            if number < WARM_UP:
+                began = time.perf_counter()
+                continue
+            seconds.append(time.perf_counter() - start)
+            if time.perf_counter() - began > PANEL_SECONDS:
                 break
     return Timing(seconds, GETS)
 
@@ -250,11 +267,13 @@ async def time_baseline(
     for number, span in enumerate(_rotation(panel, spans)):
         start = time.perf_counter()
         rows = await statement.fetch(*panel.args(tenant, span))
-        if number >= WARM_UP:
-            seconds.append(time.perf_counter() - start)
         if not rows:
             raise SystemExit(f"the baseline of {panel.name} over {span.label} found nothing")
-        if time.perf_counter() - began > PANEL_SECONDS and seconds:
+        if number < WARM_UP:
+            began = time.perf_counter()
+            continue
+        seconds.append(time.perf_counter() - start)
+        if time.perf_counter() - began > PANEL_SECONDS:
             break
     return Timing(seconds, GETS)
 
