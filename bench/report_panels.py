@@ -36,8 +36,11 @@ seeding 947 s (answers, invitations, 2.2 M cases 577 s; 650,802 cells 369 s). p5
 scores 38 / 56 ms (2,564 ms); trend 14 / 20 ms (9,027 ms); segments by store 165 / 379 ms
 (2,977 ms); verbatims 39 / 83 ms (1.9 ms), with q and a group 47 / 68 ms (1.7 ms); summary
 501 / 4,948 ms (1,357 ms; only 2 GETs in the budget); followups 1,439 / 9,048 ms (407 ms); the
-export's first row 454 / 723 ms (30 ms). The summary, the follow-ups and the export's first row
-read the raw tables (see the report of that run for the plans).
+export's first row 454 / 723 ms (30 ms). Slow: the summary (raw answers grouped, with a
+``count(DISTINCT invitation_id)`` whose sort spills to disk), the follow-ups (three aggregates with
+``percentile_cont`` over a seq scan of ``reporting.cases``), the segments (every value's day cells
+of the partial months, fetched from the heap through a skip scan of the segment index) and the
+export's first row (2,000 rows loaded and written as CSV before the first byte; its query: 2 ms).
 
 ``BENCH_SLOW_LOG=1`` logs each statement of 50 ms or more (the service's too) to the cluster's
 ``server.log`` and keeps its directory; ``BENCH_KEEP=1`` keeps it (10 M answers: ~15 GB with WAL)
