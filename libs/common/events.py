@@ -456,6 +456,20 @@ class SuppressionLifted(Contract):
     at: Timestamp
 
 
+class PurchaseRecorded(Contract):
+    """The trigger added an order to its purchases ledger (once per order: a repeat is not announced
+    again), so that reporting can tell which customers bought again after they answered. The amount
+    is in its currency's minor units; ``occurred_at`` is when the customer bought."""
+
+    event_type = "purchase.recorded.v1"
+    topic = topics.PURCHASES_RECORDED
+
+    customer_id: Identifier
+    order_id: Identifier
+    amount: Money
+    occurred_at: Timestamp
+
+
 NpsBucket = Literal["all", "day", "week", "month"]
 #: A segment's dimension, e.g. ``country``, ``store``, ``category``: named as attribute keys are.
 SegmentDimension = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
@@ -691,6 +705,7 @@ PUBLIC_CONTRACTS: tuple[type[Contract], ...] = (
     SurveyExpired,
     SurveyFailed,
     SuppressionLifted,
+    PurchaseRecorded,
     NpsUpdated,
     FollowupOpened,
     FollowupUpdated,
@@ -725,6 +740,7 @@ SURVEY_UNSUBSCRIBED = SurveyUnsubscribed.event_type
 SURVEY_EXPIRED = SurveyExpired.event_type
 SURVEY_FAILED = SurveyFailed.event_type
 SUPPRESSION_LIFTED = SuppressionLifted.event_type
+PURCHASE_RECORDED = PurchaseRecorded.event_type
 NPS_UPDATED = NpsUpdated.event_type
 FOLLOWUP_OPENED = FollowupOpened.event_type
 FOLLOWUP_UPDATED = FollowupUpdated.event_type

@@ -13,6 +13,8 @@ SURVEY_EVENTS = "nps.survey-events"
 SCORES = "nps.scores"
 FOLLOWUPS = "nps.followups"
 TENANTS = "nps.tenants"
+#: Purchases the trigger added to its ledger, for reporting's repurchase rate.
+PURCHASES_RECORDED = "nps.purchases-recorded"
 
 DLQ_SUFFIX = ".dlq"
 
@@ -29,6 +31,7 @@ MAIN_TOPICS: dict[str, int] = {
     SURVEY_EVENTS: 6,
     SCORES: 3,
     FOLLOWUPS: 3,
+    PURCHASES_RECORDED: 6,
     # One partition keeps tenant and key changes in the order they were made.
     TENANTS: 1,
 }

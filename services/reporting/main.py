@@ -14,7 +14,7 @@ from libs.common.tenancy import TENANCY_HANDLERS
 from services.reporting import api
 from services.reporting.api import stream
 from services.reporting.config import ReportingSettings
-from services.reporting.handlers import read_model, scores
+from services.reporting.handlers import purchases, read_model, scores
 from services.reporting.models import COMMON, SESSIONS, Base
 from services.reporting.repository import ReportingRepository
 
@@ -50,6 +50,12 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
             # handed over once that consumer has recorded the tenant, so this one need not read
             # nps.tenants and handle each tenancy event a second time.
             ConsumerSpec(name="scores", topics=[topics.SCORES], handle=scores.record),
+            # Purchases, for the repurchase rate; their tenants become known as the cells' do.
+            ConsumerSpec(
+                name=purchases.PURCHASES_CONSUMER,
+                topics=[topics.PURCHASES_RECORDED],
+                handle=purchases.record,
+            ),
         ],
         jobs=[stream.listener],
     )

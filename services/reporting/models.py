@@ -76,6 +76,9 @@ class Response(Base):
     attributes: Mapped[dict[str, str] | None] = mapped_column(JSONB(none_as_null=True))
     #: ``[{"amount_minor", "currency"}]`` as the context carried it.
     spend_12m: Mapped[list[dict[str, object]] | None] = mapped_column(JSONB(none_as_null=True))
+    #: The customer's first purchase after the answer, within 365 days (``purchase.recorded.v1``;
+    #: see ``services/reporting/domain/repurchase.py``); null while they have not bought again.
+    repurchased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     # (tenant, responded_at, response_id) is the keyset the feed and the exports page by. The feed
     # shows only answers with a comment, mostly a small share of them: its own partial indexes
@@ -97,6 +100,23 @@ class Response(Base):
             "response_id",
             postgresql_where=text("comment <> ''"),
         ),
+        # A purchase finds its customer's answers of the year before it.
+        Index("ix_responses_tenant_customer_responded_at", "tenant_id", "customer_id", "responded_at"),
+    )
+
+
+class RecordedPurchase(Base):
+    """A purchase the trigger recorded (``purchase.recorded.v1``), kept so that an answer projected
+    after a later purchase of its customer still finds it. Only what the matching needs."""
+
+    __tablename__ = "purchases"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_purchases_tenant_customer_occurred_at", "tenant_id", "customer_id", "occurred_at"),
     )
 
 
@@ -207,3 +227,21 @@ class NpsCell(Base):
             "ix_nps_cells_tenant_segment_bucket_start", "tenant_id", "dimension", "value", "bucket", "start"
         ),
     )
+
+
+class FunnelDay(Base):
+    """The funnel's daily rollup: invitations per touchpoint, UTC day and step, counted as the
+    projection adds each fact (see :mod:`services.reporting.domain.funnel_days`). Steps: ``sent``,
+    those of ``invitation_steps`` (a machine's open only while no person opened the invitation),
+    and ``failed_by_reason`` with the reason code; ``reason`` is ``''`` for the others."""
+
+    __tablename__ = "funnel_days"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    step: Mapped[str] = mapped_column(String(20), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(30), primary_key=True)
+    invitations: Mapped[int] = mapped_column(BigInteger)
+
+    # A touchpoint's days are the primary key's prefix; all of a tenant's days, this index.
+    __table_args__ = (Index("ix_funnel_days_tenant_day", "tenant_id", "day"),)

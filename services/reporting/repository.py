@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import operator
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ARRAY,
@@ -47,21 +48,35 @@ from services.reporting.domain.followups import (
     CaseTotals,
     RecoveryCount,
 )
+from services.reporting.domain.funnel_days import (
+    FAILED_BY_REASON,
+    MACHINE_OPENED,
+    OPENED,
+    FunnelCounts,
+    InvitationKey,
+    RollupKey,
+    WholeDays,
+    plan_funnel_days,
+)
 from services.reporting.domain.insight import SegmentSort, Span
+from services.reporting.domain.repurchase import ScoreCount
 from services.reporting.domain.summary import FollowUpAnswers
 from services.reporting.domain.verbatims import MAX_CATEGORIES, Position
 from services.reporting.models import (
     SCORE_COLUMNS,
     Base,
     FollowupCase,
+    FunnelDay,
     InvitationFailure,
     InvitationSent,
     InvitationStep,
     NpsCell,
+    RecordedPurchase,
     Response,
 )
 
 CaseKey = tuple[uuid.UUID, uuid.UUID]
+FactT = TypeVar("FactT", InvitationSent, InvitationStep, InvitationFailure)
 
 
 #: What a newer revision of an answer replaces; who answered which invitation when stays.
@@ -170,21 +185,116 @@ class ReportingRepository:
         """The rest of this transaction reads one consistent state (it must be its first statement)."""
         await self.session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
 
-    async def record_invitations(self, invitations: Sequence[InvitationSent]) -> None:
-        await self._add_facts(InvitationSent, invitations)
+    async def record_invitations(self, invitations: Sequence[InvitationSent]) -> list[InvitationSent]:
+        """Returns the invitations this added: the rollup counts those, never a repeat."""
+        return await self._add_facts(InvitationSent, invitations)
 
-    async def record_steps(self, steps: Sequence[InvitationStep]) -> None:
-        await self._add_facts(InvitationStep, steps)
+    async def record_steps(self, steps: Sequence[InvitationStep]) -> list[InvitationStep]:
+        return await self._add_facts(InvitationStep, steps)
 
-    async def record_failures(self, failures: Sequence[InvitationFailure]) -> None:
-        await self._add_facts(InvitationFailure, failures)
+    async def record_failures(self, failures: Sequence[InvitationFailure]) -> list[InvitationFailure]:
+        return await self._add_facts(InvitationFailure, failures)
 
-    async def _add_facts(self, model: type[Base], facts: Sequence[Base]) -> None:
-        """Facts never change: one insert for the batch, a repeat of a stored one is ignored."""
-        if facts:
-            await self.session.execute(
-                pg_insert(model).values([_columns(fact) for fact in facts]).on_conflict_do_nothing()
+    async def _add_facts(self, model: type[FactT], facts: Sequence[FactT]) -> list[FactT]:
+        """Facts never change: one insert for the batch, a repeat of a stored one is ignored. In key
+        order, so that two batches adding the same facts cannot deadlock; returns the rows added."""
+        if not facts:
+            return []
+        keys = [column.key for column in model.__table__.primary_key]
+        ordered = sorted(facts, key=lambda fact: tuple(str(getattr(fact, key)) for key in keys))
+        added = await self.session.scalars(
+            pg_insert(model)
+            .values([_columns(fact) for fact in ordered])
+            .on_conflict_do_nothing()
+            .returning(model)
+        )
+        return list(added.all())
+
+    async def opens_of(
+        self, invitations: Collection[InvitationKey]
+    ) -> dict[InvitationKey, dict[str, tuple[str, datetime]]]:
+        """Per invitation, its stored opens (person's and machine's) as (touchpoint, at)."""
+        if not invitations:
+            return {}
+        rows = await self.session.execute(
+            select(
+                InvitationStep.tenant_id,
+                InvitationStep.invitation_id,
+                InvitationStep.step,
+                InvitationStep.touchpoint,
+                InvitationStep.at,
+            ).where(
+                tuple_(InvitationStep.tenant_id, InvitationStep.invitation_id).in_(sorted(invitations)),
+                InvitationStep.step.in_([OPENED, MACHINE_OPENED]),
             )
+        )
+        opens: dict[InvitationKey, dict[str, tuple[str, datetime]]] = {}
+        for tenant_id, invitation_id, step, touchpoint, at in rows:
+            opens.setdefault((tenant_id, invitation_id), {})[step] = (touchpoint, at)
+        return opens
+
+    async def add_to_funnel_days(self, changes: Mapping[RollupKey, int]) -> None:
+        """Add each change to its rollup row, in one statement, in key order so that concurrent
+        batches cannot deadlock."""
+        if not changes:
+            return
+        rows = [
+            {
+                "tenant_id": tenant_id,
+                "touchpoint": touchpoint,
+                "day": day,
+                "step": step,
+                "reason": reason,
+                "invitations": delta,
+            }
+            for (tenant_id, touchpoint, day, step, reason), delta in sorted(changes.items())
+        ]
+        insert = pg_insert(FunnelDay).values(rows)
+        await self.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=list(FunnelDay.__table__.primary_key),
+                set_={"invitations": FunnelDay.invitations + insert.excluded.invitations},
+            )
+        )
+
+    async def funnel_by_touchpoint(self, where: ReportFilter) -> dict[str, FunnelCounts]:
+        """Per touchpoint (in name order, only those with something to count), the funnel of the
+        filter's range: its whole UTC days from the rollup, the partial days at its ends from the
+        facts (see :func:`plan_funnel_days`)."""
+        plan = plan_funnel_days(where.since, where.until)
+        funnels: dict[str, FunnelCounts] = {}
+        if plan.days is not None:
+            for touchpoint, step, reason, invitations in await self._funnel_days(where, plan.days):
+                funnel = funnels.setdefault(touchpoint, FunnelCounts())
+                if step == FAILED_BY_REASON:
+                    funnel.add_failures(reason, invitations)
+                else:
+                    funnel.add_step(step, invitations)
+        for edge in plan.edges:
+            part = ReportFilter(where.tenant_id, where.touchpoint, edge.since, edge.until)
+            for touchpoint, sent in (await self.invitations_by_touchpoint(part)).items():
+                funnels.setdefault(touchpoint, FunnelCounts()).add_step("sent", sent)
+            for touchpoint, step, invitations in await self.steps_by_touchpoint(part):
+                funnels.setdefault(touchpoint, FunnelCounts()).add_step(step, invitations)
+            for touchpoint, reason, invitations in await self.failures_by_touchpoint(part):
+                funnels.setdefault(touchpoint, FunnelCounts()).add_failures(reason, invitations)
+        counted = {name: funnel.without_zeros() for name, funnel in sorted(funnels.items())}
+        return {name: funnel for name, funnel in counted.items() if not funnel.empty}
+
+    async def _funnel_days(self, where: ReportFilter, days: WholeDays) -> list[tuple[str, str, str, int]]:
+        query = select(
+            FunnelDay.touchpoint, FunnelDay.step, FunnelDay.reason, func.sum(FunnelDay.invitations)
+        ).where(FunnelDay.tenant_id == where.tenant_id)
+        if where.touchpoint is not None:
+            query = query.where(FunnelDay.touchpoint == where.touchpoint)
+        if days.first is not None:
+            query = query.where(FunnelDay.day >= days.first)
+        if days.stop is not None:
+            query = query.where(FunnelDay.day < days.stop)
+        rows = await self.session.execute(
+            query.group_by(FunnelDay.touchpoint, FunnelDay.step, FunnelDay.reason)
+        )
+        return [(row[0], row[1], row[2], int(row[3])) for row in rows]
 
     async def failures_by_touchpoint(self, where: ReportFilter) -> list[tuple[str, str, int]]:
         """(touchpoint, reason, invitations given up), counted from when they were given up."""
@@ -641,6 +751,114 @@ class ReportingRepository:
                 )
             )
         return counts
+
+    # --- Repurchases (see services/reporting/domain/repurchase.py) ------------------------------
+
+    async def lock_purchasers(self, customers: Iterable[tuple[uuid.UUID, str]]) -> None:
+        """Serialise, per (tenant, customer), the answers and the purchases that meet in this
+        transaction: whichever commits second sees the other, so neither order loses a repurchase.
+        Keys in ascending order, so two batches sharing customers cannot deadlock."""
+        keys = sorted({_purchaser_key(tenant_id, customer) for tenant_id, customer in customers})
+        if keys:
+            await self.session.execute(_LOCK_PURCHASERS, {"keys": keys})
+
+    async def record_purchases(self, purchases: Sequence[RecordedPurchase]) -> list[RecordedPurchase]:
+        """Keep each purchase once per (tenant, order), the first recorded, for answers that arrive
+        after it; returns those this added (a repeat is not)."""
+        if not purchases:
+            return []
+        ordered = sorted(purchases, key=lambda p: (p.tenant_id, p.order_id))
+        insert = pg_insert(RecordedPurchase).values([_columns(purchase) for purchase in ordered])
+        added = await self.session.execute(
+            insert.on_conflict_do_nothing().returning(RecordedPurchase.tenant_id, RecordedPurchase.order_id)
+        )
+        keys = {(row.tenant_id, row.order_id) for row in added}
+        return [purchase for purchase in ordered if (purchase.tenant_id, purchase.order_id) in keys]
+
+    async def mark_repurchases(self, purchases: Sequence[RecordedPurchase]) -> None:
+        """Each answer of these purchases' customers given within the year before one of them keeps
+        the earliest such purchase as its first repurchase: one statement."""
+        if purchases:
+            await self.session.execute(
+                _MARK_BY_PURCHASES,
+                {
+                    "tenants": [p.tenant_id for p in purchases],
+                    "customers": [p.customer_id for p in purchases],
+                    "times": [p.occurred_at for p in purchases],
+                },
+            )
+
+    async def find_repurchases(self, answers: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> None:
+        """Each of these answers (tenant, response id) keeps the earliest purchase of its customer
+        already known that is a repurchase of it: one statement."""
+        keys = sorted(set(answers))
+        if keys:
+            await self.session.execute(
+                _MARK_BY_ANSWERS,
+                {"tenants": [tenant for tenant, _ in keys], "responses": [response for _, response in keys]},
+            )
+
+    async def repurchase_counts(
+        self, where: ReportFilter, answered_by: datetime, days: int
+    ) -> list[ScoreCount]:
+        """Per current score: the answers of the range given by ``answered_by``, and of them those
+        whose first repurchase came within ``days``. One grouped scan of the range's answers."""
+        came_back = Response.repurchased_at <= Response.responded_at + timedelta(days=days)
+        query = (
+            select(Response.score, func.count(), func.count().filter(came_back))
+            .where(*_answers_selected(where), Response.responded_at <= answered_by)
+            .group_by(Response.score)
+        )
+        rows = await self.session.execute(query)
+        return [ScoreCount(score=row[0], answers=row[1], repurchased=row[2]) for row in rows]
+
+
+def _answers_selected(where: ReportFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [Response.tenant_id == where.tenant_id]
+    if where.touchpoint is not None:
+        conditions.append(Response.touchpoint == where.touchpoint)
+    if where.since is not None:
+        conditions.append(Response.responded_at >= where.since)
+    if where.until is not None:
+        conditions.append(Response.responded_at < where.until)
+    return conditions
+
+
+def _purchaser_key(tenant_id: uuid.UUID, customer_id: str) -> int:
+    digest = hashlib.blake2b(
+        f"reporting:purchaser:{tenant_id}:{customer_id}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_LOCK_PURCHASERS = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
+
+# The year before each purchase, on ix_responses_tenant_customer_responded_at; an answer keeps the
+# earlier of its known first repurchase and the batch's, so the order purchases arrive in is moot.
+_MARK_BY_PURCHASES = text(
+    "UPDATE reporting.responses AS r SET repurchased_at = m.first_at FROM ("
+    "SELECT a.tenant_id, a.response_id, min(b.occurred_at) AS first_at "
+    "FROM unnest(CAST(:tenants AS uuid[]), CAST(:customers AS text[]), CAST(:times AS timestamptz[])) "
+    "AS b(tenant_id, customer_id, occurred_at) "
+    "JOIN reporting.responses AS a ON a.tenant_id = b.tenant_id AND a.customer_id = b.customer_id "
+    "AND a.responded_at < b.occurred_at AND a.responded_at >= b.occurred_at - interval '365 days' "
+    "GROUP BY a.tenant_id, a.response_id) AS m "
+    "WHERE r.tenant_id = m.tenant_id AND r.response_id = m.response_id "
+    "AND (r.repurchased_at IS NULL OR r.repurchased_at > m.first_at)"
+)
+
+# The year after each answer, on ix_purchases_tenant_customer_occurred_at.
+_MARK_BY_ANSWERS = text(
+    "UPDATE reporting.responses AS r SET repurchased_at = m.first_at FROM ("
+    "SELECT a.tenant_id, a.response_id, min(p.occurred_at) AS first_at "
+    "FROM unnest(CAST(:tenants AS uuid[]), CAST(:responses AS uuid[])) AS b(tenant_id, response_id) "
+    "JOIN reporting.responses AS a ON a.tenant_id = b.tenant_id AND a.response_id = b.response_id "
+    "JOIN reporting.purchases AS p ON p.tenant_id = a.tenant_id AND p.customer_id = a.customer_id "
+    "AND p.occurred_at > a.responded_at AND p.occurred_at <= a.responded_at + interval '365 days' "
+    "GROUP BY a.tenant_id, a.response_id) AS m "
+    "WHERE r.tenant_id = m.tenant_id AND r.response_id = m.response_id "
+    "AND (r.repurchased_at IS NULL OR r.repurchased_at > m.first_at)"
+)
 
 
 def _segment_keys(

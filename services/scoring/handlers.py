@@ -3,30 +3,50 @@ events in the unit of work, and return. They never commit."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 
 from prometheus_client import Counter
 
+from libs.common import nps as maths
 from libs.common.db import UnitOfWork
 from libs.common.events import (
     Contract,
     Event,
+    NpsInterval,
+    NpsSegment,
     NpsUpdated,
+    NpsWindow,
+    SurveyContext,
     SurveyResponded,
     SurveyResponseUpdated,
     is_recovery_answer,
 )
-from services.scoring.domain.revisions import (
-    FIRST_REVISION,
-    HeldAnswer,
-    TallyChange,
+from services.scoring.domain.cells import (
+    Bins,
+    Bucket,
+    CellKey,
+    CountedAnswer,
+    Rollup,
+    all_time,
+    bucket_end,
     first_count,
-    latest,
-    revise,
+    revision,
+    utc_day,
 )
-from services.scoring.repository import AnswerKey, ScoringRepository, TouchpointChange, TouchpointCounts
+from services.scoring.domain.nps import Tally
+from services.scoring.domain.revisions import FIRST_REVISION, HeldAnswer, latest, revise
+from services.scoring.domain.segments import KnownValues, segments_of
+from services.scoring.repository import (
+    AnswerKey,
+    CellState,
+    ScoringRepository,
+    TouchpointChange,
+    TouchpointCounts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,98 +73,198 @@ def nps_updated_id(tenant_id: uuid.UUID, touchpoint: str, version: int) -> str:
     return str(uuid.uuid5(_NPS_UPDATED_NAMESPACE, f"{tenant_id}:{touchpoint}:{version}"))
 
 
-def _answer_of(event: Event[Contract]) -> tuple[AnswerKey, HeldAnswer] | None:
+def cell_updated_id(key: CellKey, version: int) -> str:
+    """One state of one cell. Only the value is free text and every part after it has a fixed
+    shape, so two cells never share an id, nor a cell the all-time tally of :func:`nps_updated_id`."""
+    parts = (key.tenant_id, key.touchpoint, key.dimension, key.value, key.bucket, key.start.isoformat())
+    return str(uuid.uuid5(_NPS_UPDATED_NAMESPACE, ":".join(map(str, (*parts, version)))))
+
+
+@dataclass(frozen=True, slots=True)
+class _Arriving:
+    answer: HeldAnswer
+    responded_at: datetime
+    context: SurveyContext | None
+
+
+def _answer_of(event: Event[Contract]) -> tuple[AnswerKey, _Arriving] | None:
     data = event.data
     if is_recovery_answer(data):
         # A recovery survey's answer measures the follow-up (reporting's recovery rate), not the NPS.
         return None
     if isinstance(data, SurveyResponded):
-        revision = FIRST_REVISION
+        revision_number = FIRST_REVISION
     elif isinstance(data, SurveyResponseUpdated):
-        revision = data.revision
+        revision_number = data.revision
     else:
         return None
-    return (event.tenant, data.response_id), HeldAnswer(data.touchpoint, data.score, revision)
+    answer = HeldAnswer(data.touchpoint, data.score, revision_number)
+    return (event.tenant, data.response_id), _Arriving(answer, data.responded_at, data.context)
+
+
+def _arriving_answers(events: list[Event[Contract]]) -> dict[AnswerKey, _Arriving]:
+    """The latest version of each answer in the batch."""
+    arriving: dict[AnswerKey, _Arriving] = {}
+    for event in events:
+        found = _answer_of(event)
+        if found is None:
+            continue
+        key, version = found
+        held = arriving.get(key)
+        if held is None or latest(held.answer, version.answer) is not held.answer:
+            arriving[key] = version
+    return arriving
+
+
+async def _as_counted(
+    repository: ScoringRepository, arriving: dict[AnswerKey, _Arriving], now: datetime
+) -> dict[AnswerKey, CountedAnswer]:
+    """Each answer as it would be counted if new: its UTC date and its segments, bounded to the
+    values its tenant's dimensions hold (one read of the declarations, one of the values, one
+    insert of the values first seen; a lock and a second read when the batch admits new values)."""
+    declared = await repository.declared_dimensions(key[0] for key in arriving)
+    raw = {key: segments_of(item.context, declared.get(key[0], ())) for key, item in arriving.items()}
+    wanted = {(key[0], segment.dimension) for key, segments in raw.items() for segment in segments}
+
+    def bounded(values: KnownValues) -> dict[AnswerKey, CountedAnswer]:
+        return {
+            key: CountedAnswer(item.answer, utc_day(item.responded_at), values.bounded(key[0], raw[key]))
+            for key, item in sorted(arriving.items())
+        }
+
+    values = KnownValues(await repository.known_values(wanted))
+    counted = bounded(values)
+    if values.new_values():
+        # Another consumer may be admitting values to the same dimensions: take turns, then count
+        # again from what is known now, so a dimension never holds more than the bound. (Only the
+        # dimensions seen admitting can admit again: known values never go away.)
+        await repository.lock_dimensions(
+            {(tenant, segment.dimension) for tenant, segment in values.new_values()}
+        )
+        values = KnownValues(await repository.known_values(wanted))
+        counted = bounded(values)
+    await repository.add_values(values.new_values(), now)
+    return counted
 
 
 async def record_responses(
     events: list[Event[Contract]], uow: UnitOfWork[ScoringRepository], *, now: datetime
 ) -> None:
     """Count a batch of answers (``survey.responded``) and their revisions
-    (``survey.response_updated``) into the running tallies, and announce each changed touchpoint's
-    new score with ``nps.updated``.
+    (``survey.response_updated``) into the cells and the running tallies, and announce each
+    changed cell's and touchpoint's new state with ``nps.updated``.
 
-    Statements per batch, not per answer: one insert of the answers, and for those already held
-    one locking read and one update, then one upsert of the tallies.
+    Statements per batch, not per answer: two reads and one insert for the segments (two more when
+    new values are admitted), one insert of the answers, and for those already held one locking
+    read and one update, then one upsert of the tallies and one of the cells.
     """
-    arriving: dict[AnswerKey, HeldAnswer] = {}
-    for event in events:
-        found = _answer_of(event)
-        if found is None:
-            continue
-        key, answer = found
-        arriving[key] = latest(arriving[key], answer) if key in arriving else answer
+    arriving = _arriving_answers(events)
     if not arriving:
         return
-    changes: dict[tuple[uuid.UUID, str], tuple[TallyChange, int]] = {}
-
-    def count(tenant_id: uuid.UUID, by_touchpoint: dict[str, TallyChange]) -> None:
-        for touchpoint, change in by_touchpoint.items():
-            total, steps = changes.get((tenant_id, touchpoint), (TallyChange(), 0))
-            changes[(tenant_id, touchpoint)] = (total + change, steps + 1)
-
     repository = uow.repository
-    new_keys = await repository.insert_new_answers(arriving, now)
-    new_answers = 0
+    counted = await _as_counted(repository, arriving, now)
+    new_keys = await repository.insert_new_answers(counted, now)
+    cells: Rollup[CellKey] = Rollup()
+    touchpoints: Rollup[tuple[uuid.UUID, str]] = Rollup()
+
+    def count(tenant_id: uuid.UUID, changes: dict[CellKey, Bins]) -> None:
+        cells.add(changes)
+        touchpoints.add({(tenant_id, name): bins for name, bins in all_time(changes).items()})
+
     for key in sorted(new_keys):
-        count(key[0], first_count(arriving[key]))
-        RESPONSES_TALLIED.labels(arriving[key].touchpoint, arriving[key].category.value).inc()
-        new_answers += 1
+        count(key[0], first_count(key[0], counted[key]))
+        RESPONSES_TALLIED.labels(arriving[key].answer.touchpoint, arriving[key].answer.category.value).inc()
     held = await repository.lock_answers(key for key in arriving if key not in new_keys)
     newer: dict[AnswerKey, HeldAnswer] = {}
-    for key, stored in held.items():
-        moved = revise(stored, arriving[key])
+    for key, stored in sorted(held.items()):
+        moved = revision(key[0], stored, arriving[key].answer)
         if moved is None:
             continue
-        newer[key] = arriving[key]
+        newer[key] = arriving[key].answer
         count(key[0], moved)
-        if moved:
-            SCORES_REVISED.labels(arriving[key].touchpoint).inc()
+        if revise(stored.answer, newer[key]):
+            SCORES_REVISED.labels(newer[key].touchpoint).inc()
     await repository.update_answers(newer, now)
-    totals = await repository.change_tallies(
-        [
-            TouchpointChange(tenant_id, touchpoint, change, steps)
-            for (tenant_id, touchpoint), (change, steps) in changes.items()
-            if not change.is_empty
-        ],
-        now,
-    )
+    changed = [
+        TouchpointChange(tenant_id, name, change.bins.tally_change(), change.steps, change.bins)
+        for (tenant_id, name), change in touchpoints.changed().items()
+    ]
+    totals = await repository.change_tallies(changed, now)
+    states = await repository.change_cells(cells.changed(), now)
     for total in totals:
         _emit_nps_updated(uow, total, now)
+    for state in states:
+        _emit_cell_updated(uow, state, now)
     log.info(
         "nps.tallied",
-        extra={"answers": new_answers, "revised": len(newer), "touchpoints": len(totals)},
+        extra={
+            "answers": len(new_keys),
+            "revised": len(newer),
+            "touchpoints": len(totals),
+            "cells": len(states),
+        },
+    )
+
+
+def _score(
+    tally: Tally, distribution: tuple[int, ...] | None, as_of: datetime, **where: object
+) -> NpsUpdated:
+    interval = maths.interval(tally.counts)
+    return NpsUpdated.model_validate(
+        {
+            "promoters": tally.promoters,
+            "passives": tally.passives,
+            "detractors": tally.detractors,
+            "responses": tally.responses,
+            # Only a revision that moves an answer to another touchpoint can empty a cell.
+            "nps": tally.nps if tally.nps is not None else 0.0,
+            "as_of": as_of,
+            "distribution": None if distribution is None else list(distribution),
+            "confidence_interval": None
+            if interval is None
+            else NpsInterval(low=interval.low, high=interval.high, level=interval.level),
+            **where,
+        }
     )
 
 
 def _emit_nps_updated(uow: UnitOfWork, total: TouchpointCounts, now: datetime) -> None:
-    tally = total.tally
-    nps = tally.nps
-    # The row was just changed by an answer counted or moved, so it holds at least one answer.
-    assert nps is not None
-    data = NpsUpdated(
-        touchpoint=total.touchpoint,
-        promoters=tally.promoters,
-        passives=tally.passives,
-        detractors=tally.detractors,
-        responses=tally.responses,
-        nps=nps,
-        as_of=now,
-    )
+    data = _score(total.tally, total.distribution, now, touchpoint=total.touchpoint, version=total.version)
     uow.emit(
         data,
         tenant_id=total.tenant_id,
         subject=total.touchpoint,
         event_id=nps_updated_id(total.tenant_id, total.touchpoint, total.version),
+        time=now,
+    )
+
+
+# A batch announces many cells of the same few windows and segments; the models are frozen.
+@functools.lru_cache(maxsize=4096)
+def _window(bucket: Bucket, start: date) -> NpsWindow:
+    return NpsWindow(bucket=bucket, start=start, end=bucket_end(bucket, start))
+
+
+@functools.lru_cache(maxsize=4096)
+def _segment(dimension: str, value: str) -> NpsSegment | None:
+    return NpsSegment(dimension=dimension, value=value) if dimension else None
+
+
+def _emit_cell_updated(uow: UnitOfWork, state: CellState, now: datetime) -> None:
+    key = state.key
+    data = _score(
+        state.bins.tally(),
+        state.bins.counts,
+        now,
+        touchpoint=key.touchpoint,
+        version=state.version,
+        window=_window(key.bucket, key.start),
+        segment=_segment(key.dimension, key.value),
+    )
+    uow.emit(
+        data,
+        tenant_id=key.tenant_id,
+        subject=key.touchpoint,
+        event_id=cell_updated_id(key, state.version),
         time=now,
     )

@@ -353,7 +353,7 @@ _PURCHASE_CASTS = ("uuid", "text", "text", "bigint", "text", "timestamptz")
 _RECORD_PURCHASES = text(
     f"INSERT INTO trigger.purchases ({', '.join(_PURCHASE_COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in zip(_PURCHASE_COLUMNS, _PURCHASE_CASTS, strict=True))
-    + ") ON CONFLICT (tenant_id, order_id) DO NOTHING"
+    + ") ON CONFLICT (tenant_id, order_id) DO NOTHING RETURNING tenant_id, order_id"
 )
 
 # One probe of ix_purchases_customer per customer (the index holds currency and amount too).
@@ -781,13 +781,15 @@ class TriggerRepository:
 
     # --- Purchases ------------------------------------------------------------------------------
 
-    async def record_purchases(self, purchases: Sequence[PurchaseRecord]) -> None:
+    async def record_purchases(self, purchases: Sequence[PurchaseRecord]) -> set[tuple[uuid.UUID, str]]:
         """Add orders to the ledger, once per (tenant, order): a repeated order keeps the amount
-        first recorded. One statement per batch."""
-        if purchases:
-            await self.session.execute(
-                _RECORD_PURCHASES, {c: [getattr(p, c) for p in purchases] for c in _PURCHASE_COLUMNS}
-            )
+        first recorded. One statement per batch; returns the (tenant, order) the ledger added."""
+        if not purchases:
+            return set()
+        added = await self.session.execute(
+            _RECORD_PURCHASES, {c: [getattr(p, c) for p in purchases] for c in _PURCHASE_COLUMNS}
+        )
+        return {(row.tenant_id, row.order_id) for row in added}
 
     async def spend(
         self, tenant_id: uuid.UUID, customer_ids: Iterable[str], since: datetime

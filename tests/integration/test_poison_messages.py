@@ -44,10 +44,13 @@ from tests.integration.test_survey_flow import SECRET, mail_to, request_survey, 
 GROUPS = {
     "nps.trigger.intake": (topics.PURCHASES, topics.TICKETS, topics.CUSTOMERS),
     "nps.trigger.responses": (topics.SURVEY_EVENTS,),
+    "nps.trigger.recoveries": (topics.FOLLOWUPS,),
     "nps.survey.requests": (topics.SURVEY_REQUESTS, topics.TENANTS),
     "nps.scoring.scores": (topics.SURVEY_EVENTS, topics.TENANTS),
     "nps.alerting.followups": (topics.SURVEY_EVENTS, topics.TENANTS),
     "nps.reporting.read-model": (topics.SURVEY_EVENTS, topics.FOLLOWUPS, topics.TENANTS),
+    "nps.reporting.scores": (topics.SCORES,),
+    "nps.reporting.purchases": (topics.PURCHASES_RECORDED,),
 }
 
 

@@ -213,7 +213,11 @@ async def test_a_corrected_misclick_turns_the_detractor_into_a_promoter_everywhe
 
     def score_is_100(record: Any) -> bool:
         event = json.loads(record.value)
-        return bool(event["tenantid"] == tenant.tenant_id and event["data"]["nps"] == 100.0)
+        return bool(
+            event["tenantid"] == tenant.tenant_id
+            and event["data"]["nps"] == 100.0
+            and event["data"]["window"]["bucket"] == "all"
+        )
 
     (announced,) = await read_topic(kafka_bootstrap, topics.SCORES, score_is_100)
     assert json.loads(announced.value)["data"]["responses"] == 1

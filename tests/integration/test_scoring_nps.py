@@ -108,7 +108,11 @@ async def test_answers_on_kafka_become_the_tenants_score_counted_once(
 
     def latest_score_of_tenant(record: ConsumerRecord[bytes, bytes]) -> bool:
         event = json.loads(record.value)
-        return bool(event["tenantid"] == tenant.tenant_id and event["data"]["responses"] == 4)
+        return bool(
+            event["tenantid"] == tenant.tenant_id
+            and event["data"]["responses"] == 4
+            and event["data"]["window"]["bucket"] == "all"
+        )
 
     [update] = await read_topic(kafka_bootstrap, topics.SCORES, latest_score_of_tenant)
     event = json.loads(update.value)
@@ -122,3 +126,5 @@ async def test_answers_on_kafka_become_the_tenants_score_counted_once(
         1,
     )
     assert data["nps"] == 25.0
+    assert data["distribution"] == [0, 0, 0, 1, 0, 0, 0, 1, 0, 1, 1]
+    assert (data["version"], data.get("segment"), data["confidence_interval"]["level"]) == (4, None, 0.95)

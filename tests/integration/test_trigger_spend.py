@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from libs.common import topics
-from libs.common.events import SURVEY_REQUESTED
+from libs.common.events import PURCHASE_RECORDED, SURVEY_REQUESTED
 from tests.conftest import ServiceUnderTest, StartService, TestTenant, read_topic
 from tests.support.factories import purchase
 from tests.support.services import post_events, trigger_with_tenant
@@ -121,3 +121,33 @@ async def test_the_decisions_csv_refuses_a_range_backwards_or_over_three_years(
         assert [problem["field"] for problem in response.json()["problems"]] == ["query.since"]
     response = await service.client.get("/v1/decisions.csv", params={"until": "soon"}, headers=tenant.headers)
     assert [problem["field"] for problem in response.json()["problems"]] == ["query.until"]
+
+
+async def test_each_order_added_to_the_ledger_is_announced_once_for_reporting(
+    start_service: StartService,
+) -> None:
+    service, tenant = await trigger_with_tenant(start_service)
+    customer = f"c-{uuid.uuid4().hex}"
+    bought = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    order = f"{customer}-1"
+    first = _unasked(customer, order_id=order, amount="12.50", currency="DKK", occurred_at=bought.isoformat())
+    # The same order again under another event id (a retried webhook), then another order.
+    again = _unasked(customer, order_id=order, amount="99", currency="DKK")
+    await post_events(service, tenant, [first, again])
+    await post_events(service, tenant, [again | {"id": str(uuid.uuid4())}])
+    await post_events(
+        service, tenant, [_unasked(customer, order_id=f"{customer}-2", amount="3", currency="EUR")]
+    )
+
+    def recorded(record: Any) -> bool:
+        body = json.loads(record.value)
+        return bool(body["type"] == PURCHASE_RECORDED and body["data"]["customer_id"] == customer)
+
+    bootstrap = service.runtime.settings.kafka_bootstrap_servers
+    records = await read_topic(bootstrap, topics.PURCHASES_RECORDED, recorded, count=2)
+    bodies = [json.loads(record.value) for record in records]
+    assert [body["data"]["order_id"] for body in bodies] == [f"{customer}-1", f"{customer}-2"]
+    assert bodies[0]["tenantid"] == str(tenant.tenant_id)
+    assert bodies[0]["data"]["amount"] == {"amount_minor": 1250, "currency": "DKK"}
+    assert datetime.fromisoformat(bodies[0]["data"]["occurred_at"]) == bought
+    assert {record.key for record in records} == {customer.encode()}

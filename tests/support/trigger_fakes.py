@@ -262,9 +262,14 @@ class FakeTriggerRepository(TriggerRepository):
 
     # --- Purchases ------------------------------------------------------------------------------
 
-    async def record_purchases(self, purchases: Sequence[PurchaseRecord]) -> None:
+    async def record_purchases(self, purchases: Sequence[PurchaseRecord]) -> set[tuple[uuid.UUID, str]]:
+        added = set()
         for purchase in purchases:
-            self.purchases.setdefault((purchase.tenant_id, purchase.order_id), purchase)
+            key = (purchase.tenant_id, purchase.order_id)
+            if key not in self.purchases:
+                self.purchases[key] = purchase
+                added.add(key)
+        return added
 
     async def spend(
         self, tenant_id: uuid.UUID, customer_ids: Iterable[str], since: datetime

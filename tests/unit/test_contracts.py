@@ -113,6 +113,12 @@ SAMPLES: dict[str, Contract] = {
         detail="expired before it could be sent",
     ),
     events.SUPPRESSION_LIFTED: events.SuppressionLifted(customer_id="c1", email="jane@example.com", at=NOW),
+    events.PURCHASE_RECORDED: events.PurchaseRecorded(
+        customer_id="c1",
+        order_id="9007199254740993",
+        amount=events.Money(amount_minor=1250, currency="DKK"),
+        occurred_at=NOW,
+    ),
     events.APIKEY_CREATED: events.ApiKeyCreated(
         key_id="0123456789abcdef", tenant_id=ID, key_hash="a" * 64, created_at=NOW
     ),

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from libs.common.events import Money, NpsCategory, SurveyContext, SurveyResponded
 from services.reporting.api.export import csv_lines
-from services.reporting.api.verbatims import period_of, segment_of
+from services.reporting.api.params import segment_of
+from services.reporting.api.verbatims import period_of
 from services.reporting.domain.cases import CaseFacts, merge
 from services.reporting.domain.spreadsheet import text_cell
 from services.reporting.domain.verbatims import (

@@ -71,9 +71,18 @@ async def _score(
     return repository, uow
 
 
+def _all_time(uow: FakeUnitOfWork[FakeScoringRepository]) -> list[Contract]:
+    """The all-time score of each touchpoint; the cells' own are in test_scoring_cells.py."""
+    return [
+        e.data
+        for e in uow.of_type(NPS_UPDATED)
+        if isinstance(e.data, NpsUpdated) and e.data.window.bucket == "all"
+    ]
+
+
 async def test_an_answer_is_counted_and_the_new_score_announced() -> None:
     repository, uow = await _score([[_answer(1, 10), _answer(2, 3)]])
-    [announced] = [e.data for e in uow.of_type(NPS_UPDATED)]
+    [announced] = _all_time(uow)
     assert isinstance(announced, NpsUpdated)
     assert (announced.promoters, announced.detractors, announced.nps) == (1, 1, 0.0)
     [counts] = await repository.tallies_of_tenant(TENANT)
@@ -84,7 +93,7 @@ async def test_a_redelivered_answer_is_not_counted_again() -> None:
     repository, uow = await _score([[_answer(1, 10)], [_answer(1, 10)]])
     [counts] = await repository.tallies_of_tenant(TENANT)
     assert counts.tally == Tally(promoters=1)
-    assert len(uow.of_type(NPS_UPDATED)) == 1
+    assert len(_all_time(uow)) == 1
 
 
 async def test_a_replaced_score_moves_the_answer_and_an_older_revision_changes_nothing() -> None:

@@ -89,7 +89,7 @@ async def test_an_upsert_earlier_in_the_same_batch_counts(trigger: FakeTrigger) 
 
 
 async def test_an_upsert_that_leaves_them_out_keeps_the_owner_and_attributes(trigger: FakeTrigger) -> None:
-    first = upserted("cy", account_owner_email=OWNER, attributes={"country": "SE"})
+    first = upserted("cy", account_owner_email=OWNER, attributes={"country": "SE"}, locale="sv-SE")
     await trigger.intake([trigger.event(CUSTOMER_UPSERTED, first, at=NOW)], NOW)
     later = NOW + timedelta(hours=1)
     renamed = upserted("cy", name="Cy Young")
@@ -103,6 +103,8 @@ async def test_an_upsert_that_leaves_them_out_keeps_the_owner_and_attributes(tri
     await trigger.intake([trigger.purchase("cy", "o-2", at=later)], later)
     context = only_context(trigger)
     assert (context.account_owner_email, context.attributes) == (OWNER, {"country": "SE"})
+    # The language the customer is asked in travels too: scoring segments answers by it.
+    assert context.locale == "sv-SE"
 
 
 async def test_a_purchase_for_another_account_does_not_go_to_the_owner(trigger: FakeTrigger) -> None:

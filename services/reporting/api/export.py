@@ -23,7 +23,8 @@ from libs.common.db import Database
 from libs.common.deps import edge_of
 from libs.common.events import nps_category
 from libs.common.web import TenantOrPerson
-from services.reporting.api.verbatims import SinceQuery, TouchpointQuery, UntilQuery, period_of
+from services.reporting.api.params import SinceQuery, TouchpointQuery, UntilQuery
+from services.reporting.api.verbatims import period_of
 from services.reporting.domain.spreadsheet import text_cell
 from services.reporting.domain.verbatims import Position, categories_of, language_of
 from services.reporting.models import FollowupCase, Response

@@ -19,7 +19,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 from fastapi import Query
@@ -27,6 +27,7 @@ from fastapi.exceptions import RequestValidationError
 
 from libs.common.events import Timestamp
 from services.reporting.domain.insight import Period
+from services.reporting.repository import Segment as Segment
 
 TOUCHPOINT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 DIMENSION_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -98,18 +99,12 @@ async def report_days(since: SinceQuery = None, until: UntilQuery = None) -> Per
     return day_range(since, until, datetime.now(UTC).date())
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
-    dimension: str
-    value: str
-
-
 def segment_of(raw: str | None) -> Segment | None:
     """``dimension:value`` as a segment; None for everybody."""
     if raw is None:
         return None
     dimension, colon, value = raw.partition(":")
-    if not colon or not DIMENSION_PATTERN.match(dimension):
+    if not colon or not DIMENSION_PATTERN.fullmatch(dimension):
         raise invalid("segment", "must be dimension:value, the dimension as country or store_id", raw)
     if not 1 <= len(value) <= MAX_SEGMENT_VALUE:
         raise invalid("segment", f"the value must be 1 to {MAX_SEGMENT_VALUE} characters", raw)
@@ -138,3 +133,37 @@ def decode_cursor(token: str) -> list[object]:
     if not isinstance(position, list):
         raise invalid("cursor", "is not a cursor this API returned", token)
     return position
+
+
+@dataclass(frozen=True, slots=True)
+class Moments:
+    """From ``since`` (inclusive) to ``until`` (exclusive), to the microsecond, in UTC."""
+
+    since: datetime
+    until: datetime
+
+
+def moment_range(since: datetime | None, until: datetime | None, today: date) -> Moments:
+    """The range the parameters select where a panel keeps their time of day (the funnel's), with
+    the defaults and limits of :func:`day_range`; only ``since`` before ``until`` is required."""
+    lowest, highest = (_midnight(day) for day in (EARLIEST, LATEST))
+    last = until.astimezone(UTC) if until is not None else _midnight(today + timedelta(days=1))
+    if not lowest <= last <= highest:
+        raise invalid("until", f"must be from {EARLIEST} to {LATEST}", last.isoformat())
+    first = since.astimezone(UTC) if since is not None else last - timedelta(days=DEFAULT_DAYS)
+    if not lowest <= first <= highest:
+        raise invalid("since", f"must be from {EARLIEST} to {LATEST}", first.isoformat())
+    if first >= last:
+        raise invalid("since", "must be before until", first.isoformat())
+    if last - first > timedelta(days=MAX_DAYS):
+        raise invalid("since", f"must be at most {MAX_DAYS} days (3 years) before until", first.isoformat())
+    return Moments(first, last)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+async def report_moments(since: SinceQuery = None, until: UntilQuery = None) -> Moments:
+    """The dependency of the panels that keep a date-time's time of day."""
+    return moment_range(since, until, datetime.now(UTC).date())

@@ -32,6 +32,7 @@ from services.reporting.domain.followups import (
     RecoveryRow,
     followup_report,
 )
+from services.reporting.domain.funnel_days import FunnelCounts
 from services.reporting.domain.spreadsheet import text_cell as _text
 from services.reporting.domain.summary import CaseCounts, FollowUpAnswers, Funnel, ScoreCounts, Summary
 from services.reporting.repository import ReportFilter, ReportingRepository
@@ -272,38 +273,26 @@ async def _summaries(
     histograms: dict[str, dict[int, int]] = {}
     for name, score, answers in await repository.answers_by_score(where):
         histograms.setdefault(name, {})[score] = answers
-    invitations = await repository.invitations_by_touchpoint(where)
+    funnels = await repository.funnel_by_touchpoint(where)
     details = await repository.answer_details_by_touchpoint(where)
-    failures: dict[str, dict[str, int]] = {}
-    for name, reason, given_up in await repository.failures_by_touchpoint(where):
-        failures.setdefault(name, {})[reason] = given_up
-    step_counts: dict[str, dict[str, int]] = {}
-    for name, step, reached in await repository.steps_by_touchpoint(where):
-        step_counts.setdefault(name, {})[step] = reached
     case_groups: dict[str | None, list[tuple[str, bool, int]]] = {}
     for case_touchpoint, status, breached, cases in await repository.cases_by_state(where):
         case_groups.setdefault(case_touchpoint, []).append((status, breached, cases))
 
-    names = {
-        *histograms,
-        *invitations,
-        *step_counts,
-        *failures,
-        *(name for name in case_groups if name is not None),
-    }
+    names = {*histograms, *funnels, *(name for name in case_groups if name is not None)}
+    no_funnel = FunnelCounts()
     per_touchpoint = {
         name: Summary(
             scores=ScoreCounts.from_histogram(histograms.get(name, {})),
-            invitations_sent=invitations.get(name, 0),
+            invitations_sent=funnels.get(name, no_funnel).steps.get("sent", 0),
             cases=CaseCounts.from_groups(case_groups.get(name, [])),
             funnel=Funnel.from_counts(
                 {
-                    **step_counts.get(name, {}),
-                    "sent": invitations.get(name, 0),
+                    **funnels.get(name, no_funnel).steps,
                     "responded": details[name].responded_invitations if name in details else 0,
                 }
             ),
-            failed_by_reason=dict(sorted(failures.get(name, {}).items())),
+            failed_by_reason=funnels.get(name, no_funnel).failed_by_reason,
             follow_up=details[name].follow_up if name in details else FollowUpAnswers(),
         )
         for name in sorted(names)

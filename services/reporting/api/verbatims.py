@@ -1,25 +1,31 @@
 """The verbatims feed: what customers wrote, newest first, with their score and segments, and the
 follow-up case an answer led to.
 
-The query parameters follow the rules every report shares (spec 11): the checks of ``since``,
-``until``, ``segment`` and ``cursor`` here belong in ``services/reporting/api/params.py`` once that
-module is merged, and are to move there.
+The query parameters are checked as every report's are (``services/reporting/api/params.py``);
+the feed keeps ``since`` and ``until`` to the microsecond, as it reads the answers themselves.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from libs.common.deps import Settings, UoW
-from libs.common.events import NpsCategory, Timestamp, nps_category
+from libs.common.events import NpsCategory, nps_category
 from libs.common.web import TenantOrPerson
+from services.reporting.api.params import (
+    SegmentQuery,
+    SinceQuery,
+    TouchpointQuery,
+    UntilQuery,
+    invalid,
+    moment_range,
+    segment_of,
+)
 from services.reporting.domain.verbatims import (
     InvalidCursor,
     Position,
@@ -33,83 +39,20 @@ from services.reporting.repository import (
     CaseLink,
     Period,
     ReportingRepository,
-    Segment,
     VerbatimFilter,
 )
 
 router = APIRouter(tags=["reports"])
 
-TOUCHPOINT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-DIMENSION = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-MAX_SEGMENT_VALUE = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-DEFAULT_DAYS = 90
-#: Three years, a leap day included.
-MAX_DAYS = 1096
 MAX_LIMIT = 500
-
-TouchpointQuery = Annotated[
-    str | None, Query(pattern=TOUCHPOINT_PATTERN, description="only this touchpoint, e.g. support-ticket")
-]
-SinceQuery = Annotated[
-    Timestamp | None,
-    Query(
-        description="from then on (inclusive): an ISO date (UTC midnight) or date-time; by default "
-        "90 days before until"
-    ),
-]
-UntilQuery = Annotated[
-    Timestamp | None,
-    Query(
-        description="up to then (exclusive): an ISO date (UTC midnight) or date-time; by default "
-        "tomorrow (UTC). At most 1096 days after since"
-    ),
-]
-SegmentQuery = Annotated[
-    str | None,
-    Query(
-        max_length=241,
-        description="dimension:value, e.g. country:DK, language:da, category:shoes, account:A-17 or "
-        "a dimension the tenant declared; an unknown dimension simply matches no answers",
-    ),
-]
-
-
-def invalid(parameter: str, message: str) -> RequestValidationError:
-    """A 422 naming the query parameter, in the shape FastAPI's own checks give."""
-    return RequestValidationError(
-        [{"type": "value_error", "loc": ("query", parameter), "msg": message, "input": None}]
-    )
 
 
 def period_of(
     tenant_id: uuid.UUID, since: datetime | None, until: datetime | None, touchpoint: str | None
 ) -> Period:
     """The period asked for, with the defaults: until tomorrow (UTC), since 90 days before until."""
-    if until is None:
-        tomorrow = datetime.now(UTC).date() + timedelta(days=1)
-        until = datetime.combine(tomorrow, time(), tzinfo=UTC)
-    if since is None:
-        if until - datetime.min.replace(tzinfo=UTC) < timedelta(days=DEFAULT_DAYS):
-            raise invalid("until", f"at least {DEFAULT_DAYS} days after 0001-01-01 when since is not given")
-        since = until - timedelta(days=DEFAULT_DAYS)
-    if since >= until:
-        raise invalid("since", "must be before until")
-    if until - since > timedelta(days=MAX_DAYS):
-        raise invalid("since", f"at most {MAX_DAYS} days before until")
-    return Period(tenant_id=tenant_id, since=since, until=until, touchpoint=touchpoint)
-
-
-def segment_of(text: str | None) -> Segment | None:
-    """``dimension:value``: a dimension as attribute keys are named, a value of 1-200 characters."""
-    if text is None:
-        return None
-    dimension, separator, value = text.partition(":")
-    if not separator or not DIMENSION.fullmatch(dimension):
-        raise invalid("segment", f"dimension:value, the dimension matching {DIMENSION.pattern}")
-    if not 1 <= len(value) <= MAX_SEGMENT_VALUE or _CONTROL.search(value):
-        raise invalid("segment", f"the value is 1 to {MAX_SEGMENT_VALUE} characters, no control characters")
-    return Segment(dimension=dimension, value=value)
+    moments = moment_range(since, until, datetime.now(UTC).date())
+    return Period(tenant_id=tenant_id, since=moments.since, until=moments.until, touchpoint=touchpoint)
 
 
 def position_of(cursor: str | None) -> Position | None:

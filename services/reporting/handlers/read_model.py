@@ -28,6 +28,8 @@ from libs.common.events import (
     is_recovery_answer,
 )
 from services.reporting.domain.cases import CaseFacts, merge
+from services.reporting.domain.funnel_days import MACHINE_OPENED, OPENED, NewStep, rollup_changes
+from services.reporting.handlers import purchases
 from services.reporting.models import InvitationFailure, InvitationSent, InvitationStep, Response
 from services.reporting.repository import CaseKey, ReportingRepository
 
@@ -40,9 +42,6 @@ STEP_OF_TYPE = {
     SURVEY_UNSUBSCRIBED: "unsubscribed",
     SURVEY_EXPIRED: "expired",
 }
-#: An open a machine made (Apple Mail Privacy Protection, a mail gateway): its own step, so the
-#: funnel's "opened" counts people only.
-MACHINE_OPENED = "machine_opened"
 
 #: ``survey.responded`` carries no revision: it is the first.
 FIRST_REVISION = 1
@@ -135,11 +134,32 @@ class _Projection:
             )
 
     async def save(self, repository: ReportingRepository) -> None:
-        await repository.record_invitations(list(self.invitations.values()))
-        await repository.record_steps(list(self.steps.values()))
-        await repository.record_failures(list(self.failures.values()))
+        await self._save_funnel(repository)
+        await purchases.lock_answers(repository, self.answers.values())
         await repository.record_responses(list(self.answers.values()))
+        await purchases.match_answers(repository, self.answers.values())
         await repository.merge_cases(self.cases)
+
+    async def _save_funnel(self, repository: ReportingRepository) -> None:
+        """The facts, then the rollup's rows they change: each fact counts when its insert added
+        it, so a repeat (redelivered, replayed, or in an earlier batch) never counts twice."""
+        invitations = await repository.record_invitations(list(self.invitations.values()))
+        steps = [
+            NewStep(step.tenant_id, step.invitation_id, step.touchpoint, step.step, step.at)
+            for step in await repository.record_steps(list(self.steps.values()))
+        ]
+        failures = await repository.record_failures(list(self.failures.values()))
+        # Whether a machine's open still counts depends on the invitation's other open: read after
+        # this batch's insert. An invitation's events share the customer's key, so one consumer
+        # at a time sees them, in order.
+        opened = {(s.tenant_id, s.invitation_id) for s in steps if s.step in (OPENED, MACHINE_OPENED)}
+        changes = rollup_changes(
+            [(row.tenant_id, row.touchpoint, row.sent_at) for row in invitations],
+            steps,
+            [(row.tenant_id, row.touchpoint, row.reason, row.at) for row in failures],
+            await repository.opens_of(opened),
+        )
+        await repository.add_to_funnel_days(changes)
 
 
 def _answer(tenant_id: uuid.UUID, data: SurveyResponded | SurveyResponseUpdated) -> Response:

@@ -580,13 +580,14 @@ def _survey_requested(
         trigger_event_id=event.id,
         trigger_event_type=event.type,
         send_at=decision.send_at or event.envelope.time or datetime.now(UTC),
-        context=_survey_context(data, profile, spend_12m),
+        context=_survey_context(data, profile, locale, spend_12m),
     )
 
 
 def _survey_context(
     data: PurchaseCompleted | TicketClosed | RelationshipDue,
     profile: CustomerProfile,
+    locale: str | None,
     spend_12m: list[Money] | None = None,
 ) -> SurveyContext:
     """What the survey is about (the order or ticket), and what its follow-up is routed by."""
@@ -600,6 +601,7 @@ def _survey_context(
         account_owner_email=account_owner(profile, data.account_id),
         attributes=merged_attributes(profile.attributes, getattr(data, "attributes", None)),
         spend_12m=spend_12m,
+        locale=getattr(data, "locale", None) or locale,
     )
 
 

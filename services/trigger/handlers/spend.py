@@ -3,7 +3,9 @@ survey request carries its customer's 12-month spend per currency (``context.spe
 
 The rules (minor units, rounding, the window, the cap) are ``services/trigger/domain/money.py``;
 this module turns a batch's events into ledger rows and reads the snapshots back, in one insert and
-one grouped query per batch."""
+one grouped query per batch. Each order the ledger actually added (not a repeat) is announced as
+``purchase.recorded.v1`` through the outbox, in the same transaction: reporting's repurchase rate
+is counted from them."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from libs.common.db import UnitOfWork
-from libs.common.events import Contract, Event, Money, PurchaseCompleted
-from services.trigger.domain.money import spend_since, spend_snapshot, to_minor_units
+from libs.common.events import Contract, Event, Money, PurchaseCompleted, PurchaseRecorded
+from services.trigger.domain.money import MAX_AMOUNT_MINOR, spend_since, spend_snapshot, to_minor_units
 from services.trigger.repository import PurchaseRecord, TriggerRepository
 
 
@@ -63,5 +65,37 @@ async def record_and_read_spend(
 ) -> dict[str, list[Money]]:
     """Record a batch's purchases, then read the snapshots of the customers it may survey: so the
     purchase that triggers a survey counts in the spend that survey carries."""
-    await uow.repository.record_purchases(purchases_of(tenant_id, events, now))
+    purchases = purchases_of(tenant_id, events, now)
+    added = await uow.repository.record_purchases(purchases)
+    announce_purchases(uow, [p for p in purchases if (p.tenant_id, p.order_id) in added])
     return await spend_snapshots(uow, tenant_id, customer_ids, now)
+
+
+#: Names the id of each order's ``purchase.recorded.v1``: one id per (tenant, order), whoever sends it.
+_RECORDED_IDS = uuid.UUID("5b0c52d4-6f0e-4d1c-9c55-7d1f3e2a8b61")
+
+
+def recorded_event_id(tenant_id: uuid.UUID, order_id: str) -> str:
+    return str(uuid.uuid5(_RECORDED_IDS, f"{tenant_id}:{order_id}"))
+
+
+def announce_purchases(uow: UnitOfWork[TriggerRepository], added: Iterable[PurchaseRecord]) -> None:
+    """One ``purchase.recorded.v1`` per order the ledger added, keyed by its customer: so one
+    customer's purchases stay in order, and a repeated order (never added twice) is never announced
+    twice. Its id is derived from the order, so even a replay is one event to its consumers."""
+    for purchase in added:
+        uow.emit(
+            PurchaseRecorded(
+                customer_id=purchase.customer_id,
+                order_id=purchase.order_id,
+                # The contract's bound, as the snapshot caps it: the ledger keeps the exact amount.
+                amount=Money(
+                    amount_minor=min(purchase.amount_minor, MAX_AMOUNT_MINOR), currency=purchase.currency
+                ),
+                occurred_at=purchase.occurred_at,
+            ),
+            tenant_id=purchase.tenant_id,
+            subject=purchase.customer_id,
+            event_id=recorded_event_id(purchase.tenant_id, purchase.order_id),
+            time=purchase.occurred_at,
+        )
