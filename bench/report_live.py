@@ -69,8 +69,10 @@ class ReportingStack:
 
 
 @contextlib.asynccontextmanager
-async def reporting_stack() -> AsyncIterator[ReportingStack]:
-    workdir = Path(tempfile.mkdtemp(prefix="nps-bench-live-"))
+async def reporting_stack(prefix: str = "nps-bench-live-") -> AsyncIterator[ReportingStack]:
+    """Postgres, the broker and the reporting service as a process of its own (production settings);
+    all stopped afterwards. Shared with ``bench.report_panels``."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     postgres = EmbeddedPostgres(workdir / "pg")
     postgres.start()
     kafka = EmbeddedKafka(free_port(), workdir)
