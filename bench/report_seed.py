@@ -287,6 +287,21 @@ async def seed_funnel_days(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: dateti
     await pool.execute(_FUNNEL_DAYS, tenant_id)
 
 
+#: What the answers' projection keeps (migration 0008's backfill, for one tenant).
+_ANSWER_DAYS = """
+INSERT INTO reporting.answer_days (tenant_id, touchpoint, day, score, answers, recommended_yes,
+    recommended_no, csat_total, csat_answers, effort_total, effort_answers)
+SELECT $1, touchpoint, (responded_at AT TIME ZONE 'UTC')::date, score, count(*),
+    count(*) FILTER (WHERE recommended), count(*) FILTER (WHERE NOT recommended),
+    coalesce(sum(csat), 0), count(csat), coalesce(sum(effort), 0), count(effort)
+FROM reporting.responses WHERE tenant_id = $1 GROUP BY 2, 3, 4
+"""
+
+
+async def seed_answer_days(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: datetime) -> None:
+    await pool.execute(_ANSWER_DAYS, tenant_id)
+
+
 Rollup = Callable[[asyncpg.Pool, uuid.UUID, datetime], Awaitable[None]]
 
 #: Each rollup table the panels read, and the function that fills it from the seeded rows. A new
@@ -295,7 +310,7 @@ Rollup = Callable[[asyncpg.Pool, uuid.UUID, datetime], Awaitable[None]]
 ROLLUPS: dict[str, Rollup] = {
     "reporting.nps_cells": seed_nps_cells,
     "reporting.funnel_days": seed_funnel_days,
-    # "reporting.answer_days": seed_answer_days,  (on its way: the answers' daily rollup)
+    "reporting.answer_days": seed_answer_days,
 }
 #: Rollups known to be on their way: if one exists without a seeder, the bench says so.
 EXPECTED_ROLLUPS = ("reporting.answer_days", "reporting.funnel_days")

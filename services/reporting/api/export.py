@@ -34,6 +34,8 @@ router = APIRouter(tags=["reports"])
 
 #: Rows per query: big enough that the round trips do not matter, small enough to hold.
 BATCH_ROWS = 2000
+#: The first page is small, so the download starts at once (2,000 rows took the first byte to ~0.3 s).
+FIRST_BATCH_ROWS = 100
 
 RESPONSE_COLUMNS = (
     "response_id",
@@ -157,12 +159,13 @@ async def _responses_csv(database: Database[ReportingRepository], period: Period
     while True:
         # The rows are read inside the transaction: its end expires them.
         async with database.uow() as uow:
-            batch = await uow.repository.responses_after(period, after, BATCH_ROWS)
+            size = FIRST_BATCH_ROWS if after is None else BATCH_ROWS
+            batch = await uow.repository.responses_after(period, after, size)
             lines = csv_lines(response_row(answer) for answer in batch)
             last = Position(batch[-1].responded_at, batch[-1].response_id) if batch else None
         if lines:
             yield lines
-        if len(batch) < BATCH_ROWS:
+        if len(batch) < size:
             return
         after = last
 
@@ -172,13 +175,14 @@ async def _cases_csv(database: Database[ReportingRepository], period: Period) ->
     after: tuple[datetime, uuid.UUID] | None = None
     while True:
         async with database.uow() as uow:
-            batch = await uow.repository.cases_after(period, after, BATCH_ROWS)
+            size = FIRST_BATCH_ROWS if after is None else BATCH_ROWS
+            batch = await uow.repository.cases_after(period, after, size)
             lines = csv_lines(case_row(case) for case in batch)
             # As ix_cases_tenant_opened orders them: by opening, else by update.
             last = (batch[-1].opened_at or batch[-1].updated_at, batch[-1].case_id) if batch else None
         if lines:
             yield lines
-        if len(batch) < BATCH_ROWS:
+        if len(batch) < size:
             return
         after = last
 
