@@ -209,7 +209,7 @@ async def record_responses(
 def _score(
     tally: Tally, distribution: tuple[int, ...] | None, as_of: datetime, **where: object
 ) -> NpsUpdated:
-    interval = maths.interval(tally.counts)
+    interval = maths.interval(tally)
     return NpsUpdated.model_validate(
         {
             "promoters": tally.promoters,

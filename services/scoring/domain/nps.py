@@ -25,16 +25,8 @@ ConfidenceInterval = maths.Interval
 
 
 @dataclass(frozen=True, slots=True)
-class Tally:
-    """How many answers fell in each category."""
-
-    promoters: int = 0
-    passives: int = 0
-    detractors: int = 0
-
-    def __post_init__(self) -> None:
-        if min(self.promoters, self.passives, self.detractors) < 0:
-            raise ValueError(f"counts cannot be negative: {self}")
+class Tally(maths.Counts):
+    """How many answers fell in each category: the shared counts, with the score, plus counting."""
 
     @classmethod
     def of(cls, scores: Iterable[int]) -> Tally:
@@ -42,17 +34,6 @@ class Tally:
         for score in scores:
             tally = tally.add(score)
         return tally
-
-    @property
-    def responses(self) -> int:
-        return self.promoters + self.passives + self.detractors
-
-    @property
-    def nps(self) -> float | None:
-        """None without answers: a score of 0 would claim a balance nobody expressed."""
-        if self.responses == 0:
-            return None
-        return 100 * (self.promoters - self.detractors) / self.responses
 
     def by_category(self) -> dict[Category, int]:
         return {
@@ -70,17 +51,13 @@ class Tally:
             case Category.DETRACTOR:
                 return replace(self, detractors=self.detractors + 1)
 
-    def __add__(self, other: Tally) -> Tally:
+    def __add__(self, other: maths.Counts) -> Tally:
         return Tally(
             self.promoters + other.promoters,
             self.passives + other.passives,
             self.detractors + other.detractors,
         )
 
-    @property
-    def counts(self) -> maths.Counts:
-        return maths.Counts(self.promoters, self.passives, self.detractors)
-
     def confidence_interval(self) -> ConfidenceInterval | None:
         """The 95 % interval around the NPS (adjusted Wald), within -100..100; None without answers."""
-        return maths.interval(self.counts)
+        return maths.interval(self)
