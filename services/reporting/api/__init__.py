@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.reporting.api import export, insight, stream, summary, verbatims
+from services.reporting.api import export, insight, revenue, stream, summary, verbatims
 
-routers: list[APIRouter] = [summary.router, insight.router, stream.router, verbatims.router, export.router]
+routers: list[APIRouter] = [
+    summary.router,
+    insight.router,
+    stream.router,
+    verbatims.router,
+    export.router,
+    revenue.router,
+]
