@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.deps import UoW, _api_key_header, _bearer, require_tenant
+from libs.common.http import error_responses
 from libs.common.sessions import csrf_ok
 from libs.common.tenancy import TenantContext
 from libs.common.web import TenantOrPerson, current_person
@@ -86,7 +87,7 @@ async def get_report_settings(tenant: TenantOrPerson, uow: UoW) -> ReportSetting
     return _view(*await repository.churn_probability(tenant.tenant_id))
 
 
-@router.put("/v1/reports/settings")
+@router.put("/v1/reports/settings", responses=error_responses(403))
 async def put_report_settings(
     body: ReportSettingsBody, tenant: Annotated[TenantContext, Depends(settings_editor)], uow: UoW
 ) -> ReportSettingsView:
