@@ -21,7 +21,13 @@ from libs.common.tenancy import TenantContext
 from libs.common.web import TenantOrPerson, current_person
 from services.reporting.api.params import Segment, TouchpointQuery, invalid, report_days, report_segment
 from services.reporting.domain.insight import Period, plan
-from services.reporting.domain.revenue import ChurnProbability, Risk, grouped
+from services.reporting.domain.revenue import (
+    DEFAULT_DETRACTOR_CHURN,
+    DEFAULT_PASSIVE_CHURN,
+    ChurnProbability,
+    Risk,
+    grouped,
+)
 from services.reporting.repository import CellFilter, ReportingRepository
 
 router = APIRouter(tags=["reports"])
@@ -37,10 +43,18 @@ class Probabilities(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     detractor: float = Field(
-        default=0.3, ge=0, le=1, allow_inf_nan=False, description="share of detractors expected to leave"
+        default=DEFAULT_DETRACTOR_CHURN,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="share of detractors expected to leave",
     )
     passive: float = Field(
-        default=0.0, ge=0, le=1, allow_inf_nan=False, description="share of passives expected to leave"
+        default=DEFAULT_PASSIVE_CHURN,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="share of passives expected to leave",
     )
 
 
