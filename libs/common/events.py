@@ -508,6 +508,22 @@ class NpsInterval(BaseModel):
     level: float = Field(gt=0, lt=1)
 
 
+#: Currencies one cell's event carries at most (``NpsUpdated.spend``).
+MAX_CELL_CURRENCIES = 20
+
+
+class CellSpend(BaseModel):
+    """For one currency, the 12-month spend snapshots (``SurveyContext.spend_12m``) of a cell's
+    answers summed per group, in minor units and never converted; answers without one add nothing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+    promoters: int = Field(ge=0)
+    passives: int = Field(ge=0)
+    detractors: int = Field(ge=0)
+
+
 class NpsUpdated(Contract):
     """A score changed: the counts of one touchpoint, in one window, for everybody or one segment.
 
@@ -530,6 +546,9 @@ class NpsUpdated(Contract):
     window: NpsWindow = Field(default_factory=NpsWindow)
     segment: NpsSegment | None = None
     version: int | None = Field(default=None, ge=1)
+    #: A cell's spend per currency, in currency order (at most 20: scoring keeps every currency but
+    #: announces the first 20 in that order); None on the all-time score and on older events.
+    spend: list[CellSpend] | None = Field(default=None, max_length=MAX_CELL_CURRENCIES)
 
 
 CaseStatus = Literal["open", "contacted", "resolved"]

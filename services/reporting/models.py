@@ -218,6 +218,9 @@ class NpsCell(Base):
     s10: Mapped[int] = mapped_column(BigInteger)
     version: Mapped[int] = mapped_column(BigInteger)
     as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: The event's spend at that version: ``[{"currency", "promoters", "passives", "detractors"}]``
+    #: in minor units, never converted; None for cells announced before spend was kept.
+    spend: Mapped[list[dict[str, object]] | None] = mapped_column(JSONB, nullable=True, default=None)
 
     # The panels read a tenant's cells of one segment (or everybody) and bucket over a range of
     # starts, for one touchpoint (the primary key) or across them all (this index); the segments
@@ -268,3 +271,14 @@ class AnswerDay(Base):
 
     # One touchpoint's days are the primary key's prefix; every touchpoint's, this index.
     __table_args__ = (Index("ix_answer_days_tenant_day", "tenant_id", "day"),)
+
+
+class ReportSettings(Base):
+    """A tenant's settings of the report: the churn probabilities revenue at risk is reckoned with.
+    No row: the defaults (``services.reporting.domain.revenue``)."""
+
+    __tablename__ = "report_settings"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    detractor_churn: Mapped[float] = mapped_column(Float)
+    passive_churn: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import (
     ARRAY,
@@ -26,15 +26,18 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    column,
     func,
     literal,
     literal_column,
     or_,
     select,
     text,
+    true,
     tuple_,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,6 +66,7 @@ from services.reporting.domain.funnel_days import (
 )
 from services.reporting.domain.insight import SegmentSort, Span
 from services.reporting.domain.repurchase import ScoreCount
+from services.reporting.domain.revenue import ChurnProbability, Spend
 from services.reporting.domain.rollups import AnswerVersion, DayKey, Tally, read_plan
 from services.reporting.domain.verbatims import MAX_CATEGORIES, Position
 from services.reporting.models import (
@@ -76,6 +80,7 @@ from services.reporting.models import (
     InvitationStep,
     NpsCell,
     RecordedPurchase,
+    ReportSettings,
     Response,
 )
 
@@ -499,7 +504,7 @@ class ReportingRepository:
         changed = await self.session.scalars(
             insert.on_conflict_do_update(
                 index_elements=list(NpsCell.__table__.primary_key),
-                set_={name: insert.excluded[name] for name in (*SCORE_COLUMNS, "version", "as_of")},
+                set_={name: insert.excluded[name] for name in (*SCORE_COLUMNS, "version", "as_of", "spend")},
                 where=NpsCell.version < insert.excluded.version,
             ).returning(NpsCell)
         )
@@ -575,6 +580,56 @@ class ReportingRepository:
         for row in await self.session.execute(query):
             found.setdefault((row[0], row[1]), {})[row[2]] = _distribution(row, 3)
         return found
+
+    async def spend_over(
+        self, where: CellFilter, spans: Sequence[Span], by: Literal["all", "touchpoint", "value"]
+    ) -> list[tuple[str, Spend]]:
+        """The detractors' and passives' spend per currency over the cells of the spans, summed
+        per touchpoint, per segment value, or for ``all`` (group ``''``), in one query: each cell's
+        spend is a small JSON array (at most 20 currencies), unnested beside the cell."""
+        item = (
+            func.jsonb_array_elements(NpsCell.spend)
+            .table_valued(column("item", JSONB))
+            .render_derived("spent")
+        )
+        currency = item.c.item["currency"].astext
+        group = literal("") if by == "all" else NpsCell.touchpoint if by == "touchpoint" else NpsCell.value
+        query = (
+            select(
+                group.label("grouped"),
+                currency.label("currency"),
+                cast(func.sum(cast(item.c.item["detractors"].astext, BigInteger)), BigInteger),
+                cast(func.sum(cast(item.c.item["passives"].astext, BigInteger)), BigInteger),
+            )
+            .select_from(NpsCell)
+            .join(item, true())
+            .where(*_cells_selected(where, spans))
+            .group_by(literal_column("grouped"), literal_column("currency"))
+        )
+        return [
+            (row[0], Spend(row[1], int(row[2] or 0), int(row[3] or 0)))
+            for row in await self.session.execute(query)
+        ]
+
+    async def churn_probability(self, tenant_id: uuid.UUID) -> tuple[ChurnProbability, datetime | None]:
+        """The tenant's churn probabilities and when they were set; the defaults when never set."""
+        row = await self.session.get(ReportSettings, tenant_id)
+        if row is None:
+            return ChurnProbability(), None
+        return ChurnProbability(row.detractor_churn, row.passive_churn), row.updated_at
+
+    async def set_churn_probability(
+        self, tenant_id: uuid.UUID, probability: ChurnProbability, at: datetime
+    ) -> None:
+        values = {
+            "detractor_churn": probability.detractor,
+            "passive_churn": probability.passive,
+            "updated_at": at,
+        }
+        insert = pg_insert(ReportSettings).values(tenant_id=tenant_id, **values)
+        await self.session.execute(
+            insert.on_conflict_do_update(index_elements=[ReportSettings.tenant_id], set_=values)
+        )
 
     async def merge_cases(self, cases: Mapping[CaseKey, CaseFacts]) -> None:
         """Upsert cases by the rule of :func:`services.reporting.domain.cases.merge`, in SQL, so that

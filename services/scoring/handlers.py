@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from prometheus_client import Counter
@@ -14,6 +15,7 @@ from prometheus_client import Counter
 from libs.common import nps as maths
 from libs.common.db import UnitOfWork
 from libs.common.events import (
+    MAX_CELL_CURRENCIES,
     Contract,
     Event,
     NpsInterval,
@@ -25,9 +27,11 @@ from libs.common.events import (
     SurveyResponseUpdated,
     is_recovery_answer,
 )
+from libs.common.events import CellSpend as EventSpend
 from services.scoring.domain.cells import (
     Bins,
     Bucket,
+    CellChange,
     CellKey,
     CountedAnswer,
     Rollup,
@@ -40,6 +44,14 @@ from services.scoring.domain.cells import (
 from services.scoring.domain.nps import Tally
 from services.scoring.domain.revisions import FIRST_REVISION, HeldAnswer, latest, revise
 from services.scoring.domain.segments import KnownValues, segments_of
+from services.scoring.domain.spend import (
+    CellSpend,
+    GroupSpend,
+    SpendRollup,
+    first_spend,
+    revised_spend,
+    snapshot_of,
+)
 from services.scoring.repository import (
     AnswerKey,
     CellState,
@@ -57,6 +69,12 @@ RESPONSES_TALLIED = Counter(
     "nps_scoring_responses_total",
     "Survey answers counted, by touchpoint and category",
     ["touchpoint", "category"],
+)
+
+
+SPEND_CURRENCIES_LEFT_OUT = Counter(
+    "nps_scoring_spend_currencies_left_out_total",
+    "Currencies of a cell's spend beyond the 20 an nps.updated event carries",
 )
 
 
@@ -116,6 +134,11 @@ def _arriving_answers(events: list[Event[Contract]]) -> dict[AnswerKey, _Arrivin
     return arriving
 
 
+def _snapshot(item: _Arriving) -> tuple[tuple[str, int], ...]:
+    spend = None if item.context is None else item.context.spend_12m
+    return snapshot_of(None if spend is None else ((money.currency, money.amount_minor) for money in spend))
+
+
 async def _as_counted(
     repository: ScoringRepository, arriving: dict[AnswerKey, _Arriving], now: datetime
 ) -> dict[AnswerKey, CountedAnswer]:
@@ -128,7 +151,9 @@ async def _as_counted(
 
     def bounded(values: KnownValues) -> dict[AnswerKey, CountedAnswer]:
         return {
-            key: CountedAnswer(item.answer, utc_day(item.responded_at), values.bounded(key[0], raw[key]))
+            key: CountedAnswer(
+                item.answer, utc_day(item.responded_at), values.bounded(key[0], raw[key]), _snapshot(item)
+            )
             for key, item in sorted(arriving.items())
         }
 
@@ -147,32 +172,41 @@ async def _as_counted(
     return counted
 
 
-async def record_responses(
-    events: list[Event[Contract]], uow: UnitOfWork[ScoringRepository], *, now: datetime
-) -> None:
-    """Count a batch of answers (``survey.responded``) and their revisions
-    (``survey.response_updated``) into the cells and the running tallies, and announce each
-    changed cell's and touchpoint's new state with ``nps.updated``.
+@dataclass(slots=True)
+class _Batch:
+    """What a batch changes: cells, their spend, and the all-time tallies."""
 
-    Statements per batch, not per answer: two reads and one insert for the segments (two more when
-    new values are admitted), one insert of the answers, and for those already held one locking
-    read and one update, then one upsert of the tallies and one of the cells.
-    """
-    arriving = _arriving_answers(events)
-    if not arriving:
-        return
-    repository = uow.repository
+    cells: Rollup[CellKey] = field(default_factory=Rollup)
+    spend: SpendRollup = field(default_factory=SpendRollup)
+    touchpoints: Rollup[tuple[uuid.UUID, str]] = field(default_factory=Rollup)
+
+    def count(
+        self, tenant_id: uuid.UUID, changes: dict[CellKey, Bins], spend: dict[CellKey, CellSpend]
+    ) -> None:
+        self.cells.add(changes)
+        self.spend.add(spend)
+        self.touchpoints.add({(tenant_id, name): bins for name, bins in all_time(changes).items()})
+
+    def changed_cells(self, spent: dict[CellKey, CellSpend]) -> dict[CellKey, CellChange]:
+        """The cells whose counts or spend changed (moves of answers with different snapshots can
+        cancel out in the counts and not in the spend): each is announced at a new version."""
+        return {
+            key: change
+            for key, change in self.cells.changes.items()
+            if not change.bins.is_empty or key in spent
+        }
+
+
+async def _count(
+    repository: ScoringRepository, arriving: dict[AnswerKey, _Arriving], now: datetime
+) -> tuple[_Batch, int, dict[AnswerKey, HeldAnswer]]:
+    """Count the new answers and move the revised ones; return the batch's changes, how many
+    answers were new and the newer versions stored."""
     counted = await _as_counted(repository, arriving, now)
     new_keys = await repository.insert_new_answers(counted, now)
-    cells: Rollup[CellKey] = Rollup()
-    touchpoints: Rollup[tuple[uuid.UUID, str]] = Rollup()
-
-    def count(tenant_id: uuid.UUID, changes: dict[CellKey, Bins]) -> None:
-        cells.add(changes)
-        touchpoints.add({(tenant_id, name): bins for name, bins in all_time(changes).items()})
-
+    batch = _Batch()
     for key in sorted(new_keys):
-        count(key[0], first_count(key[0], counted[key]))
+        batch.count(key[0], first_count(key[0], counted[key]), first_spend(key[0], counted[key]))
         RESPONSES_TALLIED.labels(arriving[key].answer.touchpoint, arriving[key].answer.category.value).inc()
     held = await repository.lock_answers(key for key in arriving if key not in new_keys)
     newer: dict[AnswerKey, HeldAnswer] = {}
@@ -181,28 +215,46 @@ async def record_responses(
         if moved is None:
             continue
         newer[key] = arriving[key].answer
-        count(key[0], moved)
+        batch.count(key[0], moved, revised_spend(key[0], stored, newer[key]) or {})
         if revise(stored.answer, newer[key]):
             SCORES_REVISED.labels(newer[key].touchpoint).inc()
     await repository.update_answers(newer, now)
+    return batch, len(new_keys), newer
+
+
+async def record_responses(
+    events: list[Event[Contract]], uow: UnitOfWork[ScoringRepository], *, now: datetime
+) -> None:
+    """Count a batch of answers (``survey.responded``) and their revisions
+    (``survey.response_updated``) into the cells, their spend and the running tallies, and announce
+    each changed cell's and touchpoint's new state with ``nps.updated``.
+
+    Statements per batch, not per answer: two reads and one insert for the segments (two more when
+    new values are admitted), one insert of the answers, and for those already held one locking
+    read and one update, then one upsert of the tallies, one of the cells, one of their spend and
+    one read of the changed cells' spend.
+    """
+    arriving = _arriving_answers(events)
+    if not arriving:
+        return
+    repository = uow.repository
+    batch, new, newer = await _count(repository, arriving, now)
     changed = [
         TouchpointChange(tenant_id, name, change.bins.tally_change(), change.steps, change.bins)
-        for (tenant_id, name), change in touchpoints.changed().items()
+        for (tenant_id, name), change in batch.touchpoints.changed().items()
     ]
     totals = await repository.change_tallies(changed, now)
-    states = await repository.change_cells(cells.changed(), now)
+    spent = batch.spend.changed()
+    states = await repository.change_cells(batch.changed_cells(spent), now)
+    await repository.change_spend(spent, now)
+    spend = await repository.spend_of_cells(state.key for state in states)
     for total in totals:
         _emit_nps_updated(uow, total, now)
     for state in states:
-        _emit_cell_updated(uow, state, now)
+        _emit_cell_updated(uow, state, spend.get(state.key, {}), now)
     log.info(
         "nps.tallied",
-        extra={
-            "answers": len(new_keys),
-            "revised": len(newer),
-            "touchpoints": len(totals),
-            "cells": len(states),
-        },
+        extra={"answers": new, "revised": len(newer), "touchpoints": len(totals), "cells": len(states)},
     )
 
 
@@ -250,7 +302,26 @@ def _segment(dimension: str, value: str) -> NpsSegment | None:
     return NpsSegment(dimension=dimension, value=value) if dimension else None
 
 
-def _emit_cell_updated(uow: UnitOfWork, state: CellState, now: datetime) -> None:
+def _announced_spend(spend: Mapping[str, GroupSpend]) -> list[EventSpend]:
+    """A cell's spend as the event carries it: in currency order, the first 20 (the contract's
+    bound; the rest stay in scoring's table and are counted as left out)."""
+    ordered = sorted(spend.items())
+    if len(ordered) > MAX_CELL_CURRENCIES:
+        SPEND_CURRENCIES_LEFT_OUT.inc(len(ordered) - MAX_CELL_CURRENCIES)
+    return [
+        EventSpend(
+            currency=currency,
+            promoters=amounts.promoters,
+            passives=amounts.passives,
+            detractors=amounts.detractors,
+        )
+        for currency, amounts in ordered[:MAX_CELL_CURRENCIES]
+    ]
+
+
+def _emit_cell_updated(
+    uow: UnitOfWork, state: CellState, spend: Mapping[str, GroupSpend], now: datetime
+) -> None:
     key = state.key
     data = _score(
         state.bins.tally(),
@@ -260,6 +331,7 @@ def _emit_cell_updated(uow: UnitOfWork, state: CellState, now: datetime) -> None
         version=state.version,
         window=_window(key.bucket, key.start),
         segment=_segment(key.dimension, key.value),
+        spend=_announced_spend(spend),
     )
     uow.emit(
         data,

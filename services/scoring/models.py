@@ -77,6 +77,9 @@ class ScoredAnswer(Base):
     #: of ``responded_at``, and the segments as ``[[dimension, value], ...]`` after the bound.
     responded_on: Mapped[date] = mapped_column(Date)
     segments: Mapped[list[list[str]]] = mapped_column(JSONB, default=list)
+    #: The 12-month spend snapshot of the first version, ``[[currency, minor units], ...]``, so a
+    #: revision moves exactly that spend to its new group.
+    spend: Mapped[list[list[object]]] = mapped_column(JSONB, default=list)
 
 
 class Cell(_Distribution, Base):
@@ -96,6 +99,24 @@ class Cell(_Distribution, Base):
     bucket: Mapped[str] = mapped_column(String(5), primary_key=True)
     start: Mapped[date] = mapped_column(Date, primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SpendCell(Base):
+    """One cell's spend in one currency: the answers' 12-month spend snapshots summed per NPS
+    group, in minor units (never converted). Beside :class:`Cell`, with the same key."""
+
+    __tablename__ = "spend_cells"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200), primary_key=True)
+    bucket: Mapped[str] = mapped_column(String(5), primary_key=True)
+    start: Mapped[date] = mapped_column(Date, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    promoters: Mapped[int] = mapped_column(BigInteger)
+    passives: Mapped[int] = mapped_column(BigInteger)
+    detractors: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -16,6 +16,7 @@ from services.scoring.domain.cells import ZERO, Bins, CellChange, CellKey, Count
 from services.scoring.domain.nps import Tally
 from services.scoring.domain.revisions import HeldAnswer, TallyChange
 from services.scoring.domain.segments import Segment
+from services.scoring.domain.spend import GroupSpend
 from services.scoring.models import (
     SCORE_COLUMNS,
     Cell,
@@ -91,12 +92,13 @@ def _distribution_of(row: object, tally: Tally) -> tuple[int, ...] | None:
 # Arrays rather than a VALUES list: one cached statement whatever the batch size.
 _INSERT_ANSWERS = text(
     "INSERT INTO scoring.answers "
-    "(tenant_id, response_id, touchpoint, score, revision, updated_at, responded_on, segments) "
+    "(tenant_id, response_id, touchpoint, score, revision, updated_at, responded_on, segments, spend) "
     "SELECT a.tenant_id, a.response_id, a.touchpoint, a.score, a.revision, :at, a.responded_on, "
-    "CAST(a.segments AS jsonb) FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:response_ids AS uuid[]), "
-    "CAST(:touchpoints AS text[]), CAST(:scores AS smallint[]), CAST(:revisions AS integer[]), "
-    "CAST(:days AS date[]), CAST(:segments AS text[])) WITH ORDINALITY "
-    "AS a(tenant_id, response_id, touchpoint, score, revision, responded_on, segments, position) "
+    "CAST(a.segments AS jsonb), CAST(a.spend AS jsonb) FROM unnest(CAST(:tenant_ids AS uuid[]), "
+    "CAST(:response_ids AS uuid[]), CAST(:touchpoints AS text[]), CAST(:scores AS smallint[]), "
+    "CAST(:revisions AS integer[]), CAST(:days AS date[]), CAST(:segments AS text[]), "
+    "CAST(:spend AS text[])) WITH ORDINALITY "
+    "AS a(tenant_id, response_id, touchpoint, score, revision, responded_on, segments, spend, position) "
     "ORDER BY a.position ON CONFLICT (tenant_id, response_id) DO NOTHING RETURNING tenant_id, response_id"
 )
 
@@ -127,6 +129,34 @@ _CHANGE_CELLS = text(
 )
 
 
+_SPEND_ARRAY_TYPES = ("uuid", "text", "text", "text", "text", "date", "text", "bigint", "bigint", "bigint")
+_SPEND_COLUMNS = (*_CELL_KEY_COLUMNS, "currency", "promoters", "passives", "detractors")
+_CHANGE_SPEND = text(
+    f"INSERT INTO scoring.spend_cells ({', '.join(_SPEND_COLUMNS)}, updated_at) "
+    f"SELECT {', '.join(f's.{name}' for name in _SPEND_COLUMNS)}, :at FROM unnest("
+    + ", ".join(
+        f"CAST(:{name} AS {kind}[])" for name, kind in zip(_SPEND_COLUMNS, _SPEND_ARRAY_TYPES, strict=True)
+    )
+    + f") WITH ORDINALITY AS s({', '.join(_SPEND_COLUMNS)}, position) ORDER BY s.position "
+    f"ON CONFLICT ({', '.join((*_CELL_KEY_COLUMNS, 'currency'))}) DO UPDATE SET "
+    + ", ".join(f"{name} = spend_cells.{name} + excluded.{name}" for name in _SPEND_COLUMNS[-3:])
+    + ", updated_at = excluded.updated_at"
+)
+_SPEND_OF_CELLS = text(
+    f"SELECT {', '.join(f's.{name}' for name in _SPEND_COLUMNS)} FROM scoring.spend_cells AS s "
+    "JOIN unnest("
+    + ", ".join(
+        f"CAST(:{name} AS {kind}[])" for name, kind in zip(_CELL_KEY_COLUMNS, _CELL_ARRAY_TYPES, strict=False)
+    )
+    + f") AS k({', '.join(_CELL_KEY_COLUMNS)}) USING ({', '.join(_CELL_KEY_COLUMNS)}) "
+    "ORDER BY s.currency"
+)
+
+
+def _arrays(columns: Sequence[str], rows: Sequence[tuple[object, ...]]) -> dict[str, list[object]]:
+    return {name: list(values) for name, values in zip(columns, zip(*rows, strict=True), strict=True)}
+
+
 class ScoringRepository:
     """Scoring's queries over one transaction's session (``uow.repository``)."""
 
@@ -155,6 +185,7 @@ class ScoringRepository:
                 json.dumps([[segment.dimension, segment.value] for segment in counted.segments])
                 for _, counted in ordered
             ],
+            "spend": [json.dumps([list(each) for each in counted.spend]) for _, counted in ordered],
             "at": at,
         }
         rows = await self.session.execute(_INSERT_ANSWERS, parameters)
@@ -175,6 +206,7 @@ class ScoringRepository:
                 ScoredAnswer.revision,
                 ScoredAnswer.responded_on,
                 ScoredAnswer.segments,
+                ScoredAnswer.spend,
             )
             .where(tuple_(ScoredAnswer.tenant_id, ScoredAnswer.response_id).in_(wanted))
             .order_by(ScoredAnswer.tenant_id, ScoredAnswer.response_id)
@@ -185,6 +217,7 @@ class ScoringRepository:
                 HeldAnswer(row.touchpoint, row.score, row.revision),
                 row.responded_on,
                 tuple(Segment(dimension, value) for dimension, value in row.segments),
+                tuple((str(currency), int(amount)) for currency, amount in row.spend),
             )
             for row in await self.session.execute(query)
         }
@@ -286,6 +319,30 @@ class ScoringRepository:
             CellState(CellKey(*row[:keys]), Bins(tuple(row[keys : keys + scores])), row[keys + scores])
             for row in result
         ]
+
+    async def change_spend(self, changes: Mapping[CellKey, Mapping[str, GroupSpend]], at: datetime) -> None:
+        """Apply a batch's signed spend changes, per cell and currency, in one statement, in key
+        order (after :meth:`change_cells` has locked those cells, so consumers take turns)."""
+        rows = sorted(
+            (*_cell_key(key), currency, change.promoters, change.passives, change.detractors)
+            for key, spend in changes.items()
+            for currency, change in spend.items()
+        )
+        if rows:
+            await self.session.execute(_CHANGE_SPEND, {**_arrays(_SPEND_COLUMNS, rows), "at": at})
+
+    async def spend_of_cells(self, keys: Iterable[CellKey]) -> dict[CellKey, dict[str, GroupSpend]]:
+        """The spend per currency of these cells, as it stands in this transaction: one query."""
+        wanted = sorted({_cell_key(key) for key in keys})
+        if not wanted:
+            return {}
+        result = await self.session.execute(_SPEND_OF_CELLS, _arrays(_CELL_KEY_COLUMNS, wanted))
+        found: dict[CellKey, dict[str, GroupSpend]] = {}
+        width = len(_CELL_KEY_COLUMNS)
+        for row in result:
+            spend = found.setdefault(CellKey(*row[:width]), {})
+            spend[row[width]] = GroupSpend(row[width + 1], row[width + 2], row[width + 3])
+        return found
 
     async def declared_dimensions(self, tenant_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
         """The attribute keys each of these tenants segments by, in the order declared: one query."""

@@ -16,6 +16,7 @@ from services.scoring.domain.cells import ZERO, Bins, CellChange, CellKey, Count
 from services.scoring.domain.nps import Tally
 from services.scoring.domain.revisions import HeldAnswer
 from services.scoring.domain.segments import Segment
+from services.scoring.domain.spend import GroupSpend
 from services.scoring.repository import (
     AnswerKey,
     CellQuery,
@@ -35,6 +36,7 @@ class FakeScoringRepository(ScoringRepository):
         self.dimensions: dict[uuid.UUID, list[str]] = {}
         self.values: dict[tuple[uuid.UUID, str], set[str]] = {}
         self.locked_dimensions: set[tuple[uuid.UUID, str]] = set()
+        self.spend: dict[CellKey, dict[str, GroupSpend]] = {}
 
     async def insert_new_answers(
         self, answers: Mapping[AnswerKey, CountedAnswer], at: datetime
@@ -89,6 +91,18 @@ class FakeScoringRepository(ScoringRepository):
             self.cells[key] = CellState(key, bins, held.version + change.steps)
             states.append(self.cells[key])
         return states
+
+    async def change_spend(self, changes: Mapping[CellKey, Mapping[str, GroupSpend]], at: datetime) -> None:
+        for key, spend in changes.items():
+            held = self.spend.setdefault(key, {})
+            for currency, change in spend.items():
+                total = held.get(currency, GroupSpend()) + change
+                if min(total.promoters, total.passives, total.detractors) < 0:
+                    raise AssertionError(f"a cell's spend went negative: {key} {currency} {total}")
+                held[currency] = total
+
+    async def spend_of_cells(self, keys: Iterable[CellKey]) -> dict[CellKey, dict[str, GroupSpend]]:
+        return {key: dict(self.spend[key]) for key in set(keys) if key in self.spend}
 
     async def declared_dimensions(self, tenant_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
         return {tenant: self.dimensions[tenant] for tenant in set(tenant_ids) if tenant in self.dimensions}

@@ -84,7 +84,14 @@ SAMPLES: dict[str, Contract] = {
         )
     },
     events.NPS_UPDATED: events.NpsUpdated(
-        touchpoint="webshop-purchase", promoters=1, passives=0, detractors=1, responses=2, nps=0.0, as_of=NOW
+        touchpoint="webshop-purchase",
+        promoters=1,
+        passives=0,
+        detractors=1,
+        responses=2,
+        nps=0.0,
+        as_of=NOW,
+        spend=[events.CellSpend(currency="DKK", promoters=10_000, passives=0, detractors=25_050)],
     ),
     events.FOLLOWUP_OPENED: events.FollowupOpened(
         case_id=ID,

@@ -11,6 +11,7 @@ from services.reporting.api import (
     page,
     recommended,
     repurchase,
+    revenue,
     stream,
     summary,
     verbatims,
@@ -26,4 +27,5 @@ routers: list[APIRouter] = [
     repurchase.router,
     recommended.router,
     page.router,
+    revenue.router,
 ]

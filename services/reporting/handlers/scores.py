@@ -66,6 +66,7 @@ def _cell(tenant_id: uuid.UUID, data: NpsUpdated) -> NpsCell | None:
         **dict(zip(SCORE_COLUMNS, data.distribution, strict=True)),
         version=data.version,
         as_of=data.as_of,
+        spend=None if data.spend is None else [each.model_dump() for each in data.spend],
     )
 
 

@@ -113,6 +113,8 @@ class CountedAnswer:
     answer: HeldAnswer
     day: date
     segments: tuple[Segment, ...] = ()
+    #: The 12-month spend when asked, as (currency, minor units) in currency order (domain.spend).
+    spend: tuple[tuple[str, int], ...] = ()
 
 
 def cells_of(
