@@ -205,17 +205,18 @@ async def _projected(service: ServiceUnderTest, tenant: TestTenant, touchpoint: 
 
 
 async def _comments(kafka_bootstrap: str, tenant: TestTenant, touchpoint: str) -> uuid.UUID:
-    """Three answers with a comment; the detractor's gets a follow-up case, whose id is returned."""
+    """Three answers with a comment, the 10 and the 8 having recommended us and the 3 not; the
+    detractor's gets a follow-up case, whose id is returned."""
     invitations = []
-    for score, comment in (
-        (3, "The parcel arrived two days late"),
-        (10, "Lovely staff in the shop"),
-        (8, "Parcel fine, the app was slow"),
+    for score, comment, recommended in (
+        (3, "The parcel arrived two days late", False),
+        (10, "Lovely staff in the shop", True),
+        (8, "Parcel fine, the app was slow", True),
     ):
         invitation = Invitation(kafka_bootstrap, tenant, touchpoint, f"c-{uuid.uuid4().hex[:8]}")
         await invitation.sent()
         await invitation.responded(score)
-        await invitation.answered_more(score, comment=comment)
+        await invitation.answered_more(score, comment=comment, recommended=recommended)
         invitations.append(invitation)
     detractor, case_id = invitations[0], uuid.uuid4()
     opened = FollowupOpened(
@@ -239,6 +240,53 @@ async def _comments(kafka_bootstrap: str, tenant: TestTenant, touchpoint: str) -
         kafka_bootstrap, topics.FOLLOWUPS, event.envelope.to_json(), key=detractor.customer_id.encode()
     )
     return case_id
+
+
+async def _rows(page: Page, selector: str) -> list[list[str]]:
+    return [
+        [" ".join(cell.split()) for cell in row.split("\t")]
+        for row in await page.locator(selector).all_inner_texts()
+    ]
+
+
+async def _recommended_counted(service: ServiceUnderTest, tenant: TestTenant, touchpoint: str) -> None:
+    async def counted() -> bool:
+        got = await service.client.get(
+            "/v1/reports/recommended", headers=tenant.headers, params={"touchpoint": touchpoint}
+        )
+        return got.status_code == 200 and sum(row["answered"] for row in got.json()["by_group"]) == 3
+
+    await eventually(counted, within=30)
+
+
+async def _check_recommended_and_repurchase(page: Page) -> None:
+    """The comments' three answers: the 3 said no, the 10 and the 8 yes (one answer each: a Wilson
+    interval from 0 or to 100 %, the API's 0.2065 and 0.7935 shown to one decimal as the browser's
+    toFixed does); none is 90 days old, so no group has a repurchase rate yet."""
+    one_yes, one_no = "20.6 to 100.0 %", "0.0 to 79.3 %"
+    await expect(page.locator("#recommended tbody tr")).to_have_count(11)
+    heads = await page.locator("#recommended thead th").all_inner_texts()
+    assert heads == ["Score", "Answered", "Said yes", "Share", "95 % interval"]
+    by_score = {row[0]: row[1:] for row in await _rows(page, "#recommended tbody tr")}
+    assert list(by_score) == [str(score) for score in range(11)]
+    assert by_score["3"] == ["1", "0", "0.0 %", one_no]
+    assert by_score["8"] == by_score["10"] == ["1", "1", "100.0 %", one_yes]
+    assert by_score["9"] == ["0", "0", "—", "—"]
+    assert await _rows(page, "#recommended tfoot tr") == [
+        ["Promoters 9-10", "1", "1", "100.0 %", one_yes],
+        ["Passives 7-8", "1", "1", "100.0 %", one_yes],
+        ["Detractors 0-6", "1", "0", "0.0 %", one_no],
+    ]
+    heads = await page.locator("#repurchase thead th").all_inner_texts()
+    assert heads == ["Group", "Answers", "Bought again", "Rate", "95 % interval"]
+    await expect(page.locator("#repurchase tbody tr")).to_have_count(3)
+    assert await _rows(page, "#repurchase tbody tr") == [
+        [name, "0", "0", "—", "—"] for name in ("Promoters 9-10", "Passives 7-8", "Detractors 0-6")
+    ]
+    for table in ("recommended", "repurchase"):
+        region = page.locator(f".scroll:has(#{table})")
+        assert await region.get_attribute("role") == "region" and await region.get_attribute("aria-label")
+        assert await page.locator(f"#{table} caption").inner_text()
 
 
 async def _check_cards_and_charts(page: Page, everybody: Counts, distribution: list[int]) -> None:
@@ -294,6 +342,7 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
     await _publish_cells(kafka_bootstrap, tenant, _cells(touchpoint, days, version=1))
     case_id = await _comments(kafka_bootstrap, tenant, touchpoint)
     await _projected(service, tenant, touchpoint, len(given))
+    await _recommended_counted(service, tenant, touchpoint)
 
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
@@ -316,6 +365,7 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
             for country in ("DK", "SE")
         }
         await _check_segments_by_keyboard(page, by_country["DK"], by_country["SE"])
+        await _check_recommended_and_repurchase(page)
 
         await page.fill("#q", "parcel")
         await page.press("#q", "Enter")
@@ -358,6 +408,9 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
         await page.set_viewport_size({"width": 390, "height": 844})
         await page.locator("#trend-chart canvas").first.wait_for()
         await _no_sideways_scroll(page)
+        for table in ("recommended", "repurchase"):
+            box = await page.locator(f".scroll:has(#{table})").bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
         await page.screenshot(path=str(screenshot_path("reporting", "report-390")), full_page=True)
         assert refused == [], "the page's own scripts and styles are enough under its CSP"
     finally:

@@ -9,6 +9,9 @@
   const PAGE_SIZE = 20;
   const COLOURS = { detractor: "#c0392b", passive: "#a16207", promoter: "#1f7a4d", line: "#0b69a3" };
   const CATEGORY_NAMES = { promoter: "Promoter", passive: "Passive", detractor: "Detractor" };
+  const GROUP_NAMES = { promoter: "Promoters 9-10", passive: "Passives 7-8", detractor: "Detractors 0-6" };
+  // The repurchase panel's window: bought again within this many days of answering.
+  const REPURCHASE_DAYS = 90;
   // The filters kept in the address, so that a link shows the same report.
   const QUERY_FIELDS = ["touchpoint", "segment", "since", "until", "bucket", "dimension", "category", "q"];
   const DEFAULTS = { bucket: "week", dimension: "country" };
@@ -402,6 +405,41 @@
     guarded(byId("segments"), () => loadSegments(state.where, false)).catch(signedOut);
   }
 
+  // ---- recommended and repurchase -------------------------------------------------------------
+  function percent(share) {
+    return share === null || share === undefined ? "—" : (share * 100).toFixed(1) + " %";
+  }
+  function shareRange(interval) {
+    return interval ? (interval.low * 100).toFixed(1) + " to " + (interval.high * 100).toFixed(1) + " %" : "—";
+  }
+
+  // One row: its name as the row's header, then count, of them, share and interval.
+  function rateRow(name, total, yes, share, interval) {
+    const tr = element("tr");
+    const head = element("th", "", name);
+    head.scope = "row";
+    tr.append(head, element("td", "", total.toLocaleString("en")), element("td", "", yes.toLocaleString("en")),
+      element("td", "", percent(share)), element("td", "", shareRange(interval)));
+    return tr;
+  }
+
+  async function loadRecommended(where) {
+    const body = await getJSON("/v1/reports/recommended",
+      { touchpoint: where.touchpoint, since: where.since, until: where.until });
+    const table = byId("recommended");
+    table.tBodies[0].replaceChildren(...body.by_score.map(
+      (row) => rateRow(String(row.score), row.answered, row.recommended, row.share, row.interval)));
+    table.tFoot.replaceChildren(...body.by_group.map(
+      (row) => rateRow(GROUP_NAMES[row.group] || row.group, row.answered, row.recommended, row.share, row.interval)));
+  }
+
+  async function loadRepurchase(where) {
+    const body = await getJSON("/v1/reports/repurchase",
+      { days: REPURCHASE_DAYS, touchpoint: where.touchpoint, since: where.since, until: where.until });
+    byId("repurchase").tBodies[0].replaceChildren(...body.groups.map(
+      (row) => rateRow(GROUP_NAMES[row.group] || row.group, row.answers, row.repurchased, row.rate, row.interval)));
+  }
+
   // ---- verbatims --------------------------------------------------------------------------------
   function caseLink(found) {
     let url;
@@ -627,6 +665,8 @@
         guarded(byId("trend-chart"), () => loadTrend(where)),
         guarded(byId("segments"), () => loadSegments(where, false)),
         guarded(byId("verbatims"), () => loadVerbatims(where, false)),
+        guarded(byId("recommended"), () => loadRecommended(where)),
+        guarded(byId("repurchase"), () => loadRepurchase(where)),
       ]);
     } catch (error) {
       if (error instanceof SignedOut) return signedOut();
