@@ -35,7 +35,7 @@ run: $(STAMP) ## Start Postgres, Kafka, SMTP sink (unless external ones are conf
 	$(PY) -m libs.devstack.run
 
 test: $(STAMP) $(CHROMIUM) ## Run unit, integration and e2e tests against the real embedded servers
-	$(PYTEST) -m "unit or integration or e2e" tests
+	$(PYTEST) --durations=15 -m "unit or integration or e2e" tests
 
 test-unit: $(STAMP) ## Unit tests: pure domain, no servers
 	$(PYTEST) -m unit tests
