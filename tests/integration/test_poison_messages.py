@@ -84,12 +84,12 @@ async def test_a_message_over_a_megabyte_on_every_consumed_topic_is_dead_lettere
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=4 * 1024 * 1024)
     await producer.start()
     marker = uuid.uuid4().hex
-    # JSON shaped enough (a type, the ids in data) that other tests scanning these topics for
-    # their own events read past it rather than trip over it.
+    # JSON shaped enough (a type, a tenant, the ids in data) that other tests scanning these topics
+    # for their own events read past it rather than trip over it.
     ids = ", ".join(
         f'"{name}": "{marker}"' for name in ("customer_id", "invitation_id", "response_id", "case_id")
     )
-    head = b'{"type": "junk.v1", "data": {' + ids.encode() + b'}, "junk": "' + marker.encode()
+    head = f'{{"type": "junk.v1", "tenantid": "{marker}", "data": {{{ids}}}, "junk": "{marker}'.encode()
     huge = head.ljust(2_000_000, b"x") + b'"}'
     placed: dict[str, Any] = {}
     try:
