@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import random
 import signal
 import socket
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -17,12 +19,35 @@ _PR_SET_CHILD_SUBREAPER = 36
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
+#: Ports handed out by this process, so that two picks before either is bound never collide.
+_HANDED_OUT: set[int] = set()
+#: How many ports below the kernel's ephemeral range a pick comes from.
+_LISTEN_SPAN = 12_000
+
+
+def ephemeral_start() -> int:
+    """Where the kernel's range of ports for outgoing connections starts (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A TCP port nothing is bound to right now, from below the kernel's ephemeral range.
+
+    A port from that range (the kernel's pick for port 0) can become the local end of any outgoing
+    connection, to Kafka or Postgres, between this pick and the server's bind: the server then fails
+    with "address already in use". Ports below the range are only ever taken by a bind.
+    """
+    high = ephemeral_start() - 1
+    low = max(1024, high - _LISTEN_SPAN)
+    for _ in range(500):
+        port = random.randint(low, high)
+        if port not in _HANDED_OUT and port_is_free(port, host):
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError(f"no free TCP port from {low} to {high}")
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:

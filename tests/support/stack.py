@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from libs.devstack.ports import free_port, port_is_free
+from libs.devstack.ports import ephemeral_start, free_port, port_is_free
 from libs.devstack.smtp_sink import read_messages
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def free_port_block(size: int) -> int:
     """A base port such that base+1..base+size are free right now."""
     for _ in range(50):
         base = free_port() - 1
-        if base + size < 65000 and all(port_is_free(base + i) for i in range(1, size + 1)):
+        if base + size < ephemeral_start() and all(port_is_free(base + i) for i in range(1, size + 1)):
             return base
     raise RuntimeError("no free port block")
 
