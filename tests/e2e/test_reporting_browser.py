@@ -367,7 +367,8 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
         today: {"DK": [10, 10, 9, 8, 6], "SE": [3, 2, 10]},
     }
     given = [score for by_country in days.values() for scores in by_country.values() for score in scores]
-    spending: Spending = {"DK": [("DKK", 84_950)], "SE": [("EUR", 4_500), ("SEK", 120_000)]}
+    # Three currencies, one without decimals: JPY 1,200 is 1200 minor units.
+    spending: Spending = {"DK": [("DKK", 84_950)], "SE": [("EUR", 4_500), ("JPY", 1_200)]}
     await _publish_cells(kafka_bootstrap, tenant, _cells(touchpoint, days, version=1, spending=spending))
     case_id = await _comments(kafka_bootstrap, tenant, touchpoint)
     await _projected(service, tenant, touchpoint, len(given))
@@ -395,9 +396,10 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
         }
         await _check_segments_by_keyboard(page, by_country["DK"], by_country["SE"])
         await _check_recommended_and_repurchase(page)
-        # Three currencies, each its own card (the revenue panel's own test checks the amounts).
-        await expect(page.locator("#revenue-totals .money-card .label")).to_have_text(
-            ["DKK at risk", "EUR at risk", "SEK at risk"]
+        # Each currency its own card, with its own decimals: 0.3 of 3 Danes' DKK 849.50 and of 7
+        # Swedes' EUR 45.00 and JPY 1,200 (the revenue panel's own test checks the rest).
+        await expect(page.locator("#revenue-totals .money-card .value")).to_have_text(
+            ["DKK 764.55", "EUR 94.50", "JPY 2,520"]
         )
 
         await page.fill("#q", "parcel")

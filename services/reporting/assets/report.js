@@ -446,7 +446,6 @@
 
   function totalCard(risk, probability) {
     const card = element("div", "card money-card");
-    card.setAttribute("role", "listitem");
     card.append(element("div", "label", risk.currency + " at risk"),
       element("div", "value", money(risk.revenue_at_risk, risk.currency)),
       element("div", "detail", "Detractors' spend " + money(risk.detractor_spend, risk.currency) + " × "
