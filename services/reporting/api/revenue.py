@@ -20,7 +20,7 @@ from libs.common.sessions import csrf_ok
 from libs.common.tenancy import TenantContext
 from libs.common.web import TenantOrPerson, current_person
 from services.reporting.api.params import Segment, TouchpointQuery, invalid, report_days, report_segment
-from services.reporting.domain.insight import Period, Span, plan
+from services.reporting.domain.insight import Period, Span, plan, sort_position
 from services.reporting.domain.revenue import (
     DEFAULT_DETRACTOR_CHURN,
     DEFAULT_PASSIVE_CHURN,
@@ -30,7 +30,7 @@ from services.reporting.domain.revenue import (
     counted,
     grouped,
 )
-from services.reporting.repository import CellFilter, ReportingRepository
+from services.reporting.repository import CellFilter, ReportingRepository, SegmentRow
 
 router = APIRouter(tags=["reports"])
 
@@ -39,8 +39,8 @@ SegmentFilter = Annotated[Segment | None, Depends(report_segment)]
 #: Who may change the report's settings when signed in rather than calling with an API key.
 SETTINGS_ROLES = frozenset({"cx_manager", "admin"})
 CSRF_HEADER = "X-CSRF-Token"
-#: The (touchpoint, value) rows the answer counts beside the spend are summed from, at most.
-COUNTED_ROWS = 10_000
+#: The (touchpoint, value) rows the answer counts beside the spend are read in, per page.
+COUNTED_PAGE = 1000
 
 
 class Probabilities(BaseModel):
@@ -178,9 +178,18 @@ async def _counted_by(
     repository: ReportingRepository, where: CellFilter, spans: list[Span], by: Literal["touchpoint", "value"]
 ) -> dict[str, Counted]:
     """The answers per touchpoint or per value, from the segments table's query (one row per
-    touchpoint and value), all of them in one page."""
-    rows = await repository.segment_page(where, spans, "value", None, COUNTED_ROWS)
-    return counted((row.touchpoint if by == "touchpoint" else row.value, row.distribution) for row in rows)
+    touchpoint and value), page after page until the last."""
+    rows: list[SegmentRow] = []
+    after: list[object] | None = None
+    while True:
+        page = await repository.segment_page(where, spans, "value", after, COUNTED_PAGE)
+        rows.extend(page)
+        if len(page) < COUNTED_PAGE:
+            return counted(
+                (row.touchpoint if by == "touchpoint" else row.value, row.distribution) for row in rows
+            )
+        last = page[-1]
+        after = sort_position("value", last.responses, last.nps, last.touchpoint, last.value)
 
 
 def _filter(tenant: TenantContext, touchpoint: str | None, segment: Segment | None) -> CellFilter:
