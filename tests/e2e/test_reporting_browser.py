@@ -507,7 +507,7 @@ async def _check_revenue(page: Page, shop: str, support: str, amounts: dict[str,
             [amounts["SE"][1], "EUR 20.00", "EUR 20.00"],
         ],
     }
-    assert await page.inner_text("#revenue-segments caption") == "By country"
+    assert await page.inner_text("#revenue-segments caption") == "By country (as segments by, above)"
 
 
 async def _tab_to(page: Page, selector: str, presses: int = 80) -> None:
@@ -605,6 +605,17 @@ async def test_the_revenue_panel_shows_the_risk_per_currency_touchpoint_and_coun
         box = await panel.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
         await panel.screenshot(path=str(screenshot_path("reporting", "revenue-390")))
+
+        # The segments table's dimension is the panel's too: no answer has a channel.
+        await page.fill("#dimension", "channel")
+        await page.press("#dimension", "Enter")
+        await expect(page.locator("#revenue-segments caption")).to_have_text(
+            "By channel (as segments by, above)"
+        )
+        await expect(page.locator("#revenue-segments tbody")).to_have_text(
+            "No spend recorded in these segments yet."
+        )
+        assert "dimension=channel" in page.url
 
         # One segment chosen above: the panel is of that segment alone.
         await page.fill("#segment", "country:SE")

@@ -523,7 +523,8 @@
       ? (body.currencies.length ? [{ name: where.segment, currencies: body.currencies, answers: body.answers }] : [])
       : (body.segments || []).map((row) => ({ ...row, name: row.value }));
     byId("revenue-segments-caption").textContent = where.segment
-      ? "Segment " + where.segment + " (the segment filter)" : "By " + dimension;
+      ? "Segment " + where.segment + " (the segment filter)"
+      : dimension ? "By " + dimension + " (as segments by, above)" : "By segment: choose what segments by, above";
     fillRisks(byId("revenue-segments"), segments, "No spend recorded in these segments yet.");
   }
 
