@@ -22,6 +22,7 @@ from libs.common.events import (
     FOLLOWUP_OPENED,
     NPS_UPDATED,
     SURVEY_OPENED,
+    CellSpend,
     FollowupOpened,
     NpsInterval,
     NpsSegment,
@@ -123,18 +124,44 @@ def _windows(day: date) -> list[NpsWindow]:
     ]
 
 
-def _cells(touchpoint: str, days: dict[date, Day], version: int) -> list[NpsUpdated]:
+Spending = dict[str | None, list[tuple[str, int]]]
+"""Each answer's 12-month spend snapshot by its country: (currency, amount in minor units)."""
+
+_GROUPS = ("promoters", "passives", "detractors")
+
+
+def _group_of(score: int) -> str:
+    return "promoters" if score >= 9 else "passives" if score >= 7 else "detractors"
+
+
+def _cell_spend(given: list[tuple[int, str | None]], spending: Spending | None) -> list[CellSpend] | None:
+    """As scoring sums a cell's spend: per currency (in currency order) and NPS group."""
+    if spending is None:
+        return None
+    summed: dict[str, dict[str, int]] = {}
+    for score, country in given:
+        for currency, amount in spending.get(country, []):
+            groups = summed.setdefault(currency, dict.fromkeys(_GROUPS, 0))
+            groups[_group_of(score)] += amount
+    return [CellSpend(currency=currency, **summed[currency]) for currency in sorted(summed)]
+
+
+def _cells(
+    touchpoint: str, days: dict[date, Day], version: int, spending: Spending | None = None
+) -> list[NpsUpdated]:
     """Every cell the answers of ``days`` count in, as scoring emits them: each of day, week and
-    month, for everybody and for each country, with its absolute counts."""
-    scores: dict[tuple[NpsWindow, str | None], list[int]] = {}
+    month, for everybody and for each country, with its absolute counts (and, given ``spending``,
+    the answers' spend)."""
+    scores: dict[tuple[NpsWindow, str | None], list[tuple[int, str | None]]] = {}
     for day, by_country in days.items():
         for window in _windows(day):
             for country, given in by_country.items():
-                scores.setdefault((window, None), []).extend(given)
+                scores.setdefault((window, None), []).extend((score, country) for score in given)
                 if country is not None:
-                    scores.setdefault((window, country), []).extend(given)
+                    scores.setdefault((window, country), []).extend((score, country) for score in given)
     cells = []
-    for (window, country), given in scores.items():
+    for (window, country), answered in scores.items():
+        given = [score for score, _ in answered]
         counts, low_high = _category_counts(given), nps_interval(_category_counts(given))
         assert counts.nps is not None and low_high is not None
         cells.append(
@@ -151,6 +178,7 @@ def _cells(touchpoint: str, days: dict[date, Day], version: int) -> list[NpsUpda
                 window=window,
                 segment=None if country is None else NpsSegment(dimension="country", value=country),
                 version=version,
+                spend=_cell_spend(answered, spending),
             )
         )
     return cells
@@ -339,7 +367,9 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
         today: {"DK": [10, 10, 9, 8, 6], "SE": [3, 2, 10]},
     }
     given = [score for by_country in days.values() for scores in by_country.values() for score in scores]
-    await _publish_cells(kafka_bootstrap, tenant, _cells(touchpoint, days, version=1))
+    # Three currencies, one without decimals: JPY 1,200 is 1200 minor units.
+    spending: Spending = {"DK": [("DKK", 84_950)], "SE": [("EUR", 4_500), ("JPY", 1_200)]}
+    await _publish_cells(kafka_bootstrap, tenant, _cells(touchpoint, days, version=1, spending=spending))
     case_id = await _comments(kafka_bootstrap, tenant, touchpoint)
     await _projected(service, tenant, touchpoint, len(given))
     await _recommended_counted(service, tenant, touchpoint)
@@ -366,6 +396,11 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
         }
         await _check_segments_by_keyboard(page, by_country["DK"], by_country["SE"])
         await _check_recommended_and_repurchase(page)
+        # Each currency its own card, with its own decimals: 0.3 of 3 Danes' DKK 849.50 and of 7
+        # Swedes' EUR 45.00 and JPY 1,200 (the revenue panel's own test checks the rest).
+        await expect(page.locator("#revenue-totals .money-card .value")).to_have_text(
+            ["DKK 764.55", "EUR 94.50", "JPY 2,520"]
+        )
 
         await page.fill("#q", "parcel")
         await page.press("#q", "Enter")
@@ -400,7 +435,9 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
         days[today]["DK"] = [*days[today]["DK"], 10, 10, 10, 10, 10]
         after = _category_counts([*given, 10, 10, 10, 10, 10])
         assert after.nps is not None
-        await _publish_cells(kafka_bootstrap, tenant, _cells(touchpoint, {today: days[today]}, version=2))
+        await _publish_cells(
+            kafka_bootstrap, tenant, _cells(touchpoint, {today: days[today]}, version=2, spending=spending)
+        )
         await expect(page.locator("#nps-n")).to_have_text(f"n = {after.responses} answers", timeout=15000)
         assert _close(await page.inner_text("#nps-value"), after.nps)
         assert await page.evaluate("window.stillTheSamePage === true")
@@ -413,5 +450,182 @@ async def test_the_morning_report_shows_scores_charts_segments_comments_and_live
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
         await page.screenshot(path=str(screenshot_path("reporting", "report-390")), full_page=True)
         assert refused == [], "the page's own scripts and styles are enough under its CSP"
+    finally:
+        await context.close()
+
+
+# ---- revenue at risk ----------------------------------------------------------------------------
+
+
+async def _revenue_projected(service: ServiceUnderTest, tenant: TestTenant, touchpoints: list[str]) -> None:
+    async def arrived() -> bool:
+        got = await service.client.get("/v1/reports/revenue", headers=tenant.headers)
+        return got.status_code == 200 and sorted(
+            row["touchpoint"] for row in got.json()["touchpoints"]
+        ) == sorted(touchpoints)
+
+    await eventually(arrived, within=30)
+
+
+async def _row_groups(page: Page, table: str) -> dict[str, list[list[str]]]:
+    """Per row group (a touchpoint or segment value): its rows' cells, the group's name and its
+    detractors and passives counted only in its first row."""
+    groups: dict[str, list[list[str]]] = {}
+    for body in await page.locator(f"#{table} tbody").all():
+        rows = [
+            [" ".join(cell.split()) for cell in await row.locator("th, td").all_inner_texts()]
+            for row in await body.locator("tr").all()
+        ]
+        groups[rows[0][0]] = [rows[0][1:], *rows[1:]]
+    return groups
+
+
+async def _check_revenue(page: Page, shop: str, support: str, amounts: dict[str, list[str]]) -> None:
+    """``amounts``: per group (overall, each touchpoint, DK, SE), the risk in DKK and EUR."""
+    cards = page.locator("#revenue-totals .money-card")
+    await expect(cards.locator(".value")).to_have_text([" ".join(a.split()) for a in amounts["all"]])
+    assert [" ".join(text.split()) for text in await cards.locator(".label").all_inner_texts()] == [
+        "DKK at risk",
+        "EUR at risk",
+    ]
+    assert "From 3 detractors and 2 passives" in await page.inner_text("#revenue-counted")
+    # A row per currency (at risk, detractors' and passives' spend), the group's answers counted once.
+    assert await _row_groups(page, "revenue-touchpoints") == {
+        shop: [
+            [amounts[shop][0], "DKK 1,500.00", "DKK 1,000.00", "2", "1"],
+            [amounts[shop][1], "EUR 20.00", "EUR 0.00"],
+        ],
+        support: [
+            [amounts[support][0], "DKK 1,000.00", "DKK 500.00", "1", "1"],
+            [amounts[support][1], "EUR 0.00", "EUR 20.00"],
+        ],
+    }
+    assert await _row_groups(page, "revenue-segments") == {
+        "DK": [[amounts["DK"][0], "DKK 2,000.00", "DKK 1,000.00", "2", "1"]],
+        "SE": [
+            [amounts["SE"][0], "DKK 500.00", "DKK 500.00", "1", "1"],
+            [amounts["SE"][1], "EUR 20.00", "EUR 20.00"],
+        ],
+    }
+    assert await page.inner_text("#revenue-segments caption") == "By country (as segments by, above)"
+
+
+async def _tab_to(page: Page, selector: str, presses: int = 80) -> None:
+    """Tab from the top of the page until ``selector`` has the focus: reachable by keyboard."""
+    await page.evaluate("document.activeElement && document.activeElement.blur()")
+    for _ in range(presses):
+        await page.keyboard.press("Tab")
+        if await page.evaluate("(s) => document.activeElement.matches(s)", selector):
+            return
+    raise AssertionError(f"{selector} is not reached by Tab")
+
+
+async def test_the_revenue_panel_shows_the_risk_per_currency_touchpoint_and_country(
+    browser: Browser,  # noqa: F811 - the fixture
+    reporting_site: tuple[ServiceUnderTest, str],
+    kafka_bootstrap: str,
+) -> None:
+    service, base_url = reporting_site
+    tenant = await provision_tenant(service.runtime)
+    shop, support = f"shop-{uuid.uuid4().hex[:8]}", f"support-{uuid.uuid4().hex[:8]}"
+    today = datetime.now(UTC).date()
+    # A Dane spent DKK 1,000.00 in the 12 months before answering, a Swede DKK 500.00 and EUR 20.00.
+    spending: Spending = {"DK": [("DKK", 100_000)], "SE": [("DKK", 50_000), ("EUR", 2_000)]}
+    await _publish_cells(
+        kafka_bootstrap,
+        tenant,
+        _cells(shop, {today: {"DK": [3, 8, 10], "SE": [2]}}, version=1, spending=spending)
+        + _cells(support, {today: {"DK": [5], "SE": [7, 9]}}, version=1, spending=spending),
+    )
+    await _revenue_projected(service, tenant, [shop, support])
+
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    try:
+        await page.goto(f"{base_url}/")
+        await page.fill("#api-key", tenant.api_key)
+        await page.click("text=Show report")
+        # The defaults, 0.3 of the detractors' spend and none of the passives', called a placeholder.
+        await _check_revenue(
+            page,
+            shop,
+            support,
+            {
+                "all": ["DKK 750.00", "EUR 6.00"],
+                shop: ["DKK 450.00", "EUR 6.00"],
+                support: ["DKK 300.00", "EUR 0.00"],
+                "DK": ["DKK 600.00"],
+                "SE": ["DKK 150.00", "EUR 6.00"],
+            },
+        )
+        assert (
+            await page.inner_text("#revenue-probability-values")
+            == "Churn probabilities used: 30 % of detractors and 0 % of passives are expected to leave."
+        )
+        source = await page.inner_text("#revenue-probability-source")
+        assert (
+            "has not set them yet: these are the defaults" in source
+            and "placeholder, not a measured churn rate" in source
+        )
+        assert await page.locator("#revenue-probability-source a").get_attribute("href") == "/docs"
+
+        put = await service.client.put(
+            "/v1/reports/settings",
+            json={"churn_probability": {"detractor": 0.25, "passive": 0.5}},
+            headers=tenant.headers,
+        )
+        assert put.status_code == 200, put.text
+        await page.click("#filters button[type=submit]")
+        # 1,500.00 x 0.25 + 1,000.00 x 0.5 at the shop; EUR never added to DKK.
+        await _check_revenue(
+            page,
+            shop,
+            support,
+            {
+                "all": ["DKK 1,375.00", "EUR 15.00"],
+                shop: ["DKK 875.00", "EUR 5.00"],
+                support: ["DKK 500.00", "EUR 10.00"],
+                "DK": ["DKK 1,000.00"],
+                "SE": ["DKK 375.00", "EUR 15.00"],
+            },
+        )
+        assert "25 % of detractors and 50 % of passives" in await page.inner_text(
+            "#revenue-probability-values"
+        )
+        assert "Your organisation's own setting, from" in await page.inner_text("#revenue-probability-source")
+
+        await _tab_to(page, "#revenue-probability-source a")
+        await _tab_to(page, ".scroll:has(#revenue-touchpoints)")
+        await _no_sideways_scroll(page)
+        panel = page.locator("#revenue-panel")
+        await panel.screenshot(path=str(screenshot_path("reporting", "revenue-1280")))
+
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await _no_sideways_scroll(page)
+        box = await panel.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+        await panel.screenshot(path=str(screenshot_path("reporting", "revenue-390")))
+
+        # The segments table's dimension is the panel's too: no answer has a channel.
+        await page.fill("#dimension", "channel")
+        await page.press("#dimension", "Enter")
+        await expect(page.locator("#revenue-segments caption")).to_have_text(
+            "By channel (as segments by, above)"
+        )
+        await expect(page.locator("#revenue-segments tbody")).to_have_text(
+            "No spend recorded in these segments yet."
+        )
+        assert "dimension=channel" in page.url
+
+        # One segment chosen above: the panel is of that segment alone.
+        await page.fill("#segment", "country:SE")
+        await page.click("#filters button[type=submit]")
+        await expect(page.locator("#revenue-segments caption")).to_have_text(
+            "Segment country:SE (the segment filter)"
+        )
+        await expect(page.locator("#revenue-totals .money-card .value")).to_have_text(
+            ["DKK 375.00", "EUR 15.00"]
+        )
+        assert "segment=country%3ASE" in page.url
     finally:
         await context.close()

@@ -143,8 +143,20 @@ async def test_revenue_at_risk_per_touchpoint_and_country_moves_with_a_revision(
         "DK": {"DKK": (100_000, 40_000, "450.00"), "EUR": (10_000, 0, "25.00")},
         "SE": {"DKK": (50_000, 0, "125.00"), "EUR": (2_000, 0, "5.00")},
     }
+    # The answers counted, with a snapshot or not (the DK detractor of the shop has none).
+    assert body["answers"] == {"detractors": 4, "passives": 1}
+    assert {row["touchpoint"]: row["answers"] for row in body["touchpoints"]} == {
+        shop: {"detractors": 3, "passives": 1},
+        support: {"detractors": 1, "passives": 0},
+    }
+    assert {row["value"]: row["answers"] for row in body["segments"]} == {
+        "DK": {"detractors": 3, "passives": 1},
+        "SE": {"detractors": 1, "passives": 0},
+    }
     only_dk = await revenue(reporting, tenant, segment="country:DK", touchpoint=shop)
     assert at_risk(only_dk["currencies"]) == {"DKK": (100_000, 40_000, "450.00")}
+    assert only_dk["answers"] == {"detractors": 2, "passives": 1}
+    assert [row["answers"] for row in only_dk["touchpoints"]] == [{"detractors": 2, "passives": 1}]
 
     # The first detractor changes its mind: 3 -> 9 takes its 1000.00 DKK out of the risk.
     await send(kafka_bootstrap, answer(tenant, first, shop, 9, "DK", [("DKK", 100_000)], revision=2))

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 
 from services.reporting.domain.revenue import (
     ChurnProbability,
+    Counted,
     Spend,
     at_risk_minor,
+    counted,
     grouped,
     major,
     risk_of,
@@ -77,3 +79,13 @@ def test_the_risk_is_never_more_than_the_spend(
     [*found] = risks([Spend("DKK", d, p) for d, p in amounts], probability)
     for risk in found:
         assert 0 <= risk.at_risk_minor <= risk.detractors_minor + risk.passives_minor
+
+
+def test_the_answers_counted_are_the_detractors_and_passives_of_each_groups_distributions() -> None:
+    dk = [1, 0, 0, 0, 0, 0, 2, 3, 1, 4, 5]
+    se = [0, 0, 0, 0, 0, 1, 0, 0, 2, 0, 9]
+    assert counted([("DK", dk), ("SE", se), ("DK", se)]) == {
+        "DK": Counted(detractors=4, passives=6),
+        "SE": Counted(detractors=1, passives=2),
+    }
+    assert counted([]) == {}

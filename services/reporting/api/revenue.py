@@ -8,7 +8,7 @@ scoring announced them. Amounts are never converted: each currency stands apart.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials
@@ -20,15 +20,17 @@ from libs.common.sessions import csrf_ok
 from libs.common.tenancy import TenantContext
 from libs.common.web import TenantOrPerson, current_person
 from services.reporting.api.params import Segment, TouchpointQuery, invalid, report_days, report_segment
-from services.reporting.domain.insight import Period, plan
+from services.reporting.domain.insight import Period, Span, plan, sort_position
 from services.reporting.domain.revenue import (
     DEFAULT_DETRACTOR_CHURN,
     DEFAULT_PASSIVE_CHURN,
     ChurnProbability,
+    Counted,
     Risk,
+    counted,
     grouped,
 )
-from services.reporting.repository import CellFilter, ReportingRepository
+from services.reporting.repository import CellFilter, ReportingRepository, SegmentRow
 
 router = APIRouter(tags=["reports"])
 
@@ -37,6 +39,8 @@ SegmentFilter = Annotated[Segment | None, Depends(report_segment)]
 #: Who may change the report's settings when signed in rather than calling with an API key.
 SETTINGS_ROLES = frozenset({"cx_manager", "admin"})
 CSRF_HEADER = "X-CSRF-Token"
+#: The (touchpoint, value) rows the answer counts beside the spend are read in, per page.
+COUNTED_PAGE = 1000
 
 
 class Probabilities(BaseModel):
@@ -125,14 +129,21 @@ class CurrencyRisk(BaseModel):
     revenue_at_risk: str
 
 
+class AnswersCounted(BaseModel):
+    detractors: int = Field(description="detractors' answers (0-6), with a spend snapshot or not")
+    passives: int = Field(description="passives' answers (7-8), with a spend snapshot or not")
+
+
 class TouchpointRisk(BaseModel):
     touchpoint: str
     currencies: list[CurrencyRisk]
+    answers: AnswersCounted
 
 
 class SegmentRisk(BaseModel):
     value: str
     currencies: list[CurrencyRisk]
+    answers: AnswersCounted
 
 
 class RevenueReport(BaseModel):
@@ -140,6 +151,7 @@ class RevenueReport(BaseModel):
     until: date = Field(description="exclusive")
     churn_probability: Probabilities = Field(description="the tenant's setting the risk is reckoned with")
     currencies: list[CurrencyRisk] = Field(description="overall, per currency")
+    answers: AnswersCounted = Field(description="overall: the answers the spend is of")
     touchpoints: list[TouchpointRisk]
     dimension: str | None
     segments: list[SegmentRisk] | None = Field(description="per value of the dimension; null without one")
@@ -155,6 +167,29 @@ def _currency(risk: Risk) -> CurrencyRisk:
         revenue_at_risk_minor=risk.at_risk_minor,
         revenue_at_risk=f"{risk.at_risk:f}",
     )
+
+
+def _answers(found: Counted | None) -> AnswersCounted:
+    found = found or Counted()
+    return AnswersCounted(detractors=found.detractors, passives=found.passives)
+
+
+async def _counted_by(
+    repository: ReportingRepository, where: CellFilter, spans: list[Span], by: Literal["touchpoint", "value"]
+) -> dict[str, Counted]:
+    """The answers per touchpoint or per value, from the segments table's query (one row per
+    touchpoint and value), page after page until the last."""
+    rows: list[SegmentRow] = []
+    after: list[object] | None = None
+    while True:
+        page = await repository.segment_page(where, spans, "value", after, COUNTED_PAGE)
+        rows.extend(page)
+        if len(page) < COUNTED_PAGE:
+            return counted(
+                (row.touchpoint if by == "touchpoint" else row.value, row.distribution) for row in rows
+            )
+        last = page[-1]
+        after = sort_position("value", last.responses, last.nps, last.touchpoint, last.value)
 
 
 def _filter(tenant: TenantContext, touchpoint: str | None, segment: Segment | None) -> CellFilter:
@@ -190,24 +225,41 @@ async def get_revenue(
     probability, _ = await repository.churn_probability(tenant.tenant_id)
     where, spans = _filter(tenant, touchpoint, segment), plan(days)
     overall = grouped(await repository.spend_over(where, spans, "all"), probability)
+    everybody = counted([("", await repository.distribution_over(where, spans))])
     touchpoints = grouped(await repository.spend_over(where, spans, "touchpoint"), probability)
-    segments = None
-    if dimension is not None:
-        by_value = CellFilter(tenant.tenant_id, touchpoint, dimension, None)
-        found = grouped(await repository.spend_over(by_value, spans, "value"), probability)
-        segments = [
-            SegmentRisk(value=value, currencies=[_currency(r) for r in risks])
-            for value, risks in found.items()
-        ]
+    per_touchpoint = await _counted_by(repository, where, spans, "touchpoint")
     return RevenueReport(
         since=days.since,
         until=days.until,
         churn_probability=Probabilities(detractor=probability.detractor, passive=probability.passive),
         currencies=[_currency(risk) for risk in overall.get("", [])],
+        answers=_answers(everybody.get("")),
         touchpoints=[
-            TouchpointRisk(touchpoint=name, currencies=[_currency(r) for r in risks])
+            TouchpointRisk(
+                touchpoint=name,
+                currencies=[_currency(r) for r in risks],
+                answers=_answers(per_touchpoint.get(name)),
+            )
             for name, risks in touchpoints.items()
         ],
         dimension=dimension,
-        segments=segments,
+        segments=None
+        if dimension is None
+        else await _segments(
+            repository, CellFilter(tenant.tenant_id, touchpoint, dimension, None), spans, probability
+        ),
     )
+
+
+async def _segments(
+    repository: ReportingRepository, by_value: CellFilter, spans: list[Span], probability: ChurnProbability
+) -> list[SegmentRisk]:
+    """Per value of the filter's dimension, across the touchpoints it holds."""
+    found = grouped(await repository.spend_over(by_value, spans, "value"), probability)
+    per_value = await _counted_by(repository, by_value, spans, "value")
+    return [
+        SegmentRisk(
+            value=value, currencies=[_currency(r) for r in risks], answers=_answers(per_value.get(value))
+        )
+        for value, risks in found.items()
+    ]

@@ -405,6 +405,129 @@
     guarded(byId("segments"), () => loadSegments(state.where, false)).catch(signedOut);
   }
 
+  // ---- revenue at risk --------------------------------------------------------------------------
+  // The API gives each amount in major units with its currency's own decimals ("575.00" DKK, "1200"
+  // JPY): formatted with exactly those, from the string (no float on the way), never converted.
+  function money(amount, currency) {
+    const decimals = (amount.split(".")[1] || "").length;
+    try {
+      return new Intl.NumberFormat("en-GB", {
+        style: "currency", currency, currencyDisplay: "code",
+        minimumFractionDigits: decimals, maximumFractionDigits: decimals,
+      }).format(amount);
+    } catch {
+      return currency + " " + amount;
+    }
+  }
+  function chance(probability) {
+    return Number((probability * 100).toFixed(2)).toLocaleString("en") + " %";
+  }
+  function counted(n, one, many) {
+    return n.toLocaleString("en") + " " + (n === 1 ? one : many);
+  }
+
+  function showProbabilities(probability, settings) {
+    byId("revenue-probability-values").textContent = "Churn probabilities used: " + chance(probability.detractor)
+      + " of detractors and " + chance(probability.passive) + " of passives are expected to leave.";
+    byId("revenue-probability-source").replaceChildren(settings.updated_at
+      ? "Your organisation's own setting, from "
+        + new Date(settings.updated_at).toLocaleDateString("en-GB", { dateStyle: "medium" }) + ". "
+      : "Your organisation has not set them yet: these are the defaults, and the " + chance(probability.detractor)
+        + " for detractors is a placeholder, not a measured churn rate; passives count only once a "
+        + "probability is set for them. ",
+    "Change them with PUT /v1/reports/settings (the tenant's API key, or signed in as a CX manager or admin; "
+      + "see the ", apiDocsLink(), ").");
+  }
+  function apiDocsLink() {
+    const link = element("a", "", "API docs");
+    link.href = "/docs";
+    return link;
+  }
+
+  function totalCard(risk, probability) {
+    const card = element("div", "card money-card");
+    card.append(element("div", "label", risk.currency + " at risk"),
+      element("div", "value", money(risk.revenue_at_risk, risk.currency)),
+      element("div", "detail", "Detractors' spend " + money(risk.detractor_spend, risk.currency) + " × "
+        + chance(probability.detractor)),
+      element("div", "detail", "Passives' spend " + money(risk.passive_spend, risk.currency) + " × "
+        + chance(probability.passive)));
+    return card;
+  }
+
+  // One group (a touchpoint, a segment value) is one row group: a row per currency, the group's
+  // name and answers once (the risk comes first, so that a phone shows it without scrolling).
+  function riskGroup(name, group) {
+    const body = element("tbody");
+    const currencies = group.currencies.length ? group.currencies : [null];
+    currencies.forEach((risk, index) => {
+      const tr = element("tr");
+      const spanned = index === 0 ? [element("th", "", name), element("td", "count", group.answers.detractors
+        .toLocaleString("en")), element("td", "count", group.answers.passives.toLocaleString("en"))] : [];
+      for (const cell of spanned) cell.rowSpan = currencies.length;
+      if (spanned.length) {
+        spanned[0].scope = "rowgroup";
+        tr.append(spanned[0]);
+      }
+      if (risk) {
+        tr.append(element("td", "at-risk", money(risk.revenue_at_risk, risk.currency)),
+          element("td", "", money(risk.detractor_spend, risk.currency)),
+          element("td", "", money(risk.passive_spend, risk.currency)));
+      } else {
+        const none = element("td", "", "no spend recorded");
+        none.colSpan = 3;
+        tr.append(none);
+      }
+      tr.append(...spanned.slice(1));
+      body.append(tr);
+    });
+    return body;
+  }
+
+  function fillRisks(table, groups, empty) {
+    const bodies = groups.map((group) => riskGroup(group.name, group));
+    if (!bodies.length) {
+      const row = element("tr");
+      const cell = element("td", "empty", empty);
+      cell.colSpan = 6;
+      row.append(cell);
+      bodies.push(element("tbody"));
+      bodies[0].append(row);
+    }
+    for (const body of table.querySelectorAll("tbody")) body.remove();
+    table.append(...bodies);
+  }
+
+  // The segment filter narrows the risk to one segment; without it, the risk is split by the
+  // segments table's dimension (the API takes one or the other).
+  async function loadRevenue(where) {
+    const dimension = byId("dimension").value.trim();
+    const [body, settings] = await Promise.all([
+      getJSON("/v1/reports/revenue", {
+        touchpoint: where.touchpoint, segment: where.segment, since: where.since, until: where.until,
+        dimension: where.segment ? null : dimension,
+      }),
+      getJSON("/v1/reports/settings", {}),
+    ]);
+    const probability = body.churn_probability;
+    showProbabilities(probability, settings);
+    const totals = body.currencies.map((risk) => totalCard(risk, probability));
+    if (!totals.length) totals.push(element("p", "note", "No spend recorded for these answers yet."));
+    byId("revenue-totals").replaceChildren(...totals);
+    byId("revenue-counted").textContent = "From " + counted(body.answers.detractors, "detractor", "detractors")
+      + " and " + counted(body.answers.passives, "passive", "passives") + " who answered; an answer without a "
+      + "12-month spend counts here but adds no spend.";
+    fillRisks(byId("revenue-touchpoints"), body.touchpoints.map((row) => ({ ...row, name: row.touchpoint })),
+      "No spend recorded at any touchpoint yet.");
+    const segments = where.segment
+      ? (body.currencies.length ? [{ name: where.segment, currencies: body.currencies, answers: body.answers }] : [])
+      : (body.segments || []).map((row) => ({ ...row, name: row.value }));
+    byId("revenue-segments-caption").textContent = where.segment
+      ? "Segment " + where.segment + " (the segment filter)"
+      : dimension ? "By " + dimension + " (as segments by, above)" : "By segment: choose what segments by, above";
+    fillRisks(byId("revenue-segments"), segments, "No spend recorded in these segments yet.");
+  }
+
   // ---- recommended and repurchase -------------------------------------------------------------
   function percent(share) {
     return share === null || share === undefined ? "—" : (share * 100).toFixed(1) + " %";
@@ -664,6 +787,7 @@
         guarded(byId("score-cards"), () => loadScores(where)),
         guarded(byId("trend-chart"), () => loadTrend(where)),
         guarded(byId("segments"), () => loadSegments(where, false)),
+        guarded(byId("revenue-totals"), () => loadRevenue(where)),
         guarded(byId("verbatims"), () => loadVerbatims(where, false)),
         guarded(byId("recommended"), () => loadRecommended(where)),
         guarded(byId("repurchase"), () => loadRepurchase(where)),
@@ -701,6 +825,7 @@
       event.preventDefault();
       writeAddress();
       guarded(byId("segments"), () => loadSegments(state.where, false)).catch(signedOut);
+      guarded(byId("revenue-totals"), () => loadRevenue(state.where)).catch(signedOut);
     });
     for (const th of byId("segments").querySelectorAll("th[data-sort]")) {
       th.querySelector("button").addEventListener("click", () => sortBy(th.dataset.sort));

@@ -12,7 +12,7 @@ currency's precision (babel's ``get_currency_precision``: 2 for DKK, 0 for JPY, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -104,3 +104,22 @@ def grouped(rows: Iterable[tuple[str, Spend]], probability: ChurnProbability) ->
     for group, spend in rows:
         by_group.setdefault(group, []).append(spend)
     return {group: risks(by_group[group], probability) for group in sorted(by_group)}
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """The detractors' and passives' answers a risk stands on (with or without a spend snapshot)."""
+
+    detractors: int = 0
+    passives: int = 0
+
+
+def counted(rows: Iterable[tuple[str, Sequence[int]]]) -> dict[str, Counted]:
+    """Per group: the detractors (0-6) and passives (7-8) of its 0-10 distributions, summed."""
+    by_group: dict[str, Counted] = {}
+    for group, distribution in rows:
+        held = by_group.get(group, Counted())
+        by_group[group] = Counted(
+            held.detractors + sum(distribution[:7]), held.passives + sum(distribution[7:9])
+        )
+    return by_group
