@@ -11,7 +11,10 @@ Answers and purchases may arrive in either order, so both sides look for the oth
   (:func:`match_answers`, called by the read model).
 
 Either statement keeps the earlier of the stored first repurchase and the one it found, so repeats,
-replays and any arrival order end in the same state. Both take a transaction lock per (tenant,
+replays and any arrival order end in the same state. Each returns the answers it changed, and the
+rate's daily rollup (``reporting.repurchase_days``) moves by exactly those, in the same
+transaction (:func:`repurchase_changes`); the read model moves it too when an answer is stored or
+revised. Both take a transaction lock per (tenant,
 customer) first: an answer and a purchase of one customer handled at the same time by the two
 consumers are handled one after the other, and the second sees what the first committed.
 """
@@ -19,14 +22,19 @@ consumers are handled one after the other, and the second sees what the first co
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 from prometheus_client import Counter
 
 from libs.common.db import UnitOfWork
 from libs.common.events import Contract, Event, PurchaseRecorded
+from services.reporting.domain.repurchase import RepurchaseTally, repurchase_tally
+from services.reporting.domain.rollups import AnswerVersion, DayKey, moves
 from services.reporting.models import RecordedPurchase, Response
-from services.reporting.repository import ReportingRepository
+from services.reporting.repository import ReportingRepository, Repurchased
+
+#: One answer's change: (tenant, the version the rollup counted before or None, the one stored now).
+AnswerChange = tuple[uuid.UUID, AnswerVersion | None, AnswerVersion]
 
 PURCHASES_CONSUMER = "purchases"
 
@@ -59,7 +67,8 @@ async def record(events: list[Event[Contract]], uow: UnitOfWork[ReportingReposit
     await repository.lock_purchasers((purchase.tenant_id, purchase.customer_id) for purchase in purchases)
     # Only what the table added: a repeat of an order under another id (maybe with another time)
     # is not a purchase of its own.
-    await repository.mark_repurchases(await repository.record_purchases(purchases))
+    marked = await repository.mark_repurchases(await repository.record_purchases(purchases))
+    await _move_rollup(repository, marked)
 
 
 async def lock_answers(repository: ReportingRepository, answers: Iterable[Response]) -> None:
@@ -72,4 +81,28 @@ async def lock_answers(repository: ReportingRepository, answers: Iterable[Respon
 async def match_answers(repository: ReportingRepository, answers: Collection[Response]) -> None:
     """After a batch of answers is written: each takes its first repurchase among the purchases
     already kept."""
-    await repository.find_repurchases((answer.tenant_id, answer.response_id) for answer in answers)
+    found = await repository.find_repurchases((answer.tenant_id, answer.response_id) for answer in answers)
+    await _move_rollup(repository, found)
+
+
+def counted(answer: AnswerVersion) -> RepurchaseTally:
+    """What an answer adds to its row of the repurchase rollup."""
+    return repurchase_tally(answer.responded_at, answer.repurchased_at)
+
+
+def repurchase_changes(
+    changes: Iterable[AnswerChange],
+) -> dict[tuple[uuid.UUID, DayKey], RepurchaseTally]:
+    """The repurchase rollup's rows these answers' changes move, summed, the zero ones left out."""
+    summed: dict[tuple[uuid.UUID, DayKey], RepurchaseTally] = {}
+    for tenant_id, before, after in changes:
+        for row, change in moves(before, after, counted).items():
+            key = (tenant_id, row)
+            summed[key] = summed[key] + change if key in summed else change
+    return {key: change for key, change in summed.items() if change}
+
+
+async def _move_rollup(repository: ReportingRepository, repurchased: Sequence[Repurchased]) -> None:
+    await repository.add_to_repurchase_days(
+        repurchase_changes((answer.tenant_id, answer.before, answer.after) for answer in repurchased)
+    )

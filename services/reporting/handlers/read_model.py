@@ -165,10 +165,17 @@ class _Projection:
 
 
 async def _record_answers(repository: ReportingRepository, answers: list[Response]) -> None:
-    """Store the answers and move the daily rollup by what changed, in three statements: lock and
-    read the versions held, upsert, add the deltas (see :mod:`services.reporting.domain.rollups`)."""
+    """Store the answers and move the daily rollups by what changed, in four statements: lock and
+    read the versions held, upsert, add the deltas to the answers' and the repurchases' rollup (see
+    :mod:`services.reporting.domain.rollups`)."""
     held = await repository.held_answers([(answer.tenant_id, answer.response_id) for answer in answers])
     stored = await repository.record_responses(answers, held=held.keys())
+    await repository.add_to_repurchase_days(
+        purchases.repurchase_changes(
+            (tenant_id, held.get((tenant_id, response_id)), version)
+            for (tenant_id, response_id), version in stored.items()
+        )
+    )
     changes: dict[tuple[uuid.UUID, DayKey], Tally] = {}
     for (tenant_id, response_id), version in stored.items():
         for row, change in delta(held.get((tenant_id, response_id)), version).items():
