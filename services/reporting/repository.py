@@ -1238,13 +1238,30 @@ def _like_escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+#: What scoring strips from a segment value (``services/scoring/domain/segments.py``'s ``_clean``):
+#: control characters anywhere, then the characters Python's ``str.strip`` removes at either end
+#: (those that are not control characters too), at most 200 characters kept.
+_CONTROL_CHARACTERS = r"[\x01-\x1f\x7f-\x9f]"
+STRIPPED = " \xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+_MAX_VALUE_LENGTH = 200
+
+
+def _cleaned(value: SQLColumnExpression[Any]) -> ColumnElement[str]:
+    """A segment value as scoring names it: no control characters, trimmed, at most 200 characters."""
+    bare = func.regexp_replace(value, _CONTROL_CHARACTERS, "", "g")
+    return func.btrim(func.left(func.btrim(bare, STRIPPED), _MAX_VALUE_LENGTH), STRIPPED)
+
+
 def _in_segment(segment: Segment) -> ColumnElement[bool]:
-    """The answer is in the segment, by the rule of :mod:`services.reporting.domain.verbatims`."""
+    """The answer is in the segment as scoring counts it (its cells): each built-in dimension by its
+    rule, values cleaned as scoring cleans them, an answer's categories without repeats (the first
+    5). Not known here: which values scoring bounded into ``(other)``, and which dimensions a
+    tenant declared (any other dimension is read as the attribute of that name); see the README."""
     if segment.dimension == "language":
         primary = func.split_part(func.replace(Response.locale, "_", "-"), "-", 1)
-        return func.lower(func.btrim(primary)) == segment.value
+        return _cleaned(func.lower(primary)) == segment.value
     if segment.dimension == "account":
-        return func.btrim(Response.account_id) == segment.value
+        return _cleaned(Response.account_id) == segment.value
     if segment.dimension == "category":
         raw = func.coalesce(Response.attributes["category"].astext, Response.attributes["categories"].astext)
         parts = (
@@ -1252,12 +1269,17 @@ def _in_segment(segment: Segment) -> ColumnElement[bool]:
             .table_valued("part", with_ordinality="n")
             .render_derived()
         )
-        value = func.btrim(parts.c.part)
-        categories = (
-            select(value).select_from(parts).where(value != "").order_by(parts.c.n).limit(MAX_CATEGORIES)
+        value = _cleaned(parts.c.part)
+        distinct = (
+            select(value.label("value"), func.min(parts.c.n).label("n"))
+            .select_from(parts)
+            .where(value != "")
+            .group_by(value)
+            .subquery()
         )
+        categories = select(distinct.c.value).order_by(distinct.c.n).limit(MAX_CATEGORIES)
         return literal(segment.value).in_(categories)
-    return func.btrim(Response.attributes[segment.dimension].astext) == segment.value
+    return _cleaned(Response.attributes[segment.dimension].astext) == segment.value
 
 
 def _percentiles(column: SQLColumnExpression[float | None]) -> tuple[ColumnElement[float], ...]:
