@@ -28,8 +28,9 @@ Baseline, same run, same rows, same ranges: asyncpg, a prepared statement over
 ``reporting.responses`` (``reporting.cases`` for the follow-ups) computing the panel's aggregate:
 GROUP BY score for the scores (both periods in one scan), ``date_trunc('week')`` and score for the
 trend, touchpoint, store and score for the segments, the feed's ``ORDER BY ... LIMIT 51`` for the
-verbatims, touchpoint and score for the summary, counts and a percentile for the follow-ups, the
-export's first batch (``LIMIT 2000``) for the CSV.
+verbatims, touchpoint and score for the summary, counts and a percentile for the follow-ups, score
+and whether the first repurchase came within 30 days for the repurchase rate, the export's first
+batch (``LIMIT 2000``) for the CSV.
 
 Last full run, 2026-12-01, 10 M answers, 2 cores shared with other work (load average 9-13):
 seeding 947 s (answers, invitations, 2.2 M cases 577 s; 650,802 cells 369 s). p50 / p95 (SQL p50):
@@ -192,6 +193,16 @@ PANELS = (
         "percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds_to_contact) FROM reporting.cases "
         "WHERE tenant_id = $1 AND coalesce(opened_at, updated_at) >= $2 "
         "AND coalesce(opened_at, updated_at) < $3",
+        _in_range,
+    ),
+    Panel(
+        "repurchase, days=30",
+        "/v1/reports/repurchase",
+        {"days": "30"},
+        # ROLLUP: the total row too, so that a range with no answer 30 days old (the last 7 days)
+        # still answers a row.
+        "SELECT score, count(*), count(*) FILTER (WHERE repurchased_at <= responded_at + interval '30 days') "
+        f"{_RAW} AND responded_at <= now() - interval '30 days' GROUP BY ROLLUP (score)",
         _in_range,
     ),
     Panel(
