@@ -588,13 +588,33 @@ class ReportingRepository:
     async def weekly_by_segment(
         self, where: CellFilter, segments: Sequence[tuple[str, str]], weeks: Span
     ) -> dict[tuple[str, str], dict[date, list[int]]]:
-        """The week cells of the given (touchpoint, value) pairs: the sparklines of a page."""
+        """The week cells of the given (touchpoint, value) pairs: the sparklines of a page. One
+        dimension's cells of one bucket are one per (touchpoint, value, start): nothing to sum.
+
+        The pairs are two arrays joined to the cells (a primary-key range per pair): a prepared
+        statement's generic plan for a list of 100 parameters read every week cell of the
+        dimension instead, many times slower."""
         if not segments:
             return {}
-        query = select(NpsCell.touchpoint, NpsCell.value, NpsCell.start, *_summed()).where(
-            *_cells_selected(where, [weeks]), tuple_(NpsCell.touchpoint, NpsCell.value).in_(list(segments))
+        pairs = (
+            func.unnest(
+                literal([touchpoint for touchpoint, _ in segments], ARRAY(Text)),
+                literal([value for _, value in segments], ARRAY(Text)),
+            )
+            .table_valued(column("touchpoint", Text), column("value", Text))
+            .render_derived("pairs")
         )
-        query = query.group_by(NpsCell.touchpoint, NpsCell.value, NpsCell.start)
+        query = (
+            select(
+                NpsCell.touchpoint,
+                NpsCell.value,
+                NpsCell.start,
+                *(getattr(NpsCell, n) for n in SCORE_COLUMNS),
+            )
+            .select_from(pairs)
+            .join(NpsCell, and_(NpsCell.touchpoint == pairs.c.touchpoint, NpsCell.value == pairs.c.value))
+            .where(*_cells_selected(where, [weeks]))
+        )
         found: dict[tuple[str, str], dict[date, list[int]]] = {}
         for row in await self.session.execute(query):
             found.setdefault((row[0], row[1]), {})[row[2]] = _distribution(row, 3)
