@@ -135,3 +135,22 @@ async def test_the_rollup_equals_a_recount_whatever_the_order_and_the_repeats(
                 until,
                 sorted(raw),
             )
+
+
+async def test_the_window_is_one_the_rollup_keeps(start_service: StartService) -> None:
+    reporting = await start_service(build, ReportingSettings)
+    tenant = await provision_tenant(reporting.runtime)
+    for days, status in ((45, 422), (364, 422), (14, 200), (365, 200)):
+        response = await reporting.client.get(
+            "/v1/reports/repurchase", headers=tenant.headers, params={"days": days}
+        )
+        assert response.status_code == status, response.text
+        if status == 422:
+            assert [problem["field"] for problem in response.json()["problems"]] == ["query.days"]
+    schema = (await reporting.client.get("/openapi.json")).json()
+    (days_parameter,) = [
+        parameter
+        for parameter in schema["paths"]["/v1/reports/repurchase"]["get"]["parameters"]
+        if parameter["name"] == "days"
+    ]
+    assert days_parameter["schema"]["enum"] == list(WINDOWS)

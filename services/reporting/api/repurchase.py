@@ -42,6 +42,7 @@ WindowQuery = Annotated[
         le=MAX_DAYS,
         description=f"bought again within this many days of answering (one of "
         f"{', '.join(map(str, WINDOWS))}); only answers at least this old count",
+        json_schema_extra={"enum": list(WINDOWS)},
     ),
     AfterValidator(check_window),
 ]
