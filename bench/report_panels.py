@@ -43,6 +43,13 @@ export's first row 454 / 723 ms (30 ms). Slow: the summary (raw answers grouped,
 of the partial months, fetched from the heap through a skip scan of the segment index) and the
 export's first row (2,000 rows loaded and written as CSV before the first byte; its query: 2 ms).
 
+Since then (1 M answers, 2 cores, load average 7-9, so the SQL column ran ~2.5 times slower than
+before): the segments read one index-only range per span of ``0013_segment_index`` (days beside
+the months as whole weeks) and the sparklines join the page's pairs: 77 / 195 ms (SQL 313 ms; was
+135 / 277 ms next to SQL 116 ms at load 3; the two statements take ~10 ms each in EXPLAIN ANALYZE).
+The repurchase rate (days=30) reads ``reporting.repurchase_days``: 23 / 41 ms (its old raw scan, the
+SQL column: 116 / 985 ms).
+
 ``BENCH_SLOW_LOG=1`` logs each statement of 50 ms or more (the service's too) to the cluster's
 ``server.log`` and keeps its directory; ``BENCH_KEEP=1`` keeps it (10 M answers: ~15 GB with WAL)
 to start it again and EXPLAIN.
