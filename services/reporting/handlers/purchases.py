@@ -22,7 +22,7 @@ consumers are handled one after the other, and the second sees what the first co
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 
 from prometheus_client import Counter
 
@@ -68,7 +68,7 @@ async def record(events: list[Event[Contract]], uow: UnitOfWork[ReportingReposit
     # Only what the table added: a repeat of an order under another id (maybe with another time)
     # is not a purchase of its own.
     marked = await repository.mark_repurchases(await repository.record_purchases(purchases))
-    await _move_rollup(repository, marked)
+    await move_rollup(repository, changes_of(marked))
 
 
 async def lock_answers(repository: ReportingRepository, answers: Iterable[Response]) -> None:
@@ -78,11 +78,15 @@ async def lock_answers(repository: ReportingRepository, answers: Iterable[Respon
     )
 
 
-async def match_answers(repository: ReportingRepository, answers: Collection[Response]) -> None:
+async def match_answers(repository: ReportingRepository, answers: Collection[Response]) -> list[AnswerChange]:
     """After a batch of answers is written: each takes its first repurchase among the purchases
-    already kept."""
+    already kept. Returns the answers that took one, for :func:`move_rollup`."""
     found = await repository.find_repurchases((answer.tenant_id, answer.response_id) for answer in answers)
-    await _move_rollup(repository, found)
+    return changes_of(found)
+
+
+def changes_of(repurchased: Iterable[Repurchased]) -> list[AnswerChange]:
+    return [(answer.tenant_id, answer.before, answer.after) for answer in repurchased]
 
 
 def counted(answer: AnswerVersion) -> RepurchaseTally:
@@ -102,7 +106,6 @@ def repurchase_changes(
     return {key: change for key, change in summed.items() if change}
 
 
-async def _move_rollup(repository: ReportingRepository, repurchased: Sequence[Repurchased]) -> None:
-    await repository.add_to_repurchase_days(
-        repurchase_changes((answer.tenant_id, answer.before, answer.after) for answer in repurchased)
-    )
+async def move_rollup(repository: ReportingRepository, changes: Iterable[AnswerChange]) -> None:
+    """Move the repurchase rollup by these answers' changes, summed: one statement."""
+    await repository.add_to_repurchase_days(repurchase_changes(changes))
