@@ -28,8 +28,9 @@ Baseline, same run, same rows, same ranges: asyncpg, a prepared statement over
 ``reporting.responses`` (``reporting.cases`` for the follow-ups) computing the panel's aggregate:
 GROUP BY score for the scores (both periods in one scan), ``date_trunc('week')`` and score for the
 trend, touchpoint, store and score for the segments, the feed's ``ORDER BY ... LIMIT 51`` for the
-verbatims, touchpoint and score for the summary, counts and a percentile for the follow-ups, the
-export's first batch (``LIMIT 2000``) for the CSV.
+verbatims, touchpoint and score for the summary, counts and a percentile for the follow-ups, score
+and whether the first repurchase came within 30 days for the repurchase rate, the export's first
+batch (``LIMIT 2000``) for the CSV.
 
 Last full run, 2026-12-01, 10 M answers, 2 cores shared with other work (load average 9-13):
 seeding 947 s (answers, invitations, 2.2 M cases 577 s; 650,802 cells 369 s). p50 / p95 (SQL p50):
@@ -41,6 +42,13 @@ export's first row 454 / 723 ms (30 ms). Slow: the summary (raw answers grouped,
 ``percentile_cont`` over a seq scan of ``reporting.cases``), the segments (every value's day cells
 of the partial months, fetched from the heap through a skip scan of the segment index) and the
 export's first row (2,000 rows loaded and written as CSV before the first byte; its query: 2 ms).
+
+Since then (1 M answers, 2 cores, load average 7-9, so the SQL column ran ~2.5 times slower than
+before): the segments read one index-only range per span of ``0013_segment_index`` (days beside
+the months as whole weeks) and the sparklines join the page's pairs: 77 / 195 ms (SQL 313 ms; was
+135 / 277 ms next to SQL 116 ms at load 3; the two statements take ~10 ms each in EXPLAIN ANALYZE).
+The repurchase rate (days=30) reads ``reporting.repurchase_days``: 23 / 41 ms (its old raw scan, the
+SQL column: 116 / 985 ms).
 
 ``BENCH_SLOW_LOG=1`` logs each statement of 50 ms or more (the service's too) to the cluster's
 ``server.log`` and keeps its directory; ``BENCH_KEEP=1`` keeps it (10 M answers: ~15 GB with WAL)
@@ -192,6 +200,16 @@ PANELS = (
         "percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds_to_contact) FROM reporting.cases "
         "WHERE tenant_id = $1 AND coalesce(opened_at, updated_at) >= $2 "
         "AND coalesce(opened_at, updated_at) < $3",
+        _in_range,
+    ),
+    Panel(
+        "repurchase, days=30",
+        "/v1/reports/repurchase",
+        {"days": "30"},
+        # ROLLUP: the total row too, so that a range with no answer 30 days old (the last 7 days)
+        # still answers a row.
+        "SELECT score, count(*), count(*) FILTER (WHERE repurchased_at <= responded_at + interval '30 days') "
+        f"{_RAW} AND responded_at <= now() - interval '30 days' GROUP BY ROLLUP (score)",
         _in_range,
     ),
     Panel(

@@ -13,6 +13,10 @@ two runs of the same size seed the same rows:
   no locale or account (so no ``language`` or ``account`` segment);
 - ~30 % revised once with the follow-up questions (recommended, csat, effort);
 - one invitation each in ``invitations_sent``, sent two hours before the answer (no funnel steps);
+- a first repurchase (``repurchased_at``, as the purchases consumer leaves it) for ~45 % of the
+  promoters, ~35 % of the passives and ~20 % of the detractors, 1 hour to 400 days after the
+  answer (none beyond the 365 days a repurchase counts, none later than now); the purchases
+  themselves are not kept (no panel reads them);
 - a follow-up case in ``reporting.cases`` for every detractor (~22 % of the answers), in the
   states the desk leaves them: most resolved, some contacted, some open, ~10 % breached.
 
@@ -32,6 +36,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+
+from services.reporting.domain.repurchase import WINDOWS as REPURCHASE_WINDOWS
 
 DAYS = 730
 CHUNK = 500_000
@@ -85,12 +91,14 @@ WITH numbered AS (
                AS touchpoint,
            {_pick(3, 100)} < 15 AS commented,
            {_pick(8, 10)} < 3 AS revised,
+           {_pick(12, 100)} AS comes_back,
+           make_interval(secs => 3600 + {_pick(13, 400 * 86400)}) AS after,
            lpad(to_hex(g), 12, '0') AS tail
     FROM generate_series($4::bigint, $5::bigint) AS g
 ), answers AS (
     INSERT INTO reporting.responses (tenant_id, response_id, invitation_id, touchpoint, score,
         responded_at, revision, comment, recommended, csat, effort, updated_at, customer_id, locale,
-        account_id, attributes, spend_12m)
+        account_id, attributes, spend_12m, repurchased_at)
     SELECT $1, ('00000000-0000-4000-8000-' || tail)::uuid, ('00000000-0000-4000-9000-' || tail)::uuid,
            touchpoint, score, responded_at,
            CASE WHEN revised THEN 2 ELSE 1 END,
@@ -107,7 +115,11 @@ WITH numbered AS (
                'category', 'category-' || lpad((1 + {_pick(7, CATEGORIES)})::text, 2, '0')
                    || CASE WHEN {_pick(10, 10)} = 0
                       THEN ',category-' || lpad((1 + {_pick(11, CATEGORIES)})::text, 2, '0') ELSE '' END),
-           NULL
+           NULL,
+           CASE WHEN comes_back < CASE WHEN score >= 9 THEN 45 WHEN score >= 7 THEN 35 ELSE 20 END
+                 AND after <= interval '365 days'
+                 AND responded_at + after <= $2::timestamptz + make_interval(secs => $3::float8)
+                THEN responded_at + after END
     FROM numbered
     RETURNING response_id, invitation_id, touchpoint, score, responded_at
 ), invitations AS (
@@ -302,6 +314,25 @@ async def seed_answer_days(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: dateti
     await pool.execute(_ANSWER_DAYS, tenant_id)
 
 
+#: The repurchase rate's days (migration 0014's backfill, for one tenant).
+_REPURCHASE_DAYS = f"""
+INSERT INTO reporting.repurchase_days (tenant_id, touchpoint, day, score, answers,
+    {", ".join(f"came_back_{days}" for days in REPURCHASE_WINDOWS)})
+SELECT $1, touchpoint, (responded_at AT TIME ZONE 'UTC')::date, score, count(*),
+    {
+    ", ".join(
+        f"count(*) FILTER (WHERE repurchased_at <= responded_at + interval '{days * 24} hours')"
+        for days in REPURCHASE_WINDOWS
+    )
+}
+FROM reporting.responses WHERE tenant_id = $1 GROUP BY 2, 3, 4
+"""
+
+
+async def seed_repurchase_days(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: datetime) -> None:
+    await pool.execute(_REPURCHASE_DAYS, tenant_id)
+
+
 Rollup = Callable[[asyncpg.Pool, uuid.UUID, datetime], Awaitable[None]]
 
 #: Each rollup table the panels read, and the function that fills it from the seeded rows. A new
@@ -311,9 +342,10 @@ ROLLUPS: dict[str, Rollup] = {
     "reporting.nps_cells": seed_nps_cells,
     "reporting.funnel_days": seed_funnel_days,
     "reporting.answer_days": seed_answer_days,
+    "reporting.repurchase_days": seed_repurchase_days,
 }
 #: Rollups known to be on their way: if one exists without a seeder, the bench says so.
-EXPECTED_ROLLUPS = ("reporting.answer_days", "reporting.funnel_days")
+EXPECTED_ROLLUPS = ("reporting.answer_days", "reporting.funnel_days", "reporting.repurchase_days")
 
 
 async def seed_rollups(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: datetime) -> list[str]:

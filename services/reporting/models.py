@@ -29,6 +29,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from libs.common.db import add_common_tables
 from libs.common.sessions import add_session_table
+from services.reporting.domain.repurchase import WINDOWS
 
 SCHEMA = "reporting"
 
@@ -223,11 +224,20 @@ class NpsCell(Base):
     spend: Mapped[list[dict[str, object]] | None] = mapped_column(JSONB, nullable=True, default=None)
 
     # The panels read a tenant's cells of one segment (or everybody) and bucket over a range of
-    # starts, for one touchpoint (the primary key) or across them all (this index); the segments
-    # table reads one dimension's values the same way.
+    # starts, for one touchpoint (the primary key) or across them all (the first index). The
+    # segments table reads every value of one dimension over a range: the second index, which
+    # carries what it sums, so each span is one index-only range whatever the number of values.
     __table_args__ = (
         Index(
             "ix_nps_cells_tenant_segment_bucket_start", "tenant_id", "dimension", "value", "bucket", "start"
+        ),
+        Index(
+            "ix_nps_cells_tenant_dimension_bucket_start",
+            "tenant_id",
+            "dimension",
+            "bucket",
+            "start",
+            postgresql_include=["touchpoint", "value", *SCORE_COLUMNS],
         ),
     )
 
@@ -282,3 +292,31 @@ class ReportSettings(Base):
     detractor_churn: Mapped[float] = mapped_column(Float)
     passive_churn: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RepurchaseDay(Base):
+    """The repurchase rate's daily rollup (see :mod:`services.reporting.domain.repurchase`): per
+    touchpoint, UTC day of the answer and current score, the answers and how many came back within
+    each window the report offers (``came_back_<days>``), kept in step with ``responses`` by the
+    projection and the ``purchases`` consumer, in the same transaction as the answer they move."""
+
+    __tablename__ = "repurchase_days"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    score: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    answers: Mapped[int] = mapped_column(BigInteger)
+    came_back_7: Mapped[int] = mapped_column(BigInteger)
+    came_back_14: Mapped[int] = mapped_column(BigInteger)
+    came_back_30: Mapped[int] = mapped_column(BigInteger)
+    came_back_60: Mapped[int] = mapped_column(BigInteger)
+    came_back_90: Mapped[int] = mapped_column(BigInteger)
+    came_back_180: Mapped[int] = mapped_column(BigInteger)
+    came_back_365: Mapped[int] = mapped_column(BigInteger)
+
+    # One touchpoint's days are the primary key's prefix; every touchpoint's, this index.
+    __table_args__ = (Index("ix_repurchase_days_tenant_day", "tenant_id", "day"),)
+
+
+#: The came-back counts of a :class:`RepurchaseDay`, one per window, in ``WINDOWS``' order.
+CAME_BACK_COLUMNS = tuple(f"came_back_{days}" for days in WINDOWS)

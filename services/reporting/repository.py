@@ -21,6 +21,7 @@ from sqlalchemy import (
     Label,
     Select,
     SQLColumnExpression,
+    Subquery,
     Text,
     and_,
     bindparam,
@@ -65,11 +66,12 @@ from services.reporting.domain.funnel_days import (
     plan_funnel_days,
 )
 from services.reporting.domain.insight import SegmentSort, Span
-from services.reporting.domain.repurchase import ScoreCount
+from services.reporting.domain.repurchase import RepurchaseTally, ScoreCount, check_window
 from services.reporting.domain.revenue import ChurnProbability, Spend
-from services.reporting.domain.rollups import AnswerVersion, DayKey, Tally, read_plan
+from services.reporting.domain.rollups import AnswerVersion, DayKey, Tally, day_of, read_plan
 from services.reporting.domain.verbatims import MAX_CATEGORIES, Position
 from services.reporting.models import (
+    CAME_BACK_COLUMNS,
     SCORE_COLUMNS,
     AnswerDay,
     Base,
@@ -81,6 +83,7 @@ from services.reporting.models import (
     NpsCell,
     RecordedPurchase,
     ReportSettings,
+    RepurchaseDay,
     Response,
 )
 
@@ -115,6 +118,7 @@ _ROLLED_UP = (
     Response.recommended,
     Response.csat,
     Response.effort,
+    Response.repurchased_at,
 )
 #: The rollup's counts (:class:`rollups.Tally`'s fields, in order).
 _TALLY_COLUMNS = tuple(field.name for field in dataclasses.fields(Tally))
@@ -221,6 +225,15 @@ class VerbatimFilter:
     q: str | None = None
     #: Where the previous page ended.
     after: Position | None = None
+
+
+@dataclass(frozen=True)
+class Repurchased:
+    """An answer that took a (new, earlier) first repurchase: as the rollup counted it before and after."""
+
+    tenant_id: uuid.UUID
+    before: AnswerVersion
+    after: AnswerVersion
 
 
 @dataclass(frozen=True)
@@ -542,10 +555,16 @@ class ReportingRepository:
     ) -> list[SegmentRow]:
         """One page of a dimension's values (per touchpoint) over the spans, in ``sort``'s order
         after the cursor's position (see :func:`insight.sort_position`), in one query."""
+        if not spans:
+            return []
+        cells = _span_cells(where, spans)
         groups = (
-            select(NpsCell.touchpoint, NpsCell.value, *_summed())
-            .where(*_cells_selected(where, spans))
-            .group_by(NpsCell.touchpoint, NpsCell.value)
+            select(
+                cells.c.touchpoint,
+                cells.c.value,
+                *(cast(func.sum(cells.c[name]), BigInteger).label(name) for name in SCORE_COLUMNS),
+            )
+            .group_by(cells.c.touchpoint, cells.c.value)
             .subquery()
         )
         columns = [groups.c[name] for name in SCORE_COLUMNS]
@@ -569,13 +588,33 @@ class ReportingRepository:
     async def weekly_by_segment(
         self, where: CellFilter, segments: Sequence[tuple[str, str]], weeks: Span
     ) -> dict[tuple[str, str], dict[date, list[int]]]:
-        """The week cells of the given (touchpoint, value) pairs: the sparklines of a page."""
+        """The week cells of the given (touchpoint, value) pairs: the sparklines of a page. One
+        dimension's cells of one bucket are one per (touchpoint, value, start): nothing to sum.
+
+        The pairs are two arrays joined to the cells (a primary-key range per pair): a prepared
+        statement's generic plan for a list of 100 parameters read every week cell of the
+        dimension instead, many times slower."""
         if not segments:
             return {}
-        query = select(NpsCell.touchpoint, NpsCell.value, NpsCell.start, *_summed()).where(
-            *_cells_selected(where, [weeks]), tuple_(NpsCell.touchpoint, NpsCell.value).in_(list(segments))
+        pairs = (
+            func.unnest(
+                literal([touchpoint for touchpoint, _ in segments], ARRAY(Text)),
+                literal([value for _, value in segments], ARRAY(Text)),
+            )
+            .table_valued(column("touchpoint", Text), column("value", Text))
+            .render_derived("pairs")
         )
-        query = query.group_by(NpsCell.touchpoint, NpsCell.value, NpsCell.start)
+        query = (
+            select(
+                NpsCell.touchpoint,
+                NpsCell.value,
+                NpsCell.start,
+                *(getattr(NpsCell, n) for n in SCORE_COLUMNS),
+            )
+            .select_from(pairs)
+            .join(NpsCell, and_(NpsCell.touchpoint == pairs.c.touchpoint, NpsCell.value == pairs.c.value))
+            .where(*_cells_selected(where, [weeks]))
+        )
         found: dict[tuple[str, str], dict[date, list[int]]] = {}
         for row in await self.session.execute(query):
             found.setdefault((row[0], row[1]), {})[row[2]] = _distribution(row, 3)
@@ -936,42 +975,102 @@ class ReportingRepository:
         keys = {(row.tenant_id, row.order_id) for row in added}
         return [purchase for purchase in ordered if (purchase.tenant_id, purchase.order_id) in keys]
 
-    async def mark_repurchases(self, purchases: Sequence[RecordedPurchase]) -> None:
+    async def mark_repurchases(self, purchases: Sequence[RecordedPurchase]) -> list[Repurchased]:
         """Each answer of these purchases' customers given within the year before one of them keeps
-        the earliest such purchase as its first repurchase: one statement."""
-        if purchases:
-            await self.session.execute(
-                _MARK_BY_PURCHASES,
-                {
-                    "tenants": [p.tenant_id for p in purchases],
-                    "customers": [p.customer_id for p in purchases],
-                    "times": [p.occurred_at for p in purchases],
+        the earliest such purchase as its first repurchase: one statement. Returns the answers it
+        changed, for the rollup."""
+        if not purchases:
+            return []
+        rows = await self.session.execute(
+            _MARK_BY_PURCHASES,
+            {
+                "tenants": [p.tenant_id for p in purchases],
+                "customers": [p.customer_id for p in purchases],
+                "times": [p.occurred_at for p in purchases],
+            },
+        )
+        return [_repurchased(row) for row in rows]
+
+    async def find_repurchases(self, answers: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> list[Repurchased]:
+        """Each of these answers (tenant, response id) keeps the earliest purchase of its customer
+        already known that is a repurchase of it: one statement. Returns the answers it changed."""
+        keys = sorted(set(answers))
+        if not keys:
+            return []
+        rows = await self.session.execute(
+            _MARK_BY_ANSWERS,
+            {"tenants": [tenant for tenant, _ in keys], "responses": [response for _, response in keys]},
+        )
+        return [_repurchased(row) for row in rows]
+
+    async def add_to_repurchase_days(
+        self, changes: Mapping[tuple[uuid.UUID, DayKey], RepurchaseTally]
+    ) -> None:
+        """Add each change to its rollup row (created at zero), in one statement, in key order so
+        that concurrent batches cannot deadlock."""
+        if not changes:
+            return
+        rows = [
+            {
+                "tenant_id": tenant_id,
+                "touchpoint": touchpoint,
+                "day": day,
+                "score": score,
+                "answers": change.answers,
+                **dict(zip(CAME_BACK_COLUMNS, change.came_back, strict=True)),
+            }
+            for (tenant_id, (touchpoint, day, score)), change in sorted(changes.items())
+        ]
+        insert = pg_insert(RepurchaseDay).values(rows)
+        await self.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=list(RepurchaseDay.__table__.primary_key),
+                set_={
+                    name: getattr(RepurchaseDay, name) + insert.excluded[name]
+                    for name in ("answers", *CAME_BACK_COLUMNS)
                 },
             )
-
-    async def find_repurchases(self, answers: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> None:
-        """Each of these answers (tenant, response id) keeps the earliest purchase of its customer
-        already known that is a repurchase of it: one statement."""
-        keys = sorted(set(answers))
-        if keys:
-            await self.session.execute(
-                _MARK_BY_ANSWERS,
-                {"tenants": [tenant for tenant, _ in keys], "responses": [response for _, response in keys]},
-            )
+        )
 
     async def repurchase_counts(
         self, where: ReportFilter, answered_by: datetime, days: int
     ) -> list[ScoreCount]:
         """Per current score: the answers of the range given by ``answered_by``, and of them those
-        whose first repurchase came within ``days``. One grouped scan of the range's answers."""
-        came_back = Response.repurchased_at <= Response.responded_at + timedelta(days=days)
-        query = (
-            select(Response.score, func.count(), func.count().filter(came_back))
-            .where(*_answers_selected(where), Response.responded_at <= answered_by)
-            .group_by(Response.score)
-        )
-        rows = await self.session.execute(query)
-        return [ScoreCount(score=row[0], answers=row[1], repurchased=row[2]) for row in rows]
+        whose first repurchase came within ``days`` (one of ``WINDOWS``), in one statement: the
+        rollup's whole UTC days before ``answered_by``'s, the raw answers of the partial days (that
+        one, and a ``since`` or ``until`` that is not midnight)."""
+        came_back = getattr(RepurchaseDay, f"came_back_{check_window(days)}")
+        day_of_cutoff = datetime.combine(day_of(answered_by), datetime.min.time(), tzinfo=answered_by.tzinfo)
+        whole_until = day_of_cutoff if where.until is None else min(where.until, day_of_cutoff)
+        parts: list[Select[*tuple[Any, ...]]] = []
+        if where.since is None or where.since < whole_until:
+            plan = read_plan(where.since, whole_until)
+            if plan.whole_days:
+                parts.append(
+                    select(RepurchaseDay.score, func.sum(RepurchaseDay.answers), func.sum(came_back))
+                    .where(*_repurchase_days_selected(where, plan.first_day, plan.stop_day))
+                    .group_by(RepurchaseDay.score)
+                )
+            edges: list[tuple[datetime, datetime | None]] = [(edge.since, edge.until) for edge in plan.edges]
+        else:
+            edges = []
+        tail = day_of_cutoff if where.since is None else max(where.since, day_of_cutoff)
+        if where.until is None or tail < where.until:
+            edges.append((tail, where.until))
+        parts.extend(_raw_repurchases(where, since, until, answered_by, days) for since, until in edges)
+        if not parts:
+            return []
+        counts: dict[int, tuple[int, int]] = {}
+        rows = await self.session.execute(parts[0] if len(parts) == 1 else union_all(*parts))
+        for score, answers, repurchased in rows:
+            known = counts.get(score, (0, 0))
+            counts[score] = (known[0] + int(answers or 0), known[1] + int(repurchased or 0))
+        # A rollup row whose answers all moved on stays, at zero: no score of the range.
+        return [
+            ScoreCount(score, answers, repurchased)
+            for score, (answers, repurchased) in counts.items()
+            if answers or repurchased
+        ]
 
 
 def _answers_selected(where: ReportFilter) -> list[ColumnElement[bool]]:
@@ -985,6 +1084,39 @@ def _answers_selected(where: ReportFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
+def _repurchase_days_selected(
+    where: ReportFilter, first_day: date | None, stop_day: date | None
+) -> list[ColumnElement[bool]]:
+    conditions = [RepurchaseDay.tenant_id == where.tenant_id]
+    if where.touchpoint is not None:
+        conditions.append(RepurchaseDay.touchpoint == where.touchpoint)
+    if first_day is not None:
+        conditions.append(RepurchaseDay.day >= first_day)
+    if stop_day is not None:
+        conditions.append(RepurchaseDay.day < stop_day)
+    return conditions
+
+
+def _raw_repurchases(
+    where: ReportFilter, since: datetime, until: datetime | None, answered_by: datetime, days: int
+) -> Select[*tuple[Any, ...]]:
+    """Per score, the answers from ``since`` to ``until`` (exclusive) given by ``answered_by``, and of
+    them those that came back within ``days``: the raw rows of a partial day."""
+    came_back = Response.repurchased_at <= Response.responded_at + timedelta(days=days)
+    part = ReportFilter(where.tenant_id, where.touchpoint, since, until)
+    return (
+        select(Response.score, func.count(), func.count().filter(came_back))
+        .where(*_answers_selected(part), Response.responded_at <= answered_by)
+        .group_by(Response.score)
+    )
+
+
+def _repurchased(row: Sequence[Any]) -> Repurchased:
+    """A row of the marking statements: tenant, the answer's rolled-up columns, the repurchase before."""
+    after = _version(row, 1)
+    return Repurchased(row[0], dataclasses.replace(after, repurchased_at=row[1 + len(_ROLLED_UP)]), after)
+
+
 def _purchaser_key(tenant_id: uuid.UUID, customer_id: str) -> int:
     digest = hashlib.blake2b(
         f"reporting:purchaser:{tenant_id}:{customer_id}".encode(), digest_size=8
@@ -992,33 +1124,38 @@ def _purchaser_key(tenant_id: uuid.UUID, customer_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+#: The rolled-up columns of ``r`` (the answers), as the marking statements return them.
+_ROLLED_UP_SQL = ", ".join(f"r.{column.key}" for column in _ROLLED_UP)
+
 _LOCK_PURCHASERS = text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k")
 
 # The year before each purchase, on ix_responses_tenant_customer_responded_at; an answer keeps the
 # earlier of its known first repurchase and the batch's, so the order purchases arrive in is moot.
 _MARK_BY_PURCHASES = text(
     "UPDATE reporting.responses AS r SET repurchased_at = m.first_at FROM ("
-    "SELECT a.tenant_id, a.response_id, min(b.occurred_at) AS first_at "
+    "SELECT a.tenant_id, a.response_id, a.repurchased_at AS was, min(b.occurred_at) AS first_at "
     "FROM unnest(CAST(:tenants AS uuid[]), CAST(:customers AS text[]), CAST(:times AS timestamptz[])) "
     "AS b(tenant_id, customer_id, occurred_at) "
     "JOIN reporting.responses AS a ON a.tenant_id = b.tenant_id AND a.customer_id = b.customer_id "
     "AND a.responded_at < b.occurred_at AND a.responded_at >= b.occurred_at - interval '365 days' "
     "GROUP BY a.tenant_id, a.response_id) AS m "
     "WHERE r.tenant_id = m.tenant_id AND r.response_id = m.response_id "
-    "AND (r.repurchased_at IS NULL OR r.repurchased_at > m.first_at)"
+    "AND (r.repurchased_at IS NULL OR r.repurchased_at > m.first_at) "
+    f"RETURNING r.tenant_id, {_ROLLED_UP_SQL}, m.was"
 )
 
 # The year after each answer, on ix_purchases_tenant_customer_occurred_at.
 _MARK_BY_ANSWERS = text(
     "UPDATE reporting.responses AS r SET repurchased_at = m.first_at FROM ("
-    "SELECT a.tenant_id, a.response_id, min(p.occurred_at) AS first_at "
+    "SELECT a.tenant_id, a.response_id, a.repurchased_at AS was, min(p.occurred_at) AS first_at "
     "FROM unnest(CAST(:tenants AS uuid[]), CAST(:responses AS uuid[])) AS b(tenant_id, response_id) "
     "JOIN reporting.responses AS a ON a.tenant_id = b.tenant_id AND a.response_id = b.response_id "
     "JOIN reporting.purchases AS p ON p.tenant_id = a.tenant_id AND p.customer_id = a.customer_id "
     "AND p.occurred_at > a.responded_at AND p.occurred_at <= a.responded_at + interval '365 days' "
     "GROUP BY a.tenant_id, a.response_id) AS m "
     "WHERE r.tenant_id = m.tenant_id AND r.response_id = m.response_id "
-    "AND (r.repurchased_at IS NULL OR r.repurchased_at > m.first_at)"
+    "AND (r.repurchased_at IS NULL OR r.repurchased_at > m.first_at) "
+    f"RETURNING r.tenant_id, {_ROLLED_UP_SQL}, m.was"
 )
 
 
@@ -1060,6 +1197,19 @@ def _cells_selected(where: CellFilter, spans: Sequence[Span]) -> list[ColumnElem
         )
     )
     return conditions
+
+
+def _span_cells(where: CellFilter, spans: Sequence[Span]) -> Subquery:
+    """The filter's cells (touchpoint, value, distribution) in the spans, one range per span in a
+    UNION ALL: each is then one contiguous range of ``ix_nps_cells_tenant_dimension_bucket_start``,
+    read index-only. (An OR of the spans makes a bitmap scan, which always reads the heap.)"""
+    parts = [
+        select(NpsCell.touchpoint, NpsCell.value, *(getattr(NpsCell, name) for name in SCORE_COLUMNS)).where(
+            *_cells_selected(where, [span])
+        )
+        for span in spans
+    ]
+    return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("cells")
 
 
 def _summed() -> list[Label[int]]:
@@ -1108,13 +1258,30 @@ def _like_escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+#: What scoring strips from a segment value (``services/scoring/domain/segments.py``'s ``_clean``):
+#: control characters anywhere, then the characters Python's ``str.strip`` removes at either end
+#: (those that are not control characters too), at most 200 characters kept.
+_CONTROL_CHARACTERS = r"[\x01-\x1f\x7f-\x9f]"
+STRIPPED = " \xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+_MAX_VALUE_LENGTH = 200
+
+
+def _cleaned(value: SQLColumnExpression[Any]) -> ColumnElement[str]:
+    """A segment value as scoring names it: no control characters, trimmed, at most 200 characters."""
+    bare = func.regexp_replace(value, _CONTROL_CHARACTERS, "", "g")
+    return func.btrim(func.left(func.btrim(bare, STRIPPED), _MAX_VALUE_LENGTH), STRIPPED)
+
+
 def _in_segment(segment: Segment) -> ColumnElement[bool]:
-    """The answer is in the segment, by the rule of :mod:`services.reporting.domain.verbatims`."""
+    """The answer is in the segment as scoring counts it (its cells): each built-in dimension by its
+    rule, values cleaned as scoring cleans them, an answer's categories without repeats (the first
+    5). Not known here: which values scoring bounded into ``(other)``, and which dimensions a
+    tenant declared (any other dimension is read as the attribute of that name); see the README."""
     if segment.dimension == "language":
         primary = func.split_part(func.replace(Response.locale, "_", "-"), "-", 1)
-        return func.lower(func.btrim(primary)) == segment.value
+        return _cleaned(func.lower(primary)) == segment.value
     if segment.dimension == "account":
-        return func.btrim(Response.account_id) == segment.value
+        return _cleaned(Response.account_id) == segment.value
     if segment.dimension == "category":
         raw = func.coalesce(Response.attributes["category"].astext, Response.attributes["categories"].astext)
         parts = (
@@ -1122,12 +1289,17 @@ def _in_segment(segment: Segment) -> ColumnElement[bool]:
             .table_valued("part", with_ordinality="n")
             .render_derived()
         )
-        value = func.btrim(parts.c.part)
-        categories = (
-            select(value).select_from(parts).where(value != "").order_by(parts.c.n).limit(MAX_CATEGORIES)
+        value = _cleaned(parts.c.part)
+        distinct = (
+            select(value.label("value"), func.min(parts.c.n).label("n"))
+            .select_from(parts)
+            .where(value != "")
+            .group_by(value)
+            .subquery()
         )
+        categories = select(distinct.c.value).order_by(distinct.c.n).limit(MAX_CATEGORIES)
         return literal(segment.value).in_(categories)
-    return func.btrim(Response.attributes[segment.dimension].astext) == segment.value
+    return _cleaned(Response.attributes[segment.dimension].astext) == segment.value
 
 
 def _percentiles(column: SQLColumnExpression[float | None]) -> tuple[ColumnElement[float], ...]:

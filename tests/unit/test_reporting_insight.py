@@ -23,6 +23,7 @@ from services.reporting.domain.insight import (
     buckets,
     counts_of,
     plan,
+    plan_with_weeks,
     position_fits,
     sort_position,
     sparkline,
@@ -64,6 +65,42 @@ def test_the_plan_reads_few_cells(period: Period) -> None:
     """Whole months as months: at most ~30 days on either side."""
     day_cells = sum((span.stop - span.first).days for span in plan(period) if span.bucket == "day")
     assert day_cells <= 61
+
+
+@given(periods())
+def test_the_segments_plan_covers_each_day_once_with_weeks_for_the_days_beside_the_months(
+    period: Period,
+) -> None:
+    covered: Counter[date] = Counter()
+    spans = plan_with_weeks(period)
+    for span in spans:
+        start = span.first
+        while start < span.stop:
+            assert bucket_start(span.bucket, start) == start, "a cell of the plan is a whole bucket"
+            covered.update(days_of(span.bucket, start))
+            start = bucket_end(span.bucket, start)
+        assert start == span.stop
+    assert covered == Counter(period.since + timedelta(days=n) for n in range(period.days))
+    # At most 6 days before and after each run of weeks; at most 4 weeks beside each month run.
+    assert sum((span.stop - span.first).days for span in spans if span.bucket == "day") <= 24
+
+
+def test_the_segments_plan_reads_the_days_beside_the_months_as_weeks_where_whole() -> None:
+    # 2026-01-30 is a Friday; 2026-04-02 a Thursday, after the Monday 2026-03-30.
+    assert [
+        (s.bucket, s.first, s.stop) for s in plan_with_weeks(Period(date(2026, 1, 30), date(2026, 4, 2)))
+    ] == [
+        ("day", date(2026, 1, 30), date(2026, 2, 1)),
+        ("month", date(2026, 2, 1), date(2026, 4, 1)),
+        ("day", date(2026, 4, 1), date(2026, 4, 2)),
+    ]
+    assert [
+        (s.bucket, s.first, s.stop) for s in plan_with_weeks(Period(date(2026, 11, 4), date(2026, 12, 2)))
+    ] == [
+        ("day", date(2026, 11, 4), date(2026, 11, 9)),
+        ("week", date(2026, 11, 9), date(2026, 11, 30)),
+        ("day", date(2026, 11, 30), date(2026, 12, 2)),
+    ]
 
 
 def test_a_range_inside_one_month_is_days_and_whole_months_are_months() -> None:

@@ -32,6 +32,7 @@ from services.reporting.domain.insight import (
     buckets,
     counts_of,
     plan,
+    plan_with_weeks,
     position_fits,
     sort_position,
     sparkline,
@@ -251,7 +252,7 @@ async def get_segments(
     repository: ReportingRepository = uow.repository
     await repository.read_one_snapshot()
     where = CellFilter(tenant.tenant_id, touchpoint, dimension, None)
-    rows = await repository.segment_page(where, plan(days), sort, after, limit + 1)
+    rows = await repository.segment_page(where, plan_with_weeks(days), sort, after, limit + 1)
     page, more = rows[:limit], len(rows) > limit
     weeks = buckets("week", days)
     lines = await repository.weekly_by_segment(

@@ -1,8 +1,9 @@
 """Whether promoters really come back: the repurchase rate within N days of answering, by NPS
 group, from the tenant's own later purchases (the rules: ``services/reporting/domain/repurchase.py``).
 
-The query scans the range's answers (one grouped pass over ``ix_responses_tenant_responded_at``);
-there is no rollup yet.
+The window is one of those the daily rollup ``reporting.repurchase_days`` keeps (7, 14, 30, 60,
+90, 180, 365 days): the whole days are read from it, only the day of the cut-off (and a partial
+first or last day) from the answers.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import UTC, date, datetime, time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from libs.common.deps import UoW
 from libs.common.events import NpsCategory
@@ -22,8 +23,10 @@ from services.reporting.domain.repurchase import (
     DEFAULT_DAYS,
     MAX_DAYS,
     MIN_DAYS,
+    WINDOWS,
     GroupRate,
     answered_by,
+    check_window,
     counts_by_group,
     rates,
 )
@@ -37,9 +40,11 @@ WindowQuery = Annotated[
     Query(
         ge=MIN_DAYS,
         le=MAX_DAYS,
-        description="bought again within this many days of answering (1-365); only answers at least "
-        "this old count",
+        description=f"bought again within this many days of answering (one of "
+        f"{', '.join(map(str, WINDOWS))}); only answers at least this old count",
+        json_schema_extra={"enum": list(WINDOWS)},
     ),
+    AfterValidator(check_window),
 ]
 #: The confidence level of the Wilson interval (``Z_95``).
 LEVEL = 0.95
@@ -95,8 +100,8 @@ async def get_repurchase(
     """Do promoters really come back? Of the answers given in a range of whole UTC days (``since``
     inclusive, default 90 days before ``until``; ``until`` exclusive, default tomorrow), of one
     touchpoint or all, by the NPS group of each answer's current score: how many customers bought
-    from the tenant again within ``days`` (1-365, default 90) of answering, and the rate with its
-    95 % Wilson interval.
+    from the tenant again within ``days`` (7, 14, 30, 60, 90, 180 or 365; default 90) of
+    answering, and the rate with its 95 % Wilson interval.
 
     Only answers whose ``days`` have fully passed count (given at or before now minus ``days``):
     a younger answer could still come back. A purchase counts when it is later than the answer

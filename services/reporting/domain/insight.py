@@ -96,6 +96,29 @@ def plan(period: Period) -> list[Span]:
     return [span for span in spans if span.first < span.stop]
 
 
+def plan_with_weeks(period: Period) -> list[Span]:
+    """:func:`plan`, with the days on either side of the whole months read as the ISO weeks they
+    hold whole and the days left over (at most 6 at each end of each run of days): far fewer cells
+    where every value of a dimension is summed (the segments table). Each day of the period is in
+    exactly one cell of the plan, and no other day is."""
+    spans: list[Span] = []
+    for span in plan(period):
+        if span.bucket != "day":
+            spans.append(span)
+            continue
+        first_week = bucket_start("week", span.first + timedelta(days=6))
+        stop_week = bucket_start("week", span.stop)
+        if first_week >= stop_week:
+            spans.append(span)
+            continue
+        spans += [
+            Span("day", span.first, first_week),
+            Span("week", first_week, stop_week),
+            Span("day", stop_week, span.stop),
+        ]
+    return [span for span in spans if span.first < span.stop]
+
+
 def buckets(bucket: Bucket, period: Period) -> list[tuple[date, date]]:
     """(start, end) of every whole bucket overlapping the period, in order, empty ones included.
 

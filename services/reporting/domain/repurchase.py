@@ -10,6 +10,10 @@ group of the answer's current score, from the tenant's own later purchases (``pu
   (``responded_at <= now - N days``): a younger answer could still come back. Of them, those whose
   first repurchase is at most N days after the answer came back.
 - The rate has a 95 % Wilson interval (small groups, and rates near 0 or 1, are common here).
+- N is one of :data:`WINDOWS`: the daily rollup (``reporting.repurchase_days``) keeps, per
+  touchpoint, UTC day of the answer and current score, the answers and how many came back within
+  each of them (:func:`repurchase_tally`), moved by the projection whenever an answer is stored,
+  revised or gets its first repurchase (:func:`services.reporting.domain.rollups.moves`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ MATCH_WINDOW = timedelta(days=365)
 DEFAULT_DAYS = 90
 MIN_DAYS = 1
 MAX_DAYS = 365
+#: The windows the report offers (days): the rollup keeps a count for each.
+WINDOWS = (7, 14, 30, 60, 90, 180, 365)
 #: The groups in the order the report lists them.
 GROUPS = (NpsCategory.PROMOTER, NpsCategory.PASSIVE, NpsCategory.DETRACTOR)
 
@@ -62,6 +68,39 @@ def check_days(days: int) -> int:
     if isinstance(days, bool) or not MIN_DAYS <= days <= MAX_DAYS:
         raise ValueError(f"days is a whole number from {MIN_DAYS} to {MAX_DAYS}, not {days!r}")
     return days
+
+
+def check_window(days: int) -> int:
+    """``days`` if the report offers that window (:data:`WINDOWS`)."""
+    if check_days(days) not in WINDOWS:
+        raise ValueError(f"days is one of {', '.join(map(str, WINDOWS))}, not {days}")
+    return days
+
+
+@dataclass(frozen=True, slots=True)
+class RepurchaseTally:
+    """What a group of answers adds up to in the rollup: the answers, and of them how many came
+    back within each of :data:`WINDOWS` (in that order)."""
+
+    answers: int = 0
+    came_back: tuple[int, ...] = (0,) * len(WINDOWS)
+
+    def __add__(self, other: RepurchaseTally) -> RepurchaseTally:
+        return RepurchaseTally(
+            self.answers + other.answers,
+            tuple(mine + theirs for mine, theirs in zip(self.came_back, other.came_back, strict=True)),
+        )
+
+    def __neg__(self) -> RepurchaseTally:
+        return RepurchaseTally(-self.answers, tuple(-count for count in self.came_back))
+
+    def __bool__(self) -> bool:
+        return self.answers != 0 or any(self.came_back)
+
+
+def repurchase_tally(responded_at: datetime, repurchased_at: datetime | None) -> RepurchaseTally:
+    """What one answer adds to its row of the rollup."""
+    return RepurchaseTally(1, tuple(int(came_back(responded_at, repurchased_at, days)) for days in WINDOWS))
 
 
 @dataclass(frozen=True, slots=True)

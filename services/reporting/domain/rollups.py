@@ -14,9 +14,10 @@ themselves: at most two days of raw rows, however long the range. Everything her
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Protocol, TypeVar
 
 from libs.common.events import NpsCategory, nps_category
 
@@ -63,6 +64,8 @@ class AnswerVersion:
     recommended: bool | None = None
     csat: int | None = None
     effort: int | None = None
+    #: The answer's first repurchase (see :mod:`.repurchase`), which revisions keep.
+    repurchased_at: datetime | None = None
 
 
 #: A rollup row's key within a tenant: (touchpoint, UTC day, score).
@@ -106,17 +109,41 @@ def kept(held: AnswerVersion | None, arriving: AnswerVersion) -> AnswerVersion:
         recommended=arriving.recommended,
         csat=arriving.csat,
         effort=arriving.effort,
+        repurchased_at=held.repurchased_at,
     )
+
+
+class Counts(Protocol):
+    """What a daily rollup keeps of a group of answers: counts that add, negate and may be zero."""
+
+    def __add__(self: CountsT, other: CountsT, /) -> CountsT: ...
+
+    def __neg__(self: CountsT) -> CountsT: ...
+
+    def __bool__(self) -> bool: ...
+
+
+CountsT = TypeVar("CountsT", bound=Counts)
+
+
+def moves(
+    held: AnswerVersion | None, stored: AnswerVersion, counted: Callable[[AnswerVersion], CountsT]
+) -> dict[DayKey, CountsT]:
+    """How a daily rollup's rows (keyed like this one) change when an answer held as ``held`` is
+    stored as ``stored``, ``counted`` being what one answer adds to its row: only the rows that
+    change, by how much."""
+    changes: dict[DayKey, CountsT] = {row_of(stored): counted(stored)}
+    if held is not None:
+        before = row_of(held)
+        taken = -counted(held)
+        changes[before] = changes[before] + taken if before in changes else taken
+    return {row: change for row, change in changes.items() if change}
 
 
 def delta(held: AnswerVersion | None, stored: AnswerVersion) -> dict[DayKey, Tally]:
     """How the rollup's rows change when an answer held as ``held`` is stored as ``stored``:
     only the rows that change, by how much."""
-    changes: dict[DayKey, Tally] = {row_of(stored): tally_of(stored)}
-    if held is not None:
-        before = row_of(held)
-        changes[before] = changes.get(before, Tally()) + -tally_of(held)
-    return {row: change for row, change in changes.items() if change}
+    return moves(held, stored, tally_of)
 
 
 @dataclass(frozen=True, slots=True)

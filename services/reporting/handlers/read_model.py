@@ -138,8 +138,10 @@ class _Projection:
     async def save(self, repository: ReportingRepository) -> None:
         await self._save_funnel(repository)
         await purchases.lock_answers(repository, self.answers.values())
-        await _record_answers(repository, list(self.answers.values()))
-        await purchases.match_answers(repository, self.answers.values())
+        stored = await _record_answers(repository, list(self.answers.values()))
+        # The repurchase rollup moves once for both: the answers stored, then their repurchases found.
+        found = await purchases.match_answers(repository, self.answers.values())
+        await purchases.move_rollup(repository, [*stored, *found])
         await repository.merge_cases(self.cases)
 
     async def _save_funnel(self, repository: ReportingRepository) -> None:
@@ -164,9 +166,12 @@ class _Projection:
         await repository.add_to_funnel_days(changes)
 
 
-async def _record_answers(repository: ReportingRepository, answers: list[Response]) -> None:
+async def _record_answers(
+    repository: ReportingRepository, answers: list[Response]
+) -> list[purchases.AnswerChange]:
     """Store the answers and move the daily rollup by what changed, in three statements: lock and
-    read the versions held, upsert, add the deltas (see :mod:`services.reporting.domain.rollups`)."""
+    read the versions held, upsert, add the deltas (see :mod:`services.reporting.domain.rollups`).
+    Returns each answer stored as (tenant, held, stored) for the repurchase rollup."""
     held = await repository.held_answers([(answer.tenant_id, answer.response_id) for answer in answers])
     stored = await repository.record_responses(answers, held=held.keys())
     changes: dict[tuple[uuid.UUID, DayKey], Tally] = {}
@@ -175,6 +180,7 @@ async def _record_answers(repository: ReportingRepository, answers: list[Respons
             key = (tenant_id, row)
             changes[key] = changes.get(key, Tally()) + change
     await repository.add_to_answer_days({key: change for key, change in changes.items() if change})
+    return [(key[0], held.get(key), version) for key, version in stored.items()]
 
 
 def _answer(tenant_id: uuid.UUID, data: SurveyResponded | SurveyResponseUpdated) -> Response:
