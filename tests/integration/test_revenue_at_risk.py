@@ -123,10 +123,14 @@ async def test_revenue_at_risk_per_touchpoint_and_country_moves_with_a_revision(
         answer(tenant, uuid.uuid4(), support, 5, "DK", [("EUR", 10_000)]),
     )
 
-    async def reckoned(dkk_detractors: int) -> dict[str, Any] | None:
+    async def reckoned(dkk_detractors: int, detractors: int = 4) -> dict[str, Any] | None:
+        # Every cell of the answers in, each touchpoint's and each country's, not only some of them.
         body = await revenue(reporting, tenant, dimension="country")
         found = at_risk(body["currencies"])
-        return body if found.get("DKK", (0,))[0] == dkk_detractors and "EUR" in found else None
+        complete = found.get("DKK", (0,))[0] == dkk_detractors and found.get("EUR", (0,))[0] == 12_000
+        by_country = sum(row["answers"]["detractors"] for row in body["segments"])
+        counted = [body["answers"]["detractors"], by_country]
+        return body if complete and counted == [detractors, detractors] else None
 
     body = await eventually(lambda: reckoned(150_000))
     assert body["churn_probability"] == {"detractor": 0.25, "passive": 0.5}
@@ -160,7 +164,7 @@ async def test_revenue_at_risk_per_touchpoint_and_country_moves_with_a_revision(
 
     # The first detractor changes its mind: 3 -> 9 takes its 1000.00 DKK out of the risk.
     await send(kafka_bootstrap, answer(tenant, first, shop, 9, "DK", [("DKK", 100_000)], revision=2))
-    body = await eventually(lambda: reckoned(50_000))
+    body = await eventually(lambda: reckoned(50_000, detractors=3))
     assert at_risk(body["currencies"])["DKK"] == (50_000, 40_000, "325.00")
 
     nothing = await revenue(reporting, other, dimension="country")
