@@ -58,6 +58,7 @@ bench: $(STAMP) ## Benchmarks: the project's figures next to a raw baseline from
 	$(PY) -m bench.desk_list '/desk?tab=all'
 	$(PY) -m bench.desk_list '/v1/cases?limit=50'
 	$(PY) -m bench.report_live
+	$(PY) -m bench.answer_live
 	$(PY) -m bench.report_panels
 
 lint: $(STAMP) ## ruff and mypy --strict

@@ -6,13 +6,12 @@
 
 Measured from ``nps.updated.v1`` published on ``nps.scores`` (as scoring announces a cell) to the
 ``nps`` event read from the stream: reporting's ``scores`` consumer, its upsert and ``pg_notify``,
-the commit, the LISTEN connection and the fan-out, over real HTTP. Not measured: the answer ->
-cell step inside scoring (the scoring service that emits cells is on another branch; once it is
-merged, publishing an answer on ``nps.survey-events`` instead measures the whole way). Postgres,
-the broker and the reporting service are real servers; the service is a process of its own.
+the commit, the LISTEN connection and the fan-out, over real HTTP. Not measured: the survey and
+scoring before it (``bench.answer_live`` measures the whole way, from the customer's answer).
+Postgres, the broker and the reporting service are real servers; the service is a process of its own.
 
-Baselines, same run: the broker alone (publish -> an assigned consumer reads it) and Postgres
-alone (``pg_notify`` committed -> a LISTEN connection hears it).
+Baselines, same run: the broker alone (publish -> an assigned consumer reads it, fetching as the
+services do) and Postgres alone (``pg_notify`` committed -> a LISTEN connection hears it).
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ from bench.alerting_stack import BenchTenant, start_process
 from bench.desk_list import ms, quantile
 from bench.survey_stack import produce, to_json
 from bench.trigger_throughput import wait_ready
+from libs.common.config import ServiceSettings
 from libs.common.events import (
     APIKEY_CREATED,
     NPS_UPDATED,
@@ -202,11 +202,16 @@ async def _read_versions(stream: httpx.Response, heard: asyncio.Queue[int]) -> N
 
 
 async def time_kafka(stack: ReportingStack) -> list[float]:
-    """The broker alone: a record published, read back by an assigned consumer (no group)."""
+    """The broker alone: a record published, read back by an assigned consumer (no group) that
+    fetches as the services' consumers do (``KAFKA_FETCH_MAX_WAIT_MS``)."""
     topic = "bench.live-baseline"
     await ensure_topics(stack.bootstrap, {topic: 1})
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=stack.bootstrap,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=ServiceSettings().kafka_fetch_max_wait_ms,
+    )
     await producer.start()
     await consumer.start()
     consumer.assign([TopicPartition(topic, 0)])

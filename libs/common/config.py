@@ -41,6 +41,12 @@ class ServiceSettings(BaseSettings):
     kafka_group_prefix: str = Field(default="nps", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    #: How long the broker may hold a consumer's fetch that found nothing. Tansu (the embedded
+    #: broker) is not woken by a record arriving: it looks again at intervals within this wait, so a
+    #: record waits up to about half of it on each hop (aiokafka's 500 put up to ~250 ms on each of
+    #: the two hops from an answer to the live score). An idle consumer sends 1000 / this fetches a
+    #: second; busy ones are served sooner too (bench.alerting_cases at 200 answers/s).
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=10, le=5_000)
     smtp_url: str = "smtp://127.0.0.1:1025"
     admin_token: SecretStr = Field(default=SecretStr("dev-admin-token"), validation_alias="NPS_ADMIN_TOKEN")
     http_host: str = "127.0.0.1"

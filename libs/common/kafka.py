@@ -193,6 +193,7 @@ class ConsumerRunner:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self._settings.consumer_batch_size,
+            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
             # Frequent heartbeats make a restarted member rejoin in seconds rather than a session.
             session_timeout_ms=self._settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
