@@ -27,6 +27,7 @@ from libs.common.events import (
     SurveyStep,
     is_recovery_answer,
 )
+from services.reporting.domain.case_days import case_changes
 from services.reporting.domain.cases import CaseFacts, merge
 from services.reporting.domain.funnel_days import MACHINE_OPENED, OPENED, NewStep, rollup_changes
 from services.reporting.domain.rollups import DayKey, Tally, delta
@@ -140,7 +141,7 @@ class _Projection:
         await purchases.lock_answers(repository, self.answers.values())
         await _record_answers(repository, list(self.answers.values()))
         await purchases.match_answers(repository, self.answers.values())
-        await repository.merge_cases(self.cases)
+        await _record_cases(repository, self.cases)
 
     async def _save_funnel(self, repository: ReportingRepository) -> None:
         """The facts, then the rollup's rows they change: each fact counts when its insert added
@@ -175,6 +176,16 @@ async def _record_answers(repository: ReportingRepository, answers: list[Respons
             key = (tenant_id, row)
             changes[key] = changes.get(key, Tally()) + change
     await repository.add_to_answer_days({key: change for key, change in changes.items() if change})
+
+
+async def _record_cases(repository: ReportingRepository, cases: dict[CaseKey, CaseFacts]) -> None:
+    """Merge the cases and move their rollups by what changed, in three statements (one per
+    changed rollup table after): lock and read the versions held, upsert, add the deltas (see
+    :mod:`services.reporting.domain.case_days`)."""
+    held = await repository.held_cases(cases.keys())
+    stored = await repository.merge_cases(cases, held=held.keys())
+    changes = case_changes((key[0], held.get(key), version) for key, version in stored.items())
+    await repository.add_to_case_rollups(changes)
 
 
 def _answer(tenant_id: uuid.UUID, data: SurveyResponded | SurveyResponseUpdated) -> Response:
