@@ -1000,7 +1000,7 @@ class ReportingRepository:
                 parts.append(
                     select(label, bucket, func.count())
                     .where(*_cases_selected(_edge_of(where, edge)), seconds.is_not(None))
-                    .group_by(label, bucket)
+                    .group_by(bucket)
                 )
         histograms: dict[str, dict[int, int]] = {}
         for metric, bucket, n in await self._union(parts):
