@@ -42,6 +42,13 @@ export's first row 454 / 723 ms (30 ms). Slow: the summary (raw answers grouped,
 of the partial months, fetched from the heap through a skip scan of the segment index) and the
 export's first row (2,000 rows loaded and written as CSV before the first byte; its query: 2 ms).
 
+1 M answers, 2026-12-01, 2 cores shared (load average 4-10), before and after the case rollups
+(``reporting.case_days`` and its two companions), back to back: summary 54.8 / 185.5 ms before,
+44.1 / 117.6 ms after; followups 70.8 / 357.7 ms before, 88.3 / 172.2 ms after (SQL p50 13.8 and
+18.6 ms: the run after was the busier one). At 1 M a case rollup's day holds ~60 cases per
+touchpoint, so its rows (92,905 for 219,355 cases) barely fewer than the cases: the gain grows with
+the cases per day, which 10 M (not measured since) has ten times more of.
+
 ``BENCH_SLOW_LOG=1`` logs each statement of 50 ms or more (the service's too) to the cluster's
 ``server.log`` and keeps its directory; ``BENCH_KEEP=1`` keeps it (10 M answers: ~15 GB with WAL)
 to start it again and EXPLAIN.

@@ -61,7 +61,8 @@ async def project(events: list[Event[Contract]], uow: UnitOfWork[ReportingReposi
     ``survey.response_updated`` repeats the whole answer with a higher one, so repeats and
     reordering leave the newest; the daily rollup of answers moves with it, by the difference
     between the version held before and the one stored. Cases are merged (see
-    :mod:`services.reporting.domain.cases`) within the batch, then with what is stored.
+    :mod:`services.reporting.domain.cases`) within the batch, then with what is stored; their
+    rollups move by the difference between the versions held before and those stored.
     """
     batch = _Projection()
     for event in events:
@@ -179,8 +180,8 @@ async def _record_answers(repository: ReportingRepository, answers: list[Respons
 
 
 async def _record_cases(repository: ReportingRepository, cases: dict[CaseKey, CaseFacts]) -> None:
-    """Merge the cases and move their rollups by what changed, in three statements (one per
-    changed rollup table after): lock and read the versions held, upsert, add the deltas (see
+    """Merge the cases and move their rollups by what changed: lock and read the versions held (one
+    statement), upsert (one), add the deltas (one per rollup table that changes; see
     :mod:`services.reporting.domain.case_days`)."""
     held = await repository.held_cases(cases.keys())
     stored = await repository.merge_cases(cases, held=held.keys())
