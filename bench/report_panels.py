@@ -50,6 +50,13 @@ the months as whole weeks) and the sparklines join the page's pairs: 77 / 195 ms
 The repurchase rate (days=30) reads ``reporting.repurchase_days``: 23 / 41 ms (its old raw scan, the
 SQL column: 116 / 985 ms).
 
+1 M answers, 2026-12-01, 2 cores shared (load average 4-10), before and after the case rollups
+(``reporting.case_days`` and its two companions), back to back: summary 54.8 / 185.5 ms before,
+44.1 / 117.6 ms after; followups 70.8 / 357.7 ms before, 88.3 / 172.2 ms after (SQL p50 13.8 and
+18.6 ms: the run after was the busier one). At 1 M a case rollup's day holds ~60 cases per
+touchpoint, so its rows (92,905 for 219,355 cases) barely fewer than the cases: the gain grows with
+the cases per day, which 10 M (not measured since) has ten times more of.
+
 ``BENCH_SLOW_LOG=1`` logs each statement of 50 ms or more (the service's too) to the cluster's
 ``server.log`` and keeps its directory; ``BENCH_KEEP=1`` keeps it (10 M answers: ~15 GB with WAL)
 to start it again and EXPLAIN.

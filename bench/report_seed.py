@@ -20,7 +20,8 @@ two runs of the same size seed the same rows:
 - a follow-up case in ``reporting.cases`` for every detractor (~22 % of the answers), in the
   states the desk leaves them: most resolved, some contacted, some open, ~10 % breached.
 
-The rollups (``ROLLUPS``): one function per table, each one SQL statement over the seeded rows.
+The rollups (``ROLLUPS``): one function per table, each one SQL statement over the seeded rows
+(the cases' three rollups: migration 0012's backfill, one statement each).
 ``reporting.nps_cells`` holds exactly what scoring's ``nps.updated`` events would have left: per
 touchpoint, UTC day / ISO week / calendar month, for everybody and each segment, s0..s10, the
 version the number of answers counted.
@@ -29,11 +30,13 @@ version the number of answers counted.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 
@@ -333,6 +336,49 @@ async def seed_repurchase_days(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: da
     await pool.execute(_REPURCHASE_DAYS, tenant_id)
 
 
+def _case_rollups() -> list[str]:
+    """Migration 0012's backfill (the rule the projection keeps, which a test checks), for one
+    tenant: its statements, loaded from the migration so the two cannot drift apart."""
+    path = Path(__file__).parents[1] / "services/reporting/migrations/versions/0012_case_days.py"
+    spec = importlib.util.spec_from_file_location("case_days_migration", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    tables = (
+        (
+            "case_days",
+            "touchpoint, day, status, breached, sla, contacted, owner, team",
+            migration.CASE_DAYS_OF_CASES,
+        ),
+        (
+            "case_recovery_days",
+            "touchpoint, day, contact_speed, root_cause, recovery_score",
+            migration.CASE_RECOVERY_DAYS_OF_CASES,
+        ),
+        (
+            "case_duration_months",
+            "touchpoint, month, metric, bucket",
+            migration.CASE_DURATION_MONTHS_OF_CASES,
+        ),
+    )
+    return [
+        f"INSERT INTO reporting.{table} (tenant_id, {keys}, cases) SELECT * FROM ({of_cases}) AS r"
+        f"(tenant_id, {keys}, cases) WHERE tenant_id = $1"
+        for table, keys, of_cases in tables
+    ]
+
+
+async def seed_case_days(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: datetime) -> None:
+    """The three case rollups (``case_days``, ``case_recovery_days``, ``case_duration_months``),
+    side by side; each is vacuumed here, the first again by :func:`seed_rollups`."""
+    statements = _case_rollups()
+    await run_side_by_side(pool, [(sql, (tenant_id,)) for sql in statements])
+    async with pool.acquire() as connection:
+        await connection.execute(
+            "VACUUM ANALYZE reporting.case_recovery_days, reporting.case_duration_months"
+        )
+
+
 Rollup = Callable[[asyncpg.Pool, uuid.UUID, datetime], Awaitable[None]]
 
 #: Each rollup table the panels read, and the function that fills it from the seeded rows. A new
@@ -343,9 +389,15 @@ ROLLUPS: dict[str, Rollup] = {
     "reporting.funnel_days": seed_funnel_days,
     "reporting.answer_days": seed_answer_days,
     "reporting.repurchase_days": seed_repurchase_days,
+    "reporting.case_days": seed_case_days,
 }
 #: Rollups known to be on their way: if one exists without a seeder, the bench says so.
-EXPECTED_ROLLUPS = ("reporting.answer_days", "reporting.funnel_days", "reporting.repurchase_days")
+EXPECTED_ROLLUPS = (
+    "reporting.answer_days",
+    "reporting.funnel_days",
+    "reporting.repurchase_days",
+    "reporting.case_days",
+)
 
 
 async def seed_rollups(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: datetime) -> list[str]:

@@ -320,3 +320,56 @@ class RepurchaseDay(Base):
 
 #: The came-back counts of a :class:`RepurchaseDay`, one per window, in ``WINDOWS``' order.
 CAME_BACK_COLUMNS = tuple(f"came_back_{days}" for days in WINDOWS)
+
+
+class CaseDay(Base):
+    """The follow-up cases' daily rollup (see :mod:`services.reporting.domain.case_days`): per
+    touchpoint, UTC day the case counts on (``coalesce(opened_at, updated_at)``), status, breached,
+    SLA outcome (``met``, ``missed`` or ``''``), contacted or not, owner and team (``''`` where the
+    case has none), the cases, kept in step with ``cases`` by the projection."""
+
+    __tablename__ = "case_days"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    breached: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    sla: Mapped[str] = mapped_column(String(10), primary_key=True)
+    contacted: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    team: Mapped[str] = mapped_column(String(100), primary_key=True)
+    cases: Mapped[int] = mapped_column(BigInteger)
+
+    # One touchpoint's days are the primary key's prefix; every touchpoint's, this index.
+    __table_args__ = (Index("ix_case_days_tenant_day", "tenant_id", "day"),)
+
+
+class CaseRecoveryDay(Base):
+    """The cases with a recovery score, per touchpoint, UTC day, contact speed, root cause (``''``
+    when not recorded) and score."""
+
+    __tablename__ = "case_recovery_days"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    contact_speed: Mapped[str] = mapped_column(String(20), primary_key=True)
+    root_cause: Mapped[str] = mapped_column(String(100), primary_key=True)
+    recovery_score: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    cases: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_case_recovery_days_tenant_day", "tenant_id", "day"),)
+
+
+class CaseDurationMonth(Base):
+    """Per touchpoint, UTC month of the case's day and duration (``contact``, ``resolution``), how
+    many cases took a number of seconds in each log bucket (see ``case_days.bucket_of``)."""
+
+    __tablename__ = "case_duration_months"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(20), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cases: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_case_duration_months_tenant_month", "tenant_id", "month"),)

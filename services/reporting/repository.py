@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Float,
+    Integer,
     Label,
     Select,
     SQLColumnExpression,
@@ -44,6 +45,18 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from services.reporting.domain.case_days import (
+    CONTACT,
+    EXACT_PERCENTILE_CASES,
+    RATIO,
+    RESOLUTION,
+    SLA_MET,
+    ZERO_BUCKET,
+    CaseRollupChanges,
+    CaseVersion,
+    histogram_percentile,
+    plan_months,
+)
 from services.reporting.domain.cases import FIRST_KNOWN, LATEST_KNOWN, PROGRESS, CaseFacts
 from services.reporting.domain.followups import (
     FAST_CONTACT_SECONDS,
@@ -54,11 +67,13 @@ from services.reporting.domain.followups import (
     BreakdownDimension,
     CaseTotals,
     RecoveryCount,
+    RecoveryDimension,
 )
 from services.reporting.domain.funnel_days import (
     FAILED_BY_REASON,
     MACHINE_OPENED,
     OPENED,
+    Edge,
     FunnelCounts,
     InvitationKey,
     RollupKey,
@@ -75,6 +90,9 @@ from services.reporting.models import (
     SCORE_COLUMNS,
     AnswerDay,
     Base,
+    CaseDay,
+    CaseDurationMonth,
+    CaseRecoveryDay,
     FollowupCase,
     FunnelDay,
     InvitationFailure,
@@ -147,15 +165,20 @@ def _raw_counts() -> list[Label[int]]:
 
 
 def _days_selected(
-    tenant_id: uuid.UUID, touchpoint: str | None, first_day: date | None, stop_day: date | None
+    tenant_id: uuid.UUID,
+    touchpoint: str | None,
+    first_day: date | None,
+    stop_day: date | None,
+    model: type[AnswerDay] | type[CaseDay] | type[CaseRecoveryDay] = AnswerDay,
 ) -> list[ColumnElement[bool]]:
-    conditions = [AnswerDay.tenant_id == tenant_id]
+    """A daily rollup's rows of a tenant (and touchpoint) from ``first_day`` to ``stop_day``."""
+    conditions = [model.tenant_id == tenant_id]
     if touchpoint is not None:
-        conditions.append(AnswerDay.touchpoint == touchpoint)
+        conditions.append(model.touchpoint == touchpoint)
     if first_day is not None:
-        conditions.append(AnswerDay.day >= first_day)
+        conditions.append(model.day >= first_day)
     if stop_day is not None:
-        conditions.append(AnswerDay.day < stop_day)
+        conditions.append(model.day < stop_day)
     return conditions
 
 
@@ -250,6 +273,20 @@ class AnswersRaced(OperationalError):
         super().__init__(
             "INSERT INTO reporting.responses", None, RuntimeError(f"{answers} answers stored concurrently")
         )
+
+
+class CasesRaced(OperationalError):
+    """Another transaction stored a case of this batch between its locking read and its upsert:
+    the rollups' deltas would be wrong, so the consumer retries the batch."""
+
+    def __init__(self, cases: int) -> None:
+        super().__init__(
+            "INSERT INTO reporting.cases", None, RuntimeError(f"{cases} cases stored concurrently")
+        )
+
+
+#: What the case rollups count of a stored case (:class:`case_days.CaseVersion`'s fields, in order).
+_CASE_ROLLED_UP = tuple(getattr(FollowupCase, field.name) for field in dataclasses.fields(CaseVersion))
 
 
 class ReportingRepository:
@@ -670,14 +707,33 @@ class ReportingRepository:
             insert.on_conflict_do_update(index_elements=[ReportSettings.tenant_id], set_=values)
         )
 
-    async def merge_cases(self, cases: Mapping[CaseKey, CaseFacts]) -> None:
+    async def held_cases(self, keys: Collection[CaseKey]) -> dict[CaseKey, CaseVersion]:
+        """The stored versions of these cases, as the rollups count them, locked (``FOR UPDATE``)
+        until the transaction ends: one statement, in key order, so two batches cannot deadlock."""
+        if not keys:
+            return {}
+        rows = await self.session.execute(
+            select(FollowupCase.tenant_id, FollowupCase.case_id, *_CASE_ROLLED_UP)
+            .where(tuple_(FollowupCase.tenant_id, FollowupCase.case_id).in_(sorted(keys)))
+            .order_by(FollowupCase.tenant_id, FollowupCase.case_id)
+            .with_for_update()
+        )
+        return {(row[0], row[1]): CaseVersion(*row[2:]) for row in rows}
+
+    async def merge_cases(
+        self, cases: Mapping[CaseKey, CaseFacts], held: Collection[CaseKey]
+    ) -> dict[CaseKey, CaseVersion]:
         """Upsert cases by the rule of :func:`services.reporting.domain.cases.merge`, in SQL, so that
         facts from earlier batches and from this one combine the same way whatever their order.
+        Returns every case as stored now.
 
-        The caller merges the batch first: one row per case, as ON CONFLICT DO UPDATE requires.
+        The caller merges the batch first: one row per case, as ON CONFLICT DO UPDATE requires; and
+        passes ``held``, the cases :meth:`held_cases` found (and locked). A case neither held nor
+        new was stored by another transaction after the locking read: the rollups would miscount
+        it, so the batch is refused with :class:`CasesRaced` (transient: the consumer retries).
         """
         if not cases:
-            return
+            return {}
         rows = [
             {"tenant_id": tenant_id, "case_id": case_id, **dataclasses.asdict(facts)}
             for (tenant_id, case_id), facts in sorted(cases.items())
@@ -698,7 +754,7 @@ class ReportingRepository:
             )
             for name in LATEST_KNOWN
         }
-        await self.session.execute(
+        stored = await self.session.execute(
             insert.on_conflict_do_update(
                 index_elements=[FollowupCase.tenant_id, FollowupCase.case_id],
                 set_={
@@ -708,8 +764,44 @@ class ReportingRepository:
                     **first_known,
                     **latest_known,
                 },
+            ).returning(
+                FollowupCase.tenant_id,
+                FollowupCase.case_id,
+                literal_column("xmax = 0").label("inserted"),
+                *_CASE_ROLLED_UP,
             )
         )
+        versions: dict[CaseKey, CaseVersion] = {}
+        raced = 0
+        for row in stored:
+            key = (row[0], row[1])
+            raced += int(not row[2] and key not in held)
+            versions[key] = CaseVersion(*row[3:])
+        if raced:
+            raise CasesRaced(raced)
+        return versions
+
+    async def add_to_case_rollups(self, changes: CaseRollupChanges) -> None:
+        """Add each change to its row of the case rollups (created at zero): one statement per
+        table, in key order so that concurrent batches cannot deadlock."""
+        for model, counts in (
+            (CaseDay, changes.states),
+            (CaseRecoveryDay, changes.recoveries),
+            (CaseDurationMonth, changes.durations),
+        ):
+            if not counts:
+                continue
+            keys = [column.key for column in model.__table__.primary_key]
+            rows = [
+                dict(zip(keys, (tenant_id, *key), strict=True)) | {"cases": n}
+                for (tenant_id, key), n in sorted(counts.items())
+            ]
+            insert = pg_insert(model).values(rows)
+            await self.session.execute(
+                insert.on_conflict_do_update(
+                    index_elements=keys, set_={"cases": model.cases + insert.excluded.cases}
+                )
+            )
 
     async def invitations_by_touchpoint(self, where: ReportFilter) -> dict[str, int]:
         query = select(InvitationSent.touchpoint, func.count()).where(
@@ -725,20 +817,33 @@ class ReportingRepository:
         return {row[0]: row[1] for row in rows}
 
     async def cases_by_state(self, where: ReportFilter) -> list[tuple[str | None, str, bool, int]]:
-        """(touchpoint or None while unknown, status, breached, number of cases)."""
-        query = select(
-            FollowupCase.touchpoint, FollowupCase.status, FollowupCase.breached, func.count()
-        ).where(FollowupCase.tenant_id == where.tenant_id)
-        if where.touchpoint is not None:
-            query = query.where(FollowupCase.touchpoint == where.touchpoint)
-        if where.since is not None:
-            query = query.where(func.coalesce(FollowupCase.opened_at, FollowupCase.updated_at) >= where.since)
-        if where.until is not None:
-            query = query.where(func.coalesce(FollowupCase.opened_at, FollowupCase.updated_at) < where.until)
-        rows = await self.session.execute(
-            query.group_by(FollowupCase.touchpoint, FollowupCase.status, FollowupCase.breached)
-        )
-        return [(row[0], row[1], row[2], row[3]) for row in rows]
+        """(touchpoint or None while unknown, status, breached, number of cases): the rollup's whole
+        UTC days and the cases of a partial first or last day, in one statement."""
+        plan = plan_funnel_days(where.since, where.until)
+        parts: list[Select[*tuple[Any, ...]]] = []
+        if plan.days is not None:
+            parts.append(
+                select(CaseDay.touchpoint, CaseDay.status, CaseDay.breached, _summed_cases())
+                .where(*_case_days_selected(where, plan.days, CaseDay))
+                .group_by(CaseDay.touchpoint, CaseDay.status, CaseDay.breached)
+            )
+        for edge in plan.edges:
+            parts.append(
+                select(FollowupCase.touchpoint, FollowupCase.status, FollowupCase.breached, func.count())
+                .where(*_cases_selected(_edge_of(where, edge)))
+                .group_by(FollowupCase.touchpoint, FollowupCase.status, FollowupCase.breached)
+            )
+        counts: dict[tuple[str | None, str, bool], int] = {}
+        for row in await self._union(parts):
+            key = (row[0] or None, row[1], row[2])
+            counts[key] = counts.get(key, 0) + int(row[3])
+        return [(*key, n) for key, n in counts.items() if n]
+
+    async def _union(self, parts: Sequence[Select[*tuple[Any, ...]]]) -> Sequence[Any]:
+        if not parts:
+            return []
+        result = await self.session.execute(parts[0] if len(parts) == 1 else union_all(*parts))
+        return result.all()
 
     async def steps_by_touchpoint(self, where: ReportFilter) -> list[tuple[str, str, int]]:
         """(touchpoint, funnel step, number of invitations that reached it), steps counted from when
@@ -860,97 +965,161 @@ class ReportingRepository:
         return result.all()
 
     async def case_totals(self, where: ReportFilter) -> CaseTotals:
-        """Counts and percentiles (``percentile_cont``: see :func:`followups.percentile`) over the
-        selected cases, in one row. A breach is a missed first-contact deadline, resolved or not."""
-        within = FollowupCase.contact_within_sla
-        query = select(
-            func.count(),
-            func.count(FollowupCase.seconds_to_contact),
-            *_percentiles(FollowupCase.seconds_to_contact),
-            func.count().filter(within.is_(True)),
-            func.count().filter(or_(within.is_not(None), FollowupCase.breached)),
-            func.count().filter(FollowupCase.breached),
-            func.count().filter(FollowupCase.status == "resolved"),
-            *_percentiles(FollowupCase.seconds_to_resolution),
-        ).where(*_cases_selected(where))
-        row = (await self.session.execute(query)).one()
-        return CaseTotals(
-            cases=row[0],
-            contacted=row[1],
-            contact_p50_seconds=_float(row[2]),
-            contact_p90_seconds=_float(row[3]),
-            within_sla=int(row[4]),
-            sla_known=int(row[5]),
-            breached=int(row[6]),
-            resolved=int(row[7]),
-            resolution_p50_seconds=_float(row[8]),
-            resolution_p90_seconds=_float(row[9]),
+        """Counts and percentiles over the selected cases. A breach is a missed first-contact
+        deadline, resolved or not. The counts come from the rollup's whole UTC days and the cases of
+        a partial first or last day; the percentiles (``percentile_cont``: see
+        :func:`followups.percentile`) from the cases themselves while the range holds at most
+        :data:`EXACT_PERCENTILE_CASES`, else from the histogram, within 1 %."""
+        plan = plan_funnel_days(where.since, where.until)
+        parts: list[Select[*tuple[Any, ...]]] = []
+        if plan.days is not None:
+            parts.append(select(*_rolled_up_totals()).where(*_case_days_selected(where, plan.days, CaseDay)))
+        parts.extend(
+            select(*_raw_totals()).where(*_cases_selected(_edge_of(where, edge))) for edge in plan.edges
         )
+        counts = [0] * 6
+        for row in await self._union(parts):
+            counts = [total + int(n or 0) for total, n in zip(counts, row, strict=True)]
+        totals = CaseTotals(
+            cases=counts[0],
+            contacted=counts[1],
+            within_sla=counts[2],
+            sla_known=counts[3],
+            breached=counts[4],
+            resolved=counts[5],
+        )
+        if totals.cases == 0:
+            return totals
+        if totals.cases <= EXACT_PERCENTILE_CASES:
+            query = select(
+                *_percentiles(FollowupCase.seconds_to_contact),
+                *_percentiles(FollowupCase.seconds_to_resolution),
+            ).where(*_cases_selected(where))
+            p = [_float(value) for value in (await self.session.execute(query)).one()]
+        else:
+            histograms = await self._duration_histograms(where)
+            p = [
+                histogram_percentile(histograms.get(metric, {}), fraction)
+                for metric in (CONTACT, RESOLUTION)
+                for fraction in (0.5, 0.9)
+            ]
+        return dataclasses.replace(
+            totals,
+            contact_p50_seconds=p[0],
+            contact_p90_seconds=p[1],
+            resolution_p50_seconds=p[2],
+            resolution_p90_seconds=p[3],
+            exact_percentiles=totals.cases <= EXACT_PERCENTILE_CASES,
+        )
+
+    async def _duration_histograms(self, where: ReportFilter) -> dict[str, dict[int, int]]:
+        """Per duration, cases per bucket: the histogram's whole months and the rest's cases
+        bucketed alike (see :func:`case_days.plan_months`), in one statement."""
+        plan = plan_months(where.since, where.until)
+        parts: list[Select[*tuple[Any, ...]]] = []
+        if plan.months is not None:
+            months = CaseDurationMonth
+            query = select(months.metric, months.bucket, _summed_cases(model=months)).where(
+                months.tenant_id == where.tenant_id
+            )
+            if where.touchpoint is not None:
+                query = query.where(months.touchpoint == where.touchpoint)
+            if plan.months.first is not None:
+                query = query.where(months.month >= plan.months.first)
+            if plan.months.stop is not None:
+                query = query.where(months.month < plan.months.stop)
+            parts.append(query.group_by(months.metric, months.bucket))
+        for edge in plan.rest:
+            for metric, seconds in (
+                (CONTACT, FollowupCase.seconds_to_contact),
+                (RESOLUTION, FollowupCase.seconds_to_resolution),
+            ):
+                label: ColumnElement[str] = literal_column(f"'{metric}'")
+                bucket = _bucket(seconds)
+                parts.append(
+                    select(label, bucket, func.count())
+                    .where(*_cases_selected(_edge_of(where, edge)), seconds.is_not(None))
+                    .group_by(bucket)
+                )
+        histograms: dict[str, dict[int, int]] = {}
+        for metric, bucket, n in await self._union(parts):
+            histogram = histograms.setdefault(metric, {})
+            histogram[bucket] = histogram.get(bucket, 0) + int(n)
+        return histograms
 
     async def case_breakdown(self, where: ReportFilter) -> list[BreakdownCount]:
         """Cases and breaches per owner, per team and per touchpoint (null where the case has none),
-        in one grouped query."""
-        owner, team, touchpoint = FollowupCase.assignee_name, FollowupCase.team_name, FollowupCase.touchpoint
-        query = (
-            select(
-                func.grouping(owner),
-                func.grouping(team),
-                owner,
-                team,
-                touchpoint,
-                func.count(),
-                func.count().filter(FollowupCase.breached),
+        from the rollup's whole UTC days and the cases of a partial first or last day, in one
+        statement of grouped queries."""
+        plan = plan_funnel_days(where.since, where.until)
+        parts: list[Select[*tuple[Any, ...]]] = []
+        if plan.days is not None:
+            day = CaseDay
+            parts.append(
+                select(
+                    func.grouping(day.owner),
+                    func.grouping(day.team),
+                    day.owner,
+                    day.team,
+                    day.touchpoint,
+                    _summed_cases(),
+                    _summed_cases(day.breached),
+                )
+                .where(*_case_days_selected(where, plan.days, CaseDay))
+                .group_by(func.grouping_sets(day.owner, day.team, day.touchpoint))
             )
-            .where(*_cases_selected(where))
-            .group_by(func.grouping_sets(owner, team, touchpoint))
-        )
-        counts: list[BreakdownCount] = []
-        for row in await self.session.execute(query):
+        parts.extend(_raw_breakdown(_edge_of(where, edge)) for edge in plan.edges)
+        counts: dict[tuple[BreakdownDimension, str | None], list[int]] = {}
+        for row in await self._union(parts):
             # grouping() is 0 for the column the row is grouped by.
             dimension: BreakdownDimension = (
                 "owner" if row[0] == 0 else "team" if row[1] == 0 else "touchpoint"
             )
             name = row[2] if dimension == "owner" else row[3] if dimension == "team" else row[4]
-            counts.append(BreakdownCount(dimension=dimension, name=name, cases=row[5], breached=row[6]))
-        return counts
+            tally = counts.setdefault((dimension, name or None), [0, 0])
+            tally[0] += int(row[5])
+            tally[1] += int(row[6])
+        return [
+            BreakdownCount(dimension=dimension, name=name, cases=cases, breached=breached)
+            for (dimension, name), (cases, breached) in counts.items()
+            if cases
+        ]
 
     async def recovery_scores(self, where: ReportFilter) -> list[RecoveryCount]:
-        """Cases per recovery score, by contact speed and by root cause, in one grouped query; cases
-        without a recovery score are left out."""
-        seconds = FollowupCase.seconds_to_contact
-        speed = case(
-            (seconds.is_(None), NEVER_CONTACTED),
-            (seconds <= FAST_CONTACT_SECONDS, WITHIN_24_H),
-            else_=LATER,
-        )
-        # Grouped outside the subquery: the labels are bound parameters, and a GROUP BY expression
-        # with parameters of its own would not match the select list's.
-        cases = (
-            select(
-                speed.label("speed"),
-                FollowupCase.root_cause.label("cause"),
-                FollowupCase.recovery_score.label("score"),
-            )
-            .where(*_cases_selected(where), FollowupCase.recovery_score.is_not(None))
-            .subquery()
-        )
-        query = select(
-            func.grouping(cases.c.speed), cases.c.speed, cases.c.cause, cases.c.score, func.count()
-        ).group_by(
-            func.grouping_sets(tuple_(cases.c.speed, cases.c.score), tuple_(cases.c.cause, cases.c.score))
-        )
-        counts: list[RecoveryCount] = []
-        for row in await self.session.execute(query):
-            by_speed = row[0] == 0
-            counts.append(
-                RecoveryCount(
-                    dimension="contact_speed" if by_speed else "root_cause",
-                    group=row[1] if by_speed else row[2],
-                    recovery_score=row[3],
-                    cases=row[4],
+        """Cases per recovery score, by contact speed and by root cause, from the rollup's whole UTC
+        days and the cases of a partial first or last day, in one statement; cases without a
+        recovery score are left out."""
+        plan = plan_funnel_days(where.since, where.until)
+        parts: list[Select[*tuple[Any, ...]]] = []
+        if plan.days is not None:
+            day = CaseRecoveryDay
+            parts.append(
+                select(
+                    func.grouping(day.contact_speed),
+                    day.contact_speed,
+                    day.root_cause,
+                    day.recovery_score,
+                    _summed_cases(model=day),
+                )
+                .where(*_case_days_selected(where, plan.days, CaseRecoveryDay))
+                .group_by(
+                    func.grouping_sets(
+                        tuple_(day.contact_speed, day.recovery_score),
+                        tuple_(day.root_cause, day.recovery_score),
+                    )
                 )
             )
-        return counts
+        parts.extend(_raw_recovery(_edge_of(where, edge)) for edge in plan.edges)
+        counts: dict[tuple[RecoveryDimension, str | None, int], int] = {}
+        for row in await self._union(parts):
+            dimension: RecoveryDimension = "contact_speed" if row[0] == 0 else "root_cause"
+            key = (dimension, (row[1] if row[0] == 0 else row[2]) or None, row[3])
+            counts[key] = counts.get(key, 0) + int(row[4])
+        return [
+            RecoveryCount(dimension=dimension, group=group, recovery_score=score, cases=n)
+            for (dimension, group, score), n in counts.items()
+            if n
+        ]
 
     # --- Repurchases (see services/reporting/domain/repurchase.py) ------------------------------
 
@@ -1233,6 +1402,100 @@ def _after(
 
 def _cell_key(cell: NpsCell) -> tuple[uuid.UUID, str, str, str, str, date]:
     return (cell.tenant_id, cell.touchpoint, cell.dimension, cell.value, cell.bucket, cell.start)
+
+
+def _edge_of(where: ReportFilter, edge: Edge) -> ReportFilter:
+    return ReportFilter(where.tenant_id, where.touchpoint, edge.since, edge.until)
+
+
+def _case_days_selected(
+    where: ReportFilter, days: WholeDays, model: type[CaseDay] | type[CaseRecoveryDay]
+) -> list[ColumnElement[bool]]:
+    return _days_selected(where.tenant_id, where.touchpoint, days.first, days.stop, model)
+
+
+def _summed_cases(
+    only: SQLColumnExpression[bool] | None = None,
+    model: type[CaseDay] | type[CaseRecoveryDay] | type[CaseDurationMonth] = CaseDay,
+) -> ColumnElement[int]:
+    total = func.sum(model.cases) if only is None else func.sum(model.cases).filter(only)
+    return cast(func.coalesce(total, 0), BigInteger)
+
+
+def _rolled_up_totals() -> tuple[ColumnElement[int], ...]:
+    """:class:`CaseTotals`' counts (cases, contacted, within_sla, sla_known, breached, resolved)
+    summed over the rollup's rows; :func:`_raw_totals` counts the same over cases."""
+    day = CaseDay
+    return (
+        _summed_cases(),
+        _summed_cases(day.contacted),
+        _summed_cases(day.sla == SLA_MET),
+        _summed_cases(or_(day.sla != "", day.breached)),
+        _summed_cases(day.breached),
+        _summed_cases(day.status == "resolved"),
+    )
+
+
+def _raw_totals() -> tuple[ColumnElement[int], ...]:
+    within = FollowupCase.contact_within_sla
+    return (
+        func.count(),
+        func.count(FollowupCase.seconds_to_contact),
+        func.count().filter(within.is_(True)),
+        func.count().filter(or_(within.is_not(None), FollowupCase.breached)),
+        func.count().filter(FollowupCase.breached),
+        func.count().filter(FollowupCase.status == "resolved"),
+    )
+
+
+def _bucket(seconds: SQLColumnExpression[float | None]) -> ColumnElement[int]:
+    """:func:`case_days.bucket_of` in SQL (as migration 0012 has it), written without parameters
+    so that the GROUP BY expression matches the select list's."""
+    logarithm = func.floor(func.ln(seconds) / func.ln(literal_column(repr(RATIO))))
+    return case(
+        (seconds <= literal_column("0"), literal_column(str(ZERO_BUCKET))), else_=cast(logarithm, Integer)
+    )
+
+
+def _raw_breakdown(where: ReportFilter) -> Select[*tuple[Any, ...]]:
+    """Cases and breaches per owner, per team and per touchpoint of the filter's cases."""
+    owner, team, touchpoint = FollowupCase.assignee_name, FollowupCase.team_name, FollowupCase.touchpoint
+    return (
+        select(
+            func.grouping(owner),
+            func.grouping(team),
+            owner,
+            team,
+            touchpoint,
+            func.count(),
+            func.count().filter(FollowupCase.breached),
+        )
+        .where(*_cases_selected(where))
+        .group_by(func.grouping_sets(owner, team, touchpoint))
+    )
+
+
+def _raw_recovery(where: ReportFilter) -> Select[*tuple[Any, ...]]:
+    """Cases per recovery score, by contact speed and by root cause, of the filter's cases."""
+    seconds = FollowupCase.seconds_to_contact
+    speed = case(
+        (seconds.is_(None), literal_column(f"'{NEVER_CONTACTED}'")),
+        (seconds <= literal_column(repr(FAST_CONTACT_SECONDS)), literal_column(f"'{WITHIN_24_H}'")),
+        else_=literal_column(f"'{LATER}'"),
+    )
+    # Grouped outside the subquery, so the grouping sets name plain columns.
+    cases = (
+        select(
+            speed.label("speed"),
+            FollowupCase.root_cause.label("cause"),
+            FollowupCase.recovery_score.label("score"),
+        )
+        .where(*_cases_selected(where), FollowupCase.recovery_score.is_not(None))
+        .subquery()
+    )
+    return select(
+        func.grouping(cases.c.speed), cases.c.speed, cases.c.cause, cases.c.score, func.count()
+    ).group_by(func.grouping_sets(tuple_(cases.c.speed, cases.c.score), tuple_(cases.c.cause, cases.c.score)))
 
 
 def _cases_selected(where: ReportFilter) -> list[ColumnElement[bool]]:

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
@@ -22,6 +22,7 @@ from libs.common.events import FailureReason, Timestamp
 from libs.common.web import TenantOrPerson
 from services.reporting.api.params import checked_until
 from services.reporting.domain import display
+from services.reporting.domain.case_days import EXACT_PERCENTILE_CASES
 from services.reporting.domain.followups import (
     BreachRow,
     FollowupReport,
@@ -400,6 +401,11 @@ class FollowupReportView(BaseModel):
         description="median hours from opening to resolution over resolved cases; null when none was"
     )
     resolution_hours_p90: float | None = Field(description="90th percentile of the same")
+    percentiles: Literal["exact", "approximate (within 1 %)"] = Field(
+        description="how the four percentiles were taken: 'exact' (percentile_cont over the cases) "
+        f"while the range holds at most {EXACT_PERCENTILE_CASES:,} cases, else from the cases' "
+        "log-bucketed histogram, each within 1 % of the exact value"
+    )
     recovery: RecoveryView = Field(description="every case with a recovery score (group 'all')")
     breaches_by_owner: list[BreachView] = Field(description="most breaches first, then by name")
     breaches_by_team: list[BreachView]
@@ -467,6 +473,7 @@ def _followup_view(report: FollowupReport) -> FollowupReportView:
         resolved=totals.resolved,
         resolution_hours_p50=_rounded(resolution_p50, 2),
         resolution_hours_p90=_rounded(resolution_p90, 2),
+        percentiles="exact" if totals.exact_percentiles else "approximate (within 1 %)",
         recovery=_recovery_view(report.recovery_overall),
         breaches_by_owner=_breach_views(report.breaches_by_owner),
         breaches_by_team=_breach_views(report.breaches_by_team),

@@ -111,6 +111,9 @@ class CaseTotals:
     resolved: int = 0
     resolution_p50_seconds: float | None = None
     resolution_p90_seconds: float | None = None
+    #: The percentiles are the exact ``percentile_cont``; False: from the rollup's histogram, each
+    #: within 1 % of it (see :mod:`services.reporting.domain.case_days`).
+    exact_percentiles: bool = True
 
 
 @dataclass(frozen=True, slots=True)

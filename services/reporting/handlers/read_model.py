@@ -27,6 +27,7 @@ from libs.common.events import (
     SurveyStep,
     is_recovery_answer,
 )
+from services.reporting.domain.case_days import case_changes
 from services.reporting.domain.cases import CaseFacts, merge
 from services.reporting.domain.funnel_days import MACHINE_OPENED, OPENED, NewStep, rollup_changes
 from services.reporting.domain.rollups import DayKey, Tally, delta
@@ -60,7 +61,8 @@ async def project(events: list[Event[Contract]], uow: UnitOfWork[ReportingReposi
     ``survey.response_updated`` repeats the whole answer with a higher one, so repeats and
     reordering leave the newest; the daily rollup of answers moves with it, by the difference
     between the version held before and the one stored. Cases are merged (see
-    :mod:`services.reporting.domain.cases`) within the batch, then with what is stored.
+    :mod:`services.reporting.domain.cases`) within the batch, then with what is stored; their
+    rollups move by the difference between the versions held before and those stored.
     """
     batch = _Projection()
     for event in events:
@@ -142,7 +144,7 @@ class _Projection:
         # The repurchase rollup moves once for both: the answers stored, then their repurchases found.
         found = await purchases.match_answers(repository, self.answers.values())
         await purchases.move_rollup(repository, [*stored, *found])
-        await repository.merge_cases(self.cases)
+        await _record_cases(repository, self.cases)
 
     async def _save_funnel(self, repository: ReportingRepository) -> None:
         """The facts, then the rollup's rows they change: each fact counts when its insert added
@@ -181,6 +183,16 @@ async def _record_answers(
             changes[key] = changes.get(key, Tally()) + change
     await repository.add_to_answer_days({key: change for key, change in changes.items() if change})
     return [(key[0], held.get(key), version) for key, version in stored.items()]
+
+
+async def _record_cases(repository: ReportingRepository, cases: dict[CaseKey, CaseFacts]) -> None:
+    """Merge the cases and move their rollups by what changed: lock and read the versions held (one
+    statement), upsert (one), add the deltas (one per rollup table that changes; see
+    :mod:`services.reporting.domain.case_days`)."""
+    held = await repository.held_cases(cases.keys())
+    stored = await repository.merge_cases(cases, held=held.keys())
+    changes = case_changes((key[0], held.get(key), version) for key, version in stored.items())
+    await repository.add_to_case_rollups(changes)
 
 
 def _answer(tenant_id: uuid.UUID, data: SurveyResponded | SurveyResponseUpdated) -> Response:

@@ -1,0 +1,218 @@
+"""The follow-up cases' rollups, and how a report reads them: the summary's case counts and the
+follow-ups panel count days, not cases.
+
+Each case counts once, on the UTC day of ``coalesce(opened_at, updated_at)`` (the day the reports'
+filters select it by), in three tables kept by the projection in the cases' transaction:
+
+- ``reporting.case_days``: per touchpoint, day, status, breached, SLA outcome, contacted or not,
+  owner and team: the summary's counts, the panel's totals and its breakdowns;
+- ``reporting.case_recovery_days``: the cases with a recovery score, per touchpoint, day, contact
+  speed, root cause and score;
+- ``reporting.case_duration_months``: per touchpoint, calendar month (the UTC month of the same
+  day) and duration (time to first contact, to resolution), a log-bucketed histogram of the
+  seconds, for percentiles over ranges too large to sort (see :func:`histogram_percentile`).
+
+A value the case does not have is ``''`` in a key (the panels name both alike: "Unassigned", ...;
+a touchpoint is never empty). A case that changes moves between rows: what its stored version
+adds now minus what the version held before added. Everything here is pure.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import TypeVar
+
+from .followups import contact_speed
+from .funnel_days import Edge, WholeDays
+
+K = TypeVar("K")
+
+#: Above this many cases in the range, the panel's percentiles come from the histogram.
+EXACT_PERCENTILE_CASES = 5_000
+#: Buckets of the histogram: [RATIO**k, RATIO**(k + 1)) seconds; each read as its geometric middle,
+#: within sqrt(RATIO) - 1 (< 1 %) of any value in it, so a percentile is within 1 % too.
+RATIO = 1.02
+#: The bucket of a duration of zero (or less, which a clock skew could report): read as 0.
+ZERO_BUCKET = -1_000_000
+#: The durations the histogram keeps.
+CONTACT = "contact"
+RESOLUTION = "resolution"
+#: The SLA outcome of a case in the rollup: contacted in time, not, or not said.
+SLA_MET = "met"
+SLA_MISSED = "missed"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseVersion:
+    """The parts of a stored case the rollups count."""
+
+    status: str
+    breached: bool
+    updated_at: datetime
+    touchpoint: str | None = None
+    opened_at: datetime | None = None
+    assignee_name: str | None = None
+    team_name: str | None = None
+    seconds_to_contact: float | None = None
+    contact_within_sla: bool | None = None
+    seconds_to_resolution: float | None = None
+    root_cause: str | None = None
+    recovery_score: int | None = None
+
+
+#: (touchpoint, day, status, breached, SLA outcome, contacted, owner, team).
+StateKey = tuple[str, date, str, bool, str, bool, str, str]
+#: (touchpoint, day, contact speed, root cause, recovery score).
+RecoveryKey = tuple[str, date, str, str, int]
+#: (touchpoint, first day of the month, duration, bucket).
+DurationKey = tuple[str, date, str, int]
+
+
+@dataclass
+class CaseRollupChanges:
+    """What a batch changes in each rollup, per (tenant, key): only rows that change."""
+
+    states: dict[tuple[uuid.UUID, StateKey], int] = field(default_factory=dict)
+    recoveries: dict[tuple[uuid.UUID, RecoveryKey], int] = field(default_factory=dict)
+    durations: dict[tuple[uuid.UUID, DurationKey], int] = field(default_factory=dict)
+
+    def add(self, tenant_id: uuid.UUID, case: CaseVersion, sign: int) -> None:
+        day = case_day(case)
+        touchpoint = case.touchpoint or ""
+        _bump(self.states, (tenant_id, state_key(case)), sign)
+        if case.recovery_score is not None:
+            speed = contact_speed(case.seconds_to_contact)
+            recovery = (touchpoint, day, speed, case.root_cause or "", case.recovery_score)
+            _bump(self.recoveries, (tenant_id, recovery), sign)
+        month = day.replace(day=1)
+        for metric, seconds in ((CONTACT, case.seconds_to_contact), (RESOLUTION, case.seconds_to_resolution)):
+            if seconds is not None:
+                _bump(self.durations, (tenant_id, (touchpoint, month, metric, bucket_of(seconds))), sign)
+
+    def without_zeros(self) -> CaseRollupChanges:
+        return CaseRollupChanges(
+            {key: n for key, n in self.states.items() if n},
+            {key: n for key, n in self.recoveries.items() if n},
+            {key: n for key, n in self.durations.items() if n},
+        )
+
+
+def _bump(counts: dict[K, int], key: K, n: int) -> None:
+    counts[key] = counts.get(key, 0) + n
+
+
+def case_day(case: CaseVersion) -> date:
+    """The UTC day a case counts on: its opening's, while that is unknown its update's."""
+    return (case.opened_at or case.updated_at).astimezone(UTC).date()
+
+
+def sla_outcome(contact_within_sla: bool | None) -> str:
+    if contact_within_sla is None:
+        return ""
+    return SLA_MET if contact_within_sla else SLA_MISSED
+
+
+def state_key(case: CaseVersion) -> StateKey:
+    return (
+        case.touchpoint or "",
+        case_day(case),
+        case.status,
+        case.breached,
+        sla_outcome(case.contact_within_sla),
+        case.seconds_to_contact is not None,
+        case.assignee_name or "",
+        case.team_name or "",
+    )
+
+
+def case_changes(
+    versions: Iterable[tuple[uuid.UUID, CaseVersion | None, CaseVersion]],
+) -> CaseRollupChanges:
+    """How the rollups change when each case (tenant, held before or None, stored now) is stored."""
+    changes = CaseRollupChanges()
+    for tenant_id, held, stored in versions:
+        changes.add(tenant_id, stored, 1)
+        if held is not None:
+            changes.add(tenant_id, held, -1)
+    return changes.without_zeros()
+
+
+def bucket_of(seconds: float) -> int:
+    """The histogram's bucket of a duration (the migration's SQL computes the same)."""
+    if seconds <= 0:
+        return ZERO_BUCKET
+    return math.floor(math.log(seconds) / math.log(RATIO))
+
+
+def bucket_value(bucket: int) -> float:
+    """What a bucket's durations are read as: the geometric middle of its bounds."""
+    return 0.0 if bucket == ZERO_BUCKET else float(RATIO ** (bucket + 0.5))
+
+
+def histogram_percentile(histogram: Mapping[int, int], fraction: float) -> float | None:
+    """The ``fraction`` percentile as :func:`followups.percentile` takes it, of the durations the
+    histogram (bucket: how many) holds, each read as its bucket's middle: within 1 % of the exact
+    one, as the interpolation between two ranks of values within 1 % is. None when empty."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"a percentile's fraction is from 0 to 1, not {fraction!r}")
+    counted = sorted((bucket, n) for bucket, n in histogram.items() if n > 0)
+    total = sum(n for _, n in counted)
+    if total == 0:
+        return None
+    position = fraction * (total - 1)
+    below = math.floor(position)
+    above = min(below + 1, total - 1)
+    low, high = _at_rank(counted, below), _at_rank(counted, above)
+    return low + (high - low) * (position - below)
+
+
+def _at_rank(counted: list[tuple[int, int]], rank: int) -> float:
+    seen = 0
+    for bucket, n in counted:
+        seen += n
+        if rank < seen:
+            return bucket_value(bucket)
+    return bucket_value(counted[-1][0])
+
+
+def _month_at_or_after(moment: datetime) -> date | None:
+    day = moment.astimezone(UTC).date()
+    month = day.replace(day=1)
+    if datetime.combine(month, time(), tzinfo=UTC) == moment:
+        return month
+    if month.year == date.max.year and month.month == 12:
+        return None
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class MonthPlan:
+    """How a range splits for the histogram: whole calendar months (None when none), and the rest
+    (at most two stretches, each inside two adjacent months), read from the cases."""
+
+    months: WholeDays | None
+    rest: tuple[Edge, ...] = ()
+
+
+def plan_months(since: datetime | None, until: datetime | None) -> MonthPlan:
+    """Split [since, until) (None: unbounded) into the whole UTC months it holds and the rest."""
+    if since is not None and until is not None and since >= until:
+        return MonthPlan(None)
+    first = None if since is None else _month_at_or_after(since)
+    stop = None if until is None else until.astimezone(UTC).date().replace(day=1)
+    if since is not None and (first is None or (stop is not None and first >= stop)):
+        return MonthPlan(None, (Edge(since, until),))
+    rest = []
+    if since is not None and first is not None and _midnight(first) != since:
+        rest.append(Edge(since, _midnight(first)))
+    if until is not None and stop is not None and _midnight(stop) != until:
+        rest.append(Edge(_midnight(stop), until))
+    return MonthPlan(WholeDays(first, stop), tuple(rest))
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
