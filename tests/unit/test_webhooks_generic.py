@@ -165,7 +165,7 @@ def test_every_body_is_mapped_to_valid_events_or_refused_with_a_reason(body: byt
         return
     except InvalidEvent as refused:
         # The reason names the part of the body or the event that is wrong.
-        assert re.match(r"^(id|data(\.[a-z_]+)?|[a-z_.]+): .+", refused.reason), refused.reason
+        assert re.match(r"^(id|data(\.[a-z_]+)?|[a-z_.]+(\[\d+\])*): .+", refused.reason), refused.reason
         return
     assert not isinstance(result, Ignored)
     [event] = result
