@@ -26,7 +26,7 @@ from aiosmtpd.smtp import SMTP
 
 from libs.devstack.ports import free_port
 
-__all__ = ["MailboxHandler", "SmtpSink", "messages_to", "read_messages", "store_message"]
+__all__ = ["MailboxHandler", "SmtpSink", "messages_to", "read_headers", "read_messages", "store_message"]
 
 # Greeting name; given explicitly because aiosmtpd otherwise does a (possibly slow) FQDN lookup.
 _SERVER_NAME = "nps-smtp-sink"
@@ -90,6 +90,17 @@ def read_messages(mail_dir: Path | str) -> list[EmailMessage]:
     """Every stored message, oldest first (file names start with the UTC time of arrival)."""
     parser = BytesParser(_class=EmailMessage, policy=default_policy)
     return [parser.parsebytes(path.read_bytes()) for path in _stored(mail_dir)]
+
+
+def read_headers(mail_dir: Path | str) -> list[EmailMessage]:
+    """Every stored message's headers (no body), oldest first: enough to count messages by a header,
+    in a fraction of the time a full parse of thousands takes."""
+    parser = BytesHeaderParser(_class=EmailMessage, policy=default_policy)
+    headers: list[EmailMessage] = []
+    for path in _stored(mail_dir):
+        with path.open("rb") as stored:
+            headers.append(parser.parse(stored))
+    return headers
 
 
 #: The To header of each stored message read so far. A stored file never changes (it appears whole,
