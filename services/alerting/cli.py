@@ -24,7 +24,6 @@ from pathlib import Path
 from libs.common.db import Database, UnitOfWork, service_source
 from libs.common.migrations import upgrade
 from services.alerting.domain.people import Role, looks_like_email, normalise_email
-from services.alerting.handlers import people
 from services.alerting.models import COMMON, User
 from services.alerting.repository import AlertingRepository, TenantRef
 
@@ -109,6 +108,10 @@ async def _user_by_email(uow: Uow, tenant: TenantRef, email: str) -> User:
 
 
 async def _user_command(uow: Uow, tenant: TenantRef, args: argparse.Namespace, now: datetime) -> None:
+    # Imported here, not above: every `nps` command imports this module for its parsers, and the
+    # handlers package brings all of alerting's handlers with it.
+    from services.alerting.handlers import people
+
     if args.command == "add":
         if not looks_like_email(normalise_email(args.email)):
             raise CliError(f"{args.email!r} is not an email address")
@@ -141,6 +144,8 @@ async def _all_users(uow: Uow, tenant: TenantRef) -> list[User]:
 
 
 async def _team_command(uow: Uow, tenant: TenantRef, args: argparse.Namespace, now: datetime) -> None:
+    from services.alerting.handlers import people  # see _user_command
+
     if args.command == "create":
         name = args.name.strip()
         if not name or len(name) > 100:

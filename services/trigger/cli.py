@@ -37,10 +37,13 @@ from libs.common.migrations import upgrade
 from services.alerting import cli as people_cli
 from services.trigger import handlers, history
 from services.trigger.config import TriggerSettings
-from services.trigger.main import build
 from services.trigger.models import COMMON
 from services.trigger.repository import TriggerRepository
 from services.trigger.schemas import TOUCHPOINT_NAME, TouchpointConfig
+
+#: The trigger's migrations (``build(settings).migrations``), named here so that the CLI does not
+#: import the service's composition root and, with it, FastAPI and every route.
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -330,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.group in people_cli.GROUPS:
             return people_cli.run(args, settings.database_url)
-        upgrade(build(settings).migrations, settings.database_url)
+        upgrade(MIGRATIONS, settings.database_url)
         return asyncio.run(_run(args, settings))
     except (SQLAlchemyError, OSError) as error:
         print(f"error: {_database_problem(error, settings.database_url)}", file=sys.stderr)

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from libs.devstack.smtp_sink import read_messages
+from libs.devstack.smtp_sink import read_headers
 from services.alerting.domain.sla import Step
 from services.trigger.domain.recovery import recovery_invitation_id
 from tests.conftest import eventually
@@ -300,7 +300,7 @@ async def _emails_sent_again(stack: Stack, db: AsyncEngine, tenant_id: uuid.UUID
             db, "SELECT id FROM alerting.notifications WHERE tenant_id = :tenant", tenant=tenant_id
         )
     }
-    messages = await asyncio.to_thread(read_messages, stack.data_dir / "mail")
+    messages = await asyncio.to_thread(read_headers, stack.data_dir / "mail")
     arrived = Counter(
         int(str(message["Message-ID"]).removeprefix("<nps-alerting-").partition("@")[0])
         for message in messages

@@ -23,7 +23,7 @@ from libs.common.events import (
     SurveyResponseUpdated,
     new_event,
 )
-from libs.devstack.smtp_sink import read_messages
+from libs.devstack.smtp_sink import messages_to
 from services.alerting import handlers
 from services.alerting.config import AlertingSettings
 from services.alerting.domain.sla import DEFAULT_POLICY, Priority, clock
@@ -94,7 +94,7 @@ async def _cases(sut: ServiceUnderTest, tenant: TestTenant, **params: str) -> li
 
 
 def _mail_to(mailbox: Mailbox, address: str) -> list[EmailMessage]:
-    return [message for message in read_messages(mailbox.directory) if address in str(message["To"])]
+    return messages_to(mailbox.directory, address)
 
 
 def _body(message: EmailMessage) -> str:

@@ -22,7 +22,7 @@ from libs.devstack.kafka import EmbeddedKafka, ensure_topics
 from libs.devstack.pg import EmbeddedPostgres, PasswordPostgres
 from libs.devstack.ports import free_port, wait_for_port
 from libs.devstack.run import Stack, StackConfig
-from libs.devstack.smtp_sink import SmtpSink, read_messages
+from libs.devstack.smtp_sink import SmtpSink, messages_to, read_headers, read_messages
 from services.survey.config import MIN_TOKEN_SECRET_LENGTH, SurveySettings
 
 pytestmark = pytest.mark.integration
@@ -131,6 +131,11 @@ async def test_smtp_sink_stores_each_message_as_eml(tmp_path: Path) -> None:
     assert received["To"] == "customer@shop.example"
     assert "scale from 0 to 10" in received.get_content()
     assert [path.suffix for path in mail_dir.iterdir()] == [".eml"]
+    # What tests poll and count with: one person's mail, and every message's headers.
+    assert [m["Subject"] for m in messages_to(mail_dir, "customer@shop.example")] == [received["Subject"]]
+    assert messages_to(mail_dir, "someone-else@shop.example") == []
+    [headers] = read_headers(mail_dir)
+    assert (headers["To"], headers["Subject"]) == (received["To"], received["Subject"])
 
 
 async def test_smtp_sink_process_stores_mail_and_stops_on_sigterm(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from libs.common.sessions import csrf_token
 from libs.devstack.ports import free_port
-from libs.devstack.smtp_sink import read_messages
+from libs.devstack.smtp_sink import messages_to
 from services.alerting.config import AlertingSettings
 from services.alerting.main import build
 from services.reporting.config import ReportingSettings
@@ -97,7 +97,7 @@ def _address() -> str:
 
 
 def _mail_to(mailbox: Mailbox, address: str) -> list[EmailMessage]:
-    return [message for message in read_messages(mailbox.directory) if address in str(message["To"])]
+    return messages_to(mailbox.directory, address)
 
 
 def _plain(message: EmailMessage) -> str:

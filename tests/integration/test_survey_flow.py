@@ -36,7 +36,7 @@ from libs.common.events import (
 )
 from libs.common.service import Runtime
 from libs.devstack.ports import free_port
-from libs.devstack.smtp_sink import read_messages
+from libs.devstack.smtp_sink import messages_to
 from services.survey import handlers
 from services.survey.config import SurveySettings
 from services.survey.domain.tokens import survey_token
@@ -110,7 +110,7 @@ def unique_address() -> str:
 
 
 def mail_to(mailbox: Path, address: str) -> list[EmailMessage]:
-    return [message for message in read_messages(mailbox) if address in str(message["To"])]
+    return messages_to(mailbox, address)
 
 
 async def email_to(mailbox: Path, address: str) -> EmailMessage:

@@ -4,6 +4,7 @@ created and changed later through the admin API or the CLI, reaches the survey a
 from __future__ import annotations
 
 import uuid
+from email.message import EmailMessage
 from typing import Any
 
 from services.survey.config import SurveySettings
@@ -11,17 +12,23 @@ from services.survey.main import build as build_survey
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build as build_trigger
 from tests.conftest import Mailbox, ServiceUnderTest, StartService, eventually
-from tests.integration.test_survey_flow import SECRET, mail_to, unique_address
+from tests.integration.test_survey_flow import SECRET, mail_to, score_links, unique_address
 from tests.support.factories import purchase
 
 
-async def _question(mailbox: Mailbox, address: str) -> str:
+async def _email(mailbox: Mailbox, address: str) -> EmailMessage:
     async def arrived() -> list[Any]:
         return mail_to(mailbox.directory, address)
 
     [message] = await eventually(arrived, within=30)
-    text = message.get_body(("plain",)).get_content()
-    return str(text)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def _question(message: EmailMessage) -> str:
+    text = message.get_body(("plain",))
+    assert text is not None
+    return str(text.get_content())
 
 
 async def _key(trigger: ServiceUnderTest, admin: dict[str, str], name: str) -> dict[str, str]:
@@ -34,7 +41,7 @@ async def test_the_email_names_the_display_name_not_the_slug_and_follows_a_chang
     start_service: StartService, smtp_sink: Mailbox
 ) -> None:
     trigger = await start_service(build_trigger, TriggerSettings)
-    await start_service(
+    survey = await start_service(
         build_survey,
         SurveySettings,
         survey_token_secret=SECRET,
@@ -53,7 +60,8 @@ async def test_the_email_names_the_display_name_not_the_slug_and_follows_a_chang
     first = unique_address()
     posted = await trigger.client.post("/v1/events", json=purchase("c-1", email=first), headers=headers)
     assert posted.status_code == 202
-    question = await _question(smtp_sink, first)
+    first_email = await _email(smtp_sink, first)
+    question = _question(first_email)
     assert "How likely are you to recommend Acme Inc. to a friend or colleague?" in question
     assert name not in question
 
@@ -63,10 +71,20 @@ async def test_the_email_names_the_display_name_not_the_slug_and_follows_a_chang
     assert changed.status_code == 200 and changed.json()["display_name"] == "Acme Nordic A/S"
     listed = await trigger.client.get("/v1/admin/tenants", headers=admin)
     assert {t["name"]: t["display_name"] for t in listed.json()}[name] == "Acme Nordic A/S"
+    # The survey hears of the change as an event, on another topic than the survey requests: once
+    # it has, its pages name the new display name (the first invitee opening the link again sees it),
+    # and so does every email after.
+    survey_page = score_links(first_email)[0].rsplit("/", 1)[0]
+
+    async def page_follows_the_change() -> bool:
+        page = await survey.client.get(survey_page)
+        return page.status_code == 200 and "recommend Acme Nordic A/S to a friend" in page.text
+
+    await eventually(page_follows_the_change, within=30)
     second = unique_address()
     posted = await trigger.client.post("/v1/events", json=purchase("c-2", email=second), headers=headers)
     assert posted.status_code == 202
-    assert "recommend Acme Nordic A/S to a friend" in await _question(smtp_sink, second)
+    assert "recommend Acme Nordic A/S to a friend" in _question(await _email(smtp_sink, second))
 
     unknown = await trigger.client.patch(
         "/v1/admin/tenants/nope-x", json={"display_name": "X"}, headers=admin

@@ -22,7 +22,7 @@ from libs.common.events import (
     SurveyStep,
     new_event,
 )
-from libs.devstack.smtp_sink import read_messages
+from libs.devstack.smtp_sink import messages_to
 from services.survey.config import SurveySettings
 from services.survey.main import build as build_survey
 from services.trigger import handlers
@@ -194,7 +194,7 @@ async def test_a_refund_before_sending_withdraws_the_invitation_and_no_email_goe
 
     await _tenant_known_to(survey, tenant)
     await eventually(invitation_cancelled, within=30)
-    assert not [m for m in read_messages(smtp_sink.directory) if email in str(m["To"])]
+    assert not messages_to(smtp_sink.directory, email)
     # The same order arriving again (a retried webhook) is not asked about either.
     retried = await post_event(service, tenant, {**order, "id": uuid.uuid4().hex})
     assert retried["reason"] == "cancelled"

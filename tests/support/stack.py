@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from libs.devstack.ports import ephemeral_start, free_port, port_is_free
-from libs.devstack.smtp_sink import read_messages
+from libs.devstack.smtp_sink import messages_to
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What would point the stack at other servers, or give it a known admin token.
@@ -41,7 +41,7 @@ class Stack:
         return int(self.state()["services"][service]["pid"])
 
     def mail_to(self, address: str) -> list[EmailMessage]:
-        return [m for m in read_messages(self.data_dir / "mail") if address in str(m["To"])]
+        return messages_to(self.data_dir / "mail", address)
 
 
 def free_port_block(size: int) -> int:

@@ -40,3 +40,12 @@ def test_logs_never_carry_emails_tokens_or_keys() -> None:
     line = redact(f"sent to jane.doe+nps@example.co.uk via /s/AbCdEfGhIjKlMnOpQrStUvWxYz012345 with {key}")
     assert "jane.doe" not in line and "AbCdEfGh" not in line and key not in line
     assert "<email>" in line and "/s/<token>" in line and "<api-key>" in line
+
+
+def test_the_cli_migrates_the_trigger_s_own_history() -> None:
+    # The CLI names the path itself rather than importing the service's composition root.
+    from services.trigger.cli import MIGRATIONS
+    from services.trigger.config import TriggerSettings
+    from services.trigger.main import build
+
+    assert build(TriggerSettings(nps_env="development")).migrations == MIGRATIONS

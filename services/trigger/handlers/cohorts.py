@@ -6,12 +6,11 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from libs.common.db import Database, UnitOfWork
 from libs.common.events import Contract, Event
 from libs.common.jobs import Job
-from libs.common.service import JobFactory
 from services.trigger.config import TriggerSettings
 from services.trigger.domain.cohorts import draw_accounts
 from services.trigger.domain.rules import CustomerState, may_be_asked
@@ -21,6 +20,11 @@ from services.trigger.handlers.common import RelationshipDue, tenant_rules
 from services.trigger.handlers.intake import handle_intake
 from services.trigger.repository import Contact, TouchpointClock, TriggerRepository
 from services.trigger.schemas import rule_from_stored
+
+if TYPE_CHECKING:
+    # Only the type: the runtime module brings FastAPI, which the `nps` CLI (importing the
+    # handlers) has no use for.
+    from libs.common.service import JobFactory
 
 # The logger keeps the name it had before handlers became a package: log queries filter on it.
 log = logging.getLogger("services.trigger.handlers")
