@@ -213,11 +213,14 @@ class UnitOfWork(Generic[R]):
         on_commit: Callable[[], None] | None = None,
         repository: Callable[[AsyncSession], R] = no_repository,  # type: ignore[assignment]
         source: str | None = None,
+        on_wake: Callable[[str], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self.tables = tables
         self._source = source
         self._on_commit = on_commit
+        self._on_wake = on_wake
+        self._wakes: set[str] = set()
         self._make_repository = repository
         self._repository: R | None = None
         self._pending: list[dict[str, Any]] = []
@@ -253,6 +256,7 @@ class UnitOfWork(Generic[R]):
             self._session = None
             self._repository = None
             self._pending.clear()
+            self._wakes.clear()
 
     @property
     def source(self) -> str:
@@ -315,6 +319,11 @@ class UnitOfWork(Generic[R]):
     def emitted(self) -> int:
         return len(self._pending)
 
+    def wake(self, job: str) -> None:
+        """Start the background job's next cycle once this unit has committed, rather than after
+        the job's interval: this transaction gave it work that is due now."""
+        self._wakes.add(job)
+
     async def claim(self, consumer: str, events: list[Event[Contract]]) -> list[Event[Contract]]:
         """Record events as processed by ``consumer``; return only those not seen before.
 
@@ -354,6 +363,10 @@ class UnitOfWork(Generic[R]):
         self._pending.clear()
         if had_events and self._on_commit is not None:
             self._on_commit()
+        wakes, self._wakes = self._wakes, set()
+        if self._on_wake is not None:
+            for job in wakes:
+                self._on_wake(job)
 
 
 class Database(Generic[R]):
@@ -376,9 +389,13 @@ class Database(Generic[R]):
         #: The ``source`` of the events its units of work emit: :func:`service_source` of the service.
         self.source = source
         self.on_commit: Callable[[], None] | None = None
+        #: Wakes a background job by name (:meth:`UnitOfWork.wake`); set by the runtime.
+        self.on_wake: Callable[[str], None] | None = None
 
     def uow(self) -> UnitOfWork[R]:
-        return UnitOfWork(self.sessions, self.tables, self.on_commit, self.repository, self.source)
+        return UnitOfWork(
+            self.sessions, self.tables, self.on_commit, self.repository, self.source, on_wake=self.on_wake
+        )
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

@@ -126,8 +126,11 @@ class JobRunner:
             self._metrics.oldest_due_age.labels(job.name).set(0)
 
     def wake(self, name: str) -> None:
-        """Run the job's next cycle now rather than after its interval."""
-        self._wakes[name].set()
+        """Run the job's next cycle now rather than after its interval (a job this runner does not
+        run has nothing to wake)."""
+        event = self._wakes.get(name)
+        if event is not None:
+            event.set()
 
     def stop(self) -> None:
         self._stopping.set()

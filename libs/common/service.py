@@ -111,6 +111,7 @@ class Runtime:
             self.definition.name, [self._relay, *(make(self) for make in self.definition.jobs)]
         )
         self.database.on_commit = partial(self._jobs.wake, OutboxRelay.name)
+        self.database.on_wake = self._jobs.wake
         self.runners = [
             ConsumerRunner(
                 spec,

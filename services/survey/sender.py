@@ -337,7 +337,7 @@ class SenderJob(Job):
     """The sender as a job of the service's runner: one batch per cycle. Whatever a failed cycle
     claimed stays ``sending`` and is claimed again after the timeout."""
 
-    name = "survey-sender"
+    name = handlers.SENDER_JOB
 
     def __init__(self, database: Database[SurveyRepository], settings: SurveySettings) -> None:
         self._database = database

@@ -28,6 +28,8 @@ class FakeUnitOfWork(UnitOfWork[R]):
         self._pending_events: list[tuple[Event[Contract], dict[str, Any]]] = []
         self._processed: set[tuple[str, str, str]] = set()
         self._pending_claims: set[tuple[str, str, str]] = set()
+        #: The jobs the handlers asked to wake (:meth:`UnitOfWork.wake`).
+        self.woken: set[str] = set()
 
     @property
     def session(self) -> NoReturn:
@@ -52,6 +54,9 @@ class FakeUnitOfWork(UnitOfWork[R]):
     @property
     def emitted(self) -> int:
         return len(self._pending_events)
+
+    def wake(self, job: str) -> None:
+        self.woken.add(job)
 
     async def claim(self, consumer: str, events: list[Event[Contract]]) -> list[Event[Contract]]:
         fresh: list[Event[Contract]] = []

@@ -175,3 +175,8 @@ def test_two_jobs_of_one_name_are_refused() -> None:
         assert first.name in str(error)
     else:
         raise AssertionError("duplicate job names were accepted")
+
+
+def test_waking_a_job_the_runner_does_not_run_does_nothing() -> None:
+    # A unit of work may ask for a job that this runtime was built without (a test's survey alone).
+    JobRunner(SERVICE, []).wake("survey-sender")

@@ -20,7 +20,7 @@ from services.survey.handlers.answers import (
     unsubscribe,
 )
 from services.survey.handlers.bounces import BOUNCE_LOOKBACK, handle_bounces
-from services.survey.handlers.requests import handle_consumed, schedule_invitations
+from services.survey.handlers.requests import SENDER_JOB, handle_consumed, schedule_invitations
 from services.survey.handlers.sending import (
     ClaimedInvitation,
     SurveyLook,
@@ -36,6 +36,7 @@ from services.survey.handlers.sending import (
 __all__ = [
     "BOUNCE_LOOKBACK",
     "MACHINE_OPENS",
+    "SENDER_JOB",
     "ClaimedInvitation",
     "ScoreResult",
     "SurveyLink",

@@ -19,6 +19,9 @@ from libs.common.tenancy import TENANCY_HANDLERS
 from services.survey.domain.tokens import survey_token, token_hash
 from services.survey.repository import NewInvitation, SurveyRepository
 
+#: The job that sends the invitations (services/survey/sender.py): woken when one is due at once.
+SENDER_JOB = "survey-sender"
+
 
 async def handle_consumed(
     events: list[Event[Contract]],
@@ -81,3 +84,6 @@ async def schedule_invitations(
             context=data.context.model_dump(mode="json", exclude_none=True) if data.context else None,
         )
     await uow.repository.insert_invitations(list(invitations.values()))
+    if any(invitation.send_at <= now for invitation in invitations.values()):
+        # Without this the email waits for the sender's next poll (send_poll_seconds).
+        uow.wake(SENDER_JOB)
