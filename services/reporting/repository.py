@@ -363,13 +363,7 @@ class ReportingRepository:
             }
             for (tenant_id, touchpoint, day, step, reason), delta in sorted(changes.items())
         ]
-        insert = pg_insert(FunnelDay).values(rows)
-        await self.session.execute(
-            insert.on_conflict_do_update(
-                index_elements=list(FunnelDay.__table__.primary_key),
-                set_={"invitations": FunnelDay.invitations + insert.excluded.invitations},
-            )
-        )
+        await _add_to_rollup(self.session, FunnelDay, rows, ("invitations",))
 
     async def funnel_by_touchpoint(self, where: ReportFilter) -> dict[str, FunnelCounts]:
         """Per touchpoint (in name order, only those with something to count), the funnel of the
@@ -495,13 +489,7 @@ class ReportingRepository:
             }
             for (tenant_id, (touchpoint, day, score)), change in sorted(changes.items())
         ]
-        insert = pg_insert(AnswerDay).values(rows)
-        await self.session.execute(
-            insert.on_conflict_do_update(
-                index_elements=list(AnswerDay.__table__.primary_key),
-                set_={name: getattr(AnswerDay, name) + insert.excluded[name] for name in _TALLY_COLUMNS},
-            )
-        )
+        await _add_to_rollup(self.session, AnswerDay, rows, _TALLY_COLUMNS)
 
     async def answer_tallies(self, where: ReportFilter) -> dict[str, dict[int, Tally]]:
         """Per touchpoint and score, what the filter's answers add up to, in one statement: the
@@ -1190,16 +1178,7 @@ class ReportingRepository:
             }
             for (tenant_id, (touchpoint, day, score)), change in sorted(changes.items())
         ]
-        insert = pg_insert(RepurchaseDay).values(rows)
-        await self.session.execute(
-            insert.on_conflict_do_update(
-                index_elements=list(RepurchaseDay.__table__.primary_key),
-                set_={
-                    name: getattr(RepurchaseDay, name) + insert.excluded[name]
-                    for name in ("answers", *CAME_BACK_COLUMNS)
-                },
-            )
-        )
+        await _add_to_rollup(self.session, RepurchaseDay, rows, ("answers", *CAME_BACK_COLUMNS))
 
     async def repurchase_counts(
         self, where: ReportFilter, answered_by: datetime, days: int
@@ -1240,6 +1219,22 @@ class ReportingRepository:
             for score, (answers, repurchased) in counts.items()
             if answers or repurchased
         ]
+
+
+async def _add_to_rollup(
+    session: AsyncSession, model: type[Base], rows: list[dict[str, Any]], counted: Sequence[str]
+) -> None:
+    """Insert the rows of a rollup, or add their counts to the rows already there (a row is created
+    at zero), in one statement. Callers pass the rows in key order so that concurrent batches
+    cannot deadlock."""
+    insert = pg_insert(model).values(rows)
+    table = model.__table__
+    await session.execute(
+        insert.on_conflict_do_update(
+            index_elements=list(table.primary_key),
+            set_={name: table.c[name] + insert.excluded[name] for name in counted},
+        )
+    )
 
 
 def _answers_selected(where: ReportFilter) -> list[ColumnElement[bool]]:
