@@ -57,6 +57,10 @@ SQL column: 116 / 985 ms).
 touchpoint, so its rows (92,905 for 219,355 cases) barely fewer than the cases: the gain grows with
 the cases per day, which 10 M (not measured since) has ten times more of.
 
+1 M answers, 2026-12-01, 2 cores: with the case month rows (``0015_case_months``) beside the day
+rows: summary 19.3 / 36.1 ms (SQL 56.2 ms), followups 30.9 / 46.7 ms (SQL 7.8 ms); the run before
+on the same machine: summary 30.5 / 77.8 ms (SQL 55.0 ms), followups 48.5 / 104.9 ms (SQL 8.1 ms).
+
 ``BENCH_SLOW_LOG=1`` logs each statement of 50 ms or more (the service's too) to the cluster's
 ``server.log`` and keeps its directory; ``BENCH_KEEP=1`` keeps it (10 M answers: ~15 GB with WAL)
 to start it again and EXPLAIN.

@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 
 import asyncpg
 
@@ -336,30 +337,27 @@ async def seed_repurchase_days(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: da
     await pool.execute(_REPURCHASE_DAYS, tenant_id)
 
 
-def _case_rollups() -> list[str]:
-    """Migration 0012's backfill (the rule the projection keeps, which a test checks), for one
-    tenant: its statements, loaded from the migration so the two cannot drift apart."""
-    path = Path(__file__).parents[1] / "services/reporting/migrations/versions/0012_case_days.py"
-    spec = importlib.util.spec_from_file_location("case_days_migration", path)
+def _migration(name: str) -> ModuleType:
+    path = Path(__file__).parents[1] / f"services/reporting/migrations/versions/{name}.py"
+    spec = importlib.util.spec_from_file_location(f"migration_{name}", path)
     assert spec is not None and spec.loader is not None
     migration = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migration)
+    return migration
+
+
+def _case_rollups() -> list[str]:
+    """Migrations 0012's and 0015's backfill (the rule the projection keeps, which a test checks),
+    for one tenant: their statements, loaded from the migrations so the two cannot drift apart."""
+    days, months = _migration("0012_case_days"), _migration("0015_case_months")
+    states = "status, breached, sla, contacted, owner, team"
+    recoveries = "contact_speed, root_cause, recovery_score"
     tables = (
-        (
-            "case_days",
-            "touchpoint, day, status, breached, sla, contacted, owner, team",
-            migration.CASE_DAYS_OF_CASES,
-        ),
-        (
-            "case_recovery_days",
-            "touchpoint, day, contact_speed, root_cause, recovery_score",
-            migration.CASE_RECOVERY_DAYS_OF_CASES,
-        ),
-        (
-            "case_duration_months",
-            "touchpoint, month, metric, bucket",
-            migration.CASE_DURATION_MONTHS_OF_CASES,
-        ),
+        ("case_days", f"touchpoint, day, {states}", days.CASE_DAYS_OF_CASES),
+        ("case_months", f"touchpoint, month, {states}", months.CASE_MONTHS_OF_CASES),
+        ("case_recovery_days", f"touchpoint, day, {recoveries}", days.CASE_RECOVERY_DAYS_OF_CASES),
+        ("case_recovery_months", f"touchpoint, month, {recoveries}", months.CASE_RECOVERY_MONTHS_OF_CASES),
+        ("case_duration_months", "touchpoint, month, metric, bucket", days.CASE_DURATION_MONTHS_OF_CASES),
     )
     return [
         f"INSERT INTO reporting.{table} (tenant_id, {keys}, cases) SELECT * FROM ({of_cases}) AS r"
@@ -369,13 +367,15 @@ def _case_rollups() -> list[str]:
 
 
 async def seed_case_days(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: datetime) -> None:
-    """The three case rollups (``case_days``, ``case_recovery_days``, ``case_duration_months``),
-    side by side; each is vacuumed here, the first again by :func:`seed_rollups`."""
+    """The case rollups (``case_days``, ``case_months``, ``case_recovery_days``,
+    ``case_recovery_months``, ``case_duration_months``), side by side; each is vacuumed here, the
+    first again by :func:`seed_rollups`."""
     statements = _case_rollups()
     await run_side_by_side(pool, [(sql, (tenant_id,)) for sql in statements])
     async with pool.acquire() as connection:
         await connection.execute(
-            "VACUUM ANALYZE reporting.case_recovery_days, reporting.case_duration_months"
+            "VACUUM ANALYZE reporting.case_months, reporting.case_recovery_days, "
+            "reporting.case_recovery_months, reporting.case_duration_months"
         )
 
 

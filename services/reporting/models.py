@@ -360,6 +360,39 @@ class CaseRecoveryDay(Base):
     __table_args__ = (Index("ix_case_recovery_days_tenant_day", "tenant_id", "day"),)
 
 
+class CaseMonth(Base):
+    """:class:`CaseDay` summed per UTC month (``month``: its first day), kept alongside it."""
+
+    __tablename__ = "case_months"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    breached: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    sla: Mapped[str] = mapped_column(String(10), primary_key=True)
+    contacted: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    team: Mapped[str] = mapped_column(String(100), primary_key=True)
+    cases: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_case_months_tenant_month", "tenant_id", "month"),)
+
+
+class CaseRecoveryMonth(Base):
+    """:class:`CaseRecoveryDay` summed per UTC month (``month``: its first day)."""
+
+    __tablename__ = "case_recovery_months"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    contact_speed: Mapped[str] = mapped_column(String(20), primary_key=True)
+    root_cause: Mapped[str] = mapped_column(String(100), primary_key=True)
+    recovery_score: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    cases: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_case_recovery_months_tenant_month", "tenant_id", "month"),)
+
+
 class CaseDurationMonth(Base):
     """Per touchpoint, UTC month of the case's day and duration (``contact``, ``resolution``), how
     many cases took a number of seconds in each log bucket (see ``case_days.bucket_of``)."""

@@ -53,8 +53,10 @@ from services.reporting.domain.case_days import (
     SLA_MET,
     ZERO_BUCKET,
     CaseRollupChanges,
+    CaseSpans,
     CaseVersion,
     histogram_percentile,
+    plan_case_spans,
     plan_months,
 )
 from services.reporting.domain.cases import FIRST_KNOWN, LATEST_KNOWN, PROGRESS, CaseFacts
@@ -92,7 +94,9 @@ from services.reporting.models import (
     Base,
     CaseDay,
     CaseDurationMonth,
+    CaseMonth,
     CaseRecoveryDay,
+    CaseRecoveryMonth,
     FollowupCase,
     FunnelDay,
     InvitationFailure,
@@ -772,11 +776,14 @@ class ReportingRepository:
     async def add_to_case_rollups(self, changes: CaseRollupChanges) -> None:
         """Add each change to its row of the case rollups (created at zero): one statement per
         table, in key order so that concurrent batches cannot deadlock."""
-        for model, counts in (
+        rollups: tuple[tuple[CaseRollup, Mapping[tuple[uuid.UUID, tuple[Any, ...]], int]], ...] = (
             (CaseDay, changes.states),
+            (CaseMonth, changes.state_months()),
             (CaseRecoveryDay, changes.recoveries),
+            (CaseRecoveryMonth, changes.recovery_months()),
             (CaseDurationMonth, changes.durations),
-        ):
+        )
+        for model, counts in rollups:
             if not counts:
                 continue
             keys = [column.key for column in model.__table__.primary_key]
@@ -807,14 +814,13 @@ class ReportingRepository:
     async def cases_by_state(self, where: ReportFilter) -> list[tuple[str | None, str, bool, int]]:
         """(touchpoint or None while unknown, status, breached, number of cases): the rollup's whole
         UTC days and the cases of a partial first or last day, in one statement."""
-        plan = plan_funnel_days(where.since, where.until)
-        parts: list[Select[*tuple[Any, ...]]] = []
-        if plan.days is not None:
-            parts.append(
-                select(CaseDay.touchpoint, CaseDay.status, CaseDay.breached, _summed_cases())
-                .where(*_case_days_selected(where, plan.days, CaseDay))
-                .group_by(CaseDay.touchpoint, CaseDay.status, CaseDay.breached)
-            )
+        plan = plan_case_spans(where.since, where.until)
+        parts: list[Select[*tuple[Any, ...]]] = [
+            select(rows.touchpoint, rows.status, rows.breached, _summed_cases(model=rows))
+            .where(*selected)
+            .group_by(rows.touchpoint, rows.status, rows.breached)
+            for rows, selected in _state_spans(where, plan)
+        ]
         for edge in plan.edges:
             parts.append(
                 select(FollowupCase.touchpoint, FollowupCase.status, FollowupCase.breached, func.count())
@@ -958,10 +964,10 @@ class ReportingRepository:
         a partial first or last day; the percentiles (``percentile_cont``: see
         :func:`followups.percentile`) from the cases themselves while the range holds at most
         :data:`EXACT_PERCENTILE_CASES`, else from the histogram, within 1 %."""
-        plan = plan_funnel_days(where.since, where.until)
-        parts: list[Select[*tuple[Any, ...]]] = []
-        if plan.days is not None:
-            parts.append(select(*_rolled_up_totals()).where(*_case_days_selected(where, plan.days, CaseDay)))
+        plan = plan_case_spans(where.since, where.until)
+        parts: list[Select[*tuple[Any, ...]]] = [
+            select(*_rolled_up_totals(rows)).where(*selected) for rows, selected in _state_spans(where, plan)
+        ]
         parts.extend(
             select(*_raw_totals()).where(*_cases_selected(_edge_of(where, edge))) for edge in plan.edges
         )
@@ -1039,23 +1045,21 @@ class ReportingRepository:
         """Cases and breaches per owner, per team and per touchpoint (null where the case has none),
         from the rollup's whole UTC days and the cases of a partial first or last day, in one
         statement of grouped queries."""
-        plan = plan_funnel_days(where.since, where.until)
-        parts: list[Select[*tuple[Any, ...]]] = []
-        if plan.days is not None:
-            day = CaseDay
-            parts.append(
-                select(
-                    func.grouping(day.owner),
-                    func.grouping(day.team),
-                    day.owner,
-                    day.team,
-                    day.touchpoint,
-                    _summed_cases(),
-                    _summed_cases(day.breached),
-                )
-                .where(*_case_days_selected(where, plan.days, CaseDay))
-                .group_by(func.grouping_sets(day.owner, day.team, day.touchpoint))
+        plan = plan_case_spans(where.since, where.until)
+        parts: list[Select[*tuple[Any, ...]]] = [
+            select(
+                func.grouping(rows.owner),
+                func.grouping(rows.team),
+                rows.owner,
+                rows.team,
+                rows.touchpoint,
+                _summed_cases(model=rows),
+                _summed_cases(rows.breached, model=rows),
             )
+            .where(*selected)
+            .group_by(func.grouping_sets(rows.owner, rows.team, rows.touchpoint))
+            for rows, selected in _state_spans(where, plan)
+        ]
         parts.extend(_raw_breakdown(_edge_of(where, edge)) for edge in plan.edges)
         counts: dict[tuple[BreakdownDimension, str | None], list[int]] = {}
         for row in await self._union(parts):
@@ -1077,26 +1081,24 @@ class ReportingRepository:
         """Cases per recovery score, by contact speed and by root cause, from the rollup's whole UTC
         days and the cases of a partial first or last day, in one statement; cases without a
         recovery score are left out."""
-        plan = plan_funnel_days(where.since, where.until)
-        parts: list[Select[*tuple[Any, ...]]] = []
-        if plan.days is not None:
-            day = CaseRecoveryDay
-            parts.append(
-                select(
-                    func.grouping(day.contact_speed),
-                    day.contact_speed,
-                    day.root_cause,
-                    day.recovery_score,
-                    _summed_cases(model=day),
-                )
-                .where(*_case_days_selected(where, plan.days, CaseRecoveryDay))
-                .group_by(
-                    func.grouping_sets(
-                        tuple_(day.contact_speed, day.recovery_score),
-                        tuple_(day.root_cause, day.recovery_score),
-                    )
+        plan = plan_case_spans(where.since, where.until)
+        parts: list[Select[*tuple[Any, ...]]] = [
+            select(
+                func.grouping(rows.contact_speed),
+                rows.contact_speed,
+                rows.root_cause,
+                rows.recovery_score,
+                _summed_cases(model=rows),
+            )
+            .where(*selected)
+            .group_by(
+                func.grouping_sets(
+                    tuple_(rows.contact_speed, rows.recovery_score),
+                    tuple_(rows.root_cause, rows.recovery_score),
                 )
             )
+            for rows, selected in _recovery_spans(where, plan)
+        ]
         parts.extend(_raw_recovery(_edge_of(where, edge)) for edge in plan.edges)
         counts: dict[tuple[RecoveryDimension, str | None, int], int] = {}
         for row in await self._union(parts):
@@ -1409,25 +1411,63 @@ def _case_days_selected(
     return _days_selected(where.tenant_id, where.touchpoint, days.first, days.stop, model)
 
 
+def _months_selected(
+    where: ReportFilter, months: WholeDays, model: type[CaseMonth] | type[CaseRecoveryMonth]
+) -> list[ColumnElement[bool]]:
+    """A monthly rollup's rows of the filter's tenant (and touchpoint) in the whole months."""
+    conditions = [model.tenant_id == where.tenant_id]
+    if where.touchpoint is not None:
+        conditions.append(model.touchpoint == where.touchpoint)
+    if months.first is not None:
+        conditions.append(model.month >= months.first)
+    if months.stop is not None:
+        conditions.append(model.month < months.stop)
+    return conditions
+
+
+StateRows = type[CaseDay] | type[CaseMonth]
+RecoveryRows = type[CaseRecoveryDay] | type[CaseRecoveryMonth]
+CaseRollup = StateRows | RecoveryRows | type[CaseDurationMonth]
+
+
+def _state_spans(where: ReportFilter, plan: CaseSpans) -> list[tuple[StateRows, list[ColumnElement[bool]]]]:
+    """The rollup rows (table, conditions) of the plan's whole months and whole days: one index range
+    each."""
+    spans: list[tuple[StateRows, list[ColumnElement[bool]]]] = []
+    if plan.months is not None:
+        spans.append((CaseMonth, _months_selected(where, plan.months, CaseMonth)))
+    spans.extend((CaseDay, _case_days_selected(where, days, CaseDay)) for days in plan.days)
+    return spans
+
+
+def _recovery_spans(
+    where: ReportFilter, plan: CaseSpans
+) -> list[tuple[RecoveryRows, list[ColumnElement[bool]]]]:
+    spans: list[tuple[RecoveryRows, list[ColumnElement[bool]]]] = []
+    if plan.months is not None:
+        spans.append((CaseRecoveryMonth, _months_selected(where, plan.months, CaseRecoveryMonth)))
+    spans.extend((CaseRecoveryDay, _case_days_selected(where, days, CaseRecoveryDay)) for days in plan.days)
+    return spans
+
+
 def _summed_cases(
     only: SQLColumnExpression[bool] | None = None,
-    model: type[CaseDay] | type[CaseRecoveryDay] | type[CaseDurationMonth] = CaseDay,
+    model: CaseRollup = CaseDay,
 ) -> ColumnElement[int]:
     total = func.sum(model.cases) if only is None else func.sum(model.cases).filter(only)
     return cast(func.coalesce(total, 0), BigInteger)
 
 
-def _rolled_up_totals() -> tuple[ColumnElement[int], ...]:
+def _rolled_up_totals(rows: StateRows) -> tuple[ColumnElement[int], ...]:
     """:class:`CaseTotals`' counts (cases, contacted, within_sla, sla_known, breached, resolved)
-    summed over the rollup's rows; :func:`_raw_totals` counts the same over cases."""
-    day = CaseDay
+    summed over a rollup's rows; :func:`_raw_totals` counts the same over cases."""
     return (
-        _summed_cases(),
-        _summed_cases(day.contacted),
-        _summed_cases(day.sla == SLA_MET),
-        _summed_cases(or_(day.sla != "", day.breached)),
-        _summed_cases(day.breached),
-        _summed_cases(day.status == "resolved"),
+        _summed_cases(model=rows),
+        _summed_cases(rows.contacted, model=rows),
+        _summed_cases(rows.sla == SLA_MET, model=rows),
+        _summed_cases(or_(rows.sla != "", rows.breached), model=rows),
+        _summed_cases(rows.breached, model=rows),
+        _summed_cases(rows.status == "resolved", model=rows),
     )
 
 

@@ -42,6 +42,12 @@ _SPEC = importlib.util.spec_from_file_location("case_days_migration", _MIGRATION
 assert _SPEC is not None and _SPEC.loader is not None
 _MIGRATION = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(_MIGRATION)
+_MONTHS_SPEC = importlib.util.spec_from_file_location(
+    "case_months_migration", _MIGRATION_FILE.with_name("0015_case_months.py")
+)
+assert _MONTHS_SPEC is not None and _MONTHS_SPEC.loader is not None
+_MONTHS = importlib.util.module_from_spec(_MONTHS_SPEC)
+_MONTHS_SPEC.loader.exec_module(_MONTHS)
 
 DAY = datetime(2026, 3, 30, tzinfo=UTC)
 TOUCHPOINTS = ("checkout", "support")
@@ -54,7 +60,10 @@ def _event(tenant_id: str, event_type: str, data: Contract) -> Event[Contract]:
 
 def _history(tenant_id: str, rng: random.Random) -> list[Event[Contract]]:
     """One case: its opening and up to four snapshots, some from an older emitter."""
-    case_id, opened_at = uuid.uuid4(), DAY + timedelta(minutes=rng.randrange(0, 5 * 24 * 60))
+    # Most within five days; some over three months around them, so ranges hold whole months.
+    spread = rng.choice([(0, 5), (0, 5), (-45, 60)])
+    minutes = rng.randrange(spread[0] * 24 * 60, spread[1] * 24 * 60)
+    case_id, opened_at = uuid.uuid4(), DAY + timedelta(minutes=minutes)
     touchpoint = rng.choice(TOUCHPOINTS)
     events = [
         _event(
@@ -117,7 +126,9 @@ async def _rollups(
 ) -> list[set[Any]]:
     tables = (
         ("case_days", _MIGRATION.CASE_DAYS_OF_CASES, 9),
+        ("case_months", _MONTHS.CASE_MONTHS_OF_CASES, 9),
         ("case_recovery_days", _MIGRATION.CASE_RECOVERY_DAYS_OF_CASES, 6),
+        ("case_recovery_months", _MONTHS.CASE_RECOVERY_MONTHS_OF_CASES, 6),
         ("case_duration_months", _MIGRATION.CASE_DURATION_MONTHS_OF_CASES, 5),
     )
     found = []
@@ -193,6 +204,13 @@ def _ranges(tenant_id: uuid.UUID) -> list[ReportFilter]:
         ReportFilter(tenant_id, None, at(days=2, minutes=30)),
         ReportFilter(tenant_id, None, None, at(days=1, hours=12)),
         ReportFilter(tenant_id, None, DAY.replace(day=31, hour=18), DAY.replace(month=4, day=2, hour=6)),
+        # Whole months (the month rows), the whole days around them and partial edge days.
+        ReportFilter(
+            tenant_id, None, DAY.replace(month=2, day=20, hour=12), DAY.replace(month=5, day=9, hour=3)
+        ),
+        ReportFilter(tenant_id, "checkout", DAY.replace(month=3, day=1), DAY.replace(month=5, day=1)),
+        ReportFilter(tenant_id, None, DAY.replace(month=2, day=14), None),
+        ReportFilter(tenant_id, None, None, DAY.replace(month=4, day=17, hour=9)),
     ]
 
 

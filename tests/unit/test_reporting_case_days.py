@@ -19,6 +19,7 @@ from services.reporting.domain.case_days import (
     bucket_of,
     case_changes,
     histogram_percentile,
+    plan_case_spans,
     plan_months,
 )
 from services.reporting.domain.followups import percentile
@@ -118,3 +119,46 @@ def test_the_changes_of_a_case_leave_only_its_latest_version_counted(history: li
     latest.add(tenant_id, history[-1], 1)
     for name, counter in totals.items():
         assert {key: n for key, n in counter.items() if n} == getattr(latest, name)
+
+
+@given(st.one_of(st.none(), moments), st.one_of(st.none(), moments), st.lists(moments, max_size=40))
+def test_a_range_is_its_whole_months_whole_days_and_edges_exactly_once(
+    since: datetime | None, until: datetime | None, probes: list[datetime]
+) -> None:
+    plan = plan_case_spans(since, until)
+    assert len(plan.days) <= 2 and len(plan.edges) <= 2
+    for days in plan.days:
+        assert days.first is not None and days.stop is not None
+        assert (days.stop - days.first).days <= 62  # inside two adjacent months at most
+    for moment in probes:
+        in_range = (since is None or moment >= since) and (until is None or moment < until)
+        day, month = moment.date(), moment.date().replace(day=1)
+        months = plan.months
+        in_months = months is not None and (
+            (months.first is None or month >= months.first) and (months.stop is None or month < months.stop)
+        )
+        in_days = sum(
+            (days.first is None or day >= days.first) and (days.stop is None or day < days.stop)
+            for days in plan.days
+        )
+        in_edges = sum(
+            edge.since <= moment and (edge.until is None or moment < edge.until) for edge in plan.edges
+        )
+        assert int(in_months) + in_days + in_edges == int(in_range)
+
+
+@given(st.lists(versions, min_size=1, max_size=8))
+def test_the_month_rows_move_by_the_day_rows_summed_per_month(history: list[CaseVersion]) -> None:
+    tenant_id = uuid.uuid4()
+    held: CaseVersion | None = None
+    for version in history:
+        changes = case_changes([(tenant_id, held, version)])
+        states: Counter[object] = Counter()
+        for (tenant, key), n in changes.states.items():
+            states[(tenant, (key[0], key[1].replace(day=1), *key[2:]))] += n
+        assert changes.state_months() == {key: n for key, n in states.items() if n}
+        recoveries: Counter[object] = Counter()
+        for (tenant, rkey), n in changes.recoveries.items():
+            recoveries[(tenant, (rkey[0], rkey[1].replace(day=1), *rkey[2:]))] += n
+        assert changes.recovery_months() == {key: n for key, n in recoveries.items() if n}
+        held = version

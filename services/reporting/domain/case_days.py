@@ -10,7 +10,11 @@ filters select it by), in three tables kept by the projection in the cases' tran
   speed, root cause and score;
 - ``reporting.case_duration_months``: per touchpoint, calendar month (the UTC month of the same
   day) and duration (time to first contact, to resolution), a log-bucketed histogram of the
-  seconds, for percentiles over ranges too large to sort (see :func:`histogram_percentile`).
+  seconds, for percentiles over ranges too large to sort (see :func:`histogram_percentile`);
+- ``reporting.case_months`` and ``reporting.case_recovery_months``: the first two summed per UTC
+  month (``month`` is its first day), so that a range reads its whole months from a month row
+  each, the whole days of its partial months from the day rows and only the partial first and
+  last day from the cases (see :func:`plan_case_spans`): a bounded number of rows for any range.
 
 A value the case does not have is ``''`` in a key (the panels name both alike: "Unassigned", ...;
 a touchpoint is never empty). A case that changes moves between rows: what its stored version
@@ -21,13 +25,13 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import TypeVar
 
 from .followups import contact_speed
-from .funnel_days import Edge, WholeDays
+from .funnel_days import Edge, WholeDays, plan_funnel_days
 
 K = TypeVar("K")
 
@@ -99,6 +103,22 @@ class CaseRollupChanges:
             {key: n for key, n in self.recoveries.items() if n},
             {key: n for key, n in self.durations.items() if n},
         )
+
+    def state_months(self) -> dict[tuple[uuid.UUID, StateKey], int]:
+        """The day rows' changes summed per month (the key's day: the month's first day)."""
+        return _per_month(self.states, lambda key: (key[0], key[1].replace(day=1), *key[2:]))
+
+    def recovery_months(self) -> dict[tuple[uuid.UUID, RecoveryKey], int]:
+        return _per_month(self.recoveries, lambda key: (key[0], key[1].replace(day=1), *key[2:]))
+
+
+def _per_month(
+    counts: Mapping[tuple[uuid.UUID, K], int], monthly: Callable[[K], K]
+) -> dict[tuple[uuid.UUID, K], int]:
+    months: dict[tuple[uuid.UUID, K], int] = {}
+    for (tenant_id, key), n in counts.items():
+        _bump(months, (tenant_id, monthly(key)), n)
+    return {key: n for key, n in months.items() if n}
 
 
 def _bump(counts: dict[K, int], key: K, n: int) -> None:
@@ -216,3 +236,32 @@ def plan_months(since: datetime | None, until: datetime | None) -> MonthPlan:
 
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSpans:
+    """How a range splits for the case rollups: whole UTC months from the month rows (None when
+    none), the whole days around them from the day rows (at most two stretches, each inside two
+    adjacent months), and the partial days at the ends from the cases (at most two edges)."""
+
+    months: WholeDays | None
+    days: tuple[WholeDays, ...] = ()
+    edges: tuple[Edge, ...] = ()
+
+
+def plan_case_spans(since: datetime | None, until: datetime | None) -> CaseSpans:
+    """Split [since, until) (None: unbounded) into whole months, whole days and partial edges."""
+    plan = plan_funnel_days(since, until)
+    if plan.days is None:
+        return CaseSpans(None, (), plan.edges)
+    first, stop = plan.days.first, plan.days.stop
+    month_first = None if first is None else _month_at_or_after(_midnight(first))
+    month_stop = None if stop is None else stop.replace(day=1)
+    if first is not None and (month_first is None or (month_stop is not None and month_first >= month_stop)):
+        return CaseSpans(None, (plan.days,), plan.edges)
+    days = []
+    if first is not None and month_first is not None and month_first != first:
+        days.append(WholeDays(first, month_first))
+    if stop is not None and month_stop is not None and month_stop != stop:
+        days.append(WholeDays(month_stop, stop))
+    return CaseSpans(WholeDays(month_first, month_stop), tuple(days), plan.edges)
