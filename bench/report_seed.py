@@ -347,9 +347,11 @@ def _migration(name: str) -> ModuleType:
 
 
 def _case_rollups() -> list[str]:
-    """Migrations 0012's and 0015's backfill (the rule the projection keeps, which a test checks),
-    for one tenant: their statements, loaded from the migrations so the two cannot drift apart."""
+    """Migrations 0012's, 0015's and 0016's backfill (the rule the projection keeps, which a test
+    checks), for one tenant: their statements, loaded from the migrations so the two cannot drift
+    apart."""
     days, months = _migration("0012_case_days"), _migration("0015_case_months")
+    duration_days = _migration("0016_case_duration_days")
     states = "status, breached, sla, contacted, owner, team"
     recoveries = "contact_speed, root_cause, recovery_score"
     tables = (
@@ -358,6 +360,7 @@ def _case_rollups() -> list[str]:
         ("case_recovery_days", f"touchpoint, day, {recoveries}", days.CASE_RECOVERY_DAYS_OF_CASES),
         ("case_recovery_months", f"touchpoint, month, {recoveries}", months.CASE_RECOVERY_MONTHS_OF_CASES),
         ("case_duration_months", "touchpoint, month, metric, bucket", days.CASE_DURATION_MONTHS_OF_CASES),
+        ("case_duration_days", "day, touchpoint, metric, bucket", duration_days.CASE_DURATION_DAYS_OF_CASES),
     )
     return [
         f"INSERT INTO reporting.{table} (tenant_id, {keys}, cases) SELECT * FROM ({of_cases}) AS r"
@@ -368,14 +371,14 @@ def _case_rollups() -> list[str]:
 
 async def seed_case_days(pool: asyncpg.Pool, tenant_id: uuid.UUID, now: datetime) -> None:
     """The case rollups (``case_days``, ``case_months``, ``case_recovery_days``,
-    ``case_recovery_months``, ``case_duration_months``), side by side; each is vacuumed here, the
-    first again by :func:`seed_rollups`."""
+    ``case_recovery_months``, ``case_duration_months``, ``case_duration_days``), side by side; each
+    is vacuumed here, the first again by :func:`seed_rollups`."""
     statements = _case_rollups()
     await run_side_by_side(pool, [(sql, (tenant_id,)) for sql in statements])
     async with pool.acquire() as connection:
         await connection.execute(
             "VACUUM ANALYZE reporting.case_months, reporting.case_recovery_days, "
-            "reporting.case_recovery_months, reporting.case_duration_months"
+            "reporting.case_recovery_months, reporting.case_duration_months, reporting.case_duration_days"
         )
 
 

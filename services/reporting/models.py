@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Text,
@@ -391,6 +392,27 @@ class CaseRecoveryMonth(Base):
     cases: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_case_recovery_months_tenant_month", "tenant_id", "month"),)
+
+
+class CaseDurationDay(Base):
+    """:class:`CaseDurationMonth` per UTC day of the case's day: the follow-ups' percentiles read
+    the whole days of a range's partial months from here (migration 0016). The key leads with the
+    day, so every touchpoint's days of a range are one index range."""
+
+    __tablename__ = "case_duration_days"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(20), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cases: Mapped[int] = mapped_column(BigInteger)
+
+    # The key's index includes the count: a range is an index-only scan.
+    __table_args__ = (
+        PrimaryKeyConstraint(
+            "tenant_id", "day", "touchpoint", "metric", "bucket", postgresql_include=["cases"]
+        ),
+    )
 
 
 class CaseDurationMonth(Base):

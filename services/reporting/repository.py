@@ -57,7 +57,6 @@ from services.reporting.domain.case_days import (
     CaseVersion,
     histogram_percentile,
     plan_case_spans,
-    plan_months,
 )
 from services.reporting.domain.cases import FIRST_KNOWN, LATEST_KNOWN, PROGRESS, CaseFacts
 from services.reporting.domain.followups import (
@@ -93,6 +92,7 @@ from services.reporting.models import (
     AnswerDay,
     Base,
     CaseDay,
+    CaseDurationDay,
     CaseDurationMonth,
     CaseMonth,
     CaseRecoveryDay,
@@ -173,7 +173,7 @@ def _days_selected(
     touchpoint: str | None,
     first_day: date | None,
     stop_day: date | None,
-    model: type[AnswerDay] | type[CaseDay] | type[CaseRecoveryDay] = AnswerDay,
+    model: type[AnswerDay] | type[CaseDay] | type[CaseRecoveryDay] | type[CaseDurationDay] = AnswerDay,
 ) -> list[ColumnElement[bool]]:
     """A daily rollup's rows of a tenant (and touchpoint) from ``first_day`` to ``stop_day``."""
     conditions = [model.tenant_id == tenant_id]
@@ -781,12 +781,13 @@ class ReportingRepository:
             (CaseMonth, changes.state_months()),
             (CaseRecoveryDay, changes.recoveries),
             (CaseRecoveryMonth, changes.recovery_months()),
-            (CaseDurationMonth, changes.durations),
+            (CaseDurationDay, changes.durations),
+            (CaseDurationMonth, changes.duration_months()),
         )
         for model, counts in rollups:
             if not counts:
                 continue
-            keys = [column.key for column in model.__table__.primary_key]
+            keys = _CASE_ROLLUP_KEYS.get(model) or [column.key for column in model.__table__.primary_key]
             rows = [
                 dict(zip(keys, (tenant_id, *key), strict=True)) | {"cases": n}
                 for (tenant_id, key), n in sorted(counts.items())
@@ -1007,23 +1008,26 @@ class ReportingRepository:
         )
 
     async def _duration_histograms(self, where: ReportFilter) -> dict[str, dict[int, int]]:
-        """Per duration, cases per bucket: the histogram's whole months and the rest's cases
-        bucketed alike (see :func:`case_days.plan_months`), in one statement."""
-        plan = plan_months(where.since, where.until)
+        """Per duration, cases per bucket: the histogram's whole months, the whole days of the
+        partial months and the partial first and last day's cases bucketed alike (see
+        :func:`case_days.plan_case_spans`), in one statement."""
+        plan = plan_case_spans(where.since, where.until)
         parts: list[Select[*tuple[Any, ...]]] = []
         if plan.months is not None:
             months = CaseDurationMonth
-            query = select(months.metric, months.bucket, _summed_cases(model=months)).where(
-                months.tenant_id == where.tenant_id
+            parts.append(
+                select(months.metric, months.bucket, _summed_cases(model=months))
+                .where(*_months_selected(where, plan.months, months))
+                .group_by(months.metric, months.bucket)
             )
-            if where.touchpoint is not None:
-                query = query.where(months.touchpoint == where.touchpoint)
-            if plan.months.first is not None:
-                query = query.where(months.month >= plan.months.first)
-            if plan.months.stop is not None:
-                query = query.where(months.month < plan.months.stop)
-            parts.append(query.group_by(months.metric, months.bucket))
-        for edge in plan.rest:
+        for span in plan.days:
+            days = CaseDurationDay
+            parts.append(
+                select(days.metric, days.bucket, _summed_cases(model=days))
+                .where(*_days_selected(where.tenant_id, where.touchpoint, span.first, span.stop, days))
+                .group_by(days.metric, days.bucket)
+            )
+        for edge in plan.edges:
             for metric, seconds in (
                 (CONTACT, FollowupCase.seconds_to_contact),
                 (RESOLUTION, FollowupCase.seconds_to_resolution),
@@ -1412,7 +1416,9 @@ def _case_days_selected(
 
 
 def _months_selected(
-    where: ReportFilter, months: WholeDays, model: type[CaseMonth] | type[CaseRecoveryMonth]
+    where: ReportFilter,
+    months: WholeDays,
+    model: type[CaseMonth] | type[CaseRecoveryMonth] | type[CaseDurationMonth],
 ) -> list[ColumnElement[bool]]:
     """A monthly rollup's rows of the filter's tenant (and touchpoint) in the whole months."""
     conditions = [model.tenant_id == where.tenant_id]
@@ -1427,7 +1433,12 @@ def _months_selected(
 
 StateRows = type[CaseDay] | type[CaseMonth]
 RecoveryRows = type[CaseRecoveryDay] | type[CaseRecoveryMonth]
-CaseRollup = StateRows | RecoveryRows | type[CaseDurationMonth]
+CaseRollup = StateRows | RecoveryRows | type[CaseDurationDay] | type[CaseDurationMonth]
+#: A rollup's key columns in the order of its changes' keys, where that is not its primary key's:
+#: the day histogram's key leads with the day (one index range for every touchpoint).
+_CASE_ROLLUP_KEYS: dict[CaseRollup, list[str]] = {
+    CaseDurationDay: ["tenant_id", "touchpoint", "day", "metric", "bucket"],
+}
 
 
 def _state_spans(where: ReportFilter, plan: CaseSpans) -> list[tuple[StateRows, list[ColumnElement[bool]]]]:

@@ -1,6 +1,7 @@
 """The case rollups against the real database: random histories of follow-up cases, with repeats,
-reordering and late openings, projected in random batches, leave rollups equal to what migration
-0012 computes from the cases, and panels equal to the queries over the cases themselves, for whole
+reordering and late openings, projected in random batches, leave rollups equal to what migrations
+0012, 0015 and 0016 compute from the cases, duration histograms bucket for bucket those of the
+cases, and panels equal to the queries over the cases themselves, for whole
 and partial days; above the exact limit the percentiles come within 1 %."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from libs.common.events import (
 from libs.common.kafka import is_transient
 from services.reporting import repository as reporting_repository
 from services.reporting.config import ReportingSettings
+from services.reporting.domain.case_days import bucket_of
 from services.reporting.domain.cases import CaseFacts
 from services.reporting.handlers.read_model import project
 from services.reporting.main import build
@@ -48,6 +50,12 @@ _MONTHS_SPEC = importlib.util.spec_from_file_location(
 assert _MONTHS_SPEC is not None and _MONTHS_SPEC.loader is not None
 _MONTHS = importlib.util.module_from_spec(_MONTHS_SPEC)
 _MONTHS_SPEC.loader.exec_module(_MONTHS)
+_DURATION_DAYS_SPEC = importlib.util.spec_from_file_location(
+    "case_duration_days_migration", _MIGRATION_FILE.with_name("0016_case_duration_days.py")
+)
+assert _DURATION_DAYS_SPEC is not None and _DURATION_DAYS_SPEC.loader is not None
+_DURATION_DAYS = importlib.util.module_from_spec(_DURATION_DAYS_SPEC)
+_DURATION_DAYS_SPEC.loader.exec_module(_DURATION_DAYS)
 
 DAY = datetime(2026, 3, 30, tzinfo=UTC)
 TOUCHPOINTS = ("checkout", "support")
@@ -130,6 +138,7 @@ async def _rollups(
         ("case_recovery_days", _MIGRATION.CASE_RECOVERY_DAYS_OF_CASES, 6),
         ("case_recovery_months", _MONTHS.CASE_RECOVERY_MONTHS_OF_CASES, 6),
         ("case_duration_months", _MIGRATION.CASE_DURATION_MONTHS_OF_CASES, 5),
+        ("case_duration_days", _DURATION_DAYS.CASE_DURATION_DAYS_OF_CASES, 5),
     )
     found = []
     for table, of_cases, keys in tables:
@@ -171,6 +180,20 @@ async def _raw_panel(repository: ReportingRepository, where: ReportFilter) -> tu
         for row in await session.execute(reporting_repository._raw_recovery(where))
     }
     return tuple(totals), breakdown, recovery
+
+
+async def _raw_histograms(repository: ReportingRepository, where: ReportFilter) -> dict[str, dict[int, int]]:
+    """The durations' histograms of the range's cases themselves, bucket by bucket."""
+    found: dict[str, dict[int, int]] = {}
+    for metric, seconds in (
+        ("contact", FollowupCase.seconds_to_contact),
+        ("resolution", FollowupCase.seconds_to_resolution),
+    ):
+        query = select(seconds).where(*reporting_repository._cases_selected(where), seconds.is_not(None))
+        for value in await repository.session.scalars(query):
+            histogram = found.setdefault(metric, {})
+            histogram[bucket_of(value)] = histogram.get(bucket_of(value), 0) + 1
+    return found
 
 
 async def _panel(repository: ReportingRepository, where: ReportFilter) -> tuple[Any, ...]:
@@ -240,6 +263,11 @@ async def test_random_case_histories_leave_rollups_and_panels_equal_to_the_cases
             rolled_up = {(t, s, b, n) for t, s, b, n in await repository.cases_by_state(where)}
             assert rolled_up == await _raw_by_state(repository, where), where
             assert await _panel(repository, where) == await _raw_panel(repository, where), where
+            histograms = {  # a row emptied by a case's move stays, at zero
+                metric: {bucket: n for bucket, n in buckets.items() if n}
+                for metric, buckets in (await repository._duration_histograms(where)).items()
+            }
+            assert histograms == await _raw_histograms(repository, where), where
             exact.append(await repository.case_totals(where))
         assert all(totals.exact_percentiles for totals in exact)
         assert exact[0].cases == 60

@@ -1,5 +1,5 @@
 """The case rollups' pure rules: the histogram's percentile stays within 1 % of the exact one, a
-range splits into whole months and the rest without gap or overlap, and a case's changes moved
+range splits into whole months, whole days and edges without gap or overlap, and a case's changes moved
 through the rollup leave exactly its latest version counted."""
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from services.reporting.domain.case_days import (
     case_changes,
     histogram_percentile,
     plan_case_spans,
-    plan_months,
 )
 from services.reporting.domain.followups import percentile
 
@@ -55,33 +54,6 @@ def test_zero_has_its_own_bucket_and_an_empty_histogram_no_percentile() -> None:
 
 START = datetime(2025, 10, 1, tzinfo=UTC)
 moments = st.integers(min_value=0, max_value=400 * 24).map(lambda hours: START + timedelta(hours=hours))
-
-
-@given(st.one_of(st.none(), moments), st.one_of(st.none(), moments), st.lists(moments, max_size=40))
-def test_a_range_is_its_whole_months_and_the_rest_exactly_once(
-    since: datetime | None, until: datetime | None, probes: list[datetime]
-) -> None:
-    plan = plan_months(since, until)
-    assert len(plan.rest) <= 2
-    for moment in probes:
-        in_range = (since is None or moment >= since) and (until is None or moment < until)
-        month = moment.date().replace(day=1)
-        in_months = plan.months is not None and (
-            (plan.months.first is None or month >= plan.months.first)
-            and (plan.months.stop is None or month < plan.months.stop)
-        )
-        in_rest = sum(
-            edge.since <= moment and (edge.until is None or moment < edge.until) for edge in plan.rest
-        )
-        assert int(in_months) + in_rest == int(in_range)
-
-
-def test_months_of_a_range_at_midnights() -> None:
-    plan = plan_months(datetime(2026, 1, 15, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
-    assert plan.months is not None
-    assert (plan.months.first, plan.months.stop) == (datetime(2026, 2, 1).date(), datetime(2026, 4, 1).date())
-    assert [(edge.since.day, edge.until) for edge in plan.rest] == [(15, datetime(2026, 2, 1, tzinfo=UTC))]
-    assert plan_months(START, START) == plan_months(START + timedelta(days=1), START)
 
 
 versions = st.builds(
@@ -161,4 +133,8 @@ def test_the_month_rows_move_by_the_day_rows_summed_per_month(history: list[Case
         for (tenant, rkey), n in changes.recoveries.items():
             recoveries[(tenant, (rkey[0], rkey[1].replace(day=1), *rkey[2:]))] += n
         assert changes.recovery_months() == {key: n for key, n in recoveries.items() if n}
+        durations: Counter[object] = Counter()
+        for (tenant, dkey), n in changes.durations.items():
+            durations[(tenant, (dkey[0], dkey[1].replace(day=1), *dkey[2:]))] += n
+        assert changes.duration_months() == {key: n for key, n in durations.items() if n}
         held = version

@@ -8,13 +8,14 @@ filters select it by), in three tables kept by the projection in the cases' tran
   owner and team: the summary's counts, the panel's totals and its breakdowns;
 - ``reporting.case_recovery_days``: the cases with a recovery score, per touchpoint, day, contact
   speed, root cause and score;
-- ``reporting.case_duration_months``: per touchpoint, calendar month (the UTC month of the same
-  day) and duration (time to first contact, to resolution), a log-bucketed histogram of the
-  seconds, for percentiles over ranges too large to sort (see :func:`histogram_percentile`);
-- ``reporting.case_months`` and ``reporting.case_recovery_months``: the first two summed per UTC
-  month (``month`` is its first day), so that a range reads its whole months from a month row
-  each, the whole days of its partial months from the day rows and only the partial first and
-  last day from the cases (see :func:`plan_case_spans`): a bounded number of rows for any range.
+- ``reporting.case_duration_days``: per touchpoint, day and duration (time to first contact, to
+  resolution), a log-bucketed histogram of the seconds, for percentiles over ranges too large to
+  sort (see :func:`histogram_percentile`);
+- ``reporting.case_months``, ``reporting.case_recovery_months`` and
+  ``reporting.case_duration_months``: the three summed per UTC month (``month`` is its first day),
+  so that a range reads its whole months from the month rows, the whole days of its partial
+  months from the day rows and only the partial first and last day from the cases (see
+  :func:`plan_case_spans`): a bounded number of rows for any range.
 
 A value the case does not have is ``''`` in a key (the panels name both alike: "Unassigned", ...;
 a touchpoint is never empty). A case that changes moves between rows: what its stored version
@@ -72,7 +73,7 @@ class CaseVersion:
 StateKey = tuple[str, date, str, bool, str, bool, str, str]
 #: (touchpoint, day, contact speed, root cause, recovery score).
 RecoveryKey = tuple[str, date, str, str, int]
-#: (touchpoint, first day of the month, duration, bucket).
+#: (touchpoint, day, duration, bucket).
 DurationKey = tuple[str, date, str, int]
 
 
@@ -92,10 +93,9 @@ class CaseRollupChanges:
             speed = contact_speed(case.seconds_to_contact)
             recovery = (touchpoint, day, speed, case.root_cause or "", case.recovery_score)
             _bump(self.recoveries, (tenant_id, recovery), sign)
-        month = day.replace(day=1)
         for metric, seconds in ((CONTACT, case.seconds_to_contact), (RESOLUTION, case.seconds_to_resolution)):
             if seconds is not None:
-                _bump(self.durations, (tenant_id, (touchpoint, month, metric, bucket_of(seconds))), sign)
+                _bump(self.durations, (tenant_id, (touchpoint, day, metric, bucket_of(seconds))), sign)
 
     def without_zeros(self) -> CaseRollupChanges:
         return CaseRollupChanges(
@@ -110,6 +110,9 @@ class CaseRollupChanges:
 
     def recovery_months(self) -> dict[tuple[uuid.UUID, RecoveryKey], int]:
         return _per_month(self.recoveries, lambda key: (key[0], key[1].replace(day=1), *key[2:]))
+
+    def duration_months(self) -> dict[tuple[uuid.UUID, DurationKey], int]:
+        return _per_month(self.durations, lambda key: (key[0], key[1].replace(day=1), *key[2:]))
 
 
 def _per_month(
@@ -207,31 +210,6 @@ def _month_at_or_after(moment: datetime) -> date | None:
     if month.year == date.max.year and month.month == 12:
         return None
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
-
-
-@dataclass(frozen=True, slots=True)
-class MonthPlan:
-    """How a range splits for the histogram: whole calendar months (None when none), and the rest
-    (at most two stretches, each inside two adjacent months), read from the cases."""
-
-    months: WholeDays | None
-    rest: tuple[Edge, ...] = ()
-
-
-def plan_months(since: datetime | None, until: datetime | None) -> MonthPlan:
-    """Split [since, until) (None: unbounded) into the whole UTC months it holds and the rest."""
-    if since is not None and until is not None and since >= until:
-        return MonthPlan(None)
-    first = None if since is None else _month_at_or_after(since)
-    stop = None if until is None else until.astimezone(UTC).date().replace(day=1)
-    if since is not None and (first is None or (stop is not None and first >= stop)):
-        return MonthPlan(None, (Edge(since, until),))
-    rest = []
-    if since is not None and first is not None and _midnight(first) != since:
-        rest.append(Edge(since, _midnight(first)))
-    if until is not None and stop is not None and _midnight(stop) != until:
-        rest.append(Edge(_midnight(stop), until))
-    return MonthPlan(WholeDays(first, stop), tuple(rest))
 
 
 def _midnight(day: date) -> datetime:
