@@ -32,34 +32,21 @@ verbatims, touchpoint and score for the summary, counts and a percentile for the
 and whether the first repurchase came within 30 days for the repurchase rate, the export's first
 batch (``LIMIT 2000``) for the CSV.
 
-Last full run, 2026-12-01, 10 M answers, 2 cores shared with other work (load average 9-13):
-seeding 947 s (answers, invitations, 2.2 M cases 577 s; 650,802 cells 369 s). p50 / p95 (SQL p50):
-scores 38 / 56 ms (2,564 ms); trend 14 / 20 ms (9,027 ms); segments by store 165 / 379 ms
-(2,977 ms); verbatims 39 / 83 ms (1.9 ms), with q and a group 47 / 68 ms (1.7 ms); summary
-501 / 4,948 ms (1,357 ms; only 2 GETs in the budget); followups 1,439 / 9,048 ms (407 ms); the
-export's first row 454 / 723 ms (30 ms). Slow: the summary (raw answers grouped, with a
-``count(DISTINCT invitation_id)`` whose sort spills to disk), the follow-ups (three aggregates with
-``percentile_cont`` over a seq scan of ``reporting.cases``), the segments (every value's day cells
-of the partial months, fetched from the heap through a skip scan of the segment index) and the
-export's first row (2,000 rows loaded and written as CSV before the first byte; its query: 2 ms).
+Last full run, 2026-12-02, 10 M answers, 2 cores, a quiet machine (load average 1.4-1.9): seeding
+254 s (answers, invitations and 2.2 M cases; then the rollups). p50 / p95 (SQL p50): scores
+4.9 / 5.5 ms (601 ms); trend 4.3 / 5.0 ms (1,615 ms); segments by store 16.8 / 39.6 ms (574 ms);
+verbatims 5.4 / 7.1 ms (0.2 ms), with q and a group 6.1 / 8.4 ms (0.4 ms); summary 12.0 / 21.2 ms
+(339 ms); followups 24.7 / 40.2 ms (75.6 ms); repurchase (days=30) 4.6 / 7.1 ms (273 ms); the
+export's first row 10.2 / 12.7 ms (4.0 ms). Every panel's p95 is within 50 ms.
 
-Since then (1 M answers, 2 cores, load average 7-9, so the SQL column ran ~2.5 times slower than
-before): the segments read one index-only range per span of ``0013_segment_index`` (days beside
-the months as whole weeks) and the sparklines join the page's pairs: 77 / 195 ms (SQL 313 ms; was
-135 / 277 ms next to SQL 116 ms at load 3; the two statements take ~10 ms each in EXPLAIN ANALYZE).
-The repurchase rate (days=30) reads ``reporting.repurchase_days``: 23 / 41 ms (its old raw scan, the
-SQL column: 116 / 985 ms).
+The follow-ups' percentiles read the day histogram (``0016_case_duration_days``) for the whole days
+of a range's partial months; the run before it, same machine, same hour: followups 41.5 / 58.5 ms
+(SQL 70.6 ms), the statement for the last 365 days 23 ms in EXPLAIN ANALYZE, 8 ms after.
 
-1 M answers, 2026-12-01, 2 cores shared (load average 4-10), before and after the case rollups
-(``reporting.case_days`` and its two companions), back to back: summary 54.8 / 185.5 ms before,
-44.1 / 117.6 ms after; followups 70.8 / 357.7 ms before, 88.3 / 172.2 ms after (SQL p50 13.8 and
-18.6 ms: the run after was the busier one). At 1 M a case rollup's day holds ~60 cases per
-touchpoint, so its rows (92,905 for 219,355 cases) barely fewer than the cases: the gain grows with
-the cases per day, which 10 M (not measured since) has ten times more of.
-
-1 M answers, 2026-12-01, 2 cores: with the case month rows (``0015_case_months``) beside the day
-rows: summary 19.3 / 36.1 ms (SQL 56.2 ms), followups 30.9 / 46.7 ms (SQL 7.8 ms); the run before
-on the same machine: summary 30.5 / 77.8 ms (SQL 55.0 ms), followups 48.5 / 104.9 ms (SQL 8.1 ms).
+Earlier, 2026-12-01, 10 M answers on a machine shared with other work (load average 9-13), before
+the rollups and the covering index: summary 501 / 4,948 ms, followups 1,439 / 9,048 ms, segments
+165 / 379 ms, the export's first row 454 / 723 ms (2,000 rows loaded and written as CSV before the
+first byte).
 
 ``BENCH_SLOW_LOG=1`` logs each statement of 50 ms or more (the service's too) to the cluster's
 ``server.log`` and keeps its directory; ``BENCH_KEEP=1`` keeps it (10 M answers: ~15 GB with WAL)
