@@ -191,6 +191,7 @@ async def _raw_histograms(repository: ReportingRepository, where: ReportFilter) 
     ):
         query = select(seconds).where(*reporting_repository._cases_selected(where), seconds.is_not(None))
         for value in await repository.session.scalars(query):
+            assert value is not None
             histogram = found.setdefault(metric, {})
             histogram[bucket_of(value)] = histogram.get(bucket_of(value), 0) + 1
     return found
