@@ -27,6 +27,7 @@ from grafana_foundation_sdk.builders.timeseries import Panel as TimeseriesPanel
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import DataSourceRef
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_DIR = ROOT / "deploy" / "grafana" / "dashboards"
@@ -452,7 +453,7 @@ def _panel(spec: PanelSpec, panel_id: int) -> Any:
     for index, query in enumerate(spec.queries):
         target = Dataquery().expr(query.expr).ref_id(chr(ord("A") + index)).datasource(DATASOURCE)
         target = target.legend_format(query.legend) if query.legend else target
-        targets.append(target.instant() if query.instant else target.range())
+        targets.append(target.instant().format(PromQueryFormat.TABLE) if query.instant else target.range())
     panel: Any
     if spec.kind is Kind.STAT:
         panel = (
@@ -462,7 +463,7 @@ def _panel(spec: PanelSpec, panel_id: int) -> Any:
             .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         )
     elif spec.kind is Kind.TABLE:
-        panel = TablePanel()
+        panel = TablePanel().show_header(True)
     else:
         panel = TimeseriesPanel().legend(
             common_builders.VizLegendOptions()
