@@ -138,12 +138,25 @@ async def test_every_panel_shows_data_and_every_rule_evaluates(
 
     queries = panel_queries()
     assert len(queries) >= 25
-    empty = []
+    shown: dict[str, list[Any]] = {}
     for panel in queries:
         expr = with_concrete_ranges(panel.expr, rate_interval=RATE_INTERVAL, dashboard_range=DASHBOARD_RANGE)
-        if not await result(client, prometheus, expr):
-            empty.append(f"{panel.dashboard} / {panel.panel}: {expr}")
+        shown[f"{panel.dashboard} / {panel.panel}: {expr}"] = await result(client, prometheus, expr)
+    empty = [name for name, series in shown.items() if not series]
     assert not empty, "panels without data:\n" + "\n".join(empty)
+
+    # What an operator reads off three of them: all five up, the poison message, the case.
+    def panel_shows(title: str) -> list[Any]:
+        [series] = [series for name, series in shown.items() if f"/ {title}: " in name]
+        return series
+
+    assert sorted((s["metric"]["service"], s["value"][1]) for s in panel_shows("Services up")) == [
+        (service, "1") for service in sorted(stack.urls)
+    ]
+    dead = {(s["metric"]["service"], s["metric"]["topic"]) for s in panel_shows("Dead letters since start")}
+    assert ("trigger", topics.PURCHASES) in dead
+    [opened] = panel_shows("Cases opened")
+    assert float(opened["value"][1]) >= 1
 
     for rule in rules():
         answer = await query(client, prometheus, rule["expr"])
