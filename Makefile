@@ -33,10 +33,13 @@ $(CHROMIUM):
 
 # promtool checks and tests the alert rules; the observability test scrapes the stack with a real
 # Prometheus. Both come from Debian's prometheus package (without the node exporter it recommends).
+# The tests start their own on a free port: the system service the package starts under systemd
+# (on :9090) is stopped and disabled again.
 PROMETHEUS := /usr/bin/prometheus
 $(PROMETHEUS):
 	@if [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus && \
+		if [ -d /run/systemd/system ]; then systemctl disable --now prometheus.service; fi; \
 	else \
 		echo "The alert rule and dashboard tests need Debian's prometheus: sudo apt-get install -y prometheus" >&2; exit 1; \
 	fi
