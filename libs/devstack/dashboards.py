@@ -6,6 +6,10 @@ committed files differ from what this module builds.
 Every service names its metrics ``nps_<service>_<thing>``, and the scrape config labels each target
 with ``service``; so one query reads the same machinery metric of all five services through a
 ``__name__`` matcher, and groups by ``service``.
+
+Panels for metrics that are not exposed yet have their places marked ``NEW METRICS`` below; a panel
+names only metrics the services expose today, since tests/e2e/test_observability.py fails on any
+panel that shows no data.
 """
 
 from __future__ import annotations
@@ -145,7 +149,7 @@ PLATFORM = DashboardSpec(
                     ],
                     unit="reqps",
                 ),
-                # Build info (version per service) goes here once build_info is exposed.
+                # NEW METRICS: build_info (the version each service runs) goes here once it is exposed.
             ],
         ),
         RowSpec(
@@ -193,7 +197,7 @@ PLATFORM = DashboardSpec(
                     unit="ops",
                     width=24,
                 ),
-                # DB pool in use / waiting and SMTP latency panels go here once those metrics exist.
+                # NEW METRICS: the DB pool (in use, waiting) and SMTP latency go here once they are exposed.
             ],
         ),
     ],
@@ -226,7 +230,7 @@ PIPELINE = DashboardSpec(
                     ],
                     unit="ops",
                 ),
-                # Consumer lag per group and partition goes here once the lag gauge exists.
+                # NEW METRICS: consumer lag per group and partition goes here once it is exposed.
             ],
         ),
         RowSpec(
@@ -298,7 +302,7 @@ PIPELINE = DashboardSpec(
                     ],
                     unit="s",
                 ),
-                # Queue depth per queue goes here once the depth gauges exist.
+                # NEW METRICS: the depth of each queue (send queue, outbox, reminders, notifications).
             ],
         ),
         RowSpec(
@@ -373,8 +377,8 @@ CX = DashboardSpec(
                         )
                     ],
                 ),
-                # NPS and response gauges per touchpoint replace the counter arithmetic above once
-                # they are exposed.
+                # NEW METRICS: the NPS and response gauges per touchpoint replace the counter arithmetic
+                # above once they are exposed.
             ],
         ),
         RowSpec(
@@ -439,7 +443,7 @@ CX = DashboardSpec(
                         )
                     ],
                 ),
-                # SLA gauges (open, due within 1 h, breached now) go here once they are exposed.
+                # NEW METRICS: the SLA gauges (open, due within 1 h, breached now) go here once exposed.
             ],
         ),
     ],
