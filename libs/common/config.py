@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
@@ -33,7 +34,12 @@ class ServiceSettings(BaseSettings):
     """The settings every service has. Each service subclasses it and adds its own."""
 
     model_config = SettingsConfigDict(
-        env_file=None, extra="ignore", case_sensitive=False, populate_by_name=True
+        env_file=None,
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+        # A refused DATABASE_URL or SMTP_URL would print its password in the start-up error.
+        hide_input_in_errors=True,
     )
 
     nps_env: Literal["development", "test", "production"] = "development"
@@ -151,6 +157,14 @@ class ServiceSettings(BaseSettings):
         for name, path in files.items():
             if path is not None and not path.is_file():
                 raise ValueError(f"{name}={path}: no such file")
+        if protocol.endswith("SSL"):
+            # Read them now: a bad file found when the producer starts is found too late to say so.
+            try:
+                context = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
+                if self.kafka_ssl_certfile is not None:
+                    context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+            except ssl.SSLError as error:
+                raise ValueError(f"KAFKA_SSL_* files are not usable PEM files: {error}") from None
         if (
             self.nps_env == "production"
             and protocol == "SASL_PLAINTEXT"

@@ -83,15 +83,20 @@ def engine_url_and_connect_args(url: str) -> tuple[URL, dict[str, Any]]:
     # A CA file without a mode means the user wants the server checked: verify-full, as libpq's
     # sslrootcert alone would not (it leaves sslmode=prefer), is the safe reading.
     verify = mode in _VERIFYING_MODES or (mode is None and rootcert is not None)
-    context = ssl.create_default_context(cafile=rootcert)
+    try:
+        context = ssl.create_default_context(cafile=rootcert)
+        if certfile is not None:
+            context.load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as error:
+        raise InvalidDatabaseUrl(
+            f"sslrootcert, sslcert or sslkey is not a usable PEM file: {error}"
+        ) from None
     if verify:
         context.check_hostname = mode != "verify-ca"
     else:
         # require/prefer/allow with only a client certificate: encrypted, server not checked (libpq).
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    if certfile is not None:
-        context.load_cert_chain(certfile, keyfile)
     connect_args["ssl"] = context
     return parsed.set(query=query), connect_args
 

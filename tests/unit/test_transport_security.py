@@ -223,6 +223,10 @@ async def test_every_aiokafka_client_accepts_the_options(pki: Pki) -> None:
             {"kafka_security_protocol": "SSL", "kafka_ssl_cafile": "/nonexistent/ca.crt"},
             "KAFKA_SSL_CAFILE=/nonexistent/ca.crt: no such file",
         ),
+        (
+            {"kafka_security_protocol": "SSL", "kafka_ssl_cafile": __file__},
+            "KAFKA_SSL_\\* files are not usable PEM files",
+        ),
         ({"kafka_security_protocol": "TLS"}, "kafka_security_protocol"),
         (
             {
@@ -360,11 +364,16 @@ async def test_a_client_certificate_is_presented(pki: Pki) -> None:
         ("ssl=require&sslrootcert={ca}", "sslrootcert is for ssl=verify-full or verify-ca, not ssl=require"),
         ("ssl=verify-full&sslrootcert=/nonexistent/ca.crt", "sslrootcert=/nonexistent/ca.crt: no such file"),
         ("ssl=verify-full&sslrootcert={ca}&sslcert={ca}", "sslcert and sslkey go together"),
+        (
+            "ssl=verify-full&sslrootcert=" + __file__,
+            "sslrootcert, sslcert or sslkey is not a usable PEM file",
+        ),
     ],
 )
 def test_contradicting_database_tls_is_refused_at_start_up(pki: Pki, query: str, message: str) -> None:
     url = "postgresql://u:p@db/nps?" + query.format(ca=pki.ca)
     with pytest.raises(InvalidDatabaseUrl, match=message):
         engine_url_and_connect_args(url)
-    with pytest.raises(ValidationError, match="DATABASE_URL: " + message):
+    with pytest.raises(ValidationError, match="DATABASE_URL: " + message) as refused:
         ServiceSettings(database_url=url)
+    assert "u:p@" not in str(refused.value), "the refusal must not print the URL's password"
