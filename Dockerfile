@@ -27,6 +27,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PYTHONSAFEPATH=1 \
     NPS_ENV=production \
     HTTP_HOST=0.0.0.0 \
     HTTP_PORT=8000
@@ -36,7 +37,8 @@ RUN groupadd --system --gid "${NPS_UID}" nps \
       --shell /usr/sbin/nologin nps
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels nps-platform
-WORKDIR /tmp
+# Owned by root, so not writable by the service: nothing there can shadow an installed module.
+WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
 # Slim images have no curl: ask /healthz with the Python that is there.
