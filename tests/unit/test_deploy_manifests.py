@@ -9,15 +9,19 @@ services do not serve or a second image fails here rather than on someone's clus
 
 from __future__ import annotations
 
+import http.server
 import importlib
 import json
+import os
 import re
 import shlex
 import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import certifi
 import jsonschema
@@ -416,6 +420,56 @@ def test_the_dockerfile_builds_in_stages_runs_unprivileged_and_checks_its_health
     (command,) = [rest for keyword, rest in instructions if keyword in ("CMD", "ENTRYPOINT")]
     for name, _ in modules_run(" ".join(json.loads(command))):
         assert (ROOT / "services" / name / "__main__.py").is_file(), f"CMD runs services.{name}, which is not"
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    healthy: ClassVar[set[str]] = set()
+
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path in self.healthy else 503)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _run_check(command: list[str], port: int) -> int:
+    """Run a healthcheck command here, as the container would (``python`` is this one)."""
+    assert command[0] == "python", "slim images have python, not curl"
+    environment = {**os.environ, "HTTP_PORT": str(port)}
+    return subprocess.run(
+        [sys.executable, *command[1:]], env=environment, check=False, capture_output=True
+    ).returncode
+
+
+@pytest.fixture
+def health_server() -> Iterator[tuple[int, type[_Health]]]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], _Health
+    finally:
+        server.shutdown()
+        _Health.healthy = set()
+
+
+def test_the_healthchecks_pass_on_a_healthy_service_and_fail_otherwise(
+    health_server: tuple[int, type[_Health]],
+) -> None:
+    port, handler = health_server
+    (healthcheck,) = [rest for keyword, rest in dockerfile_instructions() if keyword == "HEALTHCHECK"]
+    image_check = json.loads(healthcheck[healthcheck.index("CMD") + 3 :])
+    compose_check = compose_nps_services()["trigger"]["healthcheck"]["test"]
+    assert compose_check[0] == "CMD"
+    # Compose's containers listen on 8000, which its check names: point it at the test server.
+    compose_check = [part.replace(":8000/", f":{port}/") for part in compose_check[1:]]
+    assert _run_check(image_check, port) != 0 and _run_check(compose_check, port) != 0
+    handler.healthy = {"/healthz"}
+    assert _run_check(image_check, port) == 0, "the image's check asks /healthz on HTTP_PORT"
+    assert _run_check(compose_check, port) != 0, "compose's check asks /readyz"
+    handler.healthy = {"/healthz", "/readyz"}
+    assert _run_check(compose_check, port) == 0
 
 
 def test_the_build_context_carries_what_the_image_installs() -> None:
