@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from libs.common.db import InvalidDatabaseUrl, engine_url_and_connect_args
 
 # Values that ship in examples and docs. They are fine on a laptop and fatal in production.
 PLACEHOLDER_SECRETS = frozenset(
@@ -13,6 +17,9 @@ PLACEHOLDER_SECRETS = frozenset(
 )
 
 DEFAULT_DATABASE_URL = "postgresql+asyncpg://postgres@/nps?host=/tmp"
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 def normalise_database_url(url: str) -> str:
@@ -27,7 +34,12 @@ class ServiceSettings(BaseSettings):
     """The settings every service has. Each service subclasses it and adds its own."""
 
     model_config = SettingsConfigDict(
-        env_file=None, extra="ignore", case_sensitive=False, populate_by_name=True
+        env_file=None,
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+        # A refused DATABASE_URL or SMTP_URL would print its password in the start-up error.
+        hide_input_in_errors=True,
     )
 
     nps_env: Literal["development", "test", "production"] = "development"
@@ -36,6 +48,17 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     kafka_enable_idempotence: bool = False
     kafka_client_id: str | None = None
+    #: How every producer, consumer and admin client talks to the brokers (``kafka_client_options``
+    #: in ``libs/common/kafka.py`` applies it). TLS: ``SSL``/``SASL_SSL``, verified against
+    #: KAFKA_SSL_CAFILE or, without one, the system's CAs; a client certificate is
+    #: KAFKA_SSL_CERTFILE with KAFKA_SSL_KEYFILE (mutual TLS).
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
     # Consumer groups are <prefix>.<service>.<consumer>; a separate environment on a shared cluster
     # needs its own prefix, or it would steal the other's partitions.
     kafka_group_prefix: str = Field(default="nps", pattern=r"^[A-Za-z0-9._-]{1,100}$")
@@ -87,7 +110,71 @@ class ServiceSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _asyncpg_driver(cls, value: str) -> str:
-        return normalise_database_url(value)
+        url = normalise_database_url(value)
+        try:
+            engine_url_and_connect_args(url)
+        except InvalidDatabaseUrl as error:
+            raise ValueError(f"DATABASE_URL: {error}") from None
+        return url
+
+    @model_validator(mode="after")
+    def _kafka_security_is_consistent(self) -> ServiceSettings:
+        protocol = self.kafka_security_protocol
+        sasl = {
+            "KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
+            "KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+        }
+        files = {
+            "KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+        }
+        # A setting the chosen protocol ignores is a mistake that would otherwise show up only as
+        # a broker refusing the connection, or worse, as credentials never being sent.
+        if protocol.startswith("SASL_"):
+            missing = [name for name, value in sasl.items() if value is None]
+            if missing:
+                raise ValueError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs {', '.join(missing)}")
+        else:
+            given = [name for name, value in sasl.items() if value is not None]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} set but KAFKA_SECURITY_PROTOCOL={protocol} sends no SASL "
+                    f"credentials; use SASL_SSL (or SASL_PLAINTEXT)"
+                )
+        if not protocol.endswith("SSL"):
+            given = [name for name, value in files.items() if value is not None]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} set but KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS; "
+                    f"use SSL or SASL_SSL"
+                )
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError(
+                "KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together (a client certificate and its key)"
+            )
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}={path}: no such file")
+        if protocol.endswith("SSL"):
+            # Read them now: a bad file found when the producer starts is found too late to say so.
+            try:
+                context = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
+                if self.kafka_ssl_certfile is not None:
+                    context.load_cert_chain(self.kafka_ssl_certfile, self.kafka_ssl_keyfile)
+            except ssl.SSLError as error:
+                raise ValueError(f"KAFKA_SSL_* files are not usable PEM files: {error}") from None
+        if (
+            self.nps_env == "production"
+            and protocol == "SASL_PLAINTEXT"
+            and self.kafka_sasl_mechanism == "PLAIN"
+        ):
+            raise ValueError(
+                "KAFKA_SASL_MECHANISM=PLAIN over KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT sends the "
+                "password in clear text; use SASL_SSL (or a SCRAM mechanism) in production"
+            )
+        return self
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> ServiceSettings:
@@ -102,4 +189,7 @@ class ServiceSettings(BaseSettings):
 
     def secret_values(self) -> dict[str, str]:
         """Secrets that must not keep a placeholder value outside development. Subclasses extend it."""
-        return {"nps_admin_token": self.admin_token.get_secret_value()}
+        secrets = {"nps_admin_token": self.admin_token.get_secret_value()}
+        if self.kafka_sasl_password is not None:
+            secrets["kafka_sasl_password"] = self.kafka_sasl_password.get_secret_value()
+        return secrets

@@ -7,10 +7,12 @@ Each service owns one Postgres schema. Besides its own tables it has the same fi
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, overload
 
@@ -28,21 +30,87 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from typing_extensions import TypeVar
 
 from libs.common.events import Contract, Event
 
 
+class InvalidDatabaseUrl(ValueError):
+    """A DATABASE_URL whose TLS parameters contradict each other or name a missing file."""
+
+
+_VERIFYING_MODES = ("verify-ca", "verify-full")
+_TLS_MODES = ("disable", "allow", "prefer", "require", *_VERIFYING_MODES)
+
+
+def engine_url_and_connect_args(url: str) -> tuple[URL, dict[str, Any]]:
+    """The engine URL and asyncpg connect arguments for a DATABASE_URL, with its TLS applied.
+
+    asyncpg takes ``ssl=<mode>`` from the URL but not libpq's ``sslrootcert``, ``sslcert`` and
+    ``sslkey`` (SQLAlchemy would hand them to ``connect()``, which refuses unknown keywords), nor
+    the ``sslmode`` spelling managed providers print. So both spellings are accepted here, and
+    certificate files become one :class:`ssl.SSLContext`, with libpq's meaning of each mode.
+    """
+    parsed = make_url(url)
+    query = {key: value for key, value in parsed.query.items() if isinstance(value, str)}
+    if len(query) != len(parsed.query):
+        raise InvalidDatabaseUrl("a query parameter is given twice")
+    if "ssl" in query and "sslmode" in query:
+        raise InvalidDatabaseUrl("give ssl or sslmode, not both")
+    mode = query.pop("ssl", None) or query.pop("sslmode", None)
+    rootcert = query.pop("sslrootcert", None)
+    certfile = query.pop("sslcert", None)
+    keyfile = query.pop("sslkey", None)
+    if mode is not None and mode not in _TLS_MODES:
+        raise InvalidDatabaseUrl(f"ssl={mode} is not one of {', '.join(_TLS_MODES)}")
+    connect_args: dict[str, Any] = {}
+    if rootcert is None and certfile is None and keyfile is None:
+        if mode is not None:
+            # asyncpg's own handling: verify-* reads PGSSLROOTCERT or ~/.postgresql/root.crt.
+            connect_args["ssl"] = mode
+        return parsed.set(query=query), connect_args
+    if (certfile is None) != (keyfile is None):
+        raise InvalidDatabaseUrl("sslcert and sslkey go together (a client certificate and its key)")
+    if rootcert is not None and mode not in (None, *_VERIFYING_MODES):
+        raise InvalidDatabaseUrl(f"sslrootcert is for ssl=verify-full or verify-ca, not ssl={mode}")
+    if mode == "disable":
+        raise InvalidDatabaseUrl("sslcert with ssl=disable: the certificate would never be sent")
+    for name, path in (("sslrootcert", rootcert), ("sslcert", certfile), ("sslkey", keyfile)):
+        if path is not None and not Path(path).is_file():
+            raise InvalidDatabaseUrl(f"{name}={path}: no such file")
+    # A CA file without a mode means the user wants the server checked: verify-full, as libpq's
+    # sslrootcert alone would not (it leaves sslmode=prefer), is the safe reading.
+    verify = mode in _VERIFYING_MODES or (mode is None and rootcert is not None)
+    try:
+        context = ssl.create_default_context(cafile=rootcert)
+        if certfile is not None:
+            context.load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as error:
+        raise InvalidDatabaseUrl(
+            f"sslrootcert, sslcert or sslkey is not a usable PEM file: {error}"
+        ) from None
+    if verify:
+        context.check_hostname = mode != "verify-ca"
+    else:
+        # require/prefer/allow with only a client certificate: encrypted, server not checked (libpq).
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    connect_args["ssl"] = context
+    return parsed.set(query=query), connect_args
+
+
 def make_engine(url: str, *, pool_size: int = 10, application_name: str = "nps") -> AsyncEngine:
+    engine_url, connect_args = engine_url_and_connect_args(url)
     return create_async_engine(
-        url,
+        engine_url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         # Parameters are customer data (emails); an error's text must not carry them into a log.
         hide_parameters=True,
-        connect_args={"server_settings": {"application_name": application_name}},
+        connect_args={**connect_args, "server_settings": {"application_name": application_name}},
     )
 
 

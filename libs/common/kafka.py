@@ -31,6 +31,7 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from sqlalchemy import Uuid, cast, delete, func, insert, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -88,11 +89,40 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
+def kafka_client_options(settings: ServiceSettings | str) -> dict[str, Any]:
+    """Where the brokers are and how to talk to them: the keywords every aiokafka client takes.
+
+    Every producer, consumer and admin client the platform builds gets them from here, so TLS and
+    SASL are configured once (``KAFKA_SECURITY_PROTOCOL`` and its siblings, checked when the
+    settings are built). A bare bootstrap string is a plaintext broker (the embedded one, tests).
+    """
+    if isinstance(settings, str):
+        return {"bootstrap_servers": settings, "security_protocol": "PLAINTEXT"}
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": protocol,
+    }
+    if protocol in ("SSL", "SASL_SSL"):
+        # Without a CA file, the system's CAs (a managed Kafka with a public certificate).
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile,
+            certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile,
+        )
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        assert settings.kafka_sasl_password is not None  # the settings refuse SASL without one
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return options
+
+
 def make_producer(settings: ServiceSettings, service: str) -> AIOKafkaProducer:
     # Tansu, the embedded broker, has no InitProducerId; idempotence is for real Kafka only.
     # Exactly-once effects come from the outbox plus idempotent consumers, not from the producer.
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_client_options(settings),
         client_id=settings.kafka_client_id or f"nps-{service}",
         acks="all",
         enable_idempotence=settings.kafka_enable_idempotence,
@@ -102,9 +132,14 @@ def make_producer(settings: ServiceSettings, service: str) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(bootstrap_servers: str, wanted: dict[str, int], replication: int = 1) -> None:
-    """Create missing topics; existing ones are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+async def ensure_topics(
+    settings: ServiceSettings | str, wanted: dict[str, int], replication: int = 1
+) -> None:
+    """Create missing topics; existing ones are left as they are.
+
+    ``settings`` is a service's settings (its brokers, TLS and SASL) or a plaintext bootstrap string.
+    """
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -187,7 +222,7 @@ class ConsumerRunner:
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
             *self.spec.topics,
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            **kafka_client_options(self._settings),
             group_id=self.group_id,
             client_id=f"{self.group_id}",
             enable_auto_commit=False,

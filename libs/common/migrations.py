@@ -16,7 +16,7 @@ from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from libs.common.db import add_common_tables
+from libs.common.db import add_common_tables, engine_url_and_connect_args
 
 
 def alembic_config(script_location: Path, url: str) -> Config:
@@ -47,7 +47,8 @@ def run_env(metadata: MetaData) -> None:
 
 
 async def _run_online(url: str, metadata: MetaData, schema: str) -> None:
-    engine = create_async_engine(url, poolclass=NullPool)
+    engine_url, connect_args = engine_url_and_connect_args(url)
+    engine = create_async_engine(engine_url, poolclass=NullPool, connect_args=connect_args)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_migrate, metadata, schema)
