@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from typing_extensions import TypeVar
 
+from libs.common import tracing
 from libs.common.events import Contract, Event
 
 
@@ -170,6 +171,20 @@ OUTBOX_COLUMNS = ("event_id", "event_type", "topic", "key", "payload")
 
 
 def outbox_row(event: Event[Contract], *, key: str | None = None, topic: str | None = None) -> dict[str, Any]:
+    """The outbox row of an event. It carries the trace context current where it is written (the
+    request or message being handled), so the relay publishes it in that trace; an event written
+    outside any trace keeps whatever context it was built with."""
+    context = tracing.carrier()
+    if context:
+        event = Event(
+            envelope=event.envelope.model_copy(
+                update={
+                    "traceparent": context[tracing.TRACEPARENT],
+                    "tracestate": context.get(tracing.TRACESTATE),
+                }
+            ),
+            data=event.data,
+        )
     return {
         "event_id": event.envelope.id,
         "event_type": event.envelope.type,
