@@ -174,23 +174,21 @@ def outbox_row(event: Event[Contract], *, key: str | None = None, topic: str | N
     """The outbox row of an event. It carries the trace context current where it is written (the
     request or message being handled), so the relay publishes it in that trace; an event written
     outside any trace keeps whatever context it was built with."""
+    envelope = event.envelope
     context = tracing.carrier()
     if context:
-        event = Event(
-            envelope=event.envelope.model_copy(
-                update={
-                    "traceparent": context[tracing.TRACEPARENT],
-                    "tracestate": context.get(tracing.TRACESTATE),
-                }
-            ),
-            data=event.data,
+        envelope = envelope.model_copy(
+            update={
+                "traceparent": context[tracing.TRACEPARENT],
+                "tracestate": context.get(tracing.TRACESTATE),
+            }
         )
     return {
-        "event_id": event.envelope.id,
-        "event_type": event.envelope.type,
+        "event_id": envelope.id,
+        "event_type": envelope.type,
         "topic": topic or event.data.topic,
-        "key": key if key is not None else event.envelope.subject,
-        "payload": event.envelope.to_json(),
+        "key": key if key is not None else envelope.subject,
+        "payload": envelope.to_json(),
     }
 
 

@@ -568,6 +568,8 @@ def _consume_span(group: str, items: list[_Item]) -> contextlib.AbstractContextM
         attributes["nps.tenant_id"] = first.event.tenant_id
     if len(types) == 1:
         attributes["cloudevents.event_type"] = first.event.type
+    # A closed set (the contracts' types), so bounded however large the batch.
+    attributes["nps.event_types"] = sorted(types)
     carriers = [tracing.carrier_of(item.event.envelope) for item in items]
     return tracing.consuming(f"{group} process", carriers, attributes=attributes)
 

@@ -60,6 +60,7 @@ Carrier = Mapping[str, str]
 
 _tracer = trace.get_tracer("nps")
 _provider: Any = None
+_last_carrier: tuple[trace.SpanContext, dict[str, str]] | None = None
 
 
 def configure(service: str) -> bool:
@@ -102,10 +103,20 @@ def context_of(carrier: Carrier | None) -> otel_context.Context:
 
 
 def carrier(context: otel_context.Context | None = None) -> dict[str, str]:
-    """The current (or the given) context as ``traceparent`` / ``tracestate``; empty if none."""
+    """The current (or the given) context as ``traceparent`` / ``tracestate``; empty if none.
+
+    Outside any trace this is one context lookup; inside one, the last span's carrier is reused, as
+    a batch handler asks once per event it emits, all in the batch's span."""
+    global _last_carrier
+    span_context = trace.get_current_span(context).get_span_context()
+    if not span_context.is_valid:
+        return {}
+    if _last_carrier is not None and _last_carrier[0] == span_context:
+        return dict(_last_carrier[1])
     out: dict[str, str] = {}
-    PROPAGATOR.inject(out, context=context)
-    return out
+    PROPAGATOR.inject(out, context=trace.set_span_in_context(trace.NonRecordingSpan(span_context)))
+    _last_carrier = (span_context, out)
+    return dict(out)
 
 
 def carrier_of(fields: Any) -> dict[str, str] | None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from libs.common import topics
-from libs.common.events import SURVEY_RESPONDED
+from libs.common.events import FOLLOWUP_OPENED, SURVEY_RESPONDED
 from tests.conftest import eventually
 from tests.support.factories import purchase
 from tests.support.otlp import ReceivedSpan, Receiver, otlp_receiver
@@ -92,11 +92,12 @@ async def test_one_trace_runs_from_the_purchase_to_the_case(stack: Stack, receiv
         spans = receiver.of_trace(trace_id)
         services = {span.service for span in spans}
         names = {span.name for span in spans}
-        answered_in = {span.service for span in spans if _event_type(span) == SURVEY_RESPONDED}
+        answered_in = {span.service for span in spans if _handled(span, SURVEY_RESPONDED)}
         whole = (
             {"nps-trigger", "nps-survey", "nps-scoring", "nps-alerting"} <= services
             and {"survey send", "survey answer"} <= names
             and {"nps-scoring", "nps-alerting"} <= answered_in
+            and any(_handled(span, FOLLOWUP_OPENED) for span in spans)
         )
         return spans if whole else None
 
@@ -110,10 +111,10 @@ async def test_one_trace_runs_from_the_purchase_to_the_case(stack: Stack, receiv
     # The survey request consumed, the email sent, the answer, its scoring, and the case opened.
     assert any(span.kind == CONSUMER for span in spans if span.service == "nps-survey"), by_service
     assert {"survey send", "survey sent", "survey answer"} <= by_service["nps-survey"], by_service
-    [opened] = [
-        span for span in spans if span.service == "nps-alerting" and _event_type(span) == SURVEY_RESPONDED
-    ]
+    [opened] = [span for span in spans if span.service == "nps-alerting" and _handled(span, SURVEY_RESPONDED)]
     assert opened.kind == CONSUMER and opened.attributes["messaging.destination.name"] == topics.SURVEY_EVENTS
+    # The case it opened (followup.opened) is consumed in the same trace, under that span.
+    assert any(_handled(span, FOLLOWUP_OPENED) and span.parent_span_id == opened.span_id for span in spans)
     # Every span has a parent in the trace except the request, whose parent is the shop's.
     ids = {span.span_id for span in spans}
     assert all(span.parent_span_id in ids for span in spans if span is not request), by_service
@@ -144,8 +145,9 @@ async def _key_works_everywhere(client: httpx.AsyncClient, stack: Stack, auth: d
     return statuses == [200] * len(paths)
 
 
-def _event_type(span: ReceivedSpan) -> Any:
-    return span.attributes.get("cloudevents.event_type")
+def _handled(span: ReceivedSpan, event_type: str) -> bool:
+    """Whether the span is a consumed batch that held an event of ``event_type``."""
+    return event_type in span.attributes.get("nps.event_types", ())
 
 
 async def _mail(stack: Stack, address: str) -> list[EmailMessage]:
