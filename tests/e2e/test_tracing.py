@@ -119,6 +119,10 @@ async def test_one_trace_runs_from_the_purchase_to_the_case(stack: Stack, receiv
     ids = {span.span_id for span in spans}
     assert all(span.parent_span_id in ids for span in spans if span is not request), by_service
 
+    # The relay's publishes are linked to the trace; the sender's cycle that sent the email has its span.
+    assert any(span.name == "outbox publish" and trace_id in span.links for span in receiver.spans)
+    assert any(span.name == "job survey-sender" and span.service == "nps-survey" for span in receiver.spans)
+
     # The malformed context started a new trace of its own, with the request as its root.
     roots = [
         span
