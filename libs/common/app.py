@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI
 
-from libs.common import deps, http, web
+from libs.common import deps, http, tracing, web
 from libs.common.config import ServiceSettings
 from libs.common.logs import configure_logging
 from libs.common.service import Runtime, ServiceDefinition
@@ -48,6 +48,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         # A redirect to the added or dropped slash would echo the request's Host header.
         redirect_slashes=False,
         dependencies=[Depends(http.reject_nul_bytes)],
+        # FastAPI's own spans record the raw path and query, which carry survey tokens and ids;
+        # http.TraceRequests makes the request's span, named by the route template. Its metrics and
+        # logs stay off too: /metrics is Prometheus, and logs never carry exception messages.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     deps.attach(
         app,
@@ -88,7 +92,11 @@ def main(build: Callable[[S], ServiceDefinition], settings_class: type[S]) -> No
         return
     if command != "serve":
         raise SystemExit(f"unknown command {command!r}; use 'serve' or 'migrate'")
-    uvicorn.run(create_app(runtime), **server_options(settings))
+    tracing.configure(definition.name)
+    try:
+        uvicorn.run(create_app(runtime), **server_options(settings))
+    finally:
+        tracing.shutdown()
 
 
 def server_options(settings: ServiceSettings) -> dict[str, Any]:

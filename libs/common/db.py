@@ -34,6 +34,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from typing_extensions import TypeVar
 
+from libs.common import tracing
 from libs.common.events import Contract, Event
 
 
@@ -238,12 +239,24 @@ OUTBOX_COLUMNS = ("event_id", "event_type", "topic", "key", "payload")
 
 
 def outbox_row(event: Event[Contract], *, key: str | None = None, topic: str | None = None) -> dict[str, Any]:
+    """The outbox row of an event. It carries the trace context current where it is written (the
+    request or message being handled), so the relay publishes it in that trace; an event written
+    outside any trace keeps whatever context it was built with."""
+    envelope = event.envelope
+    context = tracing.carrier()
+    if context:
+        envelope = envelope.model_copy(
+            update={
+                "traceparent": context[tracing.TRACEPARENT],
+                "tracestate": context.get(tracing.TRACESTATE),
+            }
+        )
     return {
-        "event_id": event.envelope.id,
-        "event_type": event.envelope.type,
+        "event_id": envelope.id,
+        "event_type": envelope.type,
         "topic": topic or event.data.topic,
-        "key": key if key is not None else event.envelope.subject,
-        "payload": event.envelope.to_json(),
+        "key": key if key is not None else envelope.subject,
+        "payload": envelope.to_json(),
     }
 
 

@@ -1,7 +1,8 @@
 """The event envelope (CloudEvents 1.0) and every typed, versioned event contract.
 
 An event on the wire is a CloudEvent in structured mode (a JSON object) or binary mode (``ce_``
-headers plus the data as the body). The tenant travels as the ``tenantid`` extension attribute.
+headers plus the data as the body). The tenant travels as the ``tenantid`` extension attribute,
+the trace context as ``traceparent`` / ``tracestate`` (the Distributed Tracing extension).
 ``data`` is validated against the contract registered for the event ``type``.
 
 Each contract class knows the one ``type`` it travels as and its topic (``event_type``, ``topic``);
@@ -23,6 +24,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -30,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from libs.common import topics
+from libs.common import topics, tracing
 
 SPEC_VERSION = "1.0"
 
@@ -784,8 +786,24 @@ INTAKE_TYPES = frozenset(
 )
 
 
+def _valid_traceparent(value: Any) -> str | None:
+    """A ``traceparent`` that is not a W3C trace context is dropped, never refused: tracing must not
+    cost anybody an event. The work it leads to starts a trace of its own."""
+    if not isinstance(value, str) or len(value) > 128:
+        return None
+    return value if tracing.link_to({tracing.TRACEPARENT: value}) is not None else None
+
+
+def _valid_tracestate(value: Any) -> str | None:
+    # W3C caps tracestate at 32 members of 256 characters; 512 keeps what real tracers send.
+    return value if isinstance(value, str) and len(value) <= 512 else None
+
+
 class Envelope(BaseModel):
-    """CloudEvents 1.0 context attributes. ``data`` stays a dict here; see :func:`decode`."""
+    """CloudEvents 1.0 context attributes. ``data`` stays a dict here; see :func:`decode`.
+
+    ``traceparent`` and ``tracestate`` are the CloudEvents Distributed Tracing extension: the trace
+    context the event was made in (:mod:`libs.common.tracing`)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -797,6 +815,8 @@ class Envelope(BaseModel):
     time: Timestamp | None = None
     subject: Annotated[str, StringConstraints(max_length=500)] | None = None
     datacontenttype: str | None = "application/json"
+    traceparent: Annotated[str | None, BeforeValidator(_valid_traceparent)] = None
+    tracestate: Annotated[str | None, BeforeValidator(_valid_tracestate)] = None
     data: dict[str, Any]
 
     def to_json(self) -> bytes:

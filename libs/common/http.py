@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.common import tracing
 from libs.common.kafka import is_transient
 from libs.common.metrics import ServiceMetrics
 
@@ -308,6 +309,40 @@ class RequestMetrics:
             self.metrics.http_seconds.labels(method, path).observe(time.perf_counter() - started)
 
 
+class TraceRequests:
+    """One server span per request, continuing the caller's W3C ``traceparent`` / ``tracestate``
+    (a malformed one is ignored: the request starts a trace of its own). Named and labelled by the
+    route template, never the raw path, which carries survey tokens and ids."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        carrier: dict[str, str] = {}
+        for name, value in scope.get("headers", ()):
+            if name in (b"traceparent", b"tracestate"):
+                carrier[name.decode("latin-1")] = value.decode("latin-1")
+        method = scope["method"]
+        with tracing.span(method, parent=carrier, kind=tracing.SpanKind.SERVER) as span:
+
+            async def tracking_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    span.set_attribute("http.response.status_code", message["status"])
+                await send(message)
+
+            try:
+                await self.app(scope, receive, tracking_send)
+            finally:
+                route = getattr(scope.get("route"), "path", None)
+                if route is not None:
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.request.method", method)
+
+
 _LOOSE_TYPES = {b"", b"application/x-www-form-urlencoded", b"text/plain"}
 
 
@@ -548,6 +583,8 @@ def install(
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(JsonWithoutContentType)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    # Outermost: the span covers the whole request, the size limit's refusals included.
+    app.add_middleware(TraceRequests)
 
     generate = app.openapi
 

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from libs.common import tracing
 from libs.common.db import Database, UnitOfWork
 from libs.common.kafka import is_transient
 
@@ -164,12 +165,14 @@ class JobRunner:
         """One cycle, measured; on an error, the backoff too. Returns (items, failed)."""
         metrics = self._metrics
         started = time.perf_counter()
+        started_ns = time.time_ns()
         try:
             handled = await job.run_once()
         except asyncio.CancelledError:
             raise
         except Exception as error:
             metrics.errors.labels(job.name).inc()
+            tracing.record_span(f"job {job.name}", start_ns=started_ns, error=error)
             self._log_failure(job, "cycle", error)
             await self._backoff(job)
             return 0, True
@@ -177,6 +180,9 @@ class JobRunner:
             metrics.runs.labels(job.name).inc()
             metrics.duration.labels(job.name).observe(time.perf_counter() - started)
         metrics.items.labels(job.name).inc(handled)
+        if handled:
+            # Only cycles that worked on something: idle polls would bury them.
+            tracing.record_span(f"job {job.name}", start_ns=started_ns, attributes={"nps.job.items": handled})
         self._reset_backoff(job)
         return handled, False
 

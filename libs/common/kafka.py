@@ -35,6 +35,7 @@ from aiokafka.helpers import create_ssl_context
 from sqlalchemy import Uuid, cast, delete, func, insert, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from libs.common import tracing
 from libs.common.config import ServiceSettings
 from libs.common.db import Database, UnitOfWork
 from libs.common.events import (
@@ -288,9 +289,10 @@ class ConsumerRunner:
         delay = 0.2
         while True:
             try:
-                async with self._database.uow() as uow:
-                    fresh, held, unknown = await self._handle_known(uow, items)
-                    await uow.commit()
+                with _consume_span(self.group_id, items):
+                    async with self._database.uow() as uow:
+                        fresh, held, unknown = await self._handle_known(uow, items)
+                        await uow.commit()
                 if held:
                     self._held_waiting.set()
                 fresh_ids = {(event.tenant_id, event.id) for event in fresh}
@@ -446,10 +448,12 @@ class ConsumerRunner:
                 )
             ).all()
             events = [decode_structured(row.payload) for row in sorted(rows, key=lambda row: row.id)]
-            handled = await uow.claim(self.spec.name, events)
-            if handled:
-                await self.spec.handle(handled, uow)
-            await uow.commit()
+            carriers = [tracing.carrier_of(event.envelope) for event in events]
+            with tracing.consuming(f"{self.group_id} release", carriers):
+                handled = await uow.claim(self.spec.name, events)
+                if handled:
+                    await self.spec.handle(handled, uow)
+                await uow.commit()
 
     async def _release_one(self, row_id: int) -> None:
         try:
@@ -581,6 +585,28 @@ class ConsumerRunner:
             "consumer.dead_lettered",
             extra={"topic": topic, "partition": partition, "offset": offset, "code": code, "reason": reason},
         )
+
+
+def _consume_span(group: str, items: list[_Item]) -> contextlib.AbstractContextManager[tracing.Span]:
+    """The batch's span: its events' trace contexts, and only bounded, impersonal attributes."""
+    first = items[0]
+    tenants = {item.event.tenant_id for item in items}
+    types = {item.event.type for item in items}
+    attributes: dict[str, tracing.AttributeValue] = {
+        "messaging.system": "kafka",
+        "messaging.consumer.group.name": group,
+        "messaging.destination.name": first.record.topic,
+        "messaging.destination.partition.id": str(first.record.partition),
+        "messaging.batch.message_count": len(items),
+    }
+    if len(tenants) == 1:
+        attributes["nps.tenant_id"] = first.event.tenant_id
+    if len(types) == 1:
+        attributes["cloudevents.event_type"] = first.event.type
+    # A closed set (the contracts' types), so bounded however large the batch.
+    attributes["nps.event_types"] = sorted(types)
+    carriers = [tracing.carrier_of(item.event.envelope) for item in items]
+    return tracing.consuming(f"{group} process", carriers, attributes=attributes)
 
 
 async def _known_tenants(uow: UnitOfWork[Any], tenant_ids: set[str]) -> set[str]:

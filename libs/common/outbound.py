@@ -31,6 +31,8 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 
+from libs.common import tracing
+
 MAX_URL_LENGTH = 2000
 MAX_HOST_NAME_LENGTH = 253
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -262,17 +264,22 @@ async def _send(
     pinned_to_name = checked.scheme == "https" and address != host
     extensions = {"sni_hostname": host} if pinned_to_name else {}
     token = _SENDING_WEBHOOK.set(True)
+    # No URL on the span: a webhook's path or query often holds its secret.
     try:
-        async with client.stream(
-            "POST",
-            checked.copy_with(host=address),
-            content=body,
-            headers=headers,
-            extensions=extensions,
-            follow_redirects=False,
-            timeout=seconds,
-        ) as response:
-            return response.status_code, await _refusal_hint(response)
+        with tracing.span("POST webhook", kind=tracing.SpanKind.CLIENT) as span:
+            # The receiver may continue the trace: W3C headers of the span the request is made in.
+            headers.update(tracing.carrier())
+            async with client.stream(
+                "POST",
+                checked.copy_with(host=address),
+                content=body,
+                headers=headers,
+                extensions=extensions,
+                follow_redirects=False,
+                timeout=seconds,
+            ) as response:
+                span.set_attribute("http.response.status_code", response.status_code)
+                return response.status_code, await _refusal_hint(response)
     finally:
         _SENDING_WEBHOOK.reset(token)
 

@@ -9,6 +9,7 @@ event id, so that is harmless, whereas the opposite order could lose events.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from libs.common import tracing
 from libs.common.db import Database
 from libs.common.jobs import Job
 from libs.common.metrics import ServiceMetrics
@@ -88,13 +90,26 @@ class OutboxRelay(Job):
             if not rows:
                 self._metrics.outbox_pending.set(0)
                 return 0
-            deliveries = [
-                await self._producer.send(
-                    row.topic, row.payload, key=row.key.encode() if row.key else None, headers=[CONTENT_TYPE]
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*deliveries)
+            # The events keep the context they were written in; the publish is linked to each trace.
+            links = []
+            if tracing.recording():
+                links = tracing.links_to(_trace_context(row.payload) for row in rows)
+            with tracing.span(
+                "outbox publish",
+                kind=tracing.SpanKind.PRODUCER,
+                links=links,
+                attributes={"messaging.system": "kafka", "messaging.batch.message_count": len(rows)},
+            ):
+                deliveries = [
+                    await self._producer.send(
+                        row.topic,
+                        row.payload,
+                        key=row.key.encode() if row.key else None,
+                        headers=[CONTENT_TYPE],
+                    )
+                    for row in rows
+                ]
+                await asyncio.gather(*deliveries)
             await session.execute(
                 update(table).where(table.c.id.in_([row.id for row in rows])).values(published_at=func.now())
             )
@@ -150,3 +165,11 @@ class OutboxRelay(Job):
                 .on_conflict_do_update(index_elements=[state.c.name], set_={"value": self._broker_epoch})
             )
         log.info("outbox.replayed_into_new_broker", extra={"events": getattr(result, "rowcount", None)})
+
+
+def _trace_context(payload: bytes) -> dict[str, str] | None:
+    try:
+        envelope = json.loads(payload)
+    except ValueError:
+        return None
+    return tracing.carrier_of(envelope) if isinstance(envelope, dict) else None

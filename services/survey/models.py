@@ -76,6 +76,8 @@ class Invitation(Base):
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: The request's ``context`` (a ``SurveyContext`` as JSON), passed on with the answer.
     context: Mapped[dict[str, object] | None] = mapped_column(JSONB)
+    #: The W3C ``traceparent`` / ``tracestate`` of the request: its sending and its answer continue it.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         Index("ux_invitations_token_hash", "token_hash", unique=True),

@@ -53,6 +53,7 @@ _CLAIMED = (
     Invitation.attempts,
     Invitation.send_at,
     Invitation.expires_at,
+    Invitation.trace_context,
 )
 
 
@@ -74,6 +75,8 @@ class NewInvitation:
     created_at: datetime
     #: The request's ``SurveyContext`` as JSON, if it carried one.
     context: dict[str, object] | None = None
+    #: The request's trace context (``traceparent`` / ``tracestate``), if it carried one.
+    trace_context: dict[str, str] | None = None
 
 
 class DueInvitation(NamedTuple):
@@ -91,6 +94,7 @@ class DueInvitation(NamedTuple):
     attempts: int
     send_at: datetime
     expires_at: datetime
+    trace_context: dict[str, str] | None
 
 
 class InvitationRef(NamedTuple):
@@ -108,6 +112,7 @@ class SentInvitation(NamedTuple):
     customer_id: str
     touchpoint: str
     sent_at: datetime
+    trace_context: dict[str, str] | None
 
 
 class BouncedInvitation(NamedTuple):
@@ -147,6 +152,7 @@ class InvitationLink(NamedTuple):
     revision: int | None
     #: The request's ``SurveyContext`` as JSON, if it carried one.
     context: dict[str, object] | None
+    trace_context: dict[str, str] | None
 
 
 class ResponseVersion(NamedTuple):
@@ -223,6 +229,7 @@ class SurveyRepository:
                 "expires_at": invitation.expires_at,
                 "created_at": invitation.created_at,
                 "context": invitation.context,
+                "trace_context": invitation.trace_context,
             }
             for invitation in invitations
         ]
@@ -310,6 +317,7 @@ class SurveyRepository:
                 _INVITATIONS.c.customer_id,
                 _INVITATIONS.c.touchpoint,
                 _INVITATIONS.c.sent_at,
+                _INVITATIONS.c.trace_context,
             )
         )
         return [SentInvitation._make(row) for row in result]
@@ -391,6 +399,7 @@ class SurveyRepository:
                     Response.effort,
                     Response.revision,
                     Invitation.context,
+                    Invitation.trace_context,
                 )
                 .outerjoin(tenants, tenants.c.id == Invitation.tenant_id)
                 .outerjoin(Response, Response.invitation_id == Invitation.id)

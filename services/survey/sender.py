@@ -30,6 +30,7 @@ from email.utils import parseaddr
 import dkim  # type: ignore[import-untyped]
 from prometheus_client import Counter
 
+from libs.common import tracing
 from libs.common.db import Database
 from libs.common.jobs import Job
 from libs.common.kafka import is_transient
@@ -186,6 +187,18 @@ class Sender:
         return pace.slot(invitation.id, now)
 
     async def _deliver(self, invitation: ClaimedInvitation, *, reminder: bool = False) -> Outcome:
+        """Send one email, in a span of the invitation's own trace (the sender's batch mixes many)."""
+        with tracing.span(
+            "survey remind" if reminder else "survey send",
+            parent=invitation.trace_context,
+            kind=tracing.SpanKind.CLIENT,
+            attributes={"nps.tenant_id": str(invitation.tenant_id), "nps.touchpoint": invitation.touchpoint},
+        ) as span:
+            outcome = await self._send_email(invitation, reminder=reminder)
+            span.set_attribute("nps.outcome", type(outcome).__name__.lower())
+            return outcome
+
+    async def _send_email(self, invitation: ClaimedInvitation, *, reminder: bool) -> Outcome:
         settings = self._settings
         async with self._slots:
             try:

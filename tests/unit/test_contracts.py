@@ -319,3 +319,44 @@ def test_the_tenant_is_typed_once_the_envelope_is_taken_in() -> None:
     with pytest.raises(InvalidEvent) as refused:
         _ = not_a_tenant.tenant
     assert refused.value.reason == "tenantid: 'acme' is not a tenant id"
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["structured", "binary"])
+def test_the_trace_context_round_trips_in_both_modes(binary: bool) -> None:
+    event = new_event(
+        events.SURVEY_SENT, tenant_id=str(ID), data=SAMPLES[events.SURVEY_SENT], subject="c1", source="/tests"
+    )
+    traced = event.envelope.model_copy(update={"traceparent": TRACEPARENT, "tracestate": "shop=1,vendor=x"})
+    if binary:
+        envelope = json.loads(traced.to_json())
+        data = envelope.pop("data")
+        headers = [(f"ce_{name}", str(value).encode()) for name, value in envelope.items()]
+        decoded = decode_kafka(headers, json.dumps(data).encode())
+    else:
+        decoded = decode_kafka([], traced.to_json())
+    assert (decoded.envelope.traceparent, decoded.envelope.tracestate) == (TRACEPARENT, "shop=1,vendor=x")
+    assert decoded.envelope == traced
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        "not a trace context",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # the all-zero trace id
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",  # no flags
+        12345,
+        "00-" + "a" * 500,
+    ],
+)
+def test_a_malformed_traceparent_is_dropped_and_the_event_still_accepted(traceparent: object) -> None:
+    event = new_event(
+        events.SURVEY_SENT, tenant_id=str(ID), data=SAMPLES[events.SURVEY_SENT], subject="c1", source="/tests"
+    )
+    raw = json.loads(event.envelope.to_json())
+    raw["traceparent"], raw["tracestate"] = traceparent, ["not", "text"]
+    decoded = decode_kafka([], json.dumps(raw).encode())
+    assert decoded.data == SAMPLES[events.SURVEY_SENT]
+    assert (decoded.envelope.traceparent, decoded.envelope.tracestate) == (None, None)

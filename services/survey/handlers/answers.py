@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from libs.common import tracing
 from libs.common.db import UnitOfWork
 from libs.common.events import (
     SurveyClicked,
@@ -60,6 +61,8 @@ class SurveyLink:
     reminded_at: datetime | None = None
     #: What the survey is about, from its request; the answer's events carry it on.
     context: SurveyContext | None = None
+    #: The request's trace context: the answer continues the purchase's trace.
+    trace_context: dict[str, str] | None = None
 
     def state(self, now: datetime) -> AnswerState:
         return answer_state(responded_at=self.responded_at, expires_at=self.expires_at, now=now)
@@ -104,6 +107,7 @@ async def find_link(uow: UnitOfWork[SurveyRepository], token: str) -> SurveyLink
         sent_at=row.sent_at,
         reminded_at=row.reminded_at,
         context=SurveyContext.model_validate(row.context) if row.context is not None else None,
+        trace_context=row.trace_context,
     )
 
 
@@ -145,9 +149,18 @@ async def record_score(
             responded_at=now,
             context=link.context,
         )
-        uow.emit(
-            data, tenant_id=link.tenant_id, subject=link.customer_id, event_id=str(response_id), time=now
-        )
+        # The person's browser sends no trace context: the answer continues the invitation's trace,
+        # linked to the request it came in.
+        request_link = tracing.link_to(tracing.carrier())
+        with tracing.span(
+            "survey answer",
+            parent=link.trace_context,
+            links=[request_link] if request_link else [],
+            attributes={"nps.tenant_id": str(link.tenant_id), "nps.touchpoint": link.touchpoint},
+        ):
+            uow.emit(
+                data, tenant_id=link.tenant_id, subject=link.customer_id, event_id=str(response_id), time=now
+            )
         return "recorded", replace(link, responded_at=now, score=score, revision=1)
     if not may_change_score(responded_at=link.responded_at, now=now, grace=grace):
         return "final", link

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from libs.common import tracing
 from libs.common.db import UnitOfWork
 from libs.common.events import (
     SURVEY_REQUESTED,
@@ -82,6 +83,7 @@ async def schedule_invitations(
             expires_at=data.send_at + token_ttl,
             created_at=now,
             context=data.context.model_dump(mode="json", exclude_none=True) if data.context else None,
+            trace_context=tracing.carrier_of(request.envelope),
         )
     await uow.repository.insert_invitations(list(invitations.values()))
     if any(invitation.send_at <= now for invitation in invitations.values()):

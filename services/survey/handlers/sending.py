@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from libs.common import tracing
 from libs.common.db import UnitOfWork
 from libs.common.events import (
     SURVEY_FAILED,
@@ -98,6 +99,8 @@ class ClaimedInvitation:
     look: SurveyLook = field(default_factory=SurveyLook)
     #: The address unsubscribed, bounced or complained since the invitation was made.
     suppressed: bool = False
+    #: The request's trace context: sending continues the purchase's trace.
+    trace_context: dict[str, str] | None = None
 
 
 #: A batch's deliveries: each claimed invitation with how its delivery went.
@@ -128,6 +131,7 @@ async def _claimed(
                 language=choose_language(row.locale, look.default_language),
                 look=look,
                 suppressed=(row.tenant_id, row.email.lower()) in suppressed,
+                trace_context=row.trace_context,
             )
         )
     return claimed
@@ -234,13 +238,19 @@ def _emit_sent(uow: UnitOfWork[SurveyRepository], row: SentInvitation) -> None:
     data = SurveySent(
         invitation_id=row.id, customer_id=row.customer_id, touchpoint=row.touchpoint, sent_at=row.sent_at
     )
-    uow.emit(
-        data,
-        tenant_id=row.tenant_id,
-        subject=row.customer_id,
-        event_id=sent_event_id(row.id),
-        time=row.sent_at,
-    )
+    # Recorded with a batch of others: the event continues its own invitation's trace.
+    with tracing.span(
+        "survey sent",
+        parent=row.trace_context,
+        attributes={"nps.tenant_id": str(row.tenant_id), "nps.touchpoint": row.touchpoint},
+    ):
+        uow.emit(
+            data,
+            tenant_id=row.tenant_id,
+            subject=row.customer_id,
+            event_id=sent_event_id(row.id),
+            time=row.sent_at,
+        )
 
 
 def _emit_failed(
