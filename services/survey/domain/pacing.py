@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class Pace:
-    """One tenant's bucket. ``tokens`` may be negative: slots handed out ahead of time."""
+    """One tenant's bucket. ``tokens`` may be negative: slots handed out ahead of time.
+
+    In one process only: the sender uses :class:`SharedPace`, which replicas share and which
+    gives the same slots (``tests/unit/test_shared_rates.py`` holds the two to each other)."""
 
     rate_per_second: float
     burst: float

@@ -103,7 +103,8 @@ class PublicLimits:
 
 
 class PublicLimiter:
-    """The limits of :class:`PublicLimits`, by client and by link.
+    """The limits of :class:`PublicLimits`, by client and by link, in one process: the reference
+    the shared buckets (:class:`SharedBucket`, which the pages use) are tested against.
 
     A client that has missed too often is refused everything until its misses drain, not only
     further misses: a lookup that finds a link answers differently from one that does not, so
