@@ -713,6 +713,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address the services bind to")
     parser.add_argument("--no-demo", dest="demo", action="store_false", help="skip the demo tenant")
     args = parser.parse_args(argv)
+    if not 1 <= args.replicas <= MAX_REPLICAS:
+        parser.error(
+            f"--replicas (or REPLICAS) must be 1 to {MAX_REPLICAS}: "
+            f"replicas are {REPLICA_PORT_STEP} ports apart"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s devstack %(levelname)s %(message)s")
     # One line per /readyz poll would bury what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)

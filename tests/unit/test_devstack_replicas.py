@@ -45,3 +45,13 @@ def test_the_replica_count_comes_from_REPLICAS_as_make_run_passes_it(
     with pytest.raises(SystemExit):
         main(["--data-dir", str(tmp_path)])
     assert seen[0].replicas == 2
+
+
+def test_a_replica_count_out_of_range_is_refused_before_anything_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REPLICAS", "12")
+    with pytest.raises(SystemExit) as exited:
+        main(["--data-dir", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "must be 1 to 9" in capsys.readouterr().err
