@@ -65,6 +65,7 @@ bench: $(STAMP) ## Benchmarks: the project's figures next to a raw baseline from
 	$(PY) -m bench.survey_delivery
 	$(PY) -m bench.survey_kill
 	$(PY) -m bench.survey_burst
+	$(PY) -m bench.replicas_burst
 	$(PY) -m bench.alerting_cases
 	$(PY) -m bench.alerting_sla
 	$(PY) -m bench.scoring_rollup

@@ -46,6 +46,9 @@ log = logging.getLogger("devstack")
 
 SERVICES = ("trigger", "survey", "scoring", "alerting", "reporting")
 
+#: Replica k (from 0) of a service listens on base + 1 + (its index) + 10 * k.
+REPLICA_PORT_STEP = 10
+MAX_REPLICAS = 9
 _READY_TIMEOUT_S = 90.0
 _RESTART_DELAY_S = 1.0
 # A service that dies this often before it was ever ready will not get better by waiting out the deadline.
@@ -71,9 +74,12 @@ class StackConfig:
     kafka_port: int = 9092
     smtp_port: int = 1025
     demo: bool = True
+    #: Processes per service. They share the database, the broker and the SMTP sink.
+    replicas: int = 1
 
-    def service_port(self, name: str) -> int:
-        return self.port_base + 1 + SERVICES.index(name)
+    def service_port(self, name: str, replica: int = 0) -> int:
+        """Replica k of a service listens on its first replica's port + REPLICA_PORT_STEP * k."""
+        return self.port_base + 1 + SERVICES.index(name) + REPLICA_PORT_STEP * replica
 
     @property
     def url_host(self) -> str:
@@ -84,6 +90,7 @@ class StackConfig:
 @dataclass
 class _Service:
     name: str
+    replica: int
     port: int
     url: str
     log_path: Path
@@ -96,6 +103,11 @@ class _Service:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
+
+    @property
+    def label(self) -> str:
+        """`survey` for the first replica, `survey-2` for the second: how logs and messages name it."""
+        return self.name if self.replica == 0 else f"{self.name}-{self.replica + 1}"
 
 
 def _signal_group(process: asyncio.subprocess.Process, signum: signal.Signals) -> None:
@@ -155,15 +167,23 @@ class Stack:
         self.smtp_url = ""
         self.admin_token_source = ""
         self.api_key: str | None = None
-        self.services = {
-            name: _Service(
-                name=name,
-                port=config.service_port(name),
-                url=f"http://{config.url_host}:{config.service_port(name)}",
-                log_path=self.logs_dir / f"{name}.log",
+        if not 1 <= config.replicas <= MAX_REPLICAS:
+            raise StackError(
+                f"replicas must be 1 to {MAX_REPLICAS} (their ports are {REPLICA_PORT_STEP} apart)"
             )
+        self.replicas = [
+            _Service(
+                name=name,
+                replica=replica,
+                port=config.service_port(name, replica),
+                url=f"http://{config.url_host}:{config.service_port(name, replica)}",
+                log_path=self.logs_dir / (f"{name}.log" if replica == 0 else f"{name}-{replica + 1}.log"),
+            )
+            for replica in range(config.replicas)
             for name in SERVICES
-        }
+        ]
+        #: The first replica of each service: the address the others are told to use for it.
+        self.services = {s.name: s for s in self.replicas if s.replica == 0}
         self._postgres: EmbeddedPostgres | None = None
         self._postgres_starting: asyncio.Future[None] | None = None
         self._kafka: EmbeddedKafka | None = None
@@ -192,7 +212,7 @@ class Stack:
         await self._start_smtp_sink()
         await ensure_topics(self.kafka_bootstrap, ALL_TOPICS)
         service_env = self._service_env()
-        for service in self.services.values():
+        for service in self.replicas:
             service.env = {
                 **service_env,
                 "NPS_SERVICE": service.name,
@@ -200,7 +220,7 @@ class Stack:
                 "HTTP_PORT": str(service.port),
             }
             self._supervisors.append(
-                asyncio.create_task(self._supervise(service), name=f"run {service.name}")
+                asyncio.create_task(self._supervise(service), name=f"run {service.label}")
             )
         self._watchdog = asyncio.create_task(self._watch_infrastructure(), name="watch infrastructure")
         await self._wait_until_ready()
@@ -267,7 +287,7 @@ class Stack:
 
     def _check_ports(self) -> None:
         """Fail before starting anything rather than half-way, e.g. when another `make run` is up."""
-        wanted = {f"{s.name} (--port-base)": (self.config.host, s.port) for s in self.services.values()}
+        wanted = {f"{s.label} (--port-base)": (self.config.host, s.port) for s in self.replicas}
         if not self.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             wanted["kafka (--kafka-port)"] = ("127.0.0.1", self.config.kafka_port)
         if not self.environ.get("SMTP_URL"):
@@ -397,13 +417,13 @@ class Stack:
         """Stop every service, run `while_stopped`, and let the supervisors start them with the new env."""
         self._services_may_start.clear()
         try:
-            running = [s for s in self.services.values() if s.process is not None and s.running]
+            running = [s for s in self.replicas if s.process is not None and s.running]
             for service in running:
                 service.restarting = True
             await self._terminate([s.process for s in running if s.process is not None])
             if while_stopped is not None:
                 await while_stopped()
-            for service in self.services.values():
+            for service in self.replicas:
                 service.env.update(env_changes)
         finally:
             # Also when re-creating topics failed: services that run are better than none, and the
@@ -476,19 +496,19 @@ class Stack:
             service.process = await self._spawn(
                 [sys.executable, "-m", f"services.{service.name}"], env=service.env, log_path=service.log_path
             )
-            log.info("%s started (pid %d) on %s", service.name, service.process.pid, service.url)
+            log.info("%s started (pid %d) on %s", service.label, service.process.pid, service.url)
             self._write_state()
             returncode = await service.process.wait()
             if self._stopping:
                 return
             if service.restarting:
                 service.restarting = False
-                log.info("%s stopped for a restart (exit %s)", service.name, returncode)
+                log.info("%s stopped for a restart (exit %s)", service.label, returncode)
                 continue
             service.exits += 1
             log.warning(
                 "%s exited with %s; restarting in %.0fs (log: %s)",
-                service.name,
+                service.label,
                 returncode,
                 _RESTART_DELAY_S,
                 service.log_path,
@@ -500,7 +520,7 @@ class Stack:
     async def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + _READY_TIMEOUT_S
         async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
-            await asyncio.gather(*(self._wait_ready(client, s, deadline) for s in self.services.values()))
+            await asyncio.gather(*(self._wait_ready(client, s, deadline) for s in self.replicas))
 
     async def _wait_ready(self, client: httpx.AsyncClient, service: _Service, deadline: float) -> None:
         while True:
@@ -508,12 +528,12 @@ class Stack:
                 with contextlib.suppress(httpx.HTTPError):
                     response = await client.get(f"{service.url}/readyz")
                     if response.status_code == 200:
-                        log.info("%s ready", service.name)
+                        log.info("%s ready", service.label)
                         return
             if service.exits >= _MAX_EXITS_BEFORE_READY or time.monotonic() > deadline:
                 why = f"exited {service.exits} times" if service.exits else "did not answer /readyz with 200"
                 tail = _log_tail(service.log_path)
-                raise StackError(f"{service.name} {why}; last lines of {service.log_path}:\n{tail}")
+                raise StackError(f"{service.label} {why}; last lines of {service.log_path}:\n{tail}")
             await asyncio.sleep(0.2)
 
     async def _stop_services(self) -> None:
@@ -524,7 +544,7 @@ class Stack:
         # The watchdog too: a restart it was in the middle of must have cleaned up before we go on.
         watchdog = [self._watchdog] if self._watchdog is not None else []
         await asyncio.gather(*self._supervisors, *watchdog, return_exceptions=True)
-        await self._terminate([s.process for s in self.services.values() if s.process is not None])
+        await self._terminate([s.process for s in self.replicas if s.process is not None])
 
     async def _terminate(self, processes: Sequence[asyncio.subprocess.Process]) -> None:
         """SIGTERM, and SIGKILL for those still there after _SERVICE_STOP_TIMEOUT_S."""
@@ -568,14 +588,16 @@ class Stack:
     def _write_state(self) -> None:
         if not self._publish_state:
             return
-        services = {
-            s.name: {"pid": s.process.pid if s.process else None, "url": s.url}
-            for s in self.services.values()
-        }
+
+        def where(s: _Service) -> dict[str, Any]:
+            return {"pid": s.process.pid if s.process else None, "url": s.url}
+
         _write_json_atomically(
             self.state_path,
             {
-                "services": services,
+                # The first replica of each; "replicas" lists them all, first replica first.
+                "services": {s.name: where(s) for s in self.services.values()},
+                "replicas": {name: [where(s) for s in self.replicas if s.name == name] for name in SERVICES},
                 "kafka": self.kafka_bootstrap,
                 "database_url": _without_password(self.database_url),
                 "smtp_url": _without_password(self.smtp_url),
@@ -626,7 +648,7 @@ class Stack:
 
     def banner(self) -> str:
         lines = ["", "NPS platform is running:"]
-        lines += [f"  {s.name:<10} {s.url}" for s in self.services.values()]
+        lines += [f"  {s.label:<10} {s.url}" for s in self.replicas]
         lines.append(f"  reports    {self.services['reporting'].url}/")
         if self.api_key:
             lines.append(f"  API key (tenant demo): {self.api_key}")
@@ -677,12 +699,25 @@ async def run(config: StackConfig, environ: Mapping[str, str] | None = None) -> 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m libs.devstack.run", description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=Path(".data"), help="default: .data")
-    parser.add_argument("--port-base", type=int, default=8000, help="services on base+1..base+5")
+    parser.add_argument(
+        "--port-base", type=int, default=8000, help="services on base+1..base+5, replica k on those + 10*k"
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("REPLICAS") or 1),
+        help=f"processes per service, 1 to {MAX_REPLICAS} (default: $REPLICAS or 1)",
+    )
     parser.add_argument("--kafka-port", type=int, default=9092)
     parser.add_argument("--smtp-port", type=int, default=1025)
     parser.add_argument("--host", default="127.0.0.1", help="address the services bind to")
     parser.add_argument("--no-demo", dest="demo", action="store_false", help="skip the demo tenant")
     args = parser.parse_args(argv)
+    if not 1 <= args.replicas <= MAX_REPLICAS:
+        parser.error(
+            f"--replicas (or REPLICAS) must be 1 to {MAX_REPLICAS}: "
+            f"replicas are {REPLICA_PORT_STEP} ports apart"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s devstack %(levelname)s %(message)s")
     # One line per /readyz poll would bury what matters.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -693,6 +728,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         kafka_port=args.kafka_port,
         smtp_port=args.smtp_port,
         demo=args.demo,
+        replicas=args.replicas,
     )
     sys.exit(asyncio.run(run(config)))
 

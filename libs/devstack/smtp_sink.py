@@ -26,7 +26,15 @@ from aiosmtpd.smtp import SMTP
 
 from libs.devstack.ports import free_port
 
-__all__ = ["MailboxHandler", "SmtpSink", "messages_to", "read_headers", "read_messages", "store_message"]
+__all__ = [
+    "MailboxHandler",
+    "SmtpSink",
+    "arrivals_to",
+    "messages_to",
+    "read_headers",
+    "read_messages",
+    "store_message",
+]
 
 # Greeting name; given explicitly because aiosmtpd otherwise does a (possibly slow) FQDN lookup.
 _SERVER_NAME = "nps-smtp-sink"
@@ -125,6 +133,22 @@ def messages_to(mail_dir: Path | str, address: str) -> list[EmailMessage]:
         if address in recipients:
             matched.append(parser.parsebytes(path.read_bytes()))
     return matched
+
+
+def arrivals_to(mail_dir: Path | str, address: str) -> list[tuple[datetime, str]]:
+    """(when it arrived, its To header) of each stored message whose To contains ``address``,
+    oldest first: when the sink received it, whoever sent it (the file name starts with the time)."""
+    arrived: list[tuple[datetime, str]] = []
+    for path in _stored(mail_dir):
+        recipients = _recipients.get(path)
+        if recipients is None:
+            with path.open("rb") as stored:
+                headers = BytesHeaderParser(policy=default_policy).parse(stored)
+            recipients = _recipients[path] = str(headers["To"])
+        if address in recipients:
+            stamp = datetime.strptime(path.name.split("-", 1)[0], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+            arrived.append((stamp, recipients))
+    return arrived
 
 
 def _stored(mail_dir: Path | str) -> list[Path]:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -154,3 +155,23 @@ class TenantSettings(Base):
     touchpoint: Mapped[str] = mapped_column(String(63), primary_key=True)
     config: Mapped[dict[str, object]] = mapped_column(JSONB)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RateBucket(Base):
+    """One GCRA bucket shared by every replica (a tenant's sending rate, a client or a link of
+    the public pages): ``tat`` is its theoretical arrival time, in seconds of the Unix epoch."""
+
+    __tablename__ = "rate_buckets"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tat: Mapped[float] = mapped_column(Float(precision=53))
+    __table_args__ = (Index("rate_buckets_tat", "tat"),)
+
+
+class RateSlot(Base):
+    """The slot an invitation put back by its tenant's rate was given, paid for already: when it
+    comes back, on whichever replica, it goes without asking the rate again."""
+
+    __tablename__ = "rate_slots"
+    invitation_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    at: Mapped[float] = mapped_column(Float(precision=53))
+    __table_args__ = (Index("rate_slots_at", "at"),)

@@ -30,6 +30,9 @@ from sqlalchemy import (
 from sqlalchemy import (
     cast as sql_cast,
 )
+from sqlalchemy import (
+    text as sql_text,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
@@ -37,7 +40,7 @@ from sqlalchemy.sql.expression import Update, Values
 
 from services.survey.domain.answers import FollowUp
 from services.survey.domain.delivery import InvitationStatus
-from services.survey.models import COMMON, Invitation, Response, Suppression, TenantSettings
+from services.survey.models import COMMON, Invitation, RateSlot, Response, Suppression, TenantSettings
 
 _INVITATIONS = cast(Table, Invitation.__table__)
 #: The columns of a :class:`DueInvitation`, in its order.
@@ -716,3 +719,111 @@ class SurveyRepository:
             )
         )
         return due
+
+    # --- Rates every replica shares (domain.pacing.SharedPace, domain.ratelimit.SharedBucket) ---
+
+    async def give_slots(self, key: str, n: int, interval: float, now: float) -> float:
+        """Give ``n`` slots of the rate ``key`` at ``now`` and return its row after: ``SharedPace.advance``
+        in one statement, so replicas giving slots at once queue on the row, never share a slot."""
+        tat = await self._session.scalar(_GIVE_SLOTS, {"key": key, "n": n, "step": interval, "now": now})
+        return float(cast(float, tat))
+
+    async def take_held_slots(
+        self, invitation_ids: Sequence[uuid.UUID], now: float
+    ) -> dict[uuid.UUID, float]:
+        """The slots these invitations were given when the rate put them back, taken (deleted); and
+        the slots of invitations that never came back (withdrawn, answered) forgotten after an hour."""
+        await self._session.execute(delete(RateSlot).where(RateSlot.at < now - 3600))
+        if not invitation_ids:
+            return {}
+        rows = await self._session.execute(
+            delete(RateSlot)
+            .where(RateSlot.invitation_id.in_(list(invitation_ids)))
+            .returning(RateSlot.invitation_id, RateSlot.at)
+        )
+        return {invitation_id: at for invitation_id, at in rows}
+
+    async def hold_slots(self, slots: Sequence[tuple[uuid.UUID, float]]) -> None:
+        """(invitation, when its slot is): paid for, kept until it comes back."""
+        if not slots:
+            return
+        insert = pg_insert(RateSlot).values([{"invitation_id": i, "at": at} for i, at in slots])
+        await self._session.execute(
+            insert.on_conflict_do_update(
+                index_elements=[RateSlot.invitation_id], set_={"at": insert.excluded.at}
+            )
+        )
+
+    async def admit(
+        self, checked: Sequence[tuple[str, float, float]], taken: Sequence[str], now: float
+    ) -> float:
+        """(key, interval, tolerance) of each bucket a public request is checked against, and the
+        keys it spends when all allow it: the seconds to wait (0: served, and spent), in one
+        statement that locks the rows it reads, so replicas admitting at once queue on them."""
+        wait = await self._session.scalar(
+            _ADMIT,
+            {
+                "keys": [key for key, _, _ in checked],
+                "steps": [step for _, step, _ in checked],
+                "tolerances": [tolerance for _, _, tolerance in checked],
+                "takes": [key in taken for key, _, _ in checked],
+                "now": now,
+            },
+        )
+        return float(cast(float, wait))
+
+    async def charge(self, key: str, interval: float, tolerance: float, now: float) -> None:
+        """Count one request against ``key`` even past its limit, into debt of at most one
+        tolerance more (``SharedBucket.charge``)."""
+        await self._session.execute(
+            _CHARGE, {"key": key, "step": interval, "tolerance": tolerance, "now": now}
+        )
+
+    async def forget_full_buckets(self, now: float) -> None:
+        """A row whose ``tat`` has passed is a full bucket, as no row is."""
+        await self._session.execute(
+            sql_text("DELETE FROM survey.rate_buckets WHERE tat < :now"), {"now": now}
+        )
+
+
+_GIVE_SLOTS = sql_text(
+    """
+    INSERT INTO survey.rate_buckets AS b (key, tat)
+    VALUES (:key, CAST(:now AS float8) + CAST(:n AS integer) * CAST(:step AS float8))
+    ON CONFLICT (key) DO UPDATE
+    SET tat = greatest(b.tat, CAST(:now AS float8)) + CAST(:n AS integer) * CAST(:step AS float8)
+    RETURNING tat
+    """
+)
+_ADMIT = sql_text(
+    """
+    WITH asked AS (
+        SELECT * FROM unnest(
+            CAST(:keys AS text[]), CAST(:steps AS float8[]), CAST(:tolerances AS float8[]),
+            CAST(:takes AS boolean[])
+        ) AS a(key, step, tolerance, take)
+    ), held AS (
+        SELECT b.key, b.tat FROM survey.rate_buckets b JOIN asked USING (key) ORDER BY b.key FOR UPDATE OF b
+    ), verdict AS (
+        SELECT coalesce(max(greatest(0, h.tat + a.step - a.tolerance - CAST(:now AS float8))), 0) AS wait
+        FROM asked a JOIN held h USING (key)
+    ), spent AS (
+        INSERT INTO survey.rate_buckets AS b (key, tat)
+        SELECT key, CAST(:now AS float8) + step FROM asked WHERE take AND (SELECT wait FROM verdict) = 0
+        ON CONFLICT (key) DO UPDATE
+        SET tat = greatest(b.tat, CAST(:now AS float8)) + (excluded.tat - CAST(:now AS float8))
+        RETURNING 1
+    )
+    SELECT wait FROM verdict
+    """
+)
+_CHARGE = sql_text(
+    """
+    INSERT INTO survey.rate_buckets AS b (key, tat)
+    VALUES (:key, CAST(:now AS float8) + CAST(:step AS float8))
+    ON CONFLICT (key) DO UPDATE SET tat = least(
+        greatest(b.tat, CAST(:now AS float8)) + CAST(:step AS float8),
+        CAST(:now AS float8) + 2 * CAST(:tolerance AS float8)
+    )
+    """
+)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -49,7 +50,7 @@ from services.survey.domain.delivery import (
     before_sending,
     scrub,
 )
-from services.survey.domain.pacing import Pace
+from services.survey.domain.pacing import SharedPace
 from services.survey.domain.tokens import survey_token
 from services.survey.handlers import ClaimedInvitation, questions_in
 from services.survey.rendering import Recipient, invitation_email
@@ -122,7 +123,6 @@ class Sender:
         self._sending_timeout = timedelta(seconds=settings.sending_timeout_seconds)
         self._slots = asyncio.Semaphore(settings.send_concurrency)
         self._signer = Signer(settings)
-        self._paces: dict[object, Pace] = {}
         # Deliveries accepted by the server and not yet recorded; see _note_sent.
         self._accepted: list[tuple[ClaimedInvitation, Outcome]] = []
         self._recording: asyncio.Task[None] | None = None
@@ -138,7 +138,7 @@ class Sender:
         if not claimed:
             return 0
         outcomes: list[tuple[ClaimedInvitation, Outcome]] = []
-        to_send = []
+        sendable = []
         for invitation in claimed:
             verdict: Outcome | None = before_sending(
                 attempts=invitation.attempts, expires_at=invitation.expires_at, now=now, policy=self._policy
@@ -148,14 +148,18 @@ class Sender:
             if verdict is None and invitation.tenant_name is None:
                 verdict = Failed("not sent: no such tenant", "tenant_unknown")
             if verdict is None:
-                wait = self._rate(invitation)
-                if wait > 0:
-                    # Over the tenant's rate: back in line for its slot. Waiting is not failing.
-                    verdict = Wait(now + timedelta(seconds=wait))
-            if verdict is None:
-                to_send.append(invitation)
+                sendable.append(invitation)
             else:
                 outcomes.append((invitation, verdict))
+        waits = await self._rate(sendable)
+        to_send = []
+        for invitation in sendable:
+            wait = waits[invitation.id]
+            if wait > 0:
+                # Over the tenant's rate: back in line for its slot. Waiting is not failing.
+                outcomes.append((invitation, Wait(now + timedelta(seconds=wait))))
+            else:
+                to_send.append(invitation)
         tasks = [asyncio.create_task(self._deliver(invitation)) for invitation in to_send]
         try:
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -177,14 +181,44 @@ class Sender:
         await self._record(outcomes + _unrecorded(_finished(to_send, tasks)))
         return len(claimed)
 
-    def _rate(self, invitation: ClaimedInvitation) -> float:
-        """0 to send now, else the seconds until this invitation's slot in its tenant's rate."""
-        per_minute = invitation.look.send_rate_per_minute
-        pace = self._paces.get(invitation.tenant_id)
-        now = time.monotonic()
-        if pace is None or pace.rate_per_second != per_minute / 60:
-            pace = self._paces[invitation.tenant_id] = Pace.per_minute(per_minute, now)
-        return pace.slot(invitation.id, now)
+    async def _rate(self, invitations: Sequence[ClaimedInvitation]) -> dict[uuid.UUID, float]:
+        """Per invitation, 0 to send now, else the seconds until its slot in its tenant's rate.
+
+        The rate is a row per tenant that every replica shares (``SharedPace``): one statement
+        per tenant per batch gives the batch its slots. An invitation the rate put back holds its
+        slot (paid for already), so when it comes back, to whichever replica, it goes without
+        queueing again."""
+        if not invitations:
+            return {}
+        now = time.time()
+        waits: dict[uuid.UUID, float] = {}
+        held: list[tuple[uuid.UUID, float]] = []
+        async with self._database.uow() as uow:
+            repository = uow.repository
+            paid = await repository.take_held_slots([i.id for i in invitations], now)
+            await repository.forget_full_buckets(now)
+            by_tenant: dict[tuple[uuid.UUID, int], list[ClaimedInvitation]] = {}
+            for invitation in invitations:
+                at = paid.get(invitation.id)
+                if at is None:
+                    key = (invitation.tenant_id, invitation.look.send_rate_per_minute)
+                    by_tenant.setdefault(key, []).append(invitation)
+                # Up to a second early (a poll's granularity) is close enough.
+                elif at - now > 1.0:
+                    waits[invitation.id] = at - now
+                    held.append((invitation.id, at))
+                else:
+                    waits[invitation.id] = 0.0
+            for (tenant_id, per_minute), asking in by_tenant.items():
+                pace = SharedPace(per_minute)
+                tat = await repository.give_slots(f"send:{tenant_id}", len(asking), pace.interval, now)
+                for invitation, wait in zip(asking, pace.slots(tat, now, len(asking)), strict=True):
+                    waits[invitation.id] = wait
+                    if wait > 0:
+                        held.append((invitation.id, now + wait))
+            await repository.hold_slots(held)
+            await uow.commit()
+        return waits
 
     async def _deliver(self, invitation: ClaimedInvitation, *, reminder: bool = False) -> Outcome:
         """Send one email, in a span of the invitation's own trace (the sender's batch mixes many)."""

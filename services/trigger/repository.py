@@ -881,6 +881,15 @@ class TriggerRepository:
         )
         return list(rows)
 
+    async def lock_cohort(self, tenant_id: uuid.UUID, touchpoint: str) -> None:
+        """Until the transaction ends: one replica draws a touchpoint's cohort at a time, and the
+        next one reads the picks the first recorded, so a period is drawn once however many
+        replicas run the job. A replica that dies mid-draw loses the lock with its connection."""
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"cohort:{tenant_id}:{touchpoint}"},
+        )
+
     async def cohort_state(self, tenant_id: uuid.UUID, touchpoint: str, period: str) -> CohortState:
         where = (CohortPick.tenant_id == tenant_id, CohortPick.touchpoint == touchpoint)
         current = int(

@@ -4,6 +4,7 @@ Postgres takes, and the job failed on that batch for ever)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from services.alerting import handlers
-from tests.conftest import StartService, provision_tenant
+from tests.conftest import ServiceUnderTest, StartService, provision_tenant
 from tests.integration.test_alerting_followups import _alerting
 
 pytestmark = pytest.mark.integration
@@ -71,3 +72,52 @@ async def test_a_full_batch_of_overdue_cases_is_taken_in_one_pass(start_service:
             {"tenant": tenant_id},
         )
         await uow.commit()
+
+
+async def test_two_replicas_running_the_clock_at_once_take_each_step_once(
+    start_service: StartService,
+) -> None:
+    first = await _alerting(start_service)
+    # Another process's worth of alerting (its own pool and jobs) on the same database.
+    second = await _alerting(start_service, fresh=True)
+    tenant = await provision_tenant(first.runtime)
+    tenant_id = uuid.UUID(tenant.tenant_id)
+    cases = 300
+    async with first.runtime.database.uow() as uow:
+        await uow.session.execute(text(SEED), {"tenant": tenant_id, "cases": cases})
+        await uow.commit()
+
+    async def clock(replica: ServiceUnderTest) -> int:
+        async with replica.runtime.database.uow() as uow:
+            taken = await handlers.run_clock(uow, datetime.now(UTC))
+            await uow.commit()
+        return taken
+
+    # Both replicas' SLA jobs firing together, twice over: the cases one holds, the other skips.
+    await asyncio.gather(clock(first), clock(second), clock(first), clock(second))
+
+    counts = []
+    async with first.runtime.database.uow() as uow:
+        for table in ("case_events", "notifications"):
+            query = text(f"SELECT count(*) FROM alerting.{table} WHERE tenant_id = :tenant")
+            counts.append(await uow.session.scalar(query, {"tenant": tenant_id}))
+        repeated = await uow.session.scalar(
+            text(
+                "SELECT count(*) FROM (SELECT 1 FROM alerting.notifications WHERE tenant_id = :tenant "
+                "GROUP BY case_id, kind, recipient HAVING count(*) > 1) AS twice"
+            ),
+            {"tenant": tenant_id},
+        )
+        await uow.session.execute(
+            text(
+                "UPDATE alerting.notifications SET failed_at = now(), last_error = 'not sent: a test' "
+                "WHERE tenant_id = :tenant AND sent_at IS NULL"
+            ),
+            {"tenant": tenant_id},
+        )
+        await uow.commit()
+    # The breach, both escalations and the resolution breach of each case, and its two notices,
+    # once each: not once per replica. Two things see to it, the SKIP LOCKED claim of the cases and
+    # the dedup keys of the steps and notices; the test passes with either one alone.
+    assert counts == [4 * cases, 2 * cases]
+    assert repeated == 0

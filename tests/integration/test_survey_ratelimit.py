@@ -59,7 +59,17 @@ async def behind(service: ServiceUnderTest, address: str) -> AsyncIterator[httpx
 
 
 def an_address() -> str:
-    return f"198.51.100.{secrets.randbelow(250) + 1}"
+    """One no other test uses: the limits are rows every replica (and every test) shares."""
+    return f"198.{18 + secrets.randbelow(2)}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+
+
+def a_loopback_address() -> str:
+    """A source address for a real connection to a served app that no other test connects from."""
+    return f"127.{secrets.randbelow(200) + 20}.{secrets.randbelow(256)}.{secrets.randbelow(254) + 1}"
+
+
+def connecting_from(url: str, address: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=url, transport=httpx.AsyncHTTPTransport(local_address=address))
 
 
 async def _stamp(service: ServiceUnderTest, invitation_id: uuid.UUID, column: str) -> Any:
@@ -259,13 +269,14 @@ async def _guess_until_limited(client: httpx.AsyncClient, forwarded_for: str) ->
 async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limits(
     start_service: StartService,
 ) -> None:
-    # Our load balancer connects from 127.0.0.1; FORWARDED_ALLOW_IPS names it.
+    # Our load balancer connects from its own address; FORWARDED_ALLOW_IPS names it.
+    balancer = a_loopback_address()
     trusting = await survey_service(
-        start_service, fresh=True, http_port=free_port(), forwarded_allow_ips="127.0.0.1"
+        start_service, fresh=True, http_port=free_port(), forwarded_allow_ips=balancer
     )
-    async with served(trusting) as url, httpx.AsyncClient(base_url=url) as proxy:
-        await _guess_until_limited(proxy, "192.0.2.10")
-        other = await proxy.get("/s/" + "A" * 43, headers={"X-Forwarded-For": "192.0.2.20"})
+    async with served(trusting) as url, connecting_from(url, balancer) as proxy:
+        await _guess_until_limited(proxy, an_address())
+        other = await proxy.get("/s/" + "A" * 43, headers={"X-Forwarded-For": an_address()})
         assert other.status_code == 404
 
     # A balancer FORWARDED_ALLOW_IPS does not name: its X-Forwarded-For is not believed, so every
@@ -273,9 +284,9 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limits(
     untrusting = await survey_service(
         start_service, fresh=True, http_port=free_port(), forwarded_allow_ips="192.0.2.254"
     )
-    async with served(untrusting) as url, httpx.AsyncClient(base_url=url) as proxy:
-        await _guess_until_limited(proxy, "192.0.2.10")
-        other = await proxy.get("/s/" + "A" * 43, headers={"X-Forwarded-For": "192.0.2.20"})
+    async with served(untrusting) as url, connecting_from(url, a_loopback_address()) as proxy:
+        await _guess_until_limited(proxy, an_address())
+        other = await proxy.get("/s/" + "A" * 43, headers={"X-Forwarded-For": an_address()})
         assert other.status_code == 429
 
 

@@ -3,12 +3,14 @@ from customer.upserted, the scheduler draws N accounts a period and invites thei
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.trigger import handlers
 from services.trigger.config import TriggerSettings
+from services.trigger.main import build
 from tests.conftest import ServiceUnderTest, StartService, TestTenant
 from tests.support.services import decisions, trigger_with_tenant
 
@@ -113,3 +115,37 @@ async def test_accounts_whose_contacts_may_not_be_asked_wait(start_service: Star
     assert all(
         not d["event_id"].startswith("cohort:") for d in await decisions(service, tenant, f"{tag}-gone")
     )
+
+
+async def test_two_replicas_drawing_at_the_same_moment_draw_the_period_once(
+    start_service: StartService,
+) -> None:
+    first, tenant = await trigger_with_tenant(start_service)
+    # Another process's worth of trigger (its own pool and jobs) on the same database.
+    second = await start_service(build, TriggerSettings, fresh=True)
+    tag = uuid.uuid4().hex[:6]
+    accounts = {f"acct-{tag}-{n}": [f"{tag}-{n}-a", f"{tag}-{n}-b"] for n in range(6)}
+    events = [
+        upsert(contact, account, f"{contact}@b2b.example")
+        for account, contacts in accounts.items()
+        for contact in contacts
+    ]
+    assert (await first.client.post("/v1/events", json=events, headers=tenant.headers)).json()[
+        "accepted"
+    ] == 12
+    config = {"sample": {"accounts_per_period": 2, "period": "month"}}
+    await first.client.put("/v1/touchpoints/relationship-b2b", json=config, headers=tenant.headers)
+    await first.client.put("/v1/policy", json={"rest_period_days": 0}, headers=tenant.headers)
+    june = NOW + timedelta(days=80)
+
+    await asyncio.gather(draw(first, june), draw(second, june), draw(first, june), draw(second, june))
+
+    assert len(await invited_accounts(first, tenant, accounts, "2026-06")) == 2
+    for contacts in accounts.values():
+        for contact in contacts:
+            invited = [
+                d
+                for d in await decisions(first, tenant, contact)
+                if d["event_id"].startswith("cohort:") and d["outcome"] == "invited"
+            ]
+            assert len(invited) <= 1, f"{contact} invited {len(invited)} times"

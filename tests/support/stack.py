@@ -40,6 +40,10 @@ class Stack:
     def pid(self, service: str) -> int:
         return int(self.state()["services"][service]["pid"])
 
+    def replicas(self, service: str) -> list[dict[str, Any]]:
+        """Every replica of ``service`` as {"pid", "url"}, the first replica first."""
+        return list(self.state()["replicas"][service])
+
     def mail_to(self, address: str) -> list[EmailMessage]:
         return messages_to(self.data_dir / "mail", address)
 
@@ -78,15 +82,27 @@ class StackLauncher:
 
 
 def stack_launcher(
-    data_dir: Path, *, demo: bool = False, unset: Iterable[str] = (), env: dict[str, str] | None = None
+    data_dir: Path,
+    *,
+    demo: bool = False,
+    unset: Iterable[str] = (),
+    env: dict[str, str] | None = None,
+    replicas: int = 1,
 ) -> StackLauncher:
     """`make run` on ``data_dir`` and free ports, with the environment of the tests minus
-    :data:`OUTSIDE_SETTINGS` and ``unset``, plus ``env``; the demo tenant only if ``demo``."""
+    :data:`OUTSIDE_SETTINGS` and ``unset``, plus ``env``; the demo tenant only if ``demo``;
+    ``replicas`` processes of every service (`REPLICAS=2 make run`)."""
     dropped = {*OUTSIDE_SETTINGS, *unset}
     environment = {k: v for k, v in os.environ.items() if k not in dropped} | (env or {})
     command = [sys.executable, "-m", "libs.devstack.run", "--data-dir", str(data_dir)]
-    command += ["--port-base", str(free_port_block(5)), "--kafka-port", str(free_port())]
-    command += ["--smtp-port", str(free_port())]
+    # Replica k listens 10*k above the first (libs.devstack.run.REPLICA_PORT_STEP).
+    command += [
+        "--port-base",
+        str(free_port_block(5 + 10 * (replicas - 1))),
+        "--kafka-port",
+        str(free_port()),
+    ]
+    command += ["--smtp-port", str(free_port()), "--replicas", str(replicas)]
     if not demo:
         command.append("--no-demo")
     return StackLauncher(data_dir, command, environment)
@@ -126,7 +142,8 @@ def _wait_for_state(data_dir: Path, process: subprocess.Popen[bytes]) -> dict[st
         state_file = data_dir / "run" / "state.json"
         if state_file.exists():
             state = json.loads(state_file.read_text())
-            if all(ready(s["url"]) for s in state["services"].values()) and len(state["services"]) == 5:
+            every = [s for replicas in state["replicas"].values() for s in replicas]
+            if len(state["services"]) == 5 and all(ready(s["url"]) for s in every):
                 return state  # type: ignore[no-any-return]
         time.sleep(0.5)
     raise AssertionError(

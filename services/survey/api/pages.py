@@ -34,7 +34,7 @@ from services.survey.domain.answers import (
     parse_score,
 )
 from services.survey.domain.opens import OpenedBy, opened_by
-from services.survey.domain.ratelimit import PublicLimiter, PublicLimits, client_key
+from services.survey.domain.ratelimit import PublicBuckets, PublicLimits, client_key, missed_bucket
 from services.survey.domain.tokens import looks_like_token, token_hash
 from services.survey.handlers import SurveyLink
 from services.survey.rendering import page
@@ -81,19 +81,13 @@ def _html(
     return HTMLResponse(page(template, language, **context), status_code=status_code, headers=_PAGE_HEADERS)
 
 
-def _limiter(request: Request) -> PublicLimiter:
-    state = request.app.state
-    limiter = getattr(state, "public_limiter", None)
-    if not isinstance(limiter, PublicLimiter):
-        settings = survey_settings(request)
-        limiter = state.public_limiter = PublicLimiter(
-            PublicLimits(
-                misses_per_minute=settings.public_misses_per_minute,
-                link_per_minute=settings.public_link_per_minute,
-                client_per_minute=settings.public_rate_per_minute,
-            )
-        )
-    return limiter
+def _limits(request: Request) -> PublicLimits:
+    settings = survey_settings(request)
+    return PublicLimits(
+        misses_per_minute=settings.public_misses_per_minute,
+        link_per_minute=settings.public_link_per_minute,
+        client_per_minute=settings.public_rate_per_minute,
+    )
 
 
 def _client(request: Request) -> str:
@@ -101,10 +95,21 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _limited(request: Request, token: str) -> HTMLResponse | None:
-    """Guessing links and hammering one link get 429; a company behind one address does not."""
+async def _limited(request: Request, uow: UnitOfWork[SurveyRepository], token: str) -> HTMLResponse | None:
+    """Guessing links and hammering one link get 429; a company behind one address does not.
+
+    The buckets are rows every replica shares, checked and spent in one statement committed at
+    once: a client spreading its guesses over the replicas gets no more than from one. A client
+    that has missed too often is refused everything until its misses drain, not only further
+    misses: a lookup that finds a link answers differently from one that does not."""
     link = token_hash(token) if looks_like_token(token) else None
-    wait = _limiter(request).admit(client_key(_client(request)), link, time.monotonic())
+    buckets = PublicBuckets.of(_limits(request), client_key(_client(request)), link)
+    wait = await uow.repository.admit(
+        [(key, bucket.interval, bucket.tolerance) for key, bucket in buckets.checked],
+        [key for key, _ in buckets.taken],
+        time.time(),
+    )
+    await uow.commit()
     if wait <= 0:
         return None
     PUBLIC_LIMITED.inc()
@@ -113,8 +118,11 @@ def _limited(request: Request, token: str) -> HTMLResponse | None:
     return response
 
 
-def _not_found(request: Request) -> HTMLResponse:
-    _limiter(request).missed(client_key(_client(request)), time.monotonic())
+async def _not_found(request: Request, uow: UnitOfWork[SurveyRepository]) -> HTMLResponse:
+    """Counted even past the limit (many guesses may be in flight at once), up to a minute's debt."""
+    key, bucket = missed_bucket(_limits(request), client_key(_client(request)))
+    await uow.repository.charge(key, bucket.interval, bucket.tolerance, time.time())
+    await uow.commit()
     return _html("not_found.html", 404)
 
 
@@ -180,11 +188,11 @@ def _grace(request: Request) -> timedelta:
 async def _show(
     request: Request, uow: UnitOfWork[SurveyRepository], token: str, selected: int | None, *, clicked: bool
 ) -> HTMLResponse:
-    if (limited := _limited(request, token)) is not None:
+    if (limited := await _limited(request, uow, token)) is not None:
         return limited
     link = await handlers.find_link(uow, token)
     if link is None:
-        return _not_found(request)
+        return await _not_found(request, uow)
     now = datetime.now(UTC)
     # The funnel's "clicked": a GET of a score button. It records no score.
     if clicked and request.method == "GET" and await handlers.record_clicked(uow, link, now=now):
@@ -250,11 +258,11 @@ async def answer_survey(
     200 with the follow-up questions; 409 once the answer is final; 422 naming the problem;
     404 for an unknown link; 410 once the survey has closed.
     """
-    if (limited := _limited(request, token)) is not None:
+    if (limited := await _limited(request, uow, token)) is not None:
         return limited
     link = await handlers.find_link(uow, token)
     if link is None:
-        return _not_found(request)
+        return await _not_found(request, uow)
     now = datetime.now(UTC)
     if link.state(now) is AnswerState.EXPIRED:
         return _html("expired.html", 410, link)
@@ -298,11 +306,11 @@ async def answer_follow_up(
     """The optional answers after the score; each submission replaces the previous ones and is
     announced as `survey.response_updated.v1`. 200 thank-you page; 409 before a score is given;
     422 naming the problem; 404 unknown link; 410 expired."""
-    if (limited := _limited(request, token)) is not None:
+    if (limited := await _limited(request, uow, token)) is not None:
         return limited
     link = await handlers.find_link(uow, token)
     if link is None:
-        return _not_found(request)
+        return await _not_found(request, uow)
     now = datetime.now(UTC)
     if now > link.expires_at:
         return _html("expired.html", 410, link)
@@ -352,11 +360,11 @@ async def open_pixel(request: Request, token: str, uow: UoW, settings: SurveyCon
 )
 async def unsubscribe_page(request: Request, token: str, uow: UoW) -> HTMLResponse:
     """Asks to confirm; a GET never unsubscribes (scanners follow links)."""
-    if (limited := _limited(request, token)) is not None:
+    if (limited := await _limited(request, uow, token)) is not None:
         return limited
     link = await handlers.find_link(uow, token)
     if link is None:
-        return _not_found(request)
+        return await _not_found(request, uow)
     if link.unsubscribed:
         return _html("unsubscribed.html", link=link)
     return _html("unsubscribe.html", link=link, token=token)
@@ -367,11 +375,11 @@ async def unsubscribe(request: Request, token: str, uow: UoW) -> HTMLResponse:
     """Unsubscribe: the page's button, and RFC 8058 one-click (`List-Unsubscribe=One-Click`) from
     mail clients. The address gets no more surveys from this tenant; the trigger is told
     (`customer.unsubscribed.v1`). Works after the survey expired too."""
-    if (limited := _limited(request, token)) is not None:
+    if (limited := await _limited(request, uow, token)) is not None:
         return limited
     link = await handlers.find_link(uow, token)
     if link is None:
-        return _not_found(request)
+        return await _not_found(request, uow)
     if await handlers.unsubscribe(uow, link, now=datetime.now(UTC)):
         await uow.commit()
         log.info(

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 
 @dataclass(slots=True)
 class Pace:
-    """One tenant's bucket. ``tokens`` may be negative: slots handed out ahead of time."""
+    """One tenant's bucket. ``tokens`` may be negative: slots handed out ahead of time.
+
+    In one process only: the sender uses :class:`SharedPace`, which replicas share and which
+    gives the same slots (``tests/unit/test_shared_rates.py`` holds the two to each other)."""
 
     rate_per_second: float
     burst: float
@@ -55,3 +58,49 @@ class Pace:
         for invitation, at in list(self.reserved.items()):
             if at < now - 3600:
                 del self.reserved[invitation]
+
+
+# --- Shared by every replica ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SharedPace:
+    """The same rate as :class:`Pace`, as a GCRA every replica shares through one database row.
+
+    The row holds one number, ``tat`` (the theoretical arrival time, seconds of the Unix epoch:
+    a wall clock, since replicas share no monotonic one). Giving ``n`` slots at ``now`` moves it
+    to :meth:`advance`, in one statement, so concurrent replicas queue on the row and never give
+    the same slot twice; :meth:`slots` then says when each of the ``n`` may go. A full bucket is
+    ``tat <= now``; each slot moves ``tat`` by one interval; a slot may go once ``tat`` minus the
+    burst's worth of intervals has been reached, which is :class:`Pace`'s debt, counted in time.
+    """
+
+    per_minute: float
+
+    def __post_init__(self) -> None:
+        if self.per_minute <= 0:
+            raise ValueError("the sending rate must be positive")
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two slots past the burst."""
+        return 60.0 / self.per_minute
+
+    @property
+    def burst(self) -> float:
+        return max(1.0, self.per_minute / 6)
+
+    @property
+    def tolerance(self) -> float:
+        """How far ahead of ``now`` the row may run while slots still go at once."""
+        return self.burst * self.interval
+
+    def advance(self, tat: float | None, now: float, n: int) -> float:
+        """The row after giving ``n`` slots at ``now`` (``None``: no row yet, a full bucket).
+        The repository's statement computes exactly this in SQL."""
+        return max(tat if tat is not None else now, now) + n * self.interval
+
+    def slots(self, tat_after: float, now: float, n: int) -> list[float]:
+        """Seconds until each of the ``n`` slots just given may go (0: now), in the order given."""
+        start = tat_after - n * self.interval
+        return [max(0.0, start + (i + 1) * self.interval - self.tolerance - now) for i in range(n)]

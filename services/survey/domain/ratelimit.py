@@ -103,7 +103,8 @@ class PublicLimits:
 
 
 class PublicLimiter:
-    """The limits of :class:`PublicLimits`, by client and by link.
+    """The limits of :class:`PublicLimits`, by client and by link, in one process: the reference
+    the shared buckets (:class:`SharedBucket`, which the pages use) are tested against.
 
     A client that has missed too often is refused everything until its misses drain, not only
     further misses: a lookup that finds a link answers differently from one that does not, so
@@ -154,3 +155,70 @@ def client_key(address: str) -> str:
             return str(parsed.ipv4_mapped)
         return str(ipaddress.IPv6Network((parsed, 64), strict=False))
     return str(parsed)
+
+
+# --- Shared by every replica ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SharedBucket:
+    """One limit of :class:`PublicLimits` as a GCRA every replica shares through a database row
+    holding ``tat`` (seconds of the Unix epoch; ``None``: no row, a full bucket). The same
+    arithmetic as :class:`TokenBucket` with ``burst`` = the whole minute, counted in time: the
+    repository's statement computes these in SQL, so that concurrent replicas queue on the row."""
+
+    per_minute: float
+
+    def __post_init__(self) -> None:
+        if self.per_minute <= 0:
+            raise ValueError("per_minute must be positive")
+
+    @property
+    def interval(self) -> float:
+        return 60.0 / self.per_minute
+
+    @property
+    def tolerance(self) -> float:
+        """A whole minute's worth may come at once."""
+        return 60.0
+
+    def wait(self, tat: float | None, now: float) -> float:
+        """Seconds until one more request conforms (0: now); takes nothing."""
+        if tat is None:
+            return 0.0
+        return max(0.0, tat + self.interval - self.tolerance - now)
+
+    def take(self, tat: float | None, now: float) -> float:
+        """The row after one request was served."""
+        return max(tat if tat is not None else now, now) + self.interval
+
+    def charge(self, tat: float | None, now: float) -> float:
+        """The row after one request that counts even past the limit: into debt of at most one
+        minute's worth more."""
+        return min(self.take(tat, now), now + 2 * self.tolerance)
+
+
+@dataclass(frozen=True, slots=True)
+class PublicBuckets:
+    """Which shared buckets one public request checks and spends, by key.
+
+    The keys are prefixed (``miss:``, ``client:``, ``link:``) so the three limits of one client
+    are different rows of one table."""
+
+    checked: tuple[tuple[str, SharedBucket], ...]
+    taken: tuple[tuple[str, SharedBucket], ...]
+
+    @classmethod
+    def of(cls, limits: PublicLimits, client: str, link: str | None) -> PublicBuckets:
+        misses = (f"miss:{client}", SharedBucket(limits.misses_per_minute))
+        per_client = (f"client:{client}", SharedBucket(limits.client_per_minute))
+        taken = (
+            (per_client,)
+            if link is None
+            else (per_client, (f"link:{link}", SharedBucket(limits.link_per_minute)))
+        )
+        return cls(checked=(misses, *taken), taken=taken)
+
+
+def missed_bucket(limits: PublicLimits, client: str) -> tuple[str, SharedBucket]:
+    return f"miss:{client}", SharedBucket(limits.misses_per_minute)

@@ -53,6 +53,7 @@ async def _run_cohort(
     assert rule.accounts_per_period is not None
     repository = uow.repository
     period = cycle_of(now, rule.sample_cycle)
+    await repository.lock_cohort(tenant_id, rule.name)
     state = await repository.cohort_state(tenant_id, rule.name, period)
     wanted = rule.accounts_per_period - state.picked_this_period
     if wanted <= 0:
