@@ -2,14 +2,14 @@
 row per bucket (a tenant's sending rate, a client, a link), and the slots that invitations put
 back by the rate already hold.
 
-Revision ID: 0006
+Revision ID: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
