@@ -9,13 +9,14 @@ import re
 import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from libs.devstack.run import SERVICES
-from libs.devstack.smtp_sink import arrivals_to
+from libs.devstack.smtp_sink import arrivals_to, read_headers
 from tests.conftest import eventually
 from tests.e2e.test_flow import survey_links
 from tests.support.factories import purchase
@@ -195,14 +196,39 @@ async def test_two_replicas_share_a_burst_and_a_kill_9_of_one_of_each_loses_and_
         }
 
     await eventually(all_recorded_sent, within=90)
-    emails = [to for _, to in arrivals_to(stack.data_dir / "mail", f"@{domain}")]
-    per_person = {person: emails.count(f"{person}@{domain}") for person in people}
-    assert {n for n in per_person.values()} == {1}, "an invitation lost or sent twice"
+    # Each person got exactly one invitation (one Message-ID, derived from the invitation) and it
+    # arrived. SMTP cannot be asked whether it took a message, so one the killed replica had handed
+    # over but not yet recorded is sent again by the other, under the same Message-ID (receivers
+    # that deduplicate by it show one): at most the messages in flight at the kill, the service's
+    # SEND_CONCURRENCY (10 by default; bench/survey_kill.py measures it).
+    messages = _messages_by_recipient(stack.data_dir / "mail", f"@{domain}")
+    ids_per_person = {person: set(messages.get(f"{person}@{domain}", [])) for person in people}
+    assert {len(ids) for ids in ids_per_person.values()} == {1}, "an invitation lost or a second one sent"
+    resent = sum(len(ids) - len(set(ids)) for ids in messages.values())
+    assert resent <= IN_FLIGHT_AT_A_KILL, f"{resent} emails sent again after the kill"
     final = (await client.get(f"{alerting}/v1/cases", params={"limit": 200}, headers=auth)).json()["cases"]
     assert len(final) == len(cases) == DETRACTORS
     assert sorted(case["customer_id"] for case in final) == sorted(answered)
-    # One case-opened email to the owner per case, whichever replica's notifier sent it.
-    assert len(stack.mail_to(owner)) == DETRACTORS
-    # The month's cohort drawn once: two accounts' contacts, one email each.
-    cohort_emails = [to for _, to in arrivals_to(stack.data_dir / "mail", f"@b2b.{domain}")]
-    assert len(drawn) == 4 and len(cohort_emails) == 4 and len(set(cohort_emails)) == 4
+    # One case-opened notice to the owner per case, whichever replica's notifier sent it.
+    notices = _messages_by_recipient(stack.data_dir / "mail", owner)[owner]
+    assert len(set(notices)) == DETRACTORS
+    assert len(notices) - DETRACTORS <= IN_FLIGHT_AT_A_KILL
+    # The month's cohort drawn once: two accounts' contacts, one invitation each.
+    cohort_mail = _messages_by_recipient(stack.data_dir / "mail", f"@b2b.{domain}")
+    assert len(drawn) == 4 and len(cohort_mail) == 4
+    assert all(len(set(ids)) == 1 for ids in cohort_mail.values())
+
+
+#: The survey's default SEND_CONCURRENCY: at most this many messages were handed to the SMTP server
+#: and not yet recorded when a replica was killed.
+IN_FLIGHT_AT_A_KILL = 10
+
+
+def _messages_by_recipient(mail_dir: Path, address: str) -> dict[str, list[str]]:
+    """Per recipient containing ``address``, the Message-IDs of what arrived, once per delivery."""
+    found: dict[str, list[str]] = {}
+    for headers in read_headers(mail_dir):
+        to = str(headers["To"])
+        if address in to:
+            found.setdefault(to, []).append(str(headers["Message-ID"]))
+    return found
