@@ -14,7 +14,7 @@ import httpx
 from libs.common import topics
 from libs.common.db import Database, UnitOfWork
 from libs.common.events import SURVEY_RESPONDED, SURVEY_RESPONSE_UPDATED, Contract, Event
-from libs.common.jobs import Job
+from libs.common.jobs import Due, Job
 from libs.common.kafka import BatchHandler, ConsumerSpec, dispatch_by_type
 from libs.common.mail import SmtpTarget, send_email
 from libs.common.service import ServiceDefinition
@@ -80,9 +80,9 @@ class SlaCheck(Job):
             await handlers.refresh_open_cases(uow)
         return taken
 
-    async def oldest_due(self) -> datetime | None:
+    async def due(self) -> Due:
         async with self._database.uow() as uow:
-            return await uow.repository.oldest_clock_due(datetime.now(UTC))
+            return await uow.repository.clock_queue(datetime.now(UTC))
 
 
 class Notifier(Job):
@@ -113,9 +113,9 @@ class Notifier(Job):
             lease=self._lease,
         )
 
-    async def oldest_due(self) -> datetime | None:
+    async def due(self) -> Due:
         async with self._database.uow() as uow:
-            return await uow.repository.oldest_notification_due()
+            return await uow.repository.notification_queue()
 
 
 class RecoveryRequests(Job):
@@ -134,9 +134,9 @@ class RecoveryRequests(Job):
             await uow.commit()
         return requested
 
-    async def oldest_due(self) -> datetime | None:
+    async def due(self) -> Due:
         async with self._database.uow() as uow:
-            return await uow.repository.oldest_recovery_due(datetime.now(UTC))
+            return await uow.repository.recovery_queue(datetime.now(UTC))
 
 
 class Digests(Job):
@@ -195,9 +195,9 @@ class ChatNotifier(Job):
     async def drain(self) -> None:
         await self._client.aclose()
 
-    async def oldest_due(self) -> datetime | None:
+    async def due(self) -> Due:
         async with self._database.uow() as uow:
-            return await uow.repository.oldest_notification_due(channels=chat.CHANNELS)
+            return await uow.repository.notification_queue(channels=chat.CHANNELS)
 
 
 def build(settings: AlertingSettings) -> ServiceDefinition:

@@ -31,7 +31,7 @@ import dkim  # type: ignore[import-untyped]
 from prometheus_client import Counter
 
 from libs.common.db import Database
-from libs.common.jobs import Job
+from libs.common.jobs import Due, Job
 from libs.common.kafka import is_transient
 from libs.common.mail import DeliveryError, SmtpTarget, send_email
 from libs.common.service import JobFactory
@@ -348,9 +348,9 @@ class SenderJob(Job):
     async def run_once(self) -> int:
         return await self._sender.send_due()
 
-    async def oldest_due(self) -> datetime | None:
+    async def due(self) -> Due:
         async with self._database.uow() as uow:
-            return await uow.repository.oldest_due_to_send(datetime.now(UTC))
+            return await uow.repository.send_queue(datetime.now(UTC))
 
 
 class RemindersJob(SenderJob):
@@ -365,9 +365,9 @@ class RemindersJob(SenderJob):
     async def run_once(self) -> int:
         return await self._sender.remind_due()
 
-    async def oldest_due(self) -> datetime | None:
+    async def due(self) -> Due:
         async with self._database.uow() as uow:
-            return await uow.repository.oldest_reminder_due(datetime.now(UTC))
+            return await uow.repository.reminder_queue(datetime.now(UTC))
 
 
 def sender_job(settings: SurveySettings) -> JobFactory:
