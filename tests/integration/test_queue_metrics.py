@@ -49,7 +49,7 @@ async def test_invitations_due_and_not_sent_show_as_the_send_queue_s_depth_and_a
                     {"ids": ids},
                 )
                 await holder.rollback()
-                return found == len(ids)
+                return bool(found == len(ids))
 
             await eventually(scheduled, within=30)
             # Locked rows are skipped by every sender (SKIP LOCKED): due, and going nowhere, as when
