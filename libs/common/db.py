@@ -14,6 +14,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, overload
 
+from prometheus_client import Counter
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -224,6 +225,7 @@ class UnitOfWork(Generic[R]):
         self._make_repository = repository
         self._repository: R | None = None
         self._pending: list[dict[str, Any]] = []
+        self._counted: list[tuple[Counter, float]] = []
         self._session: AsyncSession | None = None
 
     @property
@@ -256,6 +258,7 @@ class UnitOfWork(Generic[R]):
             self._session = None
             self._repository = None
             self._pending.clear()
+            self._counted.clear()
             self._wakes.clear()
 
     @property
@@ -324,6 +327,18 @@ class UnitOfWork(Generic[R]):
         the job's interval: this transaction gave it work that is due now."""
         self._wakes.add(job)
 
+    def count(self, counter: Counter, amount: float = 1) -> None:
+        """Add ``amount`` to a Prometheus counter (a labelled child) once this unit commits, and
+        never if it rolls back: a transaction the consumer retries (a serialization failure, a lost
+        race) would otherwise count its effects once per attempt."""
+        if amount:
+            self._counted.append((counter, amount))
+
+    def _apply_counts(self) -> None:
+        counted, self._counted = self._counted, []
+        for counter, amount in counted:
+            counter.inc(amount)
+
     async def claim(self, consumer: str, events: list[Event[Contract]]) -> list[Event[Contract]]:
         """Record events as processed by ``consumer``; return only those not seen before.
 
@@ -359,6 +374,7 @@ class UnitOfWork(Generic[R]):
                 [tuple(row[c] for c in OUTBOX_COLUMNS) for row in self._pending],
             )
         await self.session.commit()
+        self._apply_counts()
         had_events = bool(self._pending)
         self._pending.clear()
         if had_events and self._on_commit is not None:

@@ -40,3 +40,23 @@ def metrics_for(service: str) -> ServiceMetrics:
     if service not in _registry:
         _registry[service] = ServiceMetrics(service)
     return _registry[service]
+
+
+class BoundedLabel:
+    """A label whose values are not a closed set (a tenant's own touchpoint names): the first
+    ``limit`` distinct values this process sees are kept, every later one is reported as
+    ``other``, so one tenant with thousands of names cannot make thousands of series."""
+
+    OTHER = "other"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._admitted: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._admitted:
+            return value
+        if len(self._admitted) < self.limit:
+            self._admitted.add(value)
+            return value
+        return self.OTHER

@@ -86,7 +86,7 @@ async def run_clock(
         policy = policies[case.tenant_id]
         for step in due.steps:
             await _take(step, case, policy, uow, batch, now)
-            SLA_STEPS.labels(step=step.value).inc()
+            uow.count(SLA_STEPS.labels(step=step.value))
         taken += len(due.steps)
         case.sla_done = [*(case.sla_done or []), *(step.value for step in due.steps)]
         case.next_check_at = due_steps(clock_state(case), policy.sla, now).next_check_at
@@ -128,7 +128,7 @@ async def _take(
         case.breached_at = now
         case.updated_at = now
         emit_updated(uow, case, "breached", now)
-        CASES_BREACHED.inc()
+        uow.count(CASES_BREACHED)
         batch.entries.append(entry(case, "breached", now, body=_told(case.owner_email), dedup_key=step.value))
         if case.owner_email:
             batch.tell(case, notices.case_breached(facts, case.owner_email, now))
