@@ -7,12 +7,13 @@ Each service owns one Postgres schema. Besides its own tables it has the same fi
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Generic, overload
+from typing import Any, Generic, cast, overload
 
 from prometheus_client import Counter
 from sqlalchemy import (
@@ -30,14 +31,41 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from typing_extensions import TypeVar
 
 from libs.common.events import Contract, Event
 
 
+class MeasuredPool(AsyncAdaptedQueuePool):
+    """The async engine's usual pool, which also knows how many tasks are waiting for a connection
+    now and reports how long each took to get one (SQLAlchemy exposes neither)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.waiting = 0
+        self.on_acquire: Callable[[float], None] | None = None
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        started = time.perf_counter()
+        self.waiting += 1
+        try:
+            return super()._do_get()
+        finally:
+            self.waiting -= 1
+            if self.on_acquire is not None:
+                self.on_acquire(time.perf_counter() - started)
+
+    def recreate(self) -> MeasuredPool:
+        pool = cast(MeasuredPool, super().recreate())
+        pool.on_acquire = self.on_acquire
+        return pool
+
+
 def make_engine(url: str, *, pool_size: int = 10, application_name: str = "nps") -> AsyncEngine:
     return create_async_engine(
         url,
+        poolclass=MeasuredPool,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,

@@ -69,6 +69,7 @@ class Runtime:
             repository=definition.repository,
             source=service_source(definition.name),
         )
+        self.metrics.watch_pool(self.database.engine)
         self.verifier = ApiKeyVerifier(self.database)
         # aiokafka objects must be made inside the running loop; start() builds them.
         self._producer: AIOKafkaProducer | None = None

@@ -16,7 +16,7 @@ from libs.common.db import Database, UnitOfWork
 from libs.common.events import SURVEY_RESPONDED, SURVEY_RESPONSE_UPDATED, Contract, Event
 from libs.common.jobs import Due, Job
 from libs.common.kafka import BatchHandler, ConsumerSpec, dispatch_by_type
-from libs.common.mail import SmtpTarget, send_email
+from libs.common.mail import SmtpTarget, send_email, smtp_histogram
 from libs.common.service import ServiceDefinition
 from libs.common.tenancy import TENANCY_HANDLERS
 from services.alerting import api, handlers
@@ -104,7 +104,9 @@ class Notifier(Job):
         self._lease = timedelta(seconds=lease)
 
     async def _send(self, message: EmailMessage) -> None:
-        await send_email(self._smtp, message, timeout_seconds=SMTP_TIMEOUT_SECONDS)
+        await send_email(
+            self._smtp, message, timeout_seconds=SMTP_TIMEOUT_SECONDS, timing=smtp_histogram("alerting")
+        )
 
     async def run_once(self) -> int:
         return await handlers.deliver_notifications(

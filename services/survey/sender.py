@@ -33,7 +33,7 @@ from prometheus_client import Counter
 from libs.common.db import Database
 from libs.common.jobs import Due, Job
 from libs.common.kafka import is_transient
-from libs.common.mail import DeliveryError, SmtpTarget, send_email
+from libs.common.mail import DeliveryError, SmtpTarget, send_email, smtp_histogram
 from libs.common.service import JobFactory
 from services.survey import handlers
 from services.survey.config import SurveySettings
@@ -61,6 +61,7 @@ EMAILS = Counter(
     "Invitation emails by outcome: sent, retry (temporary failure, tried again later), failed (given up)",
     ["outcome"],
 )
+SMTP_SECONDS = smtp_histogram("survey")
 REMINDERS = Counter("nps_survey_reminders_total", "Reminder emails by outcome: sent, failed", ["outcome"])
 FAILED = Counter(
     "nps_survey_invitations_failed_total",
@@ -214,6 +215,7 @@ class Sender:
                         message,
                         timeout_seconds=settings.smtp_timeout_seconds,
                         local_hostname=settings.mail_domain,
+                        timing=SMTP_SECONDS,
                     )
                 else:
                     await send_email(
@@ -223,6 +225,7 @@ class Sender:
                         sender=parseaddr(settings.mail_from)[1],
                         recipients=[invitation.email],
                         local_hostname=settings.mail_domain,
+                        timing=SMTP_SECONDS,
                     )
             except DeliveryError as error:
                 return after_failure(
