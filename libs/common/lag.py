@@ -60,7 +60,7 @@ class Group:
 class ConsumerLagJob(Job):
     """Refreshes the lag gauge of every consumer group of one service."""
 
-    name = "consumer_lag"
+    name = "consumer-lag"
     every = LAG_EVERY_SECONDS
     batch_size = 1_000_000  # never "a full batch": one refresh per interval
 
