@@ -1,5 +1,6 @@
-"""What an operator reads on /metrics about work waiting: the send queue's depth and the age of
-its oldest due invitation, and the case SLA gauges (unresolved, due within the hour, breached now)."""
+"""What an operator reads on /metrics about work waiting: the send queue's and the outbox's depth
+and the age of their oldest due item, and the case SLA gauges (unresolved, due within the hour,
+breached now)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from services.scoring.config import ScoringSettings
+from services.scoring.main import build as build_scoring
 from services.survey import handlers as survey_handlers
 from tests.conftest import Mailbox, StartService, eventually, metric_value, provision_tenant
 from tests.integration.test_alerting_followups import _alerting, _answer, _by_customer, _publish
@@ -137,3 +140,41 @@ async def test_a_case_past_its_deadline_is_breached_now_and_one_due_soon_is_due_
         return await gauge("nps_alerting_cases_breached_now") == before["nps_alerting_cases_breached_now"]
 
     await eventually(breach_gone, within=30)
+
+
+async def test_an_event_the_relay_cannot_publish_shows_as_the_outbox_s_depth_and_age(
+    start_service: StartService, pg_url: str
+) -> None:
+    scoring = await start_service(build_scoring, ScoringSettings)
+    relay = {"job": "outbox-relay"}
+    engine = create_async_engine(pg_url)
+    event_id = f"stuck-{uuid.uuid4().hex}"
+    try:
+        async with engine.begin() as connection:
+            # Larger than any producer request: the relay's every attempt fails, the event stays.
+            await connection.execute(
+                text(
+                    "INSERT INTO scoring.outbox (event_id, event_type, topic, key, payload, created_at) "
+                    "VALUES (:id, 'test.stuck.v1', 'nps.scores', NULL, :payload, now() - interval '1 minute')"
+                ),
+                {"id": event_id, "payload": b"x" * 2_000_000},
+            )
+
+        async def stuck() -> tuple[float, float] | None:
+            depth = await metric_value(scoring.client, "nps_scoring_job_due_items", **relay)
+            age = await metric_value(scoring.client, "nps_scoring_job_oldest_due_age_seconds", **relay)
+            return (depth, age) if depth >= 1 and age >= 60 else None
+
+        await eventually(stuck, within=30)
+        assert await metric_value(scoring.client, "nps_scoring_outbox_pending") >= 1
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("DELETE FROM scoring.outbox WHERE event_id = :id"), {"id": event_id}
+            )
+        await engine.dispose()
+
+    async def moving() -> bool:
+        return await metric_value(scoring.client, "nps_scoring_job_due_items", **relay) == 0
+
+    await eventually(moving, within=30)
