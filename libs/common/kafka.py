@@ -363,6 +363,7 @@ class ConsumerRunner:
             self._held_waiting.clear()
             try:
                 remaining = await self.release_held()
+                self._metrics.held_events.labels(self.spec.name).set(remaining)
                 delay = 1.0
             except Exception as error:
                 log.warning(

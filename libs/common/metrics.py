@@ -43,6 +43,11 @@ class ServiceMetrics:
             f"{prefix}_outbox_published_total", "Outbox events published", ["topic"]
         )
         self.outbox_pending = Gauge(f"{prefix}_outbox_pending", "Outbox events not yet published")
+        self.held_events = Gauge(
+            f"{prefix}_held_events",
+            "Events held for a tenant this service has not heard of yet, by consumer group",
+            ["group"],
+        )
         self.http_requests = Counter(
             f"{prefix}_http_requests_total", "HTTP requests", ["method", "route", "status"]
         )
