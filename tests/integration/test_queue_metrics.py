@@ -1,6 +1,6 @@
-"""What an operator reads on /metrics about work waiting: the send queue's and the outbox's depth
-and the age of their oldest due item, and the case SLA gauges (unresolved, due within the hour,
-breached now)."""
+"""What an operator reads on /metrics about work waiting: the depth of the send queue, the
+outbox and the notifier and the age of their oldest due item, and the case SLA gauges (unresolved,
+due within the hour, breached now)."""
 
 from __future__ import annotations
 
@@ -178,3 +178,51 @@ async def test_an_event_the_relay_cannot_publish_shows_as_the_outbox_s_depth_and
         return await metric_value(scoring.client, "nps_scoring_job_due_items", **relay) == 0
 
     await eventually(moving, within=30)
+
+
+async def test_an_alert_email_due_and_not_sent_shows_as_the_notifier_s_depth_and_age(
+    start_service: StartService, kafka_bootstrap: str, pg_url: str
+) -> None:
+    # The case-opened email waits a few seconds after the score (NOTIFY_DELAY_SECONDS), time
+    # enough to hold its row before it comes due.
+    alerting = await _alerting(start_service, fresh=True, notify_delay_seconds=5)
+    tenant = await provision_tenant(alerting.runtime)
+    await _publish(kafka_bootstrap, _answer(tenant, score=3))
+    notifier = {"job": "notifier"}
+    engine = create_async_engine(pg_url)
+    try:
+        async with engine.connect() as holder:
+
+            async def queued() -> list[int] | None:
+                ids = list(
+                    await holder.scalars(
+                        text(
+                            "SELECT id FROM alerting.notifications WHERE tenant_id = :tenant "
+                            "AND channel = 'email' AND sent_at IS NULL FOR UPDATE"
+                        ),
+                        {"tenant": uuid.UUID(tenant.tenant_id)},
+                    )
+                )
+                if not ids:
+                    await holder.rollback()
+                return ids or None
+
+            # Held (locked), every notifier passes it by (SKIP LOCKED): due, and going nowhere.
+            await eventually(queued, within=30)
+
+            async def waiting() -> tuple[float, float] | None:
+                depth = await metric_value(alerting.client, "nps_alerting_job_due_items", **notifier)
+                age = await metric_value(
+                    alerting.client, "nps_alerting_job_oldest_due_age_seconds", **notifier
+                )
+                return (depth, age) if depth >= 1 and age >= 1 else None
+
+            await eventually(waiting, within=40)
+            await holder.rollback()
+    finally:
+        await engine.dispose()
+
+    async def sent() -> bool:
+        return await metric_value(alerting.client, "nps_alerting_job_due_items", **notifier) == 0
+
+    await eventually(sent, within=30)
