@@ -181,34 +181,30 @@ async def test_an_event_the_relay_cannot_publish_shows_as_the_outbox_s_depth_and
 
 
 async def test_an_alert_email_due_and_not_sent_shows_as_the_notifier_s_depth_and_age(
-    start_service: StartService, kafka_bootstrap: str, pg_url: str
+    start_service: StartService, pg_url: str
 ) -> None:
-    # The case-opened email waits a few seconds after the score (NOTIFY_DELAY_SECONDS), time
-    # enough to hold its row before it comes due.
-    alerting = await _alerting(start_service, fresh=True, notify_delay_seconds=5)
+    alerting = await _alerting(start_service)
     tenant = await provision_tenant(alerting.runtime)
-    await _publish(kafka_bootstrap, _answer(tenant, score=3))
     notifier = {"job": "notifier"}
+    key = f"metrics-test:{uuid.uuid4().hex}"
     engine = create_async_engine(pg_url)
     try:
+        async with engine.begin() as connection:
+            # Queued as the handlers queue an email, due in a few seconds: time enough to hold it.
+            await connection.execute(
+                text(
+                    "INSERT INTO alerting.notifications (tenant_id, kind, channel, recipient, dedup_key, "
+                    "subject, body, attempts, next_attempt_at) VALUES (:tenant, 'digest', 'email', "
+                    ":recipient, :key, 'Your digest', 'Nothing new.', 0, now() + interval '3 seconds')"
+                ),
+                {"tenant": uuid.UUID(tenant.tenant_id), "recipient": tenant.owner_email, "key": key},
+            )
         async with engine.connect() as holder:
-
-            async def queued() -> list[int] | None:
-                ids = list(
-                    await holder.scalars(
-                        text(
-                            "SELECT id FROM alerting.notifications WHERE tenant_id = :tenant "
-                            "AND channel = 'email' AND sent_at IS NULL FOR UPDATE"
-                        ),
-                        {"tenant": uuid.UUID(tenant.tenant_id)},
-                    )
-                )
-                if not ids:
-                    await holder.rollback()
-                return ids or None
-
             # Held (locked), every notifier passes it by (SKIP LOCKED): due, and going nowhere.
-            await eventually(queued, within=30)
+            held = await holder.scalar(
+                text("SELECT id FROM alerting.notifications WHERE dedup_key = :key FOR UPDATE"), {"key": key}
+            )
+            assert held is not None
 
             async def waiting() -> tuple[float, float] | None:
                 depth = await metric_value(alerting.client, "nps_alerting_job_due_items", **notifier)
