@@ -8,14 +8,16 @@ Each service owns one Postgres schema. Besides its own tables it has the same fi
 from __future__ import annotations
 
 import ssl
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, overload
+from typing import Any, Generic, cast, overload
 
+from prometheus_client import Counter
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -32,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, ConnectionPoolEntry
 from typing_extensions import TypeVar
 
 from libs.common import tracing
@@ -102,10 +105,36 @@ def engine_url_and_connect_args(url: str) -> tuple[URL, dict[str, Any]]:
     return parsed.set(query=query), connect_args
 
 
+class MeasuredPool(AsyncAdaptedQueuePool):
+    """The async engine's usual pool, which also knows how many tasks are waiting for a connection
+    now and reports how long each took to get one (SQLAlchemy exposes neither)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.waiting = 0
+        self.on_acquire: Callable[[float], None] | None = None
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        started = time.perf_counter()
+        self.waiting += 1
+        try:
+            return super()._do_get()
+        finally:
+            self.waiting -= 1
+            if self.on_acquire is not None:
+                self.on_acquire(time.perf_counter() - started)
+
+    def recreate(self) -> MeasuredPool:
+        pool = cast(MeasuredPool, super().recreate())
+        pool.on_acquire = self.on_acquire
+        return pool
+
+
 def make_engine(url: str, *, pool_size: int = 10, application_name: str = "nps") -> AsyncEngine:
     engine_url, connect_args = engine_url_and_connect_args(url)
     return create_async_engine(
         engine_url,
+        poolclass=MeasuredPool,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
@@ -305,6 +334,7 @@ class UnitOfWork(Generic[R]):
         self._make_repository = repository
         self._repository: R | None = None
         self._pending: list[dict[str, Any]] = []
+        self._counted: list[tuple[Counter, float]] = []
         self._session: AsyncSession | None = None
 
     @property
@@ -337,6 +367,7 @@ class UnitOfWork(Generic[R]):
             self._session = None
             self._repository = None
             self._pending.clear()
+            self._counted.clear()
             self._wakes.clear()
 
     @property
@@ -405,6 +436,18 @@ class UnitOfWork(Generic[R]):
         the job's interval: this transaction gave it work that is due now."""
         self._wakes.add(job)
 
+    def count(self, counter: Counter, amount: float = 1) -> None:
+        """Add ``amount`` to a Prometheus counter (a labelled child) once this unit commits, and
+        never if it rolls back: a transaction the consumer retries (a serialization failure, a lost
+        race) would otherwise count its effects once per attempt."""
+        if amount:
+            self._counted.append((counter, amount))
+
+    def _apply_counts(self) -> None:
+        counted, self._counted = self._counted, []
+        for counter, amount in counted:
+            counter.inc(amount)
+
     async def claim(self, consumer: str, events: list[Event[Contract]]) -> list[Event[Contract]]:
         """Record events as processed by ``consumer``; return only those not seen before.
 
@@ -440,6 +483,7 @@ class UnitOfWork(Generic[R]):
                 [tuple(row[c] for c in OUTBOX_COLUMNS) for row in self._pending],
             )
         await self.session.commit()
+        self._apply_counts()
         had_events = bool(self._pending)
         self._pending.clear()
         if had_events and self._on_commit is not None:

@@ -850,7 +850,9 @@ class Event(Generic[C]):
         """The tenant, or :class:`InvalidEvent` when the ``tenantid`` is not a tenant id (a UUID):
         such an event can never belong to a tenant, and the consumer dead-letters it on arrival."""
         if self._tenant is None:
-            raise InvalidEvent(f"tenantid: {self.envelope.tenantid[:100]!r} is not a tenant id")
+            raise InvalidEvent(
+                f"tenantid: {self.envelope.tenantid[:100]!r} is not a tenant id", "invalid_envelope"
+            )
         return self._tenant
 
     @property
@@ -866,12 +868,19 @@ class Event(Generic[C]):
         return self.envelope.tenantid
 
 
-class InvalidEvent(ValueError):
-    """An event that cannot be accepted. ``reason`` names the problem for a person to read."""
+#: What was wrong with an event, from a closed set (the DLQ's ``nps-dlq-code`` and its metric's
+#: label); the words are in ``reason``.
+InvalidCode = Literal["undecodable", "invalid_envelope", "unknown_type", "invalid_data", "nul_character"]
 
-    def __init__(self, reason: str) -> None:
+
+class InvalidEvent(ValueError):
+    """An event that cannot be accepted. ``reason`` names the problem for a person to read;
+    ``code`` says which kind of problem it is, from a closed set."""
+
+    def __init__(self, reason: str, code: InvalidCode = "invalid_envelope") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code: InvalidCode = code
 
 
 def describe_validation_error(error: ValidationError, prefix: str = "") -> str:
@@ -909,22 +918,24 @@ def find_nul(value: Any, path: str = "") -> str | None:
 def validate(raw: Any, *, allowed_types: frozenset[str] | None = None) -> Event[Contract]:
     """Validate a structured-mode CloudEvent (already JSON-decoded) and its typed data."""
     if not isinstance(raw, dict):
-        raise InvalidEvent("event must be a JSON object")
+        raise InvalidEvent("event must be a JSON object", "undecodable")
     nul = find_nul(raw)
     if nul is not None:
-        raise InvalidEvent(f"{nul}: must not contain the NUL character (\\u0000)")
+        raise InvalidEvent(f"{nul}: must not contain the NUL character (\\u0000)", "nul_character")
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as error:
-        raise InvalidEvent(describe_validation_error(error)) from None
+        raise InvalidEvent(describe_validation_error(error), "invalid_envelope") from None
     contract = CONTRACTS.get(envelope.type)
     if contract is None or (allowed_types is not None and envelope.type not in allowed_types):
         accepted = sorted(allowed_types if allowed_types is not None else CONTRACTS)
-        raise InvalidEvent(f"type: unknown event type {envelope.type!r}; accepted: {', '.join(accepted)}")
+        raise InvalidEvent(
+            f"type: unknown event type {envelope.type!r}; accepted: {', '.join(accepted)}", "unknown_type"
+        )
     try:
         data = contract[0].model_validate(envelope.data)
     except ValidationError as error:
-        raise InvalidEvent(describe_validation_error(error, "data.")) from None
+        raise InvalidEvent(describe_validation_error(error, "data."), "invalid_data") from None
     return Event(envelope=envelope, data=data)
 
 
@@ -932,7 +943,7 @@ def decode_structured(payload: bytes, **kwargs: Any) -> Event[Contract]:
     try:
         raw = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidEvent(f"body is not valid JSON: {error}") from None
+        raise InvalidEvent(f"body is not valid JSON: {error}", "undecodable") from None
     return validate(raw, **kwargs)
 
 
@@ -944,11 +955,11 @@ def decode_binary(headers: dict[str, bytes], payload: bytes, **kwargs: Any) -> E
             try:
                 raw[name[3:]] = value.decode()
             except UnicodeDecodeError:
-                raise InvalidEvent(f"header {name} is not UTF-8") from None
+                raise InvalidEvent(f"header {name} is not UTF-8", "undecodable") from None
     try:
         raw["data"] = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidEvent(f"data is not valid JSON: {error}") from None
+        raise InvalidEvent(f"data is not valid JSON: {error}", "undecodable") from None
     return validate(raw, **kwargs)
 
 
@@ -957,7 +968,7 @@ def decode_kafka(
 ) -> Event[Contract]:
     """Decode a Kafka record in either CloudEvents content mode."""
     if payload is None:
-        raise InvalidEvent("message has no value (tombstone)")
+        raise InvalidEvent("message has no value (tombstone)", "undecodable")
     header_map = {name.lower(): value for name, value in headers}
     if "ce_specversion" in header_map:
         return decode_binary(header_map, payload, **kwargs)

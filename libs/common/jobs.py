@@ -14,8 +14,9 @@ What the runner adds to every job, so no job writes it again:
 * backoff: an error is counted and logged (a warning for a database or broker that is away, with
   the traceback otherwise), and the job waits 0.5 s, doubling to 10 s, before it tries again;
 * metrics per job: ``nps_<service>_job_runs_total``, ``_job_errors_total``, ``_job_items_total``,
-  ``_job_duration_seconds`` and ``_job_oldest_due_age_seconds`` (how long the oldest due item has
-  waited: the number an on-call engineer alerts on when a queue stops moving);
+  ``_job_duration_seconds``, ``_job_oldest_due_age_seconds`` (how long the oldest due item has
+  waited: the number an on-call engineer alerts on when a queue stops moving) and
+  ``_job_due_items`` (how many items are due now, for a job whose :meth:`Job.due` counts them);
 * a clean stop: :meth:`JobRunner.stop` lets each job finish the cycle it is in, then runs the job's
   :meth:`Job.drain` (the relay publishes what is ready), and returns.
 """
@@ -28,6 +29,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -47,6 +49,15 @@ Repo = TypeVar("Repo")
 OLDEST_DUE_EVERY_SECONDS = 5.0
 FIRST_BACKOFF_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Due:
+    """What is due to a job now: when the oldest item became due (None: nothing is due, or not
+    known) and how many items are due (None: not counted)."""
+
+    oldest: datetime | None
+    items: int | None = None
 
 
 class Job(ABC):
@@ -74,6 +85,11 @@ class Job(ABC):
         """When the oldest item that is due now became due (None: nothing is due, or not known)."""
         return None
 
+    async def due(self) -> Due:
+        """The oldest due item and how many are due. A job with a queue overrides this with one
+        indexed query returning both; the default only asks :meth:`oldest_due`."""
+        return Due(await self.oldest_due())
+
     async def drain(self) -> None:
         """Run once after the last cycle on a clean stop."""
         return None
@@ -94,6 +110,11 @@ class JobMetrics:
         self.oldest_due_age = Gauge(
             f"{prefix}_oldest_due_age_seconds",
             "How long the oldest item due to a background job has waited (0 when none is due)",
+            ["job"],
+        )
+        self.due_items = Gauge(
+            f"{prefix}_due_items",
+            "How many items are due to a background job now (its queue depth; jobs that count them)",
             ["job"],
         )
 
@@ -148,18 +169,27 @@ class JobRunner:
             return
         if not await self._until_done(job, job.prepare, "prepare"):
             return
-        next_age_check = 0.0
-        while not self._stopping.is_set():
-            handled, failed = await self._cycle(job)
-            now = time.monotonic()
-            if not failed and now >= next_age_check:
-                next_age_check = now + OLDEST_DUE_EVERY_SECONDS
-                await self._record_age(job)
-            if failed:
-                continue
-            if handled < job.batch_size and await self._wait(job, job.every):
-                break
+        # On a clock of its own, not after each cycle: a job stuck in a cycle (a mail server that
+        # never answers) or idle for a long interval still shows its queue growing older.
+        watching = asyncio.create_task(self._watch_due(job), name=f"due-{job.name}")
+        try:
+            while not self._stopping.is_set():
+                handled, failed = await self._cycle(job)
+                if failed:
+                    continue
+                if handled < job.batch_size and await self._wait(job, job.every):
+                    break
+        finally:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
         await self._until_done(job, job.drain, "drain", attempts=3)
+
+    async def _watch_due(self, job: Job) -> None:
+        while not self._stopping.is_set():
+            await self._record_age(job)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), OLDEST_DUE_EVERY_SECONDS)
 
     async def _cycle(self, job: Job) -> tuple[int, bool]:
         """One cycle, measured; on an error, the backoff too. Returns (items, failed)."""
@@ -188,13 +218,16 @@ class JobRunner:
 
     async def _record_age(self, job: Job) -> None:
         try:
-            due = await job.oldest_due()
+            due = await job.due()
         except Exception as error:
             # A gauge is not worth failing the job for; the next check tries again.
             log.warning("job.age_unknown", extra={"job": job.name, "error": repr(error)[:300]})
             return
-        age = 0.0 if due is None else max(0.0, (datetime.now(UTC) - due).total_seconds())
+        oldest = due.oldest
+        age = 0.0 if oldest is None else max(0.0, (datetime.now(UTC) - oldest).total_seconds())
         self._metrics.oldest_due_age.labels(job.name).set(age)
+        if due.items is not None:
+            self._metrics.due_items.labels(job.name).set(due.items)
 
     async def _until_done(
         self, job: Job, step: Callable[[], Awaitable[None]], what: str, *, attempts: int | None = None

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -45,6 +45,7 @@ from libs.common.events import (
     TENANT_UPDATED,
     Contract,
     Event,
+    InvalidCode,
     InvalidEvent,
     decode_kafka,
     decode_structured,
@@ -59,8 +60,12 @@ EventHandler = Callable[[Event[Any], UnitOfWork[Any]], Awaitable[None]]
 
 DLQ_REASON = "nps-dlq-reason"
 DLQ_CODE = "nps-dlq-code"
-#: Why a message was dead-lettered: a closed set, for the metric's label and for alerting.
-DlqCode = Literal["too_large", "invalid", "rejected", "handler_failed", "unknown_tenant"]
+#: Why a message was dead-lettered: a closed set, for the metric's label and for alerting. What
+#: was wrong with an undecodable or invalid event is its InvalidEvent's code (libs/common/events.py).
+DlqCode = Literal["too_large", InvalidCode, "rejected", "handler_failed", "unknown_tenant"]
+DLQ_CODES: frozenset[str] = frozenset(
+    code for part in get_args(DlqCode) for code in (get_args(part) or (part,))
+)
 #: A DLQ copy keeps the whole message up to this size; beyond it, the first DLQ_COPY_BYTES.
 DLQ_WHOLE_BYTES = 900 * 1024
 DLQ_COPY_BYTES = 64 * 1024
@@ -77,6 +82,13 @@ class RejectEvent(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def dlq_label(code: str) -> str:
+    """The DLQ metric's ``reason`` label: only ever one of :data:`DLQ_CODES`, never words."""
+    if code not in DLQ_CODES:
+        raise ValueError(f"not a DLQ code: {code[:40]!r}")
+    return code
 
 
 def is_transient(error: BaseException) -> bool:
@@ -276,7 +288,7 @@ class ConsumerRunner:
                     # A tenantid that is no tenant id (a UUID) can never become known: invalid at once.
                     _ = event.tenant
                 except InvalidEvent as error:
-                    await self._dead_letter(record, "invalid", error.reason)
+                    await self._dead_letter(record, error.code, error.reason)
                     continue
                 items.append(_Item(record, event))
         if items:
@@ -388,6 +400,7 @@ class ConsumerRunner:
             self._held_waiting.clear()
             try:
                 remaining = await self.release_held()
+                self._metrics.held_events.labels(self.spec.name).set(remaining)
                 delay = 1.0
             except Exception as error:
                 log.warning(
@@ -580,7 +593,7 @@ class ConsumerRunner:
         if key is not None and len(key) > _DLQ_HEADER_BYTES:
             key = key[:_DLQ_HEADER_BYTES]
         await self._produce_dead_letter(topic, offset, copy, key, headers)
-        self._metrics.dead_lettered.labels(topic, code).inc()
+        self._metrics.dead_lettered.labels(topic, dlq_label(code)).inc()
         log.warning(
             "consumer.dead_lettered",
             extra={"topic": topic, "partition": partition, "offset": offset, "code": code, "reason": reason},

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from libs.common import tracing
 from libs.common.db import Database
-from libs.common.jobs import Job
+from libs.common.jobs import Due, Job
 from libs.common.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -68,12 +68,20 @@ class OutboxRelay(Job):
             pass
 
     async def oldest_due(self) -> datetime | None:
+        return (await self.due()).oldest
+
+    async def due(self) -> Due:
+        """The unpublished events: when the oldest was written and how many there are, in one
+        query over the partial index of unpublished rows."""
         table = self._table
         async with self._database.sessions() as session:
-            created: datetime | None = await session.scalar(
-                select(table.c.created_at).where(table.c.published_at.is_(None)).order_by(table.c.id).limit(1)
-            )
-        return created
+            oldest, count = (
+                await session.execute(
+                    select(func.min(table.c.created_at), func.count()).where(table.c.published_at.is_(None))
+                )
+            ).one()
+        self._metrics.outbox_pending.set(int(count))
+        return Due(oldest, int(count))
 
     async def publish_batch(self) -> int:
         table = self._table

@@ -24,6 +24,7 @@ from libs.common.config import ServiceSettings
 from libs.common.db import CommonTables, Database, no_repository, service_source
 from libs.common.jobs import Job, JobRunner
 from libs.common.kafka import ConsumerRunner, ConsumerSpec, make_producer
+from libs.common.lag import ConsumerLagJob, Group
 from libs.common.metrics import ServiceMetrics, metrics_for
 from libs.common.migrations import upgrade
 from libs.common.outbox import OutboxRelay
@@ -68,6 +69,7 @@ class Runtime:
             repository=definition.repository,
             source=service_source(definition.name),
         )
+        self.metrics.watch_pool(self.database.engine)
         self.verifier = ApiKeyVerifier(self.database)
         # aiokafka objects must be made inside the running loop; start() builds them.
         self._producer: AIOKafkaProducer | None = None
@@ -107,11 +109,6 @@ class Runtime:
             poll_seconds=settings.outbox_poll_seconds,
             broker_epoch=settings.broker_epoch,
         )
-        self._jobs = JobRunner(
-            self.definition.name, [self._relay, *(make(self) for make in self.definition.jobs)]
-        )
-        self.database.on_commit = partial(self._jobs.wake, OutboxRelay.name)
-        self.database.on_wake = self._jobs.wake
         self.runners = [
             ConsumerRunner(
                 spec,
@@ -123,6 +120,13 @@ class Runtime:
             )
             for spec in self.definition.consumers
         ]
+        jobs: list[Job] = [self._relay, *(make(self) for make in self.definition.jobs)]
+        if self.runners:
+            groups = [Group(r.spec.name, r.group_id, tuple(r.spec.topics)) for r in self.runners]
+            jobs.append(ConsumerLagJob(self.definition.name, settings, groups))
+        self._jobs = JobRunner(self.definition.name, jobs)
+        self.database.on_commit = partial(self._jobs.wake, OutboxRelay.name)
+        self.database.on_wake = self._jobs.wake
         for runner in self.runners:
             self._spawn(f"consumer-{runner.spec.name}", runner.run)
         for job in self._jobs.jobs:

@@ -7,8 +7,7 @@ Every service names its metrics ``nps_<service>_<thing>``, and the scrape config
 with ``service``; so one query reads the same machinery metric of all five services through a
 ``__name__`` matcher, and groups by ``service``.
 
-Panels for metrics that are not exposed yet have their places marked ``NEW METRICS`` below; a panel
-names only metrics the services expose today, since tests/e2e/test_observability.py fails on any
+A panel names only metrics the services expose, since tests/e2e/test_observability.py fails on any
 panel that shows no data.
 """
 
@@ -149,7 +148,20 @@ PLATFORM = DashboardSpec(
                     ],
                     unit="reqps",
                 ),
-                # NEW METRICS: build_info (the version each service runs) goes here once it is exposed.
+                PanelSpec(
+                    "Running builds",
+                    "The version and source revision (NPS_REVISION) each service's processes run: two "
+                    "rows for one service during a rolling upgrade, and after it if one was left behind.",
+                    [
+                        Query(
+                            "count by (service, version, revision) (nps_build_info)",
+                            "{{service}} {{version}} {{revision}}",
+                            instant=True,
+                        )
+                    ],
+                    kind=Kind.TABLE,
+                    width=24,
+                ),
             ],
         ),
         RowSpec(
@@ -197,7 +209,42 @@ PLATFORM = DashboardSpec(
                     unit="ops",
                     width=24,
                 ),
-                # NEW METRICS: the DB pool (in use, waiting) and SMTP latency go here once they are exposed.
+            ],
+        ),
+        RowSpec(
+            "Database and SMTP",
+            [
+                PanelSpec(
+                    "Database connections in use",
+                    "Connections checked out of each service's pool (DATABASE_POOL_SIZE, as many again "
+                    "may overflow), summed over its processes.",
+                    [Query(f"sum by (service) ({series('db_pool_connections_in_use')})", "{{service}}")],
+                    width=8,
+                ),
+                PanelSpec(
+                    "Waiting for a database connection",
+                    "Tasks waiting for a pooled connection now: above 0 for long, the pool is too small "
+                    "for the load (or the database is slow).",
+                    [Query(f"sum by (service) ({series('db_pool_waiting')})", "{{service}}")],
+                    width=8,
+                ),
+                PanelSpec(
+                    "SMTP send p95",
+                    "95th percentile time of one SMTP send: the survey's invitations and reminders, "
+                    "alerting's emails to case owners.",
+                    [
+                        Query(
+                            quantile(
+                                0.95,
+                                '{__name__=~"nps_(survey|alerting)_smtp_send_seconds_bucket"}',
+                                "service",
+                            ),
+                            "{{service}}",
+                        )
+                    ],
+                    unit="s",
+                    width=8,
+                ),
             ],
         ),
     ],
@@ -230,7 +277,19 @@ PIPELINE = DashboardSpec(
                     ],
                     unit="ops",
                 ),
-                # NEW METRICS: consumer lag per group and partition goes here once it is exposed.
+                PanelSpec(
+                    "Consumer lag",
+                    "Messages each consumer group has not committed yet, summed over its partitions "
+                    "(every replica reports its group's lag: the max per partition is taken).",
+                    [
+                        Query(
+                            "sum by (service, group) (max by (service, group, topic, partition) "
+                            f"({series('consumer_lag_messages')}))",
+                            "{{service}} {{group}}",
+                        )
+                    ],
+                    width=24,
+                ),
             ],
         ),
         RowSpec(
@@ -302,7 +361,12 @@ PIPELINE = DashboardSpec(
                     ],
                     unit="s",
                 ),
-                # NEW METRICS: the depth of each queue (send queue, outbox, reminders, notifications).
+                PanelSpec(
+                    "Due items by job",
+                    "How many items are due to each job now: the queue's depth (the send queue, the "
+                    "outbox, reminders, notifications, SLA steps).",
+                    [Query(f"max by (service, job) ({series('job_due_items')})", "{{service}} {{job}}")],
+                ),
             ],
         ),
         RowSpec(
@@ -377,8 +441,13 @@ CX = DashboardSpec(
                         )
                     ],
                 ),
-                # NEW METRICS: the NPS and response gauges per touchpoint replace the counter arithmetic
-                # above once they are exposed.
+                PanelSpec(
+                    "NPS of every answer, by touchpoint",
+                    "The score of every answer counted so far (scoring's gauge, refreshed every "
+                    "METRICS_REFRESH_SECONDS); summed over tenants unless METRICS_TENANT_LABELS is on.",
+                    [Query("max by (tenant, touchpoint) (nps_scoring_nps)", "{{tenant}} {{touchpoint}}")],
+                    unit="none",
+                ),
             ],
         ),
         RowSpec(
@@ -443,7 +512,22 @@ CX = DashboardSpec(
                         )
                     ],
                 ),
-                # NEW METRICS: the SLA gauges (open, due within 1 h, breached now) go here once exposed.
+                PanelSpec(
+                    "Cases by SLA state now",
+                    "Unresolved cases, those due within the hour and those past a deadline now, by "
+                    "priority (as of the last check, every 5 s).",
+                    [
+                        Query("max by (priority) (nps_alerting_cases_unresolved)", "unresolved {{priority}}"),
+                        Query(
+                            "max by (priority) (nps_alerting_cases_due_within_hour)",
+                            "due within 1 h {{priority}}",
+                        ),
+                        Query(
+                            "max by (priority) (nps_alerting_cases_breached_now)", "breached now {{priority}}"
+                        ),
+                    ],
+                    width=24,
+                ),
             ],
         ),
     ],

@@ -14,9 +14,9 @@ import httpx
 from libs.common import topics
 from libs.common.db import Database, UnitOfWork
 from libs.common.events import SURVEY_RESPONDED, SURVEY_RESPONSE_UPDATED, Contract, Event
-from libs.common.jobs import Job
+from libs.common.jobs import Due, Job
 from libs.common.kafka import BatchHandler, ConsumerSpec, dispatch_by_type
-from libs.common.mail import SmtpTarget, send_email
+from libs.common.mail import SmtpTarget, send_email, smtp_histogram
 from libs.common.service import ServiceDefinition
 from libs.common.tenancy import TENANCY_HANDLERS
 from services.alerting import api, handlers
@@ -61,8 +61,8 @@ def _followups(settings: AlertingSettings) -> BatchHandler:
 
 
 class SlaCheck(Job):
-    """Take the SLA clock's steps that came due (reminders, breaches, escalations) and refresh the
-    open-cases gauge. Only cases whose next step is due are loaded (``next_check_at``)."""
+    """Take the SLA clock's steps that came due (reminders, breaches, escalations); with the due
+    count, refresh the SLA gauges. Only cases whose next step is due are loaded (``next_check_at``)."""
 
     name = "sla-check"
     batch_size = handlers.BREACH_BATCH
@@ -76,13 +76,15 @@ class SlaCheck(Job):
         async with self._database.uow() as uow:
             taken = await handlers.run_clock(uow, datetime.now(UTC), desk_url=self._desk_url)
             await uow.commit()
-        async with self._database.uow() as uow:
-            await handlers.refresh_open_cases(uow)
         return taken
 
-    async def oldest_due(self) -> datetime | None:
+    async def due(self) -> Due:
+        # The SLA gauges ride on the runner's due clock (every few seconds, whatever the check's
+        # interval): an operator sees a breach within seconds of its deadline.
         async with self._database.uow() as uow:
-            return await uow.repository.oldest_clock_due(datetime.now(UTC))
+            now = datetime.now(UTC)
+            await handlers.refresh_open_cases(uow, now)
+            return await uow.repository.clock_queue(now)
 
 
 class Notifier(Job):
@@ -102,7 +104,9 @@ class Notifier(Job):
         self._lease = timedelta(seconds=lease)
 
     async def _send(self, message: EmailMessage) -> None:
-        await send_email(self._smtp, message, timeout_seconds=SMTP_TIMEOUT_SECONDS)
+        await send_email(
+            self._smtp, message, timeout_seconds=SMTP_TIMEOUT_SECONDS, timing=smtp_histogram("alerting")
+        )
 
     async def run_once(self) -> int:
         return await handlers.deliver_notifications(
@@ -113,9 +117,9 @@ class Notifier(Job):
             lease=self._lease,
         )
 
-    async def oldest_due(self) -> datetime | None:
+    async def due(self) -> Due:
         async with self._database.uow() as uow:
-            return await uow.repository.oldest_notification_due()
+            return await uow.repository.notification_queue()
 
 
 class RecoveryRequests(Job):
@@ -134,9 +138,9 @@ class RecoveryRequests(Job):
             await uow.commit()
         return requested
 
-    async def oldest_due(self) -> datetime | None:
+    async def due(self) -> Due:
         async with self._database.uow() as uow:
-            return await uow.repository.oldest_recovery_due(datetime.now(UTC))
+            return await uow.repository.recovery_queue(datetime.now(UTC))
 
 
 class Digests(Job):
@@ -195,9 +199,9 @@ class ChatNotifier(Job):
     async def drain(self) -> None:
         await self._client.aclose()
 
-    async def oldest_due(self) -> datetime | None:
+    async def due(self) -> Due:
         async with self._database.uow() as uow:
-            return await uow.repository.oldest_notification_due(channels=chat.CHANNELS)
+            return await uow.repository.notification_queue(channels=chat.CHANNELS)
 
 
 def build(settings: AlertingSettings) -> ServiceDefinition:

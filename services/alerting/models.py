@@ -120,6 +120,14 @@ class FollowupCase(Base):
             postgresql_where=text("status = 'open' AND breached_at IS NULL"),
         ),
         CheckConstraint("priority IN ('urgent', 'normal')", name="ck_followup_cases_priority"),
+        # The SLA gauges count the unresolved cases, per priority, every check (0005).
+        Index(
+            "ix_followup_cases_unresolved",
+            "priority",
+            "due_at",
+            "resolution_due_at",
+            postgresql_where=text("status <> 'resolved'"),
+        ),
         # The SLA job loads only the cases whose next step is due.
         Index(
             "ix_followup_cases_next_check",

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     Uuid,
+    and_,
     any_,
     bindparam,
     column,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     false,
     func,
     inspect,
+    not_,
     or_,
     select,
     tuple_,
@@ -38,6 +40,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from libs.common.jobs import Due
 from services.alerting.desk_rows import CaseDetail, Choice, DeskPage, DeskRow
 from services.alerting.domain.desk import BAND_SCORES, UNASSIGNED, CaseFilter, Cursor, Scope
 from services.alerting.domain.notices import Notice
@@ -162,6 +165,13 @@ class _AnswerBatch:
 def _uuids(name: str, ids: Iterable[uuid.UUID]) -> BindParameter[Sequence[uuid.UUID]]:
     """An array parameter, for ``= ANY(...)``: one cached statement whatever the batch's size."""
     return bindparam(name, sorted(set(ids)), type_=ARRAY(Uuid[uuid.UUID]()))
+
+
+class SlaCount(NamedTuple):
+    priority: str
+    unresolved: int
+    due_soon: int
+    breached: int
 
 
 class AlertingRepository:
@@ -386,6 +396,34 @@ class AlertingRepository:
             query = query.with_for_update()
         return await self._session.scalar(query)
 
+    async def sla_counts(self, now: datetime, soon: datetime) -> list[SlaCount]:
+        """Per priority, in one query over the unresolved cases (a partial index): how many are
+        unresolved, how many have a deadline (first contact, or resolution) passed and not met,
+        and how many of the rest have one coming by ``soon``."""
+        contact_late = and_(FollowupCase.status == "open", FollowupCase.due_at <= now)
+        resolve_late = and_(
+            FollowupCase.resolution_due_at.is_not(None), FollowupCase.resolution_due_at <= now
+        )
+        breached = or_(contact_late, resolve_late)
+        coming = or_(
+            and_(FollowupCase.status == "open", FollowupCase.due_at <= soon),
+            and_(FollowupCase.resolution_due_at.is_not(None), FollowupCase.resolution_due_at <= soon),
+        )
+        rows = await self._session.execute(
+            select(
+                FollowupCase.priority,
+                func.count(),
+                func.count().filter(and_(coming, not_(breached))),
+                func.count().filter(breached),
+            )
+            .where(FollowupCase.status != "resolved")
+            .group_by(FollowupCase.priority)
+        )
+        return [
+            SlaCount(priority, int(unresolved), int(due), int(late))
+            for priority, unresolved, due, late in rows
+        ]
+
     async def count_open_cases(self) -> int:
         count = await self._session.scalar(
             select(func.count()).select_from(FollowupCase).where(FollowupCase.status == "open")
@@ -551,12 +589,16 @@ class AlertingRepository:
             ],
         )
 
-    async def oldest_clock_due(self, now: datetime) -> datetime | None:
-        return await self._session.scalar(
-            select(func.min(FollowupCase.next_check_at)).where(
-                FollowupCase.next_check_at.is_not(None), FollowupCase.next_check_at <= now
+    async def clock_queue(self, now: datetime) -> Due:
+        """The cases whose next SLA step is due: since when the oldest waits, and how many."""
+        oldest, count = (
+            await self._session.execute(
+                select(func.min(FollowupCase.next_check_at), func.count()).where(
+                    FollowupCase.next_check_at.is_not(None), FollowupCase.next_check_at <= now
+                )
             )
-        )
+        ).one()
+        return Due(oldest, int(count))
 
     async def unresolved_cases(self, tenant_id: uuid.UUID) -> Sequence[FollowupCase]:
         """The tenant's open and contacted cases, soonest due first (the daily digest)."""
@@ -587,14 +629,17 @@ class AlertingRepository:
         )
         return result.all()
 
-    async def oldest_recovery_due(self, now: datetime) -> datetime | None:
-        return await self._session.scalar(
-            select(func.min(FollowupCase.recovery_due_at)).where(
-                FollowupCase.recovery_due_at.is_not(None),
-                FollowupCase.recovery_requested_at.is_(None),
-                FollowupCase.recovery_due_at <= now,
+    async def recovery_queue(self, now: datetime) -> Due:
+        oldest, count = (
+            await self._session.execute(
+                select(func.min(FollowupCase.recovery_due_at), func.count()).where(
+                    FollowupCase.recovery_due_at.is_not(None),
+                    FollowupCase.recovery_requested_at.is_(None),
+                    FollowupCase.recovery_due_at <= now,
+                )
             )
-        )
+        ).one()
+        return Due(oldest, int(count))
 
     async def webhook_urls(self, team_ids: Iterable[uuid.UUID]) -> dict[tuple[str, str], str]:
         """(team id, channel) -> the team's webhook URL, for the teams that still have one."""
@@ -712,17 +757,20 @@ class AlertingRepository:
             )
         )
 
-    async def oldest_notification_due(self, *, channels: Sequence[str] = ("email",)) -> datetime | None:
-        """When the longest-waiting notification that is due became due, by the database's clock."""
-        due: datetime | None = await self._session.scalar(
-            select(func.min(Notification.next_attempt_at)).where(
-                Notification.sent_at.is_(None),
-                Notification.failed_at.is_(None),
-                Notification.next_attempt_at <= func.now(),
-                Notification.channel.in_(list(channels)),
+    async def notification_queue(self, *, channels: Sequence[str] = ("email",)) -> Due:
+        """When the longest-waiting notification that is due became due, by the database's clock,
+        and how many are due."""
+        oldest, count = (
+            await self._session.execute(
+                select(func.min(Notification.next_attempt_at), func.count()).where(
+                    Notification.sent_at.is_(None),
+                    Notification.failed_at.is_(None),
+                    Notification.next_attempt_at <= func.now(),
+                    Notification.channel.in_(list(channels)),
+                )
             )
-        )
-        return due
+        ).one()
+        return Due(oldest, int(count))
 
     # The case desk
 

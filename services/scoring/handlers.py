@@ -28,6 +28,7 @@ from libs.common.events import (
     is_recovery_answer,
 )
 from libs.common.events import CellSpend as EventSpend
+from libs.common.metrics import BoundedLabel
 from services.scoring.domain.cells import (
     Bins,
     Bucket,
@@ -64,7 +65,10 @@ log = logging.getLogger(__name__)
 
 _NPS_UPDATED_NAMESPACE = uuid.UUID("3b0e8f0c-9d4a-4f7e-8c61-2a5d7e9b4c13")
 
-# Touchpoints come from the trigger's fixed list, so the label stays bounded; tenants are left out.
+# A tenant names its own touchpoints, as many as it likes: the label admits the first
+# TOUCHPOINT_LABELS names this process sees and counts the rest as "other". Tenants are left out.
+TOUCHPOINT_LABELS = 100
+TOUCHPOINT_LABEL = BoundedLabel(TOUCHPOINT_LABELS)
 RESPONSES_TALLIED = Counter(
     "nps_scoring_responses_total",
     "Survey answers counted, by touchpoint and category",
@@ -198,16 +202,18 @@ class _Batch:
 
 
 async def _count(
-    repository: ScoringRepository, arriving: dict[AnswerKey, _Arriving], now: datetime
+    uow: UnitOfWork[ScoringRepository], arriving: dict[AnswerKey, _Arriving], now: datetime
 ) -> tuple[_Batch, int, dict[AnswerKey, HeldAnswer]]:
     """Count the new answers and move the revised ones; return the batch's changes, how many
-    answers were new and the newer versions stored."""
+    answers were new and the newer versions stored. Counters move when the unit commits."""
+    repository = uow.repository
     counted = await _as_counted(repository, arriving, now)
     new_keys = await repository.insert_new_answers(counted, now)
     batch = _Batch()
     for key in sorted(new_keys):
         batch.count(key[0], first_count(key[0], counted[key]), first_spend(key[0], counted[key]))
-        RESPONSES_TALLIED.labels(arriving[key].answer.touchpoint, arriving[key].answer.category.value).inc()
+        answer = arriving[key].answer
+        uow.count(RESPONSES_TALLIED.labels(TOUCHPOINT_LABEL(answer.touchpoint), answer.category.value))
     held = await repository.lock_answers(key for key in arriving if key not in new_keys)
     newer: dict[AnswerKey, HeldAnswer] = {}
     for key, stored in sorted(held.items()):
@@ -217,7 +223,7 @@ async def _count(
         newer[key] = arriving[key].answer
         batch.count(key[0], moved, revised_spend(key[0], stored, newer[key]) or {})
         if revise(stored.answer, newer[key]):
-            SCORES_REVISED.labels(newer[key].touchpoint).inc()
+            uow.count(SCORES_REVISED.labels(TOUCHPOINT_LABEL(newer[key].touchpoint)))
     await repository.update_answers(newer, now)
     return batch, len(new_keys), newer
 
@@ -238,7 +244,7 @@ async def record_responses(
     if not arriving:
         return
     repository = uow.repository
-    batch, new, newer = await _count(repository, arriving, now)
+    batch, new, newer = await _count(uow, arriving, now)
     changed = [
         TouchpointChange(tenant_id, name, change.bins.tally_change(), change.steps, change.bins)
         for (tenant_id, name), change in batch.touchpoints.changed().items()
@@ -302,12 +308,12 @@ def _segment(dimension: str, value: str) -> NpsSegment | None:
     return NpsSegment(dimension=dimension, value=value) if dimension else None
 
 
-def _announced_spend(spend: Mapping[str, GroupSpend]) -> list[EventSpend]:
+def _announced_spend(uow: UnitOfWork, spend: Mapping[str, GroupSpend]) -> list[EventSpend]:
     """A cell's spend as the event carries it: in currency order, the first 20 (the contract's
     bound; the rest stay in scoring's table and are counted as left out)."""
     ordered = sorted(spend.items())
     if len(ordered) > MAX_CELL_CURRENCIES:
-        SPEND_CURRENCIES_LEFT_OUT.inc(len(ordered) - MAX_CELL_CURRENCIES)
+        uow.count(SPEND_CURRENCIES_LEFT_OUT, len(ordered) - MAX_CELL_CURRENCIES)
     return [
         EventSpend(
             currency=currency,
@@ -331,7 +337,7 @@ def _emit_cell_updated(
         version=state.version,
         window=_window(key.bucket, key.start),
         segment=_segment(key.dimension, key.value),
-        spend=_announced_spend(spend),
+        spend=_announced_spend(uow, spend),
     )
     uow.emit(
         data,

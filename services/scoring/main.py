@@ -13,6 +13,7 @@ from libs.common.service import ServiceDefinition
 from libs.common.tenancy import TENANCY_HANDLERS
 from services.scoring import api, handlers
 from services.scoring.config import ScoringSettings
+from services.scoring.gauges import ScoreGauges
 from services.scoring.models import COMMON, Base
 from services.scoring.repository import ScoringRepository
 
@@ -37,5 +38,13 @@ def build(settings: ScoringSettings) -> ServiceDefinition:
         routers=[api.router],
         consumers=[
             ConsumerSpec(name="scores", topics=[topics.SURVEY_EVENTS, topics.TENANTS], handle=consume)
+        ],
+        jobs=[
+            lambda runtime: ScoreGauges(
+                runtime.database,
+                by_tenant=settings.metrics_tenant_labels,
+                limit=settings.metrics_max_series,
+                every=settings.metrics_refresh_seconds,
+            )
         ],
     )

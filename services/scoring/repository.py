@@ -157,11 +157,44 @@ def _arrays(columns: Sequence[str], rows: Sequence[tuple[object, ...]]) -> dict[
     return {name: list(values) for name, values in zip(columns, zip(*rows, strict=True), strict=True)}
 
 
+@dataclass(frozen=True)
+class TouchpointTotal:
+    tenant_id: str | None
+    touchpoint: str
+    promoters: int
+    passives: int
+    detractors: int
+
+
 class ScoringRepository:
     """Scoring's queries over one transaction's session (``uow.repository``)."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def touchpoint_totals(self, *, by_tenant: bool) -> list[TouchpointTotal]:
+        """Answers counted per touchpoint (and tenant, if asked) by NPS group, summed from the
+        running tallies: one row per tenant and touchpoint, a small table."""
+        keys = (
+            [TouchpointTally.tenant_id, TouchpointTally.touchpoint]
+            if by_tenant
+            else [TouchpointTally.touchpoint]
+        )
+        rows = await self.session.execute(
+            select(
+                *keys,
+                func.sum(TouchpointTally.promoters),
+                func.sum(TouchpointTally.passives),
+                func.sum(TouchpointTally.detractors),
+            ).group_by(*keys)
+        )
+        totals = []
+        for row in rows:
+            values = tuple(row)
+            tenant = str(values[0]) if by_tenant else None
+            touchpoint, promoters, passives, detractors = values[-4:]
+            totals.append(TouchpointTotal(tenant, touchpoint, int(promoters), int(passives), int(detractors)))
+        return totals
 
     async def insert_new_answers(
         self, answers: Mapping[AnswerKey, CountedAnswer], at: datetime

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 from sqlalchemy.sql.expression import Update, Values
 
+from libs.common.jobs import Due
 from services.survey.domain.answers import FollowUp
 from services.survey.domain.delivery import InvitationStatus
 from services.survey.models import COMMON, Invitation, RateSlot, Response, Suppression, TenantSettings
@@ -695,30 +696,35 @@ class SurveyRepository:
         )
         return result.all()
 
-    async def oldest_due_to_send(self, now: datetime) -> datetime | None:
-        """When the longest-waiting invitation that is due to be sent became due (the sender's age)."""
-        due: datetime | None = await self._session.scalar(
-            select(func.min(Invitation.send_at)).where(
-                Invitation.status == InvitationStatus.SCHEDULED.value, Invitation.send_at <= now
+    async def send_queue(self, now: datetime) -> Due:
+        """When the longest-waiting invitation that is due to be sent became due, and how many are
+        due (the send queue's age and depth), in one query."""
+        oldest, count = (
+            await self._session.execute(
+                select(func.min(Invitation.send_at), func.count()).where(
+                    Invitation.status == InvitationStatus.SCHEDULED.value, Invitation.send_at <= now
+                )
             )
-        )
-        return due
+        ).one()
+        return Due(oldest, int(count))
 
-    async def oldest_reminder_due(self, now: datetime) -> datetime | None:
-        """When the longest-waiting reminder that is due became due (the reminder job's age)."""
-        due: datetime | None = await self._session.scalar(
-            select(func.min(Invitation.reminder_due_at)).where(
-                Invitation.reminder_due_at <= now,
-                Invitation.reminded_at.is_(None),
-                Invitation.responded_at.is_(None),
-                Invitation.unsubscribed_at.is_(None),
-                Invitation.bounced_at.is_(None),
-                Invitation.withdrawn_at.is_(None),
-                Invitation.status == InvitationStatus.SENT.value,
-                Invitation.expires_at > now,
+    async def reminder_queue(self, now: datetime) -> Due:
+        """When the longest-waiting reminder that is due became due, and how many are due."""
+        oldest, count = (
+            await self._session.execute(
+                select(func.min(Invitation.reminder_due_at), func.count()).where(
+                    Invitation.reminder_due_at <= now,
+                    Invitation.reminded_at.is_(None),
+                    Invitation.responded_at.is_(None),
+                    Invitation.unsubscribed_at.is_(None),
+                    Invitation.bounced_at.is_(None),
+                    Invitation.withdrawn_at.is_(None),
+                    Invitation.status == InvitationStatus.SENT.value,
+                    Invitation.expires_at > now,
+                )
             )
-        )
-        return due
+        ).one()
+        return Due(oldest, int(count))
 
     # --- Rates every replica shares (domain.pacing.SharedPace, domain.ratelimit.SharedBucket) ---
 

@@ -33,9 +33,9 @@ from prometheus_client import Counter
 
 from libs.common import tracing
 from libs.common.db import Database
-from libs.common.jobs import Job
+from libs.common.jobs import Due, Job
 from libs.common.kafka import is_transient
-from libs.common.mail import DeliveryError, SmtpTarget, send_email
+from libs.common.mail import DeliveryError, SmtpTarget, send_email, smtp_histogram
 from libs.common.service import JobFactory
 from services.survey import handlers
 from services.survey.config import SurveySettings
@@ -63,6 +63,7 @@ EMAILS = Counter(
     "Invitation emails by outcome: sent, retry (temporary failure, tried again later), failed (given up)",
     ["outcome"],
 )
+SMTP_SECONDS = smtp_histogram("survey")
 REMINDERS = Counter("nps_survey_reminders_total", "Reminder emails by outcome: sent, failed", ["outcome"])
 FAILED = Counter(
     "nps_survey_invitations_failed_total",
@@ -261,6 +262,7 @@ class Sender:
                         message,
                         timeout_seconds=settings.smtp_timeout_seconds,
                         local_hostname=settings.mail_domain,
+                        timing=SMTP_SECONDS,
                     )
                 else:
                     await send_email(
@@ -270,6 +272,7 @@ class Sender:
                         sender=parseaddr(settings.mail_from)[1],
                         recipients=[invitation.email],
                         local_hostname=settings.mail_domain,
+                        timing=SMTP_SECONDS,
                     )
             except DeliveryError as error:
                 return after_failure(
@@ -395,9 +398,9 @@ class SenderJob(Job):
     async def run_once(self) -> int:
         return await self._sender.send_due()
 
-    async def oldest_due(self) -> datetime | None:
+    async def due(self) -> Due:
         async with self._database.uow() as uow:
-            return await uow.repository.oldest_due_to_send(datetime.now(UTC))
+            return await uow.repository.send_queue(datetime.now(UTC))
 
 
 class RemindersJob(SenderJob):
@@ -412,9 +415,9 @@ class RemindersJob(SenderJob):
     async def run_once(self) -> int:
         return await self._sender.remind_due()
 
-    async def oldest_due(self) -> datetime | None:
+    async def due(self) -> Due:
         async with self._database.uow() as uow:
-            return await uow.repository.oldest_reminder_due(datetime.now(UTC))
+            return await uow.repository.reminder_queue(datetime.now(UTC))
 
 
 def sender_job(settings: SurveySettings) -> JobFactory:

@@ -157,6 +157,13 @@ async def test_every_panel_shows_data_and_every_rule_evaluates(
     assert ("trigger", topics.PURCHASES) in dead
     [opened] = panel_shows("Cases opened")
     assert float(opened["value"][1]) >= 1
+    # The services' own `job` label survives the scrape (not renamed `exported_job`), so the job
+    # panels tell the outbox relay from the survey sender.
+    jobs = {(s["metric"]["service"], s["metric"]["job"]) for s in panel_shows("Due items by job")}
+    assert {("trigger", "outbox-relay"), ("survey", "survey-sender")} <= jobs
+    # Every service's consumer groups have a lag, per the Pipeline dashboard.
+    lagging = {s["metric"]["service"] for s in panel_shows("Consumer lag")}
+    assert {"trigger", "survey", "scoring", "alerting", "reporting"} <= lagging
 
     for rule in rules():
         answer = await query(client, prometheus, rule["expr"])

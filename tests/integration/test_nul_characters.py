@@ -56,5 +56,5 @@ async def test_a_nul_on_kafka_is_dead_lettered_naming_the_field_and_the_partitio
     assert [d["outcome"] for d in await eventually(decided)] == ["invited"]
     [copy] = await read_topic(kafka_bootstrap, dlq(topics.PURCHASES), lambda r: bad["id"].encode() in r.value)
     headers = dict(copy.headers)
-    assert headers["nps-dlq-code"] == b"invalid"
+    assert headers["nps-dlq-code"] == b"nul_character"
     assert headers["nps-dlq-reason"] == b"data.customer_id: must not contain the NUL character (\\u0000)"

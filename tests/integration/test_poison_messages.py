@@ -36,7 +36,7 @@ from services.survey.models import COMMON as SURVEY
 from services.survey.models import Invitation
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build as build_trigger
-from tests.conftest import Mailbox, StartService, eventually, produce, read_topic
+from tests.conftest import Mailbox, StartService, eventually, metric_value, produce, read_topic
 from tests.integration.test_alerting_followups import _alerting
 from tests.integration.test_survey_flow import SECRET, mail_to, request_survey, unique_address
 
@@ -220,6 +220,18 @@ async def test_events_of_a_tenant_created_a_moment_later_are_held_then_acted_on(
             )
 
     assert await eventually(held) == 1
+    # What an operator sees: the group holds events for a tenant it does not know.
+    held_gauge = {"group": "requests"}
+
+    async def holding() -> float | None:
+        # This one, and any other test's events of tenants nobody created held beside it.
+        async with survey.runtime.database.sessions() as session:
+            table = SURVEY.held_events
+            rows = await session.scalar(select(func.count()).where(table.c.consumer == "requests"))
+        shown = await metric_value(survey.client, "nps_survey_held_events", **held_gauge)
+        return shown if shown == rows else None
+
+    while_held = await eventually(holding)
     await asyncio.sleep(0)  # the request is held; nothing is sent for a tenant not known yet
     assert mail_to(smtp_sink.directory, address) == []
     created = new_event(
@@ -238,4 +250,9 @@ async def test_events_of_a_tenant_created_a_moment_later_are_held_then_acted_on(
 
     [message] = await eventually(arrived, within=30)
     assert "Late Shop A/S" in str(message["Subject"]) + message.get_body(("plain",)).get_content()
+
+    async def released() -> bool:
+        return bool(await metric_value(survey.client, "nps_survey_held_events", **held_gauge) < while_held)
+
+    await eventually(released, within=30)
     assert await held() == 0

@@ -112,20 +112,20 @@ async def test_binary_mode_cloudevents_on_kafka_are_accepted(start_service: Star
 @pytest.mark.parametrize(
     ("label", "payload", "reason", "code"),
     [
-        ("not json", b"{this is not json", "not valid JSON", "invalid"),
+        ("not json", b"{this is not json", "not valid JSON", "undecodable"),
         (
             "unknown type",
             b'{"specversion":"1.0","id":"x","source":"/s","type":"order.shipped.v1","tenantid":"T",'
             b'"data":{}}',
             "unknown event type",
-            "invalid",
+            "unknown_type",
         ),
         (
             "missing customer",
             b'{"specversion":"1.0","id":"x","source":"/s","type":"purchase.completed.v1",'
             b'"tenantid":"T","data":{"order_id":"1"}}',
             "data.customer_id",
-            "invalid",
+            "invalid_data",
         ),
         (
             "unknown tenant",

@@ -42,7 +42,7 @@ from services.alerting.models import (
     Team,
     User,
 )
-from services.alerting.repository import AlertingRepository, CaseNotice, People, TenantInfo
+from services.alerting.repository import AlertingRepository, CaseNotice, People, SlaCount, TenantInfo
 
 Row = TypeVar("Row", bound=Base)
 
@@ -182,6 +182,23 @@ class FakeAlertingRepository(AlertingRepository):
 
     async def count_open_cases(self) -> int:
         return sum(1 for case in self.cases.values() if case.status == "open")
+
+    async def sla_counts(self, now: datetime, soon: datetime) -> list[SlaCount]:
+        counts: dict[str, list[int]] = {}
+        for case in self.cases.values():
+            if case.status == "resolved":
+                continue
+            row = counts.setdefault(case.priority, [0, 0, 0])
+            late = (case.status == "open" and case.due_at <= now) or (
+                case.resolution_due_at is not None and case.resolution_due_at <= now
+            )
+            coming = (case.status == "open" and case.due_at <= soon) or (
+                case.resolution_due_at is not None and case.resolution_due_at <= soon
+            )
+            row[0] += 1
+            row[1] += int(coming and not late)
+            row[2] += int(late)
+        return [SlaCount(priority, *row) for priority, row in counts.items()]
 
     async def queue_notifications(
         self, notices: Sequence[CaseNotice], *, after: timedelta | None = None

@@ -30,6 +30,7 @@ class FakeUnitOfWork(UnitOfWork[R]):
         self._pending_claims: set[tuple[str, str, str]] = set()
         #: The jobs the handlers asked to wake (:meth:`UnitOfWork.wake`).
         self.woken: set[str] = set()
+        self._counted = []
 
     @property
     def session(self) -> NoReturn:
@@ -47,6 +48,7 @@ class FakeUnitOfWork(UnitOfWork[R]):
     ) -> None:
         self._pending_events.clear()
         self._pending_claims.clear()
+        self._counted.clear()
 
     def _record(self, event: Event[Contract], key: str | None) -> None:
         self._pending_events.append((event, outbox_row(event, key=key)))
@@ -75,6 +77,7 @@ class FakeUnitOfWork(UnitOfWork[R]):
         self._processed |= self._pending_claims
         self._pending_events.clear()
         self._pending_claims.clear()
+        self._apply_counts()
         self.commits += 1
 
     def of_type(self, event_type: str) -> list[Event[Contract]]:

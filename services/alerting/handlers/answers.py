@@ -309,7 +309,7 @@ async def _follow_score_change(
             notices.NoticeKind.CASE_OPENED.value,
             "not sent: the customer changed the score before the email went out",
         )
-        CASES_RESOLVED_BY_CUSTOMER.inc()
+        uow.count(CASES_RESOLVED_BY_CUSTOMER)
         case.next_check_at = None
     else:
         await _restart_clock(case, version, uow, old_score=old_score, now=now)
@@ -462,8 +462,8 @@ async def _open_case(
         await _opening_notices(uow, case, facts.owner_email, desk_url), after=notify_delay
     )
     if facts.owner_email is None:
-        CASES_UNASSIGNED.inc()
-    CASES_OPENED.inc()
+        uow.count(CASES_UNASSIGNED)
+    uow.count(CASES_OPENED)
     log.info(
         "followup.opened",
         extra={

@@ -53,7 +53,7 @@ async def request_recoveries(
         )
     await uow.repository.add_case_events(lines)
     if cases:
-        RECOVERY_REQUESTED.inc(len(cases))
+        uow.count(RECOVERY_REQUESTED, len(cases))
         log.info("followup.recovery_requested", extra={"cases": len(cases)})
     return len(cases)
 
@@ -97,4 +97,4 @@ async def record_recovery(
     )
     emit_updated(uow, case, f"recovery:{revision}", now)
     if first:
-        RECOVERY_ANSWERED.inc()
+        uow.count(RECOVERY_ANSWERED)

@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter, Gauge
 
 from libs.common.db import UnitOfWork
 from services.alerting.domain import notices
 from services.alerting.domain.policy import DeskPolicy
-from services.alerting.domain.sla import Due, Step, due_steps
+from services.alerting.domain.sla import Due, Priority, Step, due_steps
 from services.alerting.handlers.chat import DEFAULT_DESK_URL, chat_notices
 from services.alerting.handlers.common import case_facts, emit_updated
 from services.alerting.handlers.timeline import clock_state, entry
@@ -33,6 +33,21 @@ CASES_BREACHED = Counter(
 )
 SLA_STEPS = Counter("nps_alerting_sla_steps_total", "SLA clock steps taken, by step", ["step"])
 OPEN_CASES = Gauge("nps_alerting_open_cases", "Cases nobody has contacted yet, as of the last SLA check")
+# Per priority (urgent, normal: a CHECK constraint); no tenant label, so the series stay few.
+UNRESOLVED_CASES = Gauge(
+    "nps_alerting_cases_unresolved", "Cases not resolved yet, as of the last SLA check", ["priority"]
+)
+DUE_WITHIN_HOUR = Gauge(
+    "nps_alerting_cases_due_within_hour",
+    "Unresolved cases not breached whose first-contact or resolution deadline comes within the hour",
+    ["priority"],
+)
+BREACHED_NOW = Gauge(
+    "nps_alerting_cases_breached_now",
+    "Unresolved cases past a deadline they did not meet (first contact, or resolution) right now",
+    ["priority"],
+)
+SOON = timedelta(hours=1)
 
 BREACH_BATCH = 1000
 
@@ -71,7 +86,7 @@ async def run_clock(
         policy = policies[case.tenant_id]
         for step in due.steps:
             await _take(step, case, policy, uow, batch, now)
-            SLA_STEPS.labels(step=step.value).inc()
+            uow.count(SLA_STEPS.labels(step=step.value))
         taken += len(due.steps)
         case.sla_done = [*(case.sla_done or []), *(step.value for step in due.steps)]
         case.next_check_at = due_steps(clock_state(case), policy.sla, now).next_check_at
@@ -113,7 +128,7 @@ async def _take(
         case.breached_at = now
         case.updated_at = now
         emit_updated(uow, case, "breached", now)
-        CASES_BREACHED.inc()
+        uow.count(CASES_BREACHED)
         batch.entries.append(entry(case, "breached", now, body=_told(case.owner_email), dedup_key=step.value))
         if case.owner_email:
             batch.tell(case, notices.case_breached(facts, case.owner_email, now))
@@ -184,7 +199,14 @@ def _told(recipient: str | None) -> str:
     return f"told {recipient}" if recipient else "nobody to tell: the case has no owner"
 
 
-async def refresh_open_cases(uow: UnitOfWork[AlertingRepository]) -> int:
+async def refresh_open_cases(uow: UnitOfWork[AlertingRepository], now: datetime | None = None) -> int:
     count = await uow.repository.count_open_cases()
     OPEN_CASES.set(count)
+    now = now or datetime.now(UTC)
+    counts = {row.priority: row for row in await uow.repository.sla_counts(now, now + SOON)}
+    for priority in Priority:
+        row = counts.get(priority.value)
+        UNRESOLVED_CASES.labels(priority.value).set(row.unresolved if row else 0)
+        DUE_WITHIN_HOUR.labels(priority.value).set(row.due_soon if row else 0)
+        BREACHED_NOW.labels(priority.value).set(row.breached if row else 0)
     return count

@@ -62,7 +62,7 @@ def purchases_of(events: Iterable[Event[Contract]]) -> list[RecordedPurchase]:
 async def record(events: list[Event[Contract]], uow: UnitOfWork[ReportingRepository]) -> None:
     """Keep a batch's purchases and mark the answers they are a repurchase of: three statements."""
     purchases = purchases_of(events)
-    PURCHASES.inc(len(purchases))
+    uow.count(PURCHASES, len(purchases))
     repository = uow.repository
     await repository.lock_purchasers((purchase.tenant_id, purchase.customer_id) for purchase in purchases)
     # Only what the table added: a repeat of an order under another id (maybe with another time)

@@ -67,7 +67,7 @@ async def project(events: list[Event[Contract]], uow: UnitOfWork[ReportingReposi
     batch = _Projection()
     for event in events:
         if batch.add(event):
-            PROJECTED.labels(event.type).inc()
+            uow.count(PROJECTED.labels(event.type))
     await batch.save(uow.repository)
 
 

@@ -95,14 +95,14 @@ async def record(events: list[Event[Contract]], uow: UnitOfWork[ReportingReposit
             continue
         cell = _cell(event.tenant, event.data)
         if cell is None:
-            CELLS.labels("ignored").inc()
+            uow.count(CELLS.labels("ignored"))
             continue
         received += 1
         key = (cell.tenant_id, cell.touchpoint, cell.dimension, cell.value, cell.bucket, cell.start)
         if key not in latest or latest[key].version < cell.version:
             latest[key] = cell
     changed = await uow.repository.record_cells(list(latest.values()))
-    CELLS.labels("stored").inc(len(changed))
-    CELLS.labels("stale").inc(received - len(changed))
+    uow.count(CELLS.labels("stored"), len(changed))
+    uow.count(CELLS.labels("stale"), received - len(changed))
     # A notice is at most ~2.5 kB (a 200-character value, 11 counts), well within pg_notify's 8000.
     await uow.repository.notify(CHANNEL, [notice_of(cell).model_dump_json() for cell in changed])

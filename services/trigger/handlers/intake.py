@@ -38,6 +38,7 @@ from libs.common.events import (
     TicketClosed,
 )
 from libs.common.kafka import RejectEvent
+from libs.common.metrics import BoundedLabel
 from services.trigger.config import TriggerSettings
 from services.trigger.domain.cohorts import RELATIONSHIP_DUE
 from services.trigger.domain.context import CustomerProfile, account_owner, merged_attributes
@@ -78,6 +79,8 @@ _PENDING_LOOKBACK = timedelta(days=31)
 DECISIONS = Counter(
     "nps_trigger_decisions_total", "Decisions on incoming events", ["touchpoint", "outcome", "reason"]
 )
+#: Touchpoints are named by tenants: the first 100 names keep their label, the rest are "other".
+TOUCHPOINT_LABEL = BoundedLabel(100)
 
 
 def _candidate(event: Event[Contract]) -> Candidate:
@@ -500,9 +503,13 @@ class _TenantBatch:
         touchpoint = decision.touchpoint
         reason = decision.reason.value if decision.reason else None
         if self.count:
-            DECISIONS.labels(
-                touchpoint.name if touchpoint else "none", decision.outcome.value, reason or "none"
-            ).inc()
+            self.uow.count(
+                DECISIONS.labels(
+                    TOUCHPOINT_LABEL(touchpoint.name) if touchpoint else "none",
+                    decision.outcome.value,
+                    reason or "none",
+                )
+            )
         self.decisions.append(
             DecisionRecord(
                 tenant_id=self.tenant_id,
