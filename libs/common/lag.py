@@ -74,11 +74,10 @@ class ConsumerLagJob(Job):
 
     async def prepare(self) -> None:
         # The brokers and how to reach them (TLS, SASL) as every other client has them.
-        options = kafka_client_options(self._settings)
-        admin = AIOKafkaAdminClient(**options)
+        admin = AIOKafkaAdminClient(**kafka_client_options(self._settings))
         # No group: the probe only reads high watermarks of partitions it is told to fetch.
         probe = AIOKafkaConsumer(
-            **options,
+            **kafka_client_options(self._settings),
             enable_auto_commit=False,
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=1024,

@@ -22,6 +22,7 @@ EXPECTED_ALERTS = {
     "NpsHighErrorRate",
     "NpsDeadLettersGrowing",
     "NpsConsumerFallingBehind",
+    "NpsConsumerLagGrowing",
     "NpsOutboxBacklogGrowing",
     "NpsQueueAging",
     "NpsJobFailing",
