@@ -617,4 +617,8 @@ def install(
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     async def prometheus_metrics() -> Response:
+        # Readiness as a metric too, so an alert does not depend on something probing /readyz.
+        # Each check gives up after 3 s, so a scrape (10 s timeout by default) still answers.
+        for dependency, answer in (await check_dependencies()).items():
+            metrics.ready.labels(dependency).set(1 if answer == "ok" else 0)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -54,6 +54,11 @@ class ServiceMetrics:
         self.http_seconds = Histogram(
             f"{prefix}_http_request_seconds", "HTTP request latency", ["method", "route"]
         )
+        self.ready = Gauge(
+            f"{prefix}_ready",
+            "1 while the dependency (database, kafka) answers the readiness check, as of this scrape",
+            ["dependency"],
+        )
         self.db_pool_size = Gauge(f"{prefix}_db_pool_size", "Connections the database pool keeps open")
         self.db_pool_in_use = Gauge(
             f"{prefix}_db_pool_connections_in_use", "Database connections checked out of the pool now"

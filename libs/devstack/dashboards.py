@@ -136,6 +136,20 @@ PLATFORM = DashboardSpec(
                     width=12,
                 ),
                 PanelSpec(
+                    "Dependencies reachable",
+                    "1 while every process of the service reaches the dependency (its readiness check, "
+                    "run at each scrape); 0: its /readyz answers 503 and it takes no traffic.",
+                    [
+                        Query(
+                            f"min by (service, dependency) ({series('ready')})",
+                            "{{service}} {{dependency}}",
+                        )
+                    ],
+                    unit="bool",
+                    kind=Kind.STAT,
+                    width=12,
+                ),
+                PanelSpec(
                     "Readiness checks by answer",
                     "/readyz answers per second by status: 503 means the database or the Kafka broker "
                     "is out of the service's reach.",

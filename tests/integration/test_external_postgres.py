@@ -15,7 +15,7 @@ from libs.devstack.ports import free_port
 from services.trigger import handlers
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build
-from tests.conftest import StartService
+from tests.conftest import StartService, eventually, metric_value
 from tests.support.factories import purchase
 
 
@@ -59,3 +59,36 @@ async def test_the_trigger_runs_on_an_external_postgres_over_tcp_with_a_password
     )
     with pytest.raises(asyncpg.InvalidPasswordError):
         await asyncpg.connect(wrong)
+
+
+async def test_readiness_shows_on_metrics_and_a_lost_database_turns_it_to_zero(
+    start_service: StartService, password_postgres: PasswordPostgres
+) -> None:
+    """What the NpsServiceNotReady alert reads: 1 per dependency while it answers, 0 once the
+    database is gone (here: its server stopped), 1 again when it is back."""
+    url = password_postgres.url.replace("postgresql+asyncpg", "postgres")
+    service = await start_service(build, TriggerSettings, database_url=url, fresh=True)
+
+    async def readiness() -> dict[str, float]:
+        client = service.client
+        return {
+            dependency: await metric_value(client, "nps_trigger_ready", dependency=dependency)
+            for dependency in ("database", "kafka")
+        }
+
+    assert await readiness() == {"database": 1, "kafka": 1}
+    password_postgres.stop()
+    try:
+
+        async def database_down() -> bool:
+            return await readiness() == {"database": 0, "kafka": 1}
+
+        await eventually(database_down, within=30)
+        assert (await service.client.get("/readyz")).status_code == 503
+    finally:
+        password_postgres.start()
+
+    async def database_back() -> bool:
+        return await readiness() == {"database": 1, "kafka": 1}
+
+    await eventually(database_back, within=30)
