@@ -135,6 +135,10 @@ async def test_every_panel_shows_data_and_every_rule_evaluates(
     ):
         scraped = f"count_over_time({selector}[1m]) >= 3 and {selector} > 0"
         await eventually(partial(result, client, prometheus, scraped), within=30, interval=0.5)
+    # The score gauge is refreshed every METRICS_REFRESH_SECONDS (15), not as answers come, and the
+    # load's NPS (one 3, one 10) is 0.
+    scored = "count_over_time(nps_scoring_answers[1m]) >= 3 and nps_scoring_answers > 0"
+    await eventually(partial(result, client, prometheus, scored), within=45, interval=0.5)
 
     queries = panel_queries()
     assert len(queries) >= 25
