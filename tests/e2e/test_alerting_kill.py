@@ -144,7 +144,7 @@ async def _kill_mid_batch(
     stack: Stack, db: AsyncEngine, tenant_id: uuid.UUID, *, least: int, started_after: datetime
 ) -> int | None:
     """Once at least ``least`` cases are done and the process started since ``started_after`` has
-    held a transaction open for a second (an SLA batch, or the recovery requests: nothing else of
+    held a transaction open for a quarter of a second (an SLA batch, or the recovery requests: nothing else of
     alerting takes that long), SIGKILL it and wait for the supervisor to start another. None if
     the pass ended first."""
 
@@ -169,7 +169,8 @@ async def _batch_under_way(db: AsyncEngine, started_after: datetime) -> bool:
         await _count(
             db,
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'nps-alerting' "
-            "AND backend_start > :since AND state <> 'idle' AND xact_start < now() - interval '1 second'",
+            "AND backend_start > :since AND state <> 'idle' "
+            "AND xact_start < now() - interval '250 milliseconds'",
             since=started_after,
         )
     )
