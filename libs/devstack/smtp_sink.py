@@ -125,12 +125,7 @@ def messages_to(mail_dir: Path | str, address: str) -> list[EmailMessage]:
     parser = BytesParser(_class=EmailMessage, policy=default_policy)
     matched: list[EmailMessage] = []
     for path in _stored(mail_dir):
-        recipients = _recipients.get(path)
-        if recipients is None:
-            with path.open("rb") as stored:
-                headers = BytesHeaderParser(policy=default_policy).parse(stored)
-            recipients = _recipients[path] = str(headers["To"])
-        if address in recipients:
+        if address in _recipients_of(path):
             matched.append(parser.parsebytes(path.read_bytes()))
     return matched
 
@@ -140,15 +135,21 @@ def arrivals_to(mail_dir: Path | str, address: str) -> list[tuple[datetime, str]
     oldest first: when the sink received it, whoever sent it (the file name starts with the time)."""
     arrived: list[tuple[datetime, str]] = []
     for path in _stored(mail_dir):
-        recipients = _recipients.get(path)
-        if recipients is None:
-            with path.open("rb") as stored:
-                headers = BytesHeaderParser(policy=default_policy).parse(stored)
-            recipients = _recipients[path] = str(headers["To"])
+        recipients = _recipients_of(path)
         if address in recipients:
             stamp = datetime.strptime(path.name.split("-", 1)[0], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
             arrived.append((stamp, recipients))
     return arrived
+
+
+def _recipients_of(path: Path) -> str:
+    """A stored message's To header, read from the file once (see :data:`_recipients`)."""
+    recipients = _recipients.get(path)
+    if recipients is None:
+        with path.open("rb") as stored:
+            headers = BytesHeaderParser(policy=default_policy).parse(stored)
+        recipients = _recipients[path] = str(headers["To"])
+    return recipients
 
 
 def _stored(mail_dir: Path | str) -> list[Path]:

@@ -596,16 +596,7 @@ class SurveyRepository:
         than sending two. Never after an answer, an unsubscribe, a bounce or expiry."""
         due = (
             select(Invitation.id)
-            .where(
-                Invitation.reminder_due_at <= now,
-                Invitation.reminded_at.is_(None),
-                Invitation.responded_at.is_(None),
-                Invitation.unsubscribed_at.is_(None),
-                Invitation.bounced_at.is_(None),
-                Invitation.withdrawn_at.is_(None),
-                Invitation.status == InvitationStatus.SENT.value,
-                Invitation.expires_at > now,
-            )
+            .where(*_reminder_due(now))
             .order_by(Invitation.reminder_due_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -712,16 +703,7 @@ class SurveyRepository:
         """When the longest-waiting reminder that is due became due, and how many are due."""
         oldest, count = (
             await self._session.execute(
-                select(func.min(Invitation.reminder_due_at), func.count()).where(
-                    Invitation.reminder_due_at <= now,
-                    Invitation.reminded_at.is_(None),
-                    Invitation.responded_at.is_(None),
-                    Invitation.unsubscribed_at.is_(None),
-                    Invitation.bounced_at.is_(None),
-                    Invitation.withdrawn_at.is_(None),
-                    Invitation.status == InvitationStatus.SENT.value,
-                    Invitation.expires_at > now,
-                )
+                select(func.min(Invitation.reminder_due_at), func.count()).where(*_reminder_due(now))
             )
         ).one()
         return Due(oldest, int(count))
@@ -790,6 +772,21 @@ class SurveyRepository:
         await self._session.execute(
             sql_text("DELETE FROM survey.rate_buckets WHERE tat < :now"), {"now": now}
         )
+
+
+def _reminder_due(now: datetime) -> list[ColumnElement[bool]]:
+    """An invitation whose reminder is due: sent, not answered, unsubscribed, bounced, withdrawn or
+    expired, and not reminded yet. The reminders job claims these, and its queue gauges count them."""
+    return [
+        Invitation.reminder_due_at <= now,
+        Invitation.reminded_at.is_(None),
+        Invitation.responded_at.is_(None),
+        Invitation.unsubscribed_at.is_(None),
+        Invitation.bounced_at.is_(None),
+        Invitation.withdrawn_at.is_(None),
+        Invitation.status == InvitationStatus.SENT.value,
+        Invitation.expires_at > now,
+    ]
 
 
 _GIVE_SLOTS = sql_text(
