@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.scoring.config import ScoringSettings
 from services.scoring.main import build
@@ -14,7 +15,6 @@ from tests.conftest import (
     StartService,
     TestTenant,
     eventually,
-    metric_value,
     provision_tenant,
 )
 from tests.integration.test_scoring_nps import answer, send
@@ -44,11 +44,19 @@ async def test_the_nps_and_answers_of_a_touchpoint_are_gauges(
     labels = {"tenant": tenant.tenant_id if by_tenant else "all", "touchpoint": touchpoint}
 
     async def shown() -> dict[str, float] | None:
-        found = {
-            category: await metric_value(scoring.client, "nps_scoring_answers", category=category, **labels)
-            for category in ("promoter", "passive", "detractor")
-        }
-        return found if sum(found.values()) == len(SCORES) else None
+        # One scrape for all four: the gauges are process-wide, and the session's shared scoring
+        # refreshes them too, so two scrapes could straddle its refresh.
+        found: dict[str, float] = {}
+        text = (await scoring.client.get("/metrics")).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if all(sample.labels.get(key) == value for key, value in labels.items()):
+                    if sample.name == "nps_scoring_answers":
+                        found[sample.labels["category"]] = sample.value
+                    elif sample.name == "nps_scoring_nps":
+                        found["nps"] = sample.value
+        answers = sum(found.get(category, 0) for category in ("promoter", "passive", "detractor"))
+        return found if answers == len(SCORES) and "nps" in found else None
 
-    assert await eventually(shown, within=60) == {"promoter": 3, "passive": 1, "detractor": 1}
-    assert await metric_value(scoring.client, "nps_scoring_nps", **labels) == pytest.approx(40.0)
+    shown_once = await eventually(shown, within=60)
+    assert shown_once == {"promoter": 3, "passive": 1, "detractor": 1, "nps": pytest.approx(40.0)}
