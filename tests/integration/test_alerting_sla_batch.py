@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from services.alerting import handlers
-from tests.conftest import ServiceUnderTest, StartService, provision_tenant
+from tests.conftest import ServiceUnderTest, StartService, eventually, metric_value, provision_tenant
 from tests.integration.test_alerting_followups import _alerting
 
 pytestmark = pytest.mark.integration
@@ -78,8 +78,16 @@ async def test_two_replicas_running_the_clock_at_once_take_each_step_once(
     start_service: StartService,
 ) -> None:
     first = await _alerting(start_service)
+    cycles = await metric_value(first.client, "nps_alerting_job_runs_total", job="sla-check")
     # Another process's worth of alerting (its own pool and jobs) on the same database.
     second = await _alerting(start_service, fresh=True)
+
+    # Its SLA job checks once at start (then hourly): had that check claimed the cases below, the
+    # four clocks would skip them all and the counts be read before it commits.
+    async def second_checked_once() -> bool:
+        return await metric_value(first.client, "nps_alerting_job_runs_total", job="sla-check") > cycles
+
+    await eventually(second_checked_once, within=30)
     tenant = await provision_tenant(first.runtime)
     tenant_id = uuid.UUID(tenant.tenant_id)
     cases = 300
