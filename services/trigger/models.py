@@ -205,7 +205,8 @@ class WebhookEndpoint(Base):
     __table_args__ = (
         Index("ix_webhook_endpoints_tenant", "tenant_id", "created_at"),
         CheckConstraint(
-            "platform IN ('shopify', 'woocommerce', 'zendesk', 'freshdesk', 'generic')",
+            "platform IN ('shopify', 'woocommerce', 'zendesk', 'freshdesk', 'generic', "
+            "'stripe', 'intercom', 'zammad', 'helpscout')",
             name="ck_webhook_endpoints_platform",
         ),
     )

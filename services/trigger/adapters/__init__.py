@@ -10,12 +10,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.trigger.adapters import freshdesk, generic, shopify, woocommerce, zendesk
+from services.trigger.adapters import (
+    freshdesk,
+    generic,
+    helpscout,
+    intercom,
+    shopify,
+    stripe,
+    woocommerce,
+    zammad,
+    zendesk,
+)
 from services.trigger.adapters.common import Delivery, Headers, Ignored, MapResult, NotJson, Unauthorized
 
 __all__ = [
     "GENERATES_SECRET",
     "PLATFORMS",
+    "SECRET_BYTES",
     "Delivery",
     "Ignored",
     "MapResult",
@@ -27,16 +38,34 @@ __all__ = [
     "verify",
 ]
 
-PLATFORMS = ("shopify", "woocommerce", "zendesk", "freshdesk", "generic")
-#: Where the user may leave the secret to us. Shopify signs with the app's client secret and
-#: Zendesk with a signing secret it issues itself: for those the user must bring theirs.
-GENERATES_SECRET = frozenset({"woocommerce", "freshdesk", "generic"})
+PLATFORMS = (
+    "shopify",
+    "woocommerce",
+    "zendesk",
+    "freshdesk",
+    "generic",
+    "stripe",
+    "intercom",
+    "zammad",
+    "helpscout",
+)
+#: Where the user may leave the secret to us. Shopify signs with the app's client secret, Zendesk
+#: and Stripe with a signing secret they issue themselves, Intercom with the app's client secret:
+#: for those the user must bring theirs.
+GENERATES_SECRET = frozenset({"woocommerce", "freshdesk", "generic", "zammad", "helpscout"})
+#: Random bytes in a generated secret where the platform takes fewer than the default 32 (43
+#: characters): Help Scout takes at most 40 characters, which 30 bytes in URL-safe base64 are.
+SECRET_BYTES = {"helpscout": 30}
 
 _ADAPTERS = {
     "shopify": (shopify.verify, shopify.map),
     "woocommerce": (woocommerce.verify, woocommerce.map),
     "zendesk": (zendesk.verify, zendesk.map),
     "freshdesk": (freshdesk.verify, freshdesk.map),
+    "stripe": (stripe.verify, stripe.map),
+    "intercom": (intercom.verify, intercom.map),
+    "zammad": (zammad.verify, zammad.map),
+    "helpscout": (helpscout.verify, helpscout.map),
 }
 
 

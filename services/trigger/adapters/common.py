@@ -7,7 +7,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeAlias
 
@@ -164,3 +164,13 @@ def attributes(**values: Any) -> dict[str, str] | None:
             continue
         found[key] = candidate
     return found or None
+
+
+def unix_time(value: Any) -> str | None:
+    """Unix seconds (Stripe, Intercom) as the ISO 8601 UTC time our contracts carry."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None

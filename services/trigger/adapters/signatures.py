@@ -27,6 +27,16 @@ def hex_hmac(secret: str, *parts: bytes) -> str:
     return hmac_sha256(secret, *parts).hex()
 
 
+def hex_hmac_sha1(secret: str, body: bytes) -> str:
+    """GitHub-style ``X-Hub-Signature`` digests (Intercom, Zammad): SHA-1 is what they send; as an
+    HMAC it still proves the key, which is all we ask of it."""
+    return hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+
+
+def base64_hmac_sha1(secret: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha1).digest()).decode()
+
+
 def same(presented: str, expected: str) -> bool:
     """Whether a presented signature equals the expected one, without a timing side channel."""
     return hmac.compare_digest(presented.strip().encode(), expected.encode())
@@ -56,3 +66,16 @@ def parse_timestamp(value: str) -> datetime | None:
 
 def is_fresh(signed_at: datetime, now: datetime, tolerance: timedelta = TOLERANCE) -> bool:
     return abs(now - signed_at) <= tolerance
+
+
+def check_hub_signature(secret: str, presented: str | None, body: bytes, name: str) -> str | None:
+    """Why an ``X-Hub-Signature: sha1=<hex HMAC-SHA1(secret, body)>`` does not prove the body, or
+    None when it does. ``name`` is the header's name, for the reason."""
+    if not presented:
+        return f"missing {name} header"
+    scheme, _, digest = presented.strip().partition("=")
+    if scheme.lower() != "sha1" or not digest:
+        return f"{name} is not of the form sha1=<hex digest>"
+    if not same(digest.lower(), hex_hmac_sha1(secret, body)):
+        return f"{name} does not match the body"
+    return None

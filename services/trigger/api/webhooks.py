@@ -36,7 +36,9 @@ WEBHOOKS = Counter(
     ["platform", "outcome"],
 )
 
-Platform = Literal["shopify", "woocommerce", "zendesk", "freshdesk", "generic"]
+Platform = Literal[
+    "shopify", "woocommerce", "zendesk", "freshdesk", "generic", "stripe", "intercom", "zammad", "helpscout"
+]
 _ID_LIMIT = 64
 
 
@@ -51,8 +53,9 @@ class NewWebhook(BaseModel):
         default=None,
         min_length=16,
         max_length=512,
-        description="Shopify: the app's client secret; Zendesk: the webhook's signing secret. "
-        "WooCommerce, Freshdesk and generic: left out, one is generated.",
+        description="Shopify: the app's client secret; Zendesk: the webhook's signing secret; "
+        "Stripe: the endpoint's signing secret (whsec_...); Intercom: the app's client secret. "
+        "WooCommerce, Freshdesk, Zammad, Help Scout and generic: left out, one is generated.",
     )
     mapping: dict[str, Any] | None = Field(
         default=None, description="generic only: event_type, id, fields and signature"
@@ -82,7 +85,7 @@ async def create_webhook(tenant: Tenant, uow: UoW, body: NewWebhook) -> dict[str
                 422,
                 invalid_request(f"secret: {body.platform} signs with a secret it issues, send it as secret"),
             )
-        secret = secrets.token_urlsafe(32)
+        secret = secrets.token_urlsafe(adapters.SECRET_BYTES.get(body.platform, 32))
     endpoint_id = secrets.token_urlsafe(24)
     now = datetime.now(UTC)
     repository: TriggerRepository = uow.repository
@@ -141,12 +144,13 @@ async def delete_webhook(tenant: Tenant, uow: UoW, endpoint_id: str) -> Response
 async def receive_webhook(
     platform: str, endpoint_id: str, request: Request, uow: UoW, settings: TriggerConfig
 ) -> JSONResponse:
-    """Where Shopify, WooCommerce, Zendesk, Freshdesk or a generic sender posts.
+    """Where Shopify, WooCommerce, Zendesk, Freshdesk, Stripe, Intercom, Zammad, Help Scout or a
+    generic sender posts.
 
     The signature is checked over the raw body before anything is parsed: a missing, wrong or
     stale one gets 401 and changes nothing. A delivery that asks nothing of us (a topic or status
-    we do not act on, WooCommerce's ping) gets 200 with `ignored` and the reason; one that maps to
-    events gets 200 with a result per event, as `POST /v1/events` gives them. A retried delivery
+    we do not act on, WooCommerce's or Intercom's ping) gets 200 with `ignored` and the reason; one
+    that maps to events gets 200 with a result per event, as `POST /v1/events` gives them. A retried delivery
     is reported as `duplicate`.
     """
     body = await request.body()
