@@ -81,7 +81,8 @@ async def test_a_signed_stripe_checkout_is_decided_and_a_replay_is_a_duplicate(
     assert (result["id"], result["status"]) == (f"stripe:{event_id}", "accepted")
     [decision] = await decisions(service, tenant, customer)
     assert (decision["event_id"], decision["event_type"]) == (f"stripe:{event_id}", "purchase.completed.v1")
-    assert decision["outcome"] != "skipped"
+    # What the tenant sees: the new customer is invited, at the webshop touchpoint a new tenant has.
+    assert (decision["outcome"], decision["touchpoint"]) == ("invited", "webshop-purchase")
 
     # Stripe retries with a new timestamp and signature; the event id is what makes it the same.
     again = await post(service, endpoint, body, Stripe_Signature=stripe_signature(body, STRIPE_SECRET))
@@ -232,6 +233,7 @@ async def test_zammad_closed_ticket_with_a_generated_token(start_service: StartS
     assert genuine.status_code == 200, genuine.text
     [decision] = await decisions(service, tenant, customer)
     assert (decision["event_id"], decision["event_type"]) == (f"zammad:{delivery}", "ticket.closed.v1")
+    assert decision["outcome"] == "invited", decision
     retried = await post(
         service, endpoint, body, X_Hub_Signature=hub(body, token), X_Zammad_Delivery=delivery
     )
@@ -271,7 +273,7 @@ async def test_help_scout_closed_conversation_with_a_generated_secret(start_serv
     )
     assert genuine.status_code == 200, genuine.text
     [decision] = await decisions(service, tenant, customer)
-    assert decision["event_type"] == "ticket.closed.v1"
+    assert (decision["event_type"], decision["outcome"]) == ("ticket.closed.v1", "invited"), decision
     assert decision["event_id"] == f"helpscout:conversation:{conversation['id']}:closed:2012-03-16T14:07:23Z"
     replay = await post(
         service, endpoint, body, X_HelpScout_Signature=helpscout_signature(body, secret), **event

@@ -181,7 +181,7 @@ def test_a_completed_checkout_session_is_a_paid_purchase_in_major_units() -> Non
     assert data.customer_id == "cus_NVzTrA9clOEYdB"
     assert (data.email, data.name, data.locale) == ("learnmatlabwithrami@gmail.com", "a", None)
     assert (data.amount, data.currency, data.status) == (Decimal("10.00"), "EUR", "paid")
-    assert to_minor_units(data.amount, data.currency) == 1000
+    assert to_minor_units(Decimal("10.00"), "EUR") == 1000
     assert data.occurred_at == datetime.fromtimestamp(1678660540, UTC)
     assert data.attributes == {"country": "DE"}
     # The captured delivery is from test mode.
