@@ -47,28 +47,14 @@ _MAX_SIGNATURES = 8
 
 #: Stripe's own minor units (stripe.com/docs/currencies), which are not always ISO 4217's: these have
 #: none (an ``amount_total`` of 500 JPY is 500 yen) ...
-ZERO_DECIMAL = frozenset(
-    {
-        "BIF",
-        "CLP",
-        "DJF",
-        "GNF",
-        "JPY",
-        "KMF",
-        "KRW",
-        "MGA",
-        "PYG",
-        "RWF",
-        "UGX",
-        "VND",
-        "VUV",
-        "XAF",
-        "XOF",
-        "XPF",
-    }
-)
-#: ... these three; every other currency two, including ISK, HUF and TWD, which Stripe still sends
-#: with two decimals (ISK 500 is 5 krónur) although ISO gives ISK none.
+# fmt: off
+ZERO_DECIMAL = frozenset({
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA",
+    "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+})
+# fmt: on
+#: ... these have three; every other currency has two, including ISK, HUF and TWD, which Stripe
+#: still sends with two decimals (ISK 500 is 5 krónur) although ISO gives ISK none.
 THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
 
 

@@ -150,8 +150,8 @@ async def receive_webhook(
     The signature is checked over the raw body before anything is parsed: a missing, wrong or
     stale one gets 401 and changes nothing. A delivery that asks nothing of us (a topic or status
     we do not act on, WooCommerce's or Intercom's ping) gets 200 with `ignored` and the reason; one
-    that maps to events gets 200 with a result per event, as `POST /v1/events` gives them. A retried delivery
-    is reported as `duplicate`.
+    that maps to events gets 200 with a result per event, as `POST /v1/events` gives them. A
+    retried delivery is reported as `duplicate`.
     """
     body = await request.body()
     if platform not in adapters.PLATFORMS or len(endpoint_id) > _ID_LIMIT:
