@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.trigger.adapters import freshdesk, generic, shopify, woocommerce, zendesk
+from services.trigger.adapters import bigcommerce, freshdesk, generic, shopify, woocommerce, zendesk
 from services.trigger.adapters.common import Delivery, Headers, Ignored, MapResult, NotJson, Unauthorized
 
 __all__ = [
     "GENERATES_SECRET",
     "PLATFORMS",
+    "THIN_PLATFORMS",
     "Delivery",
     "Ignored",
     "MapResult",
@@ -27,10 +28,13 @@ __all__ = [
     "verify",
 ]
 
-PLATFORMS = ("shopify", "woocommerce", "zendesk", "freshdesk", "generic")
+PLATFORMS = ("shopify", "woocommerce", "zendesk", "freshdesk", "generic", "bigcommerce")
+#: Platforms whose payload names a resource rather than carrying it: a delivery is queued and a job
+#: fetches the resource (``handlers.bigcommerce``); ``map_delivery`` is not for them.
+THIN_PLATFORMS = frozenset({"bigcommerce"})
 #: Where the user may leave the secret to us. Shopify signs with the app's client secret and
 #: Zendesk with a signing secret it issues itself: for those the user must bring theirs.
-GENERATES_SECRET = frozenset({"woocommerce", "freshdesk", "generic"})
+GENERATES_SECRET = frozenset({"woocommerce", "freshdesk", "generic", "bigcommerce"})
 
 _ADAPTERS = {
     "shopify": (shopify.verify, shopify.map),
@@ -38,6 +42,7 @@ _ADAPTERS = {
     "zendesk": (zendesk.verify, zendesk.map),
     "freshdesk": (freshdesk.verify, freshdesk.map),
 }
+_VERIFIERS = {"bigcommerce": bigcommerce.verify}
 
 
 def mapping_of(platform: str, stored: dict[str, Any] | None) -> generic.GenericMapping | None:
@@ -61,6 +66,9 @@ def verify(
         if mapping is None:
             raise Unauthorized("this endpoint has no mapping, so no signature it could check")
         generic.verify(secret, headers, body, now, mapping.signature)
+        return
+    if platform in _VERIFIERS:
+        _VERIFIERS[platform](secret, headers, body, now)
         return
     _ADAPTERS[platform][0](secret, headers, body, now)
 
