@@ -8,21 +8,31 @@ delivery with its reason; an order in a status that is not a purchase is never d
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import make_url, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 from standardwebhooks.webhooks import Webhook
 
+from libs.common.service import ServiceDefinition
+from services.trigger import handlers
+from services.trigger.config import TriggerSettings
+from services.trigger.main import build
 from tests.conftest import ServiceUnderTest, StartService, TestTenant, eventually, metric_value
 from tests.support import bigcommerce_store
 from tests.support.bigcommerce_store import FakeStoreApi, Store
-from tests.support.services import decisions, trigger_with_tenant
+from tests.support.services import decisions
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "webhooks"
 CLIENT_SECRET = "bc-client-secret-" + "0123456789abcdef"
@@ -38,15 +48,65 @@ async def store_api() -> AsyncIterator[FakeStoreApi]:
         yield api
 
 
+@pytest.fixture(scope="module")
+async def own_database(pg_url: str) -> AsyncIterator[str]:
+    """A database of its own: every trigger of the session runs the order fetcher, and one
+    started with the default settings would fetch these tests' orders from api.bigcommerce.com
+    (one deployment's replicas all have the same settings; a test session's triggers do not)."""
+    database = f"trigger_bigcommerce_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(pg_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    async with admin.connect() as connection:
+        await connection.execute(text(f'CREATE DATABASE "{database}"'))
+    try:
+        yield make_url(pg_url).set(database=database).render_as_string(hide_password=False)
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+def intake_only(settings: TriggerSettings) -> ServiceDefinition:
+    """The trigger as ``build`` wires it (routes, jobs, the relay), without its Kafka consumers: on
+    a database of its own they would read every other test's events as unknown tenants'."""
+    return replace(build(settings), consumers=[])
+
+
+async def trigger(
+    start_service: StartService, store_api: FakeStoreApi, database_url: str
+) -> ServiceUnderTest:
+    return await start_service(
+        intake_only,
+        TriggerSettings,
+        fresh=True,
+        database_url=database_url,
+        bigcommerce_api_url=store_api.url,
+        outbound_allow_private=True,
+    )
+
+
+async def new_tenant(service: ServiceUnderTest) -> TestTenant:
+    name = f"shop-{uuid.uuid4().hex[:8]}"
+    async with service.runtime.database.uow() as uow:
+        tenant_id = await handlers.create_tenant(
+            uow, name=name, owner_email=f"cx@{name}.example", now=datetime.now(UTC)
+        )
+        _, key = await handlers.create_api_key(uow, tenant=name, now=datetime.now(UTC))
+        await uow.commit()
+    return TestTenant(str(tenant_id), name, key.secret, f"cx@{name}.example")
+
+
 async def bigcommerce_receiver(
-    start_service: StartService, store_api: FakeStoreApi, *, secret: str | None = CLIENT_SECRET
+    start_service: StartService,
+    store_api: FakeStoreApi,
+    database_url: str,
+    *,
+    secret: str | None = CLIENT_SECRET,
 ) -> tuple[ServiceUnderTest, TestTenant, dict[str, Any], Store]:
     """The trigger pointed at the local store API, a tenant, its receiver and its store (serving the
     published example order 100, Awaiting Fulfillment, of customer 20, and order 218, Awaiting
     Payment, of customer 11)."""
-    service, tenant = await trigger_with_tenant(
-        start_service, bigcommerce_api_url=store_api.url, outbound_allow_private=True
-    )
+    service = await trigger(start_service, store_api, database_url)
+    tenant = await new_tenant(service)
     store_hash = uuid.uuid4().hex[:10]
     token = "bc-api-token-" + uuid.uuid4().hex
     store = Store(hash=store_hash, token=token)
@@ -109,19 +169,25 @@ async def settled(service: ServiceUnderTest, tenant: TestTenant, endpoint: dict[
 
 
 async def test_a_signed_order_is_answered_at_once_then_fetched_and_decided_and_a_replay_is_a_duplicate(
-    start_service: StartService, store_api: FakeStoreApi
+    start_service: StartService, store_api: FakeStoreApi, own_database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    service, tenant, endpoint, store = await bigcommerce_receiver(start_service, store_api)
+    service, tenant, endpoint, store = await bigcommerce_receiver(start_service, store_api, own_database)
     assert endpoint["url_path"] == f"/v1/hooks/bigcommerce/{endpoint['id']}"
     body = delivery("bigcommerce_store_order_created.json", 100)
     headers = signed(body)
+    # The store answers nothing until the delivery has been answered: a receiver that waited for
+    # the order would not be answered (and its fetch would time out, a second attempt).
+    store.hold = asyncio.Event()
 
-    first = await service.client.post(endpoint["url_path"], content=body, headers=headers)
-    assert first.status_code == 200, first.text
-    assert first.json() == {
-        "queued": {"id": f"bigcommerce:{headers['webhook-id']}", "order_id": "100", "status": "queued"}
-    }
-    [done] = await settled(service, tenant, endpoint)
+    with caplog.at_level(logging.INFO):
+        first = await service.client.post(endpoint["url_path"], content=body, headers=headers)
+        assert first.status_code == 200, first.text
+        assert first.json() == {
+            "queued": {"id": f"bigcommerce:{headers['webhook-id']}", "order_id": "100", "status": "queued"}
+        }
+        store.hold.set()
+        [done] = await settled(service, tenant, endpoint)
+    assert store.token not in caplog.text and store.hash not in caplog.text
     assert (done["state"], done["attempts"], done["reason"]) == ("decided", 1, None)
     [decision] = await decisions(service, tenant, "20")
     assert (decision["event_id"], decision["event_type"]) == (
@@ -144,9 +210,9 @@ async def test_a_signed_order_is_answered_at_once_then_fetched_and_decided_and_a
 
 
 async def test_forged_stale_and_unsigned_deliveries_get_401_and_queue_nothing(
-    start_service: StartService, store_api: FakeStoreApi
+    start_service: StartService, store_api: FakeStoreApi, own_database: str
 ) -> None:
-    service, tenant, endpoint, store = await bigcommerce_receiver(start_service, store_api)
+    service, tenant, endpoint, store = await bigcommerce_receiver(start_service, store_api, own_database)
     body = delivery("bigcommerce_store_order_created.json", 100)
     refused = {"outcome": "unauthorized", "platform": "bigcommerce"}
     before = await metric_value(service.client, "nps_trigger_webhooks_total", **refused)
@@ -179,9 +245,11 @@ async def test_forged_stale_and_unsigned_deliveries_get_401_and_queue_nothing(
 
 
 async def test_a_hook_with_the_custom_token_header_is_queued_and_a_wrong_token_refused(
-    start_service: StartService, store_api: FakeStoreApi
+    start_service: StartService, store_api: FakeStoreApi, own_database: str
 ) -> None:
-    service, tenant, endpoint, _ = await bigcommerce_receiver(start_service, store_api, secret=None)
+    service, tenant, endpoint, _ = await bigcommerce_receiver(
+        start_service, store_api, own_database, secret=None
+    )
     token = endpoint["secret"]
     body = delivery("bigcommerce_store_order_created.json", 100)
     wrong = await service.client.post(
@@ -204,9 +272,9 @@ async def test_a_hook_with_the_custom_token_header_is_queued_and_a_wrong_token_r
 
 
 async def test_a_store_that_fails_twice_is_retried_and_the_order_decided_once(
-    start_service: StartService, store_api: FakeStoreApi
+    start_service: StartService, store_api: FakeStoreApi, own_database: str
 ) -> None:
-    service, tenant, endpoint, store = await bigcommerce_receiver(start_service, store_api)
+    service, tenant, endpoint, store = await bigcommerce_receiver(start_service, store_api, own_database)
     store.failures = [500, 500]
     retried = {"platform": "bigcommerce", "outcome": "retried"}
     before = await metric_value(service.client, "nps_trigger_order_fetches_total", **retried)
@@ -221,9 +289,9 @@ async def test_a_store_that_fails_twice_is_retried_and_the_order_decided_once(
 
 
 async def test_an_order_the_store_does_not_have_fails_with_its_reason_and_decides_nothing(
-    start_service: StartService, store_api: FakeStoreApi
+    start_service: StartService, store_api: FakeStoreApi, own_database: str
 ) -> None:
-    service, tenant, endpoint, store = await bigcommerce_receiver(start_service, store_api)
+    service, tenant, endpoint, store = await bigcommerce_receiver(start_service, store_api, own_database)
     failed = {"platform": "bigcommerce", "outcome": "failed"}
     before = await metric_value(service.client, "nps_trigger_order_fetches_total", **failed)
     body = delivery("bigcommerce_store_order_created.json", 999_999)
@@ -239,9 +307,9 @@ async def test_an_order_the_store_does_not_have_fails_with_its_reason_and_decide
 
 
 async def test_status_changes_to_statuses_that_are_not_a_purchase_never_decide(
-    start_service: StartService, store_api: FakeStoreApi
+    start_service: StartService, store_api: FakeStoreApi, own_database: str
 ) -> None:
-    service, tenant, endpoint, store = await bigcommerce_receiver(start_service, store_api)
+    service, tenant, endpoint, store = await bigcommerce_receiver(start_service, store_api, own_database)
     # To Awaiting Payment (7): nothing to fetch.
     pending = delivery("bigcommerce_store_order_statusUpdated.json", 218, new_status_id=7)
     response = await service.client.post(endpoint["url_path"], content=pending, headers=signed(pending))
@@ -261,11 +329,10 @@ async def test_status_changes_to_statuses_that_are_not_a_purchase_never_decide(
 
 
 async def test_a_receiver_needs_its_store_and_other_platforms_take_none(
-    start_service: StartService, store_api: FakeStoreApi
+    start_service: StartService, store_api: FakeStoreApi, own_database: str
 ) -> None:
-    service, tenant = await trigger_with_tenant(
-        start_service, bigcommerce_api_url=store_api.url, outbound_allow_private=True
-    )
+    service = await trigger(start_service, store_api, own_database)
+    tenant = await new_tenant(service)
     missing = await service.client.post(
         "/v1/webhooks", json={"platform": "bigcommerce", "store_hash": "abc123"}, headers=tenant.headers
     )

@@ -26,6 +26,8 @@ class Store:
     #: Statuses the next order requests answer with, in turn, before the order itself.
     failures: list[int] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    #: While set and not released, order requests wait (the store is slow) before being answered.
+    hold: asyncio.Event | None = None
 
 
 @dataclass
@@ -46,6 +48,10 @@ class FakeStoreApi:
                 for name, _, value in (line.partition(":") for line in header_lines if line)
             }
             _, target, _ = request_line.split(" ", 2)
+            match = _ORDER.match(target)
+            held = self.stores[match.group(1)].hold if match and match.group(1) in self.stores else None
+            if held is not None:
+                await held.wait()
             status, body = self._answer(target, headers.get("x-auth-token"))
             payload = json.dumps(body).encode()
             writer.write(

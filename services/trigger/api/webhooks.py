@@ -149,7 +149,7 @@ def _check_store(body: NewWebhook) -> None:
         )
 
 
-@router.get("/v1/webhooks/{endpoint_id}/deliveries")
+@router.get("/v1/webhooks/{endpoint_id}/deliveries", responses=error_responses(404))
 async def webhook_deliveries(tenant: Tenant, uow: UoW, endpoint_id: str) -> dict[str, Any]:
     """The latest deliveries of a receiver whose orders are fetched (BigCommerce), newest first, and
     what came of each: `queued` (with its attempts and the last reason), `decided`, `ignored` or
