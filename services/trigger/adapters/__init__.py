@@ -34,6 +34,7 @@ PLATFORMS = ("shopify", "woocommerce", "zendesk", "freshdesk", "generic", "bigco
 THIN_PLATFORMS = frozenset({"bigcommerce"})
 #: Where the user may leave the secret to us. Shopify signs with the app's client secret and
 #: Zendesk with a signing secret it issues itself: for those the user must bring theirs.
+#: BigCommerce signs with the app's client secret; left out, ours goes in the hook's custom header.
 GENERATES_SECRET = frozenset({"woocommerce", "freshdesk", "generic", "bigcommerce"})
 
 _ADAPTERS = {
