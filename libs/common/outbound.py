@@ -60,11 +60,15 @@ class OutboundError(Exception):
     connection failures, 5xx, 429); otherwise the target refused it (other 4xx, redirects).
     The message names the target only as ``redact`` shows it."""
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, status: int | None = None, retry_after: str | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = message
         self.retryable = retryable
         self.status = status
+        #: The target's ``Retry-After`` header, as it sent it (a 429 or 503 may say when to come back).
+        self.retry_after = retry_after
 
 
 def redact(url: str) -> str:
@@ -300,3 +304,94 @@ async def _refusal_hint(response: httpx.Response) -> str:
                 break
     text = head[:64].decode("ascii", "replace").strip()
     return f" ({text})" if _ERROR_CODE.fullmatch(text) else ""
+
+
+#: The most of a fetched JSON document that is read: an API answer past this is refused, not buffered.
+MAX_FETCHED_BYTES = 1_000_000
+
+
+async def get_json(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    allow_private: bool = False,
+    timeout: float = 10.0,  # noqa: ASYNC109 (as post_json: it bounds httpx's phases as well)
+    max_bytes: int = MAX_FETCHED_BYTES,
+) -> object:
+    """GET a JSON document from a URL a tenant's settings lead to (a store's API) with the same
+    guards as ``post_json``: the URL checked, the host resolved and checked, the connection pinned
+    to the checked address, no redirects, ``timeout`` over the whole exchange; and at most
+    ``max_bytes`` read. ``headers`` (an API token) are sent and never shown in errors or logs.
+
+    Raises ``UnsafeUrl`` or ``OutboundError`` (``retryable`` for timeouts, connection failures,
+    5xx and 429, with the ``Retry-After`` it sent; not for other statuses, nor for a body that is
+    too large or not JSON)."""
+    checked = httpx.URL(check_webhook_url(url, allow_private=allow_private))
+    shown = redact(str(checked))
+    try:
+        async with asyncio.timeout(timeout):
+            port = checked.port or _DEFAULT_PORTS[checked.scheme]
+            address = await resolve_public(checked.host, port, allow_private=allow_private)
+            status, retry_after, body = await _get(client, checked, address, headers, timeout, max_bytes)
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        raise OutboundError(f"{shown}: no answer within {timeout:g} s", retryable=True) from exc
+    except httpx.TransportError as exc:
+        raise OutboundError(f"{shown}: the connection failed ({type(exc).__name__})", retryable=True) from exc
+    if not 200 <= status < 300:
+        raise OutboundError(
+            f"{shown}: answered {status}",
+            retryable=status == 429 or status >= 500,
+            status=status,
+            retry_after=retry_after,
+        )
+    if body is None:
+        raise OutboundError(
+            f"{shown}: the answer is larger than {max_bytes} bytes", retryable=False, status=status
+        )
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise OutboundError(f"{shown}: the answer is not JSON", retryable=False, status=status) from None
+
+
+async def _get(
+    client: httpx.AsyncClient,
+    checked: httpx.URL,
+    address: str,
+    extra_headers: Mapping[str, str],
+    seconds: float,
+    max_bytes: int,
+) -> tuple[int, str | None, bytes | None]:
+    """(status, Retry-After, body); the body is None when it is longer than ``max_bytes``."""
+    host = checked.host
+    host_header = f"[{host}]" if ":" in host else host
+    if checked.port is not None:
+        host_header = f"{host_header}:{checked.port}"
+    headers = {**extra_headers, "Host": host_header, "Accept": "application/json", "Connection": "close"}
+    pinned_to_name = checked.scheme == "https" and address != host
+    extensions = {"sni_hostname": host} if pinned_to_name else {}
+    token = _SENDING_WEBHOOK.set(True)
+    try:
+        with tracing.span("GET outbound", kind=tracing.SpanKind.CLIENT) as span:
+            headers.update(tracing.carrier())
+            async with client.stream(
+                "GET",
+                checked.copy_with(host=address),
+                headers=headers,
+                extensions=extensions,
+                follow_redirects=False,
+                timeout=seconds,
+            ) as response:
+                span.set_attribute("http.response.status_code", response.status_code)
+                retry_after = response.headers.get("Retry-After")
+                if not response.is_success:
+                    return response.status_code, retry_after, b""
+                body = b""
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > max_bytes:
+                        return response.status_code, retry_after, None
+                return response.status_code, retry_after, body
+    finally:
+        _SENDING_WEBHOOK.reset(token)

@@ -12,6 +12,7 @@ from libs.common.kafka import ConsumerSpec
 from libs.common.service import ServiceDefinition
 from services.trigger import api, handlers
 from services.trigger.config import TriggerSettings
+from services.trigger.handlers.bigcommerce import order_fetch_job
 from services.trigger.handlers.recovery import on_recovery_due
 from services.trigger.models import COMMON, Base
 from services.trigger.repository import TriggerRepository
@@ -56,5 +57,5 @@ def build(settings: TriggerSettings) -> ServiceDefinition:
                 unknown_tenants="reject",
             ),
         ],
-        jobs=[handlers.cohort_job(settings)],
+        jobs=[handlers.cohort_job(settings), order_fetch_job(settings)],
     )

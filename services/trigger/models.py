@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -206,7 +207,50 @@ class WebhookEndpoint(Base):
         Index("ix_webhook_endpoints_tenant", "tenant_id", "created_at"),
         CheckConstraint(
             "platform IN ('shopify', 'woocommerce', 'zendesk', 'freshdesk', 'generic', "
-            "'stripe', 'intercom', 'zammad', 'helpscout')",
+            "'stripe', 'intercom', 'zammad', 'helpscout', 'bigcommerce')",
             name="ck_webhook_endpoints_platform",
         ),
+    )
+
+
+class BigCommerceStore(Base):
+    """The store a BigCommerce receiver fetches orders from, and the API token it does it with."""
+
+    __tablename__ = "bigcommerce_stores"
+    endpoint_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    store_hash: Mapped[str] = mapped_column(String(64))
+    # In clear, as webhook secrets are: the token is sent as it is. It is never logged and never
+    # returned after the receiver is created.
+    access_token: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OrderFetch(Base):
+    """A genuine thin delivery waiting for its order to be fetched (the durable job row), then what
+    came of it: decided, ignored (with the reason) or failed (with the reason)."""
+
+    __tablename__ = "order_fetches"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    endpoint_id: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(20))
+    #: The platform's delivery id (BigCommerce: webhook-id, else the payload's hash); a replay is a duplicate.
+    delivery_id: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[str] = mapped_column(String(63))
+    order_id: Mapped[str] = mapped_column(String(40))
+    #: queued, decided, ignored or failed.
+    state: Mapped[str] = mapped_column(String(10))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: When a queued fetch may be claimed: now, after a backoff, or after a claim's lease.
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(String(300))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ux_order_fetches_delivery", "tenant_id", "platform", "delivery_id", unique=True),
+        Index("ix_order_fetches_due", "due_at", postgresql_where=text("state = 'queued'")),
+        Index("ix_order_fetches_endpoint", "tenant_id", "endpoint_id", "received_at"),
+        CheckConstraint("state IN ('queued', 'decided', 'ignored', 'failed')", name="ck_order_fetches_state"),
     )

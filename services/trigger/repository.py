@@ -37,10 +37,12 @@ from libs.common.db import copy_rows
 from services.trigger.domain.history import ContactRecord
 from services.trigger.models import (
     COMMON,
+    BigCommerceStore,
     CohortPick,
     Customer,
     CustomerTouchpoint,
     Decision,
+    OrderFetch,
     Policy,
     QuotaUsage,
     SourceRecord,
@@ -49,6 +51,18 @@ from services.trigger.models import (
 )
 
 # --- What the queries read ----------------------------------------------------------------------
+
+
+class ClaimedFetch(NamedTuple):
+    """A queued order fetch, claimed, with the store credentials it is fetched with."""
+
+    id: int
+    tenant_id: uuid.UUID
+    delivery_id: str
+    order_id: str
+    attempts: int
+    store_hash: str
+    access_token: str
 
 
 class StoredPolicy(NamedTuple):
@@ -999,3 +1013,122 @@ class TriggerRepository:
             .returning(WebhookEndpoint.id)
         )
         return result.first() is not None
+
+    # --- Thin webhooks: stores and the order fetch queue -------------------------------------------
+
+    async def insert_store(self, store: BigCommerceStore) -> None:
+        await self.session.execute(
+            insert(BigCommerceStore).values(
+                endpoint_id=store.endpoint_id,
+                tenant_id=store.tenant_id,
+                store_hash=store.store_hash,
+                access_token=store.access_token,
+                created_at=store.created_at,
+            )
+        )
+
+    async def store_hash_of(self, endpoint_id: str) -> str | None:
+        return await self.session.scalar(
+            select(BigCommerceStore.store_hash).where(BigCommerceStore.endpoint_id == endpoint_id)
+        )
+
+    async def queue_fetch(
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        endpoint_id: str,
+        platform: str,
+        delivery_id: str,
+        scope: str,
+        order_id: str,
+        now: datetime,
+    ) -> bool:
+        """Queue a delivery's order fetch; False when the delivery was queued before (a replay)."""
+        result = await self.session.execute(
+            pg_insert(OrderFetch)
+            .values(
+                tenant_id=tenant_id,
+                endpoint_id=endpoint_id,
+                platform=platform,
+                delivery_id=delivery_id,
+                scope=scope,
+                order_id=order_id,
+                state="queued",
+                attempts=0,
+                due_at=now,
+                received_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["tenant_id", "platform", "delivery_id"])
+            .returning(OrderFetch.id)
+        )
+        return result.first() is not None
+
+    async def claim_fetches(self, *, now: datetime, lease_until: datetime, limit: int) -> list[ClaimedFetch]:
+        """Due fetches, locked past other claimers (``SKIP LOCKED``) and leased until ``lease_until``:
+        a claimer that dies leaves them to come back due then, never lost."""
+        due = (
+            select(OrderFetch.id)
+            .where(OrderFetch.state == "queued", OrderFetch.due_at <= now)
+            .order_by(OrderFetch.due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        claimed = (
+            update(OrderFetch)
+            .where(OrderFetch.id.in_(due))
+            .values(due_at=lease_until)
+            .returning(OrderFetch.id)
+            .cte("claimed")
+        )
+        rows = await self.session.execute(
+            select(
+                OrderFetch.id,
+                OrderFetch.tenant_id,
+                OrderFetch.delivery_id,
+                OrderFetch.order_id,
+                OrderFetch.attempts,
+                BigCommerceStore.store_hash,
+                BigCommerceStore.access_token,
+            )
+            .join(claimed, claimed.c.id == OrderFetch.id)
+            .join(BigCommerceStore, BigCommerceStore.endpoint_id == OrderFetch.endpoint_id)
+        )
+        return [ClaimedFetch(*row) for row in rows]
+
+    async def finish_fetch(
+        self, fetch_id: int, *, state: str, attempts: int, reason: str | None, now: datetime
+    ) -> None:
+        await self.session.execute(
+            update(OrderFetch)
+            .where(OrderFetch.id == fetch_id)
+            .values(state=state, attempts=attempts, reason=reason, finished_at=now)
+        )
+
+    async def retry_fetch(self, fetch_id: int, *, attempts: int, reason: str, due_at: datetime) -> None:
+        await self.session.execute(
+            update(OrderFetch)
+            .where(OrderFetch.id == fetch_id)
+            .values(attempts=attempts, reason=reason, due_at=due_at)
+        )
+
+    async def fetches_of(self, tenant_id: uuid.UUID, endpoint_id: str, limit: int) -> list[OrderFetch]:
+        """A receiver's latest deliveries and what came of each, newest first."""
+        result = await self.session.scalars(
+            select(OrderFetch)
+            .where(OrderFetch.tenant_id == tenant_id, OrderFetch.endpoint_id == endpoint_id)
+            .order_by(OrderFetch.received_at.desc(), OrderFetch.id.desc())
+            .limit(limit)
+        )
+        return list(result)
+
+    async def fetch_queue(self, now: datetime) -> tuple[datetime | None, int]:
+        """When the oldest due fetch became due, and how many are due."""
+        row = (
+            await self.session.execute(
+                select(func.min(OrderFetch.due_at), func.count()).where(
+                    OrderFetch.state == "queued", OrderFetch.due_at <= now
+                )
+            )
+        ).one()
+        return row[0], int(row[1])

@@ -24,7 +24,10 @@ async def test_every_background_job_of_a_service_is_on_its_metrics_and_runs(
 ) -> None:
     # The services the other tests share, so that no second instance joins their consumer groups.
     expected = {
-        "trigger": (await start_service(build_trigger, TriggerSettings), ["outbox-relay", "account-cohorts"]),
+        "trigger": (
+            await start_service(build_trigger, TriggerSettings),
+            ["outbox-relay", "account-cohorts", "order-fetcher"],
+        ),
         "survey": (
             await survey_service(start_service),
             ["outbox-relay", "survey-sender", "survey-reminders"],
@@ -37,7 +40,7 @@ async def test_every_background_job_of_a_service_is_on_its_metrics_and_runs(
             for metric in ("runs_total", "errors_total", "items_total", "oldest_due_age_seconds"):
                 assert f'nps_{service}_job_{metric}{{job="{job}"}}' in text, (service, job, metric)
         # The jobs that poll within a second run over and over; their cycles are counted.
-        polling = {"outbox-relay", "survey-sender", "notifier"}
+        polling = {"outbox-relay", "survey-sender", "notifier", "order-fetcher"}
         for job in polling & set(jobs):
             # Counters are process-wide: another test's service of the same name may have failed a
             # cycle (its database stopped on purpose); this one's cycles must add no error.

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from services.trigger.adapters import (
+    bigcommerce,
     freshdesk,
     generic,
     helpscout,
@@ -27,6 +28,7 @@ __all__ = [
     "GENERATES_SECRET",
     "PLATFORMS",
     "SECRET_BYTES",
+    "THIN_PLATFORMS",
     "Delivery",
     "Ignored",
     "MapResult",
@@ -48,14 +50,19 @@ PLATFORMS = (
     "intercom",
     "zammad",
     "helpscout",
+    "bigcommerce",
 )
 #: Where the user may leave the secret to us. Shopify signs with the app's client secret, Zendesk
 #: and Stripe with a signing secret they issue themselves, Intercom with the app's client secret:
-#: for those the user must bring theirs.
-GENERATES_SECRET = frozenset({"woocommerce", "freshdesk", "generic", "zammad", "helpscout"})
+#: for those the user must bring theirs. BigCommerce signs with the app's client secret; left out,
+#: ours goes in the hook's custom header.
+GENERATES_SECRET = frozenset({"woocommerce", "freshdesk", "generic", "zammad", "helpscout", "bigcommerce"})
 #: Random bytes in a generated secret where the platform takes fewer than the default 32 (43
 #: characters): Help Scout takes at most 40 characters, which 30 bytes in URL-safe base64 are.
 SECRET_BYTES = {"helpscout": 30}
+#: Platforms whose payload names a resource rather than carrying it: a delivery is queued and a job
+#: fetches the resource (``handlers.bigcommerce``); ``map_delivery`` is not for them.
+THIN_PLATFORMS = frozenset({"bigcommerce"})
 
 _ADAPTERS = {
     "shopify": (shopify.verify, shopify.map),
@@ -67,6 +74,7 @@ _ADAPTERS = {
     "zammad": (zammad.verify, zammad.map),
     "helpscout": (helpscout.verify, helpscout.map),
 }
+_VERIFIERS = {"bigcommerce": bigcommerce.verify}
 
 
 def mapping_of(platform: str, stored: dict[str, Any] | None) -> generic.GenericMapping | None:
@@ -90,6 +98,9 @@ def verify(
         if mapping is None:
             raise Unauthorized("this endpoint has no mapping, so no signature it could check")
         generic.verify(secret, headers, body, now, mapping.signature)
+        return
+    if platform in _VERIFIERS:
+        _VERIFIERS[platform](secret, headers, body, now)
         return
     _ADAPTERS[platform][0](secret, headers, body, now)
 

@@ -19,11 +19,11 @@ from libs.common.deps import Tenant, UoW
 from libs.common.events import Contract, Event, InvalidEvent
 from libs.common.http import error_body, error_responses, invalid_request
 from services.trigger import adapters, handlers
-from services.trigger.adapters import generic
+from services.trigger.adapters import bigcommerce, generic
 from services.trigger.adapters.common import Headers, parse_json
 from services.trigger.api.dependencies import TriggerConfig
 from services.trigger.config import TriggerSettings
-from services.trigger.models import WebhookEndpoint
+from services.trigger.models import BigCommerceStore, WebhookEndpoint
 from services.trigger.repository import TriggerRepository
 
 # The logger keeps the name it had before the routes became a package: log queries filter on it.
@@ -37,9 +37,19 @@ WEBHOOKS = Counter(
 )
 
 Platform = Literal[
-    "shopify", "woocommerce", "zendesk", "freshdesk", "generic", "stripe", "intercom", "zammad", "helpscout"
+    "shopify",
+    "woocommerce",
+    "zendesk",
+    "freshdesk",
+    "generic",
+    "stripe",
+    "intercom",
+    "zammad",
+    "helpscout",
+    "bigcommerce",
 ]
 _ID_LIMIT = 64
+_DELIVERIES_LIMIT = 100
 
 
 def url_path(platform: str, endpoint_id: str) -> str:
@@ -60,6 +70,18 @@ class NewWebhook(BaseModel):
     mapping: dict[str, Any] | None = Field(
         default=None, description="generic only: event_type, id, fields and signature"
     )
+    store_hash: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9]{1,64}$",
+        description="bigcommerce only: the store hash (``stores/{store_hash}`` in the API path)",
+    )
+    access_token: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=512,
+        description="bigcommerce only: an API token (X-Auth-Token) with Orders and Customers read-only "
+        "scopes; it is never shown again",
+    )
 
 
 @router.post("/v1/webhooks", status_code=201)
@@ -78,6 +100,7 @@ async def create_webhook(tenant: Tenant, uow: UoW, body: NewWebhook) -> dict[str
         raise HTTPException(
             422, invalid_request(f"mapping: only a generic webhook takes a mapping, not {body.platform}")
         )
+    _check_store(body)
     secret = body.secret
     if secret is None:
         if body.platform not in adapters.GENERATES_SECRET:
@@ -99,6 +122,18 @@ async def create_webhook(tenant: Tenant, uow: UoW, body: NewWebhook) -> dict[str
             created_at=now,
         )
     )
+    created: dict[str, Any] = {}
+    if body.store_hash is not None and body.access_token is not None:
+        await repository.insert_store(
+            BigCommerceStore(
+                endpoint_id=endpoint_id,
+                tenant_id=tenant.tenant_id,
+                store_hash=body.store_hash,
+                access_token=body.access_token,
+                created_at=now,
+            )
+        )
+        created["store_hash"] = body.store_hash
     await uow.commit()
     log.info("webhook.created", extra={"tenant_id": tenant.id, "platform": body.platform})
     return {
@@ -108,6 +143,49 @@ async def create_webhook(tenant: Tenant, uow: UoW, body: NewWebhook) -> dict[str
         "secret": secret,
         "mapping": mapping,
         "created_at": now.isoformat(),
+        **created,
+    }
+
+
+def _check_store(body: NewWebhook) -> None:
+    """A BigCommerce receiver needs the store it fetches orders from; no other platform takes one."""
+    if body.platform == "bigcommerce":
+        for field in ("store_hash", "access_token"):
+            if getattr(body, field) is None:
+                raise HTTPException(
+                    422, invalid_request(f"{field}: a bigcommerce webhook fetches its orders, it needs one")
+                )
+    elif body.store_hash is not None or body.access_token is not None:
+        raise HTTPException(
+            422, invalid_request(f"store_hash: only a bigcommerce webhook takes a store, not {body.platform}")
+        )
+
+
+@router.get("/v1/webhooks/{endpoint_id}/deliveries", responses=error_responses(404))
+async def webhook_deliveries(tenant: Tenant, uow: UoW, endpoint_id: str) -> dict[str, Any]:
+    """The latest deliveries of a receiver whose orders are fetched (BigCommerce), newest first, and
+    what came of each: `queued` (with its attempts and the last reason), `decided`, `ignored` or
+    `failed`, with the reason."""
+    repository: TriggerRepository = uow.repository
+    if len(endpoint_id) > _ID_LIMIT or not any(
+        row.id == endpoint_id for row in await repository.active_endpoints(tenant.tenant_id)
+    ):
+        raise HTTPException(404, "no active webhook with that id")
+    rows = await repository.fetches_of(tenant.tenant_id, endpoint_id, _DELIVERIES_LIMIT)
+    return {
+        "deliveries": [
+            {
+                "id": f"{row.platform}:{row.delivery_id}",
+                "scope": row.scope,
+                "order_id": row.order_id,
+                "state": row.state,
+                "attempts": row.attempts,
+                "reason": row.reason,
+                "received_at": row.received_at.isoformat(),
+                "finished_at": row.finished_at.isoformat() if row.finished_at else None,
+            }
+            for row in rows
+        ]
     }
 
 
@@ -144,14 +222,16 @@ async def delete_webhook(tenant: Tenant, uow: UoW, endpoint_id: str) -> Response
 async def receive_webhook(
     platform: str, endpoint_id: str, request: Request, uow: UoW, settings: TriggerConfig
 ) -> JSONResponse:
-    """Where Shopify, WooCommerce, Zendesk, Freshdesk, Stripe, Intercom, Zammad, Help Scout or a
-    generic sender posts.
+    """Where Shopify, WooCommerce, Zendesk, Freshdesk, Stripe, Intercom, Zammad, Help Scout,
+    BigCommerce or a generic sender posts.
 
     The signature is checked over the raw body before anything is parsed: a missing, wrong or
     stale one gets 401 and changes nothing. A delivery that asks nothing of us (a topic or status
     we do not act on, WooCommerce's or Intercom's ping) gets 200 with `ignored` and the reason; one
     that maps to events gets 200 with a result per event, as `POST /v1/events` gives them. A
-    retried delivery is reported as `duplicate`.
+    retried delivery is reported as `duplicate`. BigCommerce names an order without its contents: a
+    genuine delivery is queued and answered `{"queued": {...}}` at once; the order is fetched and
+    decided afterwards (see `GET /v1/webhooks/{id}/deliveries`).
     """
     body = await request.body()
     if platform not in adapters.PLATFORMS or len(endpoint_id) > _ID_LIMIT:
@@ -172,11 +252,17 @@ async def receive_webhook(
         delivery = adapters.Delivery(
             tenant_id=tenant_id, headers=headers, body=body, payload=parse_json(body), now=now
         )
-        mapped = adapters.map_delivery(platform, delivery, mapping)
+        mapped: adapters.MapResult | bigcommerce.OrderNotice = (
+            bigcommerce.notice(delivery)
+            if platform in adapters.THIN_PLATFORMS
+            else adapters.map_delivery(platform, delivery, mapping)
+        )
     except adapters.NotJson as error:
         return _invalid(platform, tenant_id, 400, "invalid_json", error.reason)
     except InvalidEvent as error:
         return _invalid(platform, tenant_id, 422, "invalid_payload", error.reason)
+    if isinstance(mapped, bigcommerce.OrderNotice):
+        return await _queue(platform, endpoint, mapped, uow, now)
     if isinstance(mapped, adapters.Ignored):
         return _ignored(platform, tenant_id, mapped.reason)
     return await _decide(platform, tenant_id, mapped, uow, now, settings)
@@ -235,6 +321,38 @@ async def _decide(
         },
     )
     return JSONResponse({"results": results + undecided})
+
+
+async def _queue(
+    platform: str,
+    endpoint: WebhookEndpoint,
+    notice: bigcommerce.OrderNotice,
+    uow: UnitOfWork[TriggerRepository],
+    now: datetime,
+) -> JSONResponse:
+    """Record the order to fetch, in this request's transaction, and answer at once: the store's
+    API is called by the order fetcher job, never while BigCommerce waits (it blocklists slow
+    receivers)."""
+    repository: TriggerRepository = uow.repository
+    queued = await repository.queue_fetch(
+        tenant_id=endpoint.tenant_id,
+        endpoint_id=endpoint.id,
+        platform=platform,
+        delivery_id=notice.delivery_id,
+        scope=notice.scope,
+        order_id=notice.order_id,
+        now=now,
+    )
+    await uow.commit()
+    status = "queued" if queued else "duplicate"
+    WEBHOOKS.labels(platform, "accepted").inc()
+    log.info(
+        "webhook.queued",
+        extra={"tenant_id": str(endpoint.tenant_id), "platform": platform, "duplicate": not queued},
+    )
+    return JSONResponse(
+        {"queued": {"id": f"{platform}:{notice.delivery_id}", "order_id": notice.order_id, "status": status}}
+    )
 
 
 def _ignored(platform: str, tenant_id: str, reason: str) -> JSONResponse:
