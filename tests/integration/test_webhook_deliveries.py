@@ -453,3 +453,56 @@ async def test_event_types_outside_the_closed_set_are_refused(alerting: ServiceU
     )
     assert response.status_code == 422
     assert "event_types" in response.text
+
+
+async def test_a_customers_deliveries_keep_their_order_and_others_do_not_wait(
+    alerting: ServiceUnderTest, receiver: Receiver, kafka_bootstrap: str
+) -> None:
+    tenant = await provision_tenant(alerting.runtime)
+    endpoint = await _subscribe(alerting, tenant, receiver.script("/ordered", "500", "200"))
+    waiting, other = f"customer-{uuid.uuid4().hex[:8]}", f"customer-{uuid.uuid4().hex[:8]}"
+    first, second, third = (
+        _answer(tenant, 9, waiting),
+        _answer(tenant, 10, waiting),
+        _answer(tenant, 10, other),
+    )
+    for event in (first, second):
+        await produce(kafka_bootstrap, topics.SURVEY_EVENTS, event.envelope.to_json(), key=waiting.encode())
+    await eventually(lambda: _async(len(receiver.at("/ordered")) >= 1), within=30)
+    await produce(kafka_bootstrap, topics.SURVEY_EVENTS, third.envelope.to_json(), key=other.encode())
+
+    await eventually(lambda: _async(len(receiver.at("/ordered")) >= 4), within=40)
+    order = [item.verify(endpoint["secret"])["data"]["response_id"] for item in receiver.at("/ordered")]
+    ids = [str(event.data.response_id) for event in (first, third, first, second)]
+    # The first answer failed once: the same customer's second waited for its retry, the other
+    # customer's went at once.
+    assert order == ids
+
+
+async def test_erasing_a_customer_anonymises_their_deliveries(
+    alerting: ServiceUnderTest, receiver: Receiver, kafka_bootstrap: str
+) -> None:
+    tenant = await provision_tenant(alerting.runtime)
+    endpoint = await _subscribe(alerting, tenant, receiver.script("/erase", "200"))
+    customer = f"erased-{uuid.uuid4().hex[:8]}"
+    event = _answer(tenant, 9, customer)
+    await produce(kafka_bootstrap, topics.SURVEY_EVENTS, event.envelope.to_json(), key=customer.encode())
+    await eventually(lambda: _delivered(alerting, tenant, endpoint["id"], 1), within=30)
+
+    async with alerting.runtime.database.uow() as uow:
+        erased = await uow.repository.erase_customer_deliveries(uuid.UUID(tenant.tenant_id), customer)
+        await uow.commit()
+    assert erased == 1
+    [delivery] = await _log(alerting, tenant, endpoint["id"])
+    assert delivery["payload"]["data"] == {"erased": True}
+    assert delivery["attempts"][0]["response_excerpt"] is None
+    async with alerting.runtime.database.uow() as uow:
+        traces = await uow.session.scalar(
+            text(
+                "SELECT count(*) FROM alerting.webhook_deliveries d "
+                "LEFT JOIN alerting.webhook_attempts a ON a.delivery_id = d.id "
+                "WHERE d.tenant_id = :tenant AND (d::text LIKE :like OR a::text LIKE :like)"
+            ),
+            {"tenant": tenant.tenant_id, "like": f"%{customer}%"},
+        )
+    assert traces == 0

@@ -34,6 +34,8 @@ class Receiver:
     port: int = 0
     scripts: dict[str, list[str]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
+    #: Seconds each answer waits (a receiver that does some work), spreading a burst out in time.
+    delay: float = 0.0
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, path: str) -> str:
@@ -62,6 +64,8 @@ class Receiver:
             path = request_line.split(" ")[1]
             self.received.append(Received(path, headers, body))
             answer = self._next_answer(path)
+            if self.delay:
+                await asyncio.sleep(self.delay)
             if answer == "hang":
                 await self._stopping.wait()
                 return
@@ -95,8 +99,8 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def receiving() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
+async def receiving(delay: float = 0.0) -> AsyncIterator[Receiver]:
+    receiver = Receiver(delay=delay)
     server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
     receiver.port = server.sockets[0].getsockname()[1]
     try:
