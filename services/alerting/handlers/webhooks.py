@@ -159,15 +159,7 @@ async def attempt(client: httpx.AsyncClient, item: ClaimedDelivery, options: Sen
     """One signed POST of a delivery. Signed at the attempt (``webhook-timestamp`` is now, as
     receivers refuse old ones), with every secret that signs now."""
     now = datetime.now(UTC)
-    body = json.dumps(item.payload, separators=(",", ":"))
-    message_id = f"msg_{item.message_id.hex}"
-    signing = rules.signing_secrets(item.secret, item.previous_secret, item.previous_secret_until, now)
-    headers = {
-        "webhook-id": message_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": rules.signature_header(signing, message_id, now, body),
-        "User-Agent": "nps-webhooks/1",
-    }
+    body, headers = signed_request(item, now)
     started = time.perf_counter()
     status: int | None = None
     excerpt: str | None = None
@@ -194,6 +186,20 @@ async def attempt(client: httpx.AsyncClient, item: ClaimedDelivery, options: Sen
             item, "failed", now, started, status, f"answered {status}: redirects are not followed", excerpt
         )
     return _outcome(item, "retry", now, started, status, f"answered {status}", excerpt)
+
+
+def signed_request(item: ClaimedDelivery, now: datetime) -> tuple[str, dict[str, str]]:
+    """The body and the Standard Webhooks headers of one attempt of ``item`` at ``now``."""
+    body = json.dumps(item.payload, separators=(",", ":"))
+    message_id = f"msg_{item.message_id.hex}"
+    signing = rules.signing_secrets(item.secret, item.previous_secret, item.previous_secret_until, now)
+    headers = {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": rules.signature_header(signing, message_id, now, body),
+        "User-Agent": "nps-webhooks/1",
+    }
+    return body, headers
 
 
 def _outcome(
