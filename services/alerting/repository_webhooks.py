@@ -245,19 +245,30 @@ class WebhookQueries:
             for outcome in outcomes
         )
         await self._session.flush()
-        for outcome in outcomes:
-            values: dict[str, Any] = {"last_error": outcome.error}
-            if outcome.result == "delivered":
-                values |= {"state": "delivered", "delivered_at": outcome.attempted_at}
-            elif outcome.result == "failed":
-                values |= {"state": "failed", "failed_at": outcome.attempted_at}
-            else:
-                values |= {"next_attempt_at": outcome.next_attempt_at}
-            await self._session.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id == outcome.delivery_id, WebhookDelivery.state == "pending")
-                .values(**values)
-            )
+        # One statement for the batch: unnest() of arrays, one cached statement whatever its size.
+        await self._session.execute(
+            text(
+                f"""
+                UPDATE {SCHEMA}.webhook_deliveries d SET
+                    state = CASE WHEN o.result = 'retry' THEN d.state ELSE o.result END,
+                    delivered_at = CASE WHEN o.result = 'delivered' THEN o.at ELSE d.delivered_at END,
+                    failed_at = CASE WHEN o.result = 'failed' THEN o.at ELSE d.failed_at END,
+                    next_attempt_at = CASE WHEN o.result = 'retry' THEN o.next ELSE d.next_attempt_at END,
+                    last_error = o.error
+                FROM unnest(CAST(:ids AS bigint[]), CAST(:results AS text[]), CAST(:ats AS timestamptz[]),
+                            CAST(:nexts AS timestamptz[]), CAST(:errors AS text[]))
+                     AS o(id, result, at, next, error)
+                WHERE d.id = o.id AND d.state = 'pending'
+                """
+            ),
+            {
+                "ids": [outcome.delivery_id for outcome in outcomes],
+                "results": [outcome.result for outcome in outcomes],
+                "ats": [outcome.attempted_at for outcome in outcomes],
+                "nexts": [outcome.next_attempt_at for outcome in outcomes],
+                "errors": [outcome.error for outcome in outcomes],
+            },
+        )
         healthy = {outcome.endpoint_id for outcome in outcomes if outcome.result == "delivered"}
         failing = {outcome.endpoint_id for outcome in outcomes} - healthy
         if healthy:

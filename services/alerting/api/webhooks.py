@@ -280,7 +280,7 @@ async def list_deliveries(
     tenant: Tenant,
     uow: Uow,
     endpoint_id: uuid.UUID,
-    cursor: Annotated[str | None, Query(max_length=20, pattern=r"^[0-9]+$")] = None,
+    cursor: Annotated[str | None, Query(max_length=18, pattern=r"^[0-9]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Deliveries:
     """The endpoint's deliveries, newest first, each with its attempts: when, the status code or
