@@ -34,7 +34,8 @@ class Receiver:
     port: int = 0
     scripts: dict[str, list[str]] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
-    #: Seconds each answer waits (a receiver that does some work), spreading a burst out in time.
+    #: Seconds each connection waits before its request is read (a busy receiver): requests on
+    #: their way when a sender dies are then not taken, as on a real network.
     delay: float = 0.0
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -54,6 +55,10 @@ class Receiver:
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            if self.delay:
+                # Before the request counts as received: a sender killed meanwhile has sent it, but
+                # the receiver never takes it.
+                await asyncio.sleep(self.delay)
             head = await reader.readuntil(b"\r\n\r\n")
             request_line, *lines = head.decode("latin-1").split("\r\n")
             headers = {
@@ -64,8 +69,6 @@ class Receiver:
             path = request_line.split(" ")[1]
             self.received.append(Received(path, headers, body))
             answer = self._next_answer(path)
-            if self.delay:
-                await asyncio.sleep(self.delay)
             if answer == "hang":
                 await self._stopping.wait()
                 return
