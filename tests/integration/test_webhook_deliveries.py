@@ -22,8 +22,17 @@ from sqlalchemy.pool import NullPool
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from libs.common import topics
-from libs.common.events import SURVEY_RESPONDED, Event, SurveyResponded, new_event
+from libs.common.events import (
+    NPS_UPDATED,
+    SURVEY_RESPONDED,
+    Event,
+    NpsUpdated,
+    NpsWindow,
+    SurveyResponded,
+    new_event,
+)
 from libs.devstack.smtp_sink import messages_to
+from services.alerting import handlers
 from services.alerting.config import AlertingSettings
 from services.alerting.handlers import webhooks
 from services.alerting.main import build
@@ -506,3 +515,80 @@ async def test_erasing_a_customer_anonymises_their_deliveries(
             {"tenant": tenant.tenant_id, "like": f"%{customer}%"},
         )
     assert traces == 0
+
+
+async def test_a_breach_and_a_resolution_are_each_delivered_once(
+    alerting: ServiceUnderTest, receiver: Receiver, kafka_bootstrap: str
+) -> None:
+    tenant = await provision_tenant(alerting.runtime)
+    endpoint = await _subscribe(
+        alerting, tenant, receiver.script("/cases", "200"), ["case.breached", "case.resolved", "case.updated"]
+    )
+    customer = f"late-{uuid.uuid4().hex[:8]}"
+    # Ten days ago: past every SLA time of a new tenant, whatever today is.
+    data = SurveyResponded(
+        response_id=uuid.uuid4(),
+        invitation_id=uuid.uuid4(),
+        customer_id=customer,
+        email=f"{customer}@shoppers.example",
+        touchpoint="webshop-purchase",
+        score=2,
+        responded_at=datetime.now(UTC) - timedelta(days=10),
+    )
+    event = new_event(
+        SURVEY_RESPONDED, tenant_id=tenant.tenant_id, data=data, subject=customer, source="/tests"
+    )
+    await produce(kafka_bootstrap, topics.SURVEY_EVENTS, event.envelope.to_json(), key=customer.encode())
+
+    async def case_id() -> str | None:
+        cases = (await alerting.client.get("/v1/cases", headers=tenant.headers)).json()["cases"]
+        return str(cases[0]["id"]) if cases else None
+
+    case = await eventually(case_id, within=30)
+    async with alerting.runtime.database.uow() as uow:
+        await handlers.run_clock(uow, datetime.now(UTC) + timedelta(minutes=2))
+        await uow.commit()
+    resolved = await alerting.client.patch(
+        f"/v1/cases/{case}", json={"status": "resolved"}, headers=tenant.headers
+    )
+    assert resolved.status_code == 200, resolved.text
+
+    def told() -> list[str]:
+        return [item.verify(endpoint["secret"])["type"] for item in receiver.at("/cases")]
+
+    await eventually(lambda: _async("case.resolved" in told()), within=40)
+    types = told()
+    assert types.count("case.breached") == 1
+    assert types.count("case.resolved") == 1
+    assert types.index("case.breached") < types.index("case.resolved")
+    assert "case.updated" in types
+    payloads = [item.verify(endpoint["secret"]) for item in receiver.at("/cases")]
+    assert {payload["data"]["customer_id"] for payload in payloads} == {customer}
+
+
+async def test_the_all_time_score_of_a_touchpoint_is_delivered_as_nps_changed(
+    alerting: ServiceUnderTest, receiver: Receiver, kafka_bootstrap: str
+) -> None:
+    tenant = await provision_tenant(alerting.runtime)
+    endpoint = await _subscribe(alerting, tenant, receiver.script("/scores", "200"), ["nps.changed"])
+    now = datetime.now(UTC)
+    counts = {"promoters": 3, "passives": 1, "detractors": 1, "responses": 5, "nps": 40.0, "as_of": now}
+    daily = NpsUpdated(
+        touchpoint="checkout",
+        window=NpsWindow(bucket="day", start=now.date(), end=now.date() + timedelta(days=1)),
+        **counts,
+    )
+    overall = NpsUpdated(touchpoint="checkout", **counts)
+    for score in (daily, overall):
+        event = new_event(
+            NPS_UPDATED, tenant_id=tenant.tenant_id, data=score, subject="checkout", source="/tests"
+        )
+        await produce(kafka_bootstrap, topics.SCORES, event.envelope.to_json(), key=b"checkout")
+
+    await eventually(lambda: _async(receiver.at("/scores")), within=30)
+    await eventually(lambda: _delivered(alerting, tenant, endpoint["id"], 1), within=30)
+    [received] = receiver.at("/scores")
+    payload = received.verify(endpoint["secret"])
+    assert payload["type"] == "nps.changed"
+    assert payload["data"]["nps"] == 40.0
+    assert len(await _log(alerting, tenant, endpoint["id"])) == 1
