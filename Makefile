@@ -68,6 +68,7 @@ bench: $(STAMP) ## Benchmarks: the project's figures next to a raw baseline from
 	$(PY) -m bench.replicas_burst
 	$(PY) -m bench.alerting_cases
 	$(PY) -m bench.alerting_sla
+	$(PY) -m bench.webhooks_deliveries
 	$(PY) -m bench.scoring_rollup
 	$(PY) -m bench.desk_list '/desk?tab=all'
 	$(PY) -m bench.desk_list '/v1/cases?limit=50'

@@ -27,6 +27,7 @@ import logging
 import re
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
@@ -214,6 +215,19 @@ class _WebhookUrlFilter(logging.Filter):
 logging.getLogger("httpx").addFilter(_WebhookUrlFilter())
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a target answered: its status and the first bytes of its body (at most what was asked
+    for; the rest is never read, so a 10 MB answer costs no more memory than a short one)."""
+
+    status: int
+    head: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+
 async def post_json(
     client: httpx.AsyncClient,
     url: str,
@@ -232,33 +246,64 @@ async def post_json(
 
     ``client`` speaks HTTP/1.1 (httpx's default): each request asks for its connection to be closed
     after it (see ``_send``), which HTTP/2 does not allow."""
+    body = json.dumps(dict(payload), separators=(",", ":")).encode()
+    answer = await post_bytes(
+        client, url, body, allow_private=allow_private, timeout=timeout, read_limit=_HINT_BYTES
+    )
+    if answer.is_success:
+        return answer.status
+    status = answer.status
+    raise OutboundError(
+        f"{redact(url)}: answered {status}{_refusal_hint(answer)}",
+        retryable=status == 429 or status >= 500,
+        status=status,
+    )
+
+
+async def post_bytes(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    *,
+    headers: Mapping[str, str] | None = None,
+    allow_private: bool = False,
+    timeout: float = 5.0,  # noqa: ASYNC109
+    read_limit: int = 0,
+) -> Answer:
+    """POST ``body`` (JSON) with extra ``headers`` to a webhook, with the same checks as
+    :func:`post_json`, and return whatever it answered, at most ``read_limit`` bytes of the body.
+    A redirect is an answer like any other (its status is returned), never followed.
+
+    Raises ``UnsafeUrl`` for a target that must not be reached, ``OutboundError`` (retryable) when no
+    answer came: a timeout or a connection failure."""
     checked = httpx.URL(check_webhook_url(url, allow_private=allow_private))
     shown = redact(str(checked))
-    body = json.dumps(dict(payload), separators=(",", ":")).encode()
     try:
         async with asyncio.timeout(timeout):
             port = checked.port or _DEFAULT_PORTS[checked.scheme]
             address = await resolve_public(checked.host, port, allow_private=allow_private)
-            status, hint = await _send(client, checked, address, body, timeout)
+            return await _send(client, checked, address, body, timeout, headers or {}, read_limit)
     except (TimeoutError, httpx.TimeoutException) as exc:
         raise OutboundError(f"{shown}: no answer within {timeout:g} s", retryable=True) from exc
     except httpx.TransportError as exc:
         raise OutboundError(f"{shown}: the connection failed ({type(exc).__name__})", retryable=True) from exc
-    if 200 <= status < 300:
-        return status
-    raise OutboundError(
-        f"{shown}: answered {status}{hint}", retryable=status == 429 or status >= 500, status=status
-    )
 
 
 async def _send(
-    client: httpx.AsyncClient, checked: httpx.URL, address: str, body: bytes, seconds: float
-) -> tuple[int, str]:
+    client: httpx.AsyncClient,
+    checked: httpx.URL,
+    address: str,
+    body: bytes,
+    seconds: float,
+    extra_headers: Mapping[str, str],
+    read_limit: int,
+) -> Answer:
     host = checked.host
     host_header = f"[{host}]" if ":" in host else host
     if checked.port is not None:
         host_header = f"{host_header}:{checked.port}"
     headers = {
+        **extra_headers,
         "Host": host_header,
         "Content-Type": "application/json",
         # The pool knows connections by address only: reused for another name on the same address,
@@ -283,26 +328,34 @@ async def _send(
                 timeout=seconds,
             ) as response:
                 span.set_attribute("http.response.status_code", response.status_code)
-                return response.status_code, await _refusal_hint(response)
+                return Answer(response.status_code, await _head(response, read_limit))
     finally:
         _SENDING_WEBHOOK.reset(token)
 
 
-async def _refusal_hint(response: httpx.Response) -> str:
-    """A few words on why a webhook refused: its error code when it gives one, never its whole body."""
-    if response.is_success:
-        return ""
-    if response.is_redirect:
-        return " (a redirect, not followed)"
-    head = b""
+async def _head(response: httpx.Response, limit: int) -> bytes:
+    """The first ``limit`` bytes of the body; the stream is closed without reading the rest (the
+    connection is not reused, see ``_send``)."""
+    if limit <= 0:
+        return b""
     if response.is_stream_consumed:  # a transport that answered with the body already read
-        head = response.content
-    else:
-        async for chunk in response.aiter_raw():
-            head += chunk
-            if len(head) >= 64:
-                break
-    text = head[:64].decode("ascii", "replace").strip()
+        return response.content[:limit]
+    head = bytearray()
+    async for chunk in response.aiter_raw():
+        head += chunk[: limit - len(head)]
+        if len(head) >= limit:
+            break
+    return bytes(head)
+
+
+_HINT_BYTES = 64
+
+
+def _refusal_hint(answer: Answer) -> str:
+    """A few words on why a webhook refused: its error code when it gives one, never its whole body."""
+    if 300 <= answer.status < 400:
+        return " (a redirect, not followed)"
+    text = answer.head[:_HINT_BYTES].decode("ascii", "replace").strip()
     return f" ({text})" if _ERROR_CODE.fullmatch(text) else ""
 
 

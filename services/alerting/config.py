@@ -25,6 +25,11 @@ class AlertingSettings(ServiceSettings):
     #: The case-opened email waits this long after the score, so that the "why" the person adds on
     #: the next page goes with it (the email is rewritten when it arrives). 0 sends at once.
     notify_delay_seconds: float = Field(default=120, ge=0, le=24 * 3600)
+    #: Outbound webhooks: how many deliveries one cycle of the sender posts (concurrently), and
+    #: how long a claimed delivery is left to the sender that claimed it (after a crash, how long it
+    #: waits to be sent again: longer than one attempt's timeout).
+    webhook_batch_size: int = Field(default=50, ge=1, le=500)
+    webhook_lease_seconds: float = Field(default=30, ge=11)
     mail_from: str = "NPS Alerts <alerts@nps.localhost>"
     #: How long a person stays signed in to the case desk and the report after following a link.
     session_hours: float = Field(default=12, gt=0, le=24 * 30)

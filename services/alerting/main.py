@@ -21,7 +21,7 @@ from libs.common.service import ServiceDefinition
 from libs.common.tenancy import TENANCY_HANDLERS
 from services.alerting import api, handlers
 from services.alerting.config import AlertingSettings
-from services.alerting.handlers import chat, digest, recovery
+from services.alerting.handlers import chat, digest, recovery, webhooks
 from services.alerting.models import COMMON, SESSIONS, Base
 from services.alerting.repository import AlertingRepository
 
@@ -204,6 +204,39 @@ class ChatNotifier(Job):
             return await uow.repository.notification_queue(channels=chat.CHANNELS)
 
 
+class WebhookSender(Job):
+    """Post the outbound webhook deliveries that are due, concurrently, each within its timeout
+    (services/alerting/handlers/webhooks.py): a job of its own, so a slow endpoint holds up
+    neither the emails nor the chat messages."""
+
+    name = "webhook-sender"
+
+    def __init__(self, database: Database[AlertingRepository], settings: AlertingSettings) -> None:
+        self._database = database
+        self.batch_size = settings.webhook_batch_size
+        self.every = settings.notify_poll_seconds
+        self._options = webhooks.SenderOptions(
+            limit=settings.webhook_batch_size,
+            lease=timedelta(seconds=settings.webhook_lease_seconds),
+            allow_private=settings.outbound_allow_private,
+        )
+        self._client = httpx.AsyncClient()
+
+    async def run_once(self) -> int:
+        return await webhooks.deliver_webhooks(self._database, self._client, self._options)
+
+    async def drain(self) -> None:
+        await self._client.aclose()
+
+    async def due(self) -> Due:
+        async with self._database.uow() as uow:
+            return await uow.repository.webhook_queue()
+
+
+async def _queue_webhooks(events: list[Event[Contract]], uow: UnitOfWork[Any]) -> None:
+    await webhooks.queue_webhooks(events, uow)
+
+
 def build(settings: AlertingSettings) -> ServiceDefinition:
     return ServiceDefinition(
         name="alerting",
@@ -221,7 +254,14 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
                 name="followups",
                 topics=[topics.SURVEY_EVENTS, topics.TENANTS],
                 handle=_followups(settings),
-            )
+            ),
+            # A group of its own: its claims (processed events) and its offsets are apart from the
+            # cases', so a slow or new webhook consumer never holds up follow-ups.
+            ConsumerSpec(
+                name="webhooks",
+                topics=[topics.SURVEY_EVENTS, topics.FOLLOWUPS, topics.SCORES],
+                handle=_queue_webhooks,
+            ),
         ],
         jobs=[
             lambda runtime: SlaCheck(runtime.database, settings),
@@ -229,5 +269,6 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
             lambda runtime: ChatNotifier(runtime.database, settings),
             lambda runtime: RecoveryRequests(runtime.database, settings),
             lambda runtime: Digests(runtime.database, settings),
+            lambda runtime: WebhookSender(runtime.database, settings),
         ],
     )

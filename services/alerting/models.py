@@ -337,3 +337,101 @@ class Notification(Base):
             postgresql_where=text("sent_at IS NULL AND failed_at IS NULL"),
         ),
     )
+
+
+class WebhookEndpoint(Base):
+    """A tenant's URL that hears of the event types it subscribed to, signed with its secret.
+
+    The secrets are stored as the teams' chat webhook URLs are, in plain text in this service's
+    schema: the platform needs them to sign, so a hash would not do, and the database's own
+    access control and encryption at rest are what protect them (as they protect the chat URLs)."""
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(String(500))
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(100))
+    #: The secret before the last rotation, which keeps signing until ``previous_secret_until``.
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The first failed attempt since the last delivered one; None while the endpoint answers.
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_webhook_endpoints_tenant", "tenant_id", "created_at"),)
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint: written in the transaction that consumed the event, sent by the
+    webhook sender job until the endpoint answers 2xx or the retries run out."""
+
+    __tablename__ = "webhook_deliveries"
+    #: Also the order deliveries are made in (per endpoint and ``ordering_key``) and the log's cursor.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    #: ``webhook-id``: the same on every attempt, so a receiver can drop repeats.
+    message_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    event_type: Mapped[str] = mapped_column(String(40))
+    #: The source event and type: one delivery per endpoint and event, however often it is consumed.
+    event_key: Mapped[str] = mapped_column(String(300))
+    customer_id: Mapped[str | None] = mapped_column(String(200))
+    ordering_key: Mapped[str] = mapped_column(String(300))
+    payload: Mapped[dict[str, object]] = mapped_column(JSONB)
+    #: ``pending``, ``delivered`` or ``failed``.
+    state: Mapped[str] = mapped_column(String(10), server_default="pending")
+    #: Attempts since it was queued or redelivered (the retry schedule counts these).
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_key", name="uq_webhook_deliveries_event"),
+        Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("state = 'pending'")),
+        Index(
+            "ix_webhook_deliveries_order",
+            "endpoint_id",
+            "ordering_key",
+            "id",
+            postgresql_where=text("state = 'pending'"),
+        ),
+        Index("ix_webhook_deliveries_log", "endpoint_id", "id"),
+        Index("ix_webhook_deliveries_customer", "tenant_id", "customer_id"),
+    )
+
+
+class WebhookAttempt(Base):
+    """One try of a delivery, for the delivery log."""
+
+    __tablename__ = "webhook_attempts"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    duration_seconds: Mapped[float] = mapped_column(Numeric(10, 3, asdecimal=False))
+    status_code: Mapped[int | None] = mapped_column(SmallInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    #: At most 1 KB of what the endpoint answered.
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookCaseMarks(Base):
+    """Which one-off case events (breached, resolved, recovery measured) the webhooks told of."""
+
+    __tablename__ = "webhook_case_marks"
+    case_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    breached: Mapped[bool] = mapped_column(Boolean)
+    resolved: Mapped[bool] = mapped_column(Boolean)
+    recovered: Mapped[bool] = mapped_column(Boolean)

@@ -60,6 +60,7 @@ from services.alerting.models import (
     TeamMember,
     User,
 )
+from services.alerting.repository_webhooks import WebhookQueries
 from services.alerting.schemas import desk_policy
 
 
@@ -174,7 +175,7 @@ class SlaCount(NamedTuple):
     breached: int
 
 
-class AlertingRepository:
+class AlertingRepository(WebhookQueries):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
         # Read once per unit of work (a consumer's batch): settings and people change rarely.

@@ -1,11 +1,12 @@
 """HTTP routes of alerting, one module per resource: ``cases`` (the REST API of follow-up cases),
 ``routing`` (desk settings and routing rules), ``desk_api`` (the case desk's actions over REST),
 ``desk`` (the case desk's pages), ``desk_people`` (the desk's People page, for admins), ``people``
-(users and teams, REST) and ``signin`` (the sign-in pages people use)."""
+(users and teams, REST), ``webhooks`` (outbound webhook endpoints and their delivery log) and
+``signin`` (the sign-in pages people use)."""
 
 from fastapi import APIRouter
 
-from services.alerting.api import cases, desk, desk_api, desk_people, people, routing, signin
+from services.alerting.api import cases, desk, desk_api, desk_people, people, routing, signin, webhooks
 
 #: In the order they are wired, which is the order of the OpenAPI document.
 ROUTERS: list[APIRouter] = [
@@ -13,6 +14,7 @@ ROUTERS: list[APIRouter] = [
     desk_api.router,
     routing.router,
     people.router,
+    webhooks.router,
     signin.router,
     desk_people.router,
     desk.router,

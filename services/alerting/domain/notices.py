@@ -16,6 +16,8 @@ class NoticeKind(StrEnum):
     ESCALATION_CX_MANAGER = "escalation_cx_manager"
     RESOLUTION_REMINDER = "resolution_reminder"
     DIGEST = "digest"
+    #: A webhook endpoint was disabled after persistent failure (services/alerting/handlers/webhooks.py).
+    WEBHOOK_DISABLED = "webhook_disabled"
 
 
 @dataclass(frozen=True, slots=True)
