@@ -13,6 +13,7 @@ import httpx
 
 from libs.common import topics
 from libs.common.db import Database, UnitOfWork
+from libs.common.erasure import erasure_consumer
 from libs.common.events import SURVEY_RESPONDED, SURVEY_RESPONSE_UPDATED, Contract, Event
 from libs.common.jobs import Due, Job
 from libs.common.kafka import BatchHandler, ConsumerSpec, dispatch_by_type
@@ -22,6 +23,7 @@ from libs.common.tenancy import TENANCY_HANDLERS
 from services.alerting import api, handlers
 from services.alerting.config import AlertingSettings
 from services.alerting.handlers import chat, digest, recovery
+from services.alerting.handlers.erasure import erase_customer
 from services.alerting.models import COMMON, SESSIONS, Base
 from services.alerting.repository import AlertingRepository
 
@@ -221,7 +223,10 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
                 name="followups",
                 topics=[topics.SURVEY_EVENTS, topics.TENANTS],
                 handle=_followups(settings),
-            )
+            ),
+            ConsumerSpec(
+                name="erasures", topics=[topics.ERASURES], handle=erasure_consumer("alerting", erase_customer)
+            ),
         ],
         jobs=[
             lambda runtime: SlaCheck(runtime.database, settings),
