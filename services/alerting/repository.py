@@ -184,6 +184,11 @@ _PERSONAL_DATA_KEYS = ["comment", "name", "email", "note", "customer_name", "cus
 class AlertingRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        # Read once per unit of work (a consumer's batch): settings and people change rarely.
+        self._policies: dict[uuid.UUID, DeskPolicy] = {}
+        self._people: dict[uuid.UUID, People] = {}
+        self._rules: dict[uuid.UUID, Sequence[RoutingRule]] = {}
+        self._batch: _AnswerBatch | None = None
 
     async def erase_customer(self, tenant_id: uuid.UUID, customer_id: str, now: datetime) -> dict[str, int]:
         """Anonymise a customer's cases, their timelines, their answers and the emails about them,
@@ -270,11 +275,6 @@ class AlertingRepository:
             )
             counts["digests"] = int(getattr(digests, "rowcount", 0) or 0)
         return counts
-        # Read once per unit of work (a consumer's batch): settings and people change rarely.
-        self._policies: dict[uuid.UUID, DeskPolicy] = {}
-        self._people: dict[uuid.UUID, People] = {}
-        self._rules: dict[uuid.UUID, Sequence[RoutingRule]] = {}
-        self._batch: _AnswerBatch | None = None
 
     @contextlib.asynccontextmanager
     async def answer_batch(self, answers: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> AsyncIterator[None]:
