@@ -162,11 +162,19 @@ def erasure_consumer(service: ErasureService, erase: EraseCustomer) -> BatchHand
                 # One completion per request and service, whatever the redeliveries.
                 event_id=f"erasure-completed:{event.data.erasure_id}:{service}",
             )
-            uow.count(ERASURES_DONE.labels(service))
+            uow.count(completed)
 
+    completed = _completed_counter(service)
     return handle
 
 
-ERASURES_DONE = Counter(
-    "nps_erasures_completed_total", "Customer erasures a service completed (its part of one)", ["service"]
-)
+_COMPLETED: dict[str, Counter] = {}
+
+
+def _completed_counter(service: str) -> Counter:
+    # One per service, made once per process however often a service is built (tests build many).
+    if service not in _COMPLETED:
+        _COMPLETED[service] = Counter(
+            f"nps_{service}_erasures_completed_total", "Customer erasures this service did its part of"
+        )
+    return _COMPLETED[service]

@@ -236,7 +236,8 @@ class SurveyRepository:
     async def erase_invitations(self, dead_tokens: Sequence[tuple[uuid.UUID, str]], now: datetime) -> None:
         """Anonymise invitations: the address becomes the reserved erased one, the name, survey
         context, trace and last error go, the token hash becomes the given one of a token nobody
-        holds (the link answers 404 from now on), and one not sent yet is cancelled. The suppression
+        holds (the link answers 404 from now on), one not sent yet is cancelled and no reminder
+        follows. The suppression
         of the address is not touched: an unsubscribe outlives an erasure."""
         if not dead_tokens:
             return
@@ -258,6 +259,7 @@ class SurveyRepository:
                     else_=Invitation.status,
                 ),
                 withdrawn_at=func.coalesce(Invitation.withdrawn_at, now),
+                reminder_due_at=None,
             )
         )
 

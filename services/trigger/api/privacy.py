@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path
 
 from libs.common.deps import Tenant, UoW
+from libs.common.http import error_responses
 from services.trigger.api.dependencies import TriggerConfig
 from services.trigger.handlers.erasure import request_erasure
 from services.trigger.models import Erasure
@@ -34,7 +35,9 @@ def receipt(erasure: Erasure) -> dict[str, Any]:
     }
 
 
-@router.delete("/v1/customers/{customer_id}", status_code=202, tags=["privacy"])
+@router.delete(
+    "/v1/customers/{customer_id}", status_code=202, tags=["privacy"], responses=error_responses(422)
+)
 async def erase_customer(
     tenant: Tenant, uow: UoW, settings: TriggerConfig, customer_id: CustomerId
 ) -> dict[str, Any]:
@@ -60,7 +63,7 @@ async def erase_customer(
     return receipt(erasure)
 
 
-@router.get("/v1/erasures/{erasure_id}", tags=["privacy"])
+@router.get("/v1/erasures/{erasure_id}", tags=["privacy"], responses=error_responses(404))
 async def get_erasure(tenant: Tenant, uow: UoW, erasure_id: uuid.UUID) -> dict[str, Any]:
     """An erasure's receipt: `pending` until every service has done its part, then `completed`."""
     repository: TriggerRepository = uow.repository
