@@ -210,7 +210,8 @@ async def decide_intake(
             uow,
             event.tenant,
             event.data.customer_id,
-            requested_at=event.data.requested_at or now,
+            # Never later than its arrival: a tombstone dated ahead would refuse new data.
+            requested_at=min(event.data.requested_at or now, now),
             now=now,
             secret=secret,
             origin="event",
