@@ -24,7 +24,9 @@ import httpx
 import pytest
 
 from libs.common.events import CUSTOMER_ERASED, ERASURE_SERVICES
-from tests.conftest import eventually
+from libs.common.topics import CUSTOMERS
+from services.trigger.handlers.erasure import erasure_id_for
+from tests.conftest import eventually, produce
 from tests.support.factories import cloud_event, purchase
 from tests.support.stack import Stack, StackLauncher, new_tenant, stack_launcher, stop
 
@@ -296,3 +298,28 @@ async def test_erasing_a_customer_nobody_knows_completes_with_zero_counts(
     assert (
         await client.get(f"{trigger}/v1/erasures/{result['erasure_id']}", headers=other)
     ).status_code == 404
+
+
+async def test_a_customer_erased_event_on_kafka_is_erased_too(
+    stack: Stack, client: httpx.AsyncClient
+) -> None:
+    trigger = stack.urls["trigger"]
+    auth = await new_tenant(client, stack)
+    await eventually(lambda: _key_works_everywhere(client, stack, auth), within=30)
+    admin = {"X-Admin-Token": stack.admin_token}
+    tenant_id = (await client.get(f"{trigger}/v1/admin/tenants", headers=admin)).json()[-1]["tenant_id"]
+    stranger = f"c-kafka-{uuid.uuid4().hex[:8]}"
+    event = cloud_event(CUSTOMER_ERASED, {"customer_id": stranger}, stranger, tenant=tenant_id)
+    # As a CRM would send it: straight onto nps.customers.
+    await produce(stack.state()["kafka"], CUSTOMERS, json.dumps(event).encode(), key=stranger.encode())
+    # The receipt's id follows from the event's, so a redelivery makes no second erasure.
+    erasure_id = erasure_id_for(tenant_id, event["id"])
+
+    async def completed() -> Any:
+        answer = await client.get(f"{trigger}/v1/erasures/{erasure_id}", headers=auth)
+        done = answer.status_code == 200 and answer.json()["status"] == "completed"
+        return answer.json() if done else None
+
+    receipt = await eventually(completed, within=60)
+    assert receipt["origin"] == "event"
+    assert {part["status"] for part in receipt["services"].values()} == {"completed"}
