@@ -75,6 +75,7 @@ bench: $(STAMP) ## Benchmarks: the project's figures next to a raw baseline from
 	$(PY) -m bench.report_live
 	$(PY) -m bench.answer_live
 	$(PY) -m bench.report_panels
+	$(PY) -m bench.erasure
 
 lint: $(STAMP) ## ruff and mypy --strict
 	$(VENV)/bin/ruff check .

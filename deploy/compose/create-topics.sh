@@ -29,6 +29,7 @@ create nps.survey-events 6
 create nps.scores 3
 create nps.followups 3
 create nps.purchases-recorded 6
+create nps.erasures 3
 # One partition: tenant and API key changes stay in the order they were made.
 create nps.tenants 1
 
@@ -40,6 +41,7 @@ create nps.survey-events.dlq 1
 create nps.scores.dlq 1
 create nps.followups.dlq 1
 create nps.purchases-recorded.dlq 1
+create nps.erasures.dlq 1
 create nps.tenants.dlq 1
 
 echo "topics ready"

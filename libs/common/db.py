@@ -178,9 +178,16 @@ def _outbox(metadata: MetaData) -> Table:
         Column("payload", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True), nullable=True),
+        #: Whose event this is (the envelope's tenant, the data's ``customer_id``), so that an
+        #: erasure finds the customer's rows, published or not, by index (libs/common/erasure.py).
+        Column("tenant_id", String(100), nullable=True),
+        Column("customer_id", String(200), nullable=True),
         # The relay only ever scans what is unpublished; keep that scan an index range.
         Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
         Index("ix_outbox_published_at", "published_at"),
+        Index(
+            "ix_outbox_customer", "tenant_id", "customer_id", postgresql_where=text("customer_id IS NOT NULL")
+        ),
     )
 
 
@@ -247,6 +254,8 @@ def _held_events(metadata: MetaData) -> Table:
         Column("payload", LargeBinary, nullable=False),
         Column("held_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Index("ix_held_events_tenant", "consumer", "tenant_id", "id"),
+        # An erasure finds a customer's held events by their Kafka key (the customer id).
+        Index("ix_held_events_key", "tenant_id", "key"),
     )
 
 
@@ -264,7 +273,7 @@ async def copy_rows(
     )
 
 
-OUTBOX_COLUMNS = ("event_id", "event_type", "topic", "key", "payload")
+OUTBOX_COLUMNS = ("event_id", "event_type", "topic", "key", "payload", "tenant_id", "customer_id")
 
 
 def outbox_row(event: Event[Contract], *, key: str | None = None, topic: str | None = None) -> dict[str, Any]:
@@ -280,12 +289,15 @@ def outbox_row(event: Event[Contract], *, key: str | None = None, topic: str | N
                 "tracestate": context.get(tracing.TRACESTATE),
             }
         )
+    customer_id = getattr(event.data, "customer_id", None)
     return {
         "event_id": envelope.id,
         "event_type": envelope.type,
         "topic": topic or event.data.topic,
         "key": key if key is not None else envelope.subject,
         "payload": envelope.to_json(),
+        "tenant_id": envelope.tenantid,
+        "customer_id": customer_id if isinstance(customer_id, str) else None,
     }
 
 

@@ -253,6 +253,19 @@ class CustomerResubscribed(Contract):
     occurred_at: Timestamp | None = None
 
 
+class CustomerErased(Contract):
+    """The customer asked to be forgotten (GDPR art. 17): every service removes or anonymises what it
+    holds about them. The same as ``DELETE /v1/customers/{customer_id}`` on the trigger."""
+
+    event_type = "customer.erased.v1"
+    topic = topics.CUSTOMERS
+
+    customer_id: Identifier
+    #: When the customer asked; data about them that is older is erased, and events older than this
+    #: that arrive later (retries, replays) are not taken in again. Left out: when it arrives.
+    requested_at: Timestamp | None = None
+
+
 # --- Platform events ------------------------------------------------------------------------
 
 
@@ -470,6 +483,39 @@ class PurchaseRecorded(Contract):
     order_id: Identifier
     amount: Money
     occurred_at: Timestamp
+
+
+#: The services that hold customer data, each of which completes an erasure.
+ErasureService = Literal["trigger", "survey", "scoring", "alerting", "reporting"]
+ERASURE_SERVICES: tuple[ErasureService, ...] = ("trigger", "survey", "scoring", "alerting", "reporting")
+#: What a completion counts: a closed set of names (the rows of one kind removed or anonymised).
+ErasureCountName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
+class ErasureRequested(Contract):
+    """The trigger asks every other service to erase one customer (keyed by the customer, so it
+    stays in order with their other events on the same topic)."""
+
+    event_type = "customer.erasure.requested.v1"
+    topic = topics.ERASURES
+
+    erasure_id: uuid.UUID
+    customer_id: Identifier
+    requested_at: Timestamp
+
+
+class ErasureCompleted(Contract):
+    """One service erased the customer, in one transaction: how many rows of each kind it removed or
+    anonymised. It names no customer, only the erasure, so the receipt built from it holds no
+    personal data."""
+
+    event_type = "customer.erasure.completed.v1"
+    topic = topics.ERASURES
+
+    erasure_id: uuid.UUID
+    service: ErasureService
+    counts: Annotated[dict[ErasureCountName, Annotated[int, Field(ge=0)]], Field(max_length=30)]
+    completed_at: Timestamp
 
 
 NpsBucket = Literal["all", "day", "week", "month"]
@@ -713,6 +759,7 @@ PUBLIC_CONTRACTS: tuple[type[Contract], ...] = (
     CustomerUpserted,
     CustomerUnsubscribed,
     CustomerResubscribed,
+    CustomerErased,
     SurveyCancelled,
     SurveyRequested,
     SurveySent,
@@ -737,6 +784,8 @@ PUBLIC_CONTRACTS: tuple[type[Contract], ...] = (
     ApiKeyRevoked,
     SessionStarted,
     SessionEnded,
+    ErasureRequested,
+    ErasureCompleted,
 )
 
 #: Every public contract: event type -> (data model, the topic it travels on).
@@ -748,6 +797,9 @@ ORDER_CANCELLED = OrderCancelled.event_type
 CUSTOMER_UPSERTED = CustomerUpserted.event_type
 CUSTOMER_UNSUBSCRIBED = CustomerUnsubscribed.event_type
 CUSTOMER_RESUBSCRIBED = CustomerResubscribed.event_type
+CUSTOMER_ERASED = CustomerErased.event_type
+ERASURE_REQUESTED = ErasureRequested.event_type
+ERASURE_COMPLETED = ErasureCompleted.event_type
 SURVEY_CANCELLED = SurveyCancelled.event_type
 SURVEY_REQUESTED = SurveyRequested.event_type
 SURVEY_SENT = SurveySent.event_type
@@ -782,6 +834,7 @@ INTAKE_TYPES = frozenset(
         CUSTOMER_UPSERTED,
         CUSTOMER_UNSUBSCRIBED,
         CUSTOMER_RESUBSCRIBED,
+        CUSTOMER_ERASED,
     }
 )
 

@@ -101,3 +101,17 @@ def create_session_table(schema: str) -> None:
     metadata = MetaData(schema=schema)
     add_session_table(metadata)
     metadata.create_all(op.get_bind())
+
+
+def add_erasure_lookups(schema: str) -> None:
+    """Issue 13, in every service: whose event each outbox row is, and the indexes an erasure finds
+    a customer's outbox rows and held events by. A database created since has them already."""
+    from alembic import op
+
+    op.execute(f'ALTER TABLE "{schema}".outbox ADD COLUMN IF NOT EXISTS tenant_id varchar(100)')
+    op.execute(f'ALTER TABLE "{schema}".outbox ADD COLUMN IF NOT EXISTS customer_id varchar(200)')
+    op.execute(
+        f'CREATE INDEX IF NOT EXISTS ix_outbox_customer ON "{schema}".outbox (tenant_id, customer_id) '
+        "WHERE customer_id IS NOT NULL"
+    )
+    op.execute(f'CREATE INDEX IF NOT EXISTS ix_held_events_key ON "{schema}".held_events (tenant_id, key)')

@@ -15,6 +15,8 @@ FOLLOWUPS = "nps.followups"
 TENANTS = "nps.tenants"
 #: Purchases the trigger added to its ledger, for reporting's repurchase rate.
 PURCHASES_RECORDED = "nps.purchases-recorded"
+#: Right-to-erasure: the trigger's requests to every service, and each service's completion.
+ERASURES = "nps.erasures"
 
 DLQ_SUFFIX = ".dlq"
 
@@ -32,6 +34,7 @@ MAIN_TOPICS: dict[str, int] = {
     SCORES: 3,
     FOLLOWUPS: 3,
     PURCHASES_RECORDED: 6,
+    ERASURES: 3,
     # One partition keeps tenant and key changes in the order they were made.
     TENANTS: 1,
 }

@@ -63,6 +63,11 @@ def _bin_dir() -> Path:
     return bin_dir
 
 
+def pg_binaries() -> Path:
+    """Where the server's binaries are, and its tools beside them (``pg_dump``, ``psql``)."""
+    return _bin_dir()
+
+
 def _server_account() -> _OsUser | None:
     """The account the server runs as: ourselves, or when we are root a dedicated unprivileged user."""
     if os.geteuid() != 0:

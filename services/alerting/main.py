@@ -13,6 +13,7 @@ import httpx
 
 from libs.common import topics
 from libs.common.db import Database, UnitOfWork
+from libs.common.erasure import erasure_consumer
 from libs.common.events import SURVEY_RESPONDED, SURVEY_RESPONSE_UPDATED, Contract, Event
 from libs.common.jobs import Due, Job
 from libs.common.kafka import BatchHandler, ConsumerSpec, dispatch_by_type
@@ -22,6 +23,7 @@ from libs.common.tenancy import TENANCY_HANDLERS
 from services.alerting import api, handlers
 from services.alerting.config import AlertingSettings
 from services.alerting.handlers import chat, digest, recovery, webhooks
+from services.alerting.handlers.erasure import erase_customer
 from services.alerting.models import COMMON, SESSIONS, Base
 from services.alerting.repository import AlertingRepository
 
@@ -261,6 +263,9 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
                 name="webhooks",
                 topics=[topics.SURVEY_EVENTS, topics.FOLLOWUPS, topics.SCORES],
                 handle=_queue_webhooks,
+            ),
+            ConsumerSpec(
+                name="erasures", topics=[topics.ERASURES], handle=erasure_consumer("alerting", erase_customer)
             ),
         ],
         jobs=[

@@ -331,6 +331,8 @@ class Notification(Base):
 
     __table_args__ = (
         UniqueConstraint("dedup_key", name="uq_notifications_dedup_key"),
+        # An erasure finds the emails about a customer's cases (and a tenant's digests) by this.
+        Index("ix_notifications_case", "tenant_id", "case_id"),
         Index(
             "ix_notifications_pending",
             "next_attempt_at",

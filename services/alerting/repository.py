@@ -39,6 +39,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.elements import ColumnElement
 
 from libs.common.jobs import Due
 from services.alerting.desk_rows import CaseDetail, Choice, DeskPage, DeskRow
@@ -175,6 +176,12 @@ class SlaCount(NamedTuple):
     breached: int
 
 
+#: What an erased text becomes where the column must hold one (a notification's subject and body).
+ERASED_TEXT = "(erased)"
+#: Keys of a timeline entry's data that may hold what the customer wrote or who they are.
+_PERSONAL_DATA_KEYS = ["comment", "name", "email", "note", "customer_name", "customer_email", "attributes"]
+
+
 class AlertingRepository(WebhookQueries):
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -183,6 +190,92 @@ class AlertingRepository(WebhookQueries):
         self._people: dict[uuid.UUID, People] = {}
         self._rules: dict[uuid.UUID, Sequence[RoutingRule]] = {}
         self._batch: _AnswerBatch | None = None
+
+    async def erase_customer(self, tenant_id: uuid.UUID, customer_id: str, now: datetime) -> dict[str, int]:
+        """Anonymise a customer's cases, their timelines, their answers and the emails about them,
+        each found by ``(tenant, customer)`` or by case. Cases keep status, times, score, priority,
+        owner and team (the desk's and the report's counts); they lose the customer's address, name,
+        comment, attributes, notes and resolution note. Timeline lines keep their kind and time and
+        lose their text. Emails about the cases lose subject and body; one not sent yet is not sent.
+        A digest (about many cases) has the customer's name and address blanked out of its body (their
+        id, the tenant's own key, may be a part of another customer's and is left)."""
+        cases = (
+            await self._session.execute(
+                select(FollowupCase.id, FollowupCase.customer_name, FollowupCase.customer_email)
+                .where(FollowupCase.tenant_id == tenant_id, FollowupCase.customer_id == customer_id)
+                .order_by(FollowupCase.id)
+                .with_for_update()
+            )
+        ).all()
+        answers = (
+            await self._session.execute(
+                select(Answer.customer_name, Answer.customer_email).where(
+                    Answer.tenant_id == tenant_id, Answer.customer_id == customer_id
+                )
+            )
+        ).all()
+        case_ids = [row.id for row in cases]
+        names = {
+            text
+            for row in (*cases, *answers)
+            for text in (row.customer_name, row.customer_email)
+            if text and len(text) >= 3
+        }
+        counts = {"cases": len(case_ids), "case_events": 0, "answers": 0, "notifications": 0, "digests": 0}
+        if case_ids:
+            await self._session.execute(
+                update(FollowupCase)
+                .where(FollowupCase.id.in_(case_ids))
+                .values(
+                    customer_email=None,
+                    customer_name=None,
+                    comment=None,
+                    note=None,
+                    resolution_note=None,
+                    attributes={},
+                )
+            )
+            events = await self._session.execute(
+                update(CaseEvent)
+                .where(CaseEvent.case_id.in_(case_ids))
+                .values(body=None, data=CaseEvent.data.op("-")(sql_cast(_PERSONAL_DATA_KEYS, ARRAY(Text))))
+            )
+            counts["case_events"] = int(getattr(events, "rowcount", 0) or 0)
+            await self._session.execute(
+                update(Notification)
+                .where(
+                    Notification.tenant_id == tenant_id,
+                    Notification.case_id.in_(case_ids),
+                    Notification.sent_at.is_(None),
+                    Notification.failed_at.is_(None),
+                )
+                .values(failed_at=now, last_error="the customer was erased")
+            )
+            emails = await self._session.execute(
+                update(Notification)
+                .where(Notification.tenant_id == tenant_id, Notification.case_id.in_(case_ids))
+                .values(subject=ERASED_TEXT, body=ERASED_TEXT)
+            )
+            counts["notifications"] = int(getattr(emails, "rowcount", 0) or 0)
+        erased_answers = await self._session.execute(
+            update(Answer)
+            .where(Answer.tenant_id == tenant_id, Answer.customer_id == customer_id)
+            .values(customer_email=None, customer_name=None, comment=None, context=None)
+        )
+        counts["answers"] = int(getattr(erased_answers, "rowcount", 0) or 0)
+        if names:
+            # Longest first: a name that contains another is blanked whole.
+            body: ColumnElement[str] = Notification.__table__.c.body
+            for text in sorted(names, key=len, reverse=True):
+                body = func.replace(body, text, ERASED_TEXT)
+            mentions = [func.strpos(Notification.body, text) > 0 for text in sorted(names)]
+            digests = await self._session.execute(
+                update(Notification)
+                .where(Notification.tenant_id == tenant_id, Notification.case_id.is_(None), or_(*mentions))
+                .values(body=body)
+            )
+            counts["digests"] = int(getattr(digests, "rowcount", 0) or 0)
+        return counts
 
     @contextlib.asynccontextmanager
     async def answer_batch(self, answers: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> AsyncIterator[None]:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from libs.common import topics
 from libs.common.db import UnitOfWork
-from libs.common.events import Contract, Event
+from libs.common.erasure import erasure_consumer
+from libs.common.events import Contract, ErasureRequested, Event
 from libs.common.kafka import ConsumerSpec, dispatch_by_type
 from libs.common.service import ServiceDefinition
 from libs.common.sessions import session_handlers
@@ -17,6 +21,15 @@ from services.reporting.config import ReportingSettings
 from services.reporting.handlers import purchases, read_model, scores
 from services.reporting.models import COMMON, SESSIONS, Base
 from services.reporting.repository import ReportingRepository
+
+
+async def erase_customer(
+    uow: UnitOfWork[Any], tenant_id: uuid.UUID, request: ErasureRequested, now: datetime
+) -> dict[str, int]:
+    """Reporting's part of an erasure: the answers are anonymised, no count moves, so no score cell
+    changes and the live stream has nothing to tell."""
+    repository: ReportingRepository = uow.repository
+    return await repository.erase_customer(tenant_id, request.customer_id)
 
 
 def build(settings: ReportingSettings) -> ServiceDefinition:
@@ -55,6 +68,11 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
                 name=purchases.PURCHASES_CONSUMER,
                 topics=[topics.PURCHASES_RECORDED],
                 handle=purchases.record,
+            ),
+            ConsumerSpec(
+                name="erasures",
+                topics=[topics.ERASURES],
+                handle=erasure_consumer("reporting", erase_customer),
             ),
         ],
         jobs=[stream.listener],

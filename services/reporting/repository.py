@@ -29,6 +29,7 @@ from sqlalchemy import (
     case,
     cast,
     column,
+    delete,
     func,
     literal,
     literal_column,
@@ -38,6 +39,7 @@ from sqlalchemy import (
     true,
     tuple_,
     union_all,
+    update,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -298,6 +300,26 @@ class ReportingRepository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def erase_customer(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, int]:
+        """A customer's answers stay (every count, rollup and rate read from them is unchanged) and
+        lose what they wrote and who they are: the comment (so the verbatims feed no longer shows
+        it), the attributes and the customer id. The purchases told of them are removed: a
+        repurchase already marked on an answer, and the rollups, keep it."""
+        answers = await self.session.execute(
+            update(Response)
+            .where(Response.tenant_id == tenant_id, Response.customer_id == customer_id)
+            .values(comment=None, attributes=None, customer_id=None)
+        )
+        bought = await self.session.execute(
+            delete(RecordedPurchase).where(
+                RecordedPurchase.tenant_id == tenant_id, RecordedPurchase.customer_id == customer_id
+            )
+        )
+        return {
+            "responses": int(getattr(answers, "rowcount", 0) or 0),
+            "purchases": int(getattr(bought, "rowcount", 0) or 0),
+        }
 
     async def read_one_snapshot(self) -> None:
         """The rest of this transaction reads one consistent state (it must be its first statement)."""

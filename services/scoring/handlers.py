@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -17,6 +18,7 @@ from libs.common.db import UnitOfWork
 from libs.common.events import (
     MAX_CELL_CURRENCIES,
     Contract,
+    ErasureRequested,
     Event,
     NpsInterval,
     NpsSegment,
@@ -107,6 +109,7 @@ class _Arriving:
     answer: HeldAnswer
     responded_at: datetime
     context: SurveyContext | None
+    customer_id: str | None = None
 
 
 def _answer_of(event: Event[Contract]) -> tuple[AnswerKey, _Arriving] | None:
@@ -121,7 +124,9 @@ def _answer_of(event: Event[Contract]) -> tuple[AnswerKey, _Arriving] | None:
     else:
         return None
     answer = HeldAnswer(data.touchpoint, data.score, revision_number)
-    return (event.tenant, data.response_id), _Arriving(answer, data.responded_at, data.context)
+    return (event.tenant, data.response_id), _Arriving(
+        answer, data.responded_at, data.context, data.customer_id
+    )
 
 
 def _arriving_answers(events: list[Event[Contract]]) -> dict[AnswerKey, _Arriving]:
@@ -208,7 +213,9 @@ async def _count(
     answers were new and the newer versions stored. Counters move when the unit commits."""
     repository = uow.repository
     counted = await _as_counted(repository, arriving, now)
-    new_keys = await repository.insert_new_answers(counted, now)
+    new_keys = await repository.insert_new_answers(
+        counted, now, customers={key: version.customer_id for key, version in arriving.items()}
+    )
     batch = _Batch()
     for key in sorted(new_keys):
         batch.count(key[0], first_count(key[0], counted[key]), first_spend(key[0], counted[key]))
@@ -346,3 +353,12 @@ def _emit_cell_updated(
         event_id=cell_updated_id(key, state.version),
         time=now,
     )
+
+
+async def erase_customer(
+    uow: UnitOfWork[Any], tenant_id: uuid.UUID, request: ErasureRequested, now: datetime
+) -> dict[str, int]:
+    """Scoring's part of an erasure: the customer's answers are unlinked, the counts untouched, so no
+    cell changes and no ``nps.updated`` is sent."""
+    repository: ScoringRepository = uow.repository
+    return {"answers": await repository.erase_customer(tenant_id, request.customer_id)}

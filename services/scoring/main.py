@@ -7,6 +7,7 @@ from pathlib import Path
 
 from libs.common import topics
 from libs.common.db import UnitOfWork
+from libs.common.erasure import erasure_consumer
 from libs.common.events import Contract, Event
 from libs.common.kafka import ConsumerSpec, dispatch_by_type
 from libs.common.service import ServiceDefinition
@@ -37,7 +38,12 @@ def build(settings: ScoringSettings) -> ServiceDefinition:
         migrations=Path(__file__).parent / "migrations",
         routers=[api.router],
         consumers=[
-            ConsumerSpec(name="scores", topics=[topics.SURVEY_EVENTS, topics.TENANTS], handle=consume)
+            ConsumerSpec(name="scores", topics=[topics.SURVEY_EVENTS, topics.TENANTS], handle=consume),
+            ConsumerSpec(
+                name="erasures",
+                topics=[topics.ERASURES],
+                handle=erasure_consumer("scoring", handlers.erase_customer),
+            ),
         ],
         jobs=[
             lambda runtime: ScoreGauges(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, MetaData, SmallInteger, String, Uuid
+from sqlalchemy import BigInteger, Date, DateTime, Index, Integer, MetaData, SmallInteger, String, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -80,6 +80,17 @@ class ScoredAnswer(Base):
     #: The 12-month spend snapshot of the first version, ``[[currency, minor units], ...]``, so a
     #: revision moves exactly that spend to its new group.
     spend: Mapped[list[list[object]]] = mapped_column(JSONB, default=list)
+    #: Whose answer it is: only an erasure reads it (by the index below), and clears it.
+    customer_id: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (
+        Index(
+            "ix_answers_customer",
+            "tenant_id",
+            "customer_id",
+            postgresql_where=text("customer_id IS NOT NULL"),
+        ),
+    )
 
 
 class Cell(_Distribution, Base):

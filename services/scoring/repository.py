@@ -92,13 +92,16 @@ def _distribution_of(row: object, tally: Tally) -> tuple[int, ...] | None:
 # Arrays rather than a VALUES list: one cached statement whatever the batch size.
 _INSERT_ANSWERS = text(
     "INSERT INTO scoring.answers "
-    "(tenant_id, response_id, touchpoint, score, revision, updated_at, responded_on, segments, spend) "
+    "(tenant_id, response_id, touchpoint, score, revision, updated_at, responded_on, segments, spend, "
+    "customer_id) "
     "SELECT a.tenant_id, a.response_id, a.touchpoint, a.score, a.revision, :at, a.responded_on, "
-    "CAST(a.segments AS jsonb), CAST(a.spend AS jsonb) FROM unnest(CAST(:tenant_ids AS uuid[]), "
+    "CAST(a.segments AS jsonb), CAST(a.spend AS jsonb), a.customer_id "
+    "FROM unnest(CAST(:tenant_ids AS uuid[]), "
     "CAST(:response_ids AS uuid[]), CAST(:touchpoints AS text[]), CAST(:scores AS smallint[]), "
     "CAST(:revisions AS integer[]), CAST(:days AS date[]), CAST(:segments AS text[]), "
-    "CAST(:spend AS text[])) WITH ORDINALITY "
-    "AS a(tenant_id, response_id, touchpoint, score, revision, responded_on, segments, spend, position) "
+    "CAST(:spend AS text[]), CAST(:customer_ids AS text[])) WITH ORDINALITY "
+    "AS a(tenant_id, response_id, touchpoint, score, revision, responded_on, segments, spend, customer_id, "
+    "position) "
     "ORDER BY a.position ON CONFLICT (tenant_id, response_id) DO NOTHING RETURNING tenant_id, response_id"
 )
 
@@ -197,7 +200,11 @@ class ScoringRepository:
         return totals
 
     async def insert_new_answers(
-        self, answers: Mapping[AnswerKey, CountedAnswer], at: datetime
+        self,
+        answers: Mapping[AnswerKey, CountedAnswer],
+        at: datetime,
+        *,
+        customers: Mapping[AnswerKey, str | None] | None = None,
     ) -> set[AnswerKey]:
         """Insert the answers scoring has not held yet, in one statement; return their keys.
 
@@ -219,10 +226,24 @@ class ScoringRepository:
                 for _, counted in ordered
             ],
             "spend": [json.dumps([list(each) for each in counted.spend]) for _, counted in ordered],
+            # Whose answer it is, only so that an erasure finds it (README, "Privacy: erasure").
+            "customer_ids": [(customers or {}).get(key) for key, _ in ordered],
             "at": at,
         }
         rows = await self.session.execute(_INSERT_ANSWERS, parameters)
         return {(row.tenant_id, row.response_id) for row in rows}
+
+    async def erase_customer(self, tenant_id: uuid.UUID, customer_id: str) -> int:
+        """The customer's answers lose the one thing that ties them to the customer, the id. Score,
+        touchpoint, day, segments and spend stay, unlinked: every tally and cell keeps its count, and a
+        revision still in flight when the erasure ran still leaves exactly the cells it was counted in
+        (clearing the segments would strand it in the segment cells)."""
+        result = await self.session.execute(
+            update(ScoredAnswer)
+            .where(ScoredAnswer.tenant_id == tenant_id, ScoredAnswer.customer_id == customer_id)
+            .values(customer_id=None)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def lock_answers(self, keys: Iterable[AnswerKey]) -> dict[AnswerKey, CountedAnswer]:
         """The held versions of these answers, and where they were counted, locked until the

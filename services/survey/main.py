@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from libs.common import topics
 from libs.common.db import UnitOfWork
-from libs.common.events import Contract, Event
+from libs.common.erasure import erasure_consumer
+from libs.common.events import Contract, ErasureRequested, Event
 from libs.common.kafka import ConsumerSpec
 from libs.common.service import ServiceDefinition
 from services.survey import api, handlers
 from services.survey.config import SurveySettings
+from services.survey.handlers.erasure import erase_customer
 from services.survey.models import COMMON, Base
 from services.survey.repository import SurveyRepository
 from services.survey.sender import reminders_job, sender_job
@@ -27,6 +31,14 @@ def build(settings: SurveySettings) -> ServiceDefinition:
             token_secret=settings.survey_token_secret.get_secret_value(),
             token_ttl=token_ttl,
             now=datetime.now(UTC),
+            erasure_key=settings.admin_token.get_secret_value(),
+        )
+
+    async def erase(
+        uow: UnitOfWork[Any], tenant_id: uuid.UUID, request: ErasureRequested, now: datetime
+    ) -> dict[str, int]:
+        return await erase_customer(
+            uow, tenant_id, request, now, erasure_key=settings.admin_token.get_secret_value()
         )
 
     return ServiceDefinition(
@@ -39,7 +51,8 @@ def build(settings: SurveySettings) -> ServiceDefinition:
         migrations=Path(__file__).parent / "migrations",
         routers=[api.public_router, api.settings_router, api.invitations_router, api.bounce_router],
         consumers=[
-            ConsumerSpec(name="requests", topics=[topics.SURVEY_REQUESTS, topics.TENANTS], handle=consume)
+            ConsumerSpec(name="requests", topics=[topics.SURVEY_REQUESTS, topics.TENANTS], handle=consume),
+            ConsumerSpec(name="erasures", topics=[topics.ERASURES], handle=erasure_consumer("survey", erase)),
         ],
         jobs=[sender_job(settings), reminders_job(settings)],
     )

@@ -129,6 +129,8 @@ class Response(Base):
     __table_args__ = (
         Index("ux_responses_invitation", "invitation_id", unique=True),
         Index("ix_responses_tenant", "tenant_id", "responded_at"),
+        # An erasure finds the customer's answers by this.
+        Index("ix_responses_customer", "tenant_id", "customer_id"),
         CheckConstraint("score BETWEEN 0 AND 10", name="ck_responses_score"),
         CheckConstraint("csat BETWEEN 1 AND 5", name="ck_responses_csat"),
         CheckConstraint("effort BETWEEN 1 AND 7", name="ck_responses_effort"),
@@ -175,3 +177,16 @@ class RateSlot(Base):
     invitation_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     at: Mapped[float] = mapped_column(Float(precision=53))
     __table_args__ = (Index("rate_slots_at", "at"),)
+
+
+class ErasedCustomer(Base):
+    """A tombstone of an erased customer, by a keyed hash of their id (never the id): a survey request
+    the trigger made before the erasure that arrives after it is not scheduled."""
+
+    __tablename__ = "erased_customers"
+    erasure_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    customer_key: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_erased_customers_key", "tenant_id", "customer_key", "requested_at"),)

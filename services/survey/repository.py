@@ -38,10 +38,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 from sqlalchemy.sql.expression import Update, Values
 
+from libs.common.erasure import ERASED_EMAIL
 from libs.common.jobs import Due
 from services.survey.domain.answers import FollowUp
 from services.survey.domain.delivery import InvitationStatus
-from services.survey.models import COMMON, Invitation, RateSlot, Response, Suppression, TenantSettings
+from services.survey.models import (
+    COMMON,
+    ErasedCustomer,
+    Invitation,
+    RateSlot,
+    Response,
+    Suppression,
+    TenantSettings,
+)
 
 _INVITATIONS = cast(Table, Invitation.__table__)
 #: The columns of a :class:`DueInvitation`, in its order.
@@ -210,6 +219,86 @@ def _while_claimed(batch: Values) -> Update:
 class SurveyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+
+    async def customer_invitations(self, tenant_id: uuid.UUID, customer_id: str) -> list[uuid.UUID]:
+        """The customer's invitations, locked (the sender or a page may be updating one)."""
+        return list(
+            (
+                await self._session.execute(
+                    select(Invitation.id)
+                    .where(Invitation.tenant_id == tenant_id, Invitation.customer_id == customer_id)
+                    .order_by(Invitation.id)
+                    .with_for_update()
+                )
+            ).scalars()
+        )
+
+    async def erase_invitations(self, dead_tokens: Sequence[tuple[uuid.UUID, str]], now: datetime) -> None:
+        """Anonymise invitations: the address becomes the reserved erased one, the name, survey
+        context, trace and last error go, the token hash becomes the given one of a token nobody
+        holds (the link answers 404 from now on), one not sent yet is cancelled and no reminder
+        follows. The suppression
+        of the address is not touched: an unsubscribe outlives an erasure."""
+        if not dead_tokens:
+            return
+        tokens = values(column("id", Uuid), column("dead", String), name="dead_tokens").data(
+            list(dead_tokens)
+        )
+        await self._session.execute(
+            update(Invitation)
+            .where(Invitation.id == tokens.c.id)
+            .values(
+                email=ERASED_EMAIL,
+                name=None,
+                context=None,
+                trace_context=None,
+                last_error=None,
+                token_hash=tokens.c.dead,
+                status=case(
+                    (Invitation.status == InvitationStatus.SCHEDULED.value, InvitationStatus.CANCELLED.value),
+                    else_=Invitation.status,
+                ),
+                withdrawn_at=func.coalesce(Invitation.withdrawn_at, now),
+                reminder_due_at=None,
+            )
+        )
+
+    async def erase_answers(self, tenant_id: uuid.UUID, customer_id: str) -> int:
+        """The customer's answers keep their scores (the NPS counts them) and lose their comments."""
+        result = await self._session.execute(
+            update(Response)
+            .where(Response.tenant_id == tenant_id, Response.customer_id == customer_id)
+            .values(comment=None)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def record_erasure(
+        self, erasure_id: uuid.UUID, tenant_id: uuid.UUID, customer_key: str, requested_at: datetime
+    ) -> None:
+        await self._session.execute(
+            pg_insert(ErasedCustomer)
+            .values(
+                erasure_id=erasure_id,
+                tenant_id=tenant_id,
+                customer_key=customer_key,
+                requested_at=requested_at,
+            )
+            .on_conflict_do_nothing()
+        )
+
+    async def erased_since(self, tenant_id: uuid.UUID, customer_keys: Sequence[str]) -> dict[str, datetime]:
+        """The latest erasure of each of these customers (keyed hashes) that has one."""
+        if not customer_keys:
+            return {}
+        rows = await self._session.execute(
+            select(ErasedCustomer.customer_key, func.max(ErasedCustomer.requested_at))
+            .where(
+                ErasedCustomer.tenant_id == tenant_id,
+                ErasedCustomer.customer_key.in_(sorted(set(customer_keys))),
+            )
+            .group_by(ErasedCustomer.customer_key)
+        )
+        return {key: at for key, at in rows.tuples()}
 
     async def insert_invitations(self, invitations: Sequence[NewInvitation]) -> None:
         """Schedule invitations, in one statement. A redelivered or repeated request for the same

@@ -13,6 +13,7 @@ from libs.common.service import ServiceDefinition
 from services.trigger import api, handlers
 from services.trigger.config import TriggerSettings
 from services.trigger.handlers.bigcommerce import order_fetch_job
+from services.trigger.handlers.erasure import on_erasure_completed
 from services.trigger.handlers.recovery import on_recovery_due
 from services.trigger.models import COMMON, Base
 from services.trigger.repository import TriggerRepository
@@ -54,6 +55,13 @@ def build(settings: TriggerSettings) -> ServiceDefinition:
                 topics=[topics.FOLLOWUPS],
                 # The topic carries every case change; only recovery_due is the trigger's.
                 handle=recoveries,
+                unknown_tenants="reject",
+            ),
+            ConsumerSpec(
+                name="erasures",
+                # The other services' completions fill in the receipts; the requests are the trigger's own.
+                topics=[topics.ERASURES],
+                handle=on_erasure_completed,
                 unknown_tenants="reject",
             ),
         ],

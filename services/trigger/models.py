@@ -254,3 +254,25 @@ class OrderFetch(Base):
         Index("ix_order_fetches_endpoint", "tenant_id", "endpoint_id", "received_at"),
         CheckConstraint("state IN ('queued', 'decided', 'ignored', 'failed')", name="ck_order_fetches_state"),
     )
+
+
+class Erasure(Base):
+    """A customer's erasure: its receipt, and the tombstone that keeps events from before it out.
+
+    Holds no personal data: the customer is a keyed hash of the id (``libs/common/erasure.py``), each
+    service's part is its status, time and counts of rows removed or anonymised."""
+
+    __tablename__ = "erasures"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    customer_key: Mapped[str] = mapped_column(String(64))
+    #: When the customer asked; events about them from before it are not taken in again.
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: ``api`` (DELETE /v1/customers/{id}) or ``event`` (customer.erased.v1).
+    origin: Mapped[str] = mapped_column(String(10))
+    #: service -> {"status": "pending" | "completed", "completed_at": ..., "counts": {kind: rows}}
+    services: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_erasures_customer", "tenant_id", "customer_key", "requested_at"),)

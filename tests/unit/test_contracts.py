@@ -152,6 +152,11 @@ SAMPLES: dict[str, Contract] = {
         expires_at=NOW,
     ),
     events.SESSION_ENDED: events.SessionEnded(session_id="0123456789abcdef", tenant_id=ID, ended_at=NOW),
+    events.CUSTOMER_ERASED: events.CustomerErased(customer_id="c1", requested_at=NOW),
+    events.ERASURE_REQUESTED: events.ErasureRequested(erasure_id=ID, customer_id="c1", requested_at=NOW),
+    events.ERASURE_COMPLETED: events.ErasureCompleted(
+        erasure_id=ID, service="survey", counts={"invitations": 2, "responses": 1}, completed_at=NOW
+    ),
 }
 
 

@@ -89,7 +89,8 @@ async def _apply(
 
 @router.post("/{case_id}/notes", responses=_ERRORS)
 async def add_note(tenant: Tenant, uow: DeskUoW, case_id: uuid.UUID, body: NoteBody) -> CaseView:
-    """Add a note to the case's timeline. Notes are never changed or removed."""
+    """Add a note to the case's timeline. Notes are never changed or removed, but by the customer's
+    erasure (README, "Privacy: erasure"), which blanks them."""
     return await _apply(
         uow,
         tenant,

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from libs.common import tracing
 from libs.common.db import UnitOfWork
+from libs.common.erasure import customer_key
 from libs.common.events import (
     SURVEY_REQUESTED,
     Contract,
@@ -31,6 +32,7 @@ async def handle_consumed(
     token_secret: str,
     token_ttl: timedelta,
     now: datetime,
+    erasure_key: str | None = None,
 ) -> None:
     """The consumer's batch: tenancy events one by one, survey requests in one insert."""
     requests: list[Event[SurveyRequested]] = []
@@ -48,7 +50,9 @@ async def handle_consumed(
             await tenancy(event, uow)
     # A re-subscribe comes before the invitations decided after it (one partition per customer).
     await uow.repository.lift_suppressions(lifted)
-    await schedule_invitations(requests, uow, token_secret=token_secret, token_ttl=token_ttl, now=now)
+    await schedule_invitations(
+        requests, uow, token_secret=token_secret, token_ttl=token_ttl, now=now, erasure_key=erasure_key
+    )
     # After scheduling: a request and its cancellation share a partition, the cancellation second.
     await uow.repository.cancel_scheduled(cancellations, now)
 
@@ -60,10 +64,17 @@ async def schedule_invitations(
     token_secret: str,
     token_ttl: timedelta,
     now: datetime,
+    erasure_key: str | None = None,
 ) -> None:
     """One invitation per invitation id, ``scheduled`` for the requested time. (Requests of a
     tenant this service has not heard of yet never get here: the consumer holds them until the
-    tenant's own event arrives, see ``libs.common.kafka``.)"""
+    tenant's own event arrives, see ``libs.common.kafka``.)
+
+    With ``erasure_key``: a request the trigger made before its customer's erasure is dropped: it
+    was on its way when the erasure overtook it (another topic), and scheduling it would email
+    somebody who asked to be forgotten. A request made after the erasure is new and is kept."""
+    if erasure_key is not None:
+        requests = await _not_erased(requests, uow, erasure_key, now)
     invitations: dict[uuid.UUID, NewInvitation] = {}
     for request in requests:
         data = request.data
@@ -89,3 +100,21 @@ async def schedule_invitations(
     if any(invitation.send_at <= now for invitation in invitations.values()):
         # Without this the email waits for the sender's next poll (send_poll_seconds).
         uow.wake(SENDER_JOB)
+
+
+async def _not_erased(
+    requests: Sequence[Event[SurveyRequested]], uow: UnitOfWork[SurveyRepository], key: str, now: datetime
+) -> list[Event[SurveyRequested]]:
+    kept: list[Event[SurveyRequested]] = []
+    by_tenant: dict[uuid.UUID, list[Event[SurveyRequested]]] = {}
+    for request in requests:
+        by_tenant.setdefault(request.tenant, []).append(request)
+    for tenant, tenant_requests in by_tenant.items():
+        keys = {id(r): customer_key(key, tenant, r.data.customer_id) for r in tenant_requests}
+        erased = await uow.repository.erased_since(tenant, list(keys.values()))
+        for request in tenant_requests:
+            erased_at = erased.get(keys[id(request)])
+            made_at = request.envelope.time or now
+            if erased_at is None or made_at > erased_at:
+                kept.append(request)
+    return kept

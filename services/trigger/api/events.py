@@ -54,7 +54,9 @@ EVENTS_EXAMPLE = {
 async def post_events(tenant: Tenant, uow: UoW, settings: TriggerConfig, request: Request) -> JSONResponse:
     """Take one CloudEvent, or a JSON array of up to 1,000: `purchase.completed.v1`,
     `ticket.closed.v1` (decided: invite or not), `order.cancelled.v1` (withdraws a pending
-    invitation), `customer.upserted.v1`, `customer.unsubscribed.v1`, `customer.resubscribed.v1`.
+    invitation), `customer.upserted.v1`, `customer.unsubscribed.v1`, `customer.resubscribed.v1`,
+    `customer.erased.v1` (erases the customer everywhere: its result carries the `erasure_id` of the
+    receipt, `GET /v1/erasures/{erasure_id}`).
 
     `tenantid` may be left out: the API key says which tenant the events belong to. Each event gets
     a result in the order sent: `accepted` with the decision (`invited`, or `skipped` and a reason),

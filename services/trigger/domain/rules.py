@@ -64,6 +64,8 @@ class Reason(StrEnum):
     FILTERED = "filtered"
     CANCELLED = "cancelled"
     QUOTA = "quota"
+    #: The customer was erased after this event happened: it is not taken in again.
+    ERASED = "erased"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from prometheus_client import Counter
 
 from libs.common.db import UnitOfWork
 from libs.common.events import (
+    CUSTOMER_ERASED,
     INTAKE_TYPES,
     PURCHASE_COMPLETED,
     SURVEY_BOUNCED,
@@ -21,6 +22,7 @@ from libs.common.events import (
     SURVEY_FAILED,
     TICKET_CLOSED,
     Contract,
+    CustomerErased,
     CustomerResubscribed,
     CustomerUnsubscribed,
     CustomerUpserted,
@@ -51,6 +53,7 @@ from services.trigger.domain.withdrawals import (
     withdraw,
 )
 from services.trigger.handlers.common import RelationshipDue, invitation_id_for, tenant_rules
+from services.trigger.handlers.erasure import erased_before, erasure_id_for, request_erasure
 from services.trigger.handlers.spend import record_and_read_spend
 from services.trigger.repository import (
     Answered,
@@ -136,6 +139,8 @@ class IntakeOutcome:
             result["touchpoint"] = self.decision.touchpoint.name
         if self.decision.reason is not None:
             result["reason"] = self.decision.reason.value
+        if self.event.type == CUSTOMER_ERASED:
+            result["erasure_id"] = str(erasure_id_for(self.event.tenant_id, self.event.id))
         if self.decision.invited:
             result["invitation_id"] = str(invitation_id_for(self.event.tenant_id, self.event.id))
         if self.decision.outcome is Outcome.DELAYED and self.decision.send_at is not None:
@@ -179,15 +184,65 @@ async def decide_intake(
     """
     decided: dict[tuple[str, str], Decision] = {}
     by_tenant: dict[uuid.UUID, list[Event[Contract]]] = {}
+    erasures: list[Event[Contract]] = []
     for event in events:
-        by_tenant.setdefault(event.tenant, []).append(event)
+        if isinstance(event.data, CustomerErased):
+            erasures.append(event)
+        else:
+            by_tenant.setdefault(event.tenant, []).append(event)
     await uow.repository.lock_customers(
         [(event.tenant_id, subject) for event in events if (subject := _lock_subject(event)) is not None],
     )
+    secret = settings.admin_token.get_secret_value()
     for tenant, tenant_events in by_tenant.items():
-        batch = _TenantBatch(uow, tenant, tenant_events, now, settings, count=not dry_run)
-        decided.update(await batch.run())
+        erased = await erased_before(uow, tenant, tenant_events, secret=secret, now=now)
+        for event in tenant_events:
+            if event.id in erased:
+                decided[(event.tenant_id, event.id)] = _erased_decision(event)
+        kept = [event for event in tenant_events if event.id not in erased]
+        if kept:
+            batch = _TenantBatch(uow, tenant, kept, now, settings, count=not dry_run)
+            decided.update(await batch.run())
+    # After the batch's other events: what they recorded about the customer is erased too.
+    for event in erasures:
+        assert isinstance(event.data, CustomerErased)
+        await request_erasure(
+            uow,
+            event.tenant,
+            event.data.customer_id,
+            # Never later than its arrival: a tombstone dated ahead would refuse new data.
+            requested_at=min(event.data.requested_at or now, now),
+            now=now,
+            secret=secret,
+            origin="event",
+            erasure_id=erasure_id_for(event.tenant_id, event.id),
+        )
+        decided[(event.tenant_id, event.id)] = Decision(
+            Candidate(
+                event_id=event.id,
+                event_type=event.type,
+                customer_id=event.data.customer_id,
+                email=None,
+                source_ref="",
+            ),
+            Outcome.RECORDED,
+        )
     return decided
+
+
+def _erased_decision(event: Event[Contract]) -> Decision:
+    """An event about a customer erased after it happened: not taken in (nor recorded: the decision
+    would keep what the erasure removed)."""
+    candidate = Candidate(
+        event_id=event.id,
+        event_type=event.type,
+        customer_id=_customer_of(event) or "",
+        email=None,
+        source_ref="",
+    )
+    return Decision(
+        candidate, Outcome.SKIPPED, reason=Reason.ERASED, detail="the customer was erased after this event"
+    )
 
 
 class _TenantBatch:
