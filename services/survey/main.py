@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from libs.common import topics
@@ -35,7 +36,7 @@ def build(settings: SurveySettings) -> ServiceDefinition:
         description="Emails the survey invitations and records each person's one answer.",
         metadata=Base.metadata,
         tables=COMMON,
-        repository=SurveyRepository,
+        repository=partial(SurveyRepository, privacy_hash_key=settings.privacy_hash_key.get_secret_value()),
         migrations=Path(__file__).parent / "migrations",
         routers=[api.public_router, api.settings_router, api.invitations_router, api.bounce_router],
         consumers=[

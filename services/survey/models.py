@@ -136,11 +136,12 @@ class Response(Base):
 
 
 class Suppression(Base):
-    """An address this tenant must not email: unsubscribed, hard-bounced or complained."""
+    """An address this tenant must not email: unsubscribed, hard-bounced or complained. Only the
+    address's keyed hash is kept (``domain.suppression``), so it survives the customer's erasure."""
 
     __tablename__ = "suppressions"
     tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    email_lower: Mapped[str] = mapped_column(String(320), primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     reason: Mapped[str] = mapped_column(String(20))
     suppressed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -41,6 +41,7 @@ from sqlalchemy.sql.expression import Update, Values
 from libs.common.jobs import Due
 from services.survey.domain.answers import FollowUp
 from services.survey.domain.delivery import InvitationStatus
+from services.survey.domain.suppression import DEV_PRIVACY_HASH_KEY, address_hash, normalised_address
 from services.survey.models import COMMON, Invitation, RateSlot, Response, Suppression, TenantSettings
 
 _INVITATIONS = cast(Table, Invitation.__table__)
@@ -208,8 +209,13 @@ def _while_claimed(batch: Values) -> Update:
 
 
 class SurveyRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, privacy_hash_key: str = DEV_PRIVACY_HASH_KEY) -> None:
         self._session = session
+        # The suppression list is kept by keyed hash (domain.suppression); main.py passes the key.
+        self._privacy_hash_key = privacy_hash_key
+
+    def _address_hash(self, email: str) -> str:
+        return address_hash(self._privacy_hash_key, email)
 
     async def insert_invitations(self, invitations: Sequence[NewInvitation]) -> None:
         """Schedule invitations, in one statement. A redelivered or repeated request for the same
@@ -491,32 +497,37 @@ class SurveyRepository:
         self, rows: Sequence[tuple[uuid.UUID, str, str, datetime]]
     ) -> set[tuple[uuid.UUID, str]]:
         """(tenant, address, reason, at): the first reason recorded stays. Returns the (tenant,
-        lower-cased address) pairs suppressed just now, not before."""
+        lower-cased address) pairs suppressed just now, not before. Only the address's hash is
+        stored."""
         if not rows:
             return set()
+        addresses = {(t, self._address_hash(e)): normalised_address(e) for t, e, _, _ in rows}
         result = await self._session.execute(
             pg_insert(Suppression)
             .values(
                 [
-                    {"tenant_id": t, "email_lower": e.lower(), "reason": r, "suppressed_at": at}
+                    {"tenant_id": t, "email_hash": self._address_hash(e), "reason": r, "suppressed_at": at}
                     for t, e, r, at in rows
                 ]
             )
             .on_conflict_do_nothing()
-            .returning(Suppression.tenant_id, Suppression.email_lower)
+            .returning(Suppression.tenant_id, Suppression.email_hash)
         )
-        return {(row.tenant_id, row.email_lower) for row in result}
+        return {(row.tenant_id, addresses[(row.tenant_id, row.email_hash)]) for row in result}
 
     async def suppressed(self, pairs: Sequence[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+        """The (tenant, lower-cased address) pairs among ``pairs`` that must not be emailed."""
         if not pairs:
             return set()
-        wanted = {(tenant, email.lower()) for tenant, email in pairs}
+        addresses = {
+            (tenant, self._address_hash(email)): normalised_address(email) for tenant, email in pairs
+        }
         rows = await self._session.execute(
-            select(Suppression.tenant_id, Suppression.email_lower).where(
-                tuple_(Suppression.tenant_id, Suppression.email_lower).in_(list(wanted))
+            select(Suppression.tenant_id, Suppression.email_hash).where(
+                tuple_(Suppression.tenant_id, Suppression.email_hash).in_(sorted(addresses))
             )
         )
-        return {(row.tenant_id, row.email_lower) for row in rows}
+        return {(row.tenant_id, addresses[(row.tenant_id, row.email_hash)]) for row in rows}
 
     async def cancel_scheduled_to(self, addresses: Sequence[tuple[uuid.UUID, str]]) -> int:
         """Cancel the not-yet-sent invitations to (tenant, address) pairs that must not be emailed."""
@@ -668,8 +679,8 @@ class SurveyRepository:
         if addresses:
             await self._session.execute(
                 delete(Suppression).where(
-                    tuple_(Suppression.tenant_id, Suppression.email_lower).in_(
-                        sorted({(tenant, email.lower()) for tenant, email in addresses})
+                    tuple_(Suppression.tenant_id, Suppression.email_hash).in_(
+                        sorted({(tenant, self._address_hash(email)) for tenant, email in addresses})
                     )
                 )
             )
