@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from libs.common.jobs import Due
+from libs.common.privacy import AnySelect, Section, capped_section
 from services.alerting.desk_rows import CaseDetail, Choice, DeskPage, DeskRow
 from services.alerting.domain.desk import BAND_SCORES, UNASSIGNED, CaseFilter, Cursor, Scope
 from services.alerting.domain.notices import Notice
@@ -182,6 +183,45 @@ class AlertingRepository:
         self._people: dict[uuid.UUID, People] = {}
         self._rules: dict[uuid.UUID, Sequence[RoutingRule]] = {}
         self._batch: _AnswerBatch | None = None
+
+    # --- Privacy: a customer's data (export) ----------------------------------------------------
+
+    async def customer_data(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, Section]:
+        """What alerting holds about one customer of one tenant, each kind capped, newest first: the
+        follow-up cases, their notes and contacts, and alerting's copy of the answers. Staff
+        addresses (owner, account owner) are the tenant's people's data, not the customer's."""
+        cases = await capped_section(
+            self._session,
+            select(FollowupCase.__table__)
+            .where(FollowupCase.tenant_id == tenant_id, FollowupCase.customer_id == customer_id)
+            .order_by(FollowupCase.opened_at.desc(), FollowupCase.id),
+            omit=("owner_email", "account_owner_email"),
+        )
+        of_cases = select(FollowupCase.id).where(
+            FollowupCase.tenant_id == tenant_id, FollowupCase.customer_id == customer_id
+        )
+
+        def case_events(kind: str) -> AnySelect:
+            return (
+                select(CaseEvent.case_id, CaseEvent.at, CaseEvent.actor, CaseEvent.body, CaseEvent.data)
+                .where(
+                    CaseEvent.tenant_id == tenant_id, CaseEvent.kind == kind, CaseEvent.case_id.in_(of_cases)
+                )
+                .order_by(CaseEvent.at.desc(), CaseEvent.id)
+            )
+
+        answers = await capped_section(
+            self._session,
+            select(Answer.__table__)
+            .where(Answer.tenant_id == tenant_id, Answer.customer_id == customer_id)
+            .order_by(Answer.responded_at.desc(), Answer.response_id),
+        )
+        return {
+            "cases": cases,
+            "notes": await capped_section(self._session, case_events("note")),
+            "contacts": await capped_section(self._session, case_events("contact")),
+            "answers": answers,
+        }
 
     @contextlib.asynccontextmanager
     async def answer_batch(self, answers: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> AsyncIterator[None]:

@@ -45,6 +45,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from libs.common.privacy import Section, capped_section
 from services.reporting.domain.case_days import (
     CONTACT,
     EXACT_PERCENTILE_CASES,
@@ -298,6 +299,35 @@ class ReportingRepository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    # --- Privacy: a customer's data (export) ----------------------------------------------------
+
+    async def customer_data(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, Section]:
+        """The read model's rows of one customer of one tenant, each kind capped, newest first: the
+        answers, the purchases it was told of, and the cases of those answers. The funnel's facts
+        and the rollups hold no customer."""
+        responses = await capped_section(
+            self.session,
+            select(Response.__table__)
+            .where(Response.tenant_id == tenant_id, Response.customer_id == customer_id)
+            .order_by(Response.responded_at.desc(), Response.response_id),
+        )
+        purchases = await capped_section(
+            self.session,
+            select(RecordedPurchase.__table__)
+            .where(RecordedPurchase.tenant_id == tenant_id, RecordedPurchase.customer_id == customer_id)
+            .order_by(RecordedPurchase.occurred_at.desc(), RecordedPurchase.order_id),
+        )
+        answered = select(Response.response_id).where(
+            Response.tenant_id == tenant_id, Response.customer_id == customer_id
+        )
+        cases = await capped_section(
+            self.session,
+            select(FollowupCase.__table__)
+            .where(FollowupCase.tenant_id == tenant_id, FollowupCase.response_id.in_(answered))
+            .order_by(FollowupCase.updated_at.desc(), FollowupCase.case_id),
+        )
+        return {"responses": responses, "purchases": purchases, "cases": cases}
 
     async def read_one_snapshot(self) -> None:
         """The rest of this transaction reads one consistent state (it must be its first statement)."""

@@ -38,7 +38,13 @@ def build(settings: SurveySettings) -> ServiceDefinition:
         tables=COMMON,
         repository=partial(SurveyRepository, privacy_hash_key=settings.privacy_hash_key.get_secret_value()),
         migrations=Path(__file__).parent / "migrations",
-        routers=[api.public_router, api.settings_router, api.invitations_router, api.bounce_router],
+        routers=[
+            api.public_router,
+            api.settings_router,
+            api.invitations_router,
+            api.bounce_router,
+            api.privacy_router,
+        ],
         consumers=[
             ConsumerSpec(name="requests", topics=[topics.SURVEY_REQUESTS, topics.TENANTS], handle=consume)
         ],

@@ -39,6 +39,7 @@ from sqlalchemy.sql.elements import ColumnClause, ColumnElement
 from sqlalchemy.sql.expression import Update, Values
 
 from libs.common.jobs import Due
+from libs.common.privacy import SECTION_LIMIT, Section, capped_section
 from services.survey.domain.answers import FollowUp
 from services.survey.domain.delivery import InvitationStatus
 from services.survey.domain.suppression import DEV_PRIVACY_HASH_KEY, address_hash, normalised_address
@@ -216,6 +217,76 @@ class SurveyRepository:
 
     def _address_hash(self, email: str) -> str:
         return address_hash(self._privacy_hash_key, email)
+
+    # --- Privacy: a customer's data (export) ----------------------------------------------------
+
+    async def customer_data(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, Section]:
+        """Everything the survey holds about one customer of one tenant, each kind capped, newest
+        first: never the link's token hash nor the trace context (no secrets, nobody else's)."""
+        invitations = await capped_section(
+            self._session,
+            select(Invitation.__table__)
+            .where(Invitation.tenant_id == tenant_id, Invitation.customer_id == customer_id)
+            .order_by(Invitation.created_at.desc(), Invitation.id),
+            omit=("token_hash", "trace_context"),
+        )
+        mine = and_(Response.tenant_id == tenant_id, Response.customer_id == customer_id)
+        answers = await capped_section(
+            self._session,
+            select(
+                Response.id.label("response_id"),
+                Response.invitation_id,
+                Response.touchpoint,
+                Response.score,
+                Response.responded_at,
+                Response.revision,
+                Response.updated_at,
+            )
+            .where(mine)
+            .order_by(Response.responded_at.desc(), Response.id),
+        )
+        comments = await capped_section(
+            self._session,
+            select(Response.id.label("response_id"), Response.comment, Response.responded_at)
+            .where(mine, Response.comment.is_not(None), Response.comment != "")
+            .order_by(Response.responded_at.desc(), Response.id),
+        )
+        follow_ups = await capped_section(
+            self._session,
+            select(
+                Response.id.label("response_id"),
+                Response.recommended,
+                Response.csat,
+                Response.effort,
+                Response.responded_at,
+            )
+            .where(
+                mine,
+                or_(
+                    Response.recommended.is_not(None),
+                    Response.csat.is_not(None),
+                    Response.effort.is_not(None),
+                ),
+            )
+            .order_by(Response.responded_at.desc(), Response.id),
+        )
+        addresses = (
+            await self._session.scalars(
+                select(func.lower(Invitation.email))
+                .where(Invitation.tenant_id == tenant_id, Invitation.customer_id == customer_id)
+                .distinct()
+                .limit(SECTION_LIMIT)
+            )
+        ).all()
+        suppressed = await self.suppressed([(tenant_id, address) for address in addresses])
+        return {
+            "invitations": invitations,
+            "answers": answers,
+            "comments": comments,
+            "follow_up_answers": follow_ups,
+            # The list holds hashes: what can be said is whether this customer's addresses are on it.
+            "suppression": Section([{"unsubscribed": bool(suppressed)}]),
+        }
 
     async def insert_invitations(self, invitations: Sequence[NewInvitation]) -> None:
         """Schedule invitations, in one statement. A redelivered or repeated request for the same

@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import copy_rows
+from libs.common.privacy import Section, capped_section
 from services.trigger.domain.history import ContactRecord
 from services.trigger.models import (
     COMMON,
@@ -42,6 +43,7 @@ from services.trigger.models import (
     CustomerTouchpoint,
     Decision,
     Policy,
+    Purchase,
     QuotaUsage,
     SourceRecord,
     Touchpoint,
@@ -407,6 +409,33 @@ class TriggerRepository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    # --- Privacy: a customer's data (export) ----------------------------------------------------
+
+    async def customer_data(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, Section]:
+        """What the trigger holds about one customer of one tenant, each kind capped, newest first:
+        the customer record (its rest-period clock, contact details, attributes, unsubscribe), the
+        decisions taken about them and the purchases recorded."""
+        customer = await capped_section(
+            self.session,
+            select(Customer.__table__).where(
+                Customer.tenant_id == tenant_id, Customer.customer_id == customer_id
+            ),
+            omit=("account_owner_email",),
+        )
+        decisions = await capped_section(
+            self.session,
+            select(Decision.__table__)
+            .where(Decision.tenant_id == tenant_id, Decision.customer_id == customer_id)
+            .order_by(Decision.decided_at.desc(), Decision.id.desc()),
+        )
+        purchases = await capped_section(
+            self.session,
+            select(Purchase.__table__)
+            .where(Purchase.tenant_id == tenant_id, Purchase.customer_id == customer_id)
+            .order_by(Purchase.occurred_at.desc(), Purchase.order_id),
+        )
+        return {"customer": customer, "decisions": decisions, "purchases": purchases}
 
     # --- Policies -------------------------------------------------------------------------------
 

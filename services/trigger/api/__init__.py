@@ -1,10 +1,11 @@
 """HTTP routes of the trigger, one module per resource: ``events`` (intake, decisions, dry run),
 ``exports`` (the decisions CSV), ``policy``, ``touchpoints``, ``admin`` (tenants and API keys),
-``history`` (contact-history import) and ``webhooks`` (receivers and the route platforms post to)."""
+``history`` (contact-history import), ``webhooks`` (receivers and the route platforms post to) and
+``privacy`` (a customer's export)."""
 
 from fastapi import APIRouter
 
-from services.trigger.api import admin, events, exports, history, policy, touchpoints, webhooks
+from services.trigger.api import admin, events, exports, history, policy, privacy, touchpoints, webhooks
 
 #: In the order they are wired, which is the order of the OpenAPI document.
 ROUTERS: list[APIRouter] = [
@@ -15,6 +16,7 @@ ROUTERS: list[APIRouter] = [
     admin.router,
     history.router,
     webhooks.router,
+    privacy.router,
 ]
 
 __all__ = ["ROUTERS"]
