@@ -15,6 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeAlias
 
+from pydantic import BaseModel, Field
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,14 +71,30 @@ def sections_json(sections: Mapping[str, Section]) -> dict[str, Json]:
     return {name: section.as_json() for name, section in sections.items()}
 
 
-def customer_part(service: str, customer_id: str, sections: Mapping[str, Section]) -> dict[str, Json]:
+class SectionView(BaseModel):
+    items: list[dict[str, Any]] = Field(description="the rows, newest first, as the service keeps them")
+    truncated: bool = Field(description="true when there are more than `section_limit` rows")
+
+
+class CustomerPart(BaseModel):
     """A service's answer to ``GET /v1/customers/{id}/data``: the same shape in every service."""
-    return {
-        "service": service,
-        "customer_id": customer_id,
-        "section_limit": SECTION_LIMIT,
-        "sections": sections_json(sections),
-    }
+
+    service: str
+    customer_id: str
+    section_limit: int
+    sections: dict[str, SectionView]
+
+
+def customer_part(service: str, customer_id: str, sections: Mapping[str, Section]) -> CustomerPart:
+    return CustomerPart(
+        service=service,
+        customer_id=customer_id,
+        section_limit=SECTION_LIMIT,
+        sections={
+            name: SectionView(items=section.items, truncated=section.truncated)
+            for name, section in sections.items()
+        },
+    )
 
 
 #: The path parameter every ``/v1/customers/{customer_id}/...`` route takes, as intake's ids.

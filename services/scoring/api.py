@@ -11,7 +11,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field, field_validator
 
 from libs.common.deps import Tenant, UoW
-from libs.common.privacy import CUSTOMER_ID_DOC, DATA_ROUTE_DOC, Json, customer_part
+from libs.common.privacy import CUSTOMER_ID_DOC, DATA_ROUTE_DOC, CustomerPart, customer_part
 from services.scoring.domain.cells import ROLLING_DAYS, rolling_window
 from services.scoring.domain.nps import Tally
 from services.scoring.domain.segments import BUILT_IN, MAX_DECLARED, MAX_VALUES, OTHER, declared_problem
@@ -197,7 +197,7 @@ async def get_customer_data(
             f"the export takes them from the survey's part), at most {MAX_RESPONSE_IDS} a call",
         ),
     ] = [],  # noqa: B006 - FastAPI copies a query default
-) -> dict[str, Json]:
+) -> CustomerPart:
     """Scoring's section: the scored answers (score, category's revision, day, segments, spend) of
     the named responses of the calling tenant; another tenant's responses give nothing."""
     repository: ScoringRepository = uow.repository

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from libs.common.deps import Tenant, UoW
-from libs.common.privacy import CUSTOMER_ID_DOC, DATA_ROUTE_DOC, Json, customer_part
+from libs.common.privacy import CUSTOMER_ID_DOC, DATA_ROUTE_DOC, CustomerPart, customer_part
 from services.alerting.repository import AlertingRepository
 
 router = APIRouter(tags=["privacy"])
@@ -18,7 +18,7 @@ async def get_customer_data(
     tenant: Tenant,
     uow: UoW,
     customer_id: Annotated[str, Path(min_length=1, max_length=200, description=CUSTOMER_ID_DOC)],
-) -> dict[str, Json]:
+) -> CustomerPart:
     """Alerting's sections: cases, notes, contacts and its copy of the answers."""
     repository: AlertingRepository = uow.repository
     return customer_part(

@@ -44,7 +44,7 @@ async def export_customer(
     uow: UoW,
     settings: TriggerConfig,
     customer_id: Annotated[str, Path(min_length=1, max_length=200, description=CUSTOMER_ID_DOC)],
-) -> dict[str, Json]:
+) -> dict[str, Any]:
     """Everything held about one customer of the calling tenant, as JSON: `customer_id`,
     `generated_at`, and one section per service: `trigger` (the customer record, decisions,
     purchases), `survey` (invitations, answers, comments, follow-up answers, and `suppression` as
@@ -79,7 +79,7 @@ async def export_customer(
     # Read after the calls: the request's connection is not held while other services answer.
     repository: TriggerRepository = uow.repository
     own = await repository.customer_data(tenant.tenant_id, customer_id)
-    document: dict[str, Json] = {
+    document: dict[str, Any] = {
         "customer_id": customer_id,
         "generated_at": datetime.now(UTC).isoformat(),
         "section_limit": SECTION_LIMIT,
