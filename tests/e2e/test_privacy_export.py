@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -59,7 +60,7 @@ async def test_the_export_holds_the_customers_purchase_score_comment_and_case_an
     tenant_a = await new_tenant(client, stack)
     tenant_b = await new_tenant(client, stack)
     for auth in (tenant_a, tenant_b):
-        await eventually(lambda auth=auth: _key_works_everywhere(client, stack, auth), within=60)
+        await eventually(partial(_key_works_everywhere, client, stack, auth), within=60)
 
     customer, email = f"c-{uuid.uuid4().hex[:8]}", f"jane-{uuid.uuid4().hex[:6]}@example.com"
     other, other_email = f"c-{uuid.uuid4().hex[:8]}", f"john-{uuid.uuid4().hex[:6]}@example.com"
