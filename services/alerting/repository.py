@@ -42,6 +42,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from libs.common.jobs import Due
 from libs.common.privacy import AnySelect, Section, capped_section
+from libs.common.retention import retention_update
 from services.alerting.desk_rows import CaseDetail, Choice, DeskPage, DeskRow
 from services.alerting.domain.desk import BAND_SCORES, UNASSIGNED, CaseFilter, Cursor, Scope
 from services.alerting.domain.notices import Notice
@@ -183,6 +184,19 @@ class AlertingRepository:
         self._people: dict[uuid.UUID, People] = {}
         self._rules: dict[uuid.UUID, Sequence[RoutingRule]] = {}
         self._batch: _AnswerBatch | None = None
+
+    # --- Privacy: retention ---------------------------------------------------------------------
+
+    async def apply_retention(self, now: datetime, limit: int) -> int:
+        """One batch past each tenant's comments retention: the customer's comment removed from
+        alerting's copy of the answers and from the cases (scores, states and timelines stay)."""
+        cleared = 0
+        for statement in (_RETAIN_ANSWER_COMMENTS, _RETAIN_CASE_COMMENTS):
+            result = await self._session.execute(statement, {"now": now, "limit": limit - cleared})
+            cleared += int(getattr(result, "rowcount", 0) or 0)
+            if cleared >= limit:
+                break
+        return cleared
 
     # --- Privacy: a customer's data (export) ----------------------------------------------------
 
@@ -1123,6 +1137,26 @@ EARLIER_LIMIT = 20
 
 #: A case with its owner's and team's names (null through the outer joins, whatever the type says).
 _DeskSelect = Select[FollowupCase, str, str]
+
+
+_RETAIN_ANSWER_COMMENTS = retention_update(
+    schema="alerting",
+    table="answers",
+    key="response_id",
+    time_column="responded_at",
+    months="retention_comments_months",
+    pending="r.comment IS NOT NULL",
+    changes="comment = NULL",
+)
+_RETAIN_CASE_COMMENTS = retention_update(
+    schema="alerting",
+    table="followup_cases",
+    key="id",
+    time_column="opened_at",
+    months="retention_comments_months",
+    pending="r.comment IS NOT NULL",
+    changes="comment = NULL",
+)
 
 
 def _filtered(query: _DeskSelect, where: CaseFilter) -> _DeskSelect:

@@ -8,6 +8,7 @@ from libs.common import topics
 from libs.common.db import UnitOfWork
 from libs.common.events import Contract, Event
 from libs.common.kafka import ConsumerSpec, dispatch_by_type
+from libs.common.retention import RetentionJob
 from libs.common.service import ServiceDefinition
 from libs.common.sessions import session_handlers
 from libs.common.tenancy import TENANCY_HANDLERS
@@ -57,5 +58,8 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
                 handle=purchases.record,
             ),
         ],
-        jobs=[stream.listener],
+        jobs=[
+            stream.listener,
+            lambda runtime: RetentionJob(runtime.database, every=settings.retention_poll_seconds),
+        ],
     )

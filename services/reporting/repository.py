@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from libs.common.privacy import Section, capped_section
+from libs.common.retention import retention_update
 from services.reporting.domain.case_days import (
     CONTACT,
     EXACT_PERCENTILE_CASES,
@@ -299,6 +300,14 @@ class ReportingRepository:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    # --- Privacy: retention ---------------------------------------------------------------------
+
+    async def apply_retention(self, now: datetime, limit: int) -> int:
+        """One batch past each tenant's comments retention: the comment removed from the read
+        model's answer. Its score, and every rollup it was counted in, stay as they are."""
+        result = await self.session.execute(_RETAIN_COMMENTS, {"now": now, "limit": limit})
+        return int(getattr(result, "rowcount", 0) or 0)
 
     # --- Privacy: a customer's data (export) ----------------------------------------------------
 
@@ -1603,6 +1612,18 @@ def _like_escaped(text: str) -> str:
 _CONTROL_CHARACTERS = r"[\x01-\x1f\x7f-\x9f]"
 STRIPPED = " \xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 _MAX_VALUE_LENGTH = 200
+
+
+# ``comment <> ''`` is the predicate of ix_responses_commented, which the scan reads.
+_RETAIN_COMMENTS = retention_update(
+    schema="reporting",
+    table="responses",
+    key="response_id",
+    time_column="responded_at",
+    months="retention_comments_months",
+    pending="r.comment <> ''",
+    changes="comment = NULL",
+)
 
 
 def _cleaned(value: SQLColumnExpression[Any]) -> ColumnElement[str]:

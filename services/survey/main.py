@@ -10,6 +10,7 @@ from libs.common import topics
 from libs.common.db import UnitOfWork
 from libs.common.events import Contract, Event
 from libs.common.kafka import ConsumerSpec
+from libs.common.retention import RetentionJob
 from libs.common.service import ServiceDefinition
 from services.survey import api, handlers
 from services.survey.config import SurveySettings
@@ -48,5 +49,9 @@ def build(settings: SurveySettings) -> ServiceDefinition:
         consumers=[
             ConsumerSpec(name="requests", topics=[topics.SURVEY_REQUESTS, topics.TENANTS], handle=consume)
         ],
-        jobs=[sender_job(settings), reminders_job(settings)],
+        jobs=[
+            sender_job(settings),
+            reminders_job(settings),
+            lambda runtime: RetentionJob(runtime.database, every=settings.retention_poll_seconds),
+        ],
     )

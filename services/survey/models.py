@@ -100,6 +100,8 @@ class Invitation(Base):
         Index("ix_invitations_due", "send_at", postgresql_where=text("status = 'scheduled'")),
         Index("ix_invitations_sending", "sending_started_at", postgresql_where=text("status = 'sending'")),
         Index("ix_invitations_failed", "tenant_id", "created_at", postgresql_where=text("status = 'failed'")),
+        # The retention job's scan: invitations that still name someone.
+        Index("ix_invitations_retention", "tenant_id", "created_at", postgresql_where=text("email <> ''")),
         CheckConstraint(
             "status IN ('scheduled', 'sending', 'sent', 'failed', 'responded', 'cancelled')",
             name="ck_invitations_status",
@@ -129,6 +131,13 @@ class Response(Base):
     __table_args__ = (
         Index("ux_responses_invitation", "invitation_id", unique=True),
         Index("ix_responses_tenant", "tenant_id", "responded_at"),
+        # The retention job's scan (services/survey/repository.py, apply_retention).
+        Index(
+            "ix_responses_retention_comment",
+            "tenant_id",
+            "responded_at",
+            postgresql_where=text("comment IS NOT NULL"),
+        ),
         CheckConstraint("score BETWEEN 0 AND 10", name="ck_responses_score"),
         CheckConstraint("csat BETWEEN 1 AND 5", name="ck_responses_csat"),
         CheckConstraint("effort BETWEEN 1 AND 7", name="ck_responses_effort"),

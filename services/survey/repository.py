@@ -40,6 +40,7 @@ from sqlalchemy.sql.expression import Update, Values
 
 from libs.common.jobs import Due
 from libs.common.privacy import SECTION_LIMIT, Section, capped_section
+from libs.common.retention import retention_update
 from services.survey.domain.answers import FollowUp
 from services.survey.domain.delivery import InvitationStatus
 from services.survey.domain.suppression import DEV_PRIVACY_HASH_KEY, address_hash, normalised_address
@@ -217,6 +218,20 @@ class SurveyRepository:
 
     def _address_hash(self, email: str) -> str:
         return address_hash(self._privacy_hash_key, email)
+
+    # --- Privacy: retention ---------------------------------------------------------------------
+
+    async def apply_retention(self, now: datetime, limit: int) -> int:
+        """One batch past each tenant's retention: comments removed from answers (the score and
+        the follow-up answers stay, and count), invitations whose link has expired anonymised (who
+        it went to, their name, the context, the last SMTP reply; the status and funnel stay)."""
+        cleared = 0
+        for statement in (_RETAIN_COMMENTS, _RETAIN_INVITATIONS):
+            result = await self._session.execute(statement, {"now": now, "limit": limit - cleared})
+            cleared += int(getattr(result, "rowcount", 0) or 0)
+            if cleared >= limit:
+                break
+        return cleared
 
     # --- Privacy: a customer's data (export) ----------------------------------------------------
 
@@ -854,6 +869,27 @@ class SurveyRepository:
         await self._session.execute(
             sql_text("DELETE FROM survey.rate_buckets WHERE tat < :now"), {"now": now}
         )
+
+
+_RETAIN_COMMENTS = retention_update(
+    schema="survey",
+    table="responses",
+    key="id",
+    time_column="responded_at",
+    months="retention_comments_months",
+    pending="r.comment IS NOT NULL",
+    changes="comment = NULL",
+)
+# Only once the link has expired: nothing sends to, reminds or answers the invitation any more.
+_RETAIN_INVITATIONS = retention_update(
+    schema="survey",
+    table="invitations",
+    key="id",
+    time_column="created_at",
+    months="retention_invitations_months",
+    pending="r.email <> '' AND r.expires_at < CAST(:now AS timestamptz)",
+    changes="email = '', name = NULL, context = NULL, trace_context = NULL, last_error = NULL",
+)
 
 
 def _reminder_due(now: datetime) -> list[ColumnElement[bool]]:

@@ -437,6 +437,32 @@ class TriggerRepository:
         )
         return {"customer": customer, "decisions": decisions, "purchases": purchases}
 
+    # --- Privacy: retention ---------------------------------------------------------------------
+
+    async def tenant_retention(self, tenant_id: uuid.UUID) -> tuple[int | None, int | None]:
+        """(comments months, invitations months) of a tenant; None keeps that kind of data."""
+        table = COMMON.tenants
+        row = (
+            await self.session.execute(
+                select(table.c.retention_comments_months, table.c.retention_invitations_months).where(
+                    table.c.id == tenant_id
+                )
+            )
+        ).first()
+        return (None, None) if row is None else (row[0], row[1])
+
+    async def set_tenant_retention(
+        self, tenant_id: uuid.UUID, comments_months: int | None, invitations_months: int | None
+    ) -> None:
+        table = COMMON.tenants
+        await self.session.execute(
+            update(table)
+            .where(table.c.id == tenant_id)
+            .values(
+                retention_comments_months=comments_months, retention_invitations_months=invitations_months
+            )
+        )
+
     # --- Policies -------------------------------------------------------------------------------
 
     async def policy(self, tenant_id: uuid.UUID) -> StoredPolicy | None:

@@ -1,4 +1,5 @@
-"""``GET /v1/customers/{customer_id}/export``: a customer's right of access. Everything the platform
+"""A tenant's privacy routes: its retention (``GET``/``PUT /v1/privacy/retention``), and
+``GET /v1/customers/{customer_id}/export``, a customer's right of access. Everything the platform
 holds about one customer of the calling tenant, as one JSON document: the trigger's own part and
 each other service's ``GET /v1/customers/{customer_id}/data``, asked over HTTP with the caller's own
 credentials, so every service applies its own tenant check."""
@@ -12,8 +13,10 @@ from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, HTTPException, Path, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.deps import Tenant, UoW
+from libs.common.events import TenantRetentionSet
 from libs.common.http import error_body, error_responses
 from libs.common.privacy import CUSTOMER_ID_DOC, SECTION_LIMIT, Json, sections_json
 from services.trigger.api.dependencies import TriggerConfig
@@ -21,6 +24,53 @@ from services.trigger.config import TriggerSettings
 from services.trigger.repository import TriggerRepository
 
 router = APIRouter(tags=["privacy"])
+
+_MONTHS_DOC = "whole months, 1 to 120; null keeps them"
+
+
+class RetentionBody(BaseModel):
+    """How long the platform keeps a tenant's customers' data, in every service."""
+
+    model_config = ConfigDict(extra="forbid")
+    comments_months: int | None = Field(
+        ge=1, le=120, description=f"after how many months customers' comments are removed; {_MONTHS_DOC}"
+    )
+    invitations_months: int | None = Field(
+        ge=1,
+        le=120,
+        description="after how many months an invitation (once its link has expired) forgets whom it "
+        f"went to: address, name, context; {_MONTHS_DOC}",
+    )
+
+
+@router.get("/v1/privacy/retention")
+async def get_retention(tenant: Tenant, uow: UoW) -> RetentionBody:
+    """The tenant's retention: how many months customers' comments and invitations are kept (null:
+    kept). A new tenant keeps everything."""
+    repository: TriggerRepository = uow.repository
+    comments, invitations = await repository.tenant_retention(tenant.tenant_id)
+    return RetentionBody(comments_months=comments, invitations_months=invitations)
+
+
+@router.put("/v1/privacy/retention", responses=error_responses(422))
+async def put_retention(tenant: Tenant, uow: UoW, body: RetentionBody) -> RetentionBody:
+    """Set the tenant's retention (both fields, the whole state). Every service hears of it
+    (`tenant.retention_set.v1` on `nps.tenants`) and its retention job removes comments older than
+    `comments_months` (scores and counts stay) and anonymises invitations older than
+    `invitations_months` whose link has expired, in batches, from then on."""
+    repository: TriggerRepository = uow.repository
+    await repository.set_tenant_retention(tenant.tenant_id, body.comments_months, body.invitations_months)
+    now = datetime.now(UTC)
+    data = TenantRetentionSet(
+        tenant_id=tenant.tenant_id,
+        comments_months=body.comments_months,
+        invitations_months=body.invitations_months,
+        updated_at=now,
+    )
+    uow.emit(data, tenant_id=tenant.tenant_id, subject=str(tenant.tenant_id))
+    await uow.commit()
+    return body
+
 
 #: Response ids one call to scoring names (its own bound); the survey's part gives at most
 #: SECTION_LIMIT of them.
