@@ -165,7 +165,7 @@ async def test_comments_past_a_tenants_retention_lose_their_text_and_keep_their_
         assert [item["comment"] for item in said] == [f"{age} words {tag}"]
         copy = copies[(tenant.tenant_id, age)]
 
-        async def projected(copy: str = copy) -> Any:
+        async def projected(copy: str = copy, tenant: TestTenant = tenant) -> Any:
             rows = (await _part(reporting, tenant, copy))["responses"]["items"]
             cases = (await _part(alerting, tenant, copy))["cases"]["items"]
             return (rows, cases) if rows and cases else None
