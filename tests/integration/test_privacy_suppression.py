@@ -3,9 +3,20 @@ an address that unsubscribed is still refused afterwards, under any customer id 
 
 from __future__ import annotations
 
-from sqlalchemy import text
+import asyncio
+import os
+import uuid
+from pathlib import Path
 
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from libs.common.migrations import upgrade
+from services.survey.domain.suppression import DEV_PRIVACY_HASH_KEY, address_hash
 from services.survey.domain.tokens import survey_token
+from services.survey.repository import SurveyRepository
 from tests.conftest import Mailbox, StartService
 from tests.integration.test_survey_flow import (
     SECRET,
@@ -15,6 +26,8 @@ from tests.integration.test_survey_flow import (
     mail_to,
     request_survey,
 )
+
+MIGRATIONS = Path(__file__).parents[2] / "services" / "survey" / "migrations"
 
 
 async def test_an_unsubscribe_is_kept_as_a_hash_and_still_refuses_the_address(
@@ -44,3 +57,45 @@ async def test_an_unsubscribe_is_kept_as_a_hash_and_still_refuses_the_address(
     failed = await invitation_in(service, tenant, f"{customer}-new", later, "failed")
     assert "unsubscribed" in failed["last_error"]
     assert len(mail_to(smtp_sink.directory, address)) == 1
+
+
+async def test_the_migration_hashes_the_addresses_already_suppressed(pg_url: str) -> None:
+    """A database from before 0008 keeps its suppressions, as hashes: the address is refused still."""
+    database = f"survey_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(pg_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    async with admin.connect() as connection:
+        await connection.execute(text(f'CREATE DATABASE "{database}"'))
+    url = make_url(pg_url).set(database=database).render_as_string(hide_password=False)
+    engine = create_async_engine(url, poolclass=NullPool)
+    tenant, address = uuid.uuid4(), "Jane.Doe@Example.com"
+    # The migration hashes with the environment's key, as the service would at start-up.
+    key = os.environ.get("PRIVACY_HASH_KEY") or DEV_PRIVACY_HASH_KEY
+    try:
+        await asyncio.to_thread(upgrade, MIGRATIONS, url, "0007")
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO survey.suppressions (tenant_id, email_lower, reason, suppressed_at) "
+                    "VALUES (:tenant, :email, 'unsubscribed', now())"
+                ),
+                {"tenant": tenant, "email": address.lower()},
+            )
+        await asyncio.to_thread(upgrade, MIGRATIONS, url)
+        async with engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT * FROM survey.suppressions"))).mappings().all()
+            repository = SurveyRepository(AsyncSession(bind=connection), privacy_hash_key=key)
+            refused = await repository.suppressed([(tenant, address), (tenant, "someone@example.com")])
+        assert [dict(row) for row in rows] == [
+            {
+                "tenant_id": tenant,
+                "email_hash": address_hash(key, address),
+                "reason": "unsubscribed",
+                "suppressed_at": rows[0]["suppressed_at"],
+            }
+        ]
+        assert refused == {(tenant, address.lower())}
+    finally:
+        await engine.dispose()
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        await admin.dispose()
