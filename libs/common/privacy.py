@@ -8,6 +8,8 @@ and turns its rows into JSON-ready dictionaries, so an export's memory is bounde
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +20,21 @@ from typing import Any, TypeAlias
 from pydantic import BaseModel, Field
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+#: The development default of PRIVACY_HASH_KEY; production requires a real key.
+DEV_PRIVACY_HASH_KEY = "dev-privacy-hash-key"
+
+
+def normalised_address(email: str) -> str:
+    """What counts as the same address: case and surrounding blanks never matter here."""
+    return email.strip().lower()
+
+
+def address_hash(key: str, email: str) -> str:
+    """HMAC-SHA256 of the normalised address, 64 hex characters: what unsubscribe records keep
+    instead of the address (services/survey/domain/suppression.py says why keyed)."""
+    return hmac.new(key.encode(), normalised_address(email).encode(), hashlib.sha256).hexdigest()
+
 
 #: Rows a section holds at most: the newest ones; ``truncated`` says when there were more.
 SECTION_LIMIT = 1000

@@ -34,7 +34,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import copy_rows
-from libs.common.privacy import Section, capped_section
+from libs.common.privacy import DEV_PRIVACY_HASH_KEY, Section, capped_section
+from services.trigger.domain.consent import address_record
 from services.trigger.domain.history import ContactRecord
 from services.trigger.models import (
     COMMON,
@@ -407,8 +408,10 @@ _UPSERT_CONTACT_HISTORY = text(
 class TriggerRepository:
     """The trigger's queries over one transaction's session (``uow.repository``)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, privacy_hash_key: str = DEV_PRIVACY_HASH_KEY) -> None:
         self.session = session
+        # Unsubscribes kept by address are kept by its keyed hash (domain.consent); main passes the key.
+        self._privacy_hash_key = privacy_hash_key
 
     # --- Privacy: a customer's data (export) ----------------------------------------------------
 
@@ -601,7 +604,16 @@ class TriggerRepository:
                 Customer.suppressed_at.is_not(None),
             )
         )
-        return set(rows)
+        # And the records kept by hash, which outlive the erasure of the customers: primary-key lookups.
+        records = {address_record(self._privacy_hash_key, email): email for email in wanted}
+        kept = await self.session.scalars(
+            select(Customer.customer_id).where(
+                Customer.tenant_id == tenant_id,
+                Customer.customer_id.in_(sorted(records)),
+                Customer.suppressed_at.is_not(None),
+            )
+        )
+        return set(rows) | {records[record] for record in kept}
 
     async def customers_with_email(self, tenant_id: uuid.UUID, email: str) -> list[str]:
         rows = await self.session.scalars(

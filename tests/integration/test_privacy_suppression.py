@@ -25,7 +25,10 @@ from tests.integration.test_survey_flow import (
     invitation_in,
     mail_to,
     request_survey,
+    unique_address,
 )
+from tests.support.factories import cloud_event, purchase
+from tests.support.services import post_event, trigger_with_tenant
 
 MIGRATIONS = Path(__file__).parents[2] / "services" / "survey" / "migrations"
 
@@ -99,3 +102,30 @@ async def test_the_migration_hashes_the_addresses_already_suppressed(pg_url: str
         async with admin.connect() as connection:
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         await admin.dispose()
+
+
+async def test_the_trigger_keeps_an_unsubscribe_by_address_as_a_hash(start_service: StartService) -> None:
+    """An unsubscribe naming only an address leaves no address in the trigger's tables, and a later
+    order under any customer id with that address is still not surveyed (as after an erasure)."""
+    trigger, tenant = await trigger_with_tenant(start_service)
+    address = unique_address().replace("jane", "Jane")
+    gone = cloud_event("customer.unsubscribed.v1", {"email": address, "reason": "unsubscribed"}, "nobody")
+    gone["data"].pop("customer_id", None)
+    recorded = await post_event(trigger, tenant, gone)
+    assert recorded["reason"] == "unsubscribed"
+
+    async with trigger.runtime.database.uow() as uow:
+        dumped = [
+            " ".join(str(value) for value in row).lower()
+            for table in ("customers", "decisions")
+            for row in (
+                await uow.session.execute(
+                    text(f"SELECT * FROM trigger.{table} WHERE tenant_id = :tenant"),
+                    {"tenant": tenant.tenant_id},
+                )
+            ).all()
+        ]
+    assert dumped and not [row for row in dumped if address.lower().split("@")[0] in row]
+
+    later = await post_event(trigger, tenant, purchase(f"c-{uuid.uuid4().hex[:8]}", email=address.upper()))
+    assert (later["decision"], later["reason"]) == ("skipped", "unsubscribed")

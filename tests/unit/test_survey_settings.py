@@ -39,9 +39,15 @@ def test_a_real_secret_is_accepted_and_development_keeps_its_default() -> None:
 
 @pytest.mark.parametrize("key", [None, "change-me", "short-but-not-a-placeholder"])
 def test_the_dev_placeholder_or_short_privacy_hash_keys_are_refused_in_production(key: str | None) -> None:
-    given = {} if key is None else {"privacy_hash_key": key}
+    given: dict[str, object] = {
+        "nps_env": "production",
+        "NPS_ADMIN_TOKEN": ADMIN,
+        "survey_token_secret": SECRET,
+    }
+    if key is not None:
+        given["privacy_hash_key"] = key
     with pytest.raises(ValidationError, match="PRIVACY_HASH_KEY"):
-        SurveySettings(nps_env="production", NPS_ADMIN_TOKEN=ADMIN, survey_token_secret=SECRET, **given)
+        SurveySettings.model_validate(given)
 
 
 def test_a_claimed_batch_must_finish_before_it_looks_abandoned() -> None:

@@ -13,18 +13,8 @@ so it is kept like the survey token secret.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+# The hash is shared with the trigger (its unsubscribe records by address), so it lives beside the
+# other privacy machinery.
+from libs.common.privacy import DEV_PRIVACY_HASH_KEY, address_hash, normalised_address
 
-#: The development default. Outside development a real key is required (``SurveySettings``).
-DEV_PRIVACY_HASH_KEY = "dev-privacy-hash-key"
-
-
-def normalised_address(email: str) -> str:
-    """What counts as the same address: case and surrounding blanks never matter to a mailbox here."""
-    return email.strip().lower()
-
-
-def address_hash(key: str, email: str) -> str:
-    """64 hex characters; the same address (in any case) gives the same hash."""
-    return hmac.new(key.encode(), normalised_address(email).encode(), hashlib.sha256).hexdigest()
+__all__ = ["DEV_PRIVACY_HASH_KEY", "address_hash", "normalised_address"]
