@@ -68,9 +68,7 @@ def upgrade() -> None:
         )
     # The old records by address: their decisions now name the hashed record, and they go.
     old = connection.execute(
-        sa.text(
-            f"SELECT tenant_id, customer_id FROM {SCHEMA}.customers WHERE customer_id LIKE 'email:%%@%%'"
-        )
+        sa.text(f"SELECT tenant_id, customer_id FROM {SCHEMA}.customers WHERE customer_id LIKE 'email:%%@%%'")
     ).all()
     for tenant_id, customer_id in old:
         record = _record(key, customer_id[len("email:") :])
