@@ -17,6 +17,8 @@ from libs.common.migrations import upgrade
 from services.survey.domain.suppression import DEV_PRIVACY_HASH_KEY, address_hash
 from services.survey.domain.tokens import survey_token
 from services.survey.repository import SurveyRepository
+from services.trigger.domain.consent import address_record
+from services.trigger.repository import TriggerRepository
 from tests.conftest import Mailbox, StartService
 from tests.integration.test_survey_flow import (
     SECRET,
@@ -31,6 +33,7 @@ from tests.support.factories import cloud_event, purchase
 from tests.support.services import post_event, trigger_with_tenant
 
 MIGRATIONS = Path(__file__).parents[2] / "services" / "survey" / "migrations"
+TRIGGER_MIGRATIONS = Path(__file__).parents[2] / "services" / "trigger" / "migrations"
 
 
 async def test_an_unsubscribe_is_kept_as_a_hash_and_still_refuses_the_address(
@@ -129,3 +132,69 @@ async def test_the_trigger_keeps_an_unsubscribe_by_address_as_a_hash(start_servi
 
     later = await post_event(trigger, tenant, purchase(f"c-{uuid.uuid4().hex[:8]}", email=address.upper()))
     assert (later["decision"], later["reason"]) == ("skipped", "unsubscribed")
+
+
+async def test_the_trigger_migration_replaces_records_by_address_with_hashes(pg_url: str) -> None:
+    """A trigger database from before 0011: the record by address and its decision now name the
+    hash, and a suppressed customer's address has a record of its own."""
+    database = f"trigger_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(pg_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    async with admin.connect() as connection:
+        await connection.execute(text(f'CREATE DATABASE "{database}"'))
+    url = make_url(pg_url).set(database=database).render_as_string(hide_password=False)
+    engine = create_async_engine(url, poolclass=NullPool)
+    key = os.environ.get("PRIVACY_HASH_KEY") or DEV_PRIVACY_HASH_KEY
+    tenant, unknown, known = uuid.uuid4(), "Someone@Example.com", "jane@example.com"
+    try:
+        await asyncio.to_thread(upgrade, TRIGGER_MIGRATIONS, url, "0010")
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO trigger.customers (tenant_id, customer_id, last_event_at, email, "
+                    "suppressed_at, suppression_reason) VALUES "
+                    "(:tenant, :placeholder, now(), :unknown, now(), 'unsubscribed'), "
+                    "(:tenant, 'c-1', now(), :known, now(), 'hard_bounce')"
+                ),
+                {
+                    "tenant": tenant,
+                    "placeholder": f"email:{unknown.lower()}",
+                    "unknown": unknown,
+                    "known": known,
+                },
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO trigger.decisions (tenant_id, event_id, event_type, customer_id, outcome, "
+                    "reason, rest_period_days, decided_at) VALUES (:tenant, 'e-1', "
+                    "'customer.unsubscribed.v1', :placeholder, 'recorded', 'unsubscribed', 180, now())"
+                ),
+                {"tenant": tenant, "placeholder": f"email:{unknown.lower()}"},
+            )
+        await asyncio.to_thread(upgrade, TRIGGER_MIGRATIONS, url)
+        async with engine.connect() as connection:
+            customers = dict(
+                (
+                    await connection.execute(
+                        text("SELECT customer_id, email FROM trigger.customers WHERE tenant_id = :tenant"),
+                        {"tenant": tenant},
+                    )
+                ).all()
+            )
+            decided = await connection.scalar(
+                text("SELECT customer_id FROM trigger.decisions WHERE tenant_id = :tenant"),
+                {"tenant": tenant},
+            )
+            repository = TriggerRepository(AsyncSession(bind=connection), privacy_hash_key=key)
+            refused = await repository.suppressed_emails(tenant, [unknown, known, "other@example.com"])
+        assert customers == {
+            address_record(key, unknown): None,
+            address_record(key, known): None,
+            "c-1": known,
+        }
+        assert decided == address_record(key, unknown)
+        assert refused == {unknown.lower(), known}
+    finally:
+        await engine.dispose()
+        async with admin.connect() as connection:
+            await connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+        await admin.dispose()
