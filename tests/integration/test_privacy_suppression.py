@@ -172,7 +172,7 @@ async def test_the_trigger_migration_replaces_records_by_address_with_hashes(pg_
             )
         await asyncio.to_thread(upgrade, TRIGGER_MIGRATIONS, url)
         async with engine.connect() as connection:
-            customers = dict(
+            customers: dict[str, str | None] = dict(
                 (
                     await connection.execute(
                         text("SELECT customer_id, email FROM trigger.customers WHERE tenant_id = :tenant"),
