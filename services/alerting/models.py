@@ -352,4 +352,11 @@ class Notification(Base):
             "next_attempt_at",
             postgresql_where=text("sent_at IS NULL AND failed_at IS NULL"),
         ),
+        # The retention job's scan: emails sent or given up whose text (it quotes the comment) is kept.
+        Index(
+            "ix_notifications_retention",
+            "tenant_id",
+            "created_at",
+            postgresql_where=text("body <> '' AND (sent_at IS NOT NULL OR failed_at IS NOT NULL)"),
+        ),
     )

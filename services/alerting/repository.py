@@ -189,9 +189,10 @@ class AlertingRepository:
 
     async def apply_retention(self, now: datetime, limit: int) -> int:
         """One batch past each tenant's comments retention: the customer's comment removed from
-        alerting's copy of the answers and from the cases (scores, states and timelines stay)."""
+        alerting's copy of the answers and from the cases, and the text of the emails about them
+        that went out (they quote it); scores, states, timelines and the emails' records stay."""
         cleared = 0
-        for statement in (_RETAIN_ANSWER_COMMENTS, _RETAIN_CASE_COMMENTS):
+        for statement in (_RETAIN_ANSWER_COMMENTS, _RETAIN_CASE_COMMENTS, _RETAIN_NOTIFICATION_TEXT):
             result = await self._session.execute(statement, {"now": now, "limit": limit - cleared})
             cleared += int(getattr(result, "rowcount", 0) or 0)
             if cleared >= limit:
@@ -1156,6 +1157,17 @@ _RETAIN_CASE_COMMENTS = retention_update(
     months="retention_comments_months",
     pending="r.comment IS NOT NULL",
     changes="comment = NULL",
+)
+
+# Only emails that are done with: one still to be sent keeps its text.
+_RETAIN_NOTIFICATION_TEXT = retention_update(
+    schema="alerting",
+    table="notifications",
+    key="id",
+    time_column="created_at",
+    months="retention_comments_months",
+    pending="r.body <> '' AND (r.sent_at IS NOT NULL OR r.failed_at IS NOT NULL)",
+    changes="body = ''",
 )
 
 

@@ -35,9 +35,17 @@ def upgrade() -> None:
         postgresql_where=sa.text("comment IS NOT NULL"),
         schema=SCHEMA,
     )
+    op.create_index(
+        "ix_notifications_retention",
+        "notifications",
+        ["tenant_id", "created_at"],
+        postgresql_where=sa.text("body <> '' AND (sent_at IS NOT NULL OR failed_at IS NOT NULL)"),
+        schema=SCHEMA,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_notifications_retention", "notifications", schema=SCHEMA)
     op.drop_index("ix_followup_cases_retention_comment", "followup_cases", schema=SCHEMA)
     op.drop_index("ix_answers_retention_comment", "answers", schema=SCHEMA)
     drop_tenant_retention(SCHEMA)
