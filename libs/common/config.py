@@ -92,6 +92,9 @@ class ServiceSettings(BaseSettings):
     unknown_tenant_hold_seconds: float = Field(default=900.0, gt=0)
     #: Where people reach the case desk (alerting) and the report (reporting): links in emails and
     #: chat messages, and between the two pages. Behind a proxy, the public addresses.
+    #: How often the retention job (libs/common/retention.py) looks for rows past their tenant's
+    #: retention when its last cycle found less than a batch (survey, alerting, reporting).
+    retention_poll_seconds: float = Field(default=3600.0, gt=0, le=86_400)
     desk_public_url: str = "http://127.0.0.1:8004"
     report_public_url: str = "http://127.0.0.1:8005"
 

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -222,6 +223,10 @@ def _tenants(metadata: MetaData) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False),
         #: How the company is named to its customers ("Acme Inc."); ``name`` is the slug.
         Column("display_name", String(200), nullable=True),
+        #: Months after which customers' comments are removed and invitations anonymised (null: kept),
+        #: from ``tenant.retention_set.v1``; enforced by each service's retention job.
+        Column("retention_comments_months", SmallInteger, nullable=True),
+        Column("retention_invitations_months", SmallInteger, nullable=True),
     )
 
 

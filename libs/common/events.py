@@ -704,6 +704,26 @@ class TenantUpdated(Contract):
     updated_at: Timestamp
 
 
+#: Months a tenant keeps a kind of personal data: 1 to 120, or None to keep it.
+RetentionMonths = Annotated[int, Field(ge=1, le=120)] | None
+
+
+class TenantRetentionSet(Contract):
+    """A tenant's retention (``PUT /v1/privacy/retention`` on the trigger): after how many months
+    each service removes customers' comments and anonymises invitations; None keeps them. The whole
+    current state, so a repeat or a late copy is harmless. A new event rather than more fields on
+    ``tenant.updated.v1``, whose consumers replace the whole tenant row: an older producer's update
+    would otherwise reset the retention."""
+
+    event_type = "tenant.retention_set.v1"
+    topic = topics.TENANTS
+
+    tenant_id: uuid.UUID
+    comments_months: RetentionMonths = None
+    invitations_months: RetentionMonths = None
+    updated_at: Timestamp
+
+
 class ApiKeyCreated(Contract):
     event_type = "apikey.created.v1"
     topic = topics.TENANTS
@@ -780,6 +800,7 @@ PUBLIC_CONTRACTS: tuple[type[Contract], ...] = (
     FollowupRecoveryDue,
     TenantCreated,
     TenantUpdated,
+    TenantRetentionSet,
     ApiKeyCreated,
     ApiKeyRevoked,
     SessionStarted,
@@ -820,6 +841,7 @@ FOLLOWUP_UPDATED = FollowupUpdated.event_type
 FOLLOWUP_RECOVERY_DUE = FollowupRecoveryDue.event_type
 TENANT_CREATED = TenantCreated.event_type
 TENANT_UPDATED = TenantUpdated.event_type
+TENANT_RETENTION_SET = TenantRetentionSet.event_type
 APIKEY_CREATED = ApiKeyCreated.event_type
 APIKEY_REVOKED = ApiKeyRevoked.event_type
 SESSION_STARTED = SessionStarted.event_type

@@ -92,6 +92,22 @@ def add_tenant_display_name_and_held_events(schema: str) -> None:
     add_common_tables(metadata).held_events.create(op.get_bind(), checkfirst=True)
 
 
+def add_tenant_retention(schema: str) -> None:
+    """Issue 13, in every service: the tenant's retention (``tenant.retention_set.v1``). A database
+    created since has the columns already (the first revision builds the current common tables)."""
+    from alembic import op
+
+    for column in ("retention_comments_months", "retention_invitations_months"):
+        op.execute(f'ALTER TABLE "{schema}".tenants ADD COLUMN IF NOT EXISTS {column} smallint')
+
+
+def drop_tenant_retention(schema: str) -> None:
+    from alembic import op
+
+    for column in ("retention_comments_months", "retention_invitations_months"):
+        op.execute(f'ALTER TABLE "{schema}".tenants DROP COLUMN IF EXISTS {column}')
+
+
 def create_session_table(schema: str) -> None:
     """Issue 10, in the services with pages (alerting, reporting): people's sessions."""
     from alembic import op

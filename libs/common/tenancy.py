@@ -29,11 +29,13 @@ from libs.common.events import (
     APIKEY_CREATED,
     APIKEY_REVOKED,
     TENANT_CREATED,
+    TENANT_RETENTION_SET,
     TENANT_UPDATED,
     ApiKeyCreated,
     ApiKeyRevoked,
     Event,
     TenantCreated,
+    TenantRetentionSet,
     TenantUpdated,
 )
 from libs.common.kafka import EventHandler
@@ -148,6 +150,20 @@ async def on_tenant_updated(event: Event[TenantUpdated], uow: UnitOfWork[Any]) -
     )
 
 
+async def on_tenant_retention_set(event: Event[TenantRetentionSet], uow: UnitOfWork[Any]) -> None:
+    """The whole current retention; the tenant's creation comes first on the same partition."""
+    data = event.data
+    table = uow.tables.tenants
+    await uow.session.execute(
+        table.update()
+        .where(table.c.id == data.tenant_id)
+        .values(
+            retention_comments_months=data.comments_months,
+            retention_invitations_months=data.invitations_months,
+        )
+    )
+
+
 async def on_api_key_created(event: Event[ApiKeyCreated], uow: UnitOfWork[Any]) -> None:
     data = event.data
     table = uow.tables.api_keys
@@ -172,6 +188,7 @@ async def on_api_key_revoked(event: Event[ApiKeyRevoked], uow: UnitOfWork[Any]) 
 TENANCY_HANDLERS: dict[str, EventHandler] = {
     TENANT_CREATED: on_tenant_created,
     TENANT_UPDATED: on_tenant_updated,
+    TENANT_RETENTION_SET: on_tenant_retention_set,
     APIKEY_CREATED: on_api_key_created,
     APIKEY_REVOKED: on_api_key_revoked,
 }

@@ -472,6 +472,15 @@ class Stack:
             "SURVEY_PUBLIC_URL": self.environ.get("SURVEY_PUBLIC_URL") or survey.url,
             "DESK_PUBLIC_URL": self.environ.get("DESK_PUBLIC_URL") or self.services["alerting"].url,
             "REPORT_PUBLIC_URL": self.environ.get("REPORT_PUBLIC_URL") or self.services["reporting"].url,
+            # The trigger's export asks each service for its part of a customer's data.
+            **{
+                f"{name.upper()}_API_URL": self.environ.get(f"{name.upper()}_API_URL")
+                or self.services[name].url
+                for name in ("survey", "scoring", "alerting", "reporting")
+            },
+            # The suppression list's address hashes: kept in the data dir, as the token secret.
+            "PRIVACY_HASH_KEY": self.environ.get("PRIVACY_HASH_KEY")
+            or _secret_in_file(self.data_dir / "privacy_hash_key"),
             "PYTHONUNBUFFERED": "1",
         }
         # Only a broker we started is fresh and empty; the epoch tells services to re-publish into it.

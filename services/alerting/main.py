@@ -18,6 +18,7 @@ from libs.common.events import SURVEY_RESPONDED, SURVEY_RESPONSE_UPDATED, Contra
 from libs.common.jobs import Due, Job
 from libs.common.kafka import BatchHandler, ConsumerSpec, dispatch_by_type
 from libs.common.mail import SmtpTarget, send_email, smtp_histogram
+from libs.common.retention import RetentionJob
 from libs.common.service import ServiceDefinition
 from libs.common.tenancy import TENANCY_HANDLERS
 from services.alerting import api, handlers
@@ -275,5 +276,6 @@ def build(settings: AlertingSettings) -> ServiceDefinition:
             lambda runtime: RecoveryRequests(runtime.database, settings),
             lambda runtime: Digests(runtime.database, settings),
             lambda runtime: WebhookSender(runtime.database, settings),
+            lambda runtime: RetentionJob(runtime.database, every=settings.retention_poll_seconds),
         ],
     )

@@ -140,6 +140,13 @@ class FollowupCase(Base):
         Index("ix_followup_cases_team_due", "tenant_id", "team_id", "due_at"),
         # The customer's earlier cases, on every case page.
         Index("ix_followup_cases_customer", "tenant_id", "customer_id"),
+        # The retention job's scan (services/alerting/repository.py, apply_retention).
+        Index(
+            "ix_followup_cases_retention_comment",
+            "tenant_id",
+            "opened_at",
+            postgresql_where=text("comment IS NOT NULL"),
+        ),
         # Recovery surveys to request.
         Index(
             "ix_followup_cases_recovery_due",
@@ -300,7 +307,16 @@ class Answer(Base):
     context: Mapped[dict[str, object] | None] = mapped_column(JSONB)
 
     #: The customer's earlier scores, on every case page.
-    __table_args__ = (Index("ix_answers_customer", "tenant_id", "customer_id", "responded_at"),)
+    __table_args__ = (
+        Index("ix_answers_customer", "tenant_id", "customer_id", "responded_at"),
+        # The retention job's scan (services/alerting/repository.py, apply_retention).
+        Index(
+            "ix_answers_retention_comment",
+            "tenant_id",
+            "responded_at",
+            postgresql_where=text("comment IS NOT NULL"),
+        ),
+    )
 
 
 class Notification(Base):
@@ -337,6 +353,13 @@ class Notification(Base):
             "ix_notifications_pending",
             "next_attempt_at",
             postgresql_where=text("sent_at IS NULL AND failed_at IS NULL"),
+        ),
+        # The retention job's scan: emails sent or given up whose text (it quotes the comment) is kept.
+        Index(
+            "ix_notifications_retention",
+            "tenant_id",
+            "created_at",
+            postgresql_where=text("body <> '' AND (sent_at IS NOT NULL OR failed_at IS NOT NULL)"),
         ),
     )
 

@@ -42,6 +42,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
 from libs.common.jobs import Due
+from libs.common.privacy import AnySelect, Section, capped_section
+from libs.common.retention import retention_update
 from services.alerting.desk_rows import CaseDetail, Choice, DeskPage, DeskRow
 from services.alerting.domain.desk import BAND_SCORES, UNASSIGNED, CaseFilter, Cursor, Scope
 from services.alerting.domain.notices import Notice
@@ -276,6 +278,59 @@ class AlertingRepository(WebhookQueries):
             )
             counts["digests"] = int(getattr(digests, "rowcount", 0) or 0)
         return counts
+
+    # --- Privacy: retention ---------------------------------------------------------------------
+
+    async def apply_retention(self, now: datetime, limit: int) -> int:
+        """One batch past each tenant's comments retention: the customer's comment removed from
+        alerting's copy of the answers and from the cases, and the text of the emails about them
+        that went out (they quote it); scores, states, timelines and the emails' records stay."""
+        cleared = 0
+        for statement in (_RETAIN_ANSWER_COMMENTS, _RETAIN_CASE_COMMENTS, _RETAIN_NOTIFICATION_TEXT):
+            result = await self._session.execute(statement, {"now": now, "limit": limit - cleared})
+            cleared += int(getattr(result, "rowcount", 0) or 0)
+            if cleared >= limit:
+                break
+        return cleared
+
+    # --- Privacy: a customer's data (export) ----------------------------------------------------
+
+    async def customer_data(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, Section]:
+        """What alerting holds about one customer of one tenant, each kind capped, newest first: the
+        follow-up cases, their notes and contacts, and alerting's copy of the answers. Staff
+        addresses (owner, account owner) are the tenant's people's data, not the customer's."""
+        cases = await capped_section(
+            self._session,
+            select(FollowupCase.__table__)
+            .where(FollowupCase.tenant_id == tenant_id, FollowupCase.customer_id == customer_id)
+            .order_by(FollowupCase.opened_at.desc(), FollowupCase.id),
+            omit=("owner_email", "account_owner_email"),
+        )
+        of_cases = select(FollowupCase.id).where(
+            FollowupCase.tenant_id == tenant_id, FollowupCase.customer_id == customer_id
+        )
+
+        def case_events(kind: str) -> AnySelect:
+            return (
+                select(CaseEvent.case_id, CaseEvent.at, CaseEvent.actor, CaseEvent.body, CaseEvent.data)
+                .where(
+                    CaseEvent.tenant_id == tenant_id, CaseEvent.kind == kind, CaseEvent.case_id.in_(of_cases)
+                )
+                .order_by(CaseEvent.at.desc(), CaseEvent.id)
+            )
+
+        answers = await capped_section(
+            self._session,
+            select(Answer.__table__)
+            .where(Answer.tenant_id == tenant_id, Answer.customer_id == customer_id)
+            .order_by(Answer.responded_at.desc(), Answer.response_id),
+        )
+        return {
+            "cases": cases,
+            "notes": await capped_section(self._session, case_events("note")),
+            "contacts": await capped_section(self._session, case_events("contact")),
+            "answers": answers,
+        }
 
     @contextlib.asynccontextmanager
     async def answer_batch(self, answers: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> AsyncIterator[None]:
@@ -1177,6 +1232,37 @@ EARLIER_LIMIT = 20
 
 #: A case with its owner's and team's names (null through the outer joins, whatever the type says).
 _DeskSelect = Select[FollowupCase, str, str]
+
+
+_RETAIN_ANSWER_COMMENTS = retention_update(
+    schema="alerting",
+    table="answers",
+    key="response_id",
+    time_column="responded_at",
+    months="retention_comments_months",
+    pending="r.comment IS NOT NULL",
+    changes="comment = NULL",
+)
+_RETAIN_CASE_COMMENTS = retention_update(
+    schema="alerting",
+    table="followup_cases",
+    key="id",
+    time_column="opened_at",
+    months="retention_comments_months",
+    pending="r.comment IS NOT NULL",
+    changes="comment = NULL",
+)
+
+# Only emails that are done with: one still to be sent keeps its text.
+_RETAIN_NOTIFICATION_TEXT = retention_update(
+    schema="alerting",
+    table="notifications",
+    key="id",
+    time_column="created_at",
+    months="retention_comments_months",
+    pending="r.body <> '' AND (r.sent_at IS NOT NULL OR r.failed_at IS NOT NULL)",
+    changes="body = ''",
+)
 
 
 def _filtered(query: _DeskSelect, where: CaseFilter) -> _DeskSelect:

@@ -12,6 +12,7 @@ from libs.common.db import UnitOfWork
 from libs.common.erasure import erasure_consumer
 from libs.common.events import Contract, ErasureRequested, Event
 from libs.common.kafka import ConsumerSpec, dispatch_by_type
+from libs.common.retention import RetentionJob
 from libs.common.service import ServiceDefinition
 from libs.common.sessions import session_handlers
 from libs.common.tenancy import TENANCY_HANDLERS
@@ -75,5 +76,8 @@ def build(settings: ReportingSettings) -> ServiceDefinition:
                 handle=erasure_consumer("reporting", erase_customer),
             ),
         ],
-        jobs=[stream.listener],
+        jobs=[
+            stream.listener,
+            lambda runtime: RetentionJob(runtime.database, every=settings.retention_poll_seconds),
+        ],
     )

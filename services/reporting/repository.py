@@ -47,6 +47,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from libs.common.privacy import Section, capped_section
+from libs.common.retention import retention_update
 from services.reporting.domain.case_days import (
     CONTACT,
     EXACT_PERCENTILE_CASES,
@@ -320,6 +322,43 @@ class ReportingRepository:
             "responses": int(getattr(answers, "rowcount", 0) or 0),
             "purchases": int(getattr(bought, "rowcount", 0) or 0),
         }
+
+    # --- Privacy: retention ---------------------------------------------------------------------
+
+    async def apply_retention(self, now: datetime, limit: int) -> int:
+        """One batch past each tenant's comments retention: the comment removed from the read
+        model's answer. Its score, and every rollup it was counted in, stay as they are."""
+        result = await self.session.execute(_RETAIN_COMMENTS, {"now": now, "limit": limit})
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    # --- Privacy: a customer's data (export) ----------------------------------------------------
+
+    async def customer_data(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, Section]:
+        """The read model's rows of one customer of one tenant, each kind capped, newest first: the
+        answers, the purchases it was told of, and the cases of those answers. The funnel's facts
+        and the rollups hold no customer."""
+        responses = await capped_section(
+            self.session,
+            select(Response.__table__)
+            .where(Response.tenant_id == tenant_id, Response.customer_id == customer_id)
+            .order_by(Response.responded_at.desc(), Response.response_id),
+        )
+        purchases = await capped_section(
+            self.session,
+            select(RecordedPurchase.__table__)
+            .where(RecordedPurchase.tenant_id == tenant_id, RecordedPurchase.customer_id == customer_id)
+            .order_by(RecordedPurchase.occurred_at.desc(), RecordedPurchase.order_id),
+        )
+        answered = select(Response.response_id).where(
+            Response.tenant_id == tenant_id, Response.customer_id == customer_id
+        )
+        cases = await capped_section(
+            self.session,
+            select(FollowupCase.__table__)
+            .where(FollowupCase.tenant_id == tenant_id, FollowupCase.response_id.in_(answered))
+            .order_by(FollowupCase.updated_at.desc(), FollowupCase.case_id),
+        )
+        return {"responses": responses, "purchases": purchases, "cases": cases}
 
     async def read_one_snapshot(self) -> None:
         """The rest of this transaction reads one consistent state (it must be its first statement)."""
@@ -1595,6 +1634,18 @@ def _like_escaped(text: str) -> str:
 _CONTROL_CHARACTERS = r"[\x01-\x1f\x7f-\x9f]"
 STRIPPED = " \xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
 _MAX_VALUE_LENGTH = 200
+
+
+# ``comment <> ''`` is the predicate of ix_responses_commented, which the scan reads.
+_RETAIN_COMMENTS = retention_update(
+    schema="reporting",
+    table="responses",
+    key="response_id",
+    time_column="responded_at",
+    months="retention_comments_months",
+    pending="r.comment <> ''",
+    changes="comment = NULL",
+)
 
 
 def _cleaned(value: SQLColumnExpression[Any]) -> ColumnElement[str]:

@@ -3,13 +3,15 @@ or one segment, over all time or the last days; and the attribute keys a tenant 
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field, field_validator
 
 from libs.common.deps import Tenant, UoW
+from libs.common.privacy import CUSTOMER_ID_DOC, DATA_ROUTE_DOC, CustomerPart, customer_part
 from services.scoring.domain.cells import ROLLING_DAYS, rolling_window
 from services.scoring.domain.nps import Tally
 from services.scoring.domain.segments import BUILT_IN, MAX_DECLARED, MAX_VALUES, OTHER, declared_problem
@@ -176,3 +178,28 @@ async def put_segments(body: SegmentDimensions, tenant: Tenant, uow: UoW) -> Seg
     await repository.declare_dimensions(tenant.tenant_id, body.dimensions)
     await uow.commit()
     return SegmentsView(dimensions=body.dimensions, built_in=list(BUILT_IN), max_values=MAX_VALUES)
+
+
+#: Response ids one call may name: the export asks in chunks of this many.
+MAX_RESPONSE_IDS = 100
+
+
+@router.get("/v1/customers/{customer_id}/data", tags=["privacy"], description=DATA_ROUTE_DOC)
+async def get_customer_data(
+    tenant: Tenant,
+    uow: UoW,
+    customer_id: Annotated[str, Path(min_length=1, max_length=200, description=CUSTOMER_ID_DOC)],
+    response_id: Annotated[
+        list[uuid.UUID],
+        Query(
+            max_length=MAX_RESPONSE_IDS,
+            description="the customer's responses (scoring keeps answers by response, not by customer; "
+            f"the export takes them from the survey's part), at most {MAX_RESPONSE_IDS} a call",
+        ),
+    ] = [],  # noqa: B006 - FastAPI copies a query default
+) -> CustomerPart:
+    """Scoring's section: the scored answers (score, category's revision, day, segments, spend) of
+    the named responses of the calling tenant; another tenant's responses give nothing."""
+    repository: ScoringRepository = uow.repository
+    section = await repository.scored_answers(tenant.tenant_id, response_id)
+    return customer_part("scoring", customer_id, {"scored_answers": section})

@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from libs.common.config import ServiceSettings
 from libs.common.mail import SmtpTarget
+from services.survey.domain.suppression import DEV_PRIVACY_HASH_KEY
 
 #: An HMAC key shorter than this is guessable enough to matter; the dev default is deliberately shorter.
 MIN_TOKEN_SECRET_LENGTH = 32
@@ -17,6 +18,9 @@ class SurveySettings(ServiceSettings):
     # Every survey link is derived from this key: changing it breaks every link already sent.
     survey_token_secret: SecretStr = SecretStr("dev-survey-token-secret")
     survey_public_url: str = "http://127.0.0.1:8002"
+    #: The key of the suppression list's address hashes (services/survey/domain/suppression.py):
+    #: changing it forgets every unsubscribe, bounce and complaint.
+    privacy_hash_key: SecretStr = SecretStr(DEV_PRIVACY_HASH_KEY)
     token_ttl_days: int = Field(default=30, ge=1, le=365)
     mail_from: str = "NPS Survey <survey@nps.localhost>"
     send_poll_seconds: float = Field(default=0.5, gt=0, le=60)
@@ -97,6 +101,16 @@ class SurveySettings(ServiceSettings):
                 f"SURVEY_TOKEN_SECRET must be at least {MIN_TOKEN_SECRET_LENGTH} characters "
                 f"(NPS_ENV={self.nps_env}); e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
+        # Production only: the default's hashes are as guessable as plain SHA-256 ones.
+        if (
+            self.nps_env == "production"
+            and len(self.privacy_hash_key.get_secret_value()) < MIN_TOKEN_SECRET_LENGTH
+        ):
+            raise ValueError(
+                f"PRIVACY_HASH_KEY must be at least {MIN_TOKEN_SECRET_LENGTH} characters "
+                "(NPS_ENV=production); "
+                "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         return self
 
     @property
@@ -107,6 +121,7 @@ class SurveySettings(ServiceSettings):
         values = {
             **super().secret_values(),
             "survey_token_secret": self.survey_token_secret.get_secret_value(),
+            "privacy_hash_key": self.privacy_hash_key.get_secret_value(),
         }
         if self.bounce_webhook_token is not None:
             values["bounce_webhook_token"] = self.bounce_webhook_token.get_secret_value()

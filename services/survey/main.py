@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from libs.common.db import UnitOfWork
 from libs.common.erasure import erasure_consumer
 from libs.common.events import Contract, ErasureRequested, Event
 from libs.common.kafka import ConsumerSpec
+from libs.common.retention import RetentionJob
 from libs.common.service import ServiceDefinition
 from services.survey import api, handlers
 from services.survey.config import SurveySettings
@@ -47,12 +49,22 @@ def build(settings: SurveySettings) -> ServiceDefinition:
         description="Emails the survey invitations and records each person's one answer.",
         metadata=Base.metadata,
         tables=COMMON,
-        repository=SurveyRepository,
+        repository=partial(SurveyRepository, privacy_hash_key=settings.privacy_hash_key.get_secret_value()),
         migrations=Path(__file__).parent / "migrations",
-        routers=[api.public_router, api.settings_router, api.invitations_router, api.bounce_router],
+        routers=[
+            api.public_router,
+            api.settings_router,
+            api.invitations_router,
+            api.bounce_router,
+            api.privacy_router,
+        ],
         consumers=[
             ConsumerSpec(name="requests", topics=[topics.SURVEY_REQUESTS, topics.TENANTS], handle=consume),
             ConsumerSpec(name="erasures", topics=[topics.ERASURES], handle=erasure_consumer("survey", erase)),
         ],
-        jobs=[sender_job(settings), reminders_job(settings)],
+        jobs=[
+            sender_job(settings),
+            reminders_job(settings),
+            lambda runtime: RetentionJob(runtime.database, every=settings.retention_poll_seconds),
+        ],
     )

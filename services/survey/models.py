@@ -100,6 +100,8 @@ class Invitation(Base):
         Index("ix_invitations_due", "send_at", postgresql_where=text("status = 'scheduled'")),
         Index("ix_invitations_sending", "sending_started_at", postgresql_where=text("status = 'sending'")),
         Index("ix_invitations_failed", "tenant_id", "created_at", postgresql_where=text("status = 'failed'")),
+        # The retention job's scan: invitations that still name someone.
+        Index("ix_invitations_retention", "tenant_id", "created_at", postgresql_where=text("email <> ''")),
         CheckConstraint(
             "status IN ('scheduled', 'sending', 'sent', 'failed', 'responded', 'cancelled')",
             name="ck_invitations_status",
@@ -131,6 +133,13 @@ class Response(Base):
         Index("ix_responses_tenant", "tenant_id", "responded_at"),
         # An erasure finds the customer's answers by this.
         Index("ix_responses_customer", "tenant_id", "customer_id"),
+        # The retention job's scan (services/survey/repository.py, apply_retention).
+        Index(
+            "ix_responses_retention_comment",
+            "tenant_id",
+            "responded_at",
+            postgresql_where=text("comment IS NOT NULL"),
+        ),
         CheckConstraint("score BETWEEN 0 AND 10", name="ck_responses_score"),
         CheckConstraint("csat BETWEEN 1 AND 5", name="ck_responses_csat"),
         CheckConstraint("effort BETWEEN 1 AND 7", name="ck_responses_effort"),
@@ -138,11 +147,12 @@ class Response(Base):
 
 
 class Suppression(Base):
-    """An address this tenant must not email: unsubscribed, hard-bounced or complained."""
+    """An address this tenant must not email: unsubscribed, hard-bounced or complained. Only the
+    address's keyed hash is kept (``domain.suppression``), so it survives the customer's erasure."""
 
     __tablename__ = "suppressions"
     tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    email_lower: Mapped[str] = mapped_column(String(320), primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     reason: Mapped[str] = mapped_column(String(20))
     suppressed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

@@ -40,8 +40,11 @@ from sqlalchemy.sql.expression import Update, Values
 
 from libs.common.erasure import ERASED_EMAIL
 from libs.common.jobs import Due
+from libs.common.privacy import SECTION_LIMIT, Section, capped_section
+from libs.common.retention import retention_update
 from services.survey.domain.answers import FollowUp
 from services.survey.domain.delivery import InvitationStatus
+from services.survey.domain.suppression import DEV_PRIVACY_HASH_KEY, address_hash, normalised_address
 from services.survey.models import (
     COMMON,
     ErasedCustomer,
@@ -217,8 +220,97 @@ def _while_claimed(batch: Values) -> Update:
 
 
 class SurveyRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, privacy_hash_key: str = DEV_PRIVACY_HASH_KEY) -> None:
         self._session = session
+        # The suppression list is kept by keyed hash (domain.suppression); main.py passes the key.
+        self._privacy_hash_key = privacy_hash_key
+
+    def _address_hash(self, email: str) -> str:
+        return address_hash(self._privacy_hash_key, email)
+
+    # --- Privacy: retention ---------------------------------------------------------------------
+
+    async def apply_retention(self, now: datetime, limit: int) -> int:
+        """One batch past each tenant's retention: comments removed from answers (the score and
+        the follow-up answers stay, and count), invitations whose link has expired anonymised (who
+        it went to, their name, the context, the last SMTP reply; the status and funnel stay)."""
+        cleared = 0
+        for statement in (_RETAIN_COMMENTS, _RETAIN_INVITATIONS):
+            result = await self._session.execute(statement, {"now": now, "limit": limit - cleared})
+            cleared += int(getattr(result, "rowcount", 0) or 0)
+            if cleared >= limit:
+                break
+        return cleared
+
+    # --- Privacy: a customer's data (export) ----------------------------------------------------
+
+    async def customer_data(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, Section]:
+        """Everything the survey holds about one customer of one tenant, each kind capped, newest
+        first: never the link's token hash nor the trace context (no secrets, nobody else's)."""
+        invitations = await capped_section(
+            self._session,
+            select(Invitation.__table__)
+            .where(Invitation.tenant_id == tenant_id, Invitation.customer_id == customer_id)
+            .order_by(Invitation.created_at.desc(), Invitation.id),
+            omit=("token_hash", "trace_context"),
+        )
+        mine = and_(Response.tenant_id == tenant_id, Response.customer_id == customer_id)
+        answers = await capped_section(
+            self._session,
+            select(
+                Response.id.label("response_id"),
+                Response.invitation_id,
+                Response.touchpoint,
+                Response.score,
+                Response.responded_at,
+                Response.revision,
+                Response.updated_at,
+            )
+            .where(mine)
+            .order_by(Response.responded_at.desc(), Response.id),
+        )
+        comments = await capped_section(
+            self._session,
+            select(Response.id.label("response_id"), Response.comment, Response.responded_at)
+            .where(mine, Response.comment.is_not(None), Response.comment != "")
+            .order_by(Response.responded_at.desc(), Response.id),
+        )
+        follow_ups = await capped_section(
+            self._session,
+            select(
+                Response.id.label("response_id"),
+                Response.recommended,
+                Response.csat,
+                Response.effort,
+                Response.responded_at,
+            )
+            .where(
+                mine,
+                or_(
+                    Response.recommended.is_not(None),
+                    Response.csat.is_not(None),
+                    Response.effort.is_not(None),
+                ),
+            )
+            .order_by(Response.responded_at.desc(), Response.id),
+        )
+        addresses = (
+            await self._session.scalars(
+                select(func.lower(Invitation.email))
+                .where(Invitation.tenant_id == tenant_id, Invitation.customer_id == customer_id)
+                .distinct()
+                .limit(SECTION_LIMIT)
+            )
+        ).all()
+        suppressed = await self.suppressed([(tenant_id, address) for address in addresses])
+        return {
+            "invitations": invitations,
+            "answers": answers,
+            "comments": comments,
+            "follow_up_answers": follow_ups,
+            # The list holds hashes: what can be said is whether this customer's addresses are on it.
+            "suppression": Section([{"unsubscribed": bool(suppressed)}]),
+        }
 
     async def customer_invitations(self, tenant_id: uuid.UUID, customer_id: str) -> list[uuid.UUID]:
         """The customer's invitations, locked (the sender or a page may be updating one)."""
@@ -580,32 +672,37 @@ class SurveyRepository:
         self, rows: Sequence[tuple[uuid.UUID, str, str, datetime]]
     ) -> set[tuple[uuid.UUID, str]]:
         """(tenant, address, reason, at): the first reason recorded stays. Returns the (tenant,
-        lower-cased address) pairs suppressed just now, not before."""
+        lower-cased address) pairs suppressed just now, not before. Only the address's hash is
+        stored."""
         if not rows:
             return set()
+        addresses = {(t, self._address_hash(e)): normalised_address(e) for t, e, _, _ in rows}
         result = await self._session.execute(
             pg_insert(Suppression)
             .values(
                 [
-                    {"tenant_id": t, "email_lower": e.lower(), "reason": r, "suppressed_at": at}
+                    {"tenant_id": t, "email_hash": self._address_hash(e), "reason": r, "suppressed_at": at}
                     for t, e, r, at in rows
                 ]
             )
             .on_conflict_do_nothing()
-            .returning(Suppression.tenant_id, Suppression.email_lower)
+            .returning(Suppression.tenant_id, Suppression.email_hash)
         )
-        return {(row.tenant_id, row.email_lower) for row in result}
+        return {(row.tenant_id, addresses[(row.tenant_id, row.email_hash)]) for row in result}
 
     async def suppressed(self, pairs: Sequence[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+        """The (tenant, lower-cased address) pairs among ``pairs`` that must not be emailed."""
         if not pairs:
             return set()
-        wanted = {(tenant, email.lower()) for tenant, email in pairs}
+        addresses = {
+            (tenant, self._address_hash(email)): normalised_address(email) for tenant, email in pairs
+        }
         rows = await self._session.execute(
-            select(Suppression.tenant_id, Suppression.email_lower).where(
-                tuple_(Suppression.tenant_id, Suppression.email_lower).in_(list(wanted))
+            select(Suppression.tenant_id, Suppression.email_hash).where(
+                tuple_(Suppression.tenant_id, Suppression.email_hash).in_(sorted(addresses))
             )
         )
-        return {(row.tenant_id, row.email_lower) for row in rows}
+        return {(row.tenant_id, addresses[(row.tenant_id, row.email_hash)]) for row in rows}
 
     async def cancel_scheduled_to(self, addresses: Sequence[tuple[uuid.UUID, str]]) -> int:
         """Cancel the not-yet-sent invitations to (tenant, address) pairs that must not be emailed."""
@@ -757,8 +854,8 @@ class SurveyRepository:
         if addresses:
             await self._session.execute(
                 delete(Suppression).where(
-                    tuple_(Suppression.tenant_id, Suppression.email_lower).in_(
-                        sorted({(tenant, email.lower()) for tenant, email in addresses})
+                    tuple_(Suppression.tenant_id, Suppression.email_hash).in_(
+                        sorted({(tenant, self._address_hash(email)) for tenant, email in addresses})
                     )
                 )
             )
@@ -861,6 +958,27 @@ class SurveyRepository:
         await self._session.execute(
             sql_text("DELETE FROM survey.rate_buckets WHERE tat < :now"), {"now": now}
         )
+
+
+_RETAIN_COMMENTS = retention_update(
+    schema="survey",
+    table="responses",
+    key="id",
+    time_column="responded_at",
+    months="retention_comments_months",
+    pending="r.comment IS NOT NULL",
+    changes="comment = NULL",
+)
+# Only once the link has expired: nothing sends to, reminds or answers the invitation any more.
+_RETAIN_INVITATIONS = retention_update(
+    schema="survey",
+    table="invitations",
+    key="id",
+    time_column="created_at",
+    months="retention_invitations_months",
+    pending="r.email <> '' AND r.expires_at < CAST(:now AS timestamptz)",
+    changes="email = '', name = NULL, context = NULL, trace_context = NULL, last_error = NULL",
+)
 
 
 def _reminder_due(now: datetime) -> list[ColumnElement[bool]]:

@@ -26,6 +26,7 @@ import os
 import re
 import sys
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -114,7 +115,7 @@ async def _run(args: argparse.Namespace, settings: TriggerSettings) -> int:
         pool_size=1,
         application_name="nps-cli",
         source=service_source("trigger"),
-        repository=TriggerRepository,
+        repository=partial(TriggerRepository, privacy_hash_key=settings.privacy_hash_key.get_secret_value()),
     )
     now = datetime.now(UTC)
     try:

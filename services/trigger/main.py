@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from libs.common import topics
@@ -32,7 +33,7 @@ def build(settings: TriggerSettings) -> ServiceDefinition:
         description="Decides who is asked for feedback, when, and records why not.",
         metadata=Base.metadata,
         tables=COMMON,
-        repository=TriggerRepository,
+        repository=partial(TriggerRepository, privacy_hash_key=settings.privacy_hash_key.get_secret_value()),
         migrations=Path(__file__).parent / "migrations",
         routers=api.ROUTERS,
         consumers=[

@@ -35,6 +35,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import copy_rows
+from libs.common.privacy import DEV_PRIVACY_HASH_KEY, Section, capped_section
+from services.trigger.domain.consent import address_record
 from services.trigger.domain.history import ContactRecord
 from services.trigger.models import (
     COMMON,
@@ -422,8 +424,63 @@ _UPSERT_CONTACT_HISTORY = text(
 class TriggerRepository:
     """The trigger's queries over one transaction's session (``uow.repository``)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, privacy_hash_key: str = DEV_PRIVACY_HASH_KEY) -> None:
         self.session = session
+        # Unsubscribes kept by address are kept by its keyed hash (domain.consent); main passes the key.
+        self._privacy_hash_key = privacy_hash_key
+
+    # --- Privacy: a customer's data (export) ----------------------------------------------------
+
+    async def customer_data(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, Section]:
+        """What the trigger holds about one customer of one tenant, each kind capped, newest first:
+        the customer record (its rest-period clock, contact details, attributes, unsubscribe), the
+        decisions taken about them and the purchases recorded."""
+        customer = await capped_section(
+            self.session,
+            select(Customer.__table__).where(
+                Customer.tenant_id == tenant_id, Customer.customer_id == customer_id
+            ),
+            omit=("account_owner_email",),
+        )
+        decisions = await capped_section(
+            self.session,
+            select(Decision.__table__)
+            .where(Decision.tenant_id == tenant_id, Decision.customer_id == customer_id)
+            .order_by(Decision.decided_at.desc(), Decision.id.desc()),
+        )
+        purchases = await capped_section(
+            self.session,
+            select(Purchase.__table__)
+            .where(Purchase.tenant_id == tenant_id, Purchase.customer_id == customer_id)
+            .order_by(Purchase.occurred_at.desc(), Purchase.order_id),
+        )
+        return {"customer": customer, "decisions": decisions, "purchases": purchases}
+
+    # --- Privacy: retention ---------------------------------------------------------------------
+
+    async def tenant_retention(self, tenant_id: uuid.UUID) -> tuple[int | None, int | None]:
+        """(comments months, invitations months) of a tenant; None keeps that kind of data."""
+        table = COMMON.tenants
+        row = (
+            await self.session.execute(
+                select(table.c.retention_comments_months, table.c.retention_invitations_months).where(
+                    table.c.id == tenant_id
+                )
+            )
+        ).first()
+        return (None, None) if row is None else (row[0], row[1])
+
+    async def set_tenant_retention(
+        self, tenant_id: uuid.UUID, comments_months: int | None, invitations_months: int | None
+    ) -> None:
+        table = COMMON.tenants
+        await self.session.execute(
+            update(table)
+            .where(table.c.id == tenant_id)
+            .values(
+                retention_comments_months=comments_months, retention_invitations_months=invitations_months
+            )
+        )
 
     # --- Erasure --------------------------------------------------------------------------------
 
@@ -623,7 +680,16 @@ class TriggerRepository:
                 Customer.suppressed_at.is_not(None),
             )
         )
-        return set(rows)
+        # And the records kept by hash, which outlive the erasure of the customers: primary-key lookups.
+        records = {address_record(self._privacy_hash_key, email): email for email in wanted}
+        kept = await self.session.scalars(
+            select(Customer.customer_id).where(
+                Customer.tenant_id == tenant_id,
+                Customer.customer_id.in_(sorted(records)),
+                Customer.suppressed_at.is_not(None),
+            )
+        )
+        return set(rows) | {records[record] for record in kept}
 
     async def customers_with_email(self, tenant_id: uuid.UUID, email: str) -> list[str]:
         rows = await self.session.scalars(

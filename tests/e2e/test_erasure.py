@@ -168,7 +168,10 @@ async def test_an_erased_customer_leaves_no_trace_and_the_counts_stay(
     # kept in alerting's delivery log, until the erasure.
     subscribed = await client.post(
         f"{alerting}/v1/webhook-endpoints",
-        json={"url": receiver.url("/crm"), "event_types": ["response.recorded", "response.updated", "case.opened"]},
+        json={
+            "url": receiver.url("/crm"),
+            "event_types": ["response.recorded", "response.updated", "case.opened"],
+        },
         headers=auth,
     )
     assert subscribed.status_code == 201, subscribed.text

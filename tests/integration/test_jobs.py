@@ -30,9 +30,12 @@ async def test_every_background_job_of_a_service_is_on_its_metrics_and_runs(
         ),
         "survey": (
             await survey_service(start_service),
-            ["outbox-relay", "survey-sender", "survey-reminders"],
+            ["outbox-relay", "survey-sender", "survey-reminders", "privacy-retention"],
         ),
-        "alerting": (await _alerting(start_service), ["outbox-relay", "sla-check", "notifier"]),
+        "alerting": (
+            await _alerting(start_service),
+            ["outbox-relay", "sla-check", "notifier", "privacy-retention"],
+        ),
     }
     for service, (under_test, jobs) in expected.items():
         text = (await under_test.client.get("/metrics")).text

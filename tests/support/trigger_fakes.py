@@ -28,7 +28,9 @@ from libs.common.events import (
     TicketClosed,
     new_event,
 )
+from libs.common.privacy import DEV_PRIVACY_HASH_KEY
 from services.trigger.config import TriggerSettings
+from services.trigger.domain.consent import address_record
 from services.trigger.handlers.intake import IntakeOutcome, handle_intake
 from services.trigger.models import Customer, Erasure, Touchpoint
 from services.trigger.repository import (
@@ -209,10 +211,16 @@ class FakeTriggerRepository(TriggerRepository):
 
     async def suppressed_emails(self, tenant_id: uuid.UUID, emails: Iterable[str]) -> set[str]:
         wanted = {email.lower() for email in emails}
+        # The records kept by hash, with the key a TriggerSettings() has.
+        records = {address_record(DEV_PRIVACY_HASH_KEY, email): email for email in wanted}
         return {
             c.email.lower()
             for (t, _), c in self.customers.items()
             if t == tenant_id and c.email and c.email.lower() in wanted and c.suppressed_at is not None
+        } | {
+            records[c.customer_id]
+            for (t, _), c in self.customers.items()
+            if t == tenant_id and c.customer_id in records and c.suppressed_at is not None
         }
 
     async def customers_with_email(self, tenant_id: uuid.UUID, email: str) -> list[str]:

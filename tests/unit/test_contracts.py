@@ -111,6 +111,9 @@ SAMPLES: dict[str, Contract] = {
     events.TENANT_UPDATED: events.TenantUpdated(
         tenant_id=ID, name="acme", display_name="Acme Inc.", owner_email=None, updated_at=NOW
     ),
+    events.TENANT_RETENTION_SET: events.TenantRetentionSet(
+        tenant_id=ID, comments_months=24, invitations_months=None, updated_at=NOW
+    ),
     events.SURVEY_FAILED: events.SurveyFailed(
         invitation_id=ID,
         customer_id="c1",

@@ -23,7 +23,7 @@ ERASED_AT = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
 
 
 def _erased(trigger: FakeTrigger, customer_id: str) -> None:
-    secret = trigger.settings.admin_token.get_secret_value()
+    secret = trigger.settings.privacy_hash_key.get_secret_value()
     trigger.repository.erasures.append(
         Erasure(
             id=uuid.uuid4(),

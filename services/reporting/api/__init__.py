@@ -9,6 +9,7 @@ from services.reporting.api import (
     funnel,
     insight,
     page,
+    privacy,
     recommended,
     repurchase,
     revenue,
@@ -28,4 +29,5 @@ routers: list[APIRouter] = [
     recommended.router,
     page.router,
     revenue.router,
+    privacy.router,
 ]

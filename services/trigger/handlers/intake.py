@@ -43,6 +43,7 @@ from libs.common.kafka import RejectEvent
 from libs.common.metrics import BoundedLabel
 from services.trigger.config import TriggerSettings
 from services.trigger.domain.cohorts import RELATIONSHIP_DUE
+from services.trigger.domain.consent import address_record
 from services.trigger.domain.context import CustomerProfile, account_owner, merged_attributes
 from services.trigger.domain.rules import Candidate, Decision, Ledger, Outcome, Reason, decide
 from services.trigger.domain.withdrawals import (
@@ -193,7 +194,7 @@ async def decide_intake(
     await uow.repository.lock_customers(
         [(event.tenant_id, subject) for event in events if (subject := _lock_subject(event)) is not None],
     )
-    secret = settings.admin_token.get_secret_value()
+    secret = settings.privacy_hash_key.get_secret_value()
     for tenant, tenant_events in by_tenant.items():
         erased = await erased_before(uow, tenant, tenant_events, secret=secret, now=now)
         for event in tenant_events:
@@ -265,6 +266,7 @@ class _TenantBatch:
         self.events = events
         self.now = now
         self.settings = settings
+        self._privacy_hash_key = settings.privacy_hash_key.get_secret_value()
         self.ledger = Ledger()
         self.customers: dict[str, CustomerUpdate] = {}
         self.clocks: dict[tuple[str, str], datetime] = {}
@@ -460,23 +462,25 @@ class _TenantBatch:
         targets = unsubscribed_customers(
             data.customer_id, data.email, {c: state.email for c, state in self.ledger.customers.items()}
         )
+        record: str | None = None
         if data.email:
             self.ledger.suppressed_emails.add(data.email.lower())
             self.email_suppressions.append((data.email, data.reason))
+            # Kept by hash, not address, so that it outlives the erasure of whoever had it.
+            record = address_record(self._privacy_hash_key, data.email)
+            self.consent_changes[record] = ConsentChange(record, self.now, data.reason)
         withdrawn = 0
         for target in targets:
             self.ledger.customer(target).suppressed = True
             self.consent_changes[target] = ConsentChange(target, self.now, data.reason, data.email)
             pending = [PendingInvitation(i, target) for i in self.pending_by_customer.pop(target, [])]
             withdrawn += self._withdraw(pending, "unsubscribed")
-        if not targets and data.email:
-            # Nobody known by that address yet: remember it, so that they are never asked.
-            placeholder = f"email:{data.email.lower()}"
-            self.consent_changes[placeholder] = ConsentChange(placeholder, self.now, data.reason, data.email)
+        if not targets and record is not None:
+            # Nobody known by that address yet: the record remembers it, so that they are never asked.
             candidate = Candidate(
                 event_id=event.id,
                 event_type=event.type,
-                customer_id=placeholder,
+                customer_id=record,
                 email=None,
                 source_ref="",
             )
@@ -497,6 +501,8 @@ class _TenantBatch:
             self.ledger.suppressed_emails.discard(state.email.lower())
         self.consent_changes[data.customer_id] = ConsentChange(data.customer_id)
         if state.email:
+            record = address_record(self._privacy_hash_key, state.email)
+            self.consent_changes[record] = ConsentChange(record)
             # The survey keeps its own suppression list by address: without this it would keep
             # refusing the invitations decided from now on.
             self.uow.emit(

@@ -1,0 +1,26 @@
+"""``GET /v1/customers/{customer_id}/data``: alerting's part of a customer's export."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from libs.common.deps import Tenant, UoW
+from libs.common.privacy import CUSTOMER_ID_DOC, DATA_ROUTE_DOC, CustomerPart, customer_part
+from services.alerting.repository import AlertingRepository
+
+router = APIRouter(tags=["privacy"])
+
+
+@router.get("/v1/customers/{customer_id}/data", description=DATA_ROUTE_DOC)
+async def get_customer_data(
+    tenant: Tenant,
+    uow: UoW,
+    customer_id: Annotated[str, Path(min_length=1, max_length=200, description=CUSTOMER_ID_DOC)],
+) -> CustomerPart:
+    """Alerting's sections: cases, notes, contacts and its copy of the answers."""
+    repository: AlertingRepository = uow.repository
+    return customer_part(
+        "alerting", customer_id, await repository.customer_data(tenant.tenant_id, customer_id)
+    )
