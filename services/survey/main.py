@@ -33,14 +33,14 @@ def build(settings: SurveySettings) -> ServiceDefinition:
             token_secret=settings.survey_token_secret.get_secret_value(),
             token_ttl=token_ttl,
             now=datetime.now(UTC),
-            erasure_key=settings.admin_token.get_secret_value(),
+            erasure_key=settings.privacy_hash_key.get_secret_value(),
         )
 
     async def erase(
         uow: UnitOfWork[Any], tenant_id: uuid.UUID, request: ErasureRequested, now: datetime
     ) -> dict[str, int]:
         return await erase_customer(
-            uow, tenant_id, request, now, erasure_key=settings.admin_token.get_secret_value()
+            uow, tenant_id, request, now, erasure_key=settings.privacy_hash_key.get_secret_value()
         )
 
     return ServiceDefinition(
