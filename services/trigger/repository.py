@@ -68,6 +68,8 @@ class ClaimedFetch(NamedTuple):
     attempts: int
     store_hash: str
     access_token: str
+    #: The receiver was revoked (``DELETE /v1/webhooks/{id}``) after this delivery was queued.
+    revoked: bool = False
 
 
 class StoredPolicy(NamedTuple):
@@ -1219,9 +1221,11 @@ class TriggerRepository:
                 OrderFetch.attempts,
                 BigCommerceStore.store_hash,
                 BigCommerceStore.access_token,
+                WebhookEndpoint.revoked_at.is_not(None),
             )
             .join(claimed, claimed.c.id == OrderFetch.id)
             .join(BigCommerceStore, BigCommerceStore.endpoint_id == OrderFetch.endpoint_id)
+            .join(WebhookEndpoint, WebhookEndpoint.id == OrderFetch.endpoint_id)
         )
         return [ClaimedFetch(*row) for row in rows]
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -28,6 +29,7 @@ from standardwebhooks.webhooks import Webhook
 from libs.common.service import ServiceDefinition
 from services.trigger import handlers
 from services.trigger.config import TriggerSettings
+from services.trigger.handlers import bigcommerce as bigcommerce_handlers
 from services.trigger.main import build
 from tests.conftest import ServiceUnderTest, StartService, TestTenant, eventually, metric_value
 from tests.support import bigcommerce_store
@@ -344,3 +346,86 @@ async def test_a_receiver_needs_its_store_and_other_platforms_take_none(
         headers=tenant.headers,
     )
     assert foreign.status_code == 422
+
+
+async def test_a_revoked_receivers_queued_orders_fail_unfetched_and_another_receivers_are_decided(
+    start_service: StartService, store_api: FakeStoreApi, own_database: str
+) -> None:
+    # The fetcher polls hourly here and is woken by the test, so the deliveries wait queued while
+    # the receiver is revoked: the queue a fetcher that is behind (or a store that is down) leaves.
+    runs = {"job": bigcommerce_handlers.OrderFetcher.name}
+    before = REGISTRY.get_sample_value("nps_trigger_job_runs_total", runs) or 0.0
+    service = await start_service(
+        intake_only,
+        TriggerSettings,
+        fresh=True,
+        database_url=own_database,
+        bigcommerce_api_url=store_api.url,
+        outbound_allow_private=True,
+        order_fetch_poll_seconds=3600,
+    )
+    await eventually(
+        lambda: _async((REGISTRY.get_sample_value("nps_trigger_job_runs_total", runs) or 0.0) > before)
+    )
+    tenant = await new_tenant(service)
+    revoked, revoked_store = await _receiver(service, tenant, store_api)
+    kept, kept_store = await _receiver(service, tenant, store_api)
+    failed = {"platform": "bigcommerce", "outcome": "failed"}
+    failed_before = await metric_value(service.client, "nps_trigger_order_fetches_total", **failed)
+    for endpoint in (revoked, kept):
+        body = delivery("bigcommerce_store_order_created.json", 100)
+        response = await service.client.post(endpoint["url_path"], content=body, headers=signed(body))
+        assert response.json()["queued"]["status"] == "queued", response.text
+    gone = await service.client.delete(f"/v1/webhooks/{revoked['id']}", headers=tenant.headers)
+    assert gone.status_code == 204
+
+    service.runtime.jobs.wake(bigcommerce_handlers.OrderFetcher.name)
+    [done] = await settled(service, tenant, kept)
+    assert done["state"] == "decided"
+    assert len(await decisions(service, tenant, "20")) == 1
+
+    async def finished() -> Any:
+        async with service.runtime.database.uow() as uow:
+            row = (
+                await uow.session.execute(
+                    text("SELECT state, attempts, reason FROM trigger.order_fetches WHERE endpoint_id = :id"),
+                    {"id": revoked["id"]},
+                )
+            ).one()
+        return row if row.state != "queued" else None
+
+    row = await eventually(finished)
+    assert (row.state, row.attempts) == ("failed", 0)
+    assert "receiver revoked" in row.reason
+    # The revoked receiver's store token was never used again.
+    assert revoked_store.requests == []
+    assert kept_store.requests[0] == f"/stores/{kept_store.hash}/v2/orders/100"
+    failed_after = await metric_value(service.client, "nps_trigger_order_fetches_total", **failed)
+    assert failed_after == failed_before + 1
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def _receiver(
+    service: ServiceUnderTest, tenant: TestTenant, store_api: FakeStoreApi
+) -> tuple[dict[str, Any], Store]:
+    """One more BigCommerce receiver of ``tenant``, with a store of its own serving order 100."""
+    store = Store(hash=uuid.uuid4().hex[:10], token="bc-api-token-" + uuid.uuid4().hex)
+    store.orders["100"] = fixture("bigcommerce_order_100.json")
+    store.customers["20"] = fixture("bigcommerce_customers.json")
+    store_api.stores[store.hash] = store
+    response = await service.client.post(
+        "/v1/webhooks",
+        json={
+            "platform": "bigcommerce",
+            "store_hash": store.hash,
+            "access_token": store.token,
+            "secret": CLIENT_SECRET,
+        },
+        headers=tenant.headers,
+    )
+    assert response.status_code == 201, response.text
+    endpoint: dict[str, Any] = response.json()
+    return endpoint, store

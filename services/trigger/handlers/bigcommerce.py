@@ -5,7 +5,8 @@ at once. :class:`OrderFetcher`, a job of the shared runner, claims due rows (``F
 LOCKED``, leased) in one short transaction, fetches each order and its customer with no
 transaction open, and records the outcomes in another: the events go through ``handle_intake``
 as the webhook route's do, a transient failure is retried with backoff
-(``services/trigger/domain/fetching.py``), a permanent one is kept with its reason.
+(``services/trigger/domain/fetching.py``), a permanent one is kept with its reason. A delivery
+still queued when its receiver is revoked fails ("receiver revoked") without the store being called.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ FETCHES = Counter(
 )
 TIMEOUT_SECONDS = 10.0
 _REASON_LIMIT = 300
+#: Why a revoked receiver's queued deliveries end without their order being fetched.
+REVOKED_REASON = "receiver revoked: its orders are no longer fetched"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class Fetched:
 async def fetch_order(
     client: httpx.AsyncClient, fetch: ClaimedFetch, *, api_url: str, allow_private: bool
 ) -> Fetched:
+    if fetch.revoked:
+        # The tenant withdrew the receiver, and with it the use of the store's token.
+        return Fetched(fetch)
     base = f"{api_url.rstrip('/')}/stores/{quote(fetch.store_hash, safe='')}"
     headers = {"X-Auth-Token": fetch.access_token}
     try:
@@ -99,6 +105,13 @@ async def record_fetched(
     repository = uow.repository
     for fetched in outcomes:
         fetch = fetched.fetch
+        if fetch.revoked:
+            await repository.finish_fetch(
+                fetch.id, state="failed", attempts=fetch.attempts, reason=REVOKED_REASON, now=now
+            )
+            FETCHES.labels(bigcommerce.PLATFORM, "failed").inc()
+            log.info("order_fetch.revoked", extra={"tenant_id": str(fetch.tenant_id)})
+            continue
         attempts = fetch.attempts + 1
         if fetched.error is not None:
             await _failed(repository, fetched, fetched.error, attempts, now)
