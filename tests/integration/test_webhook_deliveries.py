@@ -25,10 +25,13 @@ from libs.common import topics
 from libs.common.events import (
     NPS_UPDATED,
     SURVEY_RESPONDED,
+    SURVEY_RESPONSE_UPDATED,
     Event,
     NpsUpdated,
     NpsWindow,
+    SurveyContext,
     SurveyResponded,
+    SurveyResponseUpdated,
     new_event,
 )
 from libs.devstack.smtp_sink import messages_to
@@ -592,3 +595,114 @@ async def test_the_all_time_score_of_a_touchpoint_is_delivered_as_nps_changed(
     assert payload["type"] == "nps.changed"
     assert payload["data"]["nps"] == 40.0
     assert len(await _log(alerting, tenant, endpoint["id"])) == 1
+
+
+def _revision(
+    answer: SurveyResponded, revision: int, score: int, comment: str | None
+) -> SurveyResponseUpdated:
+    """The same answer as the survey announces it once the customer changed it."""
+    return SurveyResponseUpdated(
+        response_id=answer.response_id,
+        invitation_id=answer.invitation_id,
+        customer_id=answer.customer_id,
+        touchpoint=answer.touchpoint,
+        revision=revision,
+        score=score,
+        comment=comment,
+        responded_at=answer.responded_at,
+        updated_at=datetime.now(UTC),
+        context=answer.context,
+    )
+
+
+async def _publish(
+    kafka_bootstrap: str, tenant: TestTenant, data: SurveyResponded | SurveyResponseUpdated
+) -> None:
+    event_type = SURVEY_RESPONDED if isinstance(data, SurveyResponded) else SURVEY_RESPONSE_UPDATED
+    event = new_event(
+        event_type, tenant_id=tenant.tenant_id, data=data, subject=data.customer_id, source="/tests"
+    )
+    await produce(
+        kafka_bootstrap, topics.SURVEY_EVENTS, event.envelope.to_json(), key=data.customer_id.encode()
+    )
+
+
+async def test_a_changed_answer_is_delivered_as_response_updated_with_its_revision(
+    alerting: ServiceUnderTest, receiver: Receiver, kafka_bootstrap: str
+) -> None:
+    tenant = await provision_tenant(alerting.runtime)
+    endpoint = await _subscribe(alerting, tenant, receiver.script("/updates", "200"), ["response.updated"])
+    customer = f"changed-{uuid.uuid4().hex[:8]}"
+    answer = _answer(tenant, 6, customer).data
+    await _publish(kafka_bootstrap, tenant, answer)
+    await _publish(kafka_bootstrap, tenant, _revision(answer, 2, 9, "Sorted out the next day, thanks."))
+
+    [delivery] = await eventually(lambda: _delivered(alerting, tenant, endpoint["id"], 1), within=40)
+    assert delivery["event_type"] == "response.updated"
+    [received] = receiver.at("/updates")
+    payload = received.verify(endpoint["secret"])
+    assert payload["type"] == "response.updated"
+    data = payload["data"]
+    assert data["response_id"] == str(answer.response_id)
+    assert data["customer_id"] == customer
+    assert (data["revision"], data["score"], data["category"]) == (2, 9, "promoter")
+    assert data["comment"] == "Sorted out the next day, thanks."
+    # The first version went to no one: the endpoint hears of changes only.
+    assert [d["event_type"] for d in await _log(alerting, tenant, endpoint["id"])] == ["response.updated"]
+    assert b"shoppers.example" not in received.body and b"Jane Doe" not in received.body
+
+
+async def test_a_recovery_score_is_delivered_as_recovery_measured_once(
+    alerting: ServiceUnderTest, receiver: Receiver, kafka_bootstrap: str
+) -> None:
+    tenant = await provision_tenant(alerting.runtime)
+    endpoint = await _subscribe(
+        alerting, tenant, receiver.script("/recovery", "200"), ["recovery.measured", "case.updated"]
+    )
+    customer = f"recovered-{uuid.uuid4().hex[:8]}"
+    await _publish(kafka_bootstrap, tenant, _answer(tenant, 2, customer).data)
+
+    async def case_id() -> str | None:
+        cases = (await alerting.client.get("/v1/cases", headers=tenant.headers)).json()["cases"]
+        return str(cases[0]["id"]) if cases else None
+
+    case = await eventually(case_id, within=30)
+    resolved = await alerting.client.patch(
+        f"/v1/cases/{case}", json={"status": "resolved"}, headers=tenant.headers
+    )
+    assert resolved.status_code == 200, resolved.text
+    # The customer answers the recovery survey, then changes that answer: the score is measured
+    # when it first appears, and a later revision is not a second measurement.
+    recovery = _answer(tenant, 8, customer).data.model_copy(
+        update={"context": SurveyContext(purpose="recovery", recovery_case_id=uuid.UUID(case))}
+    )
+    await _publish(kafka_bootstrap, tenant, recovery)
+    await _publish(kafka_bootstrap, tenant, _revision(recovery, 2, 9, None))
+
+    async def revised() -> Any:
+        async with alerting.runtime.database.uow() as uow:
+            row = (
+                await uow.session.execute(
+                    text("SELECT recovery_score, updated_at FROM alerting.followup_cases WHERE id = :id"),
+                    {"id": uuid.UUID(case)},
+                )
+            ).one()
+        return row if row.recovery_score == 9 else None
+
+    last = (await eventually(revised, within=40)).updated_at
+
+    async def told_of_revision() -> Any:
+        deliveries = await _log(alerting, tenant, endpoint["id"])
+        updated = [
+            d["payload"]["data"]["updated_at"] for d in deliveries if d["event_type"] == "case.updated"
+        ]
+        return deliveries if last.isoformat() in updated else None
+
+    # The revision's case.updated is queued in the transaction that would queue its recovery.measured.
+    deliveries = await eventually(told_of_revision, within=40)
+    measured = [d for d in deliveries if d["event_type"] == "recovery.measured"]
+    assert len(measured) == 1
+    await eventually(lambda: _delivered(alerting, tenant, endpoint["id"], len(deliveries)), within=40)
+    payloads = [item.verify(endpoint["secret"]) for item in receiver.at("/recovery")]
+    [told] = [payload for payload in payloads if payload["type"] == "recovery.measured"]
+    assert told["data"] == {"case_id": case, "customer_id": customer, "recovery_score": 8}
