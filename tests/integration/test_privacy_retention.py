@@ -49,6 +49,16 @@ from tests.integration.test_survey_flow import (
 
 #: The job looks often here; its default is hourly (retention is counted in months).
 POLL = {"retention_poll_seconds": 0.2}
+#: Alerting as the webhook tests run it (tests/integration/test_webhook_deliveries.py), with the
+#: job's poll: this service shares their database, so its webhook sender claims their deliveries
+#: too, and one refusing their local receivers would fail them.
+ALERTING = {
+    "sla_check_seconds": 3600,
+    "notify_poll_seconds": 0.1,
+    "notify_delay_seconds": 0,
+    "outbound_allow_private": True,
+    **POLL,
+}
 
 
 async def _part(service: ServiceUnderTest, tenant: TestTenant, customer: str) -> dict[str, Any]:
@@ -89,7 +99,7 @@ async def test_comments_past_a_tenants_retention_lose_their_text_and_keep_their_
 ) -> None:
     trigger = await start_service(build_trigger, TriggerSettings)
     survey = await survey_service(start_service, **POLL)
-    alerting = await start_service(build_alerting, AlertingSettings, **POLL)
+    alerting = await start_service(build_alerting, AlertingSettings, **ALERTING)
     reporting = await start_service(build_reporting, ReportingSettings, **POLL)
     runtimes = (survey.runtime, alerting.runtime, reporting.runtime)
     keeping = await provision_tenant(trigger.runtime, *runtimes)
@@ -283,14 +293,7 @@ async def test_the_sent_emails_quoting_a_comment_past_retention_lose_their_text(
     start_service: StartService, kafka_bootstrap: str
 ) -> None:
     trigger = await start_service(build_trigger, TriggerSettings)
-    alerting = await start_service(
-        build_alerting,
-        AlertingSettings,
-        sla_check_seconds=3600,
-        notify_poll_seconds=0.1,
-        notify_delay_seconds=0,
-        **POLL,
-    )
+    alerting = await start_service(build_alerting, AlertingSettings, **ALERTING)
     keeping = await provision_tenant(trigger.runtime, alerting.runtime)
     forgetting = await provision_tenant(trigger.runtime, alerting.runtime)
     chosen = {"comments_months": 1, "invitations_months": None}
