@@ -78,7 +78,8 @@ async def test_lag_counts_the_messages_a_stuck_group_has_not_consumed_then_falls
 ) -> None:
     scoring = await start_service(build, ScoringSettings, fresh=True)
     bootstrap = scoring.runtime.settings.kafka_bootstrap_servers
-    [runner] = scoring.runtime.runners
+    # Scoring's answers group (its other, ``erasures``, reads only erasure requests).
+    [runner] = [runner for runner in scoring.runtime.runners if runner.group_id.endswith(".scores")]
     await asyncio.wait_for(runner.started.wait(), 60)
     # A fresh group reads the session's history first; it is caught up when its lag is 0.
     await eventually(lambda: _caught_up(scoring, bootstrap, runner.group_id), within=90)
