@@ -93,10 +93,18 @@ async def test_one_trace_runs_from_the_purchase_to_the_case(stack: Stack, receiv
         services = {span.service for span in spans}
         names = {span.name for span in spans}
         answered_in = {span.service for span in spans if _handled(span, SURVEY_RESPONDED)}
+        # Each process exports its spans in batches of its own: wait for every span asserted below.
+        alerting_groups = {
+            span.attributes.get("messaging.consumer.group.name")
+            for span in spans
+            if span.service == "nps-alerting" and _handled(span, SURVEY_RESPONDED)
+        }
         whole = (
             {"nps-trigger", "nps-survey", "nps-scoring", "nps-alerting"} <= services
-            and {"survey send", "survey answer"} <= names
+            and {"survey send", "survey sent", "survey answer"} <= names
             and {"nps-scoring", "nps-alerting"} <= answered_in
+            and len(alerting_groups) == 2
+            and any(span.kind == CONSUMER and span.service == "nps-survey" for span in spans)
             and any(_handled(span, FOLLOWUP_OPENED) for span in spans)
         )
         return spans if whole else None
@@ -112,9 +120,9 @@ async def test_one_trace_runs_from_the_purchase_to_the_case(stack: Stack, receiv
     assert any(span.kind == CONSUMER for span in spans if span.service == "nps-survey"), by_service
     assert {"survey send", "survey sent", "survey answer"} <= by_service["nps-survey"], by_service
     # Alerting reads the answer twice, for its cases and for its outbound webhooks, in two groups.
-    answered = [span for span in spans if span.service == "nps-alerting" and _handled(span, SURVEY_RESPONDED)]
-    groups = {str(span.attributes["messaging.consumer.group.name"]): span for span in answered}
-    assert len(answered) == len(groups) == 2, groups
+    consumed_answer = [s for s in spans if s.service == "nps-alerting" and _handled(s, SURVEY_RESPONDED)]
+    groups = {str(span.attributes["messaging.consumer.group.name"]): span for span in consumed_answer}
+    assert len(consumed_answer) == len(groups) == 2, groups
     [opened] = [span for group, span in groups.items() if group.endswith("followups")]
     assert opened.kind == CONSUMER and opened.attributes["messaging.destination.name"] == topics.SURVEY_EVENTS
     # The case it opened (followup.opened) is consumed in the same trace, under that span.
