@@ -17,9 +17,12 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.app import create_app
 from libs.common.config import ServiceSettings
+from libs.common.db import make_engine
+from libs.common.dead_letters import DeadLetter, open_copies, read_topic_tail
 from libs.common.events import APIKEY_CREATED, TENANT_CREATED, ApiKeyCreated, TenantCreated, new_event
 from libs.common.kafka import ensure_topics
 from libs.common.service import Runtime, ServiceDefinition
@@ -274,6 +277,33 @@ async def read_topic(
     finally:
         await consumer.stop()
     return matched
+
+
+async def read_dead_letters(
+    bootstrap: str,
+    database: str | AsyncEngine,
+    topic: str,
+    predicate: Callable[[DeadLetter], bool],
+    *,
+    count: int = 1,
+    within: float = 30.0,
+) -> list[DeadLetter]:
+    """Read the DLQ ``topic`` as an operator does (``nps dead-letters``): each copy opened with its
+    key from the dead-lettering service's schema, until ``count`` opened copies match."""
+    engine = make_engine(database, pool_size=1) if isinstance(database, str) else database
+    deadline = asyncio.get_running_loop().time() + within
+    try:
+        while True:
+            records = await read_topic_tail(bootstrap, topic, last=100_000)
+            matched = [copy for copy in await open_copies(engine, records) if predicate(copy)]
+            if len(matched) >= count:
+                return matched
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{len(matched)} of {count} matching copies on {topic} within {within}s")
+            await asyncio.sleep(0.3)
+    finally:
+        if isinstance(database, str):
+            await engine.dispose()
 
 
 async def metric_value(client: httpx.AsyncClient, name: str, **labels: str) -> float:

@@ -90,6 +90,10 @@ class ServiceSettings(BaseSettings):
     #: How long an event of a tenant this service has not heard of waits for the tenant's
     #: ``tenant.created`` before it is dead-lettered.
     unknown_tenant_hold_seconds: float = Field(default=900.0, gt=0)
+    #: Days the key of a DLQ copy whose customer cannot be told (not JSON, no ``customer_id``) is
+    #: kept; after that the copy cannot be read (libs/common/sealing.py). Attributed copies' keys
+    #: are kept until their customer is erased.
+    dlq_unattributed_key_days: int = Field(default=30, ge=1, le=3650)
     #: Where people reach the case desk (alerting) and the report (reporting): links in emails and
     #: chat messages, and between the two pages. Behind a proxy, the public addresses.
     #: How often the retention job (libs/common/retention.py) looks for rows past their tenant's

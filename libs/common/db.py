@@ -153,6 +153,7 @@ class CommonTables:
     tenants: Table
     api_keys: Table
     held_events: Table
+    dlq_keys: Table
 
 
 def add_common_tables(metadata: MetaData) -> CommonTables:
@@ -164,6 +165,7 @@ def add_common_tables(metadata: MetaData) -> CommonTables:
         tenants=_tenants(metadata),
         api_keys=_api_keys(metadata),
         held_events=_held_events(metadata),
+        dlq_keys=_dlq_keys(metadata),
     )
 
 
@@ -261,6 +263,29 @@ def _held_events(metadata: MetaData) -> Table:
         Index("ix_held_events_tenant", "consumer", "tenant_id", "id"),
         # An erasure finds a customer's held events by their Kafka key (the customer id).
         Index("ix_held_events_key", "tenant_id", "key"),
+    )
+
+
+def _dlq_keys(metadata: MetaData) -> Table:
+    return Table(
+        "dlq_keys",
+        metadata,
+        # The key of each DLQ copy this service made (libs/common/sealing.py): whose message it was,
+        # so that erasing the customer deletes it, and the copy on the broker can no longer be read.
+        Column("id", Uuid, primary_key=True),
+        Column("key", LargeBinary, nullable=False),
+        Column("tenant_id", String(100), nullable=True),
+        Column("customer_id", String(200), nullable=True),
+        Column("topic", String(249), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Index(
+            "ix_dlq_keys_customer",
+            "tenant_id",
+            "customer_id",
+            postgresql_where=text("customer_id IS NOT NULL"),
+        ),
+        # Keys of copies nobody can be told from expire (DLQ_UNATTRIBUTED_KEY_DAYS).
+        Index("ix_dlq_keys_unattributed", "created_at", postgresql_where=text("customer_id IS NULL")),
     )
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import CommonTables, UnitOfWork
@@ -97,7 +97,8 @@ async def scrub_common_tables(
     session: AsyncSession, tables: CommonTables, tenant_id: uuid.UUID, customer_id: str
 ) -> dict[str, int]:
     """Redact the customer's events in the outbox (published ones too: the table keeps them for a
-    while) and among the events held for a tenant not known yet, in the caller's transaction. Both
+    while) and among the events held for a tenant not known yet, and delete the keys of their DLQ
+    copies, in the caller's transaction. Both
     are found by index: the outbox by ``(tenant_id, customer_id)``, held events by their Kafka key."""
     tenant = str(tenant_id)
     outbox = tables.outbox
@@ -130,7 +131,16 @@ async def scrub_common_tables(
             update(held).where(held.c.id == bindparam("row_id")).values(payload=bindparam("redacted")),
             [{"row_id": row.id, "redacted": redact_payload(row.payload)} for row in held_rows],
         )
-    return {"outbox_events": len(rows), "held_events": len(held_rows)}
+    # Their DLQ copies on the broker cannot be rewritten; without their keys they cannot be read.
+    keys = tables.dlq_keys
+    shredded = await session.execute(
+        delete(keys).where(keys.c.tenant_id == tenant, keys.c.customer_id == customer_id)
+    )
+    return {
+        "outbox_events": len(rows),
+        "held_events": len(held_rows),
+        "dead_letters": int(getattr(shredded, "rowcount", 0) or 0),
+    }
 
 
 #: A service's own part of an erasure, in the consumer's transaction: the counts of rows it removed

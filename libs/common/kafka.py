@@ -11,6 +11,9 @@ The runner's contract, which every service relies on:
 * a transient fault (database or broker unreachable) is retried with backoff, never dead-lettered;
 * a message too large to copy whole into the DLQ is dead-lettered as a truncated copy with its
   original size, topic, partition and offset, so that one huge message never stalls a group;
+* a DLQ copy's value is sealed under a key of its own, kept in this service's ``dlq_keys`` with
+  whose message it is, so that erasing the customer makes the copy unreadable
+  (:mod:`libs.common.sealing`; read copies with ``nps dead-letters``);
 * an event of a tenant this service has not heard of is held (``held_events``) until the tenant's
   own ``tenant.created`` arrives, then handled in arrival order; after ``unknown_tenant_hold``
   it is dead-lettered with the reason. Nothing is acted on for a tenant that does not exist, and
@@ -35,7 +38,7 @@ from aiokafka.helpers import create_ssl_context
 from sqlalchemy import Uuid, cast, delete, func, insert, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from libs.common import tracing
+from libs.common import sealing, tracing
 from libs.common.config import ServiceSettings
 from libs.common.db import Database, UnitOfWork
 from libs.common.events import (
@@ -554,6 +557,40 @@ class ConsumerRunner:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _seal(
+        self, topic: str, copy: bytes, original_headers: list[tuple[str, bytes]]
+    ) -> tuple[bytes, list[tuple[str, bytes]]]:
+        """The copy sealed under a new key, kept (committed) before the copy is sent: the broker never
+        holds a copy whose key is not stored. The key row names whose message it is, so that an
+        erasure of that customer deletes it. A database that is away is waited out."""
+        whose = sealing.attribute(copy, original_headers)
+        key_id, key = uuid.uuid4(), sealing.new_key()
+        table = self._database.tables.dlq_keys
+        row = {
+            "id": key_id,
+            "key": key,
+            "tenant_id": whose.tenant_id,
+            "customer_id": whose.customer_id,
+            "topic": topic,
+        }
+        delay = 0.2
+        while True:
+            try:
+                async with self._database.sessions() as session, session.begin():
+                    await session.execute(insert(table), [row])
+                break
+            except Exception as error:
+                if not is_transient(error) or self._stopping.is_set():
+                    raise
+                log.warning("dlq.key_retrying", extra={"topic": topic, "error": repr(error)[:300]})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        reference = sealing.key_reference(str(table.schema), key_id)
+        return sealing.seal(key, key_id, copy), [
+            (sealing.SEALED_HEADER, sealing.SCHEME.encode()),
+            (sealing.KEY_HEADER, reference),
+        ]
+
     async def _send_dead_letter(
         self,
         *,
@@ -592,6 +629,9 @@ class ConsumerRunner:
         copy = value[:DLQ_COPY_BYTES] if truncated else value
         if key is not None and len(key) > _DLQ_HEADER_BYTES:
             key = key[:_DLQ_HEADER_BYTES]
+        if copy:
+            copy, sealing = await self._seal(topic, copy, original_headers)
+            headers.extend(sealing)
         await self._produce_dead_letter(topic, offset, copy, key, headers)
         self._metrics.dead_lettered.labels(topic, dlq_label(code)).inc()
         log.warning(

@@ -131,3 +131,18 @@ def add_erasure_lookups(schema: str) -> None:
         "WHERE customer_id IS NOT NULL"
     )
     op.execute(f'CREATE INDEX IF NOT EXISTS ix_held_events_key ON "{schema}".held_events (tenant_id, key)')
+
+
+def create_dlq_keys(schema: str) -> None:
+    """Issue 13, in every service: the keys its DLQ copies are sealed under (libs/common/sealing.py).
+    A database created since has the table already (the first revision builds the common tables)."""
+    from alembic import op
+
+    metadata = MetaData(schema=schema)
+    add_common_tables(metadata).dlq_keys.create(op.get_bind(), checkfirst=True)
+
+
+def drop_dlq_keys(schema: str) -> None:
+    from alembic import op
+
+    op.execute(f'DROP TABLE IF EXISTS "{schema}".dlq_keys')

@@ -42,6 +42,7 @@ class OutboxRelay(Job):
         batch_size: int = 500,
         poll_seconds: float = 0.5,
         retention: timedelta = timedelta(days=7),
+        dlq_unattributed_key_days: int = 30,
         broker_epoch: str | None = None,
     ) -> None:
         self._database = database
@@ -51,6 +52,7 @@ class OutboxRelay(Job):
         self.batch_size = batch_size
         self.every = poll_seconds
         self._retention = retention
+        self._dlq_key_retention = timedelta(days=dlq_unattributed_key_days)
         self._broker_epoch = broker_epoch
         self._last_cleanup = datetime.min.replace(tzinfo=UTC)
 
@@ -150,6 +152,19 @@ class OutboxRelay(Job):
                 select(func.count()).select_from(self._table).where(self._table.c.published_at.is_(None))
             )
         self._metrics.outbox_pending.set(int(pending or 0))
+        await self.expire_dlq_keys(now)
+
+    async def expire_dlq_keys(self, now: datetime) -> int:
+        """Forget the keys of DLQ copies whose customer could not be told, once they are older than
+        ``DLQ_UNATTRIBUTED_KEY_DAYS``: an erasure cannot find them, so time does (sealing.py)."""
+        keys = self._database.tables.dlq_keys
+        async with self._database.sessions() as session, session.begin():
+            result = await session.execute(
+                delete(keys).where(
+                    keys.c.customer_id.is_(None), keys.c.created_at < now - self._dlq_key_retention
+                )
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def _replay_into_new_broker(self) -> None:
         """The embedded broker keeps messages in memory only. When ``make run`` starts a fresh one,

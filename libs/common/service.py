@@ -107,6 +107,7 @@ class Runtime:
             self.metrics,
             batch_size=settings.outbox_batch_size,
             poll_seconds=settings.outbox_poll_seconds,
+            dlq_unattributed_key_days=settings.dlq_unattributed_key_days,
             broker_epoch=settings.broker_epoch,
         )
         self.runners = [

@@ -8,6 +8,7 @@
     nps policy set TENANT --rest-period-days N [--rest-clock invitation|response]
     nps touchpoint set TENANT NAME CONFIG.json | list TENANT | retire TENANT NAME
     nps history import TENANT FILE.csv
+    nps dead-letters TOPIC.dlq [--last N]   (the DLQ's last copies, opened: one JSON object a line)
     nps user add|list|deactivate ...  and  nps team create|add-member|list ...   (the case desk's
                                       people: services/alerting/cli.py)
 
@@ -29,10 +30,12 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from libs.common.db import Database, UnitOfWork, service_source
+from libs.common.db import Database, UnitOfWork, make_engine, service_source
+from libs.common.dead_letters import open_copies, read_topic_tail
 from libs.common.logs import configure_logging
 from libs.common.migrations import upgrade
 from services.alerting import cli as people_cli
@@ -104,8 +107,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     history_import.add_argument("tenant", help="tenant name or id")
     history_import.add_argument("file", type=Path, help="the CSV file")
+    dead = groups.add_parser(
+        "dead-letters", help="read a DLQ's last copies, opened with their keys (erased ones say so)"
+    )
+    dead.add_argument("topic", help="the DLQ topic, e.g. nps.purchases.dlq")
+    dead.add_argument("--last", type=_positive, default=100, help="copies per partition (100)")
     people_cli.add_parsers(groups)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100_000:
+        raise argparse.ArgumentTypeError("must be 1 to 100000")
+    return value
+
+
+async def _dead_letters(args: argparse.Namespace, settings: TriggerSettings) -> int:
+    """Each copy as one JSON line: its headers, and its value opened (``state``: opened, erased, plain)."""
+    records = await read_topic_tail(settings, args.topic, last=args.last)
+    engine = make_engine(settings.database_url, pool_size=1, application_name="nps-cli")
+    try:
+        for copy in await open_copies(engine, records):
+            print(json.dumps(copy.as_json(), ensure_ascii=False))
+    finally:
+        await engine.dispose()
+    return 0
 
 
 async def _run(args: argparse.Namespace, settings: TriggerSettings) -> int:
@@ -272,8 +299,8 @@ class NoDatabase(Exception):
     """Which database to use is unknown, or it cannot be reached; the message is the one line to show."""
 
 
-def _running_stack_database() -> str | None:
-    """The database of the `make run` stack that is running now, from its state file."""
+def _running_stack() -> dict[str, object] | None:
+    """The state of the `make run` stack that is running now (its database, its broker), if any."""
     data_dir = Path(os.environ.get("NPS_DATA_DIR") or ".data")
     try:
         state = json.loads((data_dir / "run" / "state.json").read_text())
@@ -290,19 +317,23 @@ def _running_stack_database() -> str | None:
         return None
     except PermissionError:
         pass
-    return url
+    return state if isinstance(state, dict) else None
 
 
 def _settings() -> TriggerSettings:
     if os.environ.get("DATABASE_URL"):
         return TriggerSettings()
-    url = _running_stack_database()
-    if url is None:
+    state = _running_stack()
+    url = state.get("database_url") if state else None
+    if not isinstance(url, str):
         data_dir = os.environ.get("NPS_DATA_DIR") or ".data"
         raise NoDatabase(
             f"no database: DATABASE_URL is not set and no `make run` stack is running on {data_dir} "
             "(start `make run`, set NPS_DATA_DIR to its data dir, or set DATABASE_URL)"
         )
+    kafka = state.get("kafka") if state else None
+    if isinstance(kafka, str) and kafka and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return TriggerSettings(database_url=url, kafka_bootstrap_servers=kafka)
     return TriggerSettings(database_url=url)
 
 
@@ -332,10 +363,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_NO_DATABASE
     configure_logging("nps-cli", "WARNING")
     try:
+        if args.group == "dead-letters":
+            return asyncio.run(_dead_letters(args, settings))
         if args.group in people_cli.GROUPS:
             return people_cli.run(args, settings.database_url)
         upgrade(MIGRATIONS, settings.database_url)
         return asyncio.run(_run(args, settings))
+    except (LookupError, TimeoutError, KafkaError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_NO_DATABASE
     except (SQLAlchemyError, OSError) as error:
         print(f"error: {_database_problem(error, settings.database_url)}", file=sys.stderr)
         return EXIT_NO_DATABASE

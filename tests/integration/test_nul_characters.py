@@ -10,7 +10,7 @@ from typing import Any
 
 from libs.common import topics
 from libs.common.topics import dlq
-from tests.conftest import StartService, eventually, produce, read_topic
+from tests.conftest import StartService, eventually, produce, read_dead_letters
 from tests.support.factories import purchase
 from tests.support.services import decisions, trigger_with_tenant
 
@@ -54,7 +54,12 @@ async def test_a_nul_on_kafka_is_dead_lettered_naming_the_field_and_the_partitio
         return await decisions(service, tenant, customer)
 
     assert [d["outcome"] for d in await eventually(decided)] == ["invited"]
-    [copy] = await read_topic(kafka_bootstrap, dlq(topics.PURCHASES), lambda r: bad["id"].encode() in r.value)
-    headers = dict(copy.headers)
+    [copy] = await read_dead_letters(
+        kafka_bootstrap,
+        service.runtime.database.engine,
+        dlq(topics.PURCHASES),
+        lambda r: bad["id"].encode() in r.value,
+    )
+    headers = copy.headers
     assert headers["nps-dlq-code"] == b"nul_character"
     assert headers["nps-dlq-reason"] == b"data.customer_id: must not contain the NUL character (\\u0000)"

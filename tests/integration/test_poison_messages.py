@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import func, select
 
 from libs.common import topics
+from libs.common.dead_letters import DeadLetter
 from libs.common.events import (
     SURVEY_RESPONDED,
     TENANT_CREATED,
@@ -36,7 +38,14 @@ from services.survey.models import COMMON as SURVEY
 from services.survey.models import Invitation
 from services.trigger.config import TriggerSettings
 from services.trigger.main import build as build_trigger
-from tests.conftest import Mailbox, StartService, eventually, metric_value, produce, read_topic
+from tests.conftest import (
+    Mailbox,
+    StartService,
+    eventually,
+    metric_value,
+    produce,
+    read_dead_letters,
+)
 from tests.integration.test_alerting_followups import _alerting
 from tests.integration.test_survey_flow import SECRET, mail_to, request_survey, unique_address
 
@@ -76,7 +85,7 @@ async def _committed(bootstrap: str, group: str, partition: TopicPartition) -> i
 
 
 async def test_a_message_over_a_megabyte_on_every_consumed_topic_is_dead_lettered_and_passed(
-    start_service: StartService, kafka_bootstrap: str
+    start_service: StartService, kafka_bootstrap: str, pg_url: str
 ) -> None:
     await _all_services(start_service)
     from aiokafka import AIOKafkaProducer
@@ -110,12 +119,13 @@ async def test_a_message_over_a_megabyte_on_every_consumed_topic_is_dead_lettere
 
             await eventually(passed, within=60)
 
-            def is_copy(record: Any, group: str = group) -> bool:
-                headers = dict(record.headers or ())
-                return headers.get("nps-dlq-consumer") == group.encode() and marker.encode() in record.value
+            def is_copy(copy: DeadLetter, group: str = group) -> bool:
+                return (
+                    copy.headers.get("nps-dlq-consumer") == group.encode() and marker.encode() in copy.value
+                )
 
-            [copy] = await read_topic(kafka_bootstrap, dlq(topic), is_copy)
-            headers = dict(copy.headers)
+            [copy] = await read_dead_letters(kafka_bootstrap, pg_url, dlq(topic), is_copy)
+            headers = copy.headers
             assert headers["nps-dlq-code"] == b"too_large"
             assert headers["nps-dlq-original-size"] == str(len(huge)).encode()
             assert headers["nps-dlq-truncated"] == b"true"
@@ -164,26 +174,29 @@ async def test_events_of_a_tenant_that_does_not_exist_are_never_acted_on(
     )
     await produce(kafka_bootstrap, topics.SURVEY_EVENTS, answer.envelope.to_json(), key=b"c-ghost")
 
-    def dead_lettered(event_id: str, group_suffix: str) -> Any:
-        def match(record: Any) -> bool:
-            headers = dict(record.headers or ())
+    def dead_lettered(event_id: str, group_suffix: str) -> Callable[[DeadLetter], bool]:
+        def match(copy: DeadLetter) -> bool:
             return (
-                headers.get("nps-dlq-code") == b"unknown_tenant"
-                and headers.get("nps-dlq-consumer", b"").endswith(group_suffix.encode())
-                and event_id.encode() in record.value
+                copy.headers.get("nps-dlq-code") == b"unknown_tenant"
+                and copy.headers.get("nps-dlq-consumer", b"").endswith(group_suffix.encode())
+                and event_id.encode() in copy.value
             )
 
         return match
 
     # Each survey consumer group that held it dead-letters it: this test's, and the session's shared
     # survey if its hold ran out meanwhile. Every copy names the tenant nobody knows.
-    request_copies = await read_topic(
-        kafka_bootstrap, dlq(topics.SURVEY_REQUESTS), dead_lettered(str(invitation_id), ".survey.requests")
+    database = survey.runtime.database.engine
+    request_copies = await read_dead_letters(
+        kafka_bootstrap,
+        database,
+        dlq(topics.SURVEY_REQUESTS),
+        dead_lettered(str(invitation_id), ".survey.requests"),
     )
     assert request_copies
-    assert all(str(nobody).encode() in dict(copy.headers)["nps-dlq-reason"] for copy in request_copies)
-    await read_topic(
-        kafka_bootstrap, dlq(topics.SURVEY_EVENTS), dead_lettered(answer.id, ".alerting.followups")
+    assert all(str(nobody).encode() in copy.headers["nps-dlq-reason"] for copy in request_copies)
+    await read_dead_letters(
+        kafka_bootstrap, database, dlq(topics.SURVEY_EVENTS), dead_lettered(answer.id, ".alerting.followups")
     )
     assert mail_to(smtp_sink.directory, address) == []
     async with survey.runtime.database.sessions() as session:

@@ -20,6 +20,7 @@ from tests.conftest import (
     eventually,
     metric_value,
     produce,
+    read_dead_letters,
     read_topic,
 )
 from tests.support.factories import purchase
@@ -152,12 +153,13 @@ async def test_poison_messages_go_to_the_dlq_with_a_reason_and_intake_carries_on
     good = purchase(customer, tenant=tenant.tenant_id)
     await produce(bootstrap, topics.PURCHASES, json.dumps(good).encode(), key=marker)
 
-    [dead] = await read_topic(
+    [dead] = await read_dead_letters(
         bootstrap,
+        service.runtime.database.engine,
         topics.dlq(topics.PURCHASES),
-        lambda r: r.key == marker and dict(r.headers)["nps-dlq-consumer"] == b"nps.trigger.intake",
+        lambda r: r.key == marker and r.headers["nps-dlq-consumer"] == b"nps.trigger.intake",
     )
-    headers = dict(dead.headers)
+    headers = dead.headers
     assert reason in headers["nps-dlq-reason"].decode(), label
     assert headers["nps-dlq-topic"] == topics.PURCHASES.encode()
     assert headers["nps-dlq-code"] == code.encode()
