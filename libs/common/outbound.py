@@ -26,13 +26,16 @@ import json
 import logging
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 
 from libs.common import tracing
+
+T = TypeVar("T")
 
 MAX_URL_LENGTH = 2000
 MAX_HOST_NAME_LENGTH = 253
@@ -276,17 +279,50 @@ async def post_bytes(
 
     Raises ``UnsafeUrl`` for a target that must not be reached, ``OutboundError`` (retryable) when no
     answer came: a timeout or a connection failure."""
+    _, answer = await _guarded(
+        url,
+        allow_private=allow_private,
+        timeout=timeout,
+        exchange=lambda checked, address: _send(
+            client, checked, address, body, timeout, headers or {}, read_limit
+        ),
+    )
+    return answer
+
+
+async def _guarded(
+    url: str,
+    *,
+    allow_private: bool,
+    timeout: float,  # noqa: ASYNC109 (it bounds the resolution and the exchange together)
+    exchange: Callable[[httpx.URL, str], Awaitable[T]],
+) -> tuple[str, T]:
+    """The guards every outbound request has: the URL checked, its host resolved and the address
+    checked, then ``exchange(checked URL, address)`` (which pins the connection to that address),
+    all within ``timeout``. Returns the URL as it may be shown (redacted) and the exchange's result.
+    A timeout or a connection failure is a retryable ``OutboundError``."""
     checked = httpx.URL(check_webhook_url(url, allow_private=allow_private))
     shown = redact(str(checked))
     try:
         async with asyncio.timeout(timeout):
             port = checked.port or _DEFAULT_PORTS[checked.scheme]
             address = await resolve_public(checked.host, port, allow_private=allow_private)
-            return await _send(client, checked, address, body, timeout, headers or {}, read_limit)
+            return shown, await exchange(checked, address)
     except (TimeoutError, httpx.TimeoutException) as exc:
         raise OutboundError(f"{shown}: no answer within {timeout:g} s", retryable=True) from exc
     except httpx.TransportError as exc:
         raise OutboundError(f"{shown}: the connection failed ({type(exc).__name__})", retryable=True) from exc
+
+
+def _pinned(checked: httpx.URL, address: str) -> tuple[str, dict[str, str]]:
+    """The Host header of a request sent to ``address`` instead of the URL's host, and the TLS
+    extensions that verify the certificate against the name rather than the address."""
+    host = checked.host
+    host_header = f"[{host}]" if ":" in host else host
+    if checked.port is not None:
+        host_header = f"{host_header}:{checked.port}"
+    pinned_to_name = checked.scheme == "https" and address != host
+    return host_header, {"sni_hostname": host} if pinned_to_name else {}
 
 
 async def _send(
@@ -298,10 +334,7 @@ async def _send(
     extra_headers: Mapping[str, str],
     read_limit: int,
 ) -> Answer:
-    host = checked.host
-    host_header = f"[{host}]" if ":" in host else host
-    if checked.port is not None:
-        host_header = f"{host_header}:{checked.port}"
+    host_header, extensions = _pinned(checked, address)
     headers = {
         **extra_headers,
         "Host": host_header,
@@ -310,8 +343,6 @@ async def _send(
         # one would carry that name's request over TLS verified for the first.
         "Connection": "close",
     }
-    pinned_to_name = checked.scheme == "https" and address != host
-    extensions = {"sni_hostname": host} if pinned_to_name else {}
     token = _SENDING_WEBHOOK.set(True)
     # No URL on the span: a webhook's path or query often holds its secret.
     try:
@@ -380,17 +411,12 @@ async def get_json(
     Raises ``UnsafeUrl`` or ``OutboundError`` (``retryable`` for timeouts, connection failures,
     5xx and 429, with the ``Retry-After`` it sent; not for other statuses, nor for a body that is
     too large or not JSON)."""
-    checked = httpx.URL(check_webhook_url(url, allow_private=allow_private))
-    shown = redact(str(checked))
-    try:
-        async with asyncio.timeout(timeout):
-            port = checked.port or _DEFAULT_PORTS[checked.scheme]
-            address = await resolve_public(checked.host, port, allow_private=allow_private)
-            status, retry_after, body = await _get(client, checked, address, headers, timeout, max_bytes)
-    except (TimeoutError, httpx.TimeoutException) as exc:
-        raise OutboundError(f"{shown}: no answer within {timeout:g} s", retryable=True) from exc
-    except httpx.TransportError as exc:
-        raise OutboundError(f"{shown}: the connection failed ({type(exc).__name__})", retryable=True) from exc
+    shown, (status, retry_after, body) = await _guarded(
+        url,
+        allow_private=allow_private,
+        timeout=timeout,
+        exchange=lambda checked, address: _get(client, checked, address, headers, timeout, max_bytes),
+    )
     if not 200 <= status < 300:
         raise OutboundError(
             f"{shown}: answered {status}",
@@ -417,13 +443,8 @@ async def _get(
     max_bytes: int,
 ) -> tuple[int, str | None, bytes | None]:
     """(status, Retry-After, body); the body is None when it is longer than ``max_bytes``."""
-    host = checked.host
-    host_header = f"[{host}]" if ":" in host else host
-    if checked.port is not None:
-        host_header = f"{host_header}:{checked.port}"
+    host_header, extensions = _pinned(checked, address)
     headers = {**extra_headers, "Host": host_header, "Accept": "application/json", "Connection": "close"}
-    pinned_to_name = checked.scheme == "https" and address != host
-    extensions = {"sni_hostname": host} if pinned_to_name else {}
     token = _SENDING_WEBHOOK.set(True)
     try:
         with tracing.span("GET outbound", kind=tracing.SpanKind.CLIENT) as span:
