@@ -518,6 +518,23 @@ def test_the_topic_job_creates_every_topic_with_its_partition_count() -> None:
     assert created_topics() == topics.ALL_TOPICS
 
 
+def test_the_topic_job_sets_seven_days_of_retention_whatever_the_cluster_default(tmp_path: Path) -> None:
+    """Run the script with a stand-in for Kafka's CLI that records its arguments: every topic is
+    created with an explicit retention (how long an erased customer's events stay on the broker)."""
+    calls = tmp_path / "calls"
+    cli = tmp_path / "kafka-topics.sh"
+    cli.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    cli.chmod(0o755)
+    script = DEPLOY / "compose" / "create-topics.sh"
+    environment = {"PATH": os.environ["PATH"], "BOOTSTRAP": "kafka-1:9092", "TOPICS_CLI": str(cli)}
+    subprocess.run(["sh", str(script)], env=environment, check=True, timeout=30)
+    lines = calls.read_text().splitlines()
+    assert len(lines) == len(topics.ALL_TOPICS)
+    assert all("--config retention.ms=604800000" in line for line in lines), lines[0]
+    subprocess.run(["sh", str(script)], env={**environment, "RETENTION_HOURS": "24"}, check=True, timeout=30)
+    assert "--config retention.ms=86400000" in calls.read_text().splitlines()[-1]
+
+
 def test_every_topic_the_code_names_or_consumes_is_in_the_topic_list() -> None:
     named = {value for value in vars(topics).values() if isinstance(value, str) and value.startswith("nps.")}
     consumed = {
