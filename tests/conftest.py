@@ -32,6 +32,12 @@ from libs.devstack.smtp_sink import SmtpSink
 
 S = TypeVar("S", bound=ServiceSettings)
 
+#: Tansu holds a consumer's JoinGroup for half its session timeout before it answers: 5 s with the
+#: production default of 10 s, paid by every consumer group a test's service joins (and again on
+#: each rebalance) before it reads a message. 3 s holds it 1.5 s; heartbeats every 0.5 s keep a
+#: member in its group through the event-loop stalls of a busy two-core machine.
+CONSUMER_GROUP_SETTINGS = {"kafka_session_timeout_ms": 3000, "kafka_heartbeat_interval_ms": 500}
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
@@ -156,6 +162,7 @@ async def start_service(
             "outbox_poll_seconds": 0.1,
             # Cohort draws use the real clock; tests that want one call run_cohorts with their own.
             "cohort_check_seconds": 3600,
+            **CONSUMER_GROUP_SETTINGS,
             # A private service must not join the shared one's consumer groups: it would take over
             # partitions, and its departure would stall them while the broker rebalances.
             **({"kafka_group_prefix": f"test-{uuid.uuid4().hex[:12]}"} if fresh else {}),
