@@ -35,6 +35,19 @@ from libs.devstack.smtp_sink import SmtpSink
 
 S = TypeVar("S", bound=ServiceSettings)
 
+#: Tansu holds a consumer's JoinGroup for half its session timeout before it answers: 5 s with the
+#: production default of 10 s, paid by every consumer group a test's service joins (and again on
+#: each rebalance) before it reads a message. 3 s holds it 1.5 s; heartbeats every 0.5 s keep a
+#: member in its group through the event-loop stalls of a busy two-core machine.
+CONSUMER_GROUP_SETTINGS = {"kafka_session_timeout_ms": 3000, "kafka_heartbeat_interval_ms": 500}
+#: Shared services kept running at once, the most recently used. Each one polls its outbox and
+#: fetches for each of its consumer groups all the time, in the event loop the tests run in: with
+#: every settings variant of the session kept (dozens of services), the idle ones took most of a
+#: core by the end of the suite, and the CPU-heavy tests late in it ran many times slower than
+#: alone (the 500-person office, the http+kafka concurrency test). One used again after it was
+#: stopped is started again, a migration check and a group join (1.5 s).
+SHARED_SERVICES_KEPT = 8
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
@@ -109,18 +122,31 @@ StartService = Callable[..., Awaitable[ServiceUnderTest]]
 async def _service_pool(
     pg_url: str, kafka_bootstrap: str, smtp_sink: Mailbox
 ) -> AsyncIterator[tuple[dict[str, ServiceUnderTest], list[ServiceUnderTest]]]:
-    # Joining a consumer group costs the embedded broker ~5 s, so a service started with the same
-    # settings is shared by the tests of a session; tests keep apart by using unique tenants.
+    # A service started with the same settings is shared by the tests of a session (up to
+    # SHARED_SERVICES_KEPT of them), rather than started and its groups joined for every test; tests
+    # keep apart by using unique tenants. ``shared`` is in the order of last use.
     shared: dict[str, ServiceUnderTest] = {}
     everything: list[ServiceUnderTest] = []
     yield shared, everything
+    # All at once: each waits for its consumers to leave their groups.
+    await asyncio.gather(*(_stop(under_test) for under_test in reversed(everything)))
 
-    async def stop(under_test: ServiceUnderTest) -> None:
-        await under_test.client.aclose()
-        await under_test.runtime.stop()
 
-    # All at once: each waits for its consumers to leave their groups, a few seconds apiece.
-    await asyncio.gather(*(stop(under_test) for under_test in reversed(everything)))
+async def _stop(under_test: ServiceUnderTest) -> None:
+    await under_test.client.aclose()
+    await under_test.runtime.stop()
+
+
+async def _make_room(
+    shared: dict[str, ServiceUnderTest], everything: list[ServiceUnderTest], *, in_use: set[str]
+) -> None:
+    """Stop the least recently used shared services, none the current test has used, until one
+    more fits in SHARED_SERVICES_KEPT."""
+    idle = [key for key in shared if key not in in_use]
+    retired = [shared.pop(key) for key in idle[: max(0, len(shared) + 1 - SHARED_SERVICES_KEPT)]]
+    for under_test in retired:
+        everything.remove(under_test)
+    await asyncio.gather(*(_stop(under_test) for under_test in retired))
 
 
 @pytest.fixture
@@ -138,6 +164,7 @@ async def start_service(
     """
     shared, everything = _service_pool
     private: list[ServiceUnderTest] = []
+    in_use: set[str] = set()
 
     async def start(
         build: Callable[[S], ServiceDefinition],
@@ -149,7 +176,11 @@ async def start_service(
         pool_key = f"{build.__module__}.{build.__qualname__}:{settings_class.__qualname__}"
         pool_key += repr(sorted(overrides.items()))
         if not fresh and pool_key in shared:
+            in_use.add(pool_key)
+            shared[pool_key] = shared.pop(pool_key)  # the most recently used, last
             return shared[pool_key]
+        if not fresh:
+            await _make_room(shared, everything, in_use=in_use)
         values: dict[str, Any] = {
             "database_url": pg_url,
             "kafka_bootstrap_servers": kafka_bootstrap,
@@ -159,6 +190,7 @@ async def start_service(
             "outbox_poll_seconds": 0.1,
             # Cohort draws use the real clock; tests that want one call run_cohorts with their own.
             "cohort_check_seconds": 3600,
+            **CONSUMER_GROUP_SETTINGS,
             # A private service must not join the shared one's consumer groups: it would take over
             # partitions, and its departure would stall them while the broker rebalances.
             **({"kafka_group_prefix": f"test-{uuid.uuid4().hex[:12]}"} if fresh else {}),
@@ -175,6 +207,7 @@ async def start_service(
         if fresh:
             private.append(under_test)
         else:
+            in_use.add(pool_key)
             shared[pool_key] = under_test
             everything.append(under_test)
         return under_test

@@ -15,7 +15,7 @@ import contextlib
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -28,31 +28,18 @@ from libs.common.topics import CUSTOMERS
 from services.trigger.handlers.erasure import erasure_id_for
 from tests.conftest import eventually, produce
 from tests.support.factories import cloud_event, purchase
-from tests.support.stack import Stack, StackLauncher, new_tenant, stack_launcher, stop
+from tests.support.stack import Stack, new_tenant
 from tests.support.webhook_receiver import Receiver, receiving
 
 SCHEMAS = ("trigger", "survey", "scoring", "alerting", "reporting")
 
 
 @pytest.fixture(scope="module")
-def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackLauncher]:
-    # The case's owner is emailed the comment 3 s after the answer: that email is erased too. The
-    # tenant's webhook receiver is on this machine, a private address.
-    launched = stack_launcher(
-        tmp_path_factory.mktemp("stack"),
-        env={"NOTIFY_DELAY_SECONDS": "3", "OUTBOUND_ALLOW_PRIVATE": "true"},
-    )
-    yield launched
-    stop(launched.processes)
-
-
-@pytest.fixture(scope="module")
-def stack(launcher: StackLauncher) -> Iterator[Stack]:
-    started = launcher.start()
-    try:
-        yield started
-    finally:
-        stop([started.process])
+def stack(shared_stack: Stack) -> Stack:
+    # The session's shared stack (tests/e2e/conftest.py): the case's owner is emailed the comment
+    # 3 s after the answer, and that email is erased too; the tenant's webhook receiver is on this
+    # machine, a private address. Each test's tenant is its own.
+    return shared_stack
 
 
 @pytest.fixture

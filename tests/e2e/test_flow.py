@@ -19,29 +19,30 @@ import pytest
 
 from services.alerting.domain.sla import DEFAULT_POLICY, Priority, clock
 from tests.conftest import eventually
+from tests.e2e.conftest import SHARED_ENV
 from tests.support.factories import purchase
 from tests.support.stack import Stack, StackLauncher, new_tenant, ready, stack_launcher, stop
 
 
 @pytest.fixture(scope="module")
-def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackLauncher]:
-    launched = _launcher(tmp_path_factory)
-    yield launched
-    stop(launched.processes)  # whatever a failed test left running
+def stack(shared_stack: Stack) -> Stack:
+    # The session's shared stack (tests/e2e/conftest.py), with the owner's email 3 s after an answer:
+    # long enough for the "why" (posted with the score) to be in it, short for a test.
+    return shared_stack
 
 
 def _launcher(tmp_path_factory: pytest.TempPathFactory) -> StackLauncher:
-    # Long enough for the "why" (posted with the score) to reach the owner's email, short for a test.
-    return stack_launcher(tmp_path_factory.mktemp("stack"), env={"NOTIFY_DELAY_SECONDS": "3"})
+    """A stack of a test's own, with the shared stack's settings: for the tests that stop it."""
+    return stack_launcher(tmp_path_factory.mktemp("stack"), env=SHARED_ENV)
 
 
-@pytest.fixture(scope="module")
-def stack(launcher: StackLauncher) -> Iterator[Stack]:
-    started = launcher.start()
+@pytest.fixture
+def own_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    launcher = _launcher(tmp_path_factory)
     try:
-        yield started
+        yield launcher.start()
     finally:
-        stop([started.process])
+        stop(launcher.processes)  # whatever a failed test left running
 
 
 @pytest.fixture(scope="module")
@@ -178,15 +179,15 @@ async def test_purchase_to_survey_to_nps_to_follow_up_case(stack: Stack, client:
     assert len(stack.mail_to(other_email)) == 1
 
 
-def test_stopping_the_stack_stops_every_process(stack: Stack) -> None:
-    pids = [service["pid"] for service in stack.state()["services"].values()]
-    stack.process.send_signal(signal.SIGTERM)
-    assert stack.process.wait(60) == 0
+def test_stopping_the_stack_stops_every_process(own_stack: Stack) -> None:
+    pids = [service["pid"] for service in own_stack.state()["services"].values()]
+    own_stack.process.send_signal(signal.SIGTERM)
+    assert own_stack.process.wait(60) == 0
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    leftovers = subprocess.run(["pgrep", "-f", str(stack.data_dir)], capture_output=True, text=True).stdout
-    assert leftovers.strip() == ""
+    leftovers = subprocess.run(["pgrep", "-f", str(own_stack.data_dir)], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
 
 
 def _first_invitation(body: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any
 
@@ -14,25 +14,15 @@ import pytest
 
 from tests.conftest import eventually
 from tests.support.factories import purchase
-from tests.support.stack import Stack, StackLauncher, new_tenant, stack_launcher, stop
+from tests.support.stack import Stack, new_tenant
 
 SERVICES = ("survey", "scoring", "alerting", "reporting")
 
 
 @pytest.fixture(scope="module")
-def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackLauncher]:
-    launched = stack_launcher(tmp_path_factory.mktemp("stack"))
-    yield launched
-    stop(launched.processes)
-
-
-@pytest.fixture(scope="module")
-def stack(launcher: StackLauncher) -> Iterator[Stack]:
-    started = launcher.start()
-    try:
-        yield started
-    finally:
-        stop([started.process])
+def stack(shared_stack: Stack) -> Stack:
+    # The session's shared stack (tests/e2e/conftest.py); the test's two tenants are its own.
+    return shared_stack
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ from tests.conftest import (
     read_topic,
 )
 from tests.integration.test_trigger_cli import nps
-from tests.integration.test_trigger_concurrency import published_requests
+from tests.integration.test_trigger_concurrency import published_requests, request_ends
 from tests.integration.test_trigger_intake import is_request_for
 from tests.support.factories import cloud_event, purchase, ticket
 from tests.support.services import decisions, post_event, post_events, trigger_with_tenant
@@ -541,6 +541,7 @@ async def test_the_first_touchpoint_of_one_type_warns_that_the_other_type_is_tak
 
 async def test_a_dry_run_answers_what_would_happen_and_records_nothing(start_service: StartService) -> None:
     service, tenant = await trigger_with_tenant(start_service)
+    since = await request_ends(service)
     customer = f"c-{uuid.uuid4().hex}"
     order = purchase(customer)
     dry = await service.client.post("/v1/decisions/dry-run", json=order, headers=tenant.headers)
@@ -566,7 +567,7 @@ async def test_a_dry_run_answers_what_would_happen_and_records_nothing(start_ser
     again = await service.client.post("/v1/decisions/dry-run", json=order, headers=tenant.headers)
     assert again.json()["outcome"] == "duplicate"
     assert len(await decisions(service, tenant, customer)) == 1
-    requests = await published_requests(service, {customer})
+    requests = await published_requests(service, {customer}, since)
     assert [r["id"] for r in requests] == [real["invitation_id"]]
 
     bad = await service.client.post(

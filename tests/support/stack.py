@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from libs.devstack.pg import pg_binaries
 from libs.devstack.ports import ephemeral_start, free_port, port_is_free
 from libs.devstack.smtp_sink import messages_to
+from tests.conftest import CONSUMER_GROUP_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What would point the stack at other servers, or give it a known admin token.
@@ -115,7 +116,9 @@ def stack_launcher(
     :data:`OUTSIDE_SETTINGS` and ``unset``, plus ``env``; the demo tenant only if ``demo``;
     ``replicas`` processes of every service (`REPLICAS=2 make run`)."""
     dropped = {*OUTSIDE_SETTINGS, *unset}
-    environment = {k: v for k, v in os.environ.items() if k not in dropped} | (env or {})
+    # The consumer-group timing the in-process services of the tests get (a join held 1.5 s, not 5).
+    groups = {name.upper(): str(value) for name, value in CONSUMER_GROUP_SETTINGS.items()}
+    environment = groups | {k: v for k, v in os.environ.items() if k not in dropped} | (env or {})
     command = [sys.executable, "-m", "libs.devstack.run", "--data-dir", str(data_dir)]
     # Replica k listens 10*k above the first (libs.devstack.run.REPLICA_PORT_STEP).
     command += [
