@@ -123,23 +123,34 @@ def decode_cursor(cursor: str, keyset: Sequence[ColumnElement[Any]]) -> list[Any
         if not isinstance(values, list) or len(values) != len(keyset):
             raise ValueError("wrong length")
         return [_typed(column, value) for column, value in zip(keyset, values, strict=True)]
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError, RecursionError, binascii.Error):
         raise PageRequestError("after", "not a cursor of this section") from None
 
 
 def _typed(column: ColumnElement[Any], value: object) -> object:
+    """A cursor's value as its column's type. What Postgres would refuse (a time without its zone,
+    an integer past 64 bits, a NUL character) is refused here, as not a cursor."""
     kind = column.type.python_type
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise ValueError("a cursor holds strings and numbers")
-    if kind is datetime:
-        return datetime.fromisoformat(str(value))
-    if kind is date:
-        return date.fromisoformat(str(value))
-    if kind is uuid.UUID:
-        return uuid.UUID(str(value))
     if kind is int:
-        return int(value)
-    return str(value)
+        number = int(value)
+        if not -(2**63) <= number < 2**63:
+            raise ValueError("past 64 bits")
+        return number
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError("a NUL character")
+    if kind is datetime:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            raise ValueError("a time without its zone")
+        return moment
+    if kind is date:
+        return date.fromisoformat(text)
+    if kind is uuid.UUID:
+        return uuid.UUID(text)
+    return text
 
 
 async def section_page(
