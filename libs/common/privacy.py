@@ -90,9 +90,6 @@ class Section:
     def truncated(self) -> bool:
         return self.next is not None
 
-    def as_json(self) -> dict[str, Json]:
-        return {"items": list(self.items), "truncated": self.truncated, "next": self.next}
-
 
 def json_value(value: object) -> Json:
     """Database values as JSON: ids and times as strings, amounts as exact decimal strings."""
@@ -194,10 +191,6 @@ async def customer_pages(
     if section not in sections:
         raise PageRequestError("section", f"no such section; this service has {', '.join(sections)}")
     return {section: await section_page(session, sections[section], after=after, limit=limit)}
-
-
-def sections_json(sections: Mapping[str, Section]) -> dict[str, Json]:
-    return {name: section.as_json() for name, section in sections.items()}
 
 
 class SectionView(BaseModel):

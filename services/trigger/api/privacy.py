@@ -2,7 +2,8 @@
 ``GET /v1/customers/{customer_id}/export``, a customer's right of access. Everything the platform
 holds about one customer of the calling tenant, as one JSON document: the trigger's own part and
 each other service's ``GET /v1/customers/{customer_id}/data``, asked over HTTP with the caller's own
-credentials, so every service applies its own tenant check."""
+credentials, so every service applies its own tenant check. Every section is followed page by page
+and streamed out as it comes, so the document is whole and memory is a page."""
 
 from __future__ import annotations
 
