@@ -1,25 +1,33 @@
 """The machinery of a customer's right of access (``GET /v1/customers/{id}/data`` in every service,
-gathered by the trigger's ``GET /v1/customers/{id}/export``): sections of rows, each capped.
+gathered by the trigger's ``GET /v1/customers/{id}/export``): sections of rows, read in keyset pages.
 
-Each repository builds its own queries (all SQL stays in the repositories); this runs one with a cap
-and turns its rows into JSON-ready dictionaries, so an export's memory is bounded by
-``SECTION_LIMIT`` rows a section whatever the customer holds.
+Each repository builds its own queries (all SQL stays in the repositories); this reads one page of
+one at a time and turns its rows into JSON-ready dictionaries, so memory is bounded by a page
+(``SECTION_LIMIT`` rows) whatever the customer holds, and the trigger follows every section's
+pages to give the whole of it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, TypeAlias
+from typing import Annotated, Any, TypeAlias
 
+from fastapi import HTTPException, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import Select
+from sqlalchemy import ColumnElement, Select, literal, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
+
+from libs.common.http import error_body
 
 #: The development default of PRIVACY_HASH_KEY; production requires a real key.
 DEV_PRIVACY_HASH_KEY = "dev-privacy-hash-key"
@@ -36,7 +44,7 @@ def address_hash(key: str, email: str) -> str:
     return hmac.new(key.encode(), normalised_address(email).encode(), hashlib.sha256).hexdigest()
 
 
-#: Rows a section holds at most: the newest ones; ``truncated`` says when there were more.
+#: Rows a page of a section holds at most (``limit`` of ``/data``, and its default).
 SECTION_LIMIT = 1000
 
 Json: TypeAlias = bool | int | float | str | list["Json"] | dict[str, "Json"] | None
@@ -44,15 +52,43 @@ Json: TypeAlias = bool | int | float | str | list["Json"] | dict[str, "Json"] | 
 AnySelect: TypeAlias = Select[*tuple[Any, ...]]
 
 
+class PageRequestError(ValueError):
+    """A page that cannot be given: an unknown section, or a cursor this service did not write."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class KeysetSection:
+    """One kind of row held about a customer, read a page at a time.
+
+    ``query`` selects the customer's rows (filtered, neither ordered nor limited); ``keyset`` names
+    columns that are never null and unique together: pages run down them, greatest first, and an
+    index must serve ``WHERE <the query's filter> AND (keyset) < (cursor) ORDER BY keyset DESC``.
+    ``omit`` names columns never given out (secrets such as token hashes)."""
+
+    query: AnySelect
+    keyset: tuple[ColumnElement[Any] | QueryableAttribute[Any], ...]
+    omit: tuple[str, ...] = ()
+
+    def columns(self) -> list[ColumnElement[Any]]:
+        return [
+            key.__clause_element__() if isinstance(key, QueryableAttribute) else key for key in self.keyset
+        ]
+
+
 @dataclass(frozen=True)
 class Section:
-    """One kind of row held about a customer: the newest ``SECTION_LIMIT`` and whether that is all."""
+    """One page of a section: its rows, and the cursor of the next page when there are more."""
 
     items: list[dict[str, Json]] = field(default_factory=list)
-    truncated: bool = False
+    next: str | None = None
 
-    def as_json(self) -> dict[str, Json]:
-        return {"items": list(self.items), "truncated": self.truncated}
+    @property
+    def truncated(self) -> bool:
+        return self.next is not None
 
 
 def json_value(value: object) -> Json:
@@ -70,27 +106,102 @@ def json_value(value: object) -> Json:
     return str(value)
 
 
-async def capped_section(
-    session: AsyncSession, query: AnySelect, *, limit: int = SECTION_LIMIT, omit: Iterable[str] = ()
+def encode_cursor(values: Sequence[object]) -> str:
+    """The opaque cursor of a page's last row: its keyset values, as URL-safe base64 of JSON."""
+    packed = json.dumps([json_value(value) for value in values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(packed.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, keyset: Sequence[ColumnElement[Any]]) -> list[Any]:
+    """The keyset values of a cursor, typed as the columns are; :class:`PageRequestError` if it is
+    not one this service wrote for this section."""
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(values, list) or len(values) != len(keyset):
+            raise ValueError("wrong length")
+        return [_typed(column, value) for column, value in zip(keyset, values, strict=True)]
+    except (ValueError, TypeError, RecursionError, binascii.Error):
+        raise PageRequestError("after", "not a cursor of this section") from None
+
+
+def _typed(column: ColumnElement[Any], value: object) -> object:
+    """A cursor's value as its column's type. What Postgres would refuse (a time without its zone,
+    an integer past 64 bits, a NUL character) is refused here, as not a cursor."""
+    kind = column.type.python_type
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValueError("a cursor holds strings and numbers")
+    if kind is int:
+        number = int(value)
+        if not -(2**63) <= number < 2**63:
+            raise ValueError("past 64 bits")
+        return number
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError("a NUL character")
+    if kind is datetime:
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            raise ValueError("a time without its zone")
+        return moment
+    if kind is date:
+        return date.fromisoformat(text)
+    if kind is uuid.UUID:
+        return uuid.UUID(text)
+    return text
+
+
+async def section_page(
+    session: AsyncSession, section: KeysetSection, *, after: str | None = None, limit: int = SECTION_LIMIT
 ) -> Section:
-    """Run ``query`` (already ordered newest first) for at most ``limit`` rows; ``omit`` names
-    columns never given out (secrets such as token hashes)."""
-    hidden = set(omit)
-    rows = (await session.execute(query.limit(limit + 1))).mappings().all()
+    """One page of ``section``: at most ``limit`` rows after the cursor ``after`` (the first page
+    without it), greatest keyset first, and the cursor of the next page if there is one."""
+    keyset = section.columns()
+    labels = [f"_keyset_{i}" for i in range(len(keyset))]
+    query = section.query.add_columns(
+        *(column.label(name) for column, name in zip(keyset, labels, strict=True))
+    )
+    if after is not None:
+        values = decode_cursor(after, keyset)
+        bound = [literal(value, column.type) for column, value in zip(keyset, values, strict=True)]
+        query = query.where(tuple_(*keyset) < tuple_(*bound) if len(keyset) > 1 else keyset[0] < bound[0])
+    query = query.order_by(*(column.desc() for column in keyset)).limit(limit + 1)
+    rows = (await session.execute(query)).mappings().all()
+    hidden = {*section.omit, *labels}
     items = [
         {str(name): json_value(value) for name, value in row.items() if name not in hidden}
         for row in rows[:limit]
     ]
-    return Section(items, truncated=len(rows) > limit)
+    more = len(rows) > limit
+    return Section(items, encode_cursor([rows[limit - 1][name] for name in labels]) if more else None)
 
 
-def sections_json(sections: Mapping[str, Section]) -> dict[str, Json]:
-    return {name: section.as_json() for name, section in sections.items()}
+async def customer_pages(
+    session: AsyncSession,
+    sections: Mapping[str, KeysetSection],
+    *,
+    section: str | None = None,
+    after: str | None = None,
+    limit: int = SECTION_LIMIT,
+) -> dict[str, Section]:
+    """The first page of every section, or the page of ``section`` after ``after``."""
+    if section is None:
+        if after is not None:
+            raise PageRequestError("after", "a cursor belongs to one section: name it with `section`")
+        return {name: await section_page(session, each, limit=limit) for name, each in sections.items()}
+    if section not in sections:
+        raise PageRequestError("section", f"no such section; this service has {', '.join(sections)}")
+    return {section: await section_page(session, sections[section], after=after, limit=limit)}
 
 
 class SectionView(BaseModel):
-    items: list[dict[str, Any]] = Field(description="the rows, newest first, as the service keeps them")
-    truncated: bool = Field(description="true when there are more than `section_limit` rows")
+    items: list[dict[str, Any]] = Field(
+        description="the rows of this page, greatest keyset (mostly newest) first"
+    )
+    truncated: bool = Field(description="true when there are more rows than this page: `next` pages on")
+    next: str | None = Field(
+        None,
+        description="the opaque cursor of the next page (`?section=<name>&after=<next>`); null at the end",
+    )
 
 
 class CustomerPart(BaseModel):
@@ -102,24 +213,54 @@ class CustomerPart(BaseModel):
     sections: dict[str, SectionView]
 
 
-def customer_part(service: str, customer_id: str, sections: Mapping[str, Section]) -> CustomerPart:
+def customer_part(
+    service: str, customer_id: str, sections: Mapping[str, Section], *, limit: int = SECTION_LIMIT
+) -> CustomerPart:
     return CustomerPart(
         service=service,
         customer_id=customer_id,
-        section_limit=SECTION_LIMIT,
+        section_limit=limit,
         sections={
-            name: SectionView(items=section.items, truncated=section.truncated)
+            name: SectionView(items=section.items, truncated=section.truncated, next=section.next)
             for name, section in sections.items()
         },
     )
 
 
+async def data_answer(
+    service: str, customer_id: str, read: Callable[[], Awaitable[Mapping[str, Section]]], *, limit: int
+) -> CustomerPart:
+    """A ``/data`` route's answer: ``read``'s sections, or 422 ``invalid_page`` naming the field."""
+    try:
+        sections = await read()
+    except PageRequestError as bad:
+        raise HTTPException(
+            422, error_body("invalid_page", str(bad), [{"field": f"query.{bad.field}", "message": str(bad)}])
+        ) from None
+    return customer_part(service, customer_id, sections, limit=limit)
+
+
+SectionParam = Annotated[
+    str | None,
+    Query(
+        max_length=60,
+        description="one section only (its name in `sections`); with `after`, the page after it",
+    ),
+]
+AfterParam = Annotated[
+    str | None, Query(max_length=2000, description="the `next` cursor of the section's previous page")
+]
+LimitParam = Annotated[int, Query(ge=1, le=SECTION_LIMIT, description="rows a page holds at most")]
+
 #: The path parameter every ``/v1/customers/{customer_id}/...`` route takes, as intake's ids.
 CUSTOMER_ID_DOC = "the tenant's own customer id, as sent with its events (1-200 characters)"
 
-DATA_ROUTE_DOC = """Everything this service holds about one customer of the calling tenant, as JSON: one
-section per kind of row, each the newest `section_limit` rows with `truncated` true when there are
-more. Another tenant's customer, or an unknown one, gives empty sections: a tenant sees only its
-own rows, and cannot tell whether another tenant has a customer of that id. Secrets (survey link
-tokens and their hashes) are never included. The trigger's `GET /v1/customers/{customer_id}/export`
-gathers every service's part."""
+DATA_ROUTE_DOC = """Everything this service holds about one customer of the calling tenant, as JSON, a page
+at a time: one section per kind of row, each its first `limit` rows (greatest keyset, mostly newest,
+first) with `truncated` true and `next` a cursor when there are more; `?section=<name>&after=<next>`
+gives the next page of that section, and only that section. Pages run down keys that never change,
+so a row comes once however the pages are spread in time. Another tenant's customer, or an unknown
+one, gives empty sections: a tenant sees only its own rows, and cannot tell whether another tenant
+has a customer of that id. Secrets (survey link tokens and their hashes) are never included. The
+trigger's `GET /v1/customers/{customer_id}/export` gathers every service's part, following every
+page."""

@@ -139,7 +139,7 @@ class FollowupCase(Base):
         Index("ix_followup_cases_assignee_due", "tenant_id", "assignee_user_id", "due_at"),
         Index("ix_followup_cases_team_due", "tenant_id", "team_id", "due_at"),
         # The customer's earlier cases, on every case page.
-        Index("ix_followup_cases_customer", "tenant_id", "customer_id"),
+        Index("ix_followup_cases_customer", "tenant_id", "customer_id", "opened_at", "id"),
         # The retention job's scan (services/alerting/repository.py, apply_retention).
         Index(
             "ix_followup_cases_retention_comment",
@@ -308,7 +308,7 @@ class Answer(Base):
 
     #: The customer's earlier scores, on every case page.
     __table_args__ = (
-        Index("ix_answers_customer", "tenant_id", "customer_id", "responded_at"),
+        Index("ix_answers_customer", "tenant_id", "customer_id", "responded_at", "response_id"),
         # The retention job's scan (services/alerting/repository.py, apply_retention).
         Index(
             "ix_answers_retention_comment",
@@ -348,7 +348,7 @@ class Notification(Base):
     __table_args__ = (
         UniqueConstraint("dedup_key", name="uq_notifications_dedup_key"),
         # An erasure finds the emails about a customer's cases (and a tenant's digests) by this.
-        Index("ix_notifications_case", "tenant_id", "case_id"),
+        Index("ix_notifications_case", "tenant_id", "case_id", "id"),
         Index(
             "ix_notifications_pending",
             "next_attempt_at",
@@ -431,7 +431,7 @@ class WebhookDelivery(Base):
             postgresql_where=text("state = 'pending'"),
         ),
         Index("ix_webhook_deliveries_log", "endpoint_id", "id"),
-        Index("ix_webhook_deliveries_customer", "tenant_id", "customer_id"),
+        Index("ix_webhook_deliveries_customer", "tenant_id", "customer_id", "id"),
     )
 
 

@@ -34,6 +34,7 @@ from sqlalchemy import (
     update,
     values,
 )
+from sqlalchemy import case as sql_case
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -42,7 +43,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
 from libs.common.jobs import Due
-from libs.common.privacy import AnySelect, Section, capped_section
+from libs.common.privacy import SECTION_LIMIT, KeysetSection, Section, customer_pages
 from libs.common.retention import retention_update
 from services.alerting.desk_rows import CaseDetail, Choice, DeskPage, DeskRow
 from services.alerting.domain.desk import BAND_SCORES, UNASSIGNED, CaseFilter, Cursor, Scope
@@ -62,6 +63,7 @@ from services.alerting.models import (
     Team,
     TeamMember,
     User,
+    WebhookDelivery,
 )
 from services.alerting.repository_webhooks import WebhookQueries
 from services.alerting.schemas import desk_policy
@@ -295,42 +297,100 @@ class AlertingRepository(WebhookQueries):
 
     # --- Privacy: a customer's data (export) ----------------------------------------------------
 
-    async def customer_data(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, Section]:
-        """What alerting holds about one customer of one tenant, each kind capped, newest first: the
-        follow-up cases, their notes and contacts, and alerting's copy of the answers. Staff
-        addresses (owner, account owner) are the tenant's people's data, not the customer's."""
-        cases = await capped_section(
-            self._session,
-            select(FollowupCase.__table__)
-            .where(FollowupCase.tenant_id == tenant_id, FollowupCase.customer_id == customer_id)
-            .order_by(FollowupCase.opened_at.desc(), FollowupCase.id),
-            omit=("owner_email", "account_owner_email"),
-        )
+    def customer_sections(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, KeysetSection]:
+        """What alerting holds about one customer of one tenant, by kind, each read in pages down an
+        index: the follow-up cases, their notes, contacts and the rest of their timelines, the emails
+        and chat messages about them (they quote the comment), alerting's copy of the answers and
+        the outbound webhook deliveries about the customer. Staff addresses (owner, account owner,
+        an email's recipient) are the tenant's people's data, not the customer's; a digest tells of
+        many customers' cases and is not given."""
         of_cases = select(FollowupCase.id).where(
             FollowupCase.tenant_id == tenant_id, FollowupCase.customer_id == customer_id
         )
 
-        def case_events(kind: str) -> AnySelect:
-            return (
-                select(CaseEvent.case_id, CaseEvent.at, CaseEvent.actor, CaseEvent.body, CaseEvent.data)
-                .where(
-                    CaseEvent.tenant_id == tenant_id, CaseEvent.kind == kind, CaseEvent.case_id.in_(of_cases)
-                )
-                .order_by(CaseEvent.at.desc(), CaseEvent.id)
+        def timeline(*kinds: str, other: bool = False) -> KeysetSection:
+            kind = CaseEvent.kind.not_in(kinds) if other else CaseEvent.kind.in_(kinds)
+            return KeysetSection(
+                select(
+                    CaseEvent.case_id,
+                    CaseEvent.kind,
+                    CaseEvent.at,
+                    CaseEvent.actor,
+                    CaseEvent.body,
+                    CaseEvent.data,
+                ).where(CaseEvent.tenant_id == tenant_id, kind, CaseEvent.case_id.in_(of_cases)),
+                (CaseEvent.id,),
             )
 
-        answers = await capped_section(
-            self._session,
-            select(Answer.__table__)
-            .where(Answer.tenant_id == tenant_id, Answer.customer_id == customer_id)
-            .order_by(Answer.responded_at.desc(), Answer.response_id),
+        status = sql_case(
+            (Notification.sent_at.is_not(None), "sent"),
+            (Notification.failed_at.is_not(None), "failed"),
+            else_="pending",
         )
         return {
-            "cases": cases,
-            "notes": await capped_section(self._session, case_events("note")),
-            "contacts": await capped_section(self._session, case_events("contact")),
-            "answers": answers,
+            "cases": KeysetSection(
+                select(FollowupCase.__table__).where(
+                    FollowupCase.tenant_id == tenant_id, FollowupCase.customer_id == customer_id
+                ),
+                (FollowupCase.opened_at, FollowupCase.id),
+                omit=("owner_email", "account_owner_email"),
+            ),
+            "notes": timeline("note"),
+            "contacts": timeline("contact"),
+            "timeline": timeline("note", "contact", other=True),
+            "notifications": KeysetSection(
+                select(
+                    Notification.case_id,
+                    Notification.kind,
+                    Notification.channel,
+                    Notification.subject,
+                    Notification.body,
+                    status.label("status"),
+                    Notification.attempts,
+                    Notification.created_at,
+                    Notification.sent_at,
+                    Notification.failed_at,
+                ).where(Notification.tenant_id == tenant_id, Notification.case_id.in_(of_cases)),
+                (Notification.id,),
+            ),
+            "answers": KeysetSection(
+                select(Answer.__table__).where(
+                    Answer.tenant_id == tenant_id, Answer.customer_id == customer_id
+                ),
+                (Answer.responded_at, Answer.response_id),
+            ),
+            "webhook_deliveries": KeysetSection(
+                select(
+                    WebhookDelivery.message_id,
+                    WebhookDelivery.event_type,
+                    WebhookDelivery.payload,
+                    WebhookDelivery.state,
+                    WebhookDelivery.attempts,
+                    WebhookDelivery.created_at,
+                    WebhookDelivery.delivered_at,
+                    WebhookDelivery.failed_at,
+                ).where(WebhookDelivery.tenant_id == tenant_id, WebhookDelivery.customer_id == customer_id),
+                (WebhookDelivery.id,),
+            ),
         }
+
+    async def customer_data(
+        self,
+        tenant_id: uuid.UUID,
+        customer_id: str,
+        *,
+        section: str | None = None,
+        after: str | None = None,
+        limit: int = SECTION_LIMIT,
+    ) -> dict[str, Section]:
+        """A page of alerting's sections (:meth:`customer_sections`), as every ``/data`` gives."""
+        return await customer_pages(
+            self._session,
+            self.customer_sections(tenant_id, customer_id),
+            section=section,
+            after=after,
+            limit=limit,
+        )
 
     @contextlib.asynccontextmanager
     async def answer_batch(self, answers: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> AsyncIterator[None]:

@@ -103,7 +103,13 @@ class Response(Base):
             postgresql_where=text("comment <> ''"),
         ),
         # A purchase finds its customer's answers of the year before it.
-        Index("ix_responses_tenant_customer_responded_at", "tenant_id", "customer_id", "responded_at"),
+        Index(
+            "ix_responses_tenant_customer_responded_at",
+            "tenant_id",
+            "customer_id",
+            "responded_at",
+            "response_id",
+        ),
     )
 
 
@@ -118,7 +124,9 @@ class RecordedPurchase(Base):
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
-        Index("ix_purchases_tenant_customer_occurred_at", "tenant_id", "customer_id", "occurred_at"),
+        Index(
+            "ix_purchases_tenant_customer_occurred_at", "tenant_id", "customer_id", "occurred_at", "order_id"
+        ),
     )
 
 

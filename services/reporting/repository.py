@@ -33,6 +33,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
+    null,
     or_,
     select,
     text,
@@ -47,7 +48,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from libs.common.privacy import Section, capped_section
+from libs.common.privacy import SECTION_LIMIT, KeysetSection, Section, customer_pages, json_value
 from libs.common.retention import retention_update
 from services.reporting.domain.case_days import (
     CONTACT,
@@ -333,32 +334,85 @@ class ReportingRepository:
 
     # --- Privacy: a customer's data (export) ----------------------------------------------------
 
-    async def customer_data(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, Section]:
-        """The read model's rows of one customer of one tenant, each kind capped, newest first: the
-        answers, the purchases it was told of, and the cases of those answers. The funnel's facts
-        and the rollups hold no customer."""
-        responses = await capped_section(
-            self.session,
-            select(Response.__table__)
-            .where(Response.tenant_id == tenant_id, Response.customer_id == customer_id)
-            .order_by(Response.responded_at.desc(), Response.response_id),
-        )
-        purchases = await capped_section(
-            self.session,
-            select(RecordedPurchase.__table__)
-            .where(RecordedPurchase.tenant_id == tenant_id, RecordedPurchase.customer_id == customer_id)
-            .order_by(RecordedPurchase.occurred_at.desc(), RecordedPurchase.order_id),
-        )
+    def customer_sections(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, KeysetSection]:
+        """The read model's rows of one customer of one tenant, by kind, each read in pages down an
+        index: the answers, the purchases it was told of, and the cases of those answers. The
+        rollups hold no customer; the funnel's facts are kept by invitation (:meth:`funnel_facts`)."""
         answered = select(Response.response_id).where(
             Response.tenant_id == tenant_id, Response.customer_id == customer_id
         )
-        cases = await capped_section(
+        return {
+            "responses": KeysetSection(
+                select(Response.__table__).where(
+                    Response.tenant_id == tenant_id, Response.customer_id == customer_id
+                ),
+                (Response.responded_at, Response.response_id),
+            ),
+            "purchases": KeysetSection(
+                select(RecordedPurchase.__table__).where(
+                    RecordedPurchase.tenant_id == tenant_id, RecordedPurchase.customer_id == customer_id
+                ),
+                (RecordedPurchase.occurred_at, RecordedPurchase.order_id),
+            ),
+            "cases": KeysetSection(
+                select(FollowupCase.__table__).where(
+                    FollowupCase.tenant_id == tenant_id, FollowupCase.response_id.in_(answered)
+                ),
+                (FollowupCase.case_id,),
+            ),
+        }
+
+    async def customer_data(
+        self,
+        tenant_id: uuid.UUID,
+        customer_id: str,
+        *,
+        section: str | None = None,
+        after: str | None = None,
+        limit: int = SECTION_LIMIT,
+    ) -> dict[str, Section]:
+        """A page of reporting's sections (:meth:`customer_sections`), as every ``/data`` gives."""
+        return await customer_pages(
             self.session,
-            select(FollowupCase.__table__)
-            .where(FollowupCase.tenant_id == tenant_id, FollowupCase.response_id.in_(answered))
-            .order_by(FollowupCase.updated_at.desc(), FollowupCase.case_id),
+            self.customer_sections(tenant_id, customer_id),
+            section=section,
+            after=after,
+            limit=limit,
         )
-        return {"responses": responses, "purchases": purchases, "cases": cases}
+
+    async def funnel_facts(self, tenant_id: uuid.UUID, invitation_ids: Sequence[uuid.UUID]) -> Section:
+        """The funnel's facts of these invitations of this tenant, each a step it reached: ``sent``,
+        the steps after it (opened, clicked, reminded, bounced, unsubscribed, expired) and
+        ``failed`` with its reason. Reporting keeps them by invitation, not by customer: the export
+        names the customer's invitations (the survey's part), a page at a time, so this is one page.
+        Each lookup is one of the tables' primary keys."""
+        wanted = sorted(set(invitation_ids))
+        sent = select(
+            InvitationSent.invitation_id,
+            InvitationSent.touchpoint,
+            literal("sent").label("step"),
+            InvitationSent.sent_at.label("at"),
+            null().label("reason"),
+        ).where(InvitationSent.tenant_id == tenant_id, InvitationSent.invitation_id.in_(wanted))
+        steps = select(
+            InvitationStep.invitation_id,
+            InvitationStep.touchpoint,
+            InvitationStep.step,
+            InvitationStep.at,
+            null(),
+        ).where(InvitationStep.tenant_id == tenant_id, InvitationStep.invitation_id.in_(wanted))
+        failed = select(
+            InvitationFailure.invitation_id,
+            InvitationFailure.touchpoint,
+            literal("failed"),
+            InvitationFailure.at,
+            InvitationFailure.reason,
+        ).where(InvitationFailure.tenant_id == tenant_id, InvitationFailure.invitation_id.in_(wanted))
+        facts = union_all(sent, steps, failed).subquery()
+        rows = await self.session.execute(
+            select(facts).order_by(facts.c.at.desc(), facts.c.invitation_id, facts.c.step)
+        )
+        return Section([{str(k): json_value(v) for k, v in row.items()} for row in rows.mappings()])
 
     async def read_one_snapshot(self) -> None:
         """The rest of this transaction reads one consistent state (it must be its first statement)."""

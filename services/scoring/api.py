@@ -11,7 +11,15 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field, field_validator
 
 from libs.common.deps import Tenant, UoW
-from libs.common.privacy import CUSTOMER_ID_DOC, DATA_ROUTE_DOC, CustomerPart, customer_part
+from libs.common.privacy import (
+    CUSTOMER_ID_DOC,
+    DATA_ROUTE_DOC,
+    CustomerPart,
+    PageRequestError,
+    Section,
+    SectionParam,
+    data_answer,
+)
 from services.scoring.domain.cells import ROLLING_DAYS, rolling_window
 from services.scoring.domain.nps import Tally
 from services.scoring.domain.segments import BUILT_IN, MAX_DECLARED, MAX_VALUES, OTHER, declared_problem
@@ -197,9 +205,16 @@ async def get_customer_data(
             f"the export takes them from the survey's part), at most {MAX_RESPONSE_IDS} a call",
         ),
     ] = [],  # noqa: B006 - FastAPI copies a query default
+    section: SectionParam = None,
 ) -> CustomerPart:
     """Scoring's section: the scored answers (score, category's revision, day, segments, spend) of
-    the named responses of the calling tenant; another tenant's responses give nothing."""
+    the named responses of the calling tenant; another tenant's responses give nothing. The
+    responses named are a page: the export pages the survey's answers and names each page's."""
     repository: ScoringRepository = uow.repository
-    section = await repository.scored_answers(tenant.tenant_id, response_id)
-    return customer_part("scoring", customer_id, {"scored_answers": section})
+
+    async def read() -> dict[str, Section]:
+        if section not in (None, "scored_answers"):
+            raise PageRequestError("section", "no such section; this service has scored_answers")
+        return {"scored_answers": await repository.scored_answers(tenant.tenant_id, response_id)}
+
+    return await data_answer("scoring", customer_id, read, limit=MAX_RESPONSE_IDS)

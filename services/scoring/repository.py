@@ -12,7 +12,7 @@ from sqlalchemy import Row, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from libs.common.privacy import Section, capped_section
+from libs.common.privacy import KeysetSection, Section, section_page
 from services.scoring.domain.cells import ZERO, Bins, CellChange, CellKey, CountedAnswer
 from services.scoring.domain.nps import Tally
 from services.scoring.domain.revisions import HeldAnswer, TallyChange
@@ -180,23 +180,27 @@ class ScoringRepository:
 
     async def scored_answers(self, tenant_id: uuid.UUID, response_ids: Sequence[uuid.UUID]) -> Section:
         """The answers scoring counts, of these responses of this tenant. Scoring keeps answers by
-        response, not by customer: the export names the customer's responses (the survey's part)."""
-        return await capped_section(
+        response, not by customer: the export names the customer's responses (the survey's part), at
+        most a page of them, so this is one page."""
+        return await section_page(
             self.session,
-            select(
-                ScoredAnswer.response_id,
-                ScoredAnswer.touchpoint,
-                ScoredAnswer.score,
-                ScoredAnswer.revision,
-                ScoredAnswer.responded_on,
-                ScoredAnswer.segments,
-                ScoredAnswer.spend,
-                ScoredAnswer.updated_at,
-            )
-            .where(
-                ScoredAnswer.tenant_id == tenant_id, ScoredAnswer.response_id.in_(sorted(set(response_ids)))
-            )
-            .order_by(ScoredAnswer.responded_on.desc(), ScoredAnswer.response_id),
+            KeysetSection(
+                select(
+                    ScoredAnswer.response_id,
+                    ScoredAnswer.touchpoint,
+                    ScoredAnswer.score,
+                    ScoredAnswer.revision,
+                    ScoredAnswer.responded_on,
+                    ScoredAnswer.segments,
+                    ScoredAnswer.spend,
+                    ScoredAnswer.updated_at,
+                ).where(
+                    ScoredAnswer.tenant_id == tenant_id,
+                    ScoredAnswer.response_id.in_(sorted(set(response_ids))),
+                ),
+                (ScoredAnswer.responded_on, ScoredAnswer.response_id),
+            ),
+            limit=max(len(response_ids), 1),
         )
 
     async def touchpoint_totals(self, *, by_tenant: bool) -> list[TouchpointTotal]:

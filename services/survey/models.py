@@ -95,7 +95,7 @@ class Invitation(Base):
             "expires_at",
             postgresql_where=text("status = 'sent' AND expiry_recorded_at IS NULL"),
         ),
-        Index("ix_invitations_customer", "tenant_id", "customer_id", "created_at"),
+        Index("ix_invitations_customer", "tenant_id", "customer_id", "created_at", "id"),
         # The sender's two scans, each kept to the few rows that can be due.
         Index("ix_invitations_due", "send_at", postgresql_where=text("status = 'scheduled'")),
         Index("ix_invitations_sending", "sending_started_at", postgresql_where=text("status = 'sending'")),
@@ -132,7 +132,7 @@ class Response(Base):
         Index("ux_responses_invitation", "invitation_id", unique=True),
         Index("ix_responses_tenant", "tenant_id", "responded_at"),
         # An erasure finds the customer's answers by this.
-        Index("ix_responses_customer", "tenant_id", "customer_id"),
+        Index("ix_responses_customer", "tenant_id", "customer_id", "responded_at", "id"),
         # The retention job's scan (services/survey/repository.py, apply_retention).
         Index(
             "ix_responses_retention_comment",

@@ -40,7 +40,7 @@ from sqlalchemy.sql.expression import Update, Values
 
 from libs.common.erasure import ERASED_EMAIL
 from libs.common.jobs import Due
-from libs.common.privacy import SECTION_LIMIT, Section, capped_section
+from libs.common.privacy import SECTION_LIMIT, KeysetSection, PageRequestError, Section, customer_pages
 from libs.common.retention import retention_update
 from services.survey.domain.answers import FollowUp
 from services.survey.domain.delivery import InvitationStatus
@@ -244,56 +244,77 @@ class SurveyRepository:
 
     # --- Privacy: a customer's data (export) ----------------------------------------------------
 
-    async def customer_data(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, Section]:
-        """Everything the survey holds about one customer of one tenant, each kind capped, newest
-        first: never the link's token hash nor the trace context (no secrets, nobody else's)."""
-        invitations = await capped_section(
-            self._session,
-            select(Invitation.__table__)
-            .where(Invitation.tenant_id == tenant_id, Invitation.customer_id == customer_id)
-            .order_by(Invitation.created_at.desc(), Invitation.id),
-            omit=("token_hash", "trace_context"),
-        )
+    def customer_sections(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, KeysetSection]:
+        """The survey's kinds of row about one customer of one tenant, each read in pages down an
+        index: never the link's token hash nor the trace context (no secrets, nobody else's)."""
         mine = and_(Response.tenant_id == tenant_id, Response.customer_id == customer_id)
-        answers = await capped_section(
-            self._session,
-            select(
-                Response.id.label("response_id"),
-                Response.invitation_id,
-                Response.touchpoint,
-                Response.score,
-                Response.responded_at,
-                Response.revision,
-                Response.updated_at,
-            )
-            .where(mine)
-            .order_by(Response.responded_at.desc(), Response.id),
-        )
-        comments = await capped_section(
-            self._session,
-            select(Response.id.label("response_id"), Response.comment, Response.responded_at)
-            .where(mine, Response.comment.is_not(None), Response.comment != "")
-            .order_by(Response.responded_at.desc(), Response.id),
-        )
-        follow_ups = await capped_section(
-            self._session,
-            select(
-                Response.id.label("response_id"),
-                Response.recommended,
-                Response.csat,
-                Response.effort,
-                Response.responded_at,
-            )
-            .where(
-                mine,
-                or_(
-                    Response.recommended.is_not(None),
-                    Response.csat.is_not(None),
-                    Response.effort.is_not(None),
+        by_answer = (Response.responded_at, Response.id)
+        return {
+            "invitations": KeysetSection(
+                select(Invitation.__table__).where(
+                    Invitation.tenant_id == tenant_id, Invitation.customer_id == customer_id
                 ),
-            )
-            .order_by(Response.responded_at.desc(), Response.id),
-        )
+                (Invitation.created_at, Invitation.id),
+                omit=("token_hash", "trace_context"),
+            ),
+            "answers": KeysetSection(
+                select(
+                    Response.id.label("response_id"),
+                    Response.invitation_id,
+                    Response.touchpoint,
+                    Response.score,
+                    Response.responded_at,
+                    Response.revision,
+                    Response.updated_at,
+                ).where(mine),
+                by_answer,
+            ),
+            "comments": KeysetSection(
+                select(Response.id.label("response_id"), Response.comment, Response.responded_at).where(
+                    mine, Response.comment.is_not(None), Response.comment != ""
+                ),
+                by_answer,
+            ),
+            "follow_up_answers": KeysetSection(
+                select(
+                    Response.id.label("response_id"),
+                    Response.recommended,
+                    Response.csat,
+                    Response.effort,
+                    Response.responded_at,
+                ).where(
+                    mine,
+                    or_(
+                        Response.recommended.is_not(None),
+                        Response.csat.is_not(None),
+                        Response.effort.is_not(None),
+                    ),
+                ),
+                by_answer,
+            ),
+        }
+
+    async def customer_data(
+        self,
+        tenant_id: uuid.UUID,
+        customer_id: str,
+        *,
+        section: str | None = None,
+        after: str | None = None,
+        limit: int = SECTION_LIMIT,
+    ) -> dict[str, Section]:
+        """A page of the survey's sections (:meth:`customer_sections`), and ``suppression``, one row
+        whatever the customer holds: the list keeps hashes, so whether this customer's addresses
+        are on it is all it can say."""
+        if section == "suppression":
+            if after is not None:
+                raise PageRequestError("after", "the suppression section is one page")
+            pages: dict[str, Section] = {}
+        else:
+            sections = self.customer_sections(tenant_id, customer_id)
+            pages = await customer_pages(self._session, sections, section=section, after=after, limit=limit)
+            if section is not None:
+                return pages
         addresses = (
             await self._session.scalars(
                 select(func.lower(Invitation.email))
@@ -303,14 +324,7 @@ class SurveyRepository:
             )
         ).all()
         suppressed = await self.suppressed([(tenant_id, address) for address in addresses])
-        return {
-            "invitations": invitations,
-            "answers": answers,
-            "comments": comments,
-            "follow_up_answers": follow_ups,
-            # The list holds hashes: what can be said is whether this customer's addresses are on it.
-            "suppression": Section([{"unsubscribed": bool(suppressed)}]),
-        }
+        return {**pages, "suppression": Section([{"unsubscribed": bool(suppressed)}])}
 
     async def customer_invitations(self, tenant_id: uuid.UUID, customer_id: str) -> list[uuid.UUID]:
         """The customer's invitations, locked (the sender or a page may be updating one)."""

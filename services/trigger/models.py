@@ -88,7 +88,11 @@ class SourceRecord(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (Index("ix_source_records_customer", "tenant_id", "customer_id"),)
+    __table_args__ = (
+        Index(
+            "ix_source_records_customer", "tenant_id", "customer_id", "decided_at", "source_ref", "touchpoint"
+        ),
+    )
 
 
 class Touchpoint(Base):
@@ -132,7 +136,7 @@ class Decision(Base):
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
-        Index("ix_decisions_customer", "tenant_id", "customer_id", "decided_at"),
+        Index("ix_decisions_customer", "tenant_id", "customer_id", "decided_at", "id"),
         Index("ux_decisions_event", "tenant_id", "event_id", unique=True),
         #: The decisions export reads a tenant's range in (decided_at, id) order, in keyset batches.
         Index("ix_decisions_tenant_time", "tenant_id", "decided_at", "id"),
@@ -158,6 +162,7 @@ class Purchase(Base):
             "tenant_id",
             "customer_id",
             "occurred_at",
+            "order_id",
             postgresql_include=["currency", "amount_minor"],
         ),
         CheckConstraint("amount_minor >= 0", name="ck_purchases_amount"),

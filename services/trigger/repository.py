@@ -35,7 +35,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from libs.common.db import copy_rows
-from libs.common.privacy import DEV_PRIVACY_HASH_KEY, Section, capped_section
+from libs.common.privacy import (
+    DEV_PRIVACY_HASH_KEY,
+    SECTION_LIMIT,
+    KeysetSection,
+    Section,
+    customer_pages,
+)
 from services.trigger.domain.consent import address_record
 from services.trigger.domain.history import ContactRecord
 from services.trigger.models import (
@@ -433,30 +439,62 @@ class TriggerRepository:
 
     # --- Privacy: a customer's data (export) ----------------------------------------------------
 
-    async def customer_data(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, Section]:
-        """What the trigger holds about one customer of one tenant, each kind capped, newest first:
-        the customer record (its rest-period clock, contact details, attributes, unsubscribe), the
-        decisions taken about them and the purchases recorded."""
-        customer = await capped_section(
-            self.session,
-            select(Customer.__table__).where(
-                Customer.tenant_id == tenant_id, Customer.customer_id == customer_id
+    def customer_sections(self, tenant_id: uuid.UUID, customer_id: str) -> dict[str, KeysetSection]:
+        """What the trigger holds about one customer of one tenant, by kind: the customer record (its
+        rest-period clock, contact details, attributes, unsubscribe), the per-touchpoint clocks, the
+        decisions taken about them, the source records (orders and tickets decided, with the
+        invitation each made) and the purchases recorded. Each is read down an index in pages."""
+        return {
+            "customer": KeysetSection(
+                select(Customer.__table__).where(
+                    Customer.tenant_id == tenant_id, Customer.customer_id == customer_id
+                ),
+                (Customer.customer_id,),
+                omit=("account_owner_email",),
             ),
-            omit=("account_owner_email",),
-        )
-        decisions = await capped_section(
+            "touchpoints": KeysetSection(
+                select(CustomerTouchpoint.__table__).where(
+                    CustomerTouchpoint.tenant_id == tenant_id, CustomerTouchpoint.customer_id == customer_id
+                ),
+                (CustomerTouchpoint.touchpoint,),
+            ),
+            "decisions": KeysetSection(
+                select(Decision.__table__).where(
+                    Decision.tenant_id == tenant_id, Decision.customer_id == customer_id
+                ),
+                (Decision.decided_at, Decision.id),
+            ),
+            "source_records": KeysetSection(
+                select(SourceRecord.__table__).where(
+                    SourceRecord.tenant_id == tenant_id, SourceRecord.customer_id == customer_id
+                ),
+                (SourceRecord.decided_at, SourceRecord.source_ref, SourceRecord.touchpoint),
+            ),
+            "purchases": KeysetSection(
+                select(Purchase.__table__).where(
+                    Purchase.tenant_id == tenant_id, Purchase.customer_id == customer_id
+                ),
+                (Purchase.occurred_at, Purchase.order_id),
+            ),
+        }
+
+    async def customer_data(
+        self,
+        tenant_id: uuid.UUID,
+        customer_id: str,
+        *,
+        section: str | None = None,
+        after: str | None = None,
+        limit: int = SECTION_LIMIT,
+    ) -> dict[str, Section]:
+        """A page of the trigger's sections (:meth:`customer_sections`), as every ``/data`` gives."""
+        return await customer_pages(
             self.session,
-            select(Decision.__table__)
-            .where(Decision.tenant_id == tenant_id, Decision.customer_id == customer_id)
-            .order_by(Decision.decided_at.desc(), Decision.id.desc()),
+            self.customer_sections(tenant_id, customer_id),
+            section=section,
+            after=after,
+            limit=limit,
         )
-        purchases = await capped_section(
-            self.session,
-            select(Purchase.__table__)
-            .where(Purchase.tenant_id == tenant_id, Purchase.customer_id == customer_id)
-            .order_by(Purchase.occurred_at.desc(), Purchase.order_id),
-        )
-        return {"customer": customer, "decisions": decisions, "purchases": purchases}
 
     # --- Privacy: retention ---------------------------------------------------------------------
 

@@ -81,6 +81,8 @@ async def test_the_export_holds_the_customers_purchase_score_comment_and_case_an
             and body["alerting"]["cases"]["items"]
             and body["reporting"]["responses"]["items"]
             and body["reporting"]["cases"]["items"]
+            and body["reporting"]["funnel"]["items"]
+            and body["alerting"]["notifications"]["items"]
         )
         return body if ready else None
 
@@ -101,6 +103,18 @@ async def test_the_export_holds_the_customers_purchase_score_comment_and_case_an
     [case] = export["alerting"]["cases"]["items"]
     assert case["customer_id"] == customer and case["score"] == 3 and case["comment"] == comment
     assert export["reporting"]["responses"]["items"][0]["comment"] == comment
+    assert export["complete"] is True
+    # What the trigger kept of the order, the funnel's facts, and the email about the case.
+    [invitation] = export["survey"]["invitations"]["items"]
+    [source] = export["trigger"]["source_records"]["items"]
+    assert source["source_ref"] == f"order:{order}" and source["invitation_id"] == invitation["id"]
+    clocks = export["trigger"]["touchpoints"]["items"]
+    assert [clock["touchpoint"] for clock in clocks] == [invitation["touchpoint"]] == [source["touchpoint"]]
+    funnel = export["reporting"]["funnel"]["items"]
+    assert {(f["invitation_id"], f["step"]) for f in funnel} >= {(invitation["id"], "sent")}
+    [email_about_case] = export["alerting"]["notifications"]["items"]
+    assert email_about_case["kind"] == "case_opened" and comment in email_about_case["body"]
+    assert "recipient" not in email_about_case
     # No other customer's data, and no survey token or its hash.
     text = str(export)
     assert other not in text and other_email not in text

@@ -1,0 +1,53 @@
+"""The customer export's keyset pages: each of a customer's lookups gets its keyset's columns, so a
+page is read down the index (``WHERE tenant AND customer AND (keyset) < (cursor) ORDER BY keyset
+DESC LIMIT n``) instead of sorting the customer's whole history for each page. Each index keeps its
+name and its leading columns, so the queries it served before are served as they were.
+
+Not CONCURRENTLY: the whole history runs in one transaction under the migration lock. On a very
+large table, build the new index by hand beforehand under another name, then swap.
+
+Revision ID: 0020
+"""
+
+from alembic import op
+
+revision = "0020"
+down_revision = "0019"
+branch_labels = None
+depends_on = None
+
+SCHEMA = "reporting"
+
+
+def upgrade() -> None:
+    op.drop_index("ix_responses_tenant_customer_responded_at", table_name="responses", schema=SCHEMA)
+    op.create_index(
+        "ix_responses_tenant_customer_responded_at",
+        "responses",
+        ["tenant_id", "customer_id", "responded_at", "response_id"],
+        schema=SCHEMA,
+    )
+    op.drop_index("ix_purchases_tenant_customer_occurred_at", table_name="purchases", schema=SCHEMA)
+    op.create_index(
+        "ix_purchases_tenant_customer_occurred_at",
+        "purchases",
+        ["tenant_id", "customer_id", "occurred_at", "order_id"],
+        schema=SCHEMA,
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_responses_tenant_customer_responded_at", table_name="responses", schema=SCHEMA)
+    op.create_index(
+        "ix_responses_tenant_customer_responded_at",
+        "responses",
+        ["tenant_id", "customer_id", "responded_at"],
+        schema=SCHEMA,
+    )
+    op.drop_index("ix_purchases_tenant_customer_occurred_at", table_name="purchases", schema=SCHEMA)
+    op.create_index(
+        "ix_purchases_tenant_customer_occurred_at",
+        "purchases",
+        ["tenant_id", "customer_id", "occurred_at"],
+        schema=SCHEMA,
+    )
