@@ -15,7 +15,7 @@ from libs.common.privacy import PageRequestError, decode_cursor, encode_cursor
 from services.survey.models import Response
 from services.trigger.models import Decision
 
-DECISIONS = [Decision.decided_at.__clause_element__(), Decision.id.__clause_element__()]
+DECISIONS = [Decision.decided_at.expression, Decision.id.expression]
 
 
 def _raw(values: object) -> str:
@@ -25,7 +25,7 @@ def _raw(values: object) -> str:
 def test_a_cursor_gives_back_the_keyset_values_as_their_types() -> None:
     at, answer = datetime(2024, 5, 1, 12, 30, tzinfo=UTC), uuid.uuid4()
     assert decode_cursor(encode_cursor([at, 42]), DECISIONS) == [at, 42]
-    keyset = [Response.responded_at.__clause_element__(), Response.id.__clause_element__()]
+    keyset = [Response.responded_at.expression, Response.id.expression]
     assert decode_cursor(encode_cursor([at, answer]), keyset) == [at, answer]
 
 
