@@ -8,14 +8,17 @@ import base64
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import pytest
+from sqlalchemy import ColumnElement
 
 from libs.common.privacy import PageRequestError, decode_cursor, encode_cursor
 from services.survey.models import Response
 from services.trigger.models import Decision
 
-DECISIONS = [Decision.decided_at.expression, Decision.id.expression]
+#: As the repositories pass them: the section's keyset columns.
+DECISIONS = cast(list[ColumnElement[Any]], [Decision.decided_at.expression, Decision.id.expression])
 
 
 def _raw(values: object) -> str:
@@ -25,7 +28,7 @@ def _raw(values: object) -> str:
 def test_a_cursor_gives_back_the_keyset_values_as_their_types() -> None:
     at, answer = datetime(2024, 5, 1, 12, 30, tzinfo=UTC), uuid.uuid4()
     assert decode_cursor(encode_cursor([at, 42]), DECISIONS) == [at, 42]
-    keyset = [Response.responded_at.expression, Response.id.expression]
+    keyset = cast(list[ColumnElement[Any]], [Response.responded_at.expression, Response.id.expression])
     assert decode_cursor(encode_cursor([at, answer]), keyset) == [at, answer]
 
 
